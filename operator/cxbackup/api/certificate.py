@@ -1,0 +1,139 @@
+"""RecordingCertificate (short name rcert): the RSA key and X.509 certificate recordings are encrypted to."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from cxbackup.api.common import ISO_DURATION_PATTERN, CamelModel, Condition
+
+__all__ = [
+    "CertificateGenerate",
+    "CertificateRotation",
+    "CertificateSecretRef",
+    "RecordingCertificate",
+    "RecordingCertificateSpec",
+    "RecordingCertificateStatus",
+    "RetiredCertificate",
+]
+
+
+class CertificateSecretRef(CamelModel):
+    """A Secret holding an uploaded certificate and key."""
+
+    name: str = Field(min_length=1, max_length=253, description="Name of the Secret (same namespace).")
+    certificate_key: str = Field(default="tls.crt", description="Key holding the PEM certificate.")
+    private_key_key: str = Field(default="tls.key", description="Key holding the PEM private key.")
+    password_key: str | None = Field(
+        default=None,
+        description="Key holding the private key password (the upload panel's Private Key Password).",
+    )
+
+
+def _default_usages() -> list[Literal["voice", "screen"]]:
+    return ["voice"]
+
+
+class CertificateGenerate(CamelModel):
+    """Generate a key and self-signed certificate, as the vendor's openssl commands do."""
+
+    common_name: str = Field(min_length=1, max_length=64, description="CN, e.g. Genesys Recording.")
+    country: str = Field(pattern=r"^[A-Z]{2}$", description="C, a two-letter country code, e.g. US.")
+    state: str = Field(min_length=1, max_length=128, description="ST, the full state or province.")
+    organization: str = Field(min_length=1, max_length=64, description="O, the exact legal organisation name.")
+    key_size: Literal[2048, 3072, 4096] = Field(default=2048, description="RSA key size in bits.")
+    validity_days: int = Field(default=3650, ge=1, le=36500, description="Validity in days.")
+
+
+class CertificateRotation(CamelModel):
+    """Rotation before expiry."""
+
+    enabled: bool = Field(default=True, description="Rotate automatically (generated certificates only).")
+    renew_before: str | None = Field(
+        default=None,
+        pattern=ISO_DURATION_PATTERN,
+        description="ISO 8601 duration before notAfter to rotate; default a third of the lifetime.",
+    )
+    window_start: str | None = Field(
+        default=None, pattern=r"^[0-2][0-9]:[0-5][0-9]$", description="Rotation allowed from HH:MM UTC."
+    )
+    window_end: str | None = Field(
+        default=None, pattern=r"^[0-2][0-9]:[0-5][0-9]$", description="Rotation allowed until HH:MM UTC."
+    )
+
+
+class RecordingCertificateSpec(CamelModel):
+    """Desired state of a RecordingCertificate."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.secretRef) != has(self.generate)",
+                    "message": "set exactly one of secretRef (upload) or generate",
+                }
+            ]
+        }
+    }
+
+    secret_ref: CertificateSecretRef | None = Field(default=None, description="Use an uploaded pair.")
+    generate: CertificateGenerate | None = Field(default=None, description="Generate a pair.")
+    usages: list[Literal["voice", "screen"]] = Field(
+        default_factory=_default_usages,
+        min_length=1,
+        max_length=2,
+        description="What the certificate encrypts: voice and/or screen recordings.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    rotation: CertificateRotation | None = Field(default=None, description="Rotation before expiry.")
+    keyring_secret: str | None = Field(
+        default=None,
+        description="Secret keeping every key this certificate ever had (default <name>-keyring); never "
+        "deleted by the operator.",
+    )
+
+
+class RetiredCertificate(CamelModel):
+    """A certificate replaced by rotation, whose key stays in the keyring."""
+
+    serial_number: str = Field(description="Serial number (decimal).")
+    fingerprint: str = Field(description="SHA-256 fingerprint.")
+    not_after: datetime = Field(description="Expiry.")
+
+
+class RecordingCertificateStatus(CamelModel):
+    """Observed state of a RecordingCertificate (the vendor's certificate list and upload panel)."""
+
+    model_config = CamelModel.model_config | {"extra": "allow"}
+
+    issued_to: str | None = Field(default=None, description="Subject common name.")
+    issued_by: str | None = Field(default=None, description="Issuer common name.")
+    serial_number: str | None = Field(default=None, description="Serial number (decimal).")
+    subject_dn: str | None = Field(default=None, description="Subject DN.")
+    issuer_dn: str | None = Field(default=None, description="Issuer DN.")
+    not_before: datetime | None = Field(default=None, description="Start of validity.")
+    not_after: datetime | None = Field(default=None, description="Expiry.")
+    key_size: int | None = Field(default=None, description="RSA key size in bits.")
+    fingerprint: str | None = Field(default=None, description="SHA-256 fingerprint.")
+    usages: list[str] | None = Field(default=None, description="voice and/or screen.")
+    deployed_count: int | None = Field(
+        default=None, description="RecordingBackups and ExportJobs referencing this certificate."
+    )
+    conditions: list[Condition] | None = Field(default=None, description="Ready, Expiring, Expired, Invalid.")
+    next_rotation_time: datetime | None = Field(default=None, description="When rotation is due.")
+    retired: list[RetiredCertificate] | None = Field(default=None, description="Certificates replaced.")
+    observed_generation: int | None = Field(default=None, description="The generation last reconciled.")
+
+
+class RecordingCertificate(CamelModel):
+    """An RSA key and X.509 certificate for recording encryption, rotated before expiry, keys kept."""
+
+    model_config = CamelModel.model_config | {"extra": "ignore"}
+
+    api_version: str = Field(default="cxbackup.io/v1alpha1")
+    kind: str = Field(default="RecordingCertificate")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: RecordingCertificateSpec
+    status: RecordingCertificateStatus | None = None

@@ -1,0 +1,110 @@
+"""Types shared by the three custom resources: the base model, references, conditions, pod settings.
+
+Only types live here (STYLE.md: "types hold only types"); field descriptions become `kubectl explain`
+text through the generated CRDs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "ISO_DURATION_PATTERN",
+    "VERSION",
+    "CamelModel",
+    "Condition",
+    "ConditionStatus",
+    "PodSettings",
+    "ProxySettings",
+    "S3CredentialsRef",
+    "SecretKeyRef",
+]
+
+GROUP = "cxbackup.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# ISO 8601 durations (P[n]Y[n]M[n]DT[n]H[n]M[n]S, the seed's form, plus weeks). RE2 and Rust regex have no
+# look-around, so "P" and "PT" alone pass this pattern; the CEL rules and the engines reject them.
+ISO_DURATION_PATTERN = r"^P([0-9]+Y)?([0-9]+M)?([0-9]+W)?([0-9]+D)?(T([0-9]+H)?([0-9]+M)?([0-9]+S)?)?$"
+
+
+class CamelModel(BaseModel):
+    """Base for every API type: camelCase on the wire, snake_case in Python, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_attribute_docstrings=False,
+    )
+
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Condition(CamelModel):
+    """The latest observation of one aspect of the resource, as in metav1.Condition."""
+
+    type: str = Field(description="Type of condition, e.g. Ready, Running, Degraded.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(default="", description="One CamelCase word saying why the condition is so.")
+    message: str = Field(default="", description="A human-readable explanation, with the fix where known.")
+    last_transition_time: datetime | None = Field(
+        default=None, description="When the status last changed (not when it was last checked)."
+    )
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation this condition was computed from."
+    )
+
+
+class SecretKeyRef(CamelModel):
+    """A Secret in the resource's namespace and the keys to read from it."""
+
+    name: str = Field(min_length=1, max_length=253, description="Name of the Secret (same namespace).")
+
+
+class ProxySettings(CamelModel):
+    """An HTTP proxy."""
+
+    host: str = Field(min_length=1, description="Proxy host name or IP address (for GWS: http://host).")
+    port: int = Field(ge=1, le=65535, description="Proxy port.")
+
+
+class S3CredentialsRef(CamelModel):
+    """A Secret holding S3 credentials as AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY."""
+
+    name: str = Field(min_length=1, max_length=253, description="Name of the Secret (same namespace).")
+    access_key_id_key: str = Field(
+        default="AWS_ACCESS_KEY_ID", description="Key in the Secret holding the access key id."
+    )
+    secret_access_key_key: str = Field(
+        default="AWS_SECRET_ACCESS_KEY", description="Key in the Secret holding the secret access key."
+    )
+
+
+class PodSettings(CamelModel):
+    """How the worker pods of a run are scheduled and sized."""
+
+    resources: dict[str, Any] | None = Field(
+        default=None,
+        description="Container resources (requests/limits), as in a Pod spec.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    node_selector: dict[str, str] | None = Field(default=None, description="Node selector for worker pods.")
+    tolerations: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Tolerations for worker pods, as in a Pod spec.",
+        json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+    )
+    service_account_name: str | None = Field(
+        default=None,
+        description="ServiceAccount the worker pods run as (default: the chart's worker account, "
+        "which may only patch the status of its own resources).",
+    )

@@ -1,0 +1,201 @@
+"""ExportJob (short name ej): an encrypted export of contact history or of one user's chat (GDPR)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from cxbackup.api.common import ISO_DURATION_PATTERN, CamelModel, Condition, PodSettings, S3CredentialsRef
+
+__all__ = [
+    "MAX_GDPR_USERS",
+    "ArtifactRecord",
+    "ExportCertificateRef",
+    "ExportJob",
+    "ExportJobSpec",
+    "ExportJobStatus",
+    "ExportRange",
+    "ExportRunRecord",
+    "ExportSource",
+    "ExportStore",
+]
+
+# The GDPR chat export policy (seed 002) targets one user or a small set; whole-organisation chat
+# exports are not supported, so the list is capped.
+MAX_GDPR_USERS = 10
+
+
+class ExportSource(CamelModel):
+    """The vendor API the data comes from."""
+
+    api_uri_prefix: str = Field(pattern=r"^https?://", description="URL prefix of the vendor's data APIs.")
+    credentials_secret: str = Field(
+        min_length=1, description="Secret with GWS_USERNAME and GWS_PASSWORD for the vendor API."
+    )
+
+
+class ExportRange(CamelModel):
+    """The time range exported: from/to, or a duration back from the run time."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.last) != (has(self.from) || has(self.to))",
+                    "message": "set either range.last or range.from (and optionally range.to)",
+                },
+                {
+                    "rule": "!has(self.to) || has(self.from)",
+                    "message": "range.to needs range.from",
+                    "fieldPath": ".to",
+                },
+                {
+                    "rule": "!has(self.from) || !has(self.to) || timestamp(self.from) < timestamp(self.to)",
+                    "message": "range.from must be before range.to",
+                    "fieldPath": ".from",
+                },
+            ]
+        }
+    }
+
+    from_: datetime | None = Field(default=None, alias="from", description="Start (inclusive), RFC 3339.")
+    to: datetime | None = Field(default=None, description="End (exclusive), RFC 3339; default: the run time.")
+    last: str | None = Field(
+        default=None,
+        pattern=ISO_DURATION_PATTERN,
+        description="ISO 8601 duration back from the run time, e.g. P1D (with a schedule: the last day).",
+    )
+
+
+class ExportCertificateRef(CamelModel):
+    """The certificate artifacts are encrypted to: a RecordingCertificate or a Secret."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.recordingCertificate) != has(self.secret)",
+                    "message": "set exactly one of certificate.recordingCertificate or certificate.secret",
+                }
+            ]
+        }
+    }
+
+    recording_certificate: str | None = Field(
+        default=None, description="Name of a RecordingCertificate in the same namespace."
+    )
+    secret: str | None = Field(default=None, description="Name of a Secret holding the certificate as tls.crt.")
+
+
+class ExportStore(CamelModel):
+    """Where artifacts are kept: exactly one of pvc or s3."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.pvc) != has(self.s3)",
+                    "message": "set exactly one of store.pvc or store.s3",
+                }
+            ]
+        }
+    }
+
+    pvc: str | None = Field(default=None, description="Name of a PVC in the same namespace.")
+    sub_path: str | None = Field(default=None, description="Folder inside the PVC.")
+    s3: str | None = Field(default=None, pattern=r"^s3://", description="s3://bucket/prefix")
+    s3_endpoint_url: str | None = Field(default=None, pattern=r"^https?://", description="S3 endpoint.")
+    s3_credentials: S3CredentialsRef | None = Field(default=None, description="Credentials for the bucket.")
+
+
+class ExportJobSpec(CamelModel):
+    """Desired state of an ExportJob."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.type != 'gdprChat' || (has(self.users) && size(self.users) > 0)",
+                    "message": "a gdprChat export needs users (1 to 10 subject user ids); "
+                    "whole-organisation chat exports are not supported",
+                    "fieldPath": ".users",
+                },
+                {
+                    "rule": "self.type == 'gdprChat' || !has(self.users)",
+                    "message": "users applies only to type gdprChat",
+                    "fieldPath": ".users",
+                },
+            ]
+        }
+    }
+
+    type: Literal["contactHistory", "gdprChat"] = Field(
+        description="contactHistory (CDDS contact history) or gdprChat (one user's chat messages, GDPR)."
+    )
+    source: ExportSource = Field(description="The vendor API the data comes from.")
+    range: ExportRange = Field(description="The time range exported.")
+    users: list[str] | None = Field(
+        default=None,
+        max_length=MAX_GDPR_USERS,
+        description="For gdprChat: the subject user ids (at most 10; the vendor's policy supports per-user "
+        "requests, not whole-organisation chat exports).",
+    )
+    certificate: ExportCertificateRef = Field(description="The certificate artifacts are encrypted to.")
+    encryption: Literal["AES-128", "AES-256"] = Field(default="AES-256", description="Content cipher.")
+    store: ExportStore = Field(description="Where artifacts are kept.")
+    retention_days: int = Field(default=30, ge=1, le=3650, description="Days artifacts are kept (default 30).")
+    schedule: str | None = Field(default=None, min_length=9, description="Cron schedule; absent: run once.")
+    suspend: bool = Field(default=False, description="Start no new runs while true.")
+    pod: PodSettings | None = Field(default=None, description="Scheduling and resources of export pods.")
+
+
+class ArtifactRecord(CamelModel):
+    """One stored artifact (the CDDS Artifacts page)."""
+
+    name: str = Field(description="Artifact file name (.p7m).")
+    size: int = Field(description="Size in bytes.")
+    sha256: str = Field(description="SHA-256 of the stored (encrypted) bytes, hex.")
+    location: str = Field(description="Where it is stored (path or s3:// URL).")
+    created_at: datetime = Field(description="When it was written.")
+    expires_at: datetime = Field(description="When the retention sweep deletes it.")
+    expired: bool = Field(default=False, description="True once deleted by the retention sweep.")
+
+
+class ExportRunRecord(CamelModel):
+    """One export run (the CDDS History page)."""
+
+    job_name: str = Field(description="Name of the Job.")
+    start_time: datetime = Field(description="When the run started.")
+    completion_time: datetime | None = Field(default=None, description="When it finished.")
+    state: Literal["Running", "Succeeded", "Failed"] = Field(description="Running, Succeeded or Failed.")
+    records: int = Field(default=0, description="Records exported.")
+    artifacts: int = Field(default=0, description="Artifacts written.")
+    error: str = Field(default="", description="Why it failed.")
+
+
+class ExportJobStatus(CamelModel):
+    """Observed state of an ExportJob."""
+
+    model_config = CamelModel.model_config | {"extra": "allow"}
+
+    phase: str | None = Field(default=None, description="Pending, Running, Succeeded, Failed or Invalid.")
+    observed_generation: int | None = Field(default=None, description="The generation last reconciled.")
+    conditions: list[Condition] | None = Field(default=None, description="Ready, Running, Degraded.")
+    history: list[ExportRunRecord] | None = Field(default=None, description="Runs, newest first.")
+    artifacts: list[ArtifactRecord] | None = Field(default=None, description="Stored artifacts.")
+    last_successful_time: datetime | None = Field(default=None, description="When a run last succeeded.")
+    next_schedule_time: datetime | None = Field(default=None, description="When the next run is due.")
+
+
+class ExportJob(CamelModel):
+    """An export of contact history or of chat messages, as encrypted CMS artifacts."""
+
+    model_config = CamelModel.model_config | {"extra": "ignore"}
+
+    api_version: str = Field(default="cxbackup.io/v1alpha1")
+    kind: str = Field(default="ExportJob")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: ExportJobSpec
+    status: ExportJobStatus | None = None

@@ -1,0 +1,366 @@
+"""RecordingBackup (short name rb): back up call recordings from the vendor cloud to a PVC or S3 bucket."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from cxbackup.api.common import (
+    ISO_DURATION_PATTERN,
+    CamelModel,
+    Condition,
+    PodSettings,
+    ProxySettings,
+    S3CredentialsRef,
+)
+
+__all__ = [
+    "MAX_REPLICAS",
+    "AuditSpec",
+    "AuditStatus",
+    "BackupCounts",
+    "BackupFilters",
+    "BackupMedia",
+    "BackupSource",
+    "BackupTarget",
+    "BackupWindow",
+    "CurrentRun",
+    "GwsCredentialsRef",
+    "PvcTarget",
+    "RecordingBackup",
+    "RecordingBackupSpec",
+    "RecordingBackupStatus",
+    "RunRecord",
+    "S3Target",
+    "ShardProgress",
+]
+
+MAX_REPLICAS = 64
+
+# int (whole days) or an ISO 8601 duration: the seed's two forms for minAge/maxAge.
+_AGE_RULE: dict[str, Any] = {
+    "rule": "type(self) == int ? int(self) >= 0 : (string(self).matches('" + ISO_DURATION_PATTERN + "') "
+    "&& string(self) != 'P' && !string(self).endsWith('T'))",
+    "message": "must be a whole number of days >= 0 (e.g. 2) or an ISO 8601 duration (e.g. PT30M, P30D, P6MT12H)",
+}
+# YYYY-MM-DD (GMT) or 13-digit epoch milliseconds.
+_DATE_PATTERN = r"^([0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{13})$"
+
+
+class GwsCredentialsRef(CamelModel):
+    """A Secret holding the vendor (GWS) user name and password."""
+
+    name: str = Field(min_length=1, max_length=253, description="Name of the Secret (same namespace).")
+    username_key: str = Field(default="GWS_USERNAME", description="Key holding the user name.")
+    password_key: str = Field(default="GWS_PASSWORD", description="Key holding the password.")
+
+
+class BackupSource(CamelModel):
+    """Where recordings come from: the vendor's recording API and its S3 storage."""
+
+    gws_uri_prefix: str = Field(
+        pattern=r"^https?://",
+        description="URL prefix of the recording web services (RCBS gwsUriPrefix), e.g. https://example.com/api/v2.",
+    )
+    gws_recordings_uri: str | None = Field(
+        default=None, description="Path of the recording API (RCBS gwsRecordingsUri); default /recordings."
+    )
+    gws_settings_uri: str | None = Field(
+        default=None, description="Path of the settings API (RCBS gwsSettingsUri); default /me/settings/rcbs."
+    )
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36500,
+        description="The vendor's retention period in days: recordings older than this are deleted by the "
+        "vendor. Used for the retention margin metric and the audit range.",
+    )
+    gws_credentials: GwsCredentialsRef = Field(
+        description="Secret with the vendor user name and password (GWS_USERNAME, GWS_PASSWORD)."
+    )
+    s3_credentials: S3CredentialsRef | None = Field(
+        default=None,
+        description="Secret with the vendor S3 credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); "
+        "required unless media.metadataOnly is true.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, pattern=r"^https?://", description="S3 endpoint for a non-AWS S3 (default: AWS)."
+    )
+    s3_region: str | None = Field(default=None, description="AWS region of the vendor buckets.")
+    gws_proxy: ProxySettings | None = Field(default=None, description="Proxy for the recording API.")
+    aws_proxy: ProxySettings | None = Field(default=None, description="Proxy for S3.")
+    use_payload_signing: bool = Field(default=False, description="Sign S3 payloads (slower; RCBS default false).")
+
+
+class BackupWindow(CamelModel):
+    """Which recordings a run covers, as in RCBS: ages relative to now, or absolute dates."""
+
+    min_age: int | str = Field(
+        default=0,
+        description="Recordings older than this are included: whole days or an ISO 8601 duration (PT30M). Default 0.",
+        json_schema_extra={"x-kubernetes-int-or-string": True, "x-kubernetes-validations": [_AGE_RULE]},
+    )
+    max_age: int | str = Field(
+        default=2,
+        description="Recordings newer than this are included: whole days or an ISO 8601 duration (P30D). "
+        "Default 2. After downtime the run starts from status.lastRecordingEndTime instead when that is older.",
+        json_schema_extra={"x-kubernetes-int-or-string": True, "x-kubernetes-validations": [_AGE_RULE]},
+    )
+    min_date: str | None = Field(
+        default=None,
+        pattern=_DATE_PATTERN,
+        description="Absolute newer bound, YYYY-MM-DD (GMT) or 13-digit epoch ms; overrides minAge (RCBS minDate).",
+    )
+    max_date: str | None = Field(
+        default=None,
+        pattern=_DATE_PATTERN,
+        description="Absolute older bound, YYYY-MM-DD (GMT) or 13-digit epoch ms; overrides maxAge and the "
+        "stored last recording end time (RCBS maxDate).",
+    )
+
+
+class BackupMedia(CamelModel):
+    """Which media files are downloaded and how they are laid out."""
+
+    type_pattern: str = Field(
+        default="audio/mp3|video/mp4",
+        min_length=1,
+        description="Regular expression matched against each media file's MIME type (RCBS mediaTypePattern).",
+    )
+    metadata_only: bool = Field(
+        default=False, description="Download metadata only, no media (no S3 credentials needed)."
+    )
+    folder_format: str = Field(
+        default="yyyy/MM/dd/HH",
+        pattern=r"^[yMdHm/_-]+$",
+        description="Folder layout from the recording's start time in UTC (RCBS recordingFolderFormat).",
+    )
+
+
+class BackupFilters(CamelModel):
+    """Optional filters from the vendor's access-control model; a recording is kept when it matches all given."""
+
+    partitions: list[str] | None = Field(
+        default=None, max_length=100, description="Keep recordings in any of these partitions (e.g. /sales)."
+    )
+    access_groups: list[str] | None = Field(
+        default=None, max_length=100, description="Keep recordings in any of these access groups."
+    )
+    agent_hierarchy: str | None = Field(
+        default=None,
+        pattern=r"^/",
+        description="Keep recordings of agents under this hierarchy path (e.g. /Anthony/John).",
+    )
+
+
+class PvcTarget(CamelModel):
+    """A PersistentVolumeClaim in the same namespace."""
+
+    claim_name: str = Field(min_length=1, max_length=253, description="Name of the PVC.")
+    sub_path: str | None = Field(
+        default=None,
+        max_length=1024,
+        pattern=r"^[^/].*$",
+        description="Folder inside the volume (relative, no leading /).",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "!self.split('/').exists(p, p == '..')", "message": "must not contain '..'"}
+            ]
+        },
+    )
+
+
+class S3Target(CamelModel):
+    """The customer's own S3-compatible bucket."""
+
+    bucket: str = Field(min_length=3, max_length=63, description="Bucket name.")
+    prefix: str = Field(default="", description="Key prefix inside the bucket, e.g. recordings/.")
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://", description="Endpoint (default AWS).")
+    region: str | None = Field(default=None, description="Region of the bucket.")
+    credentials: S3CredentialsRef = Field(description="Secret with credentials for the target bucket.")
+
+
+class BackupTarget(CamelModel):
+    """Where recordings are written: exactly one of pvc or s3."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.pvc) != has(self.s3)",
+                    "message": "set exactly one of target.pvc or target.s3",
+                }
+            ]
+        }
+    }
+
+    pvc: PvcTarget | None = Field(default=None, description="Back up into a PersistentVolumeClaim.")
+    s3: S3Target | None = Field(default=None, description="Back up into an S3-compatible bucket.")
+
+
+class AuditSpec(CamelModel):
+    """A periodic audit comparing the vendor's retained recordings with the target."""
+
+    enabled: bool = Field(default=False, description="Run the audit.")
+    schedule: str = Field(default="0 6 * * *", description="Cron schedule of the audit.")
+
+
+class RecordingBackupSpec(CamelModel):
+    """Desired state of a RecordingBackup."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.window) || !has(self.window.minAge) || !has(self.window.maxAge) || "
+                    "type(self.window.minAge) != int || type(self.window.maxAge) != int || "
+                    "self.window.maxAge == 0 || int(self.window.minAge) < int(self.window.maxAge)",
+                    "message": "window.minAge must be less than window.maxAge",
+                    "fieldPath": ".window.minAge",
+                },
+                {
+                    "rule": "(has(self.media) && self.media.metadataOnly) || has(self.source.s3Credentials)",
+                    "message": "source.s3Credentials is required unless media.metadataOnly is true",
+                    "fieldPath": ".source.s3Credentials",
+                },
+                {
+                    "rule": "!has(self.timeZone) || has(self.schedule)",
+                    "message": "timeZone needs a schedule",
+                    "fieldPath": ".timeZone",
+                },
+            ]
+        }
+    }
+
+    source: BackupSource = Field(description="The vendor's recording API and S3 storage.")
+    window: BackupWindow = Field(default_factory=BackupWindow, description="Which recordings a run covers.")
+    media: BackupMedia = Field(default_factory=BackupMedia, description="Media selection and layout.")
+    filters: BackupFilters | None = Field(default=None, description="Optional access-control filters.")
+    target: BackupTarget = Field(description="Where recordings are written.")
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_REPLICAS,
+        description="Number of shards: pods that split the recordings of a run by a hash of the id "
+        "(RCBS totalRcbsInstances).",
+    )
+    concurrency: int = Field(default=16, ge=1, le=256, description="Concurrent downloads per shard.")
+    schedule: str | None = Field(
+        default=None,
+        min_length=9,
+        description="Cron schedule (5 fields), e.g. '30 4,10,16,22 * * *'. Absent: run once.",
+    )
+    time_zone: str | None = Field(default=None, description="IANA time zone of the schedule (default UTC).")
+    suspend: bool = Field(default=False, description="Start no new runs while true (a running one finishes).")
+    concurrency_policy: Literal["Forbid", "Replace"] = Field(
+        default="Forbid",
+        description="Forbid: a run never starts while the previous one is active (skipped, with an Event). "
+        "Replace: the active run is stopped and a new one started.",
+    )
+    backoff_limit_per_index: int = Field(
+        default=3, ge=0, le=20, description="Retries of each shard's pod before the shard counts as failed."
+    )
+    history_limit: int = Field(default=10, ge=1, le=100, description="Runs kept in status.history.")
+    successful_jobs_history_limit: int = Field(
+        default=3, ge=0, le=100, description="Finished successful Jobs kept in the cluster."
+    )
+    failed_jobs_history_limit: int = Field(
+        default=3, ge=0, le=100, description="Finished failed Jobs kept in the cluster."
+    )
+    audit: AuditSpec | None = Field(default=None, description="Optional periodic audit.")
+    pod: PodSettings | None = Field(default=None, description="Scheduling and resources of worker pods.")
+
+
+class ShardProgress(CamelModel):
+    """Progress of one shard, written by its pod."""
+
+    phase: str = Field(default="Pending", description="Pending, Running, Succeeded or Failed.")
+    total: int = Field(default=0, description="Recordings of this shard in the window.")
+    downloaded: int = Field(default=0, description="Recordings downloaded.")
+    skipped: int = Field(default=0, description="Recordings already in the target.")
+    failed: int = Field(default=0, description="Recordings that failed.")
+    bytes: int = Field(default=0, description="Bytes written.")
+    updated_at: datetime | None = Field(default=None, description="When the pod last reported.")
+
+
+class BackupCounts(CamelModel):
+    """Recording counts of a run."""
+
+    downloaded: int = Field(default=0, description="Recordings downloaded.")
+    skipped: int = Field(default=0, description="Recordings already in the target.")
+    failed: int = Field(default=0, description="Recordings that failed.")
+    bytes: int = Field(default=0, description="Bytes written.")
+
+
+class CurrentRun(CamelModel):
+    """The run in progress."""
+
+    job_name: str = Field(description="Name of the Job running the shards.")
+    window_start: datetime = Field(description="Start of the window (inclusive).")
+    window_end: datetime = Field(description="End of the window (exclusive).")
+    start_time: datetime = Field(description="When the run started.")
+    replicas: int = Field(description="Shards of this run.")
+
+
+class RunRecord(CamelModel):
+    """One finished run."""
+
+    job_name: str = Field(description="Name of the Job.")
+    window_start: datetime = Field(description="Start of the window (inclusive).")
+    window_end: datetime = Field(description="End of the window (exclusive).")
+    start_time: datetime = Field(description="When the run started.")
+    completion_time: datetime | None = Field(default=None, description="When the run finished.")
+    result: Literal["Succeeded", "Failed"] = Field(description="Succeeded or Failed.")
+    counts: BackupCounts = Field(default_factory=BackupCounts, description="Recording counts.")
+    message: str = Field(default="", description="Why the run failed, when it did.")
+
+
+class AuditStatus(CamelModel):
+    """The last audit's findings."""
+
+    last_time: datetime | None = Field(default=None, description="When the last audit finished.")
+    checked: int = Field(default=0, description="Recordings checked.")
+    missing: int = Field(default=0, description="Recordings the vendor has and the target lacks.")
+    mismatched: int = Field(default=0, description="Recordings whose size differs.")
+    oldest_missing_start: datetime | None = Field(
+        default=None, description="Start time of the oldest missing recording."
+    )
+
+
+class RecordingBackupStatus(CamelModel):
+    """Observed state of a RecordingBackup, written by the operator and (shards) by the worker pods."""
+
+    model_config = CamelModel.model_config | {"extra": "allow"}
+
+    phase: str | None = Field(default=None, description="Pending, Running, Succeeded, Failed, Suspended or Invalid.")
+    observed_generation: int | None = Field(default=None, description="The generation last reconciled.")
+    conditions: list[Condition] | None = Field(default=None, description="Ready, Running, Degraded.")
+    current_run: CurrentRun | None = Field(default=None, description="The run in progress, if any.")
+    shards: dict[str, ShardProgress] | None = Field(
+        default=None, description="Per-shard progress of the current run, by shard index."
+    )
+    progress: str | None = Field(default=None, description="Overall progress of the current run, e.g. 42%.")
+    counts: BackupCounts | None = Field(default=None, description="Counts of the current or last run.")
+    last_recording_end_time: datetime | None = Field(
+        default=None,
+        description="End of the last fully successful window (the RCBS last_recording_endtime); "
+        "the next run starts here when that is older than maxAge.",
+    )
+    last_successful_time: datetime | None = Field(default=None, description="When the last run succeeded.")
+    next_schedule_time: datetime | None = Field(default=None, description="When the next run is due.")
+    history: list[RunRecord] | None = Field(default=None, description="The last runs, newest first.")
+    audit: AuditStatus | None = Field(default=None, description="The last audit's findings.")
+
+
+class RecordingBackup(CamelModel):
+    """A backup of call recordings from the vendor cloud, once or on a schedule, split over shards."""
+
+    model_config = CamelModel.model_config | {"extra": "ignore"}
+
+    api_version: str = Field(default="cxbackup.io/v1alpha1")
+    kind: str = Field(default="RecordingBackup")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: RecordingBackupSpec
+    status: RecordingBackupStatus | None = None

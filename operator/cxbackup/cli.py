@@ -1,0 +1,66 @@
+"""The `cxbackup` command line: one sub-command per module in cxbackup.commands.
+
+Each command module exposes `register(subparsers) -> None`, which adds its parser and sets
+`func=run` (a callable taking the parsed namespace and returning the exit code). A command that is
+not built yet is registered by `_not_built`, says so and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+# (name, one-line help, module under cxbackup.commands or None when not built yet)
+COMMANDS: list[tuple[str, str, str | None]] = [
+    ("operator", "run the Kubernetes operator (kopf)", None),
+    ("download", "back up recordings from the vendor cloud (an RCBS-compatible worker)", None),
+    ("verify", "check S3 credentials and access to every bucket the vendor names", None),
+    ("decrypt", "decrypt downloaded media (CMS enveloped-data) to a separate tree", None),
+    ("audit", "compare the vendor's recording list with a backup target", None),
+    ("export", "encrypted contact-history and GDPR chat exports", None),
+    ("cert", "generate, inspect and validate recording certificates", None),
+    ("estimate", "estimate the disk space a day of recordings needs", None),
+    ("emulator", "run the local stand-in for the vendor cloud", None),
+    ("demo", "start everything and back up a generated data set", None),
+    ("crds", "generate the CustomResourceDefinitions from the API models", "crds"),
+]
+
+
+def _not_built(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(_args: argparse.Namespace) -> int:
+        print(f"cxbackup {name}: not built yet in this version", file=sys.stderr)
+        return 2
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cxbackup",
+        description="Back up contact-center recordings, export contact data encrypted, "
+        "and manage recording certificates.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, help_text, module in COMMANDS:
+        if module is None:
+            p = sub.add_parser(name, help=f"{help_text} (not built yet)", description=help_text)
+            p.set_defaults(func=_not_built(name))
+            continue
+        mod = importlib.import_module(f"cxbackup.commands.{module}")
+        mod.register(sub, name, help_text)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    return func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

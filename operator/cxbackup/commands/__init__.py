@@ -1,0 +1,1 @@
+"""One module per `cxbackup` sub-command; each exposes `register(subparsers, name, help_text)`."""

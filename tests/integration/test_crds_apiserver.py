@@ -1,0 +1,150 @@
+"""The generated CRDs on a real kube-apiserver: examples accepted, bad input rejected naming the field."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cxbackup.localcluster.controlplane import ControlPlane
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _example(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((REPO / "examples" / name).read_text())
+    return doc
+
+
+def _apply(cp: ControlPlane, ns: str, doc: dict[str, Any]) -> tuple[int, str]:
+    proc = cp.kubectl("apply", "-n", ns, "-f", "-", input_text=json.dumps(doc), check=False)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("name", ["recordingbackup.yaml", "exportjob.yaml", "recordingcertificate.yaml"])
+def test_examples_are_accepted(control_plane: ControlPlane, namespace: str, name: str) -> None:
+    code, out = _apply(control_plane, namespace, _example(name))
+    assert code == 0, out
+    kind = _example(name)["kind"].lower()
+    got = json.loads(control_plane.kubectl("get", kind, "-n", namespace, "-o", "json").stdout)
+    assert len(got["items"]) == 1
+
+
+def test_defaults_are_applied(control_plane: ControlPlane, namespace: str) -> None:
+    doc = _example("recordingbackup.yaml")
+    del doc["spec"]["concurrency"]
+    code, out = _apply(control_plane, namespace, doc)
+    assert code == 0, out
+    got = json.loads(control_plane.kubectl("get", "rb", "recordings", "-n", namespace, "-o", "json").stdout)
+    assert got["spec"]["concurrency"] == 16
+    assert got["spec"]["concurrencyPolicy"] == "Forbid"
+
+
+def _mutate(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(doc)
+    *parents, leaf = path.split(".")
+    node = doc
+    for part in parents:
+        node = node.setdefault(part, {})
+    if value is _DELETE:
+        node.pop(leaf)
+    else:
+        node[leaf] = value
+    return doc
+
+
+_DELETE = object()
+
+BAD_BACKUPS = [
+    ("spec.replicas", 0, "spec.replicas"),
+    ("spec.replicas", 65, "spec.replicas"),
+    ("spec.replicas", "three", "spec.replicas"),
+    ("spec.window.minAge", 3, "minAge must be less than window.maxAge"),
+    ("spec.window.maxAge", "P30X", "spec.window.maxAge"),
+    ("spec.window.minDate", "2018/01/04", "spec.window.minDate"),
+    ("spec.source.gwsUriPrefix", "ftp://x", "spec.source.gwsUriPrefix"),
+    ("spec.source.gwsCredentials", _DELETE, "spec.source.gwsCredentials"),
+    ("spec.target", _DELETE, "spec.target"),
+    (
+        "spec.target.s3",
+        {"bucket": "abc", "credentials": {"name": "s"}},
+        "exactly one of target.pvc or target.s3",
+    ),
+    ("spec.concurrencyPolicy", "Allow", "spec.concurrencyPolicy"),
+    ("spec.source.s3Credentials", _DELETE, "source.s3Credentials is required"),
+    ("spec.target.pvc.subPath", "a/../../etc", "must not contain '..'"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "expected"), BAD_BACKUPS, ids=[f"{p}={v!r}" for p, v, _ in BAD_BACKUPS])
+def test_invalid_recordingbackups_are_rejected(
+    control_plane: ControlPlane, namespace: str, path: str, value: Any, expected: str
+) -> None:
+    doc = _mutate(_example("recordingbackup.yaml"), path, value)
+    code, out = _apply(control_plane, namespace, doc)
+    assert code != 0, f"accepted: {path}={value!r}"
+    assert expected in out, out
+
+
+BAD_EXPORTS = [
+    ("spec.users", [f"u{i}" for i in range(11)], "spec.users"),
+    ("spec.users", _DELETE, "needs users"),
+    ("spec.type", "allChats", "spec.type"),
+    ("spec.encryption", "DES", "spec.encryption"),
+    (
+        "spec.range",
+        {"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
+        "range.from must be before",
+    ),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "expected"), BAD_EXPORTS, ids=[f"{p}={v!r}"[:60] for p, v, _ in BAD_EXPORTS])
+def test_invalid_exportjobs_are_rejected(
+    control_plane: ControlPlane, namespace: str, path: str, value: Any, expected: str
+) -> None:
+    doc = _mutate(_example("exportjob.yaml"), path, value)
+    code, out = _apply(control_plane, namespace, doc)
+    assert code != 0, f"accepted: {path}={value!r}"
+    assert expected in out, out
+
+
+BAD_CERTS = [
+    ("spec.generate.keySize", 1024, "spec.generate.keySize"),
+    ("spec.generate.country", "USA", "spec.generate.country"),
+    ("spec.usages", ["voice", "fax"], "spec.usages"),
+    ("spec.secretRef", {"name": "x"}, "exactly one of secretRef"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "expected"), BAD_CERTS, ids=[f"{p}={v!r}" for p, v, _ in BAD_CERTS])
+def test_invalid_certificates_are_rejected(
+    control_plane: ControlPlane, namespace: str, path: str, value: Any, expected: str
+) -> None:
+    doc = _mutate(_example("recordingcertificate.yaml"), path, value)
+    code, out = _apply(control_plane, namespace, doc)
+    assert code != 0, f"accepted: {path}={value!r}"
+    assert expected in out, out
+
+
+def test_kubectl_explain_shows_field_descriptions(control_plane: ControlPlane) -> None:
+    out = control_plane.kubectl("explain", "recordingbackup.spec.replicas").stdout
+    assert "Number of shards" in out
+    out = control_plane.kubectl("explain", "rcert.spec.generate.country").stdout
+    assert "two-letter country code" in out
+
+
+def test_printer_columns(control_plane: ControlPlane, namespace: str) -> None:
+    code, out = _apply(control_plane, namespace, _example("recordingbackup.yaml"))
+    assert code == 0, out
+    header = control_plane.kubectl("get", "rb", "-n", namespace).stdout.splitlines()[0]
+    for column in ("PHASE", "PROGRESS", "LAST SUCCESS", "AGE"):
+        assert column in header
+    listed = control_plane.kubectl("get", "cxbackup", "-n", namespace, "-o", "name").stdout
+    assert "recordingbackup.cxbackup.io/recordings" in listed
