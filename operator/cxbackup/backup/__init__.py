@@ -1,0 +1,1 @@
+"""cxbackup.backup (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""cxbackup.certs (see ARCHITECTURE.md)."""

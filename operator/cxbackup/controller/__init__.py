@@ -1,0 +1,1 @@
+"""cxbackup.controller (see ARCHITECTURE.md)."""

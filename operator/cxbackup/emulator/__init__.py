@@ -1,0 +1,1 @@
+"""cxbackup.emulator (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""cxbackup.export (see ARCHITECTURE.md)."""
