@@ -25,7 +25,7 @@ COMMANDS: list[tuple[str, str, str | None]] = [
     ("cert", "generate, inspect and validate recording certificates", None),
     ("estimate", "estimate the disk space a day of recordings needs", None),
     ("emulator", "run the local stand-in for the vendor cloud", None),
-    ("demo", "start everything and back up a generated data set", None),
+    ("demo", "start everything and back up a generated data set", "demo"),
     ("crds", "generate the CustomResourceDefinitions from the API models", "crds"),
 ]
 
