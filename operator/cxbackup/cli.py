@@ -22,7 +22,7 @@ COMMANDS: list[tuple[str, str, str | None]] = [
     ("decrypt", "decrypt downloaded media (CMS enveloped-data) to a separate tree", None),
     ("audit", "compare the vendor's recording list with a backup target", None),
     ("export", "encrypted contact-history and GDPR chat exports", None),
-    ("cert", "generate, inspect and validate recording certificates", None),
+    ("cert", "generate, inspect and validate recording certificates", "cert"),
     ("estimate", "estimate the disk space a day of recordings needs", None),
     ("emulator", "run the local stand-in for the vendor cloud", None),
     ("demo", "start everything and back up a generated data set", "demo"),

@@ -1,0 +1,305 @@
+"""`cxbackup cert`: generate and inspect recording certificates, as the vendor's openssl steps and upload
+panel do.
+
+    cxbackup cert generate --cn CN --country C --state ST --org O --days N [--key-size 2048|3072|4096]
+                           --out-key FILE --out-cert FILE [--pkcs8 FILE] [--force]
+    cxbackup cert inspect CERT [--key KEY [--password P | --password-file F]] [--json]
+
+generate writes the key ('BEGIN RSA PRIVATE KEY', mode 0600), the self-signed certificate and, with
+--pkcs8, the key again as unencrypted PKCS#8 (the Azure private.pem). Every file goes to a temporary
+name and is linked or renamed into place; an existing output file is never replaced without --force,
+because losing a key loses the recordings encrypted to it.
+
+inspect prints Issued To, Issued By, Serial Number, Subject DN, Issuer DN, Not Before, Expires, key
+size, SHA-256 fingerprint and, with --key, Key Details; --json prints the same as one JSON object with
+`valid`, `reason`, `message` and `warnings` added.
+
+Exit codes: 0 fine (a warning on stderr when the certificate expires within 30 days), 1 the certificate
+or key is not usable (one line on stderr, ending with the reason code in brackets), 2 a usage error or
+a file that cannot be read or written. Keys and passwords are never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import json
+import os
+import secrets
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cxbackup.certs.generate import KEY_SIZES, ParameterInvalid, generate_pair, to_pkcs8
+from cxbackup.certs.validation import CertificateInfo, CertificateInvalid, Reason, inspect_certificate
+
+__all__ = ["EXPIRY_WARNING", "register", "run"]
+
+EXPIRY_WARNING = timedelta(days=30)
+"""inspect warns when the certificate expires sooner than this."""
+
+_FLAGS = {
+    "cn": "--cn",
+    "country": "--country",
+    "state": "--state",
+    "org": "--org",
+    "days": "--days",
+    "key_size": "--key-size",
+}
+_KEY_REASONS = (Reason.KEY_INVALID, Reason.PASSWORD_REQUIRED, Reason.WRONG_PASSWORD)
+_NO_HARD_LINKS = {errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
+
+
+class _UsageError(Exception):
+    """A problem with the arguments or the files: exit 2."""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str) -> None:
+    p = sub.add_parser(name, help=help_text, description=help_text)
+    actions = p.add_subparsers(dest="cert_action", metavar="ACTION", required=True)
+
+    gen = actions.add_parser(
+        "generate",
+        help="generate an RSA key and a self-signed recording certificate",
+        description="Generate an RSA private key and a self-signed X.509 certificate, like "
+        "`openssl genrsa` and `openssl req -new -x509 -subj /CN=../C=../ST=../O=..`.",
+    )
+    gen.add_argument("--cn", required=True, help="Common Name, the name of the recording solution")
+    gen.add_argument("--country", required=True, help="Country, a two-letter code such as US")
+    gen.add_argument("--state", required=True, help="State or province, in full")
+    gen.add_argument("--org", required=True, help="Organization, the exact legal name")
+    gen.add_argument("--days", required=True, type=int, help="validity in days, e.g. 3650")
+    gen.add_argument(
+        "--key-size",
+        type=int,
+        default=2048,
+        help=f"RSA key size in bits: {', '.join(str(s) for s in KEY_SIZES)} (default 2048)",
+    )
+    gen.add_argument("--out-key", required=True, type=Path, help="private key file to write (mode 0600)")
+    gen.add_argument("--out-cert", required=True, type=Path, help="certificate file to write")
+    gen.add_argument("--pkcs8", type=Path, help="also write the key as unencrypted PKCS#8 PEM (Azure's private.pem)")
+    gen.add_argument("--force", action="store_true", help="replace output files that already exist")
+    gen.set_defaults(func=run)
+
+    ins = actions.add_parser(
+        "inspect",
+        help="show and validate a recording certificate (and its private key)",
+        description="Show a certificate as the upload panel does and check it can encrypt recordings.",
+    )
+    ins.add_argument("cert", type=Path, metavar="CERT", help="PEM certificate file")
+    ins.add_argument("--key", type=Path, help="PEM private key file to check against the certificate")
+    secret = ins.add_mutually_exclusive_group()
+    secret.add_argument(
+        "--password", help="password of an encrypted key (visible to other users; prefer --password-file)"
+    )
+    secret.add_argument("--password-file", type=Path, help="file holding the password of an encrypted key")
+    ins.add_argument("--json", action="store_true", help="print one JSON object")
+    ins.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    action: str = args.cert_action
+    try:
+        if action == "generate":
+            return _generate(args)
+        return _inspect(args)
+    except _UsageError as exc:
+        print(f"cxbackup cert {action}: {exc}", file=sys.stderr)
+        return 2
+
+
+# --- generate ---------------------------------------------------------------------------------------
+
+
+def _generate(args: argparse.Namespace) -> int:
+    outputs: list[tuple[Path, str]] = [(args.out_key, "--out-key"), (args.out_cert, "--out-cert")]
+    if args.pkcs8 is not None:
+        outputs.append((args.pkcs8, "--pkcs8"))
+    seen: dict[Path, str] = {}
+    for path, flag in outputs:
+        resolved = path.resolve()
+        if resolved in seen:
+            raise _UsageError(f"{seen[resolved]} and {flag} name the same file {path}")
+        seen[resolved] = flag
+        if path.exists() and not args.force:
+            raise _UsageError(
+                f"{path} ({flag}) already exists; not replacing it, since losing a key or certificate "
+                "loses the recordings encrypted to it (pass --force to replace it)"
+            )
+        if not path.parent.is_dir():
+            raise _UsageError(f"directory {path.parent} ({flag}) does not exist")
+    try:
+        key_pem, cert_pem = generate_pair(
+            args.cn, args.country, args.state, args.org, args.days, args.key_size, now=datetime.now(UTC)
+        )
+    except ParameterInvalid as exc:
+        raise _UsageError(f"{_FLAGS.get(exc.parameter, exc.parameter)}: {exc.message}") from None
+    files: list[tuple[Path, bytes, int]] = [(args.out_key, key_pem, 0o600), (args.out_cert, cert_pem, 0o644)]
+    if args.pkcs8 is not None:
+        files.append((args.pkcs8, to_pkcs8(key_pem), 0o600))
+    _write_all(files, replace=args.force)
+    print(f"wrote {args.out_key} (RSA {args.key_size}-bit private key, 'BEGIN RSA PRIVATE KEY', mode 0600)")
+    if args.pkcs8 is not None:
+        print(f"wrote {args.pkcs8} (the same key as unencrypted PKCS#8, 'BEGIN PRIVATE KEY', mode 0600)")
+    print(f"wrote {args.out_cert} (self-signed X.509 certificate)")
+    info = inspect_certificate(cert_pem, key_pem, now=datetime.now(UTC))
+    print(_render(info))
+    print(
+        "Keep the private key safe, and keep it after the certificate expires: "
+        "recordings encrypted to it cannot be played back without it."
+    )
+    return 0
+
+
+def _write_all(files: list[tuple[Path, bytes, int]], *, replace: bool) -> None:
+    """Write every file to a temporary name first, then move each into place."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, data, mode in files:
+            staged.append((_stage(path, data, mode), path))
+        for tmp, path in staged:
+            _commit(tmp, path, replace=replace)
+    except OSError as exc:
+        raise _UsageError(f"cannot write {exc.filename or ''}: {exc.strerror or exc}") from None
+    finally:
+        for tmp, _ in staged:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+
+def _stage(path: Path, data: bytes, mode: int) -> Path:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        if mode == 0o600:
+            os.fchmod(fd, mode)  # exactly owner-only for keys, whatever the umask (others get umask)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return tmp
+
+
+def _commit(tmp: Path, path: Path, *, replace: bool) -> None:
+    if replace:
+        tmp.replace(path)
+    else:
+        try:
+            os.link(tmp, path)  # fails if path appeared meanwhile: never clobbers
+        except FileExistsError:
+            raise _UsageError(f"{path} appeared while writing; not replacing it (pass --force)") from None
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise
+            if path.exists():
+                raise _UsageError(f"{path} appeared while writing; not replacing it (pass --force)") from None
+            tmp.replace(path)
+        else:
+            tmp.unlink()
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory handles
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
+        pass
+    finally:
+        os.close(fd)
+
+
+# --- inspect ----------------------------------------------------------------------------------------
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise _UsageError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
+def _password(args: argparse.Namespace) -> bytes | None:
+    if args.password is None and args.password_file is None:
+        return None
+    if args.key is None:
+        raise _UsageError("--password and --password-file need --key")
+    if args.password is not None:
+        value: bytes = args.password.encode("utf-8")
+        return value
+    data = _read(args.password_file, "password file")
+    for ending in (b"\r\n", b"\n"):
+        if data.endswith(ending):
+            return data[: -len(ending)]
+    return data
+
+
+def _render(info: CertificateInfo) -> str:
+    rows = [
+        ("Issued To", info.issued_to),
+        ("Issued By", info.issued_by),
+        ("Serial Number", info.serial_number),
+        ("Subject DN", info.subject_dn),
+        ("Issuer DN", info.issuer_dn),
+        ("Not Before", f"{info.not_before:%Y-%m-%d %H:%M:%S} UTC"),
+        ("Expires", f"{info.not_after:%Y-%m-%d} ({info.not_after:%Y-%m-%d %H:%M:%S} UTC)"),
+        ("Key Size", f"{info.key_size} bits" if info.key_size else "-"),
+        ("SHA-256 Fingerprint", info.fingerprint),
+    ]
+    if info.key_details is not None:
+        rows.append(("Key Details", info.key_details))
+    width = max(len(label) for label, _ in rows) + 1
+    return "\n".join(f"{label + ':':<{width}} {value}" for label, value in rows)
+
+
+def _expiry_warning(info: CertificateInfo, now: datetime) -> str | None:
+    left = info.not_after - now
+    if left > EXPIRY_WARNING:
+        return None
+    when = "in less than a day" if left.days < 1 else f"in {left.days} day{'s' if left.days != 1 else ''}"
+    return (
+        f"certificate expires {when}, on {info.not_after:%Y-%m-%d %H:%M:%S} UTC; install a new key and "
+        "certificate before then, and keep this key for the recordings already encrypted to it"
+    )
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    password = _password(args)
+    cert_pem = _read(args.cert, "certificate")
+    key_pem = _read(args.key, "private key") if args.key is not None else None
+    now = datetime.now(UTC)
+    result: dict[str, Any]
+    try:
+        info = inspect_certificate(cert_pem, key_pem, password, now=now)
+    except CertificateInvalid as exc:
+        where = args.key if exc.reason in _KEY_REASONS else args.cert
+        message = exc.message
+        if exc.reason is Reason.PASSWORD_REQUIRED:
+            message += "; pass it with --password or --password-file"
+        elif exc.reason is Reason.WRONG_PASSWORD:
+            message += " (check --password or --password-file)"
+        if args.json:
+            result = exc.info.to_dict() if exc.info is not None else {}
+            result.update(valid=False, reason=str(exc.reason), message=message, warnings=[])
+            print(json.dumps(result, indent=2))
+        elif exc.info is not None:
+            print(_render(exc.info))
+        print(f"cxbackup cert inspect: {where}: {message} [{exc.reason}]", file=sys.stderr)
+        return 1
+    warning = _expiry_warning(info, now)
+    if args.json:
+        result = info.to_dict()
+        result.update(valid=True, reason=None, message=None, warnings=[warning] if warning else [])
+        print(json.dumps(result, indent=2))
+    else:
+        print(_render(info))
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
