@@ -1,1 +1,33 @@
-"""cxbackup.emulator (see ARCHITECTURE.md)."""
+"""A local stand-in for the vendor cloud: recording API, S3 with CMS-encrypted media, fault injection.
+
+It follows shared/VENDOR_API.md and the seeds' metadata format; it is a test double for the tests and
+the demo, not the vendor's service. Start one with `Emulator` (in-process) or `cxbackup emulator`.
+
+Modules: `dataset` (reproducible, lazy recordings), `faults` (per-endpoint fault injection), `api`
+(the recording API server and its route table), `s3` (moto in a child process behind an
+authenticating, fault-injecting proxy), `sigv4` (request signature checks), `tenant` (the tenant
+key pair), `core` (the `Emulator` that ties them together).
+"""
+
+from __future__ import annotations
+
+from cxbackup.emulator.core import Emulator, MediaMode, write_properties
+from cxbackup.emulator.dataset import HOUR_MS, Dataset, DatasetSpec, Record, StorageEntry, format_time, parse_time
+from cxbackup.emulator.faults import EndpointFaults, FaultConfig, FaultInjector, FaultPlan
+
+__all__ = [
+    "HOUR_MS",
+    "Dataset",
+    "DatasetSpec",
+    "Emulator",
+    "EndpointFaults",
+    "FaultConfig",
+    "FaultInjector",
+    "FaultPlan",
+    "MediaMode",
+    "Record",
+    "StorageEntry",
+    "format_time",
+    "parse_time",
+    "write_properties",
+]

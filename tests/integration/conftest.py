@@ -1,0 +1,3 @@
+"""Fixtures of the integration layer."""
+
+from tests.integration.emulator_fixtures import *  # noqa: F403
