@@ -30,6 +30,8 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
             "-l",
             "app.kubernetes.io/part-of=cxbackup",
         )
+        peering = "apiVersion: kopf.dev/v1\nkind: ClusterKopfPeering\nmetadata:\n  name: cxbackup\n"
+        cp.kubectl("apply", "-f", "-", input_text=peering)
         yield cp
     finally:
         cp.stop()

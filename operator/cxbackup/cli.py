@@ -16,14 +16,14 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 
 # (name, one-line help, module under cxbackup.commands or None when not built yet)
 COMMANDS: list[tuple[str, str, str | None]] = [
-    ("operator", "run the Kubernetes operator (kopf)", None),
-    ("download", "back up recordings from the vendor cloud (an RCBS-compatible worker)", None),
-    ("verify", "check S3 credentials and access to every bucket the vendor names", None),
+    ("operator", "run the Kubernetes operator (kopf)", "operator"),
+    ("download", "back up recordings from the vendor cloud (an RCBS-compatible worker)", "download"),
+    ("verify", "check S3 credentials and access to every bucket the vendor names", "verify"),
     ("decrypt", "decrypt downloaded media (CMS enveloped-data) to a separate tree", "decrypt"),
-    ("audit", "compare the vendor's recording list with a backup target", None),
+    ("audit", "compare the vendor's recording list with a backup target", "audit"),
     ("export", "encrypted contact-history and GDPR chat exports", None),
     ("cert", "generate, inspect and validate recording certificates", "cert"),
-    ("estimate", "estimate the disk space a day of recordings needs", None),
+    ("estimate", "estimate the disk space a day of recordings needs", "estimate"),
     ("emulator", "run the local stand-in for the vendor cloud", "emulator"),
     ("demo", "start everything and back up a generated data set", "demo"),
     ("crds", "generate the CustomResourceDefinitions from the API models", "crds"),

@@ -276,6 +276,7 @@ class RecordingBackupSpec(CamelModel):
 class ShardProgress(CamelModel):
     """Progress of one shard, written by its pod."""
 
+    run_id: str | None = Field(default=None, description="The run this progress belongs to.")
     phase: str = Field(default="Pending", description="Pending, Running, Succeeded or Failed.")
     total: int = Field(default=0, description="Recordings of this shard in the window.")
     downloaded: int = Field(default=0, description="Recordings downloaded.")
@@ -352,6 +353,14 @@ class RecordingBackupStatus(CamelModel):
     next_schedule_time: datetime | None = Field(default=None, description="When the next run is due.")
     history: list[RunRecord] | None = Field(default=None, description="The last runs, newest first.")
     audit: AuditStatus | None = Field(default=None, description="The last audit's findings.")
+    last_run_generation: int | None = Field(
+        default=None,
+        description="metadata.generation when the last run started (a one-shot backup runs again "
+        "when the spec changes).",
+    )
+    last_trigger: str | None = Field(
+        default=None, description="The last value of the cxbackup.io/run-now annotation that started a run."
+    )
 
 
 class RecordingBackup(CamelModel):

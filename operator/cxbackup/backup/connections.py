@@ -1,0 +1,76 @@
+"""Building the vendor client, the S3 media source and the target from a config and credentials.
+
+The only place that turns `RcbsConfig` + `Credentials` into live clients; the worker, verify mode and
+the audit take the results (or fakes) as arguments.
+"""
+
+from __future__ import annotations
+
+from cxbackup.backup.config import Credentials, RcbsConfig
+from cxbackup.backup.errors import ConfigError
+from cxbackup.backup.retry import RetryPolicy
+from cxbackup.backup.s3source import S3MediaSource, S3Options, make_s3_client
+from cxbackup.backup.s3target import S3BucketTarget
+from cxbackup.backup.targets import BackupTarget, LocalDirectoryTarget
+from cxbackup.backup.vendor_client import Urllib3Transport, VendorClient, VendorSettings
+
+__all__ = ["make_media_source", "make_vendor_client", "open_target", "source_s3_options", "target_s3_options"]
+
+
+def make_vendor_client(config: RcbsConfig, credentials: Credentials) -> VendorClient:
+    username, password = credentials.require_gws()
+    return VendorClient(
+        settings_url=config.settings_url,
+        recordings_url=config.recordings_url,
+        username=username,
+        password=password,
+        transport=Urllib3Transport(config.gws_proxy_url, pool_size=4),
+        retry=RetryPolicy(retries=config.retries),
+        page_size=config.page_size,
+    )
+
+
+def source_s3_options(config: RcbsConfig, credentials: Credentials) -> S3Options:
+    """The vendor S3: AWS_* credentials, AWS_ENDPOINT_URL (wins) or awsEndpointUrl, awsRegion, proxy."""
+    credentials.require_aws()
+    return S3Options(
+        access_key_id=credentials.aws_access_key_id,
+        secret_access_key=credentials.aws_secret_access_key,
+        session_token=credentials.aws_session_token,
+        endpoint_url=credentials.aws_endpoint_url or config.aws_endpoint_url,
+        region=config.aws_region,
+        proxy_url=config.aws_proxy_url,
+        payload_signing=config.use_payload_signing,
+        max_pool_connections=max(10, config.concurrency + 2),
+        max_attempts=3,
+    )
+
+
+def make_media_source(config: RcbsConfig, credentials: Credentials, settings: VendorSettings) -> S3MediaSource:
+    return S3MediaSource(settings, source_s3_options(config, credentials))
+
+
+def target_s3_options(config: RcbsConfig, credentials: Credentials) -> S3Options:
+    """The target S3: TARGET_AWS_* credentials (else boto3's default chain), targetS3EndpointUrl/Region."""
+    return S3Options(
+        access_key_id=credentials.target_access_key_id,
+        secret_access_key=credentials.target_secret_access_key,
+        session_token=credentials.target_session_token,
+        endpoint_url=config.target_s3_endpoint_url,
+        region=config.target_s3_region,
+        proxy_url=config.aws_proxy_url,
+        payload_signing=config.use_payload_signing,
+        max_pool_connections=max(10, config.concurrency + 2),
+        max_attempts=4,
+        isolate_from_env=True,
+    )
+
+
+def open_target(config: RcbsConfig, credentials: Credentials, *, create: bool = True) -> BackupTarget:
+    """The configured target: targetDir or targetS3Bucket (+ targetS3Prefix)."""
+    if config.target_s3_bucket:
+        client = make_s3_client(target_s3_options(config, credentials))
+        return S3BucketTarget(client, config.target_s3_bucket, config.target_s3_prefix)
+    if config.target_dir:
+        return LocalDirectoryTarget(config.target_dir, create=create)
+    raise ConfigError("targetDir is required (or targetS3Bucket for an S3 target)")

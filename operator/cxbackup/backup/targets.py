@@ -1,0 +1,259 @@
+"""Backup targets behind one small Protocol: a directory (a PVC, a local or UNC path) and an S3 bucket.
+
+Paths given to a target are relative POSIX paths built by layout.py. A target:
+
+- `size_of(path)` / `exists(path, size)`: is the file there (with that size)?
+- `open_writer(path)`: a writer that becomes visible under `path` only on `commit()`;
+  the directory target writes `.<name>.part-<8 hex>` next to the final file, fsyncs, then
+  `os.replace`s it (and fsyncs the folder); `abort()` removes the temporary file.
+- `remove_stale_temp(directory, only_for)`: deletes temporary files a killed run left in a recording
+  folder (safe: a recording belongs to one shard and each shard runs once, see the lock), or in the
+  root those of one file (this shard's state file; other shards may be writing theirs).
+- `read_text` / `write_text_atomic`: the last_recording_endtime state file.
+- `lock(name, holder)`: exclusive per target and shard for the whole run, else LockHeldError naming
+  the holder. Directory: `fcntl.flock` on `<target>/<name>` (released by the kernel when the process
+  dies, so kill -9 leaves no stale lock; the file stays and names the last holder). S3: see s3target.py.
+
+Every resolved path is checked to stay inside the target root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Protocol
+
+from cxbackup.backup.errors import LockHeldError, TargetError, UnsafePathError
+from cxbackup.backup.layout import check_relative_path, is_temp_name, temp_name
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "BackupTarget",
+    "LocalDirectoryTarget",
+    "LockHolder",
+    "TargetWriter",
+]
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds a lock: written into the lock file/object and quoted in LockHeldError."""
+
+    pid: int
+    host: str
+    started_at: str
+    shard: str
+
+    @classmethod
+    def current(cls, started_at: str, shard: str) -> LockHolder:
+        return cls(pid=os.getpid(), host=socket.gethostname(), started_at=started_at, shard=shard)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    def describe(self) -> str:
+        return f"pid {self.pid} on {self.host} (shard {self.shard}, started {self.started_at})"
+
+    @staticmethod
+    def describe_json(text: str) -> str:
+        try:
+            data = json.loads(text)
+            return LockHolder(**{k: data[k] for k in ("pid", "host", "started_at", "shard")}).describe()
+        except (ValueError, KeyError, TypeError):
+            return repr(text.strip()[:200]) if text.strip() else "an unknown process"
+
+
+class TargetWriter(Protocol):
+    """Bytes for one file; nothing is visible under the final name until commit()."""
+
+    bytes_written: int
+
+    def write(self, data: bytes) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class BackupTarget(Protocol):
+    """Where recordings are written."""
+
+    description: str
+
+    def size_of(self, path: str) -> int | None: ...
+
+    def exists(self, path: str, size: int | None = None) -> bool: ...
+
+    def open_writer(self, path: str) -> TargetWriter: ...
+
+    def read_bytes(self, path: str) -> bytes: ...
+
+    def read_text(self, path: str) -> str | None: ...
+
+    def write_text_atomic(self, path: str, text: str) -> None: ...
+
+    def remove_stale_temp(self, directory: str, only_for: str | None = None) -> int: ...
+
+    def lock(self, name: str, holder: LockHolder) -> contextlib.AbstractContextManager[None]: ...
+
+
+class _LocalWriter:
+    def __init__(self, final: Path) -> None:
+        self._final = final
+        self._temp = final.with_name(temp_name(final.name))
+        self._file: IO[bytes] | None = open(self._temp, "xb")  # noqa: SIM115 - closed in commit/abort
+        self.bytes_written = 0
+
+    def write(self, data: bytes) -> None:
+        assert self._file is not None, "writer already closed"
+        self._file.write(data)
+        self.bytes_written += len(data)
+
+    def commit(self) -> None:
+        assert self._file is not None, "writer already closed"
+        f, self._file = self._file, None
+        try:
+            f.flush()
+            os.fsync(f.fileno())
+        finally:
+            f.close()
+        self._temp.replace(self._final)
+        _fsync_dir(self._final.parent)
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        with contextlib.suppress(FileNotFoundError):
+            self._temp.unlink()
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems (SMB, some FUSE) do not support it
+        pass
+    finally:
+        os.close(fd)
+
+
+class LocalDirectoryTarget:
+    """A directory: a PVC mount, a local folder or a UNC-style //server/path."""
+
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
+        path = Path(root)
+        if create:
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise TargetError(f"cannot create targetDir {path}: {exc.strerror or exc}") from exc
+        if not path.is_dir():
+            raise TargetError(f"targetDir {path} is not a directory")
+        self.root = path.resolve()
+        self.description = str(path)
+
+    def __repr__(self) -> str:
+        return f"LocalDirectoryTarget({self.description!r})"
+
+    def resolve(self, path: str) -> Path:
+        """The absolute path of relative `path`, refusing anything outside the root."""
+        full = (self.root / check_relative_path(path)).resolve()
+        if not full.is_relative_to(self.root):
+            raise UnsafePathError(f"{path!r} resolves outside the target ({full})")
+        return full
+
+    def size_of(self, path: str) -> int | None:
+        try:
+            st = self.resolve(path).stat()
+        except FileNotFoundError:
+            return None
+        return st.st_size
+
+    def exists(self, path: str, size: int | None = None) -> bool:
+        actual = self.size_of(path)
+        return actual is not None and (size is None or actual == size)
+
+    def open_writer(self, path: str) -> TargetWriter:
+        final = self.resolve(path)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            return _LocalWriter(final)
+        except OSError as exc:
+            raise TargetError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+    def read_bytes(self, path: str) -> bytes:
+        return self.resolve(path).read_bytes()
+
+    def read_text(self, path: str) -> str | None:
+        try:
+            return self.resolve(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+
+    def write_text_atomic(self, path: str, text: str) -> None:
+        writer = self.open_writer(path)
+        try:
+            writer.write(text.encode("utf-8"))
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+
+    def remove_stale_temp(self, directory: str, only_for: str | None = None) -> int:
+        """Delete our temporary files in `directory` (only those of file `only_for`, when given)."""
+        folder = self.resolve(directory) if directory else self.root
+        removed = 0
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            mine = only_for is None or entry.name.startswith(f".{only_for}.part-")
+            if mine and entry.is_file(follow_symlinks=False) and is_temp_name(entry.name):
+                with contextlib.suppress(FileNotFoundError):
+                    Path(entry.path).unlink()
+                    removed += 1
+        return removed
+
+    @contextlib.contextmanager
+    def lock(self, name: str, holder: LockHolder) -> Iterator[None]:
+        path = self.resolve(name)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if self._flock(fd, path, holder):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, (holder.to_json() + "\n").encode(), 0)
+                os.fsync(fd)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+    def _flock(self, fd: int, path: Path, holder: LockHolder) -> bool:
+        """Take the lock; False when the file system cannot lock (then the run goes on without one)."""
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            current = os.pread(fd, 4096, 0).decode("utf-8", "replace")
+            raise LockHeldError(
+                f"another instance is already running with target {self.description} and shard "
+                f"{holder.shard}: {LockHolder.describe_json(current)} holds {path}"
+            ) from None
+        except OSError as exc:
+            if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                log.warning("%s does not support file locks (%s); running without the lock", path, exc.strerror)
+                return False
+            raise TargetError(f"cannot lock {path}: {exc.strerror or exc}") from exc
+        return True

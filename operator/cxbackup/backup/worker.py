@@ -1,0 +1,339 @@
+"""The backup worker: one run of `cxbackup download` for one shard and one window.
+
+    run_backup(config, credentials, now=..., sink=...) -> RunSummary
+
+1. Opens the target and takes the shard's lock (LockHeldError when another instance has it).
+2. Computes the window (explicit windowStart/windowEnd, else `compute_window` with the stored last
+   recording end time of this shard).
+3. Lists the window's metadata a page at a time (in day-long chunks, logged the way RCBS logs them),
+   keeps the recordings of this shard (sharding.py) that pass the filters (selection.py), and hands
+   each to a pool of `concurrency` threads through a bounded queue (2 x concurrency in flight), so
+   memory stays bounded whatever the window.
+4. Per recording: removes temporary files a killed run left in its folder; for each selected media
+   file, skips it when the target has it with the size S3 reports (HEAD), else streams the object
+   (1 MiB chunks) into a temporary file, checks Content-Length and the MD5 (ETag) when S3 gives one,
+   fsyncs and renames; retries with backoff on 429/5xx/SlowDown/reset/truncated bodies; then writes
+   `<callUUID>.json` last. A recording whose media and metadata are all present is "skipped".
+5. When the whole window finished with zero failures, stores the window end as the last recording end
+   time (never backwards). Logs the seed's summary line and the failed ids with reasons.
+
+Everything that does I/O is passed in (vendor client, media source, target, sleep), so tests run the
+real logic against fakes; `connections.py` builds the real ones.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from cxbackup.backup.config import Credentials, RcbsConfig
+from cxbackup.backup.connections import make_media_source, make_vendor_client, open_target
+from cxbackup.backup.errors import MediaIntegrityError, MediaMissingError, RcbsError, SourceError, TargetError
+from cxbackup.backup.layout import FolderFormat, recording_paths
+from cxbackup.backup.progress import LogProgressSink, ProgressSink, RecordingResult, RecordingStatus, RunSummary
+from cxbackup.backup.records import MediaFile, Recording
+from cxbackup.backup.redact import Redactor
+from cxbackup.backup.retry import RetryPolicy
+from cxbackup.backup.s3source import MediaRef, MediaSource
+from cxbackup.backup.state import advance_last_end_time, lock_name, read_last_end_time, state_file_name
+from cxbackup.backup.targets import BackupTarget, LockHolder
+from cxbackup.backup.vendor_client import VendorClient
+from cxbackup.backup.window import RecordingWindow, compute_window, format_utc
+
+__all__ = ["CHUNK_BYTES", "RecordingCopier", "copy_media", "run_backup"]
+
+log = logging.getLogger("cxbackup.backup")
+
+CHUNK_BYTES = 1 << 20
+T = TypeVar("T")
+
+
+def _with_retries(
+    action: Callable[[], T], retry: RetryPolicy, sleep: Callable[[float], None], rng: random.Random, what: str
+) -> T:
+    for attempt in range(retry.retries + 1):
+        try:
+            return action()
+        except SourceError as exc:
+            if not exc.retryable or attempt >= retry.retries:
+                raise
+            delay = retry.delay(attempt, rng)
+            log.debug("%s failed (%s); retry %d in %.2fs", what, exc, attempt + 1, delay)
+            sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def copy_media(
+    source: MediaSource,
+    ref: MediaRef,
+    target: BackupTarget,
+    path: str,
+    *,
+    retry: RetryPolicy,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: random.Random | None = None,
+) -> int:
+    """Stream one media object into `path` (temporary name, verified, renamed); returns its size."""
+
+    def attempt() -> int:
+        writer = target.open_writer(path)
+        try:
+            stream = source.open(ref)
+            digest = hashlib.md5(usedforsecurity=False)
+            size = 0
+            try:
+                for chunk in stream.chunks(CHUNK_BYTES):
+                    try:
+                        writer.write(chunk)
+                    except OSError as exc:
+                        raise TargetError(f"writing {path} failed: {exc.strerror or exc}") from exc
+                    digest.update(chunk)
+                    size += len(chunk)
+            finally:
+                stream.close()
+            if stream.content_length >= 0 and size != stream.content_length:
+                raise MediaIntegrityError(
+                    f"s3://{ref.bucket}/{ref.key}: got {size} bytes, Content-Length says {stream.content_length}"
+                )
+            if stream.md5_hex and digest.hexdigest() != stream.md5_hex:
+                raise MediaIntegrityError(f"s3://{ref.bucket}/{ref.key}: MD5 differs from the ETag")
+            try:
+                writer.commit()
+            except OSError as exc:
+                raise TargetError(f"writing {path} failed: {exc.strerror or exc}") from exc
+            return size
+        except BaseException:
+            writer.abort()
+            raise
+
+    return _with_retries(attempt, retry, sleep, rng or random.Random(), f"download of {ref.key}")
+
+
+@dataclass
+class RecordingCopier:
+    """Backs up one recording (see step 4 of the module docstring)."""
+
+    target: BackupTarget
+    source: MediaSource | None
+    folder_format: FolderFormat
+    retry: RetryPolicy
+    metadata_only: bool = False
+    sleep: Callable[[float], None] = time.sleep
+    rng: random.Random | None = None
+
+    def __call__(self, recording: Recording, media: list[MediaFile]) -> RecordingResult:
+        rng = self.rng or random.Random()
+        paths = recording_paths(recording, self.folder_format)
+        self.target.remove_stale_temp(paths.directory)
+        files = 0
+        written = 0
+        if not self.metadata_only:
+            assert self.source is not None, "a media source is needed unless metadataOnly"
+            source = self.source
+            for m in media:
+                assert m.media_id is not None
+                path = paths.media[m.media_id]
+                ref = source.locate(recording.region, m.media_id)
+                have = self.target.size_of(path)
+                if have is not None:
+                    try:
+                        expected = _with_retries(
+                            functools.partial(source.size, ref), self.retry, self.sleep, rng, f"HEAD {ref.key}"
+                        )
+                    except MediaMissingError:
+                        # gone from S3 (retention) but here under its final name, so it was complete
+                        continue
+                    if have == expected:
+                        continue
+                    log.info("%s has %d bytes but S3 has %d; downloading it again", path, have, expected)
+                written += copy_media(source, ref, self.target, path, retry=self.retry, sleep=self.sleep, rng=rng)
+                files += 1
+        if files == 0 and self.target.size_of(paths.metadata) is not None:
+            return RecordingResult(recording.id, RecordingStatus.SKIPPED)
+        data = recording.raw_json.encode("utf-8")
+        writer = self.target.open_writer(paths.metadata)
+        try:
+            writer.write(data)
+            writer.commit()
+        except OSError as exc:
+            writer.abort()
+            raise TargetError(f"writing {paths.metadata} failed: {exc.strerror or exc}") from exc
+        except BaseException:
+            writer.abort()
+            raise
+        return RecordingResult(recording.id, RecordingStatus.DOWNLOADED, files=files + 1, bytes=written + len(data))
+
+
+def _log_config(config: RcbsConfig, target: BackupTarget, window: RecordingWindow, explicit: bool) -> None:
+    log.info("Min-age:%s", config.min_age)
+    log.info("Max-age:%s", config.max_age)
+    log.info("Min-Date:%s", config.min_date or "")
+    log.info("Max-Date:%s", config.max_date or "")
+    log.info("Target Directory:%s", target.description)
+    log.info("Instance: %d of %d", config.rcbs_instance_id, config.total_rcbs_instances)
+    log.info(
+        "Encryption format:%s (media are kept exactly as the vendor encrypted them; this tool does not re-encrypt)",
+        config.encryption_format,
+    )
+    log.info("Window%s: %s", " (explicit)" if explicit else "", window.describe())
+
+
+def run_backup(
+    config: RcbsConfig,
+    credentials: Credentials,
+    *,
+    now: datetime | None = None,
+    window: RecordingWindow | None = None,
+    sink: ProgressSink | None = None,
+    vendor: VendorClient | None = None,
+    source: MediaSource | None = None,
+    target: BackupTarget | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: random.Random | None = None,
+) -> RunSummary:
+    """Run one backup (see the module docstring). Returns the summary; raises RcbsError when the run
+    cannot start (configuration, lock, credentials, settings). Errors while listing end the run early
+    with `summary.error` set; per-recording errors are counted in `summary.failed`.
+    """
+    started = datetime.now(UTC)
+    now = now or started
+    sink = sink or LogProgressSink()
+    if vendor is None:
+        credentials.require_gws()
+    if not config.metadata_only and source is None:
+        credentials.require_aws()
+    if target is None:
+        target = open_target(config, credentials)
+    shard = config.shard
+    redactor = Redactor(
+        [
+            credentials.gws_password,
+            credentials.aws_secret_access_key,
+            credentials.aws_session_token,
+            credentials.target_secret_access_key,
+            credentials.target_session_token,
+        ]
+    )
+    holder = LockHolder.current(started.isoformat(timespec="seconds"), shard.label)
+    with target.lock(lock_name(shard), holder):
+        explicit = window is not None or config.window_start is not None
+        target.remove_stale_temp("", only_for=state_file_name(shard))
+        stored = read_last_end_time(target, shard)
+        if window is None:
+            window = compute_window(config, now, None if explicit else stored)
+        _log_config(config, target, window, explicit)
+        vendor = vendor or make_vendor_client(config, credentials)
+        if not config.metadata_only and source is None:
+            source = make_media_source(config, credentials, vendor.settings())
+        summary = RunSummary(
+            shard=shard,
+            window=window,
+            started_at=started,
+            encryption_format=config.encryption_format,
+            metadata_only=config.metadata_only,
+            last_recording_end_time=stored,
+        )
+        copier = RecordingCopier(
+            target=target,
+            source=source,
+            folder_format=config.folder_format,
+            retry=RetryPolicy(retries=config.retries),
+            metadata_only=config.metadata_only,
+            sleep=sleep,
+            rng=rng,
+        )
+        try:
+            total = vendor.count(window)
+            sink.on_start(-(-total // shard.total) if total else 0)
+            _process_window(config, vendor, copier, window, summary, sink, redactor)
+        except RcbsError as exc:
+            summary.error = redactor.clean(str(exc))
+            summary.error_exit_code = exc.exit_code
+            log.error("Run stopped: %s", summary.error)
+        if summary.ok:
+            stored_after = advance_last_end_time(target, shard, window.end_ms)
+            summary.checkpoint_advanced = stored_after != stored
+            summary.last_recording_end_time = stored_after
+        summary.finished_at = datetime.now(UTC)
+    sink.on_finish(summary)
+    log.info("%s", summary.seed_line())
+    if summary.failed:
+        log.error("%d recordings failed:", summary.failed)
+        for rec_id, reason in summary.failures:
+            log.error("  %s: %s", rec_id, reason)
+        if len(summary.failures) < summary.failed:
+            log.error("  ... and %d more", summary.failed - len(summary.failures))
+    if not summary.ok:
+        log.error("The last recording end time was not advanced; the next run covers this window again")
+    return summary
+
+
+def _process_window(
+    config: RcbsConfig,
+    vendor: VendorClient,
+    copier: RecordingCopier,
+    window: RecordingWindow,
+    summary: RunSummary,
+    sink: ProgressSink,
+    redactor: Redactor,
+) -> None:
+    shard = config.shard
+    access = config.access_filter
+    selector = config.media_selector
+    slots = threading.BoundedSemaphore(config.concurrency * 2)
+    results_lock = threading.Lock()
+
+    def record(result: RecordingResult) -> None:
+        with results_lock:
+            summary.add(result)
+            try:
+                sink.on_recording(result)
+            except Exception:
+                log.exception("progress sink failed")
+
+    def done(rec_id: str, fut: Future[RecordingResult]) -> None:
+        slots.release()
+        try:
+            result = fut.result()
+        except RcbsError as exc:
+            result = RecordingResult(rec_id, RecordingStatus.FAILED, reason=redactor.clean(str(exc)))
+        except Exception as exc:
+            log.debug("recording %s failed", rec_id, exc_info=True)
+            reason = redactor.clean(f"{type(exc).__name__}: {exc}")
+            result = RecordingResult(rec_id, RecordingStatus.FAILED, reason=reason)
+        record(result)
+
+    span = max(window.end_ms - window.start_ms, 1)
+    with ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="rcbs") as pool:
+        for chunk in window.chunks():
+            overall = 100 * (chunk.end_ms - window.start_ms) // span
+            log.info("Starting download recordings <%s> Overall: %d%%", chunk.describe(), overall)
+            log.info("URL: %s", vendor.page_url(chunk, config.page_size, 0))
+            for rec in vendor.iter_recordings(chunk):
+                if not shard.owns(rec.id):
+                    continue
+                if rec.problem:
+                    record(RecordingResult(rec.id or "<no id>", RecordingStatus.FAILED, reason=rec.problem))
+                    continue
+                if not access.matches(rec):
+                    summary.filtered += 1
+                    continue
+                media = selector.select(rec.media)
+                if rec.media and not media:
+                    summary.filtered += 1
+                    continue
+                slots.acquire()
+                fut = pool.submit(copier, rec, media)
+                fut.add_done_callback(functools.partial(done, rec.id))
+            log.info("Downloading recordings before %s UTC", format_utc(chunk.end_ms))
+    if window.is_empty:
+        log.info("The window is empty: nothing to do")

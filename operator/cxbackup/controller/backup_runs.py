@@ -1,0 +1,206 @@
+"""Decisions about RecordingBackup runs, as pure functions of (resource, its Jobs, now).
+
+- `job_view` reads what the controller needs from a Job (window, state, whether it was accounted).
+- `due_slot` says whether a run is due and for which slot (creation, trigger, spec change, schedule).
+- `account_run` turns a finished Job into the status changes: history, counts and, only for a fully
+  successful run, the advanced checkpoint (lastRecordingEndTime).
+- `shard_totals` / `progress_text` summarise the per-shard progress the pods write.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from cxbackup.api.recordingbackup import RecordingBackup
+from cxbackup.controller import jobs as J
+from cxbackup.controller.schedule import next_after
+
+__all__ = [
+    "JobView",
+    "RunOutcome",
+    "account_run",
+    "due_slot",
+    "iso",
+    "job_view",
+    "parse_time",
+    "progress_text",
+    "shard_totals",
+]
+
+TRIGGER_ANNOTATION = "cxbackup.io/run-now"
+
+
+def iso(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_time(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(dt.UTC)
+
+
+def _ms(when: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(when / 1000, dt.UTC)
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A run's Job as the controller sees it."""
+
+    name: str
+    run_id: str
+    window_start_ms: int
+    window_end_ms: int
+    replicas: int
+    run_start: dt.datetime
+    finished: bool
+    succeeded: bool
+    completion_time: dt.datetime | None
+    failure_message: str
+    accounted: bool
+
+    @property
+    def active(self) -> bool:
+        return not self.finished
+
+
+def job_view(job: dict[str, Any]) -> JobView:
+    meta = job.get("metadata", {})
+    ann = meta.get("annotations") or {}
+    status = job.get("status") or {}
+    conds = {c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"}
+    complete = "Complete" in conds
+    failed = "Failed" in conds
+    message = ""
+    if failed:
+        c = conds["Failed"]
+        message = f"{c.get('reason', 'Failed')}: {c.get('message', '')}".strip(": ")
+    start = parse_time(ann.get(J.ANNOTATION_RUN_START)) or parse_time(meta.get("creationTimestamp"))
+    return JobView(
+        name=meta.get("name", ""),
+        run_id=(meta.get("labels") or {}).get(J.LABEL_RUN, ""),
+        window_start_ms=int(ann.get(J.ANNOTATION_WINDOW_START, "0")),
+        window_end_ms=int(ann.get(J.ANNOTATION_WINDOW_END, "0")),
+        replicas=int(ann.get(J.ANNOTATION_REPLICAS, "1")),
+        run_start=start or dt.datetime.fromtimestamp(0, dt.UTC),
+        finished=complete or failed,
+        succeeded=complete and not failed,
+        completion_time=parse_time(status.get("completionTime"))
+        or parse_time((conds.get("Failed") or conds.get("Complete") or {}).get("lastTransitionTime")),
+        failure_message=message,
+        accounted=ann.get(J.ANNOTATION_ACCOUNTED) == "true",
+    )
+
+
+def due_slot(backup: RecordingBackup, jobs: list[JobView], now: dt.datetime) -> tuple[dt.datetime, str] | None:
+    """(slot, reason) when a run is due, else None. The slot names the run (see jobs.run_id_for)."""
+    spec = backup.spec
+    status = backup.status
+    meta = backup.metadata
+    if spec.suspend:
+        return None
+    trigger = (meta.get("annotations") or {}).get(TRIGGER_ANNOTATION)
+    if trigger and trigger != (status.last_trigger if status else None):
+        return now, "Triggered"
+    created = parse_time(meta.get("creationTimestamp")) or now
+    never_ran = (status is None or status.last_run_generation is None) and not jobs
+    if never_ran:
+        return created.replace(microsecond=0), "Created"
+    if spec.schedule is None:
+        generation = meta.get("generation")
+        if status is not None and generation is not None and (status.last_run_generation or 0) < generation:
+            return now, "SpecChanged"
+        return None
+    nxt = status.next_schedule_time if status else None
+    if nxt is None:
+        latest = max([created, *(j.run_start for j in jobs)])
+        nxt = next_after(spec.schedule, spec.time_zone, latest)
+    if now >= nxt:
+        return nxt, "Scheduled"
+    return None
+
+
+def shard_totals(shards: dict[str, Any] | None, run_id: str) -> dict[str, int]:
+    totals = {"total": 0, "downloaded": 0, "skipped": 0, "failed": 0, "bytes": 0}
+    for shard in (shards or {}).values():
+        if not isinstance(shard, dict) or shard.get("runId") != run_id:
+            continue
+        for key in totals:
+            totals[key] += int(shard.get(key) or 0)
+    return totals
+
+
+def progress_text(shards: dict[str, Any] | None, run_id: str, replicas: int) -> str:
+    mine = [s for s in (shards or {}).values() if isinstance(s, dict) and s.get("runId") == run_id]
+    if not mine:
+        return "0%"
+    ratios = []
+    for s in mine:
+        total = int(s.get("total") or 0)
+        done = int(s.get("downloaded") or 0) + int(s.get("skipped") or 0) + int(s.get("failed") or 0)
+        finished = s.get("phase") in ("Succeeded", "Failed")
+        ratios.append(1.0 if finished else (done / total if total else 0.0))
+    ratios += [0.0] * max(replicas - len(mine), 0)
+    return f"{int(100 * sum(ratios) / max(len(ratios), 1))}%"
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What accounting a finished run changes in status."""
+
+    status_patch: dict[str, Any]
+    succeeded: bool
+    counts: dict[str, int]
+    seconds: float
+    event_reason: str
+    event_message: str
+
+
+def account_run(backup: RecordingBackup, job: JobView, now: dt.datetime) -> RunOutcome:
+    status = backup.status
+    shards = status.model_dump(by_alias=True, mode="json").get("shards") if status else None
+    totals = shard_totals(shards, job.run_id)
+    counts = {k: totals[k] for k in ("downloaded", "skipped", "failed", "bytes")}
+    done = job.completion_time or now
+    window = f"{iso(_ms(job.window_start_ms))} - {iso(_ms(job.window_end_ms))}"
+    record: dict[str, Any] = {
+        "jobName": job.name,
+        "windowStart": iso(_ms(job.window_start_ms)),
+        "windowEnd": iso(_ms(job.window_end_ms)),
+        "startTime": iso(job.run_start),
+        "completionTime": iso(done),
+        "result": "Succeeded" if job.succeeded else "Failed",
+        "counts": counts,
+        "message": "" if job.succeeded else job.failure_message,
+    }
+    old_history = status.model_dump(by_alias=True, mode="json").get("history") or [] if status else []
+    history = [record, *[h for h in old_history if h.get("jobName") != job.name]][: backup.spec.history_limit]
+    patch: dict[str, Any] = {"history": history, "counts": counts}
+    if job.succeeded:
+        old_end = status.last_recording_end_time if status else None
+        new_end = _ms(job.window_end_ms)
+        if old_end is None or new_end > old_end:
+            patch["lastRecordingEndTime"] = iso(new_end)
+        patch["lastSuccessfulTime"] = iso(done)
+        reason = "RunSucceeded"
+        message = (
+            f"run {job.name} backed up window {window}: {counts['downloaded']} downloaded, "
+            f"{counts['skipped']} skipped, {counts['failed']} failed, {counts['bytes']} bytes"
+        )
+    else:
+        reason = "RunFailed"
+        message = (
+            f"run {job.name} failed ({job.failure_message or 'shard pods failed'}); window {window} stays "
+            f"pending and the next run covers it again ({counts['failed']} recordings failed)"
+        )
+    return RunOutcome(
+        status_patch=patch,
+        succeeded=job.succeeded,
+        counts=counts,
+        seconds=(done - job.run_start).total_seconds(),
+        event_reason=reason,
+        event_message=message,
+    )

@@ -1,0 +1,144 @@
+"""All Kubernetes API access of the controller, in one module (the `kubernetes` client, synchronous).
+
+Handlers call these functions; nothing else in controller/ talks to the API server. Errors from the
+API are raised as `KubeError` with the object named; 404 is a value (None/False), 409 on create is
+"already exists" (returned as False) so that creating a run twice is harmless.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+__all__ = [
+    "KubeError",
+    "api_client",
+    "create_object",
+    "delete_configmap",
+    "delete_job",
+    "list_custom",
+    "list_jobs",
+    "patch_job_annotations",
+    "pvc_exists",
+    "secret_keys",
+]
+
+
+class KubeError(RuntimeError):
+    """A Kubernetes API call failed for a reason other than not-found / already-exists."""
+
+
+@functools.cache
+def api_client() -> client.ApiClient:
+    """In-cluster configuration when running in a pod, else KUBECONFIG / ~/.kube/config."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+        config.load_incluster_config()
+    else:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+def _core() -> client.CoreV1Api:
+    return client.CoreV1Api(api_client())
+
+
+def _batch() -> client.BatchV1Api:
+    return client.BatchV1Api(api_client())
+
+
+def _custom() -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api_client())
+
+
+def _fail(what: str, exc: ApiException) -> KubeError:
+    return KubeError(f"{what}: HTTP {exc.status} {exc.reason}")
+
+
+def secret_keys(namespace: str, name: str) -> set[str] | None:
+    """The keys of a Secret, or None when it does not exist. Values are never read into the operator."""
+    try:
+        secret = _core().read_namespaced_secret(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise _fail(f"reading Secret {namespace}/{name}", exc) from exc
+    return set((secret.data or {}).keys()) | set((secret.string_data or {}).keys())
+
+
+def pvc_exists(namespace: str, name: str) -> bool:
+    try:
+        _core().read_namespaced_persistent_volume_claim(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise _fail(f"reading PersistentVolumeClaim {namespace}/{name}", exc) from exc
+    return True
+
+
+def create_object(obj: dict[str, Any]) -> bool:
+    """Create a ConfigMap or Job; False when it already exists."""
+    ns = obj["metadata"]["namespace"]
+    what = f"creating {obj['kind']} {ns}/{obj['metadata']['name']}"
+    try:
+        if obj["kind"] == "ConfigMap":
+            _core().create_namespaced_config_map(ns, obj)
+        elif obj["kind"] == "Job":
+            _batch().create_namespaced_job(ns, obj)
+        else:  # pragma: no cover - programming error
+            raise KubeError(f"{what}: unsupported kind")
+    except ApiException as exc:
+        if exc.status == 409:
+            return False
+        raise _fail(what, exc) from exc
+    return True
+
+
+def list_jobs(namespace: str, label_selector: str) -> list[dict[str, Any]]:
+    try:
+        jobs = _batch().list_namespaced_job(namespace, label_selector=label_selector)
+    except ApiException as exc:
+        raise _fail(f"listing Jobs in {namespace}", exc) from exc
+    result: list[dict[str, Any]] = api_client().sanitize_for_serialization(jobs)["items"]
+    return result
+
+
+def list_custom(namespace: str | None, plural: str) -> list[dict[str, Any]]:
+    try:
+        if namespace:
+            out = _custom().list_namespaced_custom_object("cxbackup.io", "v1alpha1", namespace, plural)
+        else:
+            out = _custom().list_cluster_custom_object("cxbackup.io", "v1alpha1", plural)
+    except ApiException as exc:
+        raise _fail(f"listing {plural}", exc) from exc
+    items: list[dict[str, Any]] = out.get("items", [])
+    return items
+
+
+def patch_job_annotations(namespace: str, name: str, annotations: dict[str, str]) -> None:
+    try:
+        _batch().patch_namespaced_job(name, namespace, {"metadata": {"annotations": annotations}})
+    except ApiException as exc:
+        if exc.status == 404:
+            return
+        raise _fail(f"annotating Job {namespace}/{name}", exc) from exc
+
+
+def delete_job(namespace: str, name: str) -> None:
+    """Delete a Job and (in the background) its pods."""
+    try:
+        _batch().delete_namespaced_job(name, namespace, propagation_policy="Background")
+    except ApiException as exc:
+        if exc.status != 404:
+            raise _fail(f"deleting Job {namespace}/{name}", exc) from exc
+
+
+def delete_configmap(namespace: str, name: str) -> None:
+    try:
+        _core().delete_namespaced_config_map(name, namespace)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise _fail(f"deleting ConfigMap {namespace}/{name}", exc) from exc

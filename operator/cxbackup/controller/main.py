@@ -1,0 +1,87 @@
+"""Operator startup: kopf settings (each non-default with its reason), handlers, metrics and probes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from cxbackup import metrics
+from cxbackup.controller import recordingbackup
+from cxbackup.controller.settings import OperatorSettings, load_settings
+
+__all__ = ["OperatorOptions", "run_operator"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OperatorOptions:
+    namespaces: list[str] = field(default_factory=list)
+    metrics_port: int = 8080
+    health_port: int = 8081
+    bind_address: str = "0.0.0.0"  # noqa: S104 - probes and metrics must be reachable from the kubelet/Prometheus
+    peering_name: str = "cxbackup"
+    standalone: bool = False
+    json_logs: bool = True
+    verbose: bool = False
+
+
+def _configure(settings: kopf.OperatorSettings, options: OperatorOptions) -> None:
+    # Keep kopf's bookkeeping in annotations under our own prefix: the status schema is structural
+    # (unknown status fields are pruned) and status belongs to cxbackup.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kopf.cxbackup.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="kopf.cxbackup.io")
+    settings.persistence.finalizer = "cxbackup.io/finalizer"
+    # Two replicas must never both launch runs: kopf peering pauses all but the highest-priority one;
+    # a random priority avoids the "same priority" tie. Mandatory, so a missing peering object is an error.
+    settings.peering.name = options.peering_name
+    settings.peering.standalone = options.standalone
+    settings.peering.mandatory = not options.standalone
+    settings.peering.clusterwide = not options.namespaces
+    settings.peering.priority = random.randint(1, 2**30)
+    # Events are how users see run outcomes; post them promptly.
+    settings.posting.level = logging.INFO
+    # Watches reconnect after an API server restart; keep the retry delay short so runs are noticed soon.
+    settings.watching.reconnect_backoff = 1.0
+    settings.watching.server_timeout = 300
+
+
+def run_operator(options: OperatorOptions, op_settings: OperatorSettings | None = None) -> int:
+    op_settings = op_settings or load_settings()
+    kopf.configure(
+        verbose=options.verbose,
+        log_format=kopf.LogFormat.JSON if options.json_logs else kopf.LogFormat.PLAIN,
+    )
+    # The default registry holds kopf's built-in login handlers (kubernetes client credentials).
+    registry = kopf.get_default_registry()
+    recordingbackup.register(op_settings)
+
+    @kopf.on.startup(registry=registry)
+    def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        _configure(settings, options)
+
+    metrics.register_state_collector()
+    start_http_server(options.metrics_port, addr=options.bind_address)
+    log.info("metrics on %s:%d/metrics", options.bind_address, options.metrics_port)
+    stop = threading.Event()
+    try:
+        asyncio.run(
+            kopf.operator(
+                registry=registry,
+                clusterwide=not options.namespaces,
+                namespaces=options.namespaces,
+                standalone=options.standalone,
+                peering_name=options.peering_name,
+                liveness_endpoint=f"http://{options.bind_address}:{options.health_port}/healthz",
+            )
+        )
+    except KeyboardInterrupt:
+        stop.set()
+    return 0

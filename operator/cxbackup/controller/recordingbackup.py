@@ -1,0 +1,320 @@
+"""kopf handlers for RecordingBackup: one timer per resource reconciles its runs.
+
+Each tick: account finished Jobs (history, checkpoint, Events, metrics), then, when a run is due and
+none is active, check the referenced Secrets and PVC, compute one window for all shards, create the
+ConfigMap and the Indexed Job, and record the current run; finally summarise shard progress. Decisions
+are in backup_runs (pure); API access in kube; manifests in jobs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from cxbackup import metrics
+from cxbackup.api.recordingbackup import RecordingBackup
+from cxbackup.backup.errors import ConfigError
+from cxbackup.backup.window import compute_window, to_ms
+from cxbackup.controller import jobs as J
+from cxbackup.controller import kube
+from cxbackup.controller.backup_runs import (
+    TRIGGER_ANNOTATION,
+    JobView,
+    account_run,
+    due_slot,
+    iso,
+    job_view,
+    progress_text,
+    shard_totals,
+)
+from cxbackup.controller.conditions import condition, set_condition
+from cxbackup.controller.schedule import ScheduleError, expected_interval, next_after, validate_schedule
+from cxbackup.controller.settings import OperatorSettings, load_settings
+
+__all__ = ["reconcile_backup", "register"]
+
+log = logging.getLogger(__name__)
+
+
+class _Blocked(Exception):
+    """A run cannot start: a referenced object is missing or the spec is unusable."""
+
+    def __init__(self, reason: str, message: str, *, invalid: bool = False) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.invalid = invalid
+
+
+def _check_spec(backup: RecordingBackup, now: dt.datetime) -> None:
+    spec = backup.spec
+    if spec.schedule is not None:
+        try:
+            validate_schedule(spec.schedule, spec.time_zone)
+        except ScheduleError as exc:
+            raise _Blocked("InvalidSchedule", str(exc), invalid=True) from exc
+    try:
+        base = J.backup_properties(backup, None)
+        last_end = backup.status.last_recording_end_time if backup.status else None
+        compute_window(base, now, to_ms(last_end) if last_end else None)
+    except ConfigError as exc:
+        raise _Blocked("InvalidSpec", f"{exc} (in the rendered config.properties; fix the spec)", invalid=True) from exc
+
+
+def _check_references(backup: RecordingBackup) -> None:
+    ns = backup.metadata["namespace"]
+    spec = backup.spec
+    wanted: list[tuple[str, str, list[str]]] = [
+        (
+            "spec.source.gwsCredentials",
+            spec.source.gws_credentials.name,
+            [spec.source.gws_credentials.username_key, spec.source.gws_credentials.password_key],
+        )
+    ]
+    if spec.source.s3_credentials is not None and not spec.media.metadata_only:
+        c = spec.source.s3_credentials
+        wanted.append(("spec.source.s3Credentials", c.name, [c.access_key_id_key, c.secret_access_key_key]))
+    if spec.target.s3 is not None:
+        c = spec.target.s3.credentials
+        wanted.append(("spec.target.s3.credentials", c.name, [c.access_key_id_key, c.secret_access_key_key]))
+    for field, name, keys in wanted:
+        have = kube.secret_keys(ns, name)
+        if have is None:
+            raise _Blocked(
+                "SecretNotFound", f"{field}: Secret {ns}/{name} not found; create it with keys {', '.join(keys)}"
+            )
+        missing = [k for k in keys if k not in have]
+        if missing:
+            raise _Blocked("SecretKeyMissing", f"{field}: Secret {ns}/{name} has no key {', '.join(missing)}")
+    if spec.target.pvc is not None and not kube.pvc_exists(ns, spec.target.pvc.claim_name):
+        raise _Blocked(
+            "PVCNotFound",
+            f"spec.target.pvc.claimName: PersistentVolumeClaim {ns}/{spec.target.pvc.claim_name} not found",
+        )
+
+
+def _event(body: Any, reason: str, message: str, *, warning: bool = False) -> None:
+    kopf.event(body, type="Warning" if warning else "Normal", reason=reason, message=message)
+
+
+def _start_run(
+    backup: RecordingBackup, slot: dt.datetime, now: dt.datetime, settings: OperatorSettings
+) -> tuple[str, dict[str, Any]]:
+    status = backup.status
+    last_end = status.last_recording_end_time if status else None
+    base = J.backup_properties(backup, None)
+    window = compute_window(base, now, to_ms(last_end) if last_end else None)
+    run_id = J.run_id_for(slot)
+    configmap = J.build_backup_configmap(backup, run_id, window)
+    job = J.build_backup_job(backup, run_id, window, settings.jobs, run_start=now)
+    kube.create_object(configmap)
+    created = kube.create_object(job)
+    name = job["metadata"]["name"]
+    current = {
+        "jobName": name,
+        "windowStart": iso(dt.datetime.fromtimestamp(window.start_ms / 1000, dt.UTC)),
+        "windowEnd": iso(dt.datetime.fromtimestamp(window.end_ms / 1000, dt.UTC)),
+        "startTime": iso(now),
+        "replicas": backup.spec.replicas,
+    }
+    if not created:
+        log.info("Job %s already exists; adopting it", name)
+    return name if created else "", current
+
+
+def reconcile_backup(body: Any, patch: Any, settings: OperatorSettings, now: dt.datetime | None = None) -> None:
+    """One reconciliation of one RecordingBackup (called by the timer)."""
+    now = now or dt.datetime.now(dt.UTC)
+    try:
+        backup = RecordingBackup.model_validate(dict(body))
+    except ValidationError as exc:
+        patch.status["phase"] = "Invalid"
+        _event(body, "InvalidSpec", str(exc).splitlines()[0], warning=True)
+        return
+    ns: str = backup.metadata["namespace"]
+    name: str = backup.metadata["name"]
+    generation = backup.metadata.get("generation")
+    status_dump = backup.status.model_dump(by_alias=True, mode="json", exclude_none=True) if backup.status else {}
+    conditions: list[dict[str, Any]] | None = status_dump.get("conditions")
+    state = metrics.STATE.backups.setdefault((ns, name), metrics.BackupState())
+
+    views = [job_view(j) for j in kube.list_jobs(ns, f"{J.LABEL_BACKUP}={name}")]
+    views.sort(key=lambda v: v.run_start)
+    history_names = {h.get("jobName") for h in status_dump.get("history") or []}
+
+    # 1. account finished runs (idempotent: history is written before the Job is annotated)
+    for view in views:
+        if not view.finished or view.accounted:
+            continue
+        if view.name not in history_names:
+            outcome = account_run(backup, view, now)
+            for key, value in outcome.status_patch.items():
+                patch.status[key] = value
+            status_dump.update(outcome.status_patch)
+            history_names.add(view.name)
+            metrics.record_backup_run(
+                ns, name,
+                result="succeeded" if outcome.succeeded else "failed",
+                seconds=outcome.seconds,
+                downloaded=outcome.counts["downloaded"],
+                skipped=outcome.counts["skipped"],
+                failed=outcome.counts["failed"],
+                nbytes=outcome.counts["bytes"],
+            )  # fmt: skip
+            _event(body, outcome.event_reason, outcome.event_message, warning=not outcome.succeeded)
+            if outcome.succeeded:
+                conditions = set_condition(conditions, "Ready", "True", "LastRunSucceeded", outcome.event_message,
+                                           now=now, generation=generation)  # fmt: skip
+                conditions = set_condition(conditions, "Degraded", "False", "LastRunSucceeded", "", now=now,
+                                           generation=generation)  # fmt: skip
+            else:
+                conditions = set_condition(conditions, "Degraded", "True", "RunFailed", outcome.event_message,
+                                           now=now, generation=generation)  # fmt: skip
+            patch.status["phase"] = "Succeeded" if outcome.succeeded else "Failed"
+        kube.patch_job_annotations(ns, view.name, {J.ANNOTATION_ACCOUNTED: "true"})
+
+    # 2. prune old finished Jobs beyond the history limits
+    _prune(backup, views)
+
+    active = [v for v in views if v.active]
+    due = due_slot(backup, views, now)
+    current = active[-1] if active else None
+
+    # 3. start a run when due
+    if due is not None:
+        slot, reason = due
+        if current is not None and backup.spec.concurrency_policy == "Forbid":
+            metrics.record_backup_skipped(ns, name)
+            _event(body, "RunSkipped", f"a run was due ({reason}) but {current.name} is still running "
+                   "(concurrencyPolicy Forbid); the next run covers its window")  # fmt: skip
+            _after_start(backup, patch, now, reason)
+        else:
+            if current is not None:
+                kube.delete_job(ns, current.name)
+                _event(body, "RunReplaced", f"stopped {current.name} to start a new run (concurrencyPolicy Replace)")
+            try:
+                _check_spec(backup, now)
+                _check_references(backup)
+            except _Blocked as blocked:
+                old = condition(conditions, "Ready")
+                if old is None or old.get("message") != blocked.message:
+                    _event(body, blocked.reason, blocked.message, warning=True)
+                conditions = set_condition(conditions, "Ready", "False", blocked.reason, blocked.message,
+                                           now=now, generation=generation)  # fmt: skip
+                patch.status["phase"] = "Invalid" if blocked.invalid else "Blocked"
+                patch.status["conditions"] = conditions
+                return
+            except kube.KubeError as exc:
+                raise kopf.TemporaryError(str(exc), delay=30) from exc
+            created_name, current_run = _start_run(backup, slot, now, settings)
+            patch.status["currentRun"] = current_run
+            patch.status["shards"] = None
+            patch.status["progress"] = "0%"
+            patch.status["phase"] = "Running"
+            _after_start(backup, patch, now, reason)
+            if created_name:
+                _event(body, "RunStarted", f"started {created_name} ({reason}) with {backup.spec.replicas} shard(s) "
+                       f"for window {current_run['windowStart']} - {current_run['windowEnd']}")  # fmt: skip
+            conditions = set_condition(conditions, "Running", "True", reason, f"run {current_run['jobName']}",
+                                       now=now, generation=generation)  # fmt: skip
+            ready = condition(conditions, "Ready")
+            if ready is None or ready.get("status") != "True":
+                conditions = set_condition(conditions, "Ready", "True", "RunStarted", "references resolved",
+                                           now=now, generation=generation)  # fmt: skip
+            patch.status["conditions"] = conditions
+            state.running = True
+            return
+
+    # 4. progress of the active run, or the idle phase
+    if current is not None:
+        shards = status_dump.get("shards")
+        patch.status["progress"] = progress_text(shards, current.run_id, current.replicas)
+        totals = shard_totals(shards, current.run_id)
+        patch.status["counts"] = {k: totals[k] for k in ("downloaded", "skipped", "failed", "bytes")}
+        patch.status["phase"] = "Running"
+        state.shard_progress = {
+            k: (1.0 if v.get("phase") in ("Succeeded", "Failed") else
+                (int(v.get("downloaded", 0)) + int(v.get("skipped", 0)) + int(v.get("failed", 0)))
+                / max(int(v.get("total", 0)), 1))
+            for k, v in (shards or {}).items() if isinstance(v, dict) and v.get("runId") == current.run_id
+        }  # fmt: skip
+        conditions = set_condition(conditions, "Running", "True", "RunActive", f"run {current.name}",
+                                   now=now, generation=generation)  # fmt: skip
+    else:
+        if status_dump.get("currentRun"):
+            patch.status["currentRun"] = None
+            patch.status["progress"] = "100%"
+        conditions = set_condition(conditions, "Running", "False", "Idle", "no run active", now=now,
+                                   generation=generation)  # fmt: skip
+        if backup.spec.suspend:
+            patch.status["phase"] = "Suspended"
+        elif not status_dump.get("phase"):
+            patch.status["phase"] = "Pending"
+        state.shard_progress = {}
+    state.running = current is not None
+    patch.status["conditions"] = conditions
+    _update_metric_state(backup, status_dump, state, now)
+    if status_dump.get("observedGeneration") != generation:
+        patch.status["observedGeneration"] = generation
+
+
+def _after_start(backup: RecordingBackup, patch: Any, now: dt.datetime, reason: str) -> None:
+    patch.status["lastRunGeneration"] = backup.metadata.get("generation")
+    trigger = (backup.metadata.get("annotations") or {}).get(TRIGGER_ANNOTATION)
+    if trigger:
+        patch.status["lastTrigger"] = trigger
+    if backup.spec.schedule:
+        patch.status["nextScheduleTime"] = iso(next_after(backup.spec.schedule, backup.spec.time_zone, now))
+
+
+def _update_metric_state(
+    backup: RecordingBackup, status: dict[str, Any], state: metrics.BackupState, now: dt.datetime
+) -> None:
+    from cxbackup.controller.backup_runs import parse_time
+
+    end = parse_time(status.get("lastRecordingEndTime"))
+    ok = parse_time(status.get("lastSuccessfulTime"))
+    state.last_recording_end = end.timestamp() if end else None
+    state.last_success = ok.timestamp() if ok else None
+    if backup.spec.schedule:
+        try:
+            state.expected_interval = expected_interval(backup.spec.schedule, backup.spec.time_zone, now)
+        except ScheduleError:
+            state.expected_interval = None
+    days = backup.spec.source.retention_days
+    state.retention_seconds = days * 86400.0 if days else None
+    audit = status.get("audit") or {}
+    if "missing" in audit:
+        state.audit_missing = int(audit["missing"])
+        oldest = parse_time(audit.get("oldestMissingStart"))
+        state.oldest_unbacked_start = oldest.timestamp() if oldest else None
+
+
+def _prune(backup: RecordingBackup, views: list[JobView]) -> None:
+    ns = backup.metadata["namespace"]
+    done = [v for v in views if v.finished and v.accounted]
+    ok = [v for v in done if v.succeeded]
+    bad = [v for v in done if not v.succeeded]
+    extra = ok[: max(len(ok) - backup.spec.successful_jobs_history_limit, 0)]
+    extra += bad[: max(len(bad) - backup.spec.failed_jobs_history_limit, 0)]
+    for view in extra:
+        kube.delete_job(ns, view.name)
+        kube.delete_configmap(ns, f"{view.name}-config")
+
+
+def register(settings: OperatorSettings | None = None) -> None:
+    """Register the handlers with kopf (called once by the operator's startup)."""
+    settings = settings or load_settings()
+
+    @kopf.timer("cxbackup.io", "v1alpha1", "recordingbackups", interval=settings.reconcile_interval,
+                initial_delay=0.5, sharp=True)  # fmt: skip
+    def backup_timer(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+        reconcile_backup(body, patch, settings)
+
+    @kopf.on.delete("cxbackup.io", "v1alpha1", "recordingbackups", optional=True)
+    def backup_deleted(namespace: str | None, name: str, **_: Any) -> None:
+        metrics.STATE.forget("backups", namespace or "", name)

@@ -1,0 +1,255 @@
+"""The operator end to end: RecordingBackups become sharded Jobs whose pods (run by the local pod runner)
+back up the emulator's recordings into a PVC; status, checkpoint, schedule, suspend and cleanup."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cxbackup.emulator import Emulator, FaultConfig
+from cxbackup.emulator.faults import EndpointFaults
+from cxbackup.localcluster.stack import LocalStack
+
+pytestmark = pytest.mark.e2e
+
+
+def _ns(stack: LocalStack, emu: Emulator) -> str:
+    ns = f"e2e-{uuid.uuid4().hex[:8]}"
+    stack.prepare_namespace(ns, emu.env())
+    return ns
+
+
+def _backup(emu: Emulator, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": "cxbackup.io/v1alpha1",
+        "kind": "RecordingBackup",
+        "metadata": {"name": "rb"},
+        "spec": {
+            "source": {
+                "gwsUriPrefix": emu.gws_uri_prefix,
+                "gwsCredentials": {"name": "gws-credentials"},
+                "s3Credentials": {"name": "vendor-s3"},
+                "s3EndpointUrl": emu.s3_endpoint,
+                "retentionDays": 30,
+            },
+            "window": {"minAge": 0, "maxAge": 1},
+            "target": {"pvc": {"claimName": "recordings", "subPath": "cc"}},
+            "replicas": 1,
+            "concurrency": 4,
+            "backoffLimitPerIndex": 2,
+        },
+    }
+    body["spec"].update(spec)
+    return body
+
+
+def _apply(stack: LocalStack, ns: str, body: dict[str, Any]) -> None:
+    stack.cp.kubectl("apply", "-n", ns, "-f", "-", input_text=json.dumps(body))
+
+
+def _runs(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(body.get("status", {}).get("history") or [])
+
+
+def _wait_runs(stack: LocalStack, ns: str, count: int, timeout: float = 180) -> dict[str, Any]:
+    return stack.wait_for("rb", ns, "rb", lambda b: len(_runs(b)) >= count, timeout=timeout)
+
+
+def _tree(stack: LocalStack, ns: str) -> dict[str, list[Path]]:
+    """callUUID -> files, from the backed-up tree (hidden temp files are reported separately)."""
+    root = stack.pvc_dir(ns) / "cc"
+    by_call: dict[str, list[Path]] = {}
+    for path in root.rglob("*"):
+        if path.is_file() and path.name.endswith(".json"):
+            by_call.setdefault(path.parent.name, []).append(path)
+    return by_call
+
+
+def _hidden(stack: LocalStack, ns: str) -> list[Path]:
+    root = stack.pvc_dir(ns) / "cc"
+    return [p for p in root.rglob(".*") if p.is_file() and ".rcbs-lock" not in p.name]
+
+
+def _expected(emu: Emulator, body: dict[str, Any]) -> set[str]:
+    run = _runs(body)[0]
+    lo = int(dt.datetime.fromisoformat(run["windowStart"].replace("Z", "+00:00")).timestamp() * 1000)
+    hi = int(dt.datetime.fromisoformat(run["windowEnd"].replace("Z", "+00:00")).timestamp() * 1000)
+    return {r["id"] for r in emu.records(lo, hi)}
+
+
+def test_one_shot_backup_with_three_shards_covers_every_recording_once(
+    stack: LocalStack, emulator: Emulator, tmp_path: Path
+) -> None:
+    ns = _ns(stack, emulator)
+    _apply(stack, ns, _backup(emulator, replicas=3))
+    body = _wait_runs(stack, ns, 1)
+    run = _runs(body)[0]
+    assert run["result"] == "Succeeded", run
+    expected = _expected(emulator, body)
+    assert len(expected) > 10
+    tree = _tree(stack, ns)
+    assert set(tree) == expected
+    assert all(len(files) == 1 for files in tree.values())
+    assert run["counts"]["downloaded"] == len(expected)
+    status = body["status"]
+    assert set(status["shards"]) == {"0", "1", "2"}
+    assert sum(s["downloaded"] for s in status["shards"].values()) == len(expected)
+    assert status["lastRecordingEndTime"] == run["windowEnd"]
+    assert status["phase"] == "Succeeded"
+    assert _hidden(stack, ns) == []
+    # the media decrypt (real openssl) to exactly what the vendor recorded
+    call = sorted(expected)[0]
+    folder = tree[call][0].parent
+    media = [p for p in folder.iterdir() if not p.name.endswith(".json") and not p.name.startswith(".")]
+    assert media
+    for path in media:
+        out = tmp_path / "plain"
+        subprocess.run(
+            ["openssl", "cms", "-decrypt", "-inform", "DER", "-binary", "-inkey", str(emulator.tenant_key_path),
+             "-in", str(path), "-out", str(out)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        assert out.read_bytes() == emulator.media_plaintext(path.name)
+    # a run event, and the Job is owned by the resource
+    events = stack.cp.kubectl("get", "events", "-n", ns, "-o", "json").stdout
+    reasons = {e["reason"] for e in json.loads(events)["items"]}
+    assert {"RunStarted", "RunSucceeded"} <= reasons
+    jobs = json.loads(stack.cp.kubectl("get", "jobs", "-n", ns, "-o", "json").stdout)["items"]
+    assert jobs[0]["metadata"]["ownerReferences"][0]["kind"] == "RecordingBackup"
+    assert jobs[0]["spec"]["completions"] == 3
+
+
+def test_a_failed_run_keeps_the_checkpoint_and_the_next_run_completes(stack: LocalStack, emulator: Emulator) -> None:
+    ns = _ns(stack, emulator)
+    emulator.set_faults(FaultConfig(endpoints={"s3": EndpointFaults(error_rate=1.0, error_status=500)}))
+    _apply(stack, ns, _backup(emulator, replicas=2, backoffLimitPerIndex=1))
+    body = _wait_runs(stack, ns, 1)
+    assert _runs(body)[0]["result"] == "Failed"
+    assert "lastRecordingEndTime" not in body["status"]
+    assert body["status"]["phase"] == "Failed"
+    degraded = next(c for c in body["status"]["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "True"
+    emulator.set_faults(None)
+    stack.cp.kubectl("annotate", "rb", "rb", "-n", ns, "cxbackup.io/run-now=retry-1")
+    body = _wait_runs(stack, ns, 2)
+    latest = _runs(body)[0]
+    assert latest["result"] == "Succeeded", latest
+    assert body["status"]["lastRecordingEndTime"] == latest["windowEnd"]
+    assert set(_tree(stack, ns)) == _expected(emulator, body)
+
+
+def test_a_killed_shard_pod_is_retried_and_nothing_is_lost(stack: LocalStack, emulator: Emulator) -> None:
+    ns = _ns(stack, emulator)
+    emulator.set_faults(FaultConfig(endpoints={"s3": EndpointFaults(latency_s=0.2)}))
+    _apply(stack, ns, _backup(emulator, replicas=2, concurrency=1))
+    deadline = time.monotonic() + 60
+    killed = False
+    assert stack.runner is not None
+    while time.monotonic() < deadline and not killed:
+        pods = json.loads(stack.cp.kubectl("get", "pods", "-n", ns, "-o", "json").stdout)["items"]
+        running = [p for p in pods if p.get("status", {}).get("phase") == "Running"]
+        if running:
+            time.sleep(1.0)
+            stack.runner.kill(ns, running[0]["metadata"]["name"])
+            killed = True
+        time.sleep(0.2)
+    assert killed
+    emulator.set_faults(None)
+    body = _wait_runs(stack, ns, 1)
+    assert _runs(body)[0]["result"] == "Succeeded"
+    tree = _tree(stack, ns)
+    assert set(tree) == _expected(emulator, body)
+    assert _hidden(stack, ns) == []
+
+
+def test_a_schedule_runs_again_and_downloads_only_new_recordings(stack: LocalStack, emulator: Emulator) -> None:
+    ns = _ns(stack, emulator)
+    _apply(stack, ns, _backup(emulator, schedule="* * * * *"))
+    first = _wait_runs(stack, ns, 1)
+    assert _runs(first)[0]["result"] == "Succeeded"
+    before = set(_tree(stack, ns))
+    new = emulator.add_recording(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2))
+    second = _wait_runs(stack, ns, 2, timeout=150)
+    latest = _runs(second)[0]
+    assert latest["result"] == "Succeeded"
+    assert latest["windowStart"] == _runs(first)[0]["windowEnd"]
+    new_ids = _expected(emulator, second)
+    assert new["id"] in new_ids
+    assert latest["counts"]["downloaded"] == len(new_ids)
+    assert set(_tree(stack, ns)) == before | new_ids
+    assert second["status"]["nextScheduleTime"]
+
+
+def test_suspend_stops_new_runs(stack: LocalStack, emulator: Emulator) -> None:
+    ns = _ns(stack, emulator)
+    _apply(stack, ns, _backup(emulator, suspend=True))
+    stack.wait_for("rb", ns, "rb", lambda b: b.get("status", {}).get("phase") == "Suspended", timeout=60)
+    stack.cp.kubectl("annotate", "rb", "rb", "-n", ns, "cxbackup.io/run-now=now")
+    time.sleep(4)
+    jobs = json.loads(stack.cp.kubectl("get", "jobs", "-n", ns, "-o", "json").stdout)["items"]
+    assert jobs == []
+    stack.cp.kubectl("patch", "rb", "rb", "-n", ns, "--type=merge", "-p", '{"spec":{"suspend":false}}')
+    body = _wait_runs(stack, ns, 1)
+    assert _runs(body)[0]["result"] == "Succeeded"
+
+
+def test_changing_replicas_between_runs_downloads_each_recording_once(stack: LocalStack, emulator: Emulator) -> None:
+    ns = _ns(stack, emulator)
+    day = dt.datetime.fromtimestamp(emulator.start_ms / 1000, dt.UTC)
+    lo = str(emulator.start_ms)
+    hi = str(int((day + dt.timedelta(hours=5)).timestamp() * 1000))
+    # minDate/maxDate pin the window (the seed's order: minDate is the newer bound), so both runs cover it
+    _apply(stack, ns, _backup(emulator, replicas=2, window={"minDate": hi, "maxDate": lo}))
+    first = _wait_runs(stack, ns, 1)
+    assert _runs(first)[0]["result"] == "Succeeded"
+    expected = _expected(emulator, first)
+    assert _runs(first)[0]["counts"]["downloaded"] == len(expected)
+    stack.cp.kubectl("patch", "rb", "rb", "-n", ns, "--type=merge", "-p", '{"spec":{"replicas":3}}')
+    second = _wait_runs(stack, ns, 2)
+    latest = _runs(second)[0]
+    assert latest["result"] == "Succeeded"
+    assert latest["counts"]["downloaded"] == 0
+    assert latest["counts"]["skipped"] == len(expected)
+    assert set(_tree(stack, ns)) == expected
+
+
+def test_deleting_the_resource_removes_jobs_and_configmaps_but_keeps_the_data(
+    stack: LocalStack, emulator: Emulator
+) -> None:
+    ns = _ns(stack, emulator)
+    _apply(stack, ns, _backup(emulator))
+    _wait_runs(stack, ns, 1)
+    kept = set(_tree(stack, ns))
+    assert kept
+    stack.cp.kubectl("delete", "rb", "rb", "-n", ns, "--wait=true", "--timeout=60s")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        jobs = json.loads(stack.cp.kubectl("get", "jobs", "-n", ns, "-o", "json").stdout)["items"]
+        cms = json.loads(stack.cp.kubectl("get", "configmaps", "-n", ns, "-l", "cxbackup.io/recordingbackup",
+                                          "-o", "json").stdout)["items"]  # fmt: skip
+        if not jobs and not cms:
+            break
+        time.sleep(0.5)
+    assert jobs == [] and cms == []
+    assert set(_tree(stack, ns)) == kept
+
+
+def test_a_missing_secret_gives_a_condition_and_an_event_and_no_job(stack: LocalStack, emulator: Emulator) -> None:
+    ns = _ns(stack, emulator)
+    body = _backup(emulator)
+    body["spec"]["source"]["gwsCredentials"] = {"name": "does-not-exist"}
+    _apply(stack, ns, body)
+    got = stack.wait_for("rb", ns, "rb", lambda b: b.get("status", {}).get("phase") == "Blocked", timeout=60)
+    ready = next(c for c in got["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "SecretNotFound"
+    assert "spec.source.gwsCredentials" in ready["message"] and "does-not-exist" in ready["message"]
+    events = json.loads(stack.cp.kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
+    assert any(e["reason"] == "SecretNotFound" and e["type"] == "Warning" for e in events)
+    assert json.loads(stack.cp.kubectl("get", "jobs", "-n", ns, "-o", "json").stdout)["items"] == []

@@ -1,0 +1,105 @@
+"""The Job and ConfigMap builders: sharding, secrets only by reference, restricted pods, explicit window."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cxbackup.api import RecordingBackup
+from cxbackup.backup.config import parse_properties
+from cxbackup.backup.window import RecordingWindow
+from cxbackup.controller import jobs as J
+
+REPO = Path(__file__).resolve().parents[3]
+WINDOW = RecordingWindow(1_700_000_000_000, 1_700_086_400_000)
+NOW = dt.datetime(2026, 11, 23, 5, 0, tzinfo=dt.UTC)
+
+
+def _backup(**spec_changes: Any) -> RecordingBackup:
+    doc = yaml.safe_load((REPO / "examples" / "recordingbackup.yaml").read_text())
+    doc["metadata"].update(namespace="cc", uid="1234-uid")
+    doc["spec"].update(spec_changes)
+    return RecordingBackup.model_validate(doc)
+
+
+def test_indexed_job_has_one_completion_per_shard() -> None:
+    job = J.build_backup_job(_backup(replicas=4), "r1", WINDOW, J.JobSettings(), run_start=NOW)
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed"
+    assert spec["completions"] == spec["parallelism"] == 4
+    assert spec["backoffLimitPerIndex"] == 3
+    args = spec["template"]["spec"]["containers"][0]["args"]
+    assert args[:3] == ["download", "-config", "/etc/cxbackup/config.properties"]
+    assert "$(JOB_COMPLETION_INDEX)" in args
+    assert job["metadata"]["ownerReferences"][0]["uid"] == "1234-uid"
+    assert job["metadata"]["annotations"][J.ANNOTATION_WINDOW_END] == str(WINDOW.end_ms)
+
+
+def test_credentials_reach_pods_only_as_secret_references() -> None:
+    job = J.build_backup_job(_backup(), "r1", WINDOW, J.JobSettings(), run_start=NOW)
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    for name in ("GWS_USERNAME", "GWS_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert "value" not in env[name]
+        assert env[name]["valueFrom"]["secretKeyRef"]["name"] in ("gws-credentials", "vendor-s3")
+
+
+def test_metadata_only_needs_no_s3_credentials() -> None:
+    backup = _backup(media={"metadataOnly": True})
+    job = J.build_backup_job(backup, "r1", WINDOW, J.JobSettings(), run_start=NOW)
+    names = {e["name"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "AWS_ACCESS_KEY_ID" not in names
+
+
+def test_pod_security_is_restricted() -> None:
+    job = J.build_backup_job(_backup(), "r1", WINDOW, J.JobSettings(), run_start=NOW)
+    pod = job["spec"]["template"]["spec"]
+    ctx = pod["containers"][0]["securityContext"]
+    assert ctx["runAsNonRoot"] is True
+    assert ctx["readOnlyRootFilesystem"] is True
+    assert ctx["allowPrivilegeEscalation"] is False
+    assert ctx["capabilities"] == {"drop": ["ALL"]}
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["restartPolicy"] == "Never"
+
+
+def test_configmap_renders_a_config_the_worker_parses() -> None:
+    backup = _backup(replicas=3, filters={"partitions": ["/sales", "/support"]})
+    cm = J.build_backup_configmap(backup, "r1", WINDOW)
+    config = parse_properties(cm["data"]["config.properties"], "cm")
+    assert config.total_rcbs_instances == 3
+    assert config.window_start == WINDOW.start_ms
+    assert config.window_end == WINDOW.end_ms
+    assert config.target_dir == "/backup/contact-center"
+    assert config.partitions == ("/sales", "/support")
+    assert "GWS_PASSWORD" not in cm["data"]["config.properties"]
+
+
+def test_s3_target_properties_and_credentials() -> None:
+    backup = _backup(target={"s3": {"bucket": "my-archive", "prefix": "rec/", "credentials": {"name": "archive"}}})
+    config = J.backup_properties(backup, WINDOW)
+    assert config.target_s3_bucket == "my-archive"
+    job = J.build_backup_job(backup, "r1", WINDOW, J.JobSettings(), run_start=NOW)
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["TARGET_AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "archive"
+
+
+def test_run_ids_are_stable_per_slot_and_names_fit() -> None:
+    slot = dt.datetime(2026, 11, 23, 4, 30, tzinfo=dt.UTC)
+    assert J.run_id_for(slot) == J.run_id_for(slot) == "20261123-043000"
+    long = _backup()
+    long.metadata["name"] = "x" * 80
+    job = J.build_backup_job(long, J.run_id_for(slot), WINDOW, J.JobSettings(), run_start=NOW)
+    assert len(job["metadata"]["name"]) <= 63
+
+
+@pytest.mark.parametrize("bad", ["P1D", "P3D"])
+def test_an_iso_min_age_not_below_max_age_is_refused_by_the_config(bad: str) -> None:
+    from cxbackup.backup.errors import ConfigError
+
+    backup = _backup(window={"minAge": bad, "maxAge": "P1D"})
+    with pytest.raises(ConfigError, match="minAge"):
+        J.backup_properties(backup, None)
