@@ -21,7 +21,7 @@ COMMANDS: list[tuple[str, str, str | None]] = [
     ("verify", "check S3 credentials and access to every bucket the vendor names", "verify"),
     ("decrypt", "decrypt downloaded media (CMS enveloped-data) to a separate tree", "decrypt"),
     ("audit", "compare the vendor's recording list with a backup target", "audit"),
-    ("export", "encrypted contact-history and GDPR chat exports", None),
+    ("export", "encrypted contact-history and GDPR chat exports", "export"),
     ("cert", "generate, inspect and validate recording certificates", "cert"),
     ("estimate", "estimate the disk space a day of recordings needs", "estimate"),
     ("emulator", "run the local stand-in for the vendor cloud", "emulator"),

@@ -3,8 +3,9 @@
 It follows shared/VENDOR_API.md and the seeds' metadata format; it is a test double for the tests and
 the demo, not the vendor's service. Start one with `Emulator` (in-process) or `cxbackup emulator`.
 
-Modules: `dataset` (reproducible, lazy recordings), `faults` (per-endpoint fault injection), `api`
-(the recording API server and its route table), `s3` (moto in a child process behind an
+Modules: `dataset` (reproducible, lazy recordings), `contacts` and `chat` (contact history and
+per-user chat messages with retention, for exports), `faults` (per-endpoint fault injection), `api`
+(the API server and its route table), `s3` (moto in a child process behind an
 authenticating, fault-injecting proxy), `sigv4` (request signature checks), `tenant` (the tenant
 key pair), `core` (the `Emulator` that ties them together).
 """

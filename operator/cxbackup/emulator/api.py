@@ -1,7 +1,8 @@
 """The emulated recording API (shared/VENDOR_API.md): settings and paged recording metadata.
 
 Routes live in one table, `ROUTES`: (method, path under the API prefix, fault endpoint name, handler
-name). The contact-history and chat APIs (a later issue) add their rows and handler methods here.
+name). A path segment `{name}` matches one non-empty segment, handed to the handler as
+`self.path_params[name]`.
 
 - `GET {prefix}/me/settings/rcbs`: `{"tenant", "storage": [{region, awsRegion, bucket, prefix}]}`.
 - `GET {prefix}/recordings?startTimeRange=FROM,TO&limit=N&offset=K`, also reachable as
@@ -9,6 +10,9 @@ name). The contact-history and chat APIs (a later issue) add their rows and hand
   FROM <= startTime < TO sorted by (startTime, id), as `{"total", "offset", "recordings"}`. `limit`
   defaults to 100 and is capped at 1000 (larger values are served as 1000); a missing or malformed
   `startTimeRange`, or a negative `limit`/`offset`, is a 400.
+- `GET {prefix}/contact-history?...` (emulator/contacts.py) and
+  `GET {prefix}/chat/users/{userId}/messages?...` (emulator/chat.py) have their wire formats in those
+  modules' docstrings; `{prefix}/chat/messages` and `{prefix}/chat/users` (no subject user) are a 400.
 - Every request needs HTTP Basic credentials (401 otherwise). Faults are drawn before authentication,
   as a load balancer in front of the service would fail.
 """
@@ -24,9 +28,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from cxbackup.emulator._http import FaultAwareHandler, LoopbackServer
+from cxbackup.emulator.chat import ORG_EXPORT_REFUSED, ChatHistory
+from cxbackup.emulator.contacts import ContactHistory
 from cxbackup.emulator.dataset import Dataset
 from cxbackup.emulator.faults import FaultInjector, FaultPlan
 
@@ -40,7 +46,10 @@ ROUTES: list[tuple[str, str, str, str]] = [
     ("GET", "/me/settings/rcbs", "settings", "settings"),
     ("GET", "/recordings", "recordings", "recordings"),
     ("GET", "/recordings/download", "recordings", "recordings"),
-    # Contact history and chat exports (CDDS, GDPR) will be added here by their issue.
+    ("GET", "/contact-history", "contacts", "contacts"),
+    ("GET", "/chat/users/{userId}/messages", "chat", "chat_messages"),
+    ("GET", "/chat/messages", "chat", "chat_without_user"),
+    ("GET", "/chat/users", "chat", "chat_without_user"),
 ]
 
 
@@ -75,11 +84,34 @@ class RequestLog:
 
 
 class _BadRequest(Exception):
-    pass
+    status = 400
+
+
+class _NotFound(_BadRequest):
+    status = 404
+
+
+def _match(template: str, path: str) -> dict[str, str] | None:
+    """The `{name}` segments of `template` matched against `path`, or None when it does not match."""
+    if "{" not in template:
+        return {} if template == path else None
+    want, got = template.split("/"), path.split("/")
+    if len(want) != len(got):
+        return None
+    params: dict[str, str] = {}
+    for w, g in zip(want, got, strict=True):
+        if w.startswith("{") and w.endswith("}"):
+            if not g:
+                return None
+            params[w[1:-1]] = unquote(g)
+        elif w != g:
+            return None
+    return params
 
 
 class _ApiHandler(FaultAwareHandler):
     api: ClassVar[RecordingApiServer]
+    path_params: dict[str, str] = {}  # replaced per request in _dispatch
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -107,10 +139,12 @@ class _ApiHandler(FaultAwareHandler):
         if path.startswith(api.api_path + "/"):
             sub = path[len(api.api_path) :]
             for r_method, r_path, endpoint, handler in ROUTES:
-                if r_path == sub:
+                params = _match(r_path, sub)
+                if params is not None:
                     allowed.append(r_method)
                     if r_method == method or (method == "HEAD" and r_method == "GET"):
                         route = (endpoint, handler)
+                        self.path_params = params
         if route is None:
             status = 405 if allowed else 404
             self._json(status, {"statusCode": status, "message": "Method Not Allowed" if allowed else "Not Found"},
@@ -138,7 +172,8 @@ class _ApiHandler(FaultAwareHandler):
         try:
             payload = fn(parse_qs(url.query, keep_blank_values=True))
         except _BadRequest as exc:
-            self._json(400, {"statusCode": 400, "message": str(exc)}, FaultPlan(delay_s=plan.delay_s), endpoint, method)
+            body = {"statusCode": exc.status, "message": str(exc)}
+            self._json(exc.status, body, FaultPlan(delay_s=plan.delay_s), endpoint, method)
             return
         self._json(200, payload, plan, endpoint, method)
 
@@ -175,18 +210,43 @@ class _ApiHandler(FaultAwareHandler):
         return {"tenant": self.api.dataset.spec.tenant, "storage": [e.to_json() for e in self.api.dataset.storage]}
 
     def _route_recordings(self, query: dict[str, list[str]]) -> Any:
-        rng = query.get("startTimeRange", [""])[-1]
-        lo_text, sep, hi_text = rng.partition(",")
-        try:
-            lo, hi = int(lo_text), int(hi_text)
-        except ValueError:
-            raise _BadRequest("startTimeRange must be FROM,TO in epoch milliseconds") from None
-        if not sep:
-            raise _BadRequest("startTimeRange must be FROM,TO in epoch milliseconds")
+        lo, hi = _time_range(query)
         limit = _int_param(query, "limit", DEFAULT_LIMIT)
         offset = _int_param(query, "offset", 0)
         total, records = self.api.dataset.page(lo, hi, offset, min(limit, MAX_LIMIT))
         return {"total": total, "offset": offset, "recordings": records}
+
+    def _route_contacts(self, query: dict[str, list[str]]) -> Any:
+        lo, hi = _time_range(query)
+        limit = _int_param(query, "limit", DEFAULT_LIMIT)
+        offset = _int_param(query, "offset", 0)
+        total, items = self.api.contacts.page(lo, hi, offset, min(limit, MAX_LIMIT))
+        return {"total": total, "offset": offset, "items": items}
+
+    def _route_chat_messages(self, query: dict[str, list[str]]) -> Any:
+        user_id = self.path_params.get("userId", "")
+        lo, hi = _time_range(query)
+        limit = _int_param(query, "limit", DEFAULT_LIMIT)
+        offset = _int_param(query, "offset", 0)
+        try:
+            return self.api.chat.page(user_id, lo, hi, offset, min(limit, MAX_LIMIT))
+        except KeyError:
+            raise _NotFound(f"chat user {user_id!r} not found") from None
+
+    def _route_chat_without_user(self, _query: dict[str, list[str]]) -> Any:
+        raise _BadRequest(ORG_EXPORT_REFUSED)
+
+
+def _time_range(query: dict[str, list[str]]) -> tuple[int, int]:
+    rng = query.get("startTimeRange", [""])[-1]
+    lo_text, sep, hi_text = rng.partition(",")
+    try:
+        lo, hi = int(lo_text), int(hi_text)
+    except ValueError:
+        raise _BadRequest("startTimeRange must be FROM,TO in epoch milliseconds") from None
+    if not sep:
+        raise _BadRequest("startTimeRange must be FROM,TO in epoch milliseconds")
+    return lo, hi
 
 
 def _int_param(query: dict[str, list[str]], name: str, default: int) -> int:
@@ -215,8 +275,12 @@ class RecordingApiServer:
         port: int = 0,
         api_path: str = "/api/v2",
         requests: RequestLog | None = None,
+        contacts: ContactHistory | None = None,
+        chat: ChatHistory | None = None,
     ) -> None:
         self.dataset = dataset
+        self.contacts = contacts or ContactHistory(dataset)
+        self.chat = chat or ChatHistory(dataset)
         self.injector = injector
         self.username = username
         self.password = password

@@ -16,6 +16,10 @@ the first time it is read through the proxy (listings show only objects already 
 `media="none"` (metadata only) no object exists. Memory stays bounded in every mode: records and media
 bytes are computed from the seed when needed.
 
+Contact history and per-user chat messages (GDPR exports) are served by the same API server from the
+same seed (`contacts`, `chat`); `chat_retention_days` and `chat_clock` are the organisation's chat
+retention settings (default 90 days before the end of the data span, see emulator/chat.py).
+
 Credentials are the emulator's own throwaway values (random unless given); `env()` hands them out
 as the environment variables the worker reads.
 """
@@ -28,7 +32,7 @@ import secrets
 import string
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +41,8 @@ from typing import Any, Literal
 
 from cxbackup.certs.cms import Algorithm, encrypt
 from cxbackup.emulator.api import RecordingApiServer, RequestLog, RequestRecord
+from cxbackup.emulator.chat import DEFAULT_CHAT_RETENTION_DAYS, ChatHistory
+from cxbackup.emulator.contacts import ContactHistory
 from cxbackup.emulator.dataset import Dataset, DatasetSpec, Record, StorageEntry
 from cxbackup.emulator.faults import FaultConfig, FaultInjector
 from cxbackup.emulator.s3 import MotoProcess, S3Proxy, S3Store
@@ -110,6 +116,8 @@ class Emulator:
         tenant_cert_path: Path | None = None,
         tenant_key_password: str | None = None,
         upload_workers: int = 4,
+        chat_retention_days: int = DEFAULT_CHAT_RETENTION_DAYS,
+        chat_clock: Callable[[], datetime] | None = None,
     ) -> None:
         if (tenant_key_path is None) != (tenant_cert_path is None):
             raise ValueError("give both tenant_key_path and tenant_cert_path, or neither")
@@ -134,6 +142,9 @@ class Emulator:
         self._created: set[tuple[str, str]] = set()
         self._deleted: set[tuple[str, str]] = set()
         self._dataset: Dataset | None = None
+        self._chat_settings = (chat_retention_days, chat_clock)
+        self._contacts: ContactHistory | None = None
+        self._chat: ChatHistory | None = None
         self._moto: MotoProcess | None = None
         self._store: S3Store | None = None
         self._proxy: S3Proxy | None = None
@@ -165,6 +176,8 @@ class Emulator:
                 tenant = generate_tenant_key(self.workdir / "tenant.key", self.workdir / "tenant.pem")
             self._add_tenant_key(tenant)
             self._dataset = Dataset(self.spec, cert_alias=tenant.alias)
+            self._contacts = ContactHistory(self._dataset)
+            self._chat = ChatHistory(self._dataset, retention_days=self._chat_settings[0], clock=self._chat_settings[1])
             self._moto = MotoProcess(self.workdir / "moto.log")
             self._moto.start()
             self._store = S3Store(self._moto.url, self.aws_access_key_id, self.aws_secret_access_key)
@@ -188,6 +201,8 @@ class Emulator:
                 port=self._port,
                 api_path=self._api_path,
                 requests=self.requests,
+                contacts=self._contacts,
+                chat=self._chat,
             )
             self._api.start()
         except BaseException:
@@ -215,6 +230,20 @@ class Emulator:
         if self._dataset is None:
             raise RuntimeError("the emulator is not started")
         return self._dataset
+
+    @property
+    def contacts(self) -> ContactHistory:
+        """The contact history the API serves (ground truth: `contacts.iter_items(from_ms, to_ms)`)."""
+        if self._contacts is None:
+            raise RuntimeError("the emulator is not started")
+        return self._contacts
+
+    @property
+    def chat(self) -> ChatHistory:
+        """The chat messages the API serves (`chat.users`, `chat.messages(user_id, ...)`, retention)."""
+        if self._chat is None:
+            raise RuntimeError("the emulator is not started")
+        return self._chat
 
     @property
     def gws_uri_prefix(self) -> str:
@@ -290,6 +319,7 @@ class Emulator:
             "startMs": self.start_ms,
             "endMs": self.end_ms,
             "recordings": self.dataset.count(self.start_ms, self.end_ms),
+            "chatUsers": [u.id for u in self.chat.users],
             "media": self.media_mode,
             "pid": os.getpid(),
         }

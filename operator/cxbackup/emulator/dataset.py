@@ -21,6 +21,9 @@ plaintext size, parameters, certAlias, partitions, accessgroups, channels), call
 callRecordingId on records with a screen recording. Our own additions are
 `parameters.agentHierarchy` (the agent's place in the organisation, e.g. `/Company/Sales/EMEA`) and
 nothing else.
+
+Contact history and chat messages over the same slots live in `contacts` and `chat`; their rates are
+the `contacts_per_hour`, `chat_users` and `chat_messages_per_hour` fields here.
 """
 
 from __future__ import annotations
@@ -116,6 +119,10 @@ class DatasetSpec:
     )
     agents: int = 20
     bucket_prefix: str = "stage-recordings"
+    # contact history and chat (emulator/contacts.py, emulator/chat.py) over the same span
+    contacts_per_hour: int = 10
+    chat_users: int = 5
+    chat_messages_per_hour: int = 3
 
     def __post_init__(self) -> None:
         start = self.start if self.start.tzinfo else self.start.replace(tzinfo=UTC)

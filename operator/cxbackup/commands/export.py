@@ -1,0 +1,327 @@
+"""`cxbackup export`: encrypted contact-history and GDPR chat exports (CDDS), their artifacts and retention.
+
+    cxbackup export run --type contactHistory|gdprChat [--user ID ...] (--from T [--to T] | --last P1D)
+                        --cert PEM [--encryption AES-128|AES-256] --store DIR|s3://BUCKET/PREFIX
+                        [--store-endpoint URL] [--retention-days 30] [--name NAME] [--part-size BYTES]
+                        [--api-uri-prefix URL] [--result-file PATH]
+    cxbackup export list --store DIR|s3://... [--json]
+    cxbackup export sweep --store DIR|s3://... [--dry-run] [--json]
+    cxbackup export download NAME --store DIR|s3://... --key KEY [--password P | --password-file F]
+                             --out DIR [--overwrite]
+
+Times T are RFC 3339 (2026-08-24T00:00:00Z) or YYYY-MM-DD (midnight UTC); --to defaults to now.
+gdprChat needs 1 to 10 --user ids: chat exports are per-user GDPR requests, a whole-organisation chat
+export is not supported. The vendor API prefix comes from --api-uri-prefix or CXBACKUP_EXPORT_API,
+its credentials from GWS_USERNAME / GWS_PASSWORD. An S3 store uses TARGET_AWS_ACCESS_KEY_ID /
+TARGET_AWS_SECRET_ACCESS_KEY (else AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, else boto3's chain),
+--store-endpoint or TARGET_AWS_ENDPOINT_URL (else AWS_ENDPOINT_URL) and --store-region or
+TARGET_AWS_REGION.
+
+`run` prints a summary and each artifact (name, size, sha256, expiry) on stdout, progress on stderr,
+and writes the result JSON (at most 4096 bytes, for a termination message) to --result-file. An
+export without records succeeds with no artifact and says why (e.g. outside chat retention).
+
+Exit codes: 0 done (also an empty export), 1 the export failed (or a download did not verify),
+2 invalid arguments, 4 vendor credentials rejected, 5 the vendor API or the store unavailable
+(temporary: retry later).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cxbackup.backup.redact import Redactor
+from cxbackup.certs.cms import CmsError, load_certificate, load_private_key
+from cxbackup.export.download import download_artifact
+from cxbackup.export.errors import ExportConfigError, ExportError, exit_code_for
+from cxbackup.export.names import format_iso
+from cxbackup.export.request import DEFAULT_PART_SIZE, EXPORT_TYPES, ExportRequest, parse_time
+from cxbackup.export.result import ExportResult
+from cxbackup.export.retention import clean_staging, sweep
+from cxbackup.export.runner import run_export
+from cxbackup.export.source import API_PREFIX_ENV, ApiSource
+from cxbackup.export.store import ArtifactInfo, ArtifactStore, open_store
+
+__all__ = ["open_store_from_args", "register", "run"]
+
+log = logging.getLogger("cxbackup.export")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class _ConsoleSink:
+    """Progress on stderr through logging: every part, and the record count every few seconds."""
+
+    def __init__(self, interval: float = 5.0) -> None:
+        self._interval = interval
+        self._last = 0.0
+
+    def progress(self, records: int, what: str) -> None:
+        now = time.monotonic()
+        if now - self._last >= self._interval:
+            self._last = now
+            log.info("%d %s read", records, what)
+
+    def part_stored(self, info: ArtifactInfo) -> None:
+        log.info("part %d encrypted and staged: %s (%d bytes)", info.part, info.name, info.size)
+
+    def note(self, text: str) -> None:
+        log.warning("%s", text)
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever sys.stderr is when a record comes (it may be replaced, e.g. by pytest)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logger = logging.getLogger("cxbackup.export")  # the engine's loggers are all below this one
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s - %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def _add_store_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", required=True, metavar="DIR|s3://BUCKET/PREFIX", help="where artifacts are kept")
+    p.add_argument("--store-endpoint", metavar="URL", help="S3 endpoint (default: TARGET_AWS_ENDPOINT_URL)")
+    p.add_argument("--store-region", metavar="REGION", help="S3 region (default: TARGET_AWS_REGION)")
+    p.add_argument("--verbose", action="store_true", help="debug logging")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str) -> None:
+    p = sub.add_parser(name, help=help_text, description=(__doc__ or "").split("\n\n")[0])
+    actions = p.add_subparsers(dest="export_action", metavar="ACTION", required=True)
+
+    r = actions.add_parser("run", help="run one export", description="Export records as encrypted artifacts.")
+    r.add_argument("--type", required=True, choices=EXPORT_TYPES, help="what to export")
+    r.add_argument("--user", action="append", default=[], metavar="ID", help="gdprChat subject user id (1 to 10)")
+    r.add_argument("--from", dest="start", metavar="T", help="range start (RFC 3339 or YYYY-MM-DD)")
+    r.add_argument("--to", dest="end", metavar="T", help="range end, exclusive (default: now)")
+    r.add_argument("--last", metavar="DURATION", help="ISO 8601 duration back from now, e.g. P1D")
+    r.add_argument("--cert", required=True, type=Path, metavar="PEM", help="certificate to encrypt to")
+    r.add_argument("--encryption", choices=["AES-128", "AES-256"], default="AES-256", help="default AES-256")
+    r.add_argument("--retention-days", type=int, default=30, help="days artifacts are kept (default 30)")
+    r.add_argument("--name", default="export", help="export name, used in artifact names (default export)")
+    r.add_argument(
+        "--part-size",
+        type=int,
+        default=DEFAULT_PART_SIZE,
+        metavar="BYTES",
+        help=f"uncompressed bytes per artifact part (default {DEFAULT_PART_SIZE})",
+    )
+    r.add_argument("--api-uri-prefix", metavar="URL", help=f"vendor data API prefix (default: {API_PREFIX_ENV})")
+    r.add_argument("--page-size", type=int, default=500, help="records per API request (default 500)")
+    r.add_argument("--result-file", metavar="PATH", help="write the result JSON here (e.g. /dev/termination-log)")
+    _add_store_arguments(r)
+    r.set_defaults(func=run, export_run=_run)
+
+    ls = actions.add_parser("list", help="list stored artifacts", description="List the artifacts in a store.")
+    ls.add_argument("--json", action="store_true", help="one JSON document")
+    _add_store_arguments(ls)
+    ls.set_defaults(func=run, export_run=_list)
+
+    sw = actions.add_parser(
+        "sweep", help="delete expired artifacts", description="Delete artifacts whose expiry has come."
+    )
+    sw.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
+    sw.add_argument("--json", action="store_true", help="one JSON document")
+    _add_store_arguments(sw)
+    sw.set_defaults(func=run, export_run=_sweep)
+
+    dl = actions.add_parser(
+        "download", help="fetch, verify, decrypt and unzip an artifact", description="Get an artifact back."
+    )
+    dl.add_argument("artifact", metavar="NAME", help="artifact name (see export list)")
+    dl.add_argument("--key", required=True, type=Path, help="private key of the certificate (PEM or DER)")
+    pw = dl.add_mutually_exclusive_group()
+    pw.add_argument("--password", help="password of the private key")
+    pw.add_argument("--password-file", type=Path, help="file holding the password of the private key")
+    dl.add_argument("--out", required=True, type=Path, metavar="DIR", help="directory to extract into")
+    dl.add_argument("--overwrite", action="store_true", help="replace files that exist in DIR")
+    _add_store_arguments(dl)
+    dl.set_defaults(func=run, export_run=_download)
+
+
+def open_store_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> ArtifactStore:
+    """The store of --store, with S3 settings from the flags or the environment."""
+    return open_store(
+        args.store,
+        endpoint_url=args.store_endpoint or env.get("TARGET_AWS_ENDPOINT_URL") or None,
+        access_key_id=env.get("TARGET_AWS_ACCESS_KEY_ID") or env.get("AWS_ACCESS_KEY_ID") or None,
+        secret_access_key=env.get("TARGET_AWS_SECRET_ACCESS_KEY") or env.get("AWS_SECRET_ACCESS_KEY") or None,
+        region=args.store_region or env.get("TARGET_AWS_REGION") or None,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    _setup_logging(args.verbose)
+    try:
+        code: int = args.export_run(args, os.environ)
+    except ExportError as exc:
+        print(f"cxbackup export {args.export_action}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except CmsError as exc:  # key or certificate files
+        print(f"cxbackup export {args.export_action}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return code
+
+
+def _request(args: argparse.Namespace) -> ExportRequest:
+    if args.last and (args.start or args.end):
+        raise ExportConfigError("give either --last or --from/--to, not both")
+    if args.end and not args.start:
+        raise ExportConfigError("--to needs --from")
+    return ExportRequest(
+        name=args.name,
+        type=args.type,
+        start=parse_time(args.start) if args.start else None,
+        end=parse_time(args.end) if args.end else None,
+        last=args.last,
+        users=tuple(args.user),
+        encryption=args.encryption,
+        retention_days=args.retention_days,
+        part_size=args.part_size,
+    )
+
+
+def _write_result(path: str | None, text: str) -> None:
+    if not path:
+        return
+    try:
+        with open(path, "w", encoding="utf-8") as fh:  # in place: /dev/termination-log is a bind mount
+            fh.write(text)
+    except OSError as exc:
+        log.error("cannot write the result to %s: %s", path, exc.strerror or exc)
+
+
+def _failed_before_start(args: argparse.Namespace, exc: ExportError) -> int:
+    if args.result_file:
+        result = ExportResult(args.name, args.type, "", datetime.now(UTC).replace(microsecond=0))
+        result.fail(str(exc), retryable=exc.temporary, reason=type(exc).__name__)
+        _write_result(args.result_file, result.to_json())
+    print(f"cxbackup export run: {exc}", file=sys.stderr)
+    return exc.exit_code
+
+
+def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    try:
+        request = _request(args)
+        try:
+            certificate = load_certificate(args.cert)
+        except CmsError as exc:
+            raise ExportConfigError(str(exc)) from None
+        source = ApiSource.from_env(env, args.api_uri_prefix, page_size=args.page_size)
+        store = open_store_from_args(args, env)
+    except ExportError as exc:
+        return _failed_before_start(args, exc)
+    known_secrets = [env.get(k) for k in ("GWS_PASSWORD", "TARGET_AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY")]
+    try:
+        result = run_export(request, source, store, certificate, sink=_ConsoleSink(), redactor=Redactor(known_secrets))
+    finally:
+        source.close()
+        store.close()
+    _write_result(args.result_file, result.to_json())
+    _print_result(result)
+    if not result.succeeded:
+        return exit_code_for(result.reason)
+    return EXIT_OK
+
+
+def _print_result(result: ExportResult) -> None:
+    rng = result.range.describe() if result.range else "-"
+    users = f" users {', '.join(result.users)}" if result.users else ""
+    head = f"export {result.name} ({result.type}{users}) {rng}: {result.state}"
+    if not result.succeeded:
+        print(f"{head}: {result.error}", file=sys.stderr)
+        return
+    print(f"{head}, {result.records} records, {len(result.artifacts)} artifacts, {result.bytes} bytes")
+    for info in result.artifacts:
+        print(f"  {info.name}  {info.size} bytes  sha256 {info.sha256}  expires {format_iso(info.expires_at)}")
+    for note in result.notes:
+        print(f"  note: {note}")
+
+
+def _list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    now = datetime.now(UTC)
+    store = open_store_from_args(args, env)
+    try:
+        artifacts = store.list()
+    finally:
+        store.close()
+    if args.json:
+        doc: dict[str, Any] = {
+            "store": store.location,
+            "artifacts": [{**a.to_json(), "expired": a.is_expired(now)} for a in artifacts],
+        }
+        print(json.dumps(doc, indent=2))
+        return EXIT_OK
+    if not artifacts:
+        print(f"no artifacts in {store.location}")
+        return EXIT_OK
+    for a in artifacts:
+        state = "EXPIRED" if a.is_expired(now) else "kept"
+        print(f"{a.name}  {a.size} bytes  sha256 {a.sha256}  expires {format_iso(a.expires_at)}  {state}")
+    return EXIT_OK
+
+
+def _sweep(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    now = datetime.now(UTC)
+    store = open_store_from_args(args, env)
+    try:
+        deleted = sweep(store, now, dry_run=args.dry_run)
+        staging = clean_staging(store, now, dry_run=args.dry_run)
+    finally:
+        store.close()
+    verb = "would delete" if args.dry_run else "deleted"
+    if args.json:
+        doc = {"store": store.location, "dryRun": args.dry_run, "deleted": [a.to_json() for a in deleted]}
+        doc["stagingRemoved"] = staging
+        print(json.dumps(doc, indent=2))
+        return EXIT_OK
+    for a in deleted:
+        print(f"{verb} {a.name} (expired {format_iso(a.expires_at)})")
+    for staging_id in staging:
+        print(f"{verb} the staging area {staging_id} of a run that never finished")
+    print(f"{verb} {len(deleted)} expired artifact(s) in {store.location}")
+    return EXIT_OK
+
+
+def _download(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    password: str | None = args.password
+    if args.password_file is not None:
+        try:
+            password = args.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ExportConfigError(f"{args.password_file}: cannot read ({exc.strerror})") from None
+    key = load_private_key(args.key, password)
+    store = open_store_from_args(args, env)
+    try:
+        result = download_artifact(store, args.artifact, key, args.out, overwrite=args.overwrite)
+    finally:
+        store.close()
+    m = result.manifest
+    last = " (last)" if m.get("last") else ""
+    print(f"{args.artifact}: sha256 verified, decrypted; part {m.get('part')}{last} of {m.get('export')}")
+    for f in result.files:
+        records = f" {f.records} records" if f.records is not None else ""
+        print(f"  {f.path}  {f.size} bytes{records}  sha256 {f.sha256}")
+    return EXIT_OK

@@ -1,0 +1,179 @@
+"""Getting an export back: fetch an artifact, verify it, decrypt it, unzip it safely, check the manifest.
+
+`download_artifact(store, name, key, out_dir)`:
+
+1. reads the artifact and its metadata from the store and checks the SHA-256 of the stored bytes
+   against the metadata (a damaged or replaced file is refused before anything is decrypted);
+2. decrypts the CMS enveloped-data with the private key (cxbackup.certs.cms, trying every recipient,
+   as `openssl cms -decrypt -inkey KEY` does);
+3. opens the zip and refuses unsafe member names (absolute paths, `..`, backslashes, drive letters,
+   symbolic links) and members the manifest does not list;
+4. extracts every file into `out_dir`, checking its size and SHA-256 against manifest.json while
+   writing it under a temporary name; only when every file verified are they all renamed into place.
+   Existing files are not replaced unless `overwrite`.
+
+Every failure raises IntegrityError (or ArtifactNotFoundError / StoreError from the store) and leaves
+no half-written file behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import secrets
+import stat
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
+from cxbackup.certs import cms
+from cxbackup.export.errors import IntegrityError
+from cxbackup.export.packaging import MANIFEST_KIND, MANIFEST_NAME
+from cxbackup.export.store import ArtifactInfo, ArtifactStore
+
+__all__ = ["DownloadResult", "ExtractedFile", "check_member_name", "download_artifact", "extract_zip"]
+
+_CHUNK = 1024 * 1024
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+@dataclass(frozen=True)
+class ExtractedFile:
+    """One file written into the output directory."""
+
+    name: str
+    path: Path
+    size: int
+    sha256: str
+    records: int | None
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    artifact: ArtifactInfo
+    manifest: dict[str, Any]
+    files: list[ExtractedFile]
+
+
+def check_member_name(name: str) -> PurePosixPath:
+    """The member's relative path, or IntegrityError when extracting it could escape the directory."""
+    path = PurePosixPath(name)
+    if (
+        not name
+        or "\\" in name
+        or "\x00" in name
+        or name.startswith("/")
+        or _DRIVE.match(name)
+        or any(part in ("", ".", "..") for part in name.split("/"))
+    ):
+        raise IntegrityError(f"unsafe file name in the archive: {name!r}")
+    return path
+
+
+def _is_symlink(info: zipfile.ZipInfo) -> bool:
+    return stat.S_ISLNK(info.external_attr >> 16)
+
+
+def extract_zip(
+    data: bytes, out_dir: Path, *, overwrite: bool = False, source: str = ""
+) -> tuple[dict[str, Any], list[ExtractedFile]]:
+    """Extract an export zip into `out_dir` after checking names and manifest (see the module docstring)."""
+    where = f"{source}: " if source else ""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        raise IntegrityError(f"{where}the decrypted content is not a zip ({exc})") from None
+    with zf:
+        members = zf.infolist()
+        for info in members:
+            check_member_name(info.filename)
+            if info.is_dir() or _is_symlink(info):
+                raise IntegrityError(f"{where}unexpected directory or link in the archive: {info.filename!r}")
+        if len({m.filename for m in members}) != len(members):
+            raise IntegrityError(f"{where}the archive names a file twice")
+        try:
+            manifest = json.loads(zf.read(MANIFEST_NAME))
+        except KeyError:
+            raise IntegrityError(f"{where}the archive has no {MANIFEST_NAME}") from None
+        except (ValueError, zipfile.BadZipFile) as exc:
+            raise IntegrityError(f"{where}{MANIFEST_NAME} is unreadable ({exc})") from None
+        if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND:
+            raise IntegrityError(f"{where}{MANIFEST_NAME} is not a cxbackup export manifest")
+        listed = {str(f.get("name")): f for f in manifest.get("files", []) if isinstance(f, dict)}
+        present = {m.filename for m in members if m.filename != MANIFEST_NAME}
+        if present != set(listed):
+            extra = sorted(present ^ set(listed))
+            raise IntegrityError(f"{where}the archive and its manifest disagree about {extra[:3]}")
+        names = [MANIFEST_NAME, *sorted(present)]
+        targets = {n: out_dir.joinpath(*check_member_name(n).parts) for n in names}
+        if not overwrite:
+            taken = [str(p) for p in targets.values() if p.exists()]
+            if taken:
+                raise IntegrityError(f"{where}{taken[0]} exists already (use another directory, or overwrite)")
+        staged: list[tuple[Path, ExtractedFile]] = []
+        try:
+            for name in names:  # every file verified under a temporary name first...
+                staged.append(_extract_one(zf, name, targets[name], listed.get(name), where))
+            for tmp, done in staged:  # ...then all renamed into place
+                tmp.replace(done.path)
+        except BaseException:
+            for tmp, _ in staged:
+                tmp.unlink(missing_ok=True)
+            raise
+    return manifest, [done for _, done in staged]
+
+
+def _extract_one(
+    zf: zipfile.ZipFile, name: str, target: Path, expected: dict[str, Any] | None, where: str
+) -> tuple[Path, ExtractedFile]:
+    """Write one member to a temporary name next to `target`, checked against the manifest."""
+    limit = int(expected["bytes"]) if expected is not None else None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as dst, zf.open(name) as src:
+            while chunk := src.read(_CHUNK):
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    raise IntegrityError(f"{where}{name} is larger than the manifest says ({limit} bytes)")
+                digest.update(chunk)
+                dst.write(chunk)
+        sha = digest.hexdigest()
+        if expected is not None and (size != limit or sha != expected.get("sha256")):
+            raise IntegrityError(f"{where}{name} does not match the manifest (size or sha256)")
+    except zipfile.BadZipFile as exc:
+        tmp.unlink(missing_ok=True)
+        raise IntegrityError(f"{where}{name} is damaged in the archive ({exc})") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    records = int(expected["records"]) if expected is not None and "records" in expected else None
+    return tmp, ExtractedFile(name, target, size, sha, records)
+
+
+def download_artifact(
+    store: ArtifactStore, name: str, key: RSAPrivateKey, out_dir: Path, *, overwrite: bool = False
+) -> DownloadResult:
+    """Fetch, verify, decrypt and extract one artifact (see the module docstring)."""
+    data, info = store.get(name)
+    actual = hashlib.sha256(data).hexdigest()
+    if len(data) != info.size or actual != info.sha256:
+        raise IntegrityError(
+            f"{name}: the stored file does not match its metadata "
+            f"(size {len(data)} vs {info.size}, sha256 {actual[:12]}... vs {info.sha256[:12]}...)"
+        )
+    try:
+        plaintext = cms.decrypt_with_key(data, key, source=name)
+    except cms.CmsError as exc:
+        raise IntegrityError(str(exc)) from None
+    manifest, files = extract_zip(plaintext, out_dir, overwrite=overwrite, source=name)
+    return DownloadResult(info, manifest, files)
