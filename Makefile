@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help venv controlplane lint test test-unit demo crds bench reliability clean
+.PHONY: help venv controlplane helm lint test test-unit demo crds bench reliability clean
 
 help:
 	@echo "make test        set up everything, lint, and run every test (unit, integration, e2e)"
@@ -26,6 +26,10 @@ venv: $(STAMP)
 controlplane:
 	@./hack/build-control-plane.sh >/dev/null
 
+# Builds helm once (cached in ~/.cache/cxbackup/tools/helm-<version>); the chart tests use it.
+helm:
+	@./hack/build-helm.sh >/dev/null
+
 crds: venv
 	$(BIN)/cxbackup crds
 
@@ -39,7 +43,7 @@ lint: venv
 test-unit: venv
 	$(BIN)/pytest tests/unit
 
-test: venv controlplane lint
+test: venv controlplane helm lint
 	$(BIN)/pytest
 
 demo: venv controlplane

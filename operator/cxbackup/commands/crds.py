@@ -23,11 +23,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
     p.set_defaults(func=run)
 
 
+# Hand-written CRDs kept in crds/ (kopf's peering resources), copied as they are into the chart.
+STATIC_CRDS = ("kopf-peering.yaml",)
+
+
+def _files(source: Path, out: Path) -> dict[str, str]:
+    files = dict(render_crds())
+    if out.resolve() != source.resolve():
+        for name in STATIC_CRDS:
+            if (source / name).exists():
+                files[name] = (source / name).read_text()
+    return files
+
+
 def run(args: argparse.Namespace) -> int:
     outs: list[Path] = args.out or [p for p in (Path("crds"), Path("helm/cxbackup/crds")) if p.parent.exists()]
     stale: list[Path] = []
     for out in outs:
-        for file_name, text in render_crds().items():
+        for file_name, text in _files(Path("crds"), out).items():
             path = out / file_name
             current = path.read_text() if path.exists() else None
             if current == text:

@@ -1,0 +1,483 @@
+"""The Helm chart: lint, render, schema errors, server-side validation and an install with RBAC checks.
+
+helm is built from the Go module proxy by hack/build-helm.sh (cached). Rendered manifests are
+validated by the real test API server (`kubectl apply --server-side --dry-run=server`: strict field
+validation, and Pod Security admission at the restricted level), which knows every built-in kind of
+the pinned Kubernetes release and the installed CRDs' schemas; minimal ServiceMonitor/PrometheusRule
+CRDs (tests/integration/data/monitoring-crds.yaml) let the optional monitoring objects be validated
+too. This replaces kubeconform, whose Kubernetes JSON schemas cannot be downloaded here. The install
+runs no pods (there is no kubelet): it checks the objects and, with `kubectl auth can-i --as`, what
+the operator and worker accounts may do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cxbackup.localcluster.controlplane import ControlPlane
+from tests.unit.test_dashboards_alerts import CHART, DASHBOARDS, chart_values, render_alert_rules
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).resolve().parent / "data"
+CUSTOM_VALUES = DATA / "helm" / "values-custom.yaml"
+MONITORING_CRDS = DATA / "monitoring-crds.yaml"
+
+Manifest = dict[str, Any]
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Helm:
+    """The helm binary, run with its cache/config/data dirs in a temp dir (not the user's)."""
+
+    binary: str
+    env: dict[str, str]
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [self.binary, *args], capture_output=True, text=True, check=False, timeout=120, env=self.env
+        )
+        if check:
+            assert proc.returncode == 0, f"helm {' '.join(args)} failed:\n{proc.stderr}"
+        return proc
+
+
+@pytest.fixture(scope="module")
+def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    """helm, built once by hack/build-helm.sh (a no-op when cached)."""
+    proc = subprocess.run(
+        [str(REPO / "hack" / "build-helm.sh")], stdout=subprocess.PIPE, text=True, check=False, timeout=1200
+    )
+    assert proc.returncode == 0, "hack/build-helm.sh failed; see its output above"
+    home = tmp_path_factory.mktemp("helm-home")
+    env = {
+        **os.environ,
+        **{var: str(home / var.lower()) for var in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME")},
+        "KUBECACHEDIR": str(home / "kube-cache"),  # client-go's discovery cache, not the user's ~/.kube
+    }
+    return Helm(proc.stdout.strip().splitlines()[-1], env)
+
+
+def render(helm: Helm, *args: str, namespace: str = "cxbackup", release: str = "rel") -> list[Manifest]:
+    out = helm.run("template", release, str(CHART), "--namespace", namespace, *args).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def find(docs: list[Manifest], kind: str, name: str | None = None, namespace: str | None = None) -> list[Manifest]:
+    return [
+        d
+        for d in docs
+        if d["kind"] == kind
+        and (name is None or d["metadata"]["name"] == name)
+        and (namespace is None or d["metadata"].get("namespace") == namespace)
+    ]
+
+
+def one(docs: list[Manifest], kind: str, name: str | None = None, namespace: str | None = None) -> Manifest:
+    found = find(docs, kind, name, namespace)
+    assert len(found) == 1, f"expected one {kind} {namespace}/{name}, got {len(found)}"
+    return found[0]
+
+
+def merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Helm's value merge: maps merge recursively, everything else is replaced."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+# ---- lint and render ----------------------------------------------------------------------------
+def test_lint_strict(helm: Helm) -> None:
+    for extra in ([], ["--strict"], ["--strict", "-f", str(CUSTOM_VALUES)]):
+        proc = helm.run("lint", str(CHART), *extra)
+        assert "0 chart(s) failed" in proc.stdout, proc.stdout
+        assert "[WARNING]" not in proc.stdout and "[ERROR]" not in proc.stdout, proc.stdout
+
+
+def test_chart_ships_every_crd_of_crds_folder(helm: Helm) -> None:
+    """crds/ (generated cxbackup CRDs and kopf's peering CRDs) and the chart's crds/ hold the same CRDs."""
+    wanted = {
+        doc["metadata"]["name"]: doc
+        for path in sorted((REPO / "crds").glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    }
+    # `helm show crds` concatenates the files without separators; `template --include-crds` separates them.
+    rendered = helm.run("template", "rel", str(CHART), "--include-crds").stdout
+    shipped = {
+        doc["metadata"]["name"]: doc
+        for doc in yaml.safe_load_all(rendered)
+        if doc and doc["kind"] == "CustomResourceDefinition"
+    }
+    assert {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"} <= set(wanted)
+    missing = sorted(set(wanted) - set(shipped))
+    assert not missing, f"the chart does not install {missing}: copy them from crds/ into helm/cxbackup/crds/"
+    for name, crd in wanted.items():
+        assert shipped[name] == crd, f"the chart's CRD {name} differs from crds/"
+
+
+def test_render_defaults(helm: Helm) -> None:
+    docs = render(helm, namespace="backup-system")
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == sorted(
+        [
+            "ClusterKopfPeering",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount",
+            "ServiceAccount",
+        ]
+    )
+    deployment = one(docs, "Deployment", "rel-cxbackup", "backup-system")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 2
+    pod = spec["template"]["spec"]
+    assert pod["serviceAccountName"] == "rel-cxbackup"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    assert container["image"] == "ghcr.io/cxbackup/cxbackup:0.1.0"  # the chart's appVersion
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    assert container["args"] == [
+        "operator",
+        "--metrics-port=8080",
+        "--health-port=8081",
+        "--bind-address=0.0.0.0",
+        "--peering-name=cxbackup",
+    ]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env == {
+        "CXBACKUP_RECONCILE_INTERVAL": "10",
+        "CXBACKUP_STATUS_INTERVAL": "5",
+        "CXBACKUP_WORKER_IMAGE": container["image"],
+        "CXBACKUP_WORKER_IMAGE_PULL_POLICY": "IfNotPresent",
+        "CXBACKUP_WORKER_SERVICE_ACCOUNT": "cxbackup-worker",
+    }
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["runAsNonRoot"] is True
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"metrics": 8080, "health": 8081}
+    assert container["resources"]["requests"] == {"cpu": "50m", "memory": "128Mi"}
+    service = one(docs, "Service", "rel-cxbackup")
+    assert service["spec"]["ports"][0]["targetPort"] == "metrics"
+    assert service["spec"]["selector"].items() <= spec["template"]["metadata"]["labels"].items()
+    assert one(docs, "ClusterKopfPeering")["metadata"]["name"] == "cxbackup"
+    rules = one(docs, "ClusterRole", "rel-cxbackup")["rules"]
+    granted = {
+        (group, res, verb) for r in rules for group in r["apiGroups"] for res in r["resources"] for verb in r["verbs"]
+    }
+    assert ("", "secrets", "get") in granted
+    assert ("", "secrets", "delete") not in granted and ("", "secrets", "list") not in granted
+    assert ("kopf.dev", "clusterkopfpeerings", "patch") in granted
+    assert ("", "namespaces", "watch") in granted
+    worker_role = one(docs, "Role", "rel-cxbackup-worker", "backup-system")
+    assert worker_role["rules"] == [
+        {
+            "apiGroups": ["cxbackup.io"],
+            "resources": ["recordingbackups/status", "exportjobs/status"],
+            "verbs": ["get", "patch"],
+        }
+    ]
+    assert one(docs, "ServiceAccount", "cxbackup-worker", "backup-system")
+
+
+def test_render_custom_values(helm: Helm) -> None:
+    docs = render(helm, "-f", str(CUSTOM_VALUES), namespace="backup-system")
+    custom = yaml.safe_load(CUSTOM_VALUES.read_text())
+    deployment = one(docs, "Deployment", "rel-cxbackup")
+    assert deployment["spec"]["replicas"] == 3
+    pod = deployment["spec"]["template"]
+    assert pod["metadata"]["annotations"] == {"example.com/owner": "contact-center"}
+    assert pod["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert pod["spec"]["tolerations"] == custom["tolerations"]
+    assert pod["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == "registry.example.com/contact-center/cxbackup:1.2.3"
+    assert container["imagePullPolicy"] == "Always"
+    assert container["resources"] == custom["resources"]
+    assert container["args"][-4:] == ["--namespace=team-a", "--namespace=team-b", "--plain-logs", "--verbose"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["CXBACKUP_WORKER_IMAGE"] == container["image"]
+    assert env["CXBACKUP_WORKER_IMAGE_PULL_POLICY"] == "IfNotPresent"
+    assert env["CXBACKUP_RECONCILE_INTERVAL"] == "30"
+    assert env["TZ"] == "UTC"
+
+    # Namespaced RBAC: a Role + RoleBinding per watched namespace, and cluster-wide only CRD reads.
+    for ns in ("team-a", "team-b"):
+        role = one(docs, "Role", "rel-cxbackup", ns)
+        assert {
+            "apiGroups": ["kopf.dev"],
+            "resources": ["kopfpeerings"],
+            "verbs": ["get", "list", "watch", "patch"],
+        } in (role["rules"])
+        binding = one(docs, "RoleBinding", "rel-cxbackup", ns)
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "rel-cxbackup", "namespace": "backup-system"}]
+        assert one(docs, "KopfPeering", "cxbackup", ns)
+    (cluster_role,) = find(docs, "ClusterRole")
+    assert cluster_role["metadata"]["name"] == "rel-cxbackup-crds"
+    assert cluster_role["rules"] == [
+        {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]}
+    ]
+    assert not find(docs, "ClusterKopfPeering")
+    # The worker account where backups live: release namespace, watched ones, worker.namespaces.
+    worker_namespaces = {d["metadata"]["namespace"] for d in find(docs, "ServiceAccount", "cxbackup-worker")}
+    assert worker_namespaces == {"backup-system", "team-a", "team-b", "archive"}
+    for ns in worker_namespaces:
+        assert one(docs, "RoleBinding", "rel-cxbackup-worker", ns)["subjects"][0]["namespace"] == ns
+
+    # Monitoring: ServiceMonitor, PrometheusRule (exactly files/alerts.yaml with these values), dashboards.
+    monitor = one(docs, "ServiceMonitor", "rel-cxbackup", "backup-system")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["endpoints"][0]["interval"] == "15s"
+    service = one(docs, "Service", "rel-cxbackup")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    rule = one(docs, "PrometheusRule", "rel-cxbackup", "backup-system")
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    alerts = merged(chart_values(), custom)["alerts"]
+    assert rule["spec"] == render_alert_rules(alerts)
+    lag = next(r for g in rule["spec"]["groups"] for r in g["rules"] if r["alert"] == "CxbackupBackupLagHigh")
+    assert "> 21 * 86400" in lag["expr"]
+    assert lag["labels"] == {"severity": "critical", "team": "contact-center"}
+    configmaps = find(docs, "ConfigMap")
+    assert len(configmaps) == len(list(DASHBOARDS.glob("*.json")))
+    for cm in configmaps:
+        assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert cm["metadata"]["annotations"] == {"grafana_folder": "cxbackup"}
+        ((file_name, text),) = cm["data"].items()
+        assert text == (DASHBOARDS / file_name).read_text().rstrip("\n")
+        assert json.loads(text)["uid"] == Path(file_name).stem
+
+
+@pytest.mark.parametrize(
+    ("flag", "setting", "message"),
+    [
+        ("--set", "replicaCount=two", "/replicaCount': got string, want integer"),
+        ("--set", "replicaCount=-1", "/replicaCount"),
+        ("--set", "image.pullPolicy=Sometimes", "/image/pullPolicy': value must be one of"),
+        ("--set", "rbac.clusterWide=yes", "/rbac/clusterWide': got string, want boolean"),
+        ("--set", "image.repository=", "/image/repository"),
+        ("--set", "operator.metricsPort=80", "/operator/metricsPort"),
+        ("--set", "operator.logFormat=xml", "/operator/logFormat"),
+        ("--set", "alerts.backupLag.maxLagDays=0", "/alerts/backupLag/maxLagDays"),
+        ("--set", "alerts.operatorDown.for=5 minutes", "/alerts/operatorDown/for"),
+        ("--set-json", 'watchNamespaces=["Team_A"]', "/watchNamespaces/0"),
+        ("--set", "replicas=3", "additional properties 'replicas' not allowed"),
+        ("--set", "rbac.clusterWide=false", "rbac.clusterWide=false needs watchNamespaces"),
+    ],
+)
+def test_wrong_values_fail_naming_the_value(helm: Helm, flag: str, setting: str, message: str) -> None:
+    proc = helm.run("template", "rel", str(CHART), flag, setting, check=False)
+    assert proc.returncode != 0, f"{setting} was accepted"
+    assert message in proc.stderr, proc.stderr
+
+
+# ---- against the test API server ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def monitoring_crds(control_plane: ControlPlane) -> None:
+    control_plane.kubectl("apply", "--server-side", "-f", str(MONITORING_CRDS))
+    control_plane.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "cxbackup.io/test-data=true"
+    )
+
+
+def create_namespaces(control_plane: ControlPlane, count: int) -> list[str]:
+    names = [unique("t-helm") for _ in range(count)]
+    for name in names:
+        control_plane.kubectl("create", "namespace", name)
+    return names
+
+
+def dry_run(control_plane: ControlPlane, manifests: str) -> subprocess.CompletedProcess[str]:
+    """Server-side apply, dry run: the API server validates every object (strict field validation)."""
+    return control_plane.kubectl(
+        "apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", "-", input_text=manifests, check=False
+    )
+
+
+def test_rendered_manifests_pass_server_side_validation(
+    helm: Helm, control_plane: ControlPlane, namespace: str, monitoring_crds: None
+) -> None:
+    watched_a, watched_b, archive = create_namespaces(control_plane, 3)
+    # Pod Security admission warns on a Deployment whose pods would break the restricted profile.
+    control_plane.kubectl(
+        "label",
+        "namespace",
+        namespace,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/warn=restricted",
+    )
+    renders = {
+        "defaults": ["--include-crds"],
+        "custom": [
+            "--include-crds",
+            "-f",
+            str(CUSTOM_VALUES),
+            "--set-json",
+            f'watchNamespaces=["{watched_a}","{watched_b}"]',
+            "--set-json",
+            f'worker.namespaces=["{archive}"]',
+        ],
+    }
+    for label, args in renders.items():
+        out = helm.run("template", unique("rel"), str(CHART), "--namespace", namespace, *args).stdout
+        proc = dry_run(control_plane, out)
+        assert proc.returncode == 0, f"{label}: the API server rejected the chart:\n{proc.stderr}"
+        assert "PodSecurity" not in proc.stderr, f"{label}: not the restricted profile:\n{proc.stderr}"
+        applied = [line for line in proc.stdout.splitlines() if line.endswith("(server dry run)")]
+        assert len(applied) == len([d for d in yaml.safe_load_all(out) if d]), proc.stdout
+        if label == "custom":
+            for kind in ("servicemonitor", "prometheusrule", "kopfpeering", "deployment", "role"):
+                assert any(line.startswith(f"{kind}.") for line in applied), f"no {kind} in {proc.stdout}"
+
+    # The check has teeth: a misplaced field or a bad duration is rejected, not silently pruned.
+    docs = render(helm, "-f", str(CUSTOM_VALUES), namespace=namespace)
+    rule = one(docs, "PrometheusRule")
+    rule["spec"]["groups"][0]["rules"][0]["for"] = "five minutes"
+    proc = dry_run(control_plane, yaml.safe_dump(rule))
+    assert proc.returncode != 0 and "spec.groups[0].rules[0].for" in proc.stderr, proc.stderr
+    deployment = one(docs, "Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFS"] = True
+    proc = dry_run(control_plane, yaml.safe_dump(deployment))
+    assert proc.returncode != 0 and "readOnlyRootFS" in proc.stderr, proc.stderr
+
+
+def can_i(
+    control_plane: ControlPlane, user: str, verb: str, resource: str, namespace: str, subresource: str = ""
+) -> bool:
+    args = ["auth", "can-i", verb, resource, f"--as={user}", "-n", namespace]
+    if subresource:
+        args.append(f"--subresource={subresource}")
+    proc = control_plane.kubectl(*args, check=False)
+    assert proc.stdout.strip() in {"yes", "no"}, proc.stderr
+    return proc.stdout.strip() == "yes"
+
+
+def helm_install(
+    helm: Helm, control_plane: ControlPlane, release: str, namespace: str, *args: str
+) -> subprocess.CompletedProcess[str]:
+    # No --wait: without a kubelet the operator's pods never run; the objects are what is checked.
+    return helm.run(
+        "install",
+        release,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--kubeconfig",
+        str(control_plane.kubeconfig),
+        "--timeout",
+        "60s",
+        *args,
+    )
+
+
+def test_install_cluster_wide_and_rbac(helm: Helm, control_plane: ControlPlane, namespace: str) -> None:
+    release = unique("rel")
+    peering = unique("cxbackup")  # the session already has the ClusterKopfPeering "cxbackup"
+    proc = helm_install(helm, control_plane, release, namespace, "--set", f"peering.name={peering}")
+    assert "STATUS: deployed" in proc.stdout, proc.stdout
+    assert "watches all namespaces" in proc.stdout and "never upgrades them" in proc.stdout, proc.stdout
+    (other,) = create_namespaces(control_plane, 1)
+    operator = f"system:serviceaccount:{namespace}:{release}-cxbackup"
+    worker = f"system:serviceaccount:{namespace}:cxbackup-worker"
+
+    got = control_plane.kubectl("get", "deployment", f"{release}-cxbackup", "-n", namespace, "-o", "json").stdout
+    assert json.loads(got)["spec"]["replicas"] == 2
+    control_plane.kubectl("get", "clusterkopfpeering", peering)
+    control_plane.kubectl("get", "serviceaccount", "cxbackup-worker", "-n", namespace)
+
+    # The operator, cluster-wide: in any namespace.
+    for ns in (namespace, other):
+        assert can_i(control_plane, operator, "create", "jobs.batch", ns)
+        assert can_i(control_plane, operator, "delete", "jobs.batch", ns)
+        assert can_i(control_plane, operator, "watch", "recordingbackups.cxbackup.io", ns)
+        assert can_i(control_plane, operator, "patch", "recordingbackups.cxbackup.io", ns, "status")
+        assert can_i(control_plane, operator, "update", "recordingcertificates.cxbackup.io", ns, "status")
+        assert can_i(control_plane, operator, "get", "secrets", ns)
+        assert can_i(control_plane, operator, "create", "secrets", ns)
+        assert can_i(control_plane, operator, "create", "events", ns)
+        assert can_i(control_plane, operator, "create", "events.events.k8s.io", ns)
+        assert can_i(control_plane, operator, "create", "configmaps", ns)
+        assert not can_i(control_plane, operator, "delete", "secrets", ns)
+        assert not can_i(control_plane, operator, "list", "secrets", ns)
+        assert not can_i(control_plane, operator, "delete", "recordingbackups.cxbackup.io", ns)
+        assert not can_i(control_plane, operator, "create", "pods", ns)
+    assert can_i(control_plane, operator, "patch", "clusterkopfpeerings.kopf.dev", "default")
+    assert can_i(control_plane, operator, "watch", "namespaces", "default")
+    assert can_i(control_plane, operator, "list", "customresourcedefinitions.apiextensions.k8s.io", "default")
+    assert not can_i(control_plane, operator, "create", "customresourcedefinitions.apiextensions.k8s.io", "default")
+
+    # The worker: only its own backups' and exports' status, in its own namespace.
+    assert can_i(control_plane, worker, "patch", "recordingbackups.cxbackup.io", namespace, "status")
+    assert can_i(control_plane, worker, "get", "exportjobs.cxbackup.io", namespace, "status")
+    assert not can_i(control_plane, worker, "patch", "recordingbackups.cxbackup.io", namespace)
+    assert not can_i(control_plane, worker, "get", "secrets", namespace)
+    assert not can_i(control_plane, worker, "list", "secrets", namespace)
+    assert not can_i(control_plane, worker, "create", "jobs.batch", namespace)
+    assert not can_i(control_plane, worker, "patch", "recordingbackups.cxbackup.io", other, "status")
+    assert not can_i(control_plane, worker, "get", "recordingbackups.cxbackup.io", other)
+
+    helm.run("uninstall", release, "--namespace", namespace, "--kubeconfig", str(control_plane.kubeconfig))
+    gone = control_plane.kubectl("get", "clusterrole", f"{release}-cxbackup", check=False)
+    assert gone.returncode != 0 and "NotFound" in gone.stderr
+
+
+def test_install_namespaced_and_rbac(helm: Helm, control_plane: ControlPlane, namespace: str) -> None:
+    release = unique("rel")
+    watched, also_watched, unwatched = create_namespaces(control_plane, 3)
+    helm_install(
+        helm,
+        control_plane,
+        release,
+        namespace,
+        "--set",
+        "rbac.clusterWide=false",
+        "--set-json",
+        f'watchNamespaces=["{watched}","{also_watched}"]',
+    )
+    operator = f"system:serviceaccount:{namespace}:{release}-cxbackup"
+    for ns in (watched, also_watched):
+        control_plane.kubectl("get", "kopfpeering", "cxbackup", "-n", ns)
+        assert can_i(control_plane, operator, "create", "jobs.batch", ns)
+        assert can_i(control_plane, operator, "patch", "kopfpeerings.kopf.dev", ns)
+        assert can_i(control_plane, operator, "patch", "recordingbackups.cxbackup.io", ns, "status")
+        worker = f"system:serviceaccount:{ns}:cxbackup-worker"
+        assert can_i(control_plane, worker, "patch", "recordingbackups.cxbackup.io", ns, "status")
+        assert not can_i(control_plane, worker, "get", "secrets", ns)
+    assert not can_i(control_plane, operator, "create", "jobs.batch", unwatched)
+    assert not can_i(control_plane, operator, "get", "secrets", unwatched)
+    assert not can_i(control_plane, operator, "watch", "namespaces", "default")
+    assert not can_i(control_plane, operator, "patch", "clusterkopfpeerings.kopf.dev", "default")
+    assert can_i(control_plane, operator, "watch", "customresourcedefinitions.apiextensions.k8s.io", "default")
+    worker_elsewhere = f"system:serviceaccount:{watched}:cxbackup-worker"
+    assert not can_i(control_plane, worker_elsewhere, "patch", "recordingbackups.cxbackup.io", also_watched, "status")
