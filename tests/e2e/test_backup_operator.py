@@ -272,3 +272,47 @@ def test_a_missing_secret_gives_a_condition_and_an_event_and_no_job(stack: Local
     events = json.loads(stack.cp.kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
     assert any(e["reason"] == "SecretNotFound" and e["type"] == "Warning" for e in events)
     assert json.loads(stack.cp.kubectl("get", "jobs", "-n", ns, "-o", "json").stdout)["items"] == []
+
+
+def _metric(stack: LocalStack, name: str, ns: str) -> float | None:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_port}/metrics", timeout=5) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith(name + "{") and f'namespace="{ns}"' in line:
+                return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_the_periodic_audit_reports_missing_recordings(stack: LocalStack, emulator: Emulator) -> None:
+    ns = _ns(stack, emulator)
+    _apply(stack, ns, _backup(emulator, audit={"enabled": True, "schedule": "* * * * *"}))
+    first = stack.wait_for("rb", ns, "rb", lambda b: (b.get("status", {}).get("audit") or {}).get("lastTime"))
+    audit = first["status"]["audit"]
+    assert audit["missing"] == 0 and audit["checked"] > 10, audit
+    assert _runs(first)[0]["result"] == "Succeeded"
+    done = stack.wait_for(
+        "rb", ns, "rb", lambda b: any(c["type"] == "Audited" for c in b["status"].get("conditions", [])), timeout=30
+    )
+    audited = next(c for c in done["status"]["conditions"] if c["type"] == "Audited")
+    assert audited["status"] == "True" and audited["reason"] == "Complete"
+    # a recording disappears from the target: the next audit (next minute) finds it
+    victim = sorted(_tree(stack, ns))[0]
+    folder = _tree(stack, ns)[victim][0].parent
+    for path in folder.iterdir():
+        if not path.name.endswith(".json"):
+            path.unlink()
+    second = stack.wait_for(
+        "rb", ns, "rb", lambda b: b["status"]["audit"]["lastTime"] != audit["lastTime"], timeout=150
+    )
+    assert second["status"]["audit"]["missing"] == 1
+    assert second["status"]["audit"]["oldestMissingStart"]
+    events = json.loads(stack.cp.kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
+    deadline = time.monotonic() + 20
+    while not any(e["reason"] == "AuditMissing" for e in events) and time.monotonic() < deadline:
+        time.sleep(1)
+        events = json.loads(stack.cp.kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
+    assert any(e["reason"] == "AuditMissing" and e["type"] == "Warning" for e in events)
+    assert _metric(stack, "cxbackup_backup_audit_missing_recordings", ns) == 1.0
+    margin = _metric(stack, "cxbackup_backup_retention_margin_seconds", ns)
+    assert margin is not None and margin < 30 * 86400

@@ -287,6 +287,7 @@ def test_result_json_fits_a_termination_message_and_reads_back(
         "records": 120,
         "artifacts": len(result.artifacts),
         "error": "",
+        "message": "",
     }
     assert [r.name for r in result.artifact_records()] == [a.name for a in result.artifacts]
 

@@ -173,6 +173,9 @@ class ExportRunRecord(CamelModel):
     records: int = Field(default=0, description="Records exported.")
     artifacts: int = Field(default=0, description="Artifacts written.")
     error: str = Field(default="", description="Why it failed.")
+    message: str = Field(
+        default="", description="Notes of the run, e.g. why an export is empty (a user outside chat retention)."
+    )
 
 
 class ExportJobStatus(CamelModel):
@@ -187,6 +190,14 @@ class ExportJobStatus(CamelModel):
     artifacts: list[ArtifactRecord] | None = Field(default=None, description="Stored artifacts.")
     last_successful_time: datetime | None = Field(default=None, description="When a run last succeeded.")
     next_schedule_time: datetime | None = Field(default=None, description="When the next run is due.")
+    last_run_generation: int | None = Field(
+        default=None,
+        description="The metadata.generation the last run was started for (a one-shot export runs again "
+        "when the spec changes).",
+    )
+    last_trigger: str | None = Field(
+        default=None, description="The value of the cxbackup.io/run-now annotation the last triggered run answered."
+    )
 
 
 class ExportJob(CamelModel):

@@ -62,6 +62,25 @@ def _key_check(args: argparse.Namespace) -> KeyCheck | None:
     return None
 
 
+def _report_to_operator(report: AuditReport) -> None:
+    """In an operator's audit pod (CXBACKUP_STATUS_RESOURCE set), write the findings to status.audit."""
+    if not os.environ.get("CXBACKUP_STATUS_RESOURCE"):
+        return
+    from cxbackup.controller.shardstatus import report_audit
+
+    counts = report.counts
+    report_audit(
+        os.environ,
+        {
+            "lastTime": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "checked": report.checked,
+            "missing": counts.get("missing", 0) + counts.get("metadata_missing", 0),
+            "mismatched": counts.get("size_mismatch", 0),
+            "oldestMissingStart": _iso(report.oldest_missing_start),
+        },
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
     try:
@@ -114,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         log.error("%s", exc)
         return EXIT_CONFIG
+    _report_to_operator(report)
     if args.json:
         json.dump(
             {

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cxbackup.api.common import API_VERSION, PodSettings
+from cxbackup.api.exportjob import ExportJob
 from cxbackup.api.recordingbackup import RecordingBackup
 from cxbackup.backup.config import RcbsConfig
 from cxbackup.backup.window import RecordingWindow
@@ -284,3 +285,271 @@ def build_backup_job(
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }
+
+
+LABEL_AUDIT = "cxbackup.io/audit"
+
+
+def audit_configmap_name(backup: RecordingBackup) -> str:
+    name: str = backup.metadata["name"]
+    return f"{name[:50].rstrip('-.')}-audit-config"
+
+
+def build_audit_configmap(backup: RecordingBackup, window: RecordingWindow) -> dict[str, Any]:
+    """The audit's configuration: the backup's, with the audited window (the vendor's retained range)."""
+    config = backup_properties(backup, window)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": audit_configmap_name(backup),
+            "namespace": backup.metadata["namespace"],
+            "labels": {"app.kubernetes.io/name": "cxbackup", LABEL_AUDIT: backup.metadata["name"]},
+            "ownerReferences": [_owner(backup)],
+        },
+        "data": {"config.properties": config.to_properties(header=f"audit of {window.describe()}")},
+    }
+
+
+def build_audit_job(
+    backup: RecordingBackup, audit_id: str, window: RecordingWindow, settings: JobSettings
+) -> dict[str, Any]:
+    """One pod running `cxbackup audit` over the window; it reports status.audit itself."""
+    job = build_backup_job(backup, audit_id, window, settings, run_start=dt.datetime.now(dt.UTC))
+    name = f"{backup.metadata['name'][:40].rstrip('-.')}-audit-{audit_id}"
+    labels = {
+        "app.kubernetes.io/name": "cxbackup",
+        "app.kubernetes.io/component": "backup-audit",
+        "app.kubernetes.io/managed-by": "cxbackup-operator",
+        LABEL_AUDIT: backup.metadata["name"],
+    }
+    job["metadata"]["name"] = name
+    job["metadata"]["labels"] = labels
+    job["metadata"]["annotations"] = {
+        ANNOTATION_WINDOW_START: str(window.start_ms),
+        ANNOTATION_WINDOW_END: str(window.end_ms),
+    }
+    spec = job["spec"]
+    spec.pop("completionMode")
+    spec.pop("backoffLimitPerIndex")
+    spec.update(completions=1, parallelism=1, backoffLimit=2, ttlSecondsAfterFinished=3600)
+    pod = spec["template"]
+    pod["metadata"]["labels"] = labels
+    container = pod["spec"]["containers"][0]
+    container["name"] = "audit"
+    container["args"] = [
+        "audit", "-config", f"{CONFIG_MOUNT}/config.properties", "--problems-only",
+        "--window-start", str(window.start_ms), "--window-end", str(window.end_ms),
+    ]  # fmt: skip
+    container["env"] = [e for e in container["env"] if e["name"] != "CXBACKUP_RUN_ID"]
+    for volume in pod["spec"]["volumes"]:
+        if volume["name"] == "config":
+            volume["configMap"]["name"] = audit_configmap_name(backup)
+    return job
+
+
+# ---- ExportJob: export runs and retention sweeps ------------------------------------------------------
+
+__all__ += [
+    "ANNOTATION_SWEEP_CUTOFF",
+    "CERT_MOUNT",
+    "EXPORT_STORE_MOUNT",
+    "LABEL_EXPORT",
+    "LABEL_EXPORT_TASK",
+    "CertificateSource",
+    "build_export_job",
+    "build_export_sweep_job",
+    "export_job_name",
+    "export_store_location",
+]
+
+LABEL_EXPORT = "cxbackup.io/exportjob"
+LABEL_EXPORT_TASK = "cxbackup.io/export-task"
+"""`run` for an export run, `sweep` for a retention sweep."""
+ANNOTATION_SWEEP_CUTOFF = "cxbackup.io/sweep-cutoff"
+"""The time a sweep was started for: every artifact that expired by then is deleted by it."""
+EXPORT_STORE_MOUNT = "/exports"
+CERT_MOUNT = "/etc/cxbackup/certificate"
+CERT_FILE = "tls.crt"
+
+
+@dataclass(frozen=True)
+class CertificateSource:
+    """The Secret key holding the PEM certificate artifacts are encrypted to (only this key is mounted)."""
+
+    secret: str
+    key: str = "tls.crt"
+
+
+def export_job_name(export: ExportJob, run_id: str, task: str = "run") -> str:
+    """`<name>-<run id>` for runs, `<name>-sweep-<run id>` for sweeps (at most 63 characters)."""
+    name: str = export.metadata["name"]
+    suffix = f"-{run_id}" if task == "run" else f"-{task}-{run_id}"
+    return name[: 63 - len(suffix)].rstrip("-.") + suffix
+
+
+def export_store_location(export: ExportJob) -> str:
+    """The `--store` argument: the PVC's mount (+ subPath) inside the pod, or the s3:// URL."""
+    store = export.spec.store
+    if store.s3 is not None:
+        return store.s3
+    sub = (store.sub_path or "").strip("/")
+    return f"{EXPORT_STORE_MOUNT}/{sub}" if sub else EXPORT_STORE_MOUNT
+
+
+def _export_owner(export: ExportJob) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ExportJob",
+        "name": export.metadata["name"],
+        "uid": export.metadata["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _export_labels(export: ExportJob, run_id: str, task: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "cxbackup",
+        "app.kubernetes.io/component": f"export-{task}",
+        "app.kubernetes.io/managed-by": "cxbackup-operator",
+        LABEL_EXPORT: export.metadata["name"],
+        LABEL_EXPORT_TASK: task,
+        LABEL_RUN: run_id,
+    }
+
+
+def _export_job(
+    export: ExportJob,
+    run_id: str,
+    task: str,
+    args: list[str],
+    env: list[dict[str, Any]],
+    volumes: list[dict[str, Any]],
+    mounts: list[dict[str, Any]],
+    annotations: dict[str, str],
+    settings: JobSettings,
+) -> dict[str, Any]:
+    """A one-pod Job (backoffLimit 0: one pod, one result) with the store and its credentials added."""
+    store = export.spec.store
+    env = list(env)
+    volumes = [*volumes, {"name": "tmp", "emptyDir": {}}]
+    mounts = [*mounts, {"name": "tmp", "mountPath": TMP_MOUNT}]
+    if store.pvc is not None:
+        volumes.append({"name": "store", "persistentVolumeClaim": {"claimName": store.pvc}})
+        mounts.append({"name": "store", "mountPath": EXPORT_STORE_MOUNT})
+    else:
+        if store.s3_credentials is not None:
+            creds = store.s3_credentials
+            env.append(_secret_env("TARGET_AWS_ACCESS_KEY_ID", creds.name, creds.access_key_id_key))
+            env.append(_secret_env("TARGET_AWS_SECRET_ACCESS_KEY", creds.name, creds.secret_access_key_key))
+        if store.s3_endpoint_url:
+            env.append({"name": "TARGET_AWS_ENDPOINT_URL", "value": store.s3_endpoint_url})
+    env.append({"name": "HOME", "value": TMP_MOUNT})
+    pod = export.spec.pod or PodSettings()
+    container: dict[str, Any] = {
+        "name": "export",
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["cxbackup"],
+        "args": ["export", *args],
+        "env": env,
+        "volumeMounts": mounts,
+        "securityContext": restricted_container_security_context(),
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "File",
+    }
+    if pod.resources:
+        container["resources"] = pod.resources
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "serviceAccountName": pod.service_account_name or settings.worker_service_account,
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "fsGroup": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if pod.node_selector:
+        pod_spec["nodeSelector"] = pod.node_selector
+    if pod.tolerations:
+        pod_spec["tolerations"] = pod.tolerations
+    labels = _export_labels(export, run_id, task)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": export_job_name(export, run_id, task),
+            "namespace": export.metadata["namespace"],
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [_export_owner(export)],
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+def build_export_job(
+    export: ExportJob,
+    run_id: str,
+    request_args: list[str],
+    certificate: CertificateSource,
+    settings: JobSettings,
+    *,
+    run_start: dt.datetime,
+) -> dict[str, Any]:
+    """The Job of one export run: `cxbackup export run <request args> --cert --store --result-file`.
+
+    `request_args` are `ExportRequest.to_args()`. Only the certificate key of the Secret is mounted (as
+    tls.crt, read-only): the private key never reaches the pod. Vendor credentials are secretKeyRefs.
+    """
+    src = export.spec.source
+    args = [
+        "run",
+        *request_args,
+        "--cert",
+        f"{CERT_MOUNT}/{CERT_FILE}",
+        "--store",
+        export_store_location(export),
+        "--result-file",
+        "/dev/termination-log",
+    ]
+    env: list[dict[str, Any]] = [
+        {"name": "CXBACKUP_EXPORT_API", "value": src.api_uri_prefix},
+        _secret_env("GWS_USERNAME", src.credentials_secret, "GWS_USERNAME"),
+        _secret_env("GWS_PASSWORD", src.credentials_secret, "GWS_PASSWORD"),
+    ]
+    volumes = [
+        {
+            "name": "certificate",
+            "secret": {
+                "secretName": certificate.secret,
+                "items": [{"key": certificate.key, "path": CERT_FILE}],
+                "defaultMode": 0o444,
+            },
+        }
+    ]
+    mounts = [{"name": "certificate", "mountPath": CERT_MOUNT, "readOnly": True}]
+    annotations = {ANNOTATION_RUN_START: run_start.astimezone(dt.UTC).isoformat()}
+    return _export_job(export, run_id, "run", args, env, volumes, mounts, annotations, settings)
+
+
+def build_export_sweep_job(
+    export: ExportJob, run_id: str, settings: JobSettings, *, cutoff: dt.datetime
+) -> dict[str, Any]:
+    """The Job of one retention sweep: `cxbackup export sweep --store ...` deletes the artifacts of ours whose
+    expiresAt has come (and nothing else in the store)."""
+    args = ["sweep", "--store", export_store_location(export)]
+    annotations = {
+        ANNOTATION_RUN_START: cutoff.astimezone(dt.UTC).isoformat(),
+        ANNOTATION_SWEEP_CUTOFF: cutoff.astimezone(dt.UTC).isoformat(),
+    }
+    return _export_job(export, run_id, "sweep", args, [], [], [], annotations, settings)

@@ -7,8 +7,10 @@ API are raised as `KubeError` with the object named; 404 is a value (None/False)
 
 from __future__ import annotations
 
+import base64
 import functools
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client, config
@@ -142,3 +144,144 @@ def delete_configmap(namespace: str, name: str) -> None:
     except ApiException as exc:
         if exc.status != 404:
             raise _fail(f"deleting ConfigMap {namespace}/{name}", exc) from exc
+
+
+# ---- Secrets holding recording keys (RecordingCertificate) --------------------------------------------
+# Read, create and add to; there is deliberately no function that deletes a Secret or removes a key from
+# one: recording keys must outlive everything (old recordings stay readable only with them).
+
+__all__ += ["SecretView", "create_secret", "patch_secret", "read_secret"]
+
+
+@dataclass(frozen=True)
+class SecretView:
+    """A Secret as the certificate controller needs it: data decoded to bytes, labels, resourceVersion."""
+
+    namespace: str
+    name: str
+    data: dict[str, bytes]
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    resource_version: str
+    type: str
+
+
+def read_secret(namespace: str, name: str) -> SecretView | None:
+    """A Secret with its data decoded, or None when it does not exist."""
+    try:
+        secret = _core().read_namespaced_secret(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise _fail(f"reading Secret {namespace}/{name}", exc) from exc
+    meta = secret.metadata
+    return SecretView(
+        namespace=namespace,
+        name=name,
+        data={k: base64.b64decode(v) for k, v in (secret.data or {}).items()},
+        labels=dict(meta.labels or {}),
+        annotations=dict(meta.annotations or {}),
+        resource_version=str(meta.resource_version or ""),
+        type=str(secret.type or "Opaque"),
+    )
+
+
+def _encode(data: dict[str, bytes]) -> dict[str, str]:
+    return {k: base64.b64encode(v).decode("ascii") for k, v in data.items()}
+
+
+def create_secret(
+    namespace: str,
+    name: str,
+    data: dict[str, bytes],
+    *,
+    secret_type: str = "Opaque",  # noqa: S107 - a Secret type, not a password
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> bool:
+    """Create a Secret (no owner reference: it outlives whatever made it); False when it already exists."""
+    body = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": secret_type,
+        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}, "annotations": annotations or {}},
+        "data": _encode(data),
+    }
+    try:
+        _core().create_namespaced_secret(namespace, body)
+    except ApiException as exc:
+        if exc.status == 409:
+            return False
+        raise _fail(f"creating Secret {namespace}/{name}", exc) from exc
+    return True
+
+
+def patch_secret(
+    namespace: str,
+    name: str,
+    *,
+    data: dict[str, bytes],
+    resource_version: str,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> None:
+    """Set the given data keys (others are kept) and add labels/annotations, only if the Secret is still at
+    `resource_version` (otherwise KubeError: someone else changed it; read it again)."""
+    metadata: dict[str, Any] = {"resourceVersion": resource_version}
+    if labels:
+        metadata["labels"] = labels
+    if annotations:
+        metadata["annotations"] = annotations
+    try:
+        _core().patch_namespaced_secret(name, namespace, {"metadata": metadata, "data": _encode(data)})
+    except ApiException as exc:
+        raise _fail(f"updating Secret {namespace}/{name}", exc) from exc
+
+
+# ---- ExportJob: the RecordingCertificate it names, and the result its pod reports ----------------------
+
+__all__ += ["job_termination_messages", "read_custom"]
+
+
+def read_custom(namespace: str, plural: str, name: str) -> dict[str, Any] | None:
+    """A cxbackup.io/v1alpha1 object, or None when it does not exist."""
+    try:
+        obj: dict[str, Any] = _custom().get_namespaced_custom_object("cxbackup.io", "v1alpha1", namespace, plural, name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise _fail(f"reading {plural} {namespace}/{name}", exc) from exc
+    return obj
+
+
+def job_termination_messages(namespace: str, job_name: str) -> list[str]:
+    """The terminated.message of every finished container of the Job's pods, newest pod first."""
+    try:
+        pods = _core().list_namespaced_pod(namespace, label_selector=f"batch.kubernetes.io/job-name={job_name}")
+    except ApiException as exc:
+        raise _fail(f"listing the pods of Job {namespace}/{job_name}", exc) from exc
+    items: list[dict[str, Any]] = api_client().sanitize_for_serialization(pods).get("items", [])
+    items.sort(key=lambda p: str(p.get("metadata", {}).get("creationTimestamp", "")), reverse=True)
+    messages: list[str] = []
+    for pod in items:
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            message = ((status.get("state") or {}).get("terminated") or {}).get("message")
+            if message:
+                messages.append(str(message))
+    return messages
+
+
+def apply_configmap(obj: dict[str, Any]) -> None:
+    """Create a ConfigMap, or replace its data when it exists (the audit's rendered configuration)."""
+    ns = obj["metadata"]["namespace"]
+    name = obj["metadata"]["name"]
+    try:
+        _core().create_namespaced_config_map(ns, obj)
+        return
+    except ApiException as exc:
+        if exc.status != 409:
+            raise _fail(f"creating ConfigMap {ns}/{name}", exc) from exc
+    try:
+        _core().patch_namespaced_config_map(name, ns, {"data": obj["data"]})
+    except ApiException as exc:
+        raise _fail(f"updating ConfigMap {ns}/{name}", exc) from exc

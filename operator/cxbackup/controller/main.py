@@ -13,7 +13,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from cxbackup import metrics
-from cxbackup.controller import recordingbackup
+from cxbackup.controller import exportjob, recordingbackup, recordingcertificate
 from cxbackup.controller.settings import OperatorSettings, load_settings
 
 __all__ = ["OperatorOptions", "run_operator"]
@@ -62,6 +62,8 @@ def run_operator(options: OperatorOptions, op_settings: OperatorSettings | None 
     # The default registry holds kopf's built-in login handlers (kubernetes client credentials).
     registry = kopf.get_default_registry()
     recordingbackup.register(op_settings)
+    recordingcertificate.register(op_settings)
+    exportjob.register(op_settings)
 
     @kopf.on.startup(registry=registry)
     def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from cxbackup import metrics
 from cxbackup.api.recordingbackup import RecordingBackup
 from cxbackup.backup.errors import ConfigError
-from cxbackup.backup.window import compute_window, to_ms
+from cxbackup.backup.window import RecordingWindow, compute_window, to_ms
 from cxbackup.controller import jobs as J
 from cxbackup.controller import kube
 from cxbackup.controller.backup_runs import (
@@ -28,6 +28,7 @@ from cxbackup.controller.backup_runs import (
     due_slot,
     iso,
     job_view,
+    parse_time,
     progress_text,
     shard_totals,
 )
@@ -256,10 +257,73 @@ def reconcile_backup(body: Any, patch: Any, settings: OperatorSettings, now: dt.
             patch.status["phase"] = "Pending"
         state.shard_progress = {}
     state.running = current is not None
+    if current is None:
+        conditions = _reconcile_audit(backup, body, status_dump, conditions, now, settings)
     patch.status["conditions"] = conditions
     _update_metric_state(backup, status_dump, state, now)
     if status_dump.get("observedGeneration") != generation:
         patch.status["observedGeneration"] = generation
+
+
+AUDIT_DEFAULT_RETENTION_DAYS = 30
+
+
+def _reconcile_audit(
+    backup: RecordingBackup,
+    body: Any,
+    status: dict[str, Any],
+    conditions: list[dict[str, Any]] | None,
+    now: dt.datetime,
+    settings: OperatorSettings,
+) -> list[dict[str, Any]] | None:
+    """Start the periodic audit when due, and turn its findings (written by the audit pod) into a
+    condition and an Event. The audit covers the vendor's retained range up to lastRecordingEndTime."""
+    audit_spec = backup.spec.audit
+    if audit_spec is None or not audit_spec.enabled:
+        return conditions
+    ns: str = backup.metadata["namespace"]
+    name: str = backup.metadata["name"]
+    generation = backup.metadata.get("generation")
+    found = status.get("audit") or {}
+    if found.get("lastTime"):
+        missing = int(found.get("missing", 0)) + int(found.get("mismatched", 0))
+        message = (
+            f"audit at {found['lastTime']}: {found.get('checked', 0)} recordings checked, "
+            f"{found.get('missing', 0)} missing, {found.get('mismatched', 0)} size mismatches"
+        )
+        old = condition(conditions, "Audited")
+        if old is None or old.get("message") != message:
+            _event(body, "AuditMissing" if missing else "AuditPassed", message, warning=bool(missing))
+        conditions = set_condition(conditions, "Audited", "True", "RecordingsMissing" if missing else "Complete",
+                                   message, now=now, generation=generation)  # fmt: skip
+    end = parse_time(status.get("lastRecordingEndTime"))
+    if end is None:
+        return conditions
+    audits = [job_view(j) for j in kube.list_jobs(ns, f"{J.LABEL_AUDIT}={name}")]
+    if any(a.active for a in audits):
+        return conditions
+    last = parse_time(found.get("lastTime"))
+    started = [a.run_start for a in audits]
+    anchor = max([t for t in (last, *started) if t is not None], default=None)
+    if anchor is not None:
+        try:
+            if next_after(audit_spec.schedule, backup.spec.time_zone, anchor) > now:
+                return conditions
+        except ScheduleError as exc:
+            return set_condition(conditions, "Audited", "False", "InvalidSchedule", f"spec.audit.schedule: {exc}",
+                                 now=now, generation=generation)  # fmt: skip
+    days = backup.spec.source.retention_days or AUDIT_DEFAULT_RETENTION_DAYS
+    start = now - dt.timedelta(days=days)
+    if start >= end:
+        return conditions
+    window = RecordingWindow(to_ms(start), to_ms(end))
+    try:
+        kube.apply_configmap(J.build_audit_configmap(backup, window))
+        kube.create_object(J.build_audit_job(backup, J.run_id_for(now), window, settings.jobs))
+    except kube.KubeError as exc:
+        raise kopf.TemporaryError(str(exc), delay=30) from exc
+    _event(body, "AuditStarted", f"auditing {window.describe()} against the target")
+    return conditions
 
 
 def _after_start(backup: RecordingBackup, patch: Any, now: dt.datetime, reason: str) -> None:
@@ -274,8 +338,6 @@ def _after_start(backup: RecordingBackup, patch: Any, now: dt.datetime, reason: 
 def _update_metric_state(
     backup: RecordingBackup, status: dict[str, Any], state: metrics.BackupState, now: dt.datetime
 ) -> None:
-    from cxbackup.controller.backup_runs import parse_time
-
     end = parse_time(status.get("lastRecordingEndTime"))
     ok = parse_time(status.get("lastSuccessfulTime"))
     state.last_recording_end = end.timestamp() if end else None

@@ -124,3 +124,18 @@ def reporter_from_env(env: Mapping[str, str], shard: int) -> ShardStatusReporter
         _kube_patcher(plural, namespace, name),
         interval=float(env.get("CXBACKUP_STATUS_INTERVAL", "5")),
     )
+
+
+def report_audit(env: Mapping[str, str], audit: dict[str, Any]) -> bool:
+    """Write `status.audit` of the resource named by CXBACKUP_STATUS_RESOURCE (audit pods). False when
+    not in an operator pod or when the write failed (logged; the audit's own exit code still tells)."""
+    resource = env.get("CXBACKUP_STATUS_RESOURCE")
+    if not resource or resource.count("/") != 2:
+        return False
+    plural, namespace, name = resource.split("/")
+    try:
+        _kube_patcher(plural, namespace, name)({"status": {"audit": audit}})
+    except Exception as exc:
+        log.warning("could not report the audit to %s: %s", resource, type(exc).__name__)
+        return False
+    return True

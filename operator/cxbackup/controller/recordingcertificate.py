@@ -1,0 +1,415 @@
+"""kopf handlers for RecordingCertificate: one timer per resource validates, keeps every key, rotates.
+
+Each tick (settings.reconcile_interval):
+
+1. Read the current pair: the uploaded Secret (spec.secretRef), or `<name>-tls` for spec.generate,
+   generated on first sight (type kubernetes.io/tls, labelled cxbackup.io/certificate=<name>, no owner
+   reference: keys outlive the resource).
+2. Validate it and put it into the keyring Secret (spec.keyringSecret or `<name>-keyring`) when the key
+   belongs to the certificate, expired or not: `<serial>.crt` + `<serial>.key`. Nothing is ever removed
+   from the keyring and the operator never deletes it (also not when the resource is deleted).
+3. Rotate generated certificates when certs.rotation says so: a new key and certificate with the same
+   subject DN goes into the keyring FIRST (read back and checked), THEN into `<name>-tls`; the old one is
+   listed in status.retired. On failure the old pair stays current. Uploaded certificates are not
+   rotated (the vendor must provision every new certificate and the user owns the Secret): they get
+   Expiring=True, reason RenewalRequired, and a Warning Event.
+4. Status (Issued To / Issued By / Expires / Deployed Count, conditions, retired, nextRotationTime),
+   written only when it changed; Events only when something changed; metrics state for the scrape-time
+   collector.
+
+Decisions are in cert_decisions (pure); Kubernetes access goes through a `CertificateStore`, which is
+the kube module in the operator and an in-memory fake in tests. Keys and passwords never reach logs,
+status or Events.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import kopf
+from pydantic import ValidationError
+
+from cxbackup import metrics
+from cxbackup.api.certificate import RecordingCertificate
+from cxbackup.certs.generate import ParameterInvalid, generate_pair, renew
+from cxbackup.certs.validation import CertificateInfo, CertificateInvalid, inspect_certificate
+from cxbackup.controller import kube
+from cxbackup.controller.cert_decisions import (
+    ANNOTATION_KEYRING,
+    LABEL_CERTIFICATE,
+    LABEL_KEYRING,
+    TLS_CERT,
+    TLS_KEY,
+    Evaluation,
+    EventSpec,
+    GeneratePair,
+    KeyPair,
+    Reasons,
+    SourceProblem,
+    certificate_conditions,
+    condition_events,
+    count_references,
+    evaluate,
+    iso,
+    keyring_additions,
+    keyring_fingerprints,
+    keyring_secret_name,
+    plan_rotation,
+    plan_source,
+    problem_conditions,
+    retire,
+    source_secret_name,
+    status_changes,
+    usage_events,
+)
+from cxbackup.controller.conditions import set_condition
+from cxbackup.controller.settings import OperatorSettings, load_settings
+
+__all__ = ["CertificateStore", "Emit", "reconcile_certificate", "register"]
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[EventSpec], None]
+"""Posts an Event on the RecordingCertificate being reconciled."""
+
+
+class CertificateStore(Protocol):
+    """The Kubernetes calls the certificate controller makes (kube implements it). No delete on purpose."""
+
+    def read_secret(self, namespace: str, name: str) -> kube.SecretView | None: ...
+
+    def create_secret(
+        self,
+        namespace: str,
+        name: str,
+        data: dict[str, bytes],
+        *,
+        secret_type: str = ...,
+        labels: dict[str, str] | None = ...,
+        annotations: dict[str, str] | None = ...,
+    ) -> bool: ...
+
+    def patch_secret(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        data: dict[str, bytes],
+        resource_version: str,
+        labels: dict[str, str] | None = ...,
+        annotations: dict[str, str] | None = ...,
+    ) -> None: ...
+
+    def list_custom(self, namespace: str | None, plural: str) -> list[dict[str, Any]]: ...
+
+
+class _RotationFailed(Exception):
+    """Rotation did not complete; the old pair is still the current one and nothing was removed."""
+
+
+def _ident(cert: RecordingCertificate) -> tuple[str, str]:
+    return str(cert.metadata.get("namespace", "")), str(cert.metadata.get("name", ""))
+
+
+def _status_fields(info: CertificateInfo) -> dict[str, Any]:
+    fields = info.to_dict()
+    fields.pop("keyDetails", None)  # not part of the status schema (it would be pruned)
+    return fields
+
+
+def _add_to_keyring(
+    store: CertificateStore, cert: RecordingCertificate, ring: kube.SecretView | None, additions: dict[str, bytes]
+) -> dict[str, bytes]:
+    """Add data keys to the keyring Secret (creating it), read it back and check; returns its data."""
+    ns, name = _ident(cert)
+    ring_name = keyring_secret_name(cert)
+    labels = {LABEL_CERTIFICATE: name, LABEL_KEYRING: "true"}
+    annotations = {ANNOTATION_KEYRING: "true"}
+    if ring is None and store.create_secret(ns, ring_name, additions, labels=labels, annotations=annotations):
+        log.info("created keyring Secret %s/%s with %s", ns, ring_name, ", ".join(sorted(additions)))
+    else:
+        ring = ring or store.read_secret(ns, ring_name)
+        if ring is None:
+            raise kube.KubeError(f"keyring Secret {ns}/{ring_name} vanished while it was being written")
+        missing_labels = {k: v for k, v in labels.items() if k not in ring.labels}
+        missing_annotations = {k: v for k, v in annotations.items() if ring.annotations.get(k) != v}
+        store.patch_secret(
+            ns,
+            ring_name,
+            data=additions,
+            resource_version=ring.resource_version,
+            labels=missing_labels or None,
+            annotations=missing_annotations or None,
+        )
+        log.info("added %s to keyring Secret %s/%s", ", ".join(sorted(additions)), ns, ring_name)
+    after = store.read_secret(ns, ring_name)
+    if after is None or any(after.data.get(k) != v for k, v in additions.items()):
+        raise kube.KubeError(f"keyring Secret {ns}/{ring_name} does not hold the keys just written")
+    return dict(after.data)
+
+
+def _keep_in_keyring(
+    store: CertificateStore, cert: RecordingCertificate, pair: KeyPair, evaluation: Evaluation, emit: Emit
+) -> dict[str, bytes]:
+    """Make sure the keyring holds the current pair (when its key matches); returns the keyring's data."""
+    ns, _ = _ident(cert)
+    ring_name = keyring_secret_name(cert)
+    ring = store.read_secret(ns, ring_name)
+    data = dict(ring.data) if ring else {}
+    info = evaluation.info
+    if info is None or not evaluation.key_matches:
+        return data
+    additions = keyring_additions(data, info.serial_number, pair)
+    if not additions:
+        return data
+    data = _add_to_keyring(store, cert, ring, additions)
+    emit(
+        EventSpec(
+            False,
+            Reasons.KEYRING_UPDATED,
+            f"kept serial {info.serial_number} (certificate and key) in keyring Secret {ns}/{ring_name}; back "
+            "it up - every key it holds is needed to read the recordings encrypted to it",
+        )
+    )
+    return data
+
+
+def _rotate(
+    store: CertificateStore,
+    cert: RecordingCertificate,
+    source: kube.SecretView,
+    pair: KeyPair,
+    old: CertificateInfo,
+    now: dt.datetime,
+) -> tuple[KeyPair, CertificateInfo]:
+    """Renew the pair: keyring first (both pairs, checked), then `<name>-tls`. Raises _RotationFailed."""
+    ns, _ = _ident(cert)
+    generate = cert.spec.generate
+    if generate is None:  # pragma: no cover - plan_rotation rotates generated certificates only
+        raise _RotationFailed("only generated certificates are rotated")
+    try:
+        key_pem, cert_pem = renew(
+            pair.cert_pem,
+            generate.validity_days,
+            generate.key_size,
+            now=now,
+            key_pem=pair.key_pem,
+            password=pair.password,
+        )
+        new = inspect_certificate(cert_pem, key_pem, now=now)
+    except (CertificateInvalid, ParameterInvalid) as exc:
+        raise _RotationFailed(f"cannot renew the current pair: {exc}") from exc
+    new_pair = KeyPair(cert_pem, key_pem)
+    ring_name = keyring_secret_name(cert)
+    try:
+        ring = store.read_secret(ns, ring_name)
+        data = dict(ring.data) if ring else {}
+        additions = keyring_additions(data, old.serial_number, pair)
+        additions |= keyring_additions(data | additions, new.serial_number, new_pair)
+        if additions:
+            data = _add_to_keyring(store, cert, ring, additions)
+        if keyring_additions(data, old.serial_number, pair) or keyring_additions(data, new.serial_number, new_pair):
+            raise _RotationFailed(f"keyring Secret {ns}/{ring_name} does not hold both pairs after writing")
+        store.patch_secret(
+            ns, source.name, data={TLS_CERT: cert_pem, TLS_KEY: key_pem}, resource_version=source.resource_version
+        )
+    except kube.KubeError as exc:
+        raise _RotationFailed(str(exc)) from exc
+    return new_pair, new
+
+
+def _current_pair(
+    store: CertificateStore, cert: RecordingCertificate, now: dt.datetime
+) -> tuple[KeyPair, kube.SecretView, bool] | SourceProblem:
+    """(pair, the Secret holding it, whether it was generated just now), or why there is none."""
+    ns, name = _ident(cert)
+    secret_name = source_secret_name(cert)
+    view = store.read_secret(ns, secret_name)
+    source = plan_source(cert, view.data if view else None, view.labels if view else None)
+    generated = False
+    if isinstance(source, GeneratePair):
+        try:
+            key_pem, cert_pem = generate_pair(
+                source.common_name, source.country, source.state, source.organization, source.validity_days,
+                source.key_size, now=now,
+            )  # fmt: skip
+        except ParameterInvalid as exc:
+            return SourceProblem(Reasons.INVALID_SPEC, f"spec.generate: {exc.message}")
+        generated = store.create_secret(
+            ns,
+            secret_name,
+            {TLS_CERT: cert_pem, TLS_KEY: key_pem},
+            secret_type="kubernetes.io/tls",  # noqa: S106 - a Secret type, not a password
+            labels={LABEL_CERTIFICATE: name},
+        )
+        view = store.read_secret(ns, secret_name)  # ours, or one created concurrently
+        source = plan_source(cert, view.data if view else None, view.labels if view else None)
+    if isinstance(source, SourceProblem):
+        return source
+    if isinstance(source, GeneratePair) or view is None:
+        return SourceProblem(Reasons.SECRET_NOT_FOUND, f"Secret {ns}/{secret_name} vanished after it was created")
+    return source, view, generated
+
+
+def _update_metrics(states: metrics.ObjectStates, ns: str, name: str, not_after: Any, ready: bool) -> None:
+    if isinstance(not_after, str) and not_after:
+        try:
+            when: float | None = dt.datetime.fromisoformat(not_after.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            when = None
+    elif isinstance(not_after, dt.datetime):
+        when = not_after.timestamp()
+    else:
+        when = None
+    with states.lock:
+        states.certificates[(ns, name)] = metrics.CertificateState(not_after=when, ready=ready)
+
+
+def _emit_all(emit: Emit, events: list[EventSpec]) -> None:
+    for event in events:
+        emit(event)
+
+
+def reconcile_certificate(
+    body: Mapping[str, Any],
+    *,
+    store: CertificateStore,
+    emit: Emit,
+    now: dt.datetime,
+    states: metrics.ObjectStates = metrics.STATE,
+) -> dict[str, Any]:
+    """One reconciliation of one RecordingCertificate; returns the status fields to patch (only changes)."""
+    if (body.get("metadata") or {}).get("deletionTimestamp"):
+        return {}  # being deleted: nothing to do (its Secrets stay), and no metrics state to bring back
+    old_status: dict[str, Any] = dict(body.get("status") or {})
+    old_conditions: list[dict[str, Any]] | None = old_status.get("conditions")
+    try:
+        cert = RecordingCertificate.model_validate(dict(body))
+    except ValidationError as exc:
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3]]
+        message = f"invalid resource: {'; '.join(problems)}"
+        generation = (body.get("metadata") or {}).get("generation")
+        conditions = set_condition(
+            old_conditions, "Ready", "False", Reasons.INVALID_SPEC, message, now=now.replace(microsecond=0),
+            generation=generation,
+        )  # fmt: skip
+        _emit_all(emit, condition_events(old_conditions, conditions, automatic_rotation=False))
+        return status_changes(old_status, {"conditions": conditions})
+    ns, name = _ident(cert)
+    desired: dict[str, Any] = {"usages": list(cert.spec.usages), "observedGeneration": cert.metadata.get("generation")}
+    _emit_all(emit, usage_events(old_status.get("usages"), cert.spec.usages))
+    desired["deployedCount"] = count_references(
+        name, store.list_custom(ns, "exportjobs"), store.list_custom(ns, "recordingbackups")
+    )
+
+    # 1. the current pair (generated on first sight)
+    secret_name = source_secret_name(cert)
+    current = _current_pair(store, cert, now)
+    if isinstance(current, SourceProblem):
+        conditions = problem_conditions(old_conditions, cert, current, now)
+        _emit_all(emit, condition_events(old_conditions, conditions, automatic_rotation=False))
+        desired["conditions"] = conditions
+        _update_metrics(states, ns, name, old_status.get("notAfter"), ready=False)
+        return status_changes(old_status, desired)
+    pair, view, generated = current
+    evaluation = evaluate(pair, now)
+    if generated and evaluation.info is not None:
+        made = evaluation.info
+        emit(
+            EventSpec(
+                False,
+                Reasons.GENERATED,
+                f"generated a {made.key_size}-bit RSA key and a self-signed certificate {made.subject_dn} "
+                f"(serial {made.serial_number}, expires {iso(made.not_after)}) into Secret {ns}/{secret_name}",
+            )
+        )
+
+    # 2. the keyring keeps every pair whose key matches
+    keyring = _keep_in_keyring(store, cert, pair, evaluation, emit)
+
+    # 3. rotation of generated certificates
+    plan = plan_rotation(cert, evaluation.info, now) if evaluation.info is not None else None
+    rotation_error: str | None = None
+    rotated = False
+    old_info = evaluation.info
+    if plan is not None and plan.due and not generated and old_info is not None:
+        try:
+            pair, new_info = _rotate(store, cert, view, pair, old_info, now)
+        except _RotationFailed as exc:
+            rotation_error = str(exc)
+            metrics.record_certificate_rotation(ns, name, ok=False)
+            log.warning("rotation of %s/%s failed: %s", ns, name, rotation_error)
+        else:
+            rotated = True
+            metrics.record_certificate_rotation(ns, name, ok=True)
+            ring = store.read_secret(ns, keyring_secret_name(cert))
+            keyring = dict(ring.data) if ring else keyring
+            evaluation = evaluate(pair, now)
+            plan = plan_rotation(cert, new_info, now)
+            emit(
+                EventSpec(
+                    False,
+                    Reasons.ROTATED,
+                    f"rotated before expiry: serial {old_info.serial_number} (expires {iso(old_info.not_after)}) "
+                    f"is retired, serial {new_info.serial_number} (expires {iso(new_info.not_after)}) is now in "
+                    f"Secret {ns}/{secret_name}; both keys are kept in keyring Secret "
+                    f"{ns}/{keyring_secret_name(cert)}. Provision the new certificate with your vendor",
+                )
+            )
+
+    # 4. status, events, metrics
+    info = evaluation.info
+    if info is not None:
+        desired.update(_status_fields(info))
+        old_fingerprint = old_status.get("fingerprint")
+        if not rotated and old_fingerprint and old_fingerprint != info.fingerprint:
+            kept = old_fingerprint in keyring_fingerprints(keyring)
+            emit(
+                EventSpec(
+                    False,
+                    Reasons.REPLACED,
+                    f"the pair in Secret {ns}/{secret_name} changed: serial {old_status.get('serialNumber')} -> "
+                    f"{info.serial_number}; "
+                    + (
+                        f"the old key is kept in keyring Secret {ns}/{keyring_secret_name(cert)}"
+                        if kept
+                        else "the old pair was not usable and is not in the keyring"
+                    ),
+                )
+            )
+    desired["retired"] = retire(old_status, info, keyring_fingerprints(keyring)) or None
+    desired["nextRotationTime"] = iso(plan.at) if plan is not None and plan.automatic and plan.at else None
+    conditions = certificate_conditions(old_conditions, cert, evaluation, plan, now, rotation_error=rotation_error)
+    automatic = plan is not None and plan.automatic
+    _emit_all(emit, condition_events(old_conditions, conditions, automatic_rotation=automatic))
+    desired["conditions"] = conditions
+    ready = evaluation.problem is None and (plan is None or plan.error is None)
+    _update_metrics(states, ns, name, info.not_after if info else old_status.get("notAfter"), ready)
+    return status_changes(old_status, desired)
+
+
+def register(settings: OperatorSettings | None = None) -> None:
+    """Register the RecordingCertificate handlers with kopf (called once by the operator's startup)."""
+    settings = settings or load_settings()
+    store: CertificateStore = kube
+
+    @kopf.timer("cxbackup.io", "v1alpha1", "recordingcertificates", id="certificate-reconcile",
+                interval=settings.reconcile_interval, initial_delay=0.5, sharp=True)  # fmt: skip
+    def certificate_timer(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+        def emit(event: EventSpec) -> None:
+            kopf.event(body, type="Warning" if event.warning else "Normal", reason=event.reason, message=event.message)
+
+        try:
+            changes = reconcile_certificate(body, store=store, emit=emit, now=dt.datetime.now(dt.UTC))
+        except kube.KubeError as exc:
+            raise kopf.TemporaryError(str(exc), delay=max(settings.reconcile_interval, 5.0)) from exc
+        for key, value in changes.items():
+            patch.status[key] = value
+
+    # optional: no finalizer of ours; deleting the resource never touches its Secrets (keys outlive it)
+    @kopf.on.delete("cxbackup.io", "v1alpha1", "recordingcertificates", optional=True)
+    def certificate_deleted(namespace: str | None, name: str, **_: Any) -> None:
+        metrics.STATE.forget("certificates", namespace or "", name)

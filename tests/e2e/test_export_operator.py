@@ -1,0 +1,228 @@
+"""The ExportJob controller end to end on the test control plane, with the operator and the pod runner:
+contact-history and GDPR chat exports into a PVC, artifacts listed in status and decrypted with openssl,
+the retention sweep deleting exactly the expired artifact, an empty export outside chat retention, and a
+missing certificate reported once without a Job."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import io
+import json
+import subprocess
+import time
+import uuid
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cxbackup.certs.generate import generate_pair
+from cxbackup.emulator import Emulator
+from cxbackup.localcluster.stack import LocalStack
+
+pytestmark = pytest.mark.e2e
+
+PAST = "2020-01-01T00:00:00Z"
+
+
+def _ns(stack: LocalStack, emu: Emulator) -> str:
+    ns = f"e2e-ej-{uuid.uuid4().hex[:8]}"
+    stack.prepare_namespace(ns, emu.env())
+    return ns
+
+
+def _apply(stack: LocalStack, ns: str, body: dict[str, Any]) -> None:
+    stack.cp.kubectl("apply", "-n", ns, "-f", "-", input_text=json.dumps(body))
+
+
+def _export(name: str, emu: Emulator, certificate: dict[str, str], **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": "cxbackup.io/v1alpha1",
+        "kind": "ExportJob",
+        "metadata": {"name": name},
+        "spec": {
+            "type": "contactHistory",
+            "source": {"apiUriPrefix": emu.gws_uri_prefix, "credentialsSecret": "gws-credentials"},
+            "range": {"last": "PT12H"},
+            "certificate": certificate,
+            "store": {"pvc": "recordings", "subPath": "exports"},
+            "retentionDays": 30,
+        },
+    }
+    body["spec"].update(spec)
+    return body
+
+
+def _finished(body: dict[str, Any]) -> bool:
+    history = body.get("status", {}).get("history") or []
+    return bool(history) and history[0]["state"] in ("Succeeded", "Failed")
+
+
+def _events(stack: LocalStack, ns: str, name: str) -> list[dict[str, Any]]:
+    out = stack.cp.kubectl("get", "events", "-n", ns, "-o", "json").stdout
+    return [
+        e
+        for e in json.loads(out)["items"]
+        if e["involvedObject"].get("kind") == "ExportJob" and e["involvedObject"].get("name") == name
+    ]
+
+
+def _wait_event(stack: LocalStack, ns: str, name: str, reason: str, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in _events(stack, ns, name):
+            if event["reason"] == reason:
+                return event
+        time.sleep(0.5)
+    seen = [(e["reason"], e["message"]) for e in _events(stack, ns, name)]
+    raise TimeoutError(f"no {reason} Event for {ns}/{name}; seen {seen}\n{stack.operator_log()[-3000:]}")
+
+
+def _jobs(stack: LocalStack, ns: str, name: str) -> list[dict[str, Any]]:
+    out = stack.cp.kubectl("get", "jobs", "-n", ns, "-l", f"cxbackup.io/exportjob={name}", "-o", "json").stdout
+    items: list[dict[str, Any]] = json.loads(out)["items"]
+    return items
+
+
+def _cond(ctype: str, status: str, reason: str) -> Callable[[dict[str, Any]], bool]:
+    def check(body: dict[str, Any]) -> bool:
+        for cond in body.get("status", {}).get("conditions") or []:
+            if cond["type"] == ctype:
+                return bool(cond["status"] == status and cond["reason"] == reason)
+        return False
+
+    return check
+
+
+def _ready_any(body: dict[str, Any]) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in body.get("status", {}).get("conditions") or [])
+
+
+def _check_artifacts(body: dict[str, Any], folder: Path) -> list[dict[str, Any]]:
+    artifacts: list[dict[str, Any]] = body["status"]["artifacts"]
+    assert artifacts
+    for a in artifacts:
+        data = (folder / a["name"]).read_bytes()
+        assert a["name"].endswith(".p7m") and a["size"] == len(data)
+        assert a["sha256"] == hashlib.sha256(data).hexdigest()
+        assert a["expiresAt"] > a["createdAt"] and a["expired"] is False
+    return artifacts
+
+
+def test_exports_run_decrypt_and_expired_artifacts_are_swept(
+    stack: LocalStack, emulator: Emulator, tmp_path: Path
+) -> None:
+    ns = _ns(stack, emulator)
+    rcert = {
+        "apiVersion": "cxbackup.io/v1alpha1",
+        "kind": "RecordingCertificate",
+        "metadata": {"name": "rc"},
+        "spec": {"generate": {"commonName": "Genesys Recording", "country": "US", "state": "California",
+                              "organization": "Genesys"}},
+    }  # fmt: skip
+    _apply(stack, ns, rcert)
+    stack.wait_for("rcert", ns, "rc", _ready_any, timeout=60)
+    user = emulator.chat.users[0].id
+    cert = {"recordingCertificate": "rc"}
+    _apply(stack, ns, _export("contacts", emulator, cert))
+    _apply(stack, ns, _export("gdpr", emulator, cert, type="gdprChat", users=[user], range={"last": "P1D"}))
+    contacts = stack.wait_for("ej", ns, "contacts", _finished, timeout=60)
+    gdpr = stack.wait_for("ej", ns, "gdpr", _finished, timeout=60)
+
+    folder = stack.pvc_dir(ns) / "exports"
+    for body in (contacts, gdpr):
+        run = body["status"]["history"][0]
+        assert run["state"] == "Succeeded", run
+        assert run["records"] > 0 and run["artifacts"] == len(body["status"]["artifacts"])
+        assert body["status"]["phase"] == "Succeeded" and body["status"]["lastSuccessfulTime"]
+    contact_artifacts = _check_artifacts(contacts, folder)
+    gdpr_artifacts = _check_artifacts(gdpr, folder)
+    assert "ExportSucceeded" in {e["reason"] for e in _events(stack, ns, "contacts")}
+
+    # the pod got the certificate only: no private key in the Job, credentials only by reference
+    job = _jobs(stack, ns, "gdpr")[0]
+    pod = job["spec"]["template"]["spec"]
+    assert "tls.key" not in json.dumps(job)
+    cert_volume = next(v for v in pod["volumes"] if v["name"] == "certificate")
+    assert cert_volume["secret"]["items"] == [{"key": "tls.crt", "path": "tls.crt"}]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["GWS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "gws-credentials", "key": "GWS_PASSWORD"}
+
+    # decrypt a GDPR artifact with openssl and the RecordingCertificate's key
+    tls = stack.get("secret", ns, "rc-tls")
+    key = tmp_path / "key.pem"
+    key.write_bytes(base64.b64decode(tls["data"]["tls.key"]))
+    plain = subprocess.run(
+        ["openssl", "cms", "-decrypt", "-inform", "DER", "-binary", "-inkey", str(key),
+         "-in", str(folder / gdpr_artifacts[0]["name"])],
+        check=True, capture_output=True, timeout=60,
+    ).stdout  # fmt: skip
+    with zipfile.ZipFile(io.BytesIO(plain)) as archive:
+        assert archive.testzip() is None
+        names = archive.namelist()
+        assert any(user in n for n in names), names
+        assert sum(1 for line in archive.read(next(n for n in names if user in n)).splitlines() if line) > 0
+
+    # retention: the first contacts artifact reaches its expiry (in the store and in status); the sweep Job
+    # deletes it and nothing else, status marks it expired
+    expired = contact_artifacts[0]
+    sidecar = folder / (expired["name"] + ".json")
+    meta = json.loads(sidecar.read_text())
+    meta["expiresAt"] = PAST
+    sidecar.write_text(json.dumps(meta))
+    (folder / "foreign.zip.p7m").write_bytes(b"not ours")
+    (folder / "notes.txt").write_text("someone else's file")
+    patched = [dict(a, expiresAt=PAST) if a["name"] == expired["name"] else a for a in contact_artifacts]
+    stack.cp.kubectl("patch", "ej", "contacts", "-n", ns, "--subresource=status", "--type=merge",
+                     "-p", json.dumps({"status": {"artifacts": patched}}))  # fmt: skip
+
+    def marked(body: dict[str, Any]) -> bool:
+        return any(a["name"] == expired["name"] and a["expired"] for a in body["status"].get("artifacts") or [])
+
+    swept = stack.wait_for("ej", ns, "contacts", marked, timeout=60)
+    assert not (folder / expired["name"]).exists() and not sidecar.exists()
+    assert (folder / "foreign.zip.p7m").exists() and (folder / "notes.txt").exists()
+    for a in [*contact_artifacts[1:], *gdpr_artifacts]:
+        assert (folder / a["name"]).exists()
+    assert [a["name"] for a in swept["status"]["artifacts"] if a["expired"]] == [expired["name"]]
+    event = _wait_event(stack, ns, "contacts", "ArtifactsExpired")
+    assert "deleted 1 expired artifact(s)" in event["message"] and expired["name"] in event["message"]
+    assert {j["metadata"]["labels"]["cxbackup.io/export-task"] for j in _jobs(stack, ns, "contacts")} >= {"sweep"}
+
+
+def test_outside_chat_retention_is_empty_and_missing_certificate_blocks(stack: LocalStack, emulator: Emulator) -> None:
+    ns = _ns(stack, emulator)
+    _, cert_pem = generate_pair("Genesys Recording", "US", "California", "Genesys", 365, now=dt.datetime.now(dt.UTC))
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "export-cert"},
+        "data": {"tls.crt": base64.b64encode(cert_pem).decode()},
+    }
+    _apply(stack, ns, secret)
+    user = emulator.chat.users[1].id
+    old = _export("old", emulator, {"secret": "export-cert"}, type="gdprChat", users=[user],
+                  range={"from": "2020-01-01T00:00:00Z", "to": "2020-02-01T00:00:00Z"})  # fmt: skip
+    _apply(stack, ns, old)
+    _apply(stack, ns, _export("nocert", emulator, {"recordingCertificate": "missing"}))
+
+    body = stack.wait_for("ej", ns, "old", _finished, timeout=60)
+    run = body["status"]["history"][0]
+    assert run["state"] == "Succeeded" and run["records"] == 0 and run["artifacts"] == 0, run
+    assert "outside the chat retention period" in run["message"]
+    assert not body["status"].get("artifacts")
+    event = _wait_event(stack, ns, "old", "ExportSucceeded")
+    assert "outside the chat retention period" in event["message"]
+
+    blocked = stack.wait_for("ej", ns, "nocert", _cond("Ready", "False", "CertificateNotFound"), timeout=30)
+    ready = next(c for c in blocked["status"]["conditions"] if c["type"] == "Ready")
+    assert "spec.certificate.recordingCertificate" in ready["message"] and "missing" in ready["message"]
+    time.sleep(3)  # a few more reconciliations: still one Event, still no Job
+    warnings = [e for e in _events(stack, ns, "nocert") if e["reason"] == "CertificateNotFound"]
+    assert len(warnings) == 1 and warnings[0]["type"] == "Warning" and warnings[0].get("count", 1) == 1
+    assert _jobs(stack, ns, "nocert") == []
+    assert stack.get("ej", ns, "nocert")["status"]["phase"] == "Blocked"

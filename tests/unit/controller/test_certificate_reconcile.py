@@ -1,0 +1,458 @@
+"""reconcile_certificate against an in-memory Secret store and an injected clock: generation, keyring,
+rotation (and its failure: nothing lost), uploads, Events only on change, status writes only on change."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from cxbackup import metrics
+from cxbackup.certs.generate import generate_pair
+from cxbackup.certs.validation import inspect_certificate, load_certificate
+from cxbackup.controller import kube
+from cxbackup.controller.cert_decisions import EventSpec
+from cxbackup.controller.conditions import condition
+from cxbackup.controller.recordingcertificate import reconcile_certificate
+
+T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+DAY = dt.timedelta(days=1)
+PASSWORD = b"correct horse battery staple"
+GENERATE = {"commonName": "Genesys Recording", "country": "US", "state": "California", "organization": "Genesys"}
+
+
+@functools.cache
+def _pair(seed: str, days: int = 365, start: dt.datetime = T0) -> tuple[bytes, bytes]:
+    """(key_pem, cert_pem), cached; `seed` only tells pairs apart."""
+    return generate_pair("Genesys Recording", "US", "California", "Genesys", days, now=start)
+
+
+@dataclass
+class FakeStore:
+    """Secrets and custom objects in memory; patches honour resourceVersion like the API server."""
+
+    secrets: dict[tuple[str, str], kube.SecretView] = field(default_factory=dict)
+    objects: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    fail_patch: set[str] = field(default_factory=set)
+    calls: list[str] = field(default_factory=list)
+    _version: int = 0
+
+    def _next(self) -> str:
+        self._version += 1
+        return str(self._version)
+
+    def put(self, name: str, data: dict[str, bytes], labels: dict[str, str] | None = None) -> None:
+        self.secrets[("ns", name)] = kube.SecretView("ns", name, dict(data), labels or {}, {}, self._next(), "Opaque")
+
+    def read_secret(self, namespace: str, name: str) -> kube.SecretView | None:
+        view = self.secrets.get((namespace, name))
+        return copy.deepcopy(view)
+
+    def create_secret(
+        self,
+        namespace: str,
+        name: str,
+        data: dict[str, bytes],
+        *,
+        secret_type: str = "Opaque",  # noqa: S107 - a Secret type
+        labels: dict[str, str] | None = None,
+        annotations: dict[str, str] | None = None,
+    ) -> bool:
+        self.calls.append(f"create {name}")
+        if (namespace, name) in self.secrets:
+            return False
+        self.secrets[(namespace, name)] = kube.SecretView(
+            namespace, name, dict(data), dict(labels or {}), dict(annotations or {}), self._next(), secret_type
+        )
+        return True
+
+    def patch_secret(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        data: dict[str, bytes],
+        resource_version: str,
+        labels: dict[str, str] | None = None,
+        annotations: dict[str, str] | None = None,
+    ) -> None:
+        self.calls.append(f"patch {name}")
+        if name in self.fail_patch:
+            raise kube.KubeError(f"updating Secret {namespace}/{name}: HTTP 500 Internal Server Error")
+        old = self.secrets[(namespace, name)]
+        if old.resource_version != resource_version:
+            raise kube.KubeError(f"updating Secret {namespace}/{name}: HTTP 409 Conflict")
+        self.secrets[(namespace, name)] = kube.SecretView(
+            namespace,
+            name,
+            {**old.data, **data},
+            {**old.labels, **(labels or {})},
+            {**old.annotations, **(annotations or {})},
+            self._next(),
+            old.type,
+        )
+
+    def list_custom(self, namespace: str | None, plural: str) -> list[dict[str, Any]]:
+        return list(self.objects.get(plural, []))
+
+
+@dataclass
+class Harness:
+    """One RecordingCertificate: reconcile it as the timer would, applying status changes like the API."""
+
+    spec: dict[str, Any]
+    store: FakeStore = field(default_factory=FakeStore)
+    status: dict[str, Any] = field(default_factory=dict)
+    events: list[EventSpec] = field(default_factory=list)
+    states: metrics.ObjectStates = field(default_factory=metrics.ObjectStates)
+    generation: int = 1
+    last_changes: dict[str, Any] = field(default_factory=dict)
+
+    def body(self) -> dict[str, Any]:
+        meta = {"name": "rc", "namespace": "ns", "generation": self.generation, "uid": "u"}
+        return {"metadata": meta, "spec": copy.deepcopy(self.spec), "status": copy.deepcopy(self.status)}
+
+    def tick(self, now: dt.datetime) -> list[EventSpec]:
+        before = len(self.events)
+        changes = reconcile_certificate(
+            self.body(), store=self.store, emit=self.events.append, now=now, states=self.states
+        )
+        for key, value in changes.items():
+            if value is None:
+                self.status.pop(key, None)
+            else:
+                self.status[key] = copy.deepcopy(value)
+        self.last_changes = changes
+        return self.events[before:]
+
+    def cond(self, ctype: str) -> dict[str, Any]:
+        found = condition(self.status.get("conditions"), ctype)
+        assert found is not None, ctype
+        return found
+
+    def secret(self, name: str) -> kube.SecretView:
+        view = self.store.secrets.get(("ns", name))
+        assert view is not None, name
+        return view
+
+
+def _reasons(events: list[EventSpec]) -> list[str]:
+    return [e.reason for e in events]
+
+
+def _serial(cert_pem: bytes) -> str:
+    return str(load_certificate(cert_pem).serial_number)
+
+
+def _generated(days: int = 30, **over: Any) -> Harness:
+    return Harness({"generate": {**GENERATE, "validityDays": days}, **over})
+
+
+# ---- generated certificates ----------------------------------------------------------------------------------
+
+
+def test_generate_stores_the_pair_and_the_keyring_then_settles() -> None:
+    h = _generated(days=90)
+    events = h.tick(T0)
+    tls = h.secret("rc-tls")
+    assert tls.type == "kubernetes.io/tls"
+    assert tls.labels == {"cxbackup.io/certificate": "rc"}
+    serial = _serial(tls.data["tls.crt"])
+    ring = h.secret("rc-keyring")
+    assert ring.data == {f"{serial}.crt": tls.data["tls.crt"], f"{serial}.key": tls.data["tls.key"]}
+    assert ring.labels == {"cxbackup.io/certificate": "rc", "cxbackup.io/keyring": "true"}
+    assert ring.annotations == {"cxbackup.io/keyring": "true"}
+    assert _reasons(events) == ["CertificateGenerated", "KeyringUpdated"]
+    assert "BEGIN" not in " ".join(e.message for e in events)
+    assert h.status["issuedTo"] == "Genesys Recording"
+    assert h.status["subjectDn"] == "CN=Genesys Recording,C=US,ST=California,O=Genesys"
+    assert h.status["serialNumber"] == serial
+    assert h.status["notAfter"] == "2026-05-30T12:00:00Z"
+    assert h.status["nextRotationTime"] == "2026-04-30T12:00:00Z"  # a third of 90 days before expiry
+    assert h.status["keySize"] == 2048
+    assert h.status["usages"] == ["voice"]
+    assert h.status["deployedCount"] == 0
+    assert h.status["observedGeneration"] == 1
+    assert "keyDetails" not in h.status
+    assert h.cond("Ready")["status"] == "True"
+    assert h.states.certificates[("ns", "rc")] == metrics.CertificateState(
+        not_after=dt.datetime(2026, 5, 30, 12, 0, tzinfo=dt.UTC).timestamp(), ready=True
+    )
+    # later ticks: nothing to write, nothing to say, no second pair
+    assert h.tick(T0 + dt.timedelta(seconds=10)) == []
+    assert h.last_changes == {}
+    assert h.secret("rc-tls") == tls
+    assert h.store.calls == ["create rc-tls", "create rc-keyring"]
+
+
+def test_rotation_keyring_first_old_key_kept_and_no_loop() -> None:
+    h = _generated(days=30, rotation={"renewBefore": "P10D"})
+    h.tick(T0)
+    old = h.secret("rc-tls").data
+    old_serial = _serial(old["tls.crt"])
+    assert h.tick(T0 + 19 * DAY) == []  # not due yet
+    h.store.calls.clear()
+    events = h.tick(T0 + 20 * DAY)
+    assert _reasons(events) == ["CertificateRotated"]
+    assert h.store.calls == ["patch rc-keyring", "patch rc-tls"]  # keyring first
+    new = h.secret("rc-tls").data
+    new_serial = _serial(new["tls.crt"])
+    assert new_serial != old_serial
+    assert old_serial in events[0].message
+    assert new_serial in events[0].message
+    info = inspect_certificate(new["tls.crt"], new["tls.key"], now=T0 + 20 * DAY)
+    assert info.subject_dn == "CN=Genesys Recording,C=US,ST=California,O=Genesys"
+    assert info.not_after - info.not_before == 30 * DAY
+    assert h.secret("rc-keyring").data == {
+        f"{old_serial}.crt": old["tls.crt"],
+        f"{old_serial}.key": old["tls.key"],
+        f"{new_serial}.crt": new["tls.crt"],
+        f"{new_serial}.key": new["tls.key"],
+    }
+    assert h.status["serialNumber"] == new_serial
+    assert h.status["retired"] == [
+        {
+            "serialNumber": old_serial,
+            "fingerprint": h.status["retired"][0]["fingerprint"],
+            "notAfter": "2026-03-31T12:00:00Z",
+        }
+    ]
+    assert h.status["nextRotationTime"] == "2026-04-10T12:00:00Z"
+    assert h.cond("Ready")["status"] == "True"
+    assert h.cond("Expiring")["reason"] == "RotationScheduled"
+    # the next tick neither rotates again nor writes anything
+    assert h.tick(T0 + 20 * DAY + dt.timedelta(seconds=10)) == []
+    assert h.last_changes == {}
+    assert _serial(h.secret("rc-tls").data["tls.crt"]) == new_serial
+
+
+def test_rotation_failure_keeps_the_old_pair_and_reports_once() -> None:
+    h = _generated(days=30, rotation={"renewBefore": "P10D"})
+    h.tick(T0)
+    old = dict(h.secret("rc-tls").data)
+    old_serial = _serial(old["tls.crt"])
+    h.store.fail_patch.add("rc-tls")
+    failures = metrics.CERT_ROTATIONS.labels("ns", "rc", "failed")._value.get()
+    events = h.tick(T0 + 20 * DAY)
+    assert _reasons(events) == ["RotationFailed"]
+    assert events[0].warning
+    assert "HTTP 500" in events[0].message
+    assert metrics.CERT_ROTATIONS.labels("ns", "rc", "failed")._value.get() == failures + 1
+    assert h.secret("rc-tls").data == old
+    assert h.status["serialNumber"] == old_serial
+    assert "retired" not in h.status
+    expiring = h.cond("Expiring")
+    assert (expiring["status"], expiring["reason"]) == ("True", "RotationFailed")
+    assert h.cond("Ready")["status"] == "True"  # the old pair is still valid and in use
+    ring = h.secret("rc-keyring").data
+    assert ring[f"{old_serial}.key"] == old["tls.key"]  # nothing lost (the unused new pair is kept too)
+    # the same failure again: counted, but no second Event
+    assert h.tick(T0 + 20 * DAY + dt.timedelta(seconds=10)) == []
+    # recovered: rotates, every key written so far is still there
+    h.store.fail_patch.clear()
+    assert _reasons(h.tick(T0 + 20 * DAY + dt.timedelta(seconds=20))) == ["CertificateRotated"]
+    assert set(ring.items()) <= set(h.secret("rc-keyring").data.items())
+    assert [r["serialNumber"] for r in h.status["retired"]] == [old_serial]
+
+
+def test_rotation_waits_for_the_window() -> None:
+    h = _generated(days=30, rotation={"renewBefore": "P10D", "windowStart": "02:00", "windowEnd": "03:00"})
+    h.tick(T0)
+    serial = h.status["serialNumber"]
+    assert h.status["nextRotationTime"] == "2026-03-22T02:00:00Z"
+    h.tick(T0 + 20 * DAY)  # 12:00, outside the window
+    assert h.status["serialNumber"] == serial
+    events = h.tick(dt.datetime(2026, 3, 22, 2, 5, tzinfo=dt.UTC))
+    assert _reasons(events) == ["CertificateRotated"]
+    assert h.status["serialNumber"] != serial
+
+
+def test_rotation_disabled_warns_instead() -> None:
+    h = _generated(days=90, rotation={"enabled": False})
+    assert _reasons(h.tick(T0)) == ["CertificateGenerated", "KeyringUpdated"]
+    serial = h.status["serialNumber"]
+    assert "nextRotationTime" not in h.status
+    assert h.tick(T0 + 59 * DAY) == []  # a third of the lifetime does not apply without rotation
+    events = h.tick(T0 + 61 * DAY)
+    assert h.status["serialNumber"] == serial
+    assert _reasons(events) == ["RotationDisabled"]
+
+
+def test_a_foreign_secret_with_the_generated_name_is_not_touched() -> None:
+    h = _generated()
+    h.store.put("rc-tls", {"tls.crt": b"someone else's", "tls.key": b"data"})
+    events = h.tick(T0)
+    assert _reasons(events) == ["SecretNotManaged"]
+    assert h.secret("rc-tls").data == {"tls.crt": b"someone else's", "tls.key": b"data"}
+    assert ("ns", "rc-keyring") not in h.store.secrets
+
+
+# ---- uploaded certificates -----------------------------------------------------------------------------------
+
+
+def _uploaded(key: bytes, cert: bytes, **ref: Any) -> Harness:
+    h = Harness({"secretRef": {"name": "upload", **ref}, "usages": ["voice", "screen"]})
+    h.store.put("upload", {"tls.crt": cert, "tls.key": key})
+    return h
+
+
+def test_upload_is_validated_kept_in_the_keyring_and_not_rotated() -> None:
+    key, cert = _pair("up", days=40)
+    h = _uploaded(key, cert)
+    events = h.tick(T0)
+    assert _reasons(events) == ["KeyringUpdated"]
+    serial = _serial(cert)
+    assert h.secret("rc-keyring").data == {f"{serial}.crt": cert, f"{serial}.key": key}
+    assert h.cond("Ready")["status"] == "True"
+    assert h.cond("Expiring")["status"] == "False"
+    assert "nextRotationTime" not in h.status
+    # within 30 days of expiry: a warning telling the user to upload a new pair, once; never rotated
+    events = h.tick(T0 + 11 * DAY)
+    assert _reasons(events) == ["RenewalRequired"]
+    assert events[0].warning
+    assert "Secret ns/upload" in events[0].message
+    assert h.tick(T0 + 12 * DAY) == []
+    assert h.secret("upload").data == {"tls.crt": cert, "tls.key": key}
+    assert "patch upload" not in h.store.calls
+
+
+def test_upload_replaced_by_the_user_retires_the_old_one() -> None:
+    key, cert = _pair("up", days=40)
+    h = _uploaded(key, cert)
+    h.tick(T0)
+    new_key, new_cert = _pair("up2", days=400)
+    h.store.put("upload", {"tls.crt": new_cert, "tls.key": new_key})
+    events = h.tick(T0 + DAY)
+    assert _reasons(events) == ["KeyringUpdated", "CertificateReplaced"]
+    assert h.status["serialNumber"] == _serial(new_cert)
+    assert [r["serialNumber"] for r in h.status["retired"]] == [_serial(cert)]
+    assert len(h.secret("rc-keyring").data) == 4
+
+
+def test_expired_upload_is_listed_and_its_key_kept() -> None:
+    key, cert = _pair("up", days=5)
+    h = _uploaded(key, cert)
+    events = h.tick(T0 + 6 * DAY)
+    ready = h.cond("Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "Expired")
+    assert h.cond("Expired")["status"] == "True"
+    assert h.cond("Invalid")["status"] == "False"
+    assert h.status["issuedTo"] == "Genesys Recording"
+    assert _serial(cert) + ".key" in h.secret("rc-keyring").data
+    assert set(_reasons(events)) == {"KeyringUpdated", "Expired", "RenewalRequired"}
+    assert h.states.certificates[("ns", "rc")].ready is False
+
+
+def test_key_mismatch_is_reported_once_and_not_kept() -> None:
+    _, cert = _pair("up")
+    other_key, _ = _pair("other")
+    h = _uploaded(other_key, cert)
+    events = h.tick(T0)
+    assert [(e.warning, e.reason) for e in events] == [(True, "KeyMismatch")]
+    ready, invalid = h.cond("Ready"), h.cond("Invalid")
+    assert (ready["status"], ready["reason"]) == ("False", "KeyMismatch")
+    assert (invalid["status"], invalid["reason"]) == ("True", "KeyMismatch")
+    assert ("ns", "rc-keyring") not in h.store.secrets
+    assert h.tick(T0 + DAY) == []
+
+
+def test_missing_secret_then_created() -> None:
+    h = Harness({"secretRef": {"name": "later"}})
+    events = h.tick(T0)
+    assert [(e.warning, e.reason) for e in events] == [(True, "SecretNotFound")]
+    assert "Secret ns/later not found" in events[0].message
+    assert h.cond("Ready")["reason"] == "SecretNotFound"
+    assert h.tick(T0 + DAY) == []  # not every tick
+    assert h.last_changes == {}
+    key, cert = _pair("up")
+    h.store.put("later", {"tls.crt": cert, "tls.key": key})
+    events = h.tick(T0 + 2 * DAY)
+    assert _reasons(events) == ["KeyringUpdated", "CertificateValid"]
+    assert h.cond("Ready")["status"] == "True"
+
+
+def test_password_protected_key_is_kept_as_uploaded() -> None:
+    key, cert = _pair("up")
+    private = serialization.load_pem_private_key(key, None)
+    encrypted = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(PASSWORD)
+    )
+    h = Harness({"secretRef": {"name": "upload", "passwordKey": "password"}})
+    h.store.put("upload", {"tls.crt": cert, "tls.key": encrypted})
+    assert _reasons(h.tick(T0)) == ["SecretKeyMissing"]
+    h.store.put("upload", {"tls.crt": cert, "tls.key": encrypted, "password": b"wrong"})
+    assert _reasons(h.tick(T0)) == ["WrongPassword"]
+    h.store.put("upload", {"tls.crt": cert, "tls.key": encrypted, "password": PASSWORD})
+    events = h.tick(T0)
+    assert _reasons(events) == ["KeyringUpdated", "CertificateValid"]
+    ring = h.secret("rc-keyring").data
+    assert ring[f"{_serial(cert)}.key"] == encrypted  # not decrypted, the password is not copied
+    assert PASSWORD not in b"".join(ring.values())
+    assert all(PASSWORD.decode() not in e.message for e in h.events)
+    assert PASSWORD.decode() not in repr(h.status)
+
+
+# ---- usages, references, spec problems -------------------------------------------------------------------------
+
+
+def test_usages_change_events() -> None:
+    key, cert = _pair("up")
+    h = _uploaded(key, cert)
+    h.tick(T0)
+    assert h.status["usages"] == ["voice", "screen"]
+    h.spec["usages"] = ["voice"]
+    h.generation = 2
+    events = h.tick(T0 + DAY)
+    assert [(e.warning, e.reason) for e in events] == [(True, "ScreenEncryptionRemoved")]
+    assert "screen recordings will no longer be encrypted" in events[0].message
+    assert h.status["usages"] == ["voice"]
+    assert h.status["observedGeneration"] == 2
+    assert h.tick(T0 + 2 * DAY) == []
+    h.spec["usages"] = ["voice", "screen"]
+    assert [(e.warning, e.reason) for e in h.tick(T0 + 3 * DAY)] == [(False, "ScreenEncryptionAdded")]
+
+
+def test_deployed_count_from_export_jobs() -> None:
+    key, cert = _pair("up")
+    h = _uploaded(key, cert)
+    h.store.objects["exportjobs"] = [
+        {"metadata": {"name": "a"}, "spec": {"certificate": {"recordingCertificate": "rc"}}},
+        {"metadata": {"name": "b"}, "spec": {"certificate": {"secret": "tls"}}},
+    ]
+    h.tick(T0)
+    assert h.status["deployedCount"] == 1
+    h.store.objects["exportjobs"] = []
+    h.tick(T0)
+    assert h.last_changes == {"deployedCount": 0}
+
+
+def test_invalid_generate_parameters() -> None:
+    h = Harness({"generate": {**GENERATE, "state": "   "}})
+    events = h.tick(T0)
+    assert _reasons(events) == ["InvalidSpec"]
+    assert "spec.generate" in events[0].message
+    assert ("ns", "rc-tls") not in h.store.secrets
+
+
+def test_spec_the_api_would_reject_is_reported_not_raised() -> None:
+    h = Harness({"generate": {**GENERATE, "keySize": 1024}})
+    events = h.tick(T0)
+    assert _reasons(events) == ["InvalidSpec"]
+    assert "spec.generate.keySize" in events[0].message
+    assert h.cond("Ready")["status"] == "False"
+
+
+def test_a_resource_being_deleted_is_left_alone() -> None:
+    h = _generated()
+    h.tick(T0)
+    h.states.certificates.clear()  # as the delete handler does
+    body = h.body()
+    body["metadata"]["deletionTimestamp"] = "2026-03-01T12:00:05Z"
+    changes = reconcile_certificate(body, store=h.store, emit=h.events.append, now=T0, states=h.states)
+    assert changes == {}
+    assert h.states.certificates == {}
+    assert ("ns", "rc-keyring") in h.store.secrets
