@@ -128,7 +128,7 @@ def _summary(stack: Any, ns: str, tree: Path, body: dict[str, Any], key: Path) -
     time.sleep(2)
     with urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_port}/metrics", timeout=5) as resp:
         for line in resp.read().decode().splitlines():
-            if line.startswith("cxbackup_backup_") and not line.startswith("#") and "_bucket" not in line:
+            if line.startswith("cxbackup_backup_") and "_bucket" not in line and "_created" not in line:
                 print("    " + line)
     if media:
         sample = sorted(media)[0]
