@@ -15,6 +15,7 @@ from typing import Any
 
 from cxbackup.api.recordingbackup import RecordingBackup
 from cxbackup.controller import jobs as J
+from cxbackup.controller.jobstate import parse_time, read_job_state
 from cxbackup.controller.schedule import next_after
 
 __all__ = [
@@ -34,12 +35,6 @@ TRIGGER_ANNOTATION = "cxbackup.io/run-now"
 
 def iso(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
-def parse_time(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(dt.UTC)
 
 
 def _ms(when: int) -> dt.datetime:
@@ -68,30 +63,20 @@ class JobView:
 
 
 def job_view(job: dict[str, Any]) -> JobView:
-    meta = job.get("metadata", {})
-    ann = meta.get("annotations") or {}
-    status = job.get("status") or {}
-    conds = {c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"}
-    complete = "Complete" in conds
-    failed = "Failed" in conds
-    message = ""
-    if failed:
-        c = conds["Failed"]
-        message = f"{c.get('reason', 'Failed')}: {c.get('message', '')}".strip(": ")
-    start = parse_time(ann.get(J.ANNOTATION_RUN_START)) or parse_time(meta.get("creationTimestamp"))
+    ann = job.get("metadata", {}).get("annotations") or {}
+    state = read_job_state(job)
     return JobView(
-        name=meta.get("name", ""),
-        run_id=(meta.get("labels") or {}).get(J.LABEL_RUN, ""),
+        name=state.name,
+        run_id=(job.get("metadata", {}).get("labels") or {}).get(J.LABEL_RUN, ""),
         window_start_ms=int(ann.get(J.ANNOTATION_WINDOW_START, "0")),
         window_end_ms=int(ann.get(J.ANNOTATION_WINDOW_END, "0")),
         replicas=int(ann.get(J.ANNOTATION_REPLICAS, "1")),
-        run_start=start or dt.datetime.fromtimestamp(0, dt.UTC),
-        finished=complete or failed,
-        succeeded=complete and not failed,
-        completion_time=parse_time(status.get("completionTime"))
-        or parse_time((conds.get("Failed") or conds.get("Complete") or {}).get("lastTransitionTime")),
-        failure_message=message,
-        accounted=ann.get(J.ANNOTATION_ACCOUNTED) == "true",
+        run_start=state.run_start,
+        finished=state.finished,
+        succeeded=state.succeeded,
+        completion_time=state.completion_time,
+        failure_message=state.failure_message,
+        accounted=state.accounted,
     )
 
 

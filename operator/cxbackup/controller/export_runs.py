@@ -18,7 +18,8 @@ from typing import Any
 
 from cxbackup.api.exportjob import ArtifactRecord, ExportJob
 from cxbackup.controller import jobs as J
-from cxbackup.controller.backup_runs import TRIGGER_ANNOTATION, iso, parse_time
+from cxbackup.controller.backup_runs import TRIGGER_ANNOTATION, iso
+from cxbackup.controller.jobstate import parse_time, read_job_state
 from cxbackup.controller.schedule import next_after
 from cxbackup.export.result import ExportResult
 
@@ -72,26 +73,17 @@ def export_job_view(job: dict[str, Any]) -> ExportJobView:
     meta = job.get("metadata", {})
     ann = meta.get("annotations") or {}
     labels = meta.get("labels") or {}
-    status = job.get("status") or {}
-    conds = {c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"}
-    complete = "Complete" in conds
-    failed = "Failed" in conds
-    message = ""
-    if failed:
-        c = conds["Failed"]
-        message = f"{c.get('reason', 'Failed')}: {c.get('message', '')}".strip(": ")
-    start = parse_time(ann.get(J.ANNOTATION_RUN_START)) or parse_time(meta.get("creationTimestamp"))
+    state = read_job_state(job)
     return ExportJobView(
-        name=meta.get("name", ""),
+        name=state.name,
         task=labels.get(J.LABEL_EXPORT_TASK, "run"),
         run_id=labels.get(J.LABEL_RUN, ""),
-        run_start=start or dt.datetime.fromtimestamp(0, dt.UTC),
-        finished=complete or failed,
-        succeeded=complete and not failed,
-        completion_time=parse_time(status.get("completionTime"))
-        or parse_time((conds.get("Failed") or conds.get("Complete") or {}).get("lastTransitionTime")),
-        failure_message=message,
-        accounted=ann.get(J.ANNOTATION_ACCOUNTED) == "true",
+        run_start=state.run_start,
+        finished=state.finished,
+        succeeded=state.succeeded,
+        completion_time=state.completion_time,
+        failure_message=state.failure_message,
+        accounted=state.accounted,
         cutoff=parse_time(ann.get(J.ANNOTATION_SWEEP_CUTOFF)),
     )
 

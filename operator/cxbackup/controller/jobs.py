@@ -15,6 +15,7 @@ from cxbackup.api.exportjob import ExportJob
 from cxbackup.api.recordingbackup import RecordingBackup
 from cxbackup.backup.config import RcbsConfig
 from cxbackup.backup.window import RecordingWindow
+from cxbackup.controller.jobstate import ANNOTATION_ACCOUNTED, ANNOTATION_RUN_START
 
 __all__ = [
     "ANNOTATION_ACCOUNTED",
@@ -39,8 +40,6 @@ LABEL_RUN = "cxbackup.io/run"
 ANNOTATION_WINDOW_START = "cxbackup.io/window-start"
 ANNOTATION_WINDOW_END = "cxbackup.io/window-end"
 ANNOTATION_REPLICAS = "cxbackup.io/replicas"
-ANNOTATION_RUN_START = "cxbackup.io/run-start"
-ANNOTATION_ACCOUNTED = "cxbackup.io/accounted"
 
 CONFIG_MOUNT = "/etc/cxbackup"
 TARGET_MOUNT = "/backup"
