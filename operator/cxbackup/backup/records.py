@@ -130,6 +130,10 @@ class Recording:
         region = data.get("region")
         media_json = data.get("mediaFiles")
         media = tuple(MediaFile.from_json(m) for m in media_json) if isinstance(media_json, list) else ()
+        if media_json is not None and not isinstance(media_json, list):
+            problem = problem or f"mediaFiles is a {type(media_json).__name__}, not a list"
+        elif any(m.media_id is None for m in media):
+            problem = problem or "a mediaFiles entry has no mediaId (required by the metadata format)"
         return cls(
             id=rec_id,
             start_ms=start_ms,

@@ -260,9 +260,16 @@ def run_backup(
             summary.error_exit_code = exc.exit_code
             log.error("Run stopped: %s", summary.error)
         if summary.ok:
-            stored_after = advance_last_end_time(target, shard, window.end_ms)
-            summary.checkpoint_advanced = stored_after != stored
-            summary.last_recording_end_time = stored_after
+            try:
+                stored_after = advance_last_end_time(target, shard, window.end_ms)
+            except (OSError, RcbsError) as exc:
+                reason = getattr(exc, "strerror", None) or str(exc)
+                summary.error = redactor.clean(f"writing the last recording end time failed: {reason}")
+                summary.error_exit_code = TargetError.exit_code
+                log.error("Run stopped: %s", summary.error)
+            else:
+                summary.checkpoint_advanced = stored_after != stored
+                summary.last_recording_end_time = stored_after
         summary.finished_at = datetime.now(UTC)
     sink.on_finish(summary)
     log.info("%s", summary.seed_line())

@@ -311,8 +311,10 @@ class Dataset:
     def _materialize(self, s: int, entry: tuple[int, str, int]) -> Record:
         t, uuid, j = entry
         if j < 0:
+            # hand-added records are found by their position in the slot, not by id: `fields` may
+            # have replaced the id (e.g. hostile ids in the reliability suite)
             with self._lock:
-                return copy.deepcopy(self._state.extras_by_id[uuid].record)
+                return copy.deepcopy(self._state.extras[s][-1 - j].record)
         return self._generate(uuid, t, random.Random(f"{self.spec.seed}/rec/{s}/{j}"))
 
     # ------------------------------------------------------------------------------- queries
