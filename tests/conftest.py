@@ -25,7 +25,7 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
         cp.kubectl(
             "wait",
             "--for=condition=Established",
-            "--timeout=60s",
+            "--timeout=180s",
             "crd",
             "-l",
             "app.kubernetes.io/part-of=cxbackup",

@@ -345,15 +345,20 @@ class ControlPlane:
     def kubectl(
         self, *args: str, input_text: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        """Run the kubectl built with the control plane against it."""
-        return subprocess.run(
+        """Run the kubectl built with the control plane against it; with check, a failure raises
+        ControlPlaneError carrying kubectl's own message."""
+        proc = subprocess.run(
             [self.binary("kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
             input=input_text,
             capture_output=True,
             text=True,
-            check=check,
-            timeout=120,
+            check=False,
+            timeout=180,
         )
+        if check and proc.returncode != 0:
+            message = (proc.stderr or proc.stdout).strip()[:2000]
+            raise ControlPlaneError(f"kubectl {' '.join(args)[:200]} failed ({proc.returncode}): {message}")
+        return proc
 
     def __enter__(self) -> ControlPlane:
         return self.start()

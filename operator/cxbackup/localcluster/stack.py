@@ -90,7 +90,7 @@ class LocalStack:
     def install_crds(self) -> None:
         self.cp.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
         self.cp.kubectl(
-            "wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app.kubernetes.io/part-of=cxbackup"
+            "wait", "--for=condition=Established", "--timeout=180s", "crd", "-l", "app.kubernetes.io/part-of=cxbackup"
         )
         self.apply(PEERING)
 

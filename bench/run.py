@@ -1,0 +1,1080 @@
+"""cxbackup benchmarks: `python bench/run.py throughput|shards|hash|listing|operator|crypto|profile|whatif|all`.
+
+Each benchmark prints one line with its figures and the ratios against peers measured in the same run,
+keeps its section under ~/.cache/cxbackup/bench-results/, and bench/RESULTS.md is rewritten from the
+kept sections with the machine's description. See bench/README.md for what each one measures and the
+environment variables that size them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (
+    CXBACKUP,
+    PY,
+    RESULTS_MD,
+    WORK,
+    Run,
+    best,
+    fresh_dir,
+    load_results,
+    log,
+    machine,
+    pct,
+    run_timed,
+    save_result,
+    sync_disk,
+    tools,
+    tree_size,
+)
+
+REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
+RECORDINGS = int(os.environ.get("BENCH_RECORDINGS", "2000"))
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "16"))  # cxbackup's default
+S5CMD_WORKERS = 256  # s5cmd's documented default --numworkers
+AWS_MAX_CONCURRENT = 32  # aws s3 max_concurrent_requests (default 10; the docs tell to raise it for many small files)
+RCLONE_TRANSFERS = 32  # rclone --transfers (default 4; the docs tell to raise it for many small files)
+MB = 1_000_000
+
+
+# ==================================================================================== throughput
+
+
+def _source(recordings: int = RECORDINGS) -> Any:
+    from harness import BenchSource, bench_spec
+
+    t = tools(("versitygw",))
+    if not t.versitygw:
+        raise SystemExit("versitygw is not built (hack/build-bench-tools.sh versitygw)")
+    return BenchSource(t.versitygw, bench_spec(recordings), f"r{recordings}-s9")
+
+
+def _peer_commands(src: Any, dest: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
+    from harness import BUCKET, PREFIX
+
+    t = tools(("python", "rclone"))
+    env = {**os.environ, **src.env()}
+    url = src.server.url
+    cmds: dict[str, tuple[list[str], dict[str, str]]] = {}
+    s5 = t.venv_bin("s5cmd")
+    if s5:
+        cmds["s5cmd"] = (
+            [
+                s5,
+                "--endpoint-url",
+                url,
+                "--numworkers",
+                str(S5CMD_WORKERS),
+                "--log",
+                "error",
+                "cp",
+                f"s3://{BUCKET}/{PREFIX}*",
+                f"{dest}/",
+            ],
+            env,
+        )
+    aws = t.venv_bin("aws")
+    if aws:
+        cfg = WORK / "aws-config"
+        cfg.write_text(f"[default]\nregion = us-east-1\ns3 =\n  max_concurrent_requests = {AWS_MAX_CONCURRENT}\n")
+        cmds["aws s3 sync"] = (
+            [aws, "--endpoint-url", url, "s3", "sync", f"s3://{BUCKET}/{PREFIX}", f"{dest}/", "--only-show-errors"],
+            {**env, "AWS_CONFIG_FILE": str(cfg)},
+        )
+    if t.rclone:
+        cmds["rclone"] = (
+            [
+                t.rclone,
+                "copy",
+                f":s3:{BUCKET}/{PREFIX.rstrip('/')}",
+                str(dest),
+                "--s3-provider",
+                "Other",
+                "--s3-endpoint",
+                url,
+                "--s3-access-key-id",
+                env["AWS_ACCESS_KEY_ID"],
+                "--s3-secret-access-key",
+                env["AWS_SECRET_ACCESS_KEY"],
+                "--s3-region",
+                "us-east-1",
+                "--s3-force-path-style",
+                "--transfers",
+                str(RCLONE_TRANSFERS),
+                "--checkers",
+                str(2 * RCLONE_TRANSFERS),
+                "--s3-no-check-bucket",
+            ],
+            env,
+        )
+    return cmds
+
+
+def _cxbackup_cmd(src: Any, dest: Path, name: str, **props: object) -> tuple[list[str], dict[str, str]]:
+    props.setdefault("concurrency", CONCURRENCY)
+    cfg = src.write_config(WORK / f"{name}.properties", dest, **props)
+    env = {**os.environ, **src.env()}
+    return [CXBACKUP, "download", "-config", str(cfg), "--progress", "none"], env
+
+
+def _ceiling(src: Any, total_bytes: int) -> dict[str, float]:
+    """The server's raw GET rate with no disk in the way, and the disk's write rate.
+
+    GET: every object fetched to memory and dropped, two ways, best of each: `s5cmd cp` into a tmpfs
+    folder (/dev/shm, RAM) and `s5cmd run` of one `cat` per object to /dev/null; the faster is the
+    ceiling. Disk: `dd bs=1M count=1024 conv=fdatasync` into the work folder.
+    """
+    from harness import BUCKET, PREFIX, s3_client
+
+    out: dict[str, float] = {}
+    t = tools(("python",))
+    s5 = t.venv_bin("s5cmd")
+    if s5:
+        env = {**os.environ, **src.env()}
+        client = s3_client(src.server.url)
+        keys = []
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=PREFIX):
+            keys.extend(o["Key"] for o in page.get("Contents", []))
+        cmdfile = WORK / "cat-all.txt"
+        cmdfile.write_text("".join(f"cat s3://{BUCKET}/{k}\n" for k in keys))
+        shm = Path("/dev/shm") / f"cxbench-{os.getpid()}"
+        cat_runs, shm_runs = [], []
+        try:
+            for _ in range(REPEATS):
+                with open(os.devnull, "wb") as null:
+                    cat_runs.append(
+                        run_timed(
+                            [s5, "--endpoint-url", src.server.url, "--numworkers", str(S5CMD_WORKERS), "run",
+                             str(cmdfile)],
+                            env=env,
+                            stdout=null,
+                        )
+                    )  # fmt: skip
+                fresh_dir(shm)
+                shm_runs.append(
+                    run_timed(
+                        [s5, "--endpoint-url", src.server.url, "--numworkers", str(S5CMD_WORKERS), "--log", "error",
+                         "cp", f"s3://{BUCKET}/{PREFIX}*", f"{shm}/"],
+                        env=env,
+                    )
+                )  # fmt: skip
+                shutil.rmtree(shm, ignore_errors=True)
+        finally:
+            shutil.rmtree(shm, ignore_errors=True)
+        out["get_cat_mbps"] = total_bytes / MB / best(cat_runs).wall
+        out["get_tmpfs_mbps"] = total_bytes / MB / best(shm_runs).wall
+        out["get_mbps"] = max(out["get_cat_mbps"], out["get_tmpfs_mbps"])
+    dd_file = WORK / "dd.bin"
+    runs = []
+    for _ in range(REPEATS):
+        sync_disk()
+        runs.append(run_timed(["dd", "if=/dev/zero", f"of={dd_file}", "bs=1M", "count=1024", "conv=fdatasync"]))
+        dd_file.unlink(missing_ok=True)
+    out["disk_mbps"] = 1024 * 1024 * 1024 / MB / best(runs).wall
+    return out
+
+
+def bench_throughput() -> None:
+    WORK.mkdir(parents=True, exist_ok=True)
+    with _source() as src:
+        st = src.stats()
+        log(
+            f"data set: {st.recordings} recordings, {st.objects} objects ({st.voice} voice, {st.screen} screen), "
+            f"{st.bytes / MB:.0f} MB on versitygw {src.server.url}"
+            + (f" (uploaded in {src.upload_seconds:.0f}s)" if src.upload_seconds else " (cached)")
+        )
+        dest = WORK / "dest"
+        peers = _peer_commands(src, dest)
+        contenders: dict[str, tuple[list[str], dict[str, str]]] = {"cxbackup": _cxbackup_cmd(src, dest, "tp")}
+        contenders.update(peers)
+        runs: dict[str, list[Run]] = {k: [] for k in contenders}
+        files: dict[str, tuple[int, int]] = {}
+        for rep in range(REPEATS):
+            for name, (argv, env) in contenders.items():  # interleaved: one of each per round
+                fresh_dir(dest)
+                sync_disk()
+                r = run_timed(argv, env=env, log_path=WORK / f"{name.replace(' ', '_')}.log")
+                if r.returncode != 0:
+                    log(f"{name} exited {r.returncode}; see {WORK}/{name.replace(' ', '_')}.log")
+                files[name] = tree_size(dest)
+                runs[name].append(r)
+                log(f"round {rep + 1}: {name} {r.wall:.2f}s cpu {r.cpu:.1f}s files {files[name][0]}")
+        ceiling = _ceiling(src, st.bytes)
+        fresh_dir(dest)
+    mb = st.bytes / MB
+    cx = best(runs["cxbackup"])
+    rows = []
+    parts = []
+    for name, rs in runs.items():
+        r = best(rs)
+        ratio = r.wall / cx.wall  # >1: cxbackup is faster
+        rows.append(
+            f"| {name} | {r.wall:.2f} | {st.recordings / r.wall:.0f} | {mb / r.wall:.0f} | {r.cpu:.1f} | "
+            f"{files[name][0]} | {'-' if name == 'cxbackup' else f'{ratio:.2f}x'} | "
+            f"{', '.join(f'{x.wall:.2f}' for x in rs)} |"
+        )
+        if name != "cxbackup":
+            parts.append(f"vs {name} {ratio:.2f}x")
+    missing = [n for n in ("s5cmd", "aws s3 sync", "rclone") if n not in runs]
+    frac_get = (mb / cx.wall) / ceiling["get_mbps"] if "get_mbps" in ceiling else float("nan")
+    frac_disk = (mb / cx.wall) / ceiling["disk_mbps"]
+    line = (
+        f"throughput: cxbackup {st.recordings / cx.wall:.0f} rec/s {mb / cx.wall:.0f} MB/s cpu {cx.cpu:.1f}s; "
+        f"speed ratio (peer time / cxbackup time, >1 = cxbackup faster) {'; '.join(parts)}; "
+        f"ceiling GET {ceiling.get('get_mbps', float('nan')):.0f} MB/s disk {ceiling['disk_mbps']:.0f} MB/s; "
+        f"cxbackup = {frac_get:.0%} of GET ceiling, {frac_disk:.0%} of disk"
+    )
+    not_measured = (" Not measured: " + ", ".join(missing) + " (not built/installed).") if missing else ""
+    md = f"""### 1. Backup throughput
+
+Data set: {st.recordings} recordings, {st.objects} media objects ({st.voice} voice files of 100-200 KB, {st.screen}
+screen files of 1-5 MB, CMS-encrypted as the vendor stores them), {mb:.0f} MB, on versitygw (POSIX backend) on
+127.0.0.1, metadata from the emulator's recording API (in the bench process). Every tool writes into the same
+empty folder on the same disk; cxbackup also lists metadata, writes `<callUUID>.json` and the
+`yyyy/MM/dd/HH/<callUUID>/` layout, fsyncs every file, and checks size and MD5 of every object; the peers
+only copy the media objects (no fsync). Rounds are interleaved (one run of each tool per round), best of
+{REPEATS}; CPU = user+sys seconds of the tool's process tree.
+
+Concurrency: cxbackup `concurrency={CONCURRENCY}` (its default); s5cmd `--numworkers {S5CMD_WORKERS}` (its
+default); aws `max_concurrent_requests={AWS_MAX_CONCURRENT}`; rclone `--transfers {RCLONE_TRANSFERS}
+--checkers {2 * RCLONE_TRANSFERS}`.{not_measured}
+
+| tool | best wall s | recordings/s | MB/s | CPU s | files written | peer time / cxbackup time | all runs (s) |
+|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+Ceiling: raw GET of every object with no disk in the way, best of `s5cmd cp` into tmpfs (/dev/shm):
+{ceiling.get("get_tmpfs_mbps", float("nan")):.0f} MB/s, and `s5cmd run` of one `cat` per object to /dev/null:
+{ceiling.get("get_cat_mbps", float("nan")):.0f} MB/s; the faster of the two,
+{ceiling.get("get_mbps", float("nan")):.0f} MB/s; disk write (`dd bs=1M count=1024 conv=fdatasync`):
+{ceiling["disk_mbps"]:.0f} MB/s. cxbackup reaches {frac_get:.0%} of the GET ceiling and {frac_disk:.0%} of the
+disk's write speed.
+
+`{line}`
+"""
+    save_result("throughput", line, md, {"runs": {k: [vars(x) for x in v] for k, v in runs.items()}, **ceiling})
+
+
+# ==================================================================================== shards
+
+
+def bench_shards() -> None:
+    from cxbackup.backup.sharding import shard_of
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    results: dict[int, dict[str, Any]] = {}
+    with _source() as src:
+        ids = src.record_ids()
+        dest = WORK / "dest"
+        for n in (1, 2, 4):
+            per: list[list[float]] = [[] for _ in range(n)]
+            totals: list[float] = []
+            cpus: list[float] = []
+            for _rep in range(REPEATS):
+                fresh_dir(dest)
+                sync_disk()
+                procs = []
+                import resource
+
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                t0 = time.perf_counter()
+                for i in range(n):
+                    argv, env = _cxbackup_cmd(src, dest, f"shard{n}-{i}", totalRcbsInstances=n, rcbsInstanceId=i)
+                    fh = open(WORK / f"shard{n}-{i}.log", "ab")  # noqa: SIM115
+                    procs.append((subprocess.Popen(argv, env=env, stdout=fh, stderr=subprocess.STDOUT), fh))
+                ends = [0.0] * n
+                pending = set(range(n))
+                while pending:
+                    for i in list(pending):
+                        if procs[i][0].poll() is not None:
+                            ends[i] = time.perf_counter() - t0
+                            pending.discard(i)
+                    time.sleep(0.02)
+                for p, fh in procs:
+                    fh.close()
+                    if p.returncode != 0:
+                        log(f"shard process exited {p.returncode}")
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                totals.append(max(ends))
+                cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+                for i in range(n):
+                    per[i].append(ends[i])
+            k = min(range(REPEATS), key=lambda j: totals[j])
+            counts = Counter(shard_of(x, n) for x in ids)
+            shard_times = [per[i][k] for i in range(n)]
+            results[n] = {
+                "total": totals[k],
+                "cpu": cpus[k],
+                "times": shard_times,
+                "counts": [counts[i] for i in range(n)],
+                "all": totals,
+            }
+            log(f"{n} shards: {totals[k]:.2f}s per shard {', '.join(f'{x:.2f}' for x in shard_times)}")
+        fresh_dir(dest)
+    base = results[1]["total"]
+    rows = []
+    for n, r in results.items():
+        cmean = sum(r["counts"]) / n
+        tmean = sum(r["times"]) / n
+        rows.append(
+            f"| {n} | {r['total']:.2f} | {base / r['total']:.2f}x | {r['cpu']:.1f} | "
+            f"{' / '.join(str(c) for c in r['counts'])} | {max(r['counts']) / cmean:.3f} | "
+            f"{' / '.join(f'{t:.2f}' for t in r['times'])} | {max(r['times']) / tmean:.3f} | "
+            f"{', '.join(f'{x:.2f}' for x in r['all'])} |"
+        )
+    line = "shards: " + "; ".join(
+        f"{n}: {r['total']:.2f}s ({base / r['total']:.2f}x of 1), time max/mean "
+        f"{max(r['times']) / (sum(r['times']) / n):.2f}, "
+        f"recordings max/mean {max(r['counts']) / (sum(r['counts']) / n):.3f}"
+        for n, r in results.items()
+    )
+    md = f"""### 2. Shards
+
+The same data set, `cxbackup download` as 1, 2 and 4 separate processes at once (totalRcbsInstances=N,
+rcbsInstanceId=0..N-1, concurrency={CONCURRENCY} each, one target folder), best of {REPEATS} by total time.
+On this 2-core machine more shards than cores cannot add CPU; the point is that the work splits evenly
+and that processes sidestep the GIL.
+
+| shards | total s | speed-up vs 1 | CPU s | recordings per shard | max/mean | seconds per shard | max/mean | all (s) |
+|---|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+`{line}`
+"""
+    save_result("shards", line, md, {str(k): v for k, v in results.items()})
+
+
+# ==================================================================================== hash
+
+
+def bench_hash() -> None:
+    from cxbackup.backup.sharding import shard_of
+    from cxbackup.emulator.dataset import Dataset, DatasetSpec
+
+    n_ids = 100_000
+    ds = Dataset(DatasetSpec(hours=100, recordings_per_hour=1000, seed=5))
+    ids = [ds._uuid(s, j) for s in range(100) for j in range(1000)]  # the emulator's callUUIDs
+    assert len(ids) == n_ids
+    t0 = time.perf_counter()
+    rows, worst = [], (0.0, 0)
+    for total in (2, 3, 4, 8, 16, 32, 64):
+        counts = Counter(shard_of(x, total) for x in ids)
+        ratio = max(counts.values()) / (n_ids / total)
+        rows.append(
+            f"| {total} | {max(counts.values())} | {min(counts.values())} | {n_ids / total:.0f} | {ratio:.3f} |"
+        )
+        worst = max(worst, (ratio, total))
+    secs = time.perf_counter() - t0
+    per_id_us = secs / (7 * n_ids) * 1e6
+    line = (
+        f"hash: 100,000 ids over 2..64 shards, largest/mean worst {worst[0]:.3f} (at {worst[1]} shards); "
+        f"shard_of {per_id_us:.2f} us/id"
+    )
+    md = f"""### 3. Hash balance
+
+100,000 emulator callUUIDs, `cxbackup.backup.sharding.shard_of` (sha256, first 8 bytes, mod N).
+Expected max/mean for a uniform hash is about 1 + 3*sqrt(N/100000) (e.g. 1.07 at 64).
+
+| shards | largest | smallest | mean | largest/mean |
+|---|---|---|---|---|
+{chr(10).join(rows)}
+
+`{line}`
+"""
+    save_result("hash", line, md)
+
+
+# ==================================================================================== listing
+
+_LIST_CHILD = r"""
+import json, resource, sys, time
+from cxbackup.backup.vendor_client import VendorClient, Urllib3Transport
+from cxbackup.backup.window import RecordingWindow
+uri, start, end, page = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+c = VendorClient(settings_url=uri + "/settings", recordings_url=uri + "/recordings", username="rcbs@bench",
+                 password="bench-password", transport=Urllib3Transport(pool_size=4), page_size=page)
+expected = int(sys.argv[5])
+marks = {expected // 10: "10%", expected // 2: "50%"}
+rss = {}
+t0 = time.perf_counter(); n = 0
+for chunk in RecordingWindow(start, end).chunks():
+    for rec in c.iter_recordings(chunk):
+        n += 1
+        if n in marks:
+            rss[marks[n]] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+dt = time.perf_counter() - t0
+print(json.dumps({"n": n, "seconds": dt, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "rss": rss}))
+"""
+
+
+def bench_listing() -> None:
+    from cxbackup.backup.config import RcbsConfig
+    from cxbackup.emulator.api import RecordingApiServer
+    from cxbackup.emulator.dataset import Dataset, DatasetSpec
+    from cxbackup.emulator.faults import FaultInjector
+
+    target = 1_000_000
+    n = int(os.environ.get("BENCH_LISTING_N", "100000"))
+    per_hour = 1000
+    ds = Dataset(DatasetSpec(hours=n // per_hour, recordings_per_hour=per_hour, seed=3, screen_fraction=0.2))
+    api = RecordingApiServer(ds, FaultInjector(None), username="rcbs@bench", password="bench-password")
+    api.start()
+    try:
+        # the recordings URL the worker uses, relative to gwsUriPrefix
+        cfg = RcbsConfig.model_validate({"gwsUriPrefix": api.uri_prefix, "targetDir": "/tmp/x"})
+        assert cfg.recordings_url.startswith(api.uri_prefix)
+        child = WORK / "list_child.py"
+        WORK.mkdir(parents=True, exist_ok=True)
+        child.write_text(_LIST_CHILD)
+        results = []
+        for page in (100, 1000):
+            proc = subprocess.run(
+                [PY, str(child), api.uri_prefix, str(ds.start_ms), str(ds.end_ms), str(page), str(n)],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=1800,
+            )
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            r["page"] = page
+            results.append(r)
+            log(f"listing page {page}: {r['n']} in {r['seconds']:.1f}s, peak RSS {r['maxrss_kb'] / 1024:.0f} MiB")
+    finally:
+        api.stop()
+    scale = target / n
+    rows = [
+        f"| {r['page']} | {r['n']} | {r['seconds']:.1f} | {r['n'] / r['seconds']:.0f} | "
+        f"{r['rss'].get('10%', 0) / 1024:.0f} | {r['rss'].get('50%', 0) / 1024:.0f} | "
+        f"{r['maxrss_kb'] / 1024:.0f} | {r['seconds'] * scale:.0f} |"
+        for r in results
+    ]
+    grows = any(r["maxrss_kb"] > 1.25 * r["rss"].get("10%", r["maxrss_kb"]) for r in results)
+    mem_note = (
+        "peak RSS grows with the window (see the 10%/50%/100% columns)"
+        if grows
+        else "peak RSS is reached early and stays flat (10%/50%/100% columns), so it stands for 1M as well"
+    )
+    b = min(results, key=lambda r: r["seconds"])
+    line = (
+        f"listing: {b['n']} recordings in {b['seconds']:.1f}s (page {b['page']}, {b['n'] / b['seconds']:.0f} rec/s), "
+        f"client peak RSS {b['maxrss_kb'] / 1024:.0f} MiB; 1,000,000 extrapolated {b['seconds'] * scale:.0f}s, "
+        f"peak RSS {'grows' if grows else 'flat'} from 10% to 100% of the window"
+    )
+    md = f"""### 4. Listing at scale
+
+The worker's own listing code (`VendorClient.iter_recordings` over the window's chunks, as `run_backup`
+walks it) in a child process against the emulator's recording API (served from the bench process on the
+same 2 cores, so the server's JSON generation is in the time). Measured on {n:,} recordings
+(1,000/hour); the one-million time is a **linear extrapolation** (x{scale:g}) from that run;
+{mem_note}.
+
+| pageSize | recordings | seconds | recordings/s | peak RSS MiB at 10% | at 50% | at 100% | 1,000,000 extrapolated s |
+|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+`{line}`
+"""
+    save_result("listing", line, md, {"results": results})
+
+
+# ==================================================================================== operator
+
+
+def bench_operator() -> None:
+    from cxbackup.localcluster.controlplane import ControlPlane
+    from cxbackup.localcluster.stack import LocalStack
+
+    n_latency = int(os.environ.get("BENCH_OPERATOR_CRS", "100"))
+    n_memory = int(os.environ.get("BENCH_OPERATOR_MEMORY_CRS", "1000"))
+    wd = fresh_dir(WORK / "operator")
+    cp = ControlPlane(workdir=wd / "controlplane")
+    cp.start()
+    stack = LocalStack(wd, control_plane=cp)
+    try:
+        stack.install_crds()
+        stack.start_operator()  # no pod runner: the Jobs' pods stay Pending
+        ns = "bench"
+        stack.prepare_namespace(
+            ns, {"GWS_USERNAME": "u", "GWS_PASSWORD": "p", "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "s"}
+        )
+        assert stack._operator is not None
+        pid = stack._operator.pid
+
+        def rss_mib() -> float:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS"):
+                    return int(line.split()[1]) / 1024
+            return float("nan")
+
+        def body(i: int) -> dict[str, Any]:
+            return {
+                "apiVersion": "cxbackup.io/v1alpha1",
+                "kind": "RecordingBackup",
+                "metadata": {"name": f"rb-{i:04d}", "namespace": ns},
+                "spec": {
+                    "source": {
+                        "gwsUriPrefix": "http://127.0.0.1:9/api/v2",
+                        "gwsCredentials": {"name": "gws-credentials"},
+                        "s3Credentials": {"name": "vendor-s3"},
+                    },
+                    "window": {"minAge": 0, "maxAge": 1},
+                    "target": {"pvc": {"claimName": "recordings"}},
+                    "media": {"metadataOnly": True},
+                    "suspend": False,
+                    "replicas": 1,
+                },
+            }
+
+        seen: dict[str, float] = {}
+        stop = threading.Event()
+
+        def watch() -> None:
+            cmd = [
+                cp.binary("kubectl"),
+                "--kubeconfig",
+                str(cp.kubeconfig),
+                "get",
+                "jobs",
+                "-n",
+                ns,
+                "--watch",
+                "--output-watch-events",
+                "-o",
+                'jsonpath={.object.metadata.ownerReferences[0].name}{"\\n"}',
+            ]
+            p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+            assert p.stdout is not None
+            try:
+                for ln in p.stdout:
+                    name = ln.strip()
+                    if name and name not in seen:
+                        seen[name] = time.perf_counter()
+                    if stop.is_set():
+                        break
+            finally:
+                p.terminate()
+
+        time.sleep(3)  # let the operator settle
+        rss0 = rss_mib()
+        w = threading.Thread(target=watch, daemon=True)
+        w.start()
+        time.sleep(1.0)
+        applied: dict[str, float] = {}
+        t_start = time.perf_counter()
+        for i in range(n_latency):
+            name = f"rb-{i:04d}"
+            applied[name] = time.perf_counter()
+            proc = cp.kubectl("apply", "-f", "-", input_text=json.dumps(body(i)), check=False)
+            if proc.returncode != 0:
+                raise RuntimeError(f"kubectl apply failed: {proc.stderr}")
+        apply_secs = time.perf_counter() - t_start
+        deadline = time.monotonic() + 300
+        while len([k for k in applied if k in seen]) < n_latency and time.monotonic() < deadline:
+            time.sleep(0.1)
+        lat = [seen[k] - applied[k] for k in applied if k in seen]
+        rss_latency = rss_mib()
+        # memory: the rest of the CRs in bulk (one kubectl apply per 100)
+        t_mem = time.perf_counter()
+        for lo in range(n_latency, n_memory, 100):
+            items = [body(i) for i in range(lo, min(lo + 100, n_memory))]
+            cp.kubectl("apply", "-f", "-", input_text=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+        deadline = time.monotonic() + 900
+        while len(seen) < n_memory and time.monotonic() < deadline:
+            time.sleep(0.5)
+        mem_secs = time.perf_counter() - t_mem
+        time.sleep(5)
+        rss_n = rss_mib()
+        jobs_n = len(seen)
+        stop.set()
+    finally:
+        stack.stop_operator()
+        cp.stop()
+    p50, p95 = pct(lat, 0.5), pct(lat, 0.95)
+    line = (
+        f"operator: apply->Job p50 {p50 * 1000:.0f} ms p95 {pct(lat, 0.95) * 1000:.0f} ms over {len(lat)} CRs "
+        f"(applied back to back, {n_latency / apply_secs:.1f}/s); RSS {rss0:.0f} MiB idle, {rss_latency:.0f} MiB "
+        f"at {n_latency} CRs, {rss_n:.0f} MiB at {n_memory} CRs ({jobs_n} Jobs)"
+    )
+    md = f"""### 5. Operator
+
+The test control plane (etcd + kube-apiserver + kube-controller-manager, localcluster.ControlPlane) and
+the operator (`cxbackup operator`, as LocalStack starts it); no pod runner, so the Jobs' pods stay
+Pending. {n_latency} metadataOnly RecordingBackups (suspend false, replicas 1) applied one `kubectl apply` each,
+back to back ({n_latency / apply_secs:.1f} applies/s); latency = time from just before `kubectl apply` starts
+to the Job appearing in a `kubectl get jobs --watch` started beforehand. Then CRs up to {n_memory} applied in
+bulk (100 per `kubectl apply`); operator RSS from /proc/PID/status once their Jobs existed
+({jobs_n} Jobs seen, {mem_secs:.0f} s).
+
+| figure | value |
+|---|---|
+| apply -> Job p50 | {p50 * 1000:.0f} ms |
+| apply -> Job p95 | {p95 * 1000:.0f} ms |
+| apply -> Job max | {max(lat) * 1000 if lat else float("nan"):.0f} ms |
+| operator RSS idle | {rss0:.0f} MiB |
+| operator RSS with {n_latency} CRs | {rss_latency:.0f} MiB |
+| operator RSS with {n_memory} CRs | {rss_n:.0f} MiB |
+| per CR (linear) | {(rss_n - rss0) / max(n_memory, 1) * 1024:.0f} KiB |
+
+`{line}`
+"""
+    save_result("operator", line, md, {"lat": lat})
+
+
+# ==================================================================================== crypto
+
+
+def bench_crypto() -> None:
+    WORK.mkdir(parents=True, exist_ok=True)
+    size_mb = int(os.environ.get("BENCH_CRYPTO_MB", "256"))
+    d = fresh_dir(WORK / "crypto")
+    from cxbackup.emulator.tenant import generate_tenant_key
+
+    tk = generate_tenant_key(d / "k.pem", d / "c.pem")
+    plain = d / "plain.bin"
+    with plain.open("wb") as fh:
+        for _ in range(size_mb):
+            fh.write(os.urandom(1 << 20))
+    child = d / "cx.py"
+    child.write_text(
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from cryptography import x509\n"
+        "from cryptography.hazmat.primitives.serialization import load_pem_private_key\n"
+        "from cxbackup.certs.cms import encrypt, decrypt_with_key\n"
+        "op, src, dst, cert, key = sys.argv[1:6]\n"
+        "data = Path(src).read_bytes()\n"
+        "if op == 'enc':\n"
+        "    out = encrypt(data, x509.load_pem_x509_certificate(Path(cert).read_bytes()), 'AES-256')\n"
+        "else:\n"
+        "    out = decrypt_with_key(data, load_pem_private_key(Path(key).read_bytes(), None))\n"
+        "Path(dst).write_bytes(out)\n"
+    )
+    k, c = str(d / "k.pem"), str(d / "c.pem")
+    cmds = {
+        ("cxbackup", "encrypt"): [PY, str(child), "enc", str(plain), str(d / "cx.p7m"), c, k],
+        ("openssl", "encrypt"): [
+            "openssl",
+            "cms",
+            "-encrypt",
+            "-binary",
+            "-outform",
+            "DER",
+            "-aes256",
+            "-in",
+            str(plain),
+            "-out",
+            str(d / "os.p7m"),
+            c,
+        ],
+        ("cxbackup", "decrypt"): [PY, str(child), "dec", str(d / "os.p7m"), str(d / "cx.dec"), c, k],
+        ("openssl", "decrypt"): [
+            "openssl",
+            "cms",
+            "-decrypt",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            str(d / "cx.p7m"),
+            "-inkey",
+            k,
+            "-out",
+            str(d / "os.dec"),
+        ],
+    }
+    runs: dict[tuple[str, str], list[Run]] = {key: [] for key in cmds}
+    for _rep in range(REPEATS):
+        for key, argv in cmds.items():
+            r = run_timed(argv, log_path=d / "log.txt")
+            if r.returncode != 0:
+                raise SystemExit(f"{key} failed: {(d / 'log.txt').read_text()[-2000:]}")
+            runs[key].append(r)
+    # cross-check: each decrypted the other's file
+    import hashlib
+
+    h = hashlib.sha256(plain.read_bytes()).hexdigest()
+    ok = all(hashlib.sha256((d / f).read_bytes()).hexdigest() == h for f in ("cx.dec", "os.dec"))
+    del tk
+    rows, parts = [], []
+    for op in ("encrypt", "decrypt"):
+        cx, os_ = best(runs[("cxbackup", op)]), best(runs[("openssl", op)])
+        for tool, r in (("cxbackup", cx), ("openssl", os_)):
+            rows.append(
+                f"| {op} | {tool} | {r.wall:.2f} | {size_mb * 1.048576 / r.wall:.0f} | {r.cpu:.2f} | "
+                f"{r.maxrss_kb / 1024:.0f} | {', '.join(f'{x.wall:.2f}' for x in runs[(tool, op)])} |"
+            )
+        parts.append(
+            f"{op} cxbackup {size_mb * 1.048576 / cx.wall:.0f} MB/s vs openssl "
+            f"{size_mb * 1.048576 / os_.wall:.0f} MB/s ({os_.wall / cx.wall:.2f}x)"
+        )
+    shutil.rmtree(d, ignore_errors=True)
+    line = (
+        f"crypto ({size_mb} MiB, AES-256 CMS, DER): "
+        + "; ".join(parts)
+        + f"; cross-decrypt {'ok' if ok else 'MISMATCH'}"
+    )
+    md = f"""### 6. Crypto
+
+A {size_mb} MiB random file; `cxbackup.certs.cms.encrypt` / `decrypt_with_key` in a fresh Python process
+(file read, operation, file written; interpreter start-up included, about 0.2 s) against
+`openssl cms -encrypt -binary -outform DER -aes256` / `openssl cms -decrypt -binary -inform DER -inkey`.
+Each tool decrypts the other's output (cross-check: {"identical" if ok else "MISMATCH"}). Best of {REPEATS},
+interleaved. Ratio = openssl time / cxbackup time (>1: cxbackup faster). Max RSS is the largest of all
+children so far (getrusage), so it is an upper bound for the later rows.
+
+| op | tool | best s | MB/s | CPU s | max RSS MiB | all runs (s) |
+|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+`{line}`
+"""
+    save_result("crypto", line, md)
+
+
+# ==================================================================================== profile
+
+
+def _collapse(raw: Path) -> tuple[int, Counter[str], Counter[str]]:
+    """py-spy raw (collapsed) stacks -> (samples, self counts, inclusive counts) per function."""
+    total = 0
+    self_t: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    for ln in raw.read_text().splitlines():
+        stack, _, count = ln.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        names = []
+        for f in stack.split(";"):
+            if f.startswith(("thread (", "process ")):
+                continue
+            fn, _, loc = f.partition(" (")  # "function (path/file.py:line)"
+            fname = loc.rsplit(":", 1)[0]
+            names.append(f"{fn} ({'/'.join(Path(fname).parts[-2:])})")
+        if not names:
+            continue
+        total += n
+        self_t[names[-1]] += n
+        for nm in set(names):
+            incl[nm] += n
+    return total, self_t, incl
+
+
+def bench_profile() -> None:
+    t = tools(("python",))
+    spy = t.venv_bin("py-spy")
+    if not spy:
+        raise SystemExit("py-spy is not installed (hack/build-bench-tools.sh python)")
+    WORK.mkdir(parents=True, exist_ok=True)
+    modes = {"active": [], "gil": ["--gil"]}
+    out: dict[str, tuple[Run, int, Counter[str], Counter[str]]] = {}
+    with _source() as src:
+        dest = WORK / "dest"
+        for mode, extra in modes.items():
+            fresh_dir(dest)
+            sync_disk()
+            argv, env = _cxbackup_cmd(src, dest, "profile")
+            raw = WORK / f"profile-{mode}.txt"
+            raw.unlink(missing_ok=True)
+            r = run_timed(
+                [
+                    spy,
+                    "record",
+                    "--rate",
+                    "100",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(raw),
+                    "--threads",
+                    *extra,
+                    "--",
+                    *argv,
+                ],
+                env=env,
+                log_path=WORK / "profile.log",
+            )
+            if r.returncode != 0 or not raw.exists():
+                raise SystemExit(f"py-spy failed: {(WORK / 'profile.log').read_text()[-2000:]}")
+            out[mode] = (r, *_collapse(raw))
+        fresh_dir(dest)
+    sections = []
+    for mode, (r, total, self_t, incl) in out.items():
+        skip = ("threading.py", "thread.py", "<module>", "main (", "run_backup", "_process_window")
+        top_incl = [(k, v) for k, v in incl.most_common(80) if not any(x in k for x in skip)][:18]
+        rows_self = "\n".join(f"| {v / total:.1%} | `{k}` |" for k, v in self_t.most_common(15))
+        rows_incl = "\n".join(f"| {v / total:.1%} | `{k}` |" for k, v in top_incl)
+        what = (
+            "threads on CPU or in a system call (py-spy's default: threads waiting on a lock or idle in "
+            "the pool are left out)"
+            if mode == "active"
+            else "only the thread holding the GIL (`--gil`): where the interpreter's single core goes"
+        )
+        sections.append(f"""#### {mode}: {what}
+
+Run of {r.wall:.1f} s under the profiler, {total} samples at 100 Hz (raw stacks: `{WORK}/profile-{mode}.txt`).
+
+| self share | function |
+|---|---|
+{rows_self}
+
+| inclusive share | function (thread bootstrap and run loop left out) |
+|---|---|
+{rows_incl}
+""")
+    g = out["gil"]
+    a = out["active"]
+    line = (
+        "profile (py-spy): GIL holder top self: "
+        + "; ".join(f"{k.split(' (')[0]} {v / g[1]:.0%}" for k, v in g[2].most_common(4))
+        + " | active threads top self: "
+        + "; ".join(f"{k.split(' (')[0]} {v / a[1]:.0%}" for k, v in a[2].most_common(4))
+    )
+    md = f"""### 7. Profile of the backup path
+
+`py-spy record --threads --format raw` on `cxbackup download` over the throughput data set
+(concurrency={CONCURRENCY}), twice: once sampling every active thread, once only the GIL holder.
+
+{chr(10).join(sections)}
+`{line}`
+"""
+    save_result("profile", line, md)
+
+
+# ==================================================================================== what-if
+
+WHATIF_REPEATS = int(os.environ.get("BENCH_WHATIF_REPEATS", "2"))
+WHATIF = [  # (label, patches for bench/whatif.py, processes, concurrency)
+    ("as is", "none", 1, CONCURRENCY),
+    ("as is, concurrency 32", "none", 1, 32),
+    ("as is, concurrency 64", "none", 1, 64),
+    ("dirsync: one folder fsync per recording", "dirsync", 1, CONCURRENCY),
+    ("dirs: resolve each folder once", "dirs", 1, CONCURRENCY),
+    ("urllib3: presigned GET on a urllib3 pool", "urllib3", 1, CONCURRENCY),
+    ("dirsync + dirs + urllib3", "dirs,dirsync,urllib3", 1, CONCURRENCY),
+    ("dirsync + dirs + urllib3, concurrency 64", "dirs,dirsync,urllib3", 1, 64),
+    ("dirsync + dirs + urllib3, concurrency 64, 2 processes", "dirs,dirsync,urllib3", 2, 64),
+    ("reference: no fsync at all", "nofsync", 1, CONCURRENCY),
+]
+
+
+def _run_procs(cmds: list[tuple[list[str], dict[str, str]]], log_path: Path) -> Run:
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    with log_path.open("ab") as fh:
+        procs = [subprocess.Popen(a, env=e, stdout=fh, stderr=subprocess.STDOUT) for a, e in cmds]
+        codes = [p.wait(timeout=900) for p in procs]
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return Run(wall, cpu, after.ru_maxrss, max(codes))
+
+
+def bench_whatif() -> None:
+    """The profile's proposals, applied as monkeypatches in bench/whatif.py, on the throughput data."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    whatif = str(Path(__file__).resolve().parent / "whatif.py")
+    runs: dict[str, list[Run]] = {}
+    with _source() as src:
+        st = src.stats()
+        dest = WORK / "dest"
+        s5 = _peer_commands(src, dest).get("s5cmd")
+        for _rep in range(WHATIF_REPEATS):
+            for label, patches, procs, conc in WHATIF:
+                cmds = []
+                for i in range(procs):
+                    props: dict[str, object] = {"concurrency": conc}
+                    if procs > 1:
+                        props.update(totalRcbsInstances=procs, rcbsInstanceId=i)
+                    argv, env = _cxbackup_cmd(src, dest, f"whatif-{i}", **props)
+                    cmds.append(([PY, whatif, patches, "--", *argv[1:]], env))
+                fresh_dir(dest)
+                sync_disk()
+                r = _run_procs(cmds, WORK / "whatif.log")
+                n_files = tree_size(dest)[0]
+                if r.returncode != 0 or n_files < st.objects + st.recordings:
+                    log(f"{label}: exit {r.returncode}, {n_files} files (see {WORK}/whatif.log)")
+                runs.setdefault(label, []).append(r)
+                log(f"what-if {label}: {r.wall:.2f}s cpu {r.cpu:.1f}s")
+            if s5:
+                fresh_dir(dest)
+                sync_disk()
+                r = run_timed(s5[0], env=s5[1])
+                runs.setdefault("reference: s5cmd", []).append(r)
+        fresh_dir(dest)
+    base = best(runs["as is"]).wall
+    s5_best = best(runs["reference: s5cmd"]).wall if "reference: s5cmd" in runs else float("nan")
+    rows = []
+    for label, rs in runs.items():
+        r = best(rs)
+        rows.append(
+            f"| {label} | {r.wall:.2f} | {r.cpu:.1f} | {base / r.wall:.2f}x | {s5_best / r.wall:.2f} | "
+            f"{', '.join(f'{x.wall:.2f}' for x in rs)} |"
+        )
+    fastest = min(runs, key=lambda k: best(runs[k]).wall if not k.startswith("reference") else float("inf"))
+    fast = best(runs[fastest]).wall
+    line = (
+        f"what-if: as is {base:.2f}s; fastest variant '{fastest}' {fast:.2f}s ({base / fast:.2f}x); "
+        f"s5cmd {s5_best:.2f}s (cxbackup at {s5_best / base:.0%} of s5cmd's speed as is, "
+        f"{s5_best / fast:.0%} with that variant)"
+    )
+    md = f"""### 8. What the profile's proposals would gain (measured)
+
+The changes proposed from the profile, applied to the worker as monkeypatches by `bench/whatif.py`
+(operator/ is unchanged), on the throughput data set, interleaved with s5cmd, best of {WHATIF_REPEATS}.
+Speed-up is against "as is" in this same run; "of s5cmd" = s5cmd time / this time (1.00 = as fast).
+
+| variant | best s | CPU s | speed-up | of s5cmd | all runs (s) |
+|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+`{line}`
+"""
+    save_result("whatif", line, md, {"runs": {k: [vars(x) for x in v] for k, v in runs.items()}})
+
+
+# ==================================================================================== RESULTS.md
+
+ORDER = ["throughput", "shards", "hash", "listing", "operator", "crypto", "profile", "whatif"]
+GOAL = "**Goal (issue 9):** cxbackup at least as fast as s5cmd on this workload while also writing metadata and layout."
+
+
+def write_results_md(tool_info: dict[str, str]) -> None:
+    res = load_results()
+    m = machine()
+    status = ""
+    if "throughput" in res and "runs" in res["throughput"]["data"]:
+        runs = res["throughput"]["data"]["runs"]
+        if "s5cmd" in runs:
+            cx = min(r["wall"] for r in runs["cxbackup"])
+            s5 = min(r["wall"] for r in runs["s5cmd"])
+            if cx <= s5:
+                status = f"Met: cxbackup takes {cx:.2f} s, s5cmd {s5:.2f} s ({s5 / cx:.2f}x)."
+            else:
+                status = (
+                    f"Not met yet: cxbackup takes {cx:.2f} s where s5cmd takes {s5:.2f} s, i.e. s5cmd is "
+                    f"{cx / s5:.2f}x faster (cxbackup reaches {s5 / cx:.0%} of s5cmd's speed); see the "
+                    f"profile section for what dominates."
+                )
+    if "whatif" in res and "runs" in res["whatif"]["data"]:
+        wruns = res["whatif"]["data"]["runs"]
+        if "reference: s5cmd" in wruns:
+            s5w = min(r["wall"] for r in wruns["reference: s5cmd"])
+            cand = {k: min(r["wall"] for r in v) for k, v in wruns.items() if not k.startswith("reference")}
+            k = min(cand, key=lambda x: cand[x])
+            status += (
+                f" Of the what-if variants (section 8: the profile's per-file fixes as monkeypatches, higher "
+                f"concurrency, 2 processes), the fastest ('{k}') takes {cand[k]:.2f} s against s5cmd's "
+                f"{s5w:.2f} s in that run: "
+                f"{s5w / cand[k]:.0%} of s5cmd's speed."
+            )
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `make bench` (`python bench/run.py all`); each section says when it was run. Timings",
+        "on this machine are noisy (other work runs at the same time): peers are run interleaved in the",
+        "same process tree and every figure is the best of several runs, so compare the ratios.",
+        "",
+        GOAL + " " + status,
+        "",
+        "What limits it, and what to change: bench/README.md, 'Findings'.",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in m.items()],
+        *[f"| {k} | {v} |" for k, v in tool_info.items()],
+        "",
+        "## Summary lines",
+        "",
+        "```",
+        *[res[n]["line"] for n in ORDER if n in res],
+        "```",
+        "",
+        "## Details",
+        "",
+    ]
+    for n in ORDER:
+        if n in res:
+            lines.append(res[n]["markdown"].rstrip())
+            lines.append(f"\n_Run: {res[n]['at']}._\n")
+        else:
+            lines.append(f"### {n}\n\nNot run yet.\n")
+    RESULTS_MD.write_text("\n".join(lines) + "\n")
+
+
+BENCHES = {
+    "throughput": bench_throughput,
+    "shards": bench_shards,
+    "hash": bench_hash,
+    "listing": bench_listing,
+    "operator": bench_operator,
+    "crypto": bench_crypto,
+    "profile": bench_profile,
+    "whatif": bench_whatif,
+}
+
+
+def installed_tools() -> dict[str, str]:
+    """What is built/installed now (without building anything)."""
+    from common import CACHE
+
+    info: dict[str, str] = {}
+    for name in ("versitygw", "rclone"):
+        found = sorted((CACHE / "tools").glob(f"{name}-*/{name}"))
+        if found:
+            secs = found[-1].parent / ".build-seconds"
+            took = f" (built from the Go module proxy in {secs.read_text().strip()} s)" if secs.exists() else ""
+            info[name] = found[-1].parent.name + took
+        else:
+            info[name] = "not built"
+    venv = Path(os.environ.get("BENCH_VENV", CACHE / "bench-venv"))
+    for tool, arg in (("s5cmd", "version"), ("aws", "--version"), ("py-spy", "--version")):
+        exe = venv / "bin" / tool
+        if exe.exists():
+            v = subprocess.run([str(exe), arg], capture_output=True, text=True, check=False)
+            text = (v.stdout or v.stderr).strip()
+            info[tool] = text.splitlines()[0] if text else "?"
+    return info
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("bench", choices=[*BENCHES, "all", "report"], help="report: only rewrite RESULTS.md")
+    args = ap.parse_args()
+    names = ORDER if args.bench == "all" else [] if args.bench == "report" else [args.bench]
+    t_all = time.perf_counter()
+    failed = []
+    for name in names:
+        log(f"=== {name}")
+        t0 = time.perf_counter()
+        try:
+            BENCHES[name]()
+        except (Exception, SystemExit) as exc:  # one failing benchmark does not hide the others
+            log(f"{name} FAILED: {exc!r}")
+            failed.append(name)
+        log(f"=== {name} took {time.perf_counter() - t0:.0f}s")
+    info = installed_tools()
+    write_results_md(info)
+    log(f"bench/RESULTS.md written; total {time.perf_counter() - t_all:.0f}s")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
