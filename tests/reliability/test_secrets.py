@@ -1,4 +1,5 @@
-"""Secrets: a full backup through the operator (LocalStack + emulator) with the emulator's known secret values
+"""Secrets: a full backup and an export (with a generated RecordingCertificate) through the operator
+(LocalStack + emulator) with the emulator's known secret values
 (GWS_PASSWORD, AWS_SECRET_ACCESS_KEY); none of them, nor their base64 form, may appear in the operator log, the
 pod logs, Events, the CR (status included), /metrics, ConfigMaps, Job specs (credentials only as
 secretKeyRef) or any process command line while the run is active."""
@@ -23,6 +24,39 @@ from tests.reliability.test_operator_faults import wait_done
 pytestmark = [pytest.mark.e2e, pytest.mark.reliability_full]
 
 SECRET_ENV = ("GWS_PASSWORD", "AWS_SECRET_ACCESS_KEY")
+
+
+def _certificate() -> dict[str, Any]:
+    return {
+        "apiVersion": "cxbackup.io/v1alpha1",
+        "kind": "RecordingCertificate",
+        "metadata": {"name": "rc"},
+        "spec": {"generate": {"commonName": "Rec", "country": "US", "state": "California", "organization": "Org"}},
+    }
+
+
+def _export(emu: Emulator) -> dict[str, Any]:
+    return {
+        "apiVersion": "cxbackup.io/v1alpha1",
+        "kind": "ExportJob",
+        "metadata": {"name": "contacts"},
+        "spec": {
+            "type": "contactHistory",
+            "source": {"apiUriPrefix": emu.gws_uri_prefix, "credentialsSecret": "gws-credentials"},
+            "range": {"last": "PT12H"},
+            "certificate": {"recordingCertificate": "rc"},
+            "store": {"pvc": "recordings", "subPath": "exports"},
+        },
+    }
+
+
+def _ready(body: dict[str, Any]) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in body.get("status", {}).get("conditions") or [])
+
+
+def _export_finished(body: dict[str, Any]) -> bool:
+    history = body.get("status", {}).get("history") or []
+    return bool(history) and history[0]["state"] in ("Succeeded", "Failed")
 
 
 def _leaks(text: str, secrets: dict[str, str]) -> list[str]:
@@ -50,7 +84,11 @@ def test_no_secret_in_logs_events_status_metrics_configmaps_jobs_or_command_line
     sampler.start()
     try:
         apply(stack, ns, backup_body(op_emu, replicas=2))
+        apply(stack, ns, _certificate())
+        stack.wait_for("rcert", ns, "rc", _ready, timeout=90)
+        apply(stack, ns, _export(op_emu))
         body, early = wait_done(stack, ns)
+        export = stack.wait_for("ej", ns, "contacts", _export_finished, timeout=120)
     finally:
         stop.set()
         sampler.join(timeout=5)
@@ -67,6 +105,8 @@ def test_no_secret_in_logs_events_status_metrics_configmaps_jobs_or_command_line
         "pod logs": pod_logs,
         "Events": json.dumps(kube_json(stack, "events", "-n", ns)),
         "CR and status": json.dumps(body),
+        "ExportJob and status": json.dumps(export),
+        "RecordingCertificate and status": json.dumps(kube_json(stack, "rcert", "-n", ns)),
         "/metrics": metrics,
         "ConfigMaps": json.dumps(kube_json(stack, "configmaps", "-n", ns)),
         "Job specs": json.dumps(jobs),
@@ -83,6 +123,8 @@ def test_no_secret_in_logs_events_status_metrics_configmaps_jobs_or_command_line
         for e in c.get("env", [])
         if e["name"] in credential_env and "secretKeyRef" not in e.get("valueFrom", {})
     ]  # fmt: skip
+    assert export["status"]["history"][0]["state"] == "Succeeded", export["status"]["history"][0]
+    assert any(j["metadata"]["labels"].get("cxbackup.io/exportjob") for j in jobs), "the export Job is checked too"
     failed = []
     run = row(
         run_row("secrets: the observed backup run (2 shards)", stack, op_emu, ns, body, checkpoint_seen_early=early)
