@@ -16,7 +16,7 @@ from typing import Any
 from cxbackup.api.recordingbackup import RecordingBackup
 from cxbackup.controller import jobs as J
 from cxbackup.controller.jobstate import parse_time, read_job_state
-from cxbackup.controller.schedule import next_after
+from cxbackup.controller.schedule import RUN_NOW_ANNOTATION, run_due
 
 __all__ = [
     "JobView",
@@ -30,7 +30,7 @@ __all__ = [
     "shard_totals",
 ]
 
-TRIGGER_ANNOTATION = "cxbackup.io/run-now"
+TRIGGER_ANNOTATION = RUN_NOW_ANNOTATION
 
 
 def iso(when: dt.datetime) -> str:
@@ -82,30 +82,18 @@ def job_view(job: dict[str, Any]) -> JobView:
 
 def due_slot(backup: RecordingBackup, jobs: list[JobView], now: dt.datetime) -> tuple[dt.datetime, str] | None:
     """(slot, reason) when a run is due, else None. The slot names the run (see jobs.run_id_for)."""
-    spec = backup.spec
     status = backup.status
-    meta = backup.metadata
-    if spec.suspend:
-        return None
-    trigger = (meta.get("annotations") or {}).get(TRIGGER_ANNOTATION)
-    if trigger and trigger != (status.last_trigger if status else None):
-        return now, "Triggered"
-    created = parse_time(meta.get("creationTimestamp")) or now
-    never_ran = (status is None or status.last_run_generation is None) and not jobs
-    if never_ran:
-        return created.replace(microsecond=0), "Created"
-    if spec.schedule is None:
-        generation = meta.get("generation")
-        if status is not None and generation is not None and (status.last_run_generation or 0) < generation:
-            return now, "SpecChanged"
-        return None
-    nxt = status.next_schedule_time if status else None
-    if nxt is None:
-        latest = max([created, *(j.run_start for j in jobs)])
-        nxt = next_after(spec.schedule, spec.time_zone, latest)
-    if now >= nxt:
-        return nxt, "Scheduled"
-    return None
+    return run_due(
+        metadata=backup.metadata,
+        suspend=backup.spec.suspend,
+        schedule=backup.spec.schedule,
+        time_zone=backup.spec.time_zone,
+        last_trigger=status.last_trigger if status else None,
+        last_run_generation=status.last_run_generation if status else None,
+        next_schedule_time=status.next_schedule_time if status else None,
+        job_starts=[j.run_start for j in jobs],
+        now=now,
+    )
 
 
 def shard_totals(shards: dict[str, Any] | None, run_id: str) -> dict[str, int]:

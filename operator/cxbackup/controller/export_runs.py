@@ -20,7 +20,7 @@ from cxbackup.api.exportjob import ArtifactRecord, ExportJob
 from cxbackup.controller import jobs as J
 from cxbackup.controller.backup_runs import TRIGGER_ANNOTATION, iso
 from cxbackup.controller.jobstate import parse_time, read_job_state
-from cxbackup.controller.schedule import next_after
+from cxbackup.controller.schedule import run_due
 from cxbackup.export.result import ExportResult
 
 __all__ = [
@@ -90,28 +90,18 @@ def export_job_view(job: dict[str, Any]) -> ExportJobView:
 
 def due_run(export: ExportJob, runs: list[ExportJobView], now: dt.datetime) -> tuple[dt.datetime, str] | None:
     """(slot, reason) when an export run is due, else None. `runs` are the run Jobs (not sweeps)."""
-    spec = export.spec
     status = export.status
-    meta = export.metadata
-    if spec.suspend:
-        return None
-    trigger = (meta.get("annotations") or {}).get(TRIGGER_ANNOTATION)
-    if trigger and trigger != (status.last_trigger if status else None):
-        return now, "Triggered"
-    created = parse_time(meta.get("creationTimestamp")) or now
-    if (status is None or status.last_run_generation is None) and not runs:
-        return created.replace(microsecond=0), "Created"
-    if spec.schedule is None:
-        generation = meta.get("generation")
-        if status is not None and generation is not None and (status.last_run_generation or 0) < generation:
-            return now, "SpecChanged"
-        return None
-    nxt = status.next_schedule_time if status else None
-    if nxt is None:
-        nxt = next_after(spec.schedule, None, max([created, *(r.run_start for r in runs)]))
-    if now >= nxt:
-        return nxt, "Scheduled"
-    return None
+    return run_due(
+        metadata=export.metadata,
+        suspend=export.spec.suspend,
+        schedule=export.spec.schedule,
+        time_zone=None,
+        last_trigger=status.last_trigger if status else None,
+        last_run_generation=status.last_run_generation if status else None,
+        next_schedule_time=status.next_schedule_time if status else None,
+        job_starts=[r.run_start for r in runs],
+        now=now,
+    )
 
 
 def running_record(job_name: str, start: dt.datetime) -> dict[str, Any]:

@@ -8,11 +8,19 @@ the next slot is then computed from the run's start time, not from each missed s
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, croniter
 
-__all__ = ["ScheduleError", "expected_interval", "next_after", "validate_schedule"]
+__all__ = [
+    "RUN_NOW_ANNOTATION",
+    "ScheduleError",
+    "expected_interval",
+    "next_after",
+    "run_due",
+    "validate_schedule",
+]
 
 
 class ScheduleError(ValueError):
@@ -54,3 +62,44 @@ def expected_interval(schedule: str, time_zone: str | None, now: dt.datetime) ->
     first = next_after(schedule, time_zone, now)
     second = next_after(schedule, time_zone, first)
     return (second - first).total_seconds()
+
+
+RUN_NOW_ANNOTATION = "cxbackup.io/run-now"
+
+
+def run_due(
+    *,
+    metadata: dict[str, Any],
+    suspend: bool,
+    schedule: str | None,
+    time_zone: str | None,
+    last_trigger: str | None,
+    last_run_generation: int | None,
+    next_schedule_time: dt.datetime | None,
+    job_starts: list[dt.datetime],
+    now: dt.datetime,
+) -> tuple[dt.datetime, str] | None:
+    """(slot, reason) when a run of a backup or export is due, else None; the slot names the run.
+
+    Due: at creation (Created); when the run-now annotation has a value not yet answered (Triggered); for a
+    one-shot resource when metadata.generation passed the last run's (SpecChanged); on the schedule
+    (Scheduled; after downtime once, for the stored next time). Never while suspended.
+    """
+    if suspend:
+        return None
+    trigger = (metadata.get("annotations") or {}).get(RUN_NOW_ANNOTATION)
+    if trigger and trigger != last_trigger:
+        return now, "Triggered"
+    created_text = metadata.get("creationTimestamp")
+    created = dt.datetime.fromisoformat(created_text.replace("Z", "+00:00")).astimezone(dt.UTC) if created_text else now
+    if last_run_generation is None and not job_starts:
+        return created.replace(microsecond=0), "Created"
+    if schedule is None:
+        generation = metadata.get("generation")
+        if generation is not None and (last_run_generation or 0) < generation:
+            return now, "SpecChanged"
+        return None
+    nxt = next_schedule_time or next_after(schedule, time_zone, max([created, *job_starts]))
+    if now >= nxt:
+        return nxt, "Scheduled"
+    return None
