@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import ipaddress
 import os
+import random
 import shutil
 import socket
 import ssl
@@ -62,10 +63,21 @@ def build_binaries() -> Path:
 
 
 def free_port() -> int:
+    """A free TCP port on 127.0.0.1 below Linux's ephemeral range (32768-60999), so that no outgoing
+    connection (e.g. kube-apiserver's own connections to etcd) can take it between this pick and the bind."""
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(20000, 32768)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+        fallback: int = s.getsockname()[1]
+        return fallback
 
 
 def _key() -> rsa.RSAPrivateKey:
@@ -252,7 +264,6 @@ class ControlPlane:
     def start(self) -> ControlPlane:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._make_pki()
-        pki = self.workdir / "pki"
         etcd_port, peer_port = free_port(), free_port()
         self.api_port = self.api_port or free_port()
         self._write_kubeconfig()
@@ -272,32 +283,42 @@ class ControlPlane:
             ],
         )
         self._wait("etcd", f"http://127.0.0.1:{etcd_port}/health", 30, tls=False)
-        self._spawn(
-            "kube-apiserver",
-            [
-                self.binary("kube-apiserver"),
-                f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-                f"--cert-dir={self.workdir / 'apiserver-certs'}",
-                f"--secure-port={self.api_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                f"--tls-cert-file={pki / 'apiserver.crt'}",
-                f"--tls-private-key-file={pki / 'apiserver.key'}",
-                f"--client-ca-file={pki / 'ca.crt'}",
-                "--service-cluster-ip-range=10.0.0.0/24",
-                "--allow-privileged=true",
-                "--authorization-mode=RBAC",
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                f"--service-account-key-file={pki / 'sa.pub'}",
-                f"--service-account-signing-key-file={pki / 'sa.key'}",
-                "--endpoint-reconciler-type=none",
-                "--v=1",
-            ],
-        )
-        self._wait("kube-apiserver", f"{self.server}/readyz", 90, tls=True)
+        for attempt in range(3):
+            self._spawn("kube-apiserver", self._apiserver_args(etcd_port))
+            try:
+                self._wait("kube-apiserver", f"{self.server}/readyz", 90, tls=True)
+                break
+            except ControlPlaneError as exc:
+                # another process took the port between the pick and the bind: pick again
+                if "address already in use" not in str(exc) or attempt == 2:
+                    raise
+                self.api_port = free_port()
+                self._write_kubeconfig()
         if self.with_controller_manager:
             self.start_controller_manager()
         return self
+
+    def _apiserver_args(self, etcd_port: int) -> list[str]:
+        pki = self.workdir / "pki"
+        return [
+            self.binary("kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+            f"--cert-dir={self.workdir / 'apiserver-certs'}",
+            f"--secure-port={self.api_port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--allow-privileged=true",
+            "--authorization-mode=RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--endpoint-reconciler-type=none",
+            "--v=1",
+        ]
 
     def start_controller_manager(self) -> None:
         pki = self.workdir / "pki"
