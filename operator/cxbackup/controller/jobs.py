@@ -178,6 +178,40 @@ def _pod_settings(backup: RecordingBackup) -> PodSettings:
     return backup.spec.pod or PodSettings()
 
 
+def _worker_pod_spec(
+    pod: PodSettings,
+    settings: JobSettings,
+    container: dict[str, Any],
+    volumes: list[dict[str, Any]],
+    *,
+    automount_token: bool | None = None,
+) -> dict[str, Any]:
+    """The pod spec every worker Job uses: never restarted, the worker account, the restricted pod
+    security context, and the user's scheduling settings."""
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "serviceAccountName": pod.service_account_name or settings.worker_service_account,
+    }
+    if automount_token is not None:
+        pod_spec["automountServiceAccountToken"] = automount_token
+    pod_spec.update(
+        securityContext={
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "fsGroup": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        containers=[container],
+        volumes=volumes,
+    )
+    if pod.node_selector:
+        pod_spec["nodeSelector"] = pod.node_selector
+    if pod.tolerations:
+        pod_spec["tolerations"] = pod.tolerations
+    return pod_spec
+
+
 def build_backup_job(
     backup: RecordingBackup,
     run_id: str,
@@ -243,23 +277,7 @@ def build_backup_job(
     }
     if pod.resources:
         container["resources"] = pod.resources
-    pod_spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "serviceAccountName": pod.service_account_name or settings.worker_service_account,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS,
-            "runAsGroup": RUN_AS,
-            "fsGroup": RUN_AS,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "containers": [container],
-        "volumes": volumes,
-    }
-    if pod.node_selector:
-        pod_spec["nodeSelector"] = pod.node_selector
-    if pod.tolerations:
-        pod_spec["tolerations"] = pod.tolerations
+    pod_spec = _worker_pod_spec(pod, settings, container, volumes)
     labels = _labels(backup, run_id)
     return {
         "apiVersion": "batch/v1",
@@ -460,24 +478,7 @@ def _export_job(
     }
     if pod.resources:
         container["resources"] = pod.resources
-    pod_spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "serviceAccountName": pod.service_account_name or settings.worker_service_account,
-        "automountServiceAccountToken": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS,
-            "runAsGroup": RUN_AS,
-            "fsGroup": RUN_AS,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "containers": [container],
-        "volumes": volumes,
-    }
-    if pod.node_selector:
-        pod_spec["nodeSelector"] = pod.node_selector
-    if pod.tolerations:
-        pod_spec["tolerations"] = pod.tolerations
+    pod_spec = _worker_pod_spec(pod, settings, container, volumes, automount_token=False)
     labels = _export_labels(export, run_id, task)
     return {
         "apiVersion": "batch/v1",
