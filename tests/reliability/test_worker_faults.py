@@ -235,8 +235,8 @@ class FullDiskTarget(LocalDirectoryTarget):
         self.budget = budget
         self.state_full = state_full
 
-    def open_writer(self, path: str) -> TargetWriter:
-        inner = super().open_writer(path)
+    def open_writer(self, path: str, *, sync_dir: bool = True) -> TargetWriter:
+        inner = super().open_writer(path, sync_dir=sync_dir)
         if self.state_full and path.startswith("last_recording_endtime"):
             return _FullDiskWriter(inner, _Budget(0))
         return _FullDiskWriter(inner, self.budget)

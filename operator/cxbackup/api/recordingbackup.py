@@ -60,6 +60,19 @@ class GwsCredentialsRef(CamelModel):
 class BackupSource(CamelModel):
     """Where recordings come from: the vendor's recording API and its S3 storage."""
 
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.mediaTransfer) || self.mediaTransfer != 'crt' || !has(self.awsProxy)",
+                    "message": "mediaTransfer crt cannot use awsProxy (the CRT S3 client has no proxy support); "
+                    "use auto or boto3",
+                    "fieldPath": ".mediaTransfer",
+                }
+            ]
+        }
+    }
+
     gws_uri_prefix: str = Field(
         pattern=r"^https?://",
         description="URL prefix of the recording web services (RCBS gwsUriPrefix), e.g. https://example.com/api/v2.",
@@ -92,6 +105,12 @@ class BackupSource(CamelModel):
     gws_proxy: ProxySettings | None = Field(default=None, description="Proxy for the recording API.")
     aws_proxy: ProxySettings | None = Field(default=None, description="Proxy for S3.")
     use_payload_signing: bool = Field(default=False, description="Sign S3 payloads (slower; RCBS default false).")
+    media_transfer: Literal["auto", "crt", "boto3"] = Field(
+        default="auto",
+        description="How media objects are downloaded: crt = the AWS Common Runtime's native S3 client writes "
+        "each object straight to its file (far less CPU); boto3 = streamed through Python; auto = crt unless "
+        "awsProxy is set or the target is S3.",
+    )
 
 
 class BackupWindow(CamelModel):

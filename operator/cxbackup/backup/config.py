@@ -28,6 +28,11 @@ Our own properties:
                             AWS_ENDPOINT_URL environment variable, which wins when both are set)
     awsRegion               region for the vendor S3 clients; default: each storage entry's awsRegion
     concurrency             parallel downloads per instance [16]
+    mediaTransfer           how media objects are fetched [auto]: crt = the AWS Common Runtime's native
+                            S3 client writes each object straight into its temporary file (much less
+                            CPU); boto3 = streamed through Python; auto = crt unless awsProxyHost or
+                            AWS_CA_BUNDLE is set (the CRT client supports neither) or the target is an
+                            S3 bucket (objects are streamed into it)
     retries                 retries per request after the first attempt, with exponential backoff and
                             jitter, for the recording API and for each media download [6]
     pageSize                recordings per metadata page, 1..1000 [100]
@@ -138,6 +143,7 @@ class RcbsConfig(BaseModel):
     aws_endpoint_url: str | None = Field(default=None, alias="awsEndpointUrl")
     aws_region: str | None = Field(default=None, alias="awsRegion")
     concurrency: int = Field(default=16, ge=1, le=256, alias="concurrency")
+    media_transfer: Literal["auto", "crt", "boto3"] = Field(default="auto", alias="mediaTransfer")
     retries: int = Field(default=6, ge=0, le=20, alias="retries")
     page_size: int = Field(default=100, ge=1, le=1000, alias="pageSize")
     partitions: tuple[str, ...] = Field(default=(), alias="partitions")
@@ -256,6 +262,11 @@ class RcbsConfig(BaseModel):
                 raise ConfigError(f"{name}Host is set but {name}Port is not; set both")
             if port is not None and not host:
                 raise ConfigError(f"{name}Port is set but {name}Host is not; set both")
+        if self.media_transfer == "crt" and self.aws_proxy_host:
+            raise ConfigError(
+                "mediaTransfer=crt cannot go through awsProxyHost (the CRT S3 client has no proxy support); "
+                "use mediaTransfer=auto or boto3"
+            )
         if (self.window_start is None) != (self.window_end is None):
             raise ConfigError("set both windowStart and windowEnd, or neither")
         if self.window_start is not None and self.window_end is not None and self.window_start > self.window_end:

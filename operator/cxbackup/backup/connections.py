@@ -7,6 +7,7 @@ the audit take the results (or fakes) as arguments.
 from __future__ import annotations
 
 from cxbackup.backup.config import Credentials, RcbsConfig
+from cxbackup.backup.crtsource import CrtS3MediaSource, select_media_transfer
 from cxbackup.backup.errors import ConfigError
 from cxbackup.backup.retry import RetryPolicy
 from cxbackup.backup.s3source import S3MediaSource, S3Options, make_s3_client
@@ -47,7 +48,15 @@ def source_s3_options(config: RcbsConfig, credentials: Credentials) -> S3Options
 
 
 def make_media_source(config: RcbsConfig, credentials: Credentials, settings: VendorSettings) -> S3MediaSource:
-    return S3MediaSource(settings, source_s3_options(config, credentials))
+    """The vendor's S3 as a media source; with mediaTransfer crt (or auto, when possible) one that
+    downloads through the CRT S3 client (crtsource.py)."""
+    options = source_s3_options(config, credentials)
+    requested = config.media_transfer
+    if config.target_s3_bucket and requested == "auto":
+        requested = "boto3"  # objects are streamed into the target bucket: no local file to write
+    if select_media_transfer(requested, options) == "crt":
+        return CrtS3MediaSource(settings, options)
+    return S3MediaSource(settings, options)
 
 
 def target_s3_options(config: RcbsConfig, credentials: Credentials) -> S3Options:

@@ -17,7 +17,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import boto3
 import botocore.config
@@ -28,13 +28,17 @@ from cxbackup.backup.errors import MediaMissingError, RcbsError, SourceAuthError
 from cxbackup.backup.vendor_client import StorageEntry, VendorSettings
 
 __all__ = [
+    "Fetched",
+    "FileMediaSource",
     "MediaRef",
     "MediaSource",
     "MediaStream",
     "S3MediaSource",
     "S3Options",
     "classify_client_error",
+    "classify_status",
     "make_s3_client",
+    "md5_from_etag",
 ]
 
 _AUTH_CODES = frozenset(
@@ -71,6 +75,21 @@ class MediaSource(Protocol):
     def size(self, ref: MediaRef) -> int: ...
 
     def open(self, ref: MediaRef) -> MediaStream: ...
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What the server said about an object downloaded into a file."""
+
+    content_length: int  # -1 when the response had none
+    md5_hex: str | None  # as MediaStream.md5_hex
+
+
+@runtime_checkable
+class FileMediaSource(MediaSource, Protocol):
+    """A source that can write an object straight into a local file (crtsource.CrtS3MediaSource)."""
+
+    def download_to(self, ref: MediaRef, path: str) -> Fetched: ...
 
 
 @dataclass(frozen=True)
@@ -131,25 +150,38 @@ def make_s3_client(options: S3Options, region: str | None = None) -> Any:
     )
 
 
+def classify_status(status: int | str, code: str, message: str, what: str) -> RcbsError:
+    """Map an S3 error response (HTTP status, S3 error code, message) to our error tree."""
+    status = str(status or "")
+    message = message or code or status
+    if code in _AUTH_CODES or status == "403":
+        return SourceAuthError(f"S3 denied {what}: {code or status} {message}".strip())
+    if code in _MISSING_CODES or status == "404":
+        return MediaMissingError(f"{what} not found in S3 ({code or status})")
+    if code in _MISSING_BUCKET:
+        e = SourceError(f"{what}: bucket does not exist ({code})")
+        e.retryable = False
+        return e
+    return SourceError(f"S3 error for {what}: {code or status} {message}".strip())
+
+
 def classify_client_error(exc: Exception, what: str) -> RcbsError:
     """Map a botocore error to our error tree (message without secrets: botocore puts none in it)."""
     if isinstance(exc, botocore.exceptions.ClientError):
         err = exc.response.get("Error", {})
-        code = str(err.get("Code", ""))
-        status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-        message = err.get("Message") or code or status
-        if code in _AUTH_CODES or status == "403":
-            return SourceAuthError(f"S3 denied {what}: {code or status} {message}".strip())
-        if code in _MISSING_CODES or status == "404":
-            return MediaMissingError(f"{what} not found in S3 ({code or status})")
-        if code in _MISSING_BUCKET:
-            e = SourceError(f"{what}: bucket does not exist ({code})")
-            e.retryable = False
-            return e
-        return SourceError(f"S3 error for {what}: {code or status} {message}".strip())
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
+        return classify_status(status, str(err.get("Code", "")), str(err.get("Message") or ""), what)
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
         return SourceAuthError(f"no S3 credentials for {what}")
     return SourceError(f"S3 transfer of {what} failed: {type(exc).__name__}: {exc}")
+
+
+def md5_from_etag(etag: object, sse: object, sse_customer: object) -> str | None:
+    """The body's MD5 when the ETag is one: a plain (not multipart) upload without SSE-KMS or SSE-C."""
+    value = str(etag or "").strip('"').lower()
+    if len(value) == 32 and all(c in "0123456789abcdef" for c in value) and sse != "aws:kms" and not sse_customer:
+        return value
+    return None
 
 
 class _S3Stream:
@@ -157,12 +189,9 @@ class _S3Stream:
         self._body = response["Body"]
         self._what = what
         self.content_length = int(response.get("ContentLength", -1))
-        etag = str(response.get("ETag", "")).strip('"')
-        encrypted = response.get("ServerSideEncryption") == "aws:kms" or response.get("SSECustomerAlgorithm")
-        md5: str | None = None
-        if len(etag) == 32 and all(c in "0123456789abcdef" for c in etag.lower()) and not encrypted:
-            md5 = etag.lower()
-        self.md5_hex = md5
+        self.md5_hex = md5_from_etag(
+            response.get("ETag"), response.get("ServerSideEncryption"), response.get("SSECustomerAlgorithm")
+        )
 
     def chunks(self, size: int) -> Iterator[bytes]:
         try:

@@ -113,7 +113,7 @@ class S3BucketTarget:
         actual = self.size_of(path)
         return actual is not None and (size is None or actual == size)
 
-    def open_writer(self, path: str) -> TargetWriter:
+    def open_writer(self, path: str, *, sync_dir: bool = True) -> TargetWriter:
         return _S3Writer(self, self.key(path))
 
     def read_bytes(self, path: str) -> bytes:

@@ -3,9 +3,13 @@
 Paths given to a target are relative POSIX paths built by layout.py. A target:
 
 - `size_of(path)` / `exists(path, size)`: is the file there (with that size)?
-- `open_writer(path)`: a writer that becomes visible under `path` only on `commit()`;
+- `open_writer(path, sync_dir=True)`: a writer that becomes visible under `path` only on `commit()`;
   the directory target writes `.<name>.part-<8 hex>` next to the final file, fsyncs, then
-  `os.replace`s it (and fsyncs the folder); `abort()` removes the temporary file.
+  `os.replace`s it and, with sync_dir, fsyncs the folder (which makes every earlier rename in that
+  folder durable too: the worker syncs the folder once per recording, with its last file);
+  `abort()` removes the temporary file. A directory writer is also a `LocalFileWriter`: `hand_over()`
+  gives the temporary file's path to another writer (the native S3 client) and `commit()` then fsyncs
+  and renames what was written there.
 - `remove_stale_temp(directory, only_for)`: deletes temporary files a killed run left in a recording
   folder (safe: a recording belongs to one shard and each shard runs once, see the lock), or in the
   root those of one file (this shard's state file; other shards may be writing theirs).
@@ -14,7 +18,8 @@ Paths given to a target are relative POSIX paths built by layout.py. A target:
   the holder. Directory: `fcntl.flock` on `<target>/<name>` (released by the kernel when the process
   dies, so kill -9 leaves no stale lock; the file stays and names the last holder). S3: see s3target.py.
 
-Every resolved path is checked to stay inside the target root.
+Every resolved path is checked to stay inside the target root (a folder is resolved once and
+remembered; a final component that is a symbolic link is resolved every time).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Protocol, runtime_checkable
 
 from cxbackup.backup.errors import LockHeldError, TargetError, UnsafePathError
 from cxbackup.backup.layout import check_relative_path, is_temp_name, temp_name
@@ -39,9 +44,12 @@ log = logging.getLogger(__name__)
 __all__ = [
     "BackupTarget",
     "LocalDirectoryTarget",
+    "LocalFileWriter",
     "LockHolder",
     "TargetWriter",
 ]
+
+_FOLDER_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,16 @@ class TargetWriter(Protocol):
     def abort(self) -> None: ...
 
 
+@runtime_checkable
+class LocalFileWriter(TargetWriter, Protocol):
+    """A writer backed by a temporary file on a local file system."""
+
+    def hand_over(self) -> str:
+        """Close this writer's handle and return the temporary file's path for another writer to fill;
+        `commit()` then fsyncs and renames it, `abort()` removes it."""
+        ...
+
+
 class BackupTarget(Protocol):
     """Where recordings are written."""
 
@@ -93,7 +111,7 @@ class BackupTarget(Protocol):
 
     def exists(self, path: str, size: int | None = None) -> bool: ...
 
-    def open_writer(self, path: str) -> TargetWriter: ...
+    def open_writer(self, path: str, *, sync_dir: bool = True) -> TargetWriter: ...
 
     def read_bytes(self, path: str) -> bytes: ...
 
@@ -107,10 +125,12 @@ class BackupTarget(Protocol):
 
 
 class _LocalWriter:
-    def __init__(self, final: Path) -> None:
+    def __init__(self, final: Path, *, sync_dir: bool = True) -> None:
         self._final = final
         self._temp = final.with_name(temp_name(final.name))
+        self._sync_dir = sync_dir
         self._file: IO[bytes] | None = open(self._temp, "xb")  # noqa: SIM115 - closed in commit/abort
+        self._handed_over = False
         self.bytes_written = 0
 
     def write(self, data: bytes) -> None:
@@ -118,18 +138,36 @@ class _LocalWriter:
         self._file.write(data)
         self.bytes_written += len(data)
 
-    def commit(self) -> None:
+    def hand_over(self) -> str:
         assert self._file is not None, "writer already closed"
-        f, self._file = self._file, None
-        try:
-            f.flush()
-            os.fsync(f.fileno())
-        finally:
-            f.close()
+        self._file.close()
+        self._file = None
+        self._handed_over = True
+        return str(self._temp)
+
+    def commit(self) -> None:
+        if self._handed_over:
+            self._handed_over = False
+            fd = os.open(self._temp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                self.bytes_written = os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+        else:
+            assert self._file is not None, "writer already closed"
+            f, self._file = self._file, None
+            try:
+                f.flush()
+                os.fsync(f.fileno())
+            finally:
+                f.close()
         self._temp.replace(self._final)
-        _fsync_dir(self._final.parent)
+        if self._sync_dir:
+            _fsync_dir(self._final.parent)
 
     def abort(self) -> None:
+        self._handed_over = False
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -164,15 +202,34 @@ class LocalDirectoryTarget:
             raise TargetError(f"targetDir {path} is not a directory")
         self.root = path.resolve()
         self.description = str(path)
+        self._folders: dict[str, Path] = {}
 
     def __repr__(self) -> str:
         return f"LocalDirectoryTarget({self.description!r})"
 
-    def resolve(self, path: str) -> Path:
-        """The absolute path of relative `path`, refusing anything outside the root."""
-        full = (self.root / check_relative_path(path)).resolve()
+    def _inside(self, full: Path, path: str) -> Path:
         if not full.is_relative_to(self.root):
             raise UnsafePathError(f"{path!r} resolves outside the target ({full})")
+        return full
+
+    def _folder(self, rel: str) -> Path:
+        """The real path of folder `rel` (relative, checked), remembered: a recording's files share one."""
+        if not rel:
+            return self.root
+        folder = self._folders.get(rel)
+        if folder is None:
+            folder = self._inside((self.root / rel).resolve(), rel)
+            if len(self._folders) >= _FOLDER_CACHE_SIZE:
+                self._folders.clear()
+            self._folders[rel] = folder
+        return folder
+
+    def resolve(self, path: str) -> Path:
+        """The absolute path of relative `path`, refusing anything outside the root."""
+        head, _, name = check_relative_path(path).rpartition("/")
+        full = self._folder(head) / name
+        if full.is_symlink():
+            return self._inside(full.resolve(), path)
         return full
 
     def size_of(self, path: str) -> int | None:
@@ -186,11 +243,11 @@ class LocalDirectoryTarget:
         actual = self.size_of(path)
         return actual is not None and (size is None or actual == size)
 
-    def open_writer(self, path: str) -> TargetWriter:
+    def open_writer(self, path: str, *, sync_dir: bool = True) -> TargetWriter:
         final = self.resolve(path)
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            return _LocalWriter(final)
+            return _LocalWriter(final, sync_dir=sync_dir)
         except OSError as exc:
             raise TargetError(f"cannot write {path}: {exc.strerror or exc}") from exc
 

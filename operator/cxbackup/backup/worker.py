@@ -10,10 +10,12 @@
    each to a pool of `concurrency` threads through a bounded queue (2 x concurrency in flight), so
    memory stays bounded whatever the window.
 4. Per recording: removes temporary files a killed run left in its folder; for each selected media
-   file, skips it when the target has it with the size S3 reports (HEAD), else streams the object
-   (1 MiB chunks) into a temporary file, checks Content-Length and the MD5 (ETag) when S3 gives one,
-   fsyncs and renames; retries with backoff on 429/5xx/SlowDown/reset/truncated bodies; then writes
-   `<callUUID>.json` last. A recording whose media and metadata are all present is "skipped".
+   file, skips it when the target has it with the size S3 reports (HEAD), else downloads the object
+   into a temporary file (the CRT S3 client writes it natively when the target is a folder, see
+   crtsource.py; otherwise 1 MiB chunks through Python), checks Content-Length and the MD5 (ETag)
+   when S3 gives one, fsyncs and renames; retries with backoff on 429/5xx/SlowDown/reset/truncated
+   bodies; then writes `<callUUID>.json` last and fsyncs the folder once (making every rename in it
+   durable). A recording whose media and metadata are all present is "skipped".
 5. When the whole window finished with zero failures, stores the window end as the last recording end
    time (never backwards). Logs the seed's summary line and the failed ids with reasons.
 
@@ -33,6 +35,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TypeVar
 
 from cxbackup.backup.config import Credentials, RcbsConfig
@@ -43,9 +46,9 @@ from cxbackup.backup.progress import LogProgressSink, ProgressSink, RecordingRes
 from cxbackup.backup.records import MediaFile, Recording
 from cxbackup.backup.redact import Redactor
 from cxbackup.backup.retry import RetryPolicy
-from cxbackup.backup.s3source import MediaRef, MediaSource
+from cxbackup.backup.s3source import FileMediaSource, MediaRef, MediaSource
 from cxbackup.backup.state import advance_last_end_time, lock_name, read_last_end_time, state_file_name
-from cxbackup.backup.targets import BackupTarget, LockHolder
+from cxbackup.backup.targets import BackupTarget, LocalFileWriter, LockHolder, TargetWriter
 from cxbackup.backup.vendor_client import VendorClient
 from cxbackup.backup.window import RecordingWindow, compute_window, format_utc
 
@@ -72,6 +75,53 @@ def _with_retries(
     raise AssertionError("unreachable")
 
 
+def _stream_into(source: MediaSource, ref: MediaRef, writer: TargetWriter, path: str) -> Callable[[], None]:
+    """Copy the object through Python in 1 MiB chunks; returns the check to run before the rename."""
+    stream = source.open(ref)
+    digest = hashlib.md5(usedforsecurity=False)
+    size = 0
+    try:
+        for chunk in stream.chunks(CHUNK_BYTES):
+            try:
+                writer.write(chunk)
+            except OSError as exc:
+                raise TargetError(f"writing {path} failed: {exc.strerror or exc}") from exc
+            digest.update(chunk)
+            size += len(chunk)
+    finally:
+        stream.close()
+    return functools.partial(_verify, ref, size, stream.content_length, stream.md5_hex, digest.hexdigest)
+
+
+def _fetch_into(source: FileMediaSource, ref: MediaRef, writer: LocalFileWriter, path: str) -> Callable[[], None]:
+    """Let the source write the object into the writer's temporary file; returns the check to run before
+    the rename (size of the file, and its MD5 read back from the page cache when the ETag is one)."""
+    temp = writer.hand_over()
+    fetched = source.download_to(ref, temp)
+
+    def file_md5() -> str:
+        try:
+            with open(temp, "rb", buffering=0) as f:
+                return hashlib.file_digest(f, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
+        except OSError as exc:
+            raise TargetError(f"reading back {path} failed: {exc.strerror or exc}") from exc
+
+    try:
+        size = Path(temp).stat().st_size
+    except OSError as exc:
+        raise TargetError(f"reading back {path} failed: {exc.strerror or exc}") from exc
+    return functools.partial(_verify, ref, size, fetched.content_length, fetched.md5_hex, file_md5)
+
+
+def _verify(ref: MediaRef, size: int, content_length: int, md5_hex: str | None, actual_md5: Callable[[], str]) -> None:
+    if content_length >= 0 and size != content_length:
+        raise MediaIntegrityError(
+            f"s3://{ref.bucket}/{ref.key}: got {size} bytes, Content-Length says {content_length}"
+        )
+    if md5_hex and actual_md5() != md5_hex:
+        raise MediaIntegrityError(f"s3://{ref.bucket}/{ref.key}: MD5 differs from the ETag")
+
+
 def copy_media(
     source: MediaSource,
     ref: MediaRef,
@@ -81,36 +131,28 @@ def copy_media(
     retry: RetryPolicy,
     sleep: Callable[[float], None] = time.sleep,
     rng: random.Random | None = None,
+    sync_dir: bool = True,
 ) -> int:
-    """Stream one media object into `path` (temporary name, verified, renamed); returns its size."""
+    """Copy one media object into `path` (temporary name, verified, renamed); returns its size.
+
+    A source that can write files (the CRT S3 client) writes straight into the local target's temporary
+    file; otherwise the body is streamed through Python. Either way the size must equal Content-Length
+    and, when the ETag is an MD5, the content must match it before the rename.
+    """
 
     def attempt() -> int:
-        writer = target.open_writer(path)
+        writer = target.open_writer(path, sync_dir=sync_dir)
         try:
-            stream = source.open(ref)
-            digest = hashlib.md5(usedforsecurity=False)
-            size = 0
-            try:
-                for chunk in stream.chunks(CHUNK_BYTES):
-                    try:
-                        writer.write(chunk)
-                    except OSError as exc:
-                        raise TargetError(f"writing {path} failed: {exc.strerror or exc}") from exc
-                    digest.update(chunk)
-                    size += len(chunk)
-            finally:
-                stream.close()
-            if stream.content_length >= 0 and size != stream.content_length:
-                raise MediaIntegrityError(
-                    f"s3://{ref.bucket}/{ref.key}: got {size} bytes, Content-Length says {stream.content_length}"
-                )
-            if stream.md5_hex and digest.hexdigest() != stream.md5_hex:
-                raise MediaIntegrityError(f"s3://{ref.bucket}/{ref.key}: MD5 differs from the ETag")
+            if isinstance(source, FileMediaSource) and isinstance(writer, LocalFileWriter):
+                verify = _fetch_into(source, ref, writer, path)
+            else:
+                verify = _stream_into(source, ref, writer, path)
+            verify()
             try:
                 writer.commit()
             except OSError as exc:
                 raise TargetError(f"writing {path} failed: {exc.strerror or exc}") from exc
-            return size
+            return writer.bytes_written
         except BaseException:
             writer.abort()
             raise
@@ -155,7 +197,9 @@ class RecordingCopier:
                     if have == expected:
                         continue
                     log.info("%s has %d bytes but S3 has %d; downloading it again", path, have, expected)
-                written += copy_media(source, ref, self.target, path, retry=self.retry, sleep=self.sleep, rng=rng)
+                written += copy_media(
+                    source, ref, self.target, path, retry=self.retry, sleep=self.sleep, rng=rng, sync_dir=False
+                )
                 files += 1
         if files == 0 and self.target.size_of(paths.metadata) is not None:
             return RecordingResult(recording.id, RecordingStatus.SKIPPED)

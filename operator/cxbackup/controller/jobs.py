@@ -97,6 +97,7 @@ def backup_properties(backup: RecordingBackup, window: RecordingWindow | None) -
         "totalRcbsInstances": str(spec.replicas),
         "rcbsInstanceId": "0",
         "concurrency": str(spec.concurrency),
+        "mediaTransfer": src.media_transfer,
     }
     if window is not None:
         values["windowStart"] = str(window.start_ms)

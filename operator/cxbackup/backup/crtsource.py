@@ -1,0 +1,245 @@
+"""Media downloads through the AWS Common Runtime's S3 client (awscrt): the bytes go from the socket to
+the file in native code, so Python (and its GIL) stays out of the byte path.
+
+`CrtS3MediaSource` is an `S3MediaSource` (boto3 for HEAD and for streaming into an S3 target) that can
+also `download_to(ref, path)`: one GET, written by the CRT straight into `path` (the target's temporary
+file); the worker then checks the file's size against Content-Length and its MD5 against the ETag,
+fsyncs and renames (worker.copy_media).
+
+Addressing follows boto3's: with an endpoint (awsEndpointUrl / AWS_ENDPOINT_URL) path-style requests to
+that host, else virtual-hosted `<bucket>.s3.<region>.amazonaws.com` over TLS (path-style for a bucket
+name that is not a DNS label). Keys are percent-encoded once (S3's SigV4 rule), so keys with `+`, spaces
+or non-ASCII characters are signed as the server reads them.
+
+What the CRT client cannot do, boto3 does: the CRT's S3 client has no HTTP proxy support in its Python
+binding, and it does not read AWS_CA_BUNDLE; `select_media_transfer` picks boto3 then.
+
+Failures map to the same errors as boto3's (`s3source.classify_status`): 403 -> SourceAuthError,
+404 -> MediaMissingError, other statuses and connection errors -> retryable SourceError, failures to
+write the file -> TargetError. A download that receives nothing for `stall_seconds` is cancelled and
+retried like a reset connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from cxbackup.backup.errors import ConfigError, RcbsError, SourceError, TargetError
+from cxbackup.backup.s3source import Fetched, MediaRef, S3MediaSource, S3Options, classify_status, md5_from_etag
+from cxbackup.backup.vendor_client import VendorSettings
+
+__all__ = ["CrtS3MediaSource", "MediaTransfer", "crt_available", "select_media_transfer"]
+
+log = logging.getLogger(__name__)
+
+MediaTransfer = Literal["auto", "crt", "boto3"]
+
+_ERROR_CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
+_ERROR_MESSAGE = re.compile(rb"<Message>([^<]{1,500})</Message>")
+_DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+# CRT errors about the local file, not the network: the target's problem.
+_FILE_ERRORS = ("AWS_ERROR_FILE", "AWS_ERROR_NO_SPACE", "AWS_ERROR_NO_PERMISSION", "AWS_ERROR_MAX_FDS_EXCEEDED")
+
+_shared_lock = threading.Lock()
+_shared_bootstrap: Any = None
+
+
+def crt_available() -> bool:
+    """True when awscrt (with its S3 client) can be imported."""
+    try:
+        import awscrt.s3  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def select_media_transfer(requested: MediaTransfer, options: S3Options) -> Literal["crt", "boto3"]:
+    """Which engine downloads media: `crt` or `boto3` as requested, `auto` = crt unless it cannot do
+    what the configuration asks (a proxy, a custom CA bundle for an https endpoint, awscrt missing)."""
+    if requested == "boto3":
+        return "boto3"
+    reasons = []
+    if options.proxy_url:
+        reasons.append("awsProxyHost is set (the CRT S3 client has no proxy support)")
+    endpoint = options.endpoint_url or ""
+    if endpoint.lower().startswith("https://") and os.environ.get("AWS_CA_BUNDLE"):
+        reasons.append("AWS_CA_BUNDLE is set (the CRT S3 client does not read it)")
+    if not crt_available():
+        reasons.append("awscrt is not installed")
+    if requested == "crt" and reasons:
+        raise ConfigError(f"mediaTransfer=crt cannot be used: {'; '.join(reasons)}; use auto or boto3")
+    if reasons:
+        log.info("Media transfer: boto3 (%s)", "; ".join(reasons))
+        return "boto3"
+    return "crt"
+
+
+def _bootstrap() -> Any:
+    """One event loop group (one thread per core) and resolver for the process."""
+    global _shared_bootstrap
+    from awscrt.io import ClientBootstrap, DefaultHostResolver, EventLoopGroup
+
+    with _shared_lock:
+        if _shared_bootstrap is None:
+            elg = EventLoopGroup(0)
+            _shared_bootstrap = ClientBootstrap(elg, DefaultHostResolver(elg))
+        return _shared_bootstrap
+
+
+@dataclass(frozen=True)
+class _Address:
+    host: str
+    path: str
+
+
+class _Progress:
+    """Headers and the time of the last bytes received, filled in by CRT callbacks."""
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.last = time.monotonic()
+
+    def on_headers(self, status_code: int, headers: list[tuple[str, str]], **_: Any) -> None:
+        self.status = status_code
+        self.headers = {k.lower(): v for k, v in headers}
+        self.last = time.monotonic()
+
+    def on_progress(self, progress: int, **_: Any) -> None:
+        self.last = time.monotonic()
+
+
+class CrtS3MediaSource(S3MediaSource):
+    """`S3MediaSource` plus `download_to`, which fetches through the CRT S3 client."""
+
+    def __init__(
+        self,
+        settings: VendorSettings,
+        options: S3Options,
+        *,
+        stall_seconds: float = 60.0,
+        throughput_target_gbps: float = 10.0,
+    ) -> None:
+        super().__init__(settings, options)
+        self._crt_clients: dict[str, Any] = {}
+        self._crt_lock = threading.Lock()
+        self.stall_seconds = stall_seconds
+        self._gbps = throughput_target_gbps
+        endpoint = options.endpoint_url
+        self._endpoint = urllib.parse.urlsplit(endpoint) if endpoint else None
+
+    def _region(self, ref: MediaRef) -> str:
+        return self._options.region or ref.aws_region or "us-east-1"
+
+    def _crt_client(self, region: str) -> Any:
+        from awscrt import s3
+        from awscrt.auth import AwsCredentialsProvider
+
+        with self._crt_lock:
+            client = self._crt_clients.get(region)
+            if client is None:
+                opts = self._options
+                if not (opts.access_key_id and opts.secret_access_key):
+                    raise SourceError("the CRT S3 client needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+                creds = AwsCredentialsProvider.new_static(
+                    opts.access_key_id, opts.secret_access_key, opts.session_token
+                )
+                tls = self._endpoint is None or self._endpoint.scheme.lower() == "https"
+                client = s3.S3Client(
+                    bootstrap=_bootstrap(),
+                    region=region,
+                    credential_provider=creds,
+                    tls_mode=s3.S3RequestTlsMode.ENABLED if tls else s3.S3RequestTlsMode.DISABLED,
+                    throughput_target_gbps=self._gbps,
+                    connect_timeout_ms=10_000,
+                    # one retry policy for every download: the worker's (`retries`, with backoff)
+                    retry_config=s3.S3RetryConfig(retry_mode=s3.S3RetryMode.NONE),
+                )
+                self._crt_clients[region] = client
+            return client
+
+    def address(self, ref: MediaRef) -> _Address:
+        """Host header and request path of `ref` (boto3's addressing: path-style with an endpoint)."""
+        key = urllib.parse.quote(ref.key, safe="/~")
+        if self._endpoint is not None:
+            base = self._endpoint.path.rstrip("/")
+            return _Address(self._endpoint.netloc, f"{base}/{urllib.parse.quote(ref.bucket, safe='')}/{key}")
+        region = self._region(ref)
+        if _DNS_BUCKET.match(ref.bucket):
+            return _Address(f"{ref.bucket}.s3.{region}.amazonaws.com", f"/{key}")
+        return _Address(f"s3.{region}.amazonaws.com", f"/{urllib.parse.quote(ref.bucket, safe='')}/{key}")
+
+    def download_to(self, ref: MediaRef, path: str) -> Fetched:
+        """GET `ref` into the existing file `path` (truncated and written by the CRT)."""
+        from awscrt import s3
+        from awscrt.exceptions import AwsCrtError
+        from awscrt.http import HttpHeaders, HttpRequest
+
+        what = f"s3://{ref.bucket}/{ref.key}"
+        client = self._crt_client(self._region(ref))
+        addr = self.address(ref)
+        request = HttpRequest("GET", addr.path, HttpHeaders([("Host", addr.host)]))
+        progress = _Progress()
+        try:
+            meta = client.make_request(
+                type=s3.S3RequestType.GET_OBJECT,
+                request=request,
+                recv_filepath=path,
+                on_headers=progress.on_headers,
+                on_progress=progress.on_progress,
+            )
+        except (RuntimeError, AwsCrtError) as exc:
+            raise _classify(exc, what, path) from exc
+        future = meta.finished_future
+        while True:
+            try:
+                future.result(timeout=1.0)
+                break
+            except TimeoutError:
+                if time.monotonic() - progress.last > self.stall_seconds:
+                    meta.cancel()
+                    _wait_quietly(future)
+                    raise SourceError(f"{what}: no data for {self.stall_seconds:.0f}s; cancelled") from None
+            except AwsCrtError as exc:
+                raise _classify(exc, what, path) from exc
+        h = progress.headers
+        length = h.get("content-length")
+        return Fetched(
+            content_length=int(length) if length and length.isdigit() else -1,
+            md5_hex=md5_from_etag(
+                h.get("etag"), h.get("x-amz-server-side-encryption"),
+                h.get("x-amz-server-side-encryption-customer-algorithm"),
+            ),
+        )  # fmt: skip
+
+
+def _wait_quietly(future: Any) -> None:
+    with contextlib.suppress(Exception):  # the cancellation's own error is expected
+        future.result(timeout=30)
+
+
+def _classify(exc: BaseException, what: str, path: str) -> RcbsError:
+    status = getattr(exc, "status_code", None)
+    if status:
+        body = getattr(exc, "body", None) or b""
+        code = _ERROR_CODE.search(body)
+        message = _ERROR_MESSAGE.search(body)
+        return classify_status(
+            status,
+            code[1].decode("utf-8", "replace") if code else "",
+            message[1].decode("utf-8", "replace") if message else "",
+            what,
+        )
+    name = str(getattr(exc, "name", "") or "")
+    text = f"{name}: {getattr(exc, 'message', '')}" if name else str(exc)
+    if any(name.startswith(p) for p in _FILE_ERRORS) or any(p in text for p in _FILE_ERRORS):
+        return TargetError(f"writing {path} failed: {text}")
+    return SourceError(f"S3 transfer of {what} failed: {text}")
