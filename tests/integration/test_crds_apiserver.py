@@ -79,6 +79,13 @@ BAD_BACKUPS = [
     ("spec.concurrencyPolicy", "Allow", "spec.concurrencyPolicy"),
     ("spec.source.s3Credentials", _DELETE, "source.s3Credentials is required"),
     ("spec.target.pvc.subPath", "a/../../etc", "must not contain '..'"),
+    ("spec.source.mediaTransfer", "fast", "spec.source.mediaTransfer"),
+    (
+        "spec.source",
+        _example("recordingbackup.yaml")["spec"]["source"]
+        | {"mediaTransfer": "crt", "awsProxy": {"host": "proxy.corp", "port": 3128}},
+        "mediaTransfer crt cannot use awsProxy",
+    ),
 ]
 
 

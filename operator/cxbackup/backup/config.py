@@ -30,9 +30,9 @@ Our own properties:
     concurrency             parallel downloads per instance [16]
     mediaTransfer           how media objects are fetched [auto]: crt = the AWS Common Runtime's native
                             S3 client writes each object straight into its temporary file (much less
-                            CPU); boto3 = streamed through Python; auto = crt unless awsProxyHost or
-                            AWS_CA_BUNDLE is set (the CRT client supports neither) or the target is an
-                            S3 bucket (objects are streamed into it)
+                            CPU; TLS trusts AWS_CA_BUNDLE when set); boto3 = streamed through Python;
+                            auto = crt unless awsProxyHost is set (the CRT client has no proxy
+                            support) or the target is an S3 bucket (objects are streamed into it)
     retries                 retries per request after the first attempt, with exponential backoff and
                             jitter, for the recording API and for each media download [6]
     pageSize                recordings per metadata page, 1..1000 [100]

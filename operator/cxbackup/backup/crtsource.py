@@ -11,8 +11,9 @@ that host, else virtual-hosted `<bucket>.s3.<region>.amazonaws.com` over TLS (pa
 name that is not a DNS label). Keys are percent-encoded once (S3's SigV4 rule), so keys with `+`, spaces
 or non-ASCII characters are signed as the server reads them.
 
-What the CRT client cannot do, boto3 does: the CRT's S3 client has no HTTP proxy support in its Python
-binding, and it does not read AWS_CA_BUNDLE; `select_media_transfer` picks boto3 then.
+TLS: the system's trust store, or the CA bundle named by AWS_CA_BUNDLE (as boto3 reads it). The CRT's S3
+client has no HTTP proxy support in its Python binding: with awsProxyHost, `select_media_transfer`
+picks boto3.
 
 Failures map to the same errors as boto3's (`s3source.classify_status`): 403 -> SourceAuthError,
 404 -> MediaMissingError, other statuses and connection errors -> retryable SourceError, failures to
@@ -63,15 +64,12 @@ def crt_available() -> bool:
 
 def select_media_transfer(requested: MediaTransfer, options: S3Options) -> Literal["crt", "boto3"]:
     """Which engine downloads media: `crt` or `boto3` as requested, `auto` = crt unless it cannot do
-    what the configuration asks (a proxy, a custom CA bundle for an https endpoint, awscrt missing)."""
+    what the configuration asks (a proxy, awscrt missing)."""
     if requested == "boto3":
         return "boto3"
     reasons = []
     if options.proxy_url:
         reasons.append("awsProxyHost is set (the CRT S3 client has no proxy support)")
-    endpoint = options.endpoint_url or ""
-    if endpoint.lower().startswith("https://") and os.environ.get("AWS_CA_BUNDLE"):
-        reasons.append("AWS_CA_BUNDLE is set (the CRT S3 client does not read it)")
     if not crt_available():
         reasons.append("awscrt is not installed")
     if requested == "crt" and reasons:
@@ -154,6 +152,7 @@ class CrtS3MediaSource(S3MediaSource):
                 )
                 tls = self._endpoint is None or self._endpoint.scheme.lower() == "https"
                 client = s3.S3Client(
+                    tls_connection_options=_tls_options() if tls else None,
                     bootstrap=_bootstrap(),
                     region=region,
                     credential_provider=creds,
@@ -219,6 +218,21 @@ class CrtS3MediaSource(S3MediaSource):
                 h.get("x-amz-server-side-encryption-customer-algorithm"),
             ),
         )  # fmt: skip
+
+
+def _tls_options() -> Any:
+    """TLS with the CA bundle in AWS_CA_BUNDLE when set (else None: the system trust store)."""
+    from awscrt.io import ClientTlsContext, TlsContextOptions
+
+    bundle = os.environ.get("AWS_CA_BUNDLE")
+    if not bundle:
+        return None
+    opts = TlsContextOptions()
+    try:
+        opts.override_default_trust_store_from_path(None, bundle)
+    except Exception as exc:
+        raise ConfigError(f"AWS_CA_BUNDLE {bundle}: cannot read the CA bundle ({exc})") from exc
+    return ClientTlsContext(opts).new_connection_options()
 
 
 def _wait_quietly(future: Any) -> None:

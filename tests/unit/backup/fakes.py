@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from cxbackup.backup.errors import MediaMissingError, SourceError
 from cxbackup.backup.records import parse_metadata_time
-from cxbackup.backup.s3source import MediaRef
+from cxbackup.backup.s3source import Fetched, MediaRef
 from cxbackup.backup.vendor_client import HttpResponse, StorageEntry, TransportError, VendorClient, VendorSettings
 from cxbackup.backup.window import to_ms
 
@@ -243,3 +243,24 @@ class FakeMediaSource:
         for rec in records:
             for m in rec["mediaFiles"]:
                 self.objects[m["mediaId"]] = media_bytes(m["mediaId"], size)
+
+
+@dataclass
+class FakeFileMediaSource(FakeMediaSource):
+    """A FakeMediaSource that also writes objects straight into a file, as the CRT S3 client does
+    (`download_to`); the same faults apply (a truncated body leaves a short file, a corrupt one a file
+    whose MD5 differs, a reset raises)."""
+
+    downloads: Counter[str] = field(default_factory=Counter)
+
+    def download_to(self, ref: MediaRef, path: str) -> Fetched:
+        stream = self.open(ref)
+        with self.lock:
+            self.downloads[ref.media_id] += 1
+        try:
+            with open(path, "wb") as f:  # the CRT truncates the file it is given
+                for chunk in stream.chunks(1 << 16):
+                    f.write(chunk)
+        finally:
+            stream.close()
+        return Fetched(stream.content_length, stream.md5_hex)

@@ -11,11 +11,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from cxbackup.backup import targets
 from cxbackup.backup.errors import LockHeldError, StateFileError, UnsafePathError
 from cxbackup.backup.s3target import S3BucketTarget
 from cxbackup.backup.sharding import ShardAssignment
 from cxbackup.backup.state import advance_last_end_time, lock_name, read_last_end_time, state_file_name
-from cxbackup.backup.targets import LocalDirectoryTarget, LockHolder
+from cxbackup.backup.targets import LocalDirectoryTarget, LocalFileWriter, LockHolder
 
 HOLDER = LockHolder(pid=4242, host="worker-a", started_at="2024-05-10T12:00:00+00:00", shard="1-of-4")
 
@@ -64,6 +65,50 @@ def test_paths_cannot_escape(tmp_path: Path) -> None:
         target.open_writer("link/evil")
     with pytest.raises(UnsafePathError):
         target.resolve("../x")
+
+
+def test_a_file_symlink_out_of_the_target_is_refused_even_in_a_known_folder(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "2024/05").mkdir(parents=True)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("s")
+    target = LocalDirectoryTarget(root)
+    assert target.size_of("2024/05/a.bin") is None  # the folder is now resolved and remembered
+    (root / "2024/05/a.bin").symlink_to(secret)
+    with pytest.raises(UnsafePathError, match="outside the target"):
+        target.size_of("2024/05/a.bin")
+    inside = root / "2024/05/real.bin"
+    inside.write_bytes(b"12345")
+    (root / "2024/05/b.bin").symlink_to(inside)
+    assert target.size_of("2024/05/b.bin") == 5
+
+
+def test_handed_over_writer_commits_what_another_writer_put_there(tmp_path: Path) -> None:
+    target = LocalDirectoryTarget(tmp_path)
+    w = target.open_writer("r/f.bin")
+    assert isinstance(w, LocalFileWriter)
+    temp = Path(w.hand_over())
+    assert temp.parent == tmp_path / "r" and temp.name.startswith(".f.bin.part-")
+    temp.write_bytes(b"written by the CRT")  # the native client writes the file by its path
+    assert not target.exists("r/f.bin")
+    w.commit()
+    assert (tmp_path / "r/f.bin").read_bytes() == b"written by the CRT" and w.bytes_written == 18
+    w2 = target.open_writer("r/g.bin")
+    assert isinstance(w2, LocalFileWriter)
+    Path(w2.hand_over()).write_bytes(b"half")
+    w2.abort()
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["f.bin"]
+
+
+def test_folder_fsync_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[Path] = []
+    monkeypatch.setattr(targets, "_fsync_dir", synced.append)
+    target = LocalDirectoryTarget(tmp_path)
+    for name, sync in (("d/a", False), ("d/b", False), ("d/c.json", True)):
+        w = target.open_writer(name, sync_dir=sync)
+        w.write(b"x")
+        w.commit()
+    assert synced == [tmp_path / "d"]
 
 
 def test_unc_style_target_dir_is_a_path(tmp_path: Path) -> None:

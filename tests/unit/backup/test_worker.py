@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cxbackup.backup import targets
 from cxbackup.backup.config import Credentials, RcbsConfig
 from cxbackup.backup.errors import LockHeldError
 from cxbackup.backup.layout import FolderFormat, recording_paths
@@ -19,7 +21,19 @@ from cxbackup.backup.targets import LocalDirectoryTarget, LockHolder
 from cxbackup.backup.window import RecordingWindow
 from cxbackup.backup.worker import run_backup
 
-from .fakes import DAY, HOUR, NOW, NOW_MS, PASSWORD, USER, FakeMediaSource, FakeVendor, make_record, media_bytes
+from .fakes import (
+    DAY,
+    HOUR,
+    NOW,
+    NOW_MS,
+    PASSWORD,
+    USER,
+    FakeFileMediaSource,
+    FakeMediaSource,
+    FakeVendor,
+    make_record,
+    media_bytes,
+)
 
 CREDS = Credentials(gws_username=USER, gws_password=PASSWORD)
 FMT = FolderFormat.parse("yyyy/MM/dd/HH")
@@ -62,10 +76,11 @@ class Sink:
 
 
 class World:
-    def __init__(self, tmp_path: Path, records: list[dict[str, Any]]) -> None:
+    def __init__(self, tmp_path: Path, records: list[dict[str, Any]], transfer: str = "stream") -> None:
         self.records = records
         self.vendor = FakeVendor(records)
-        self.source = FakeMediaSource(self.vendor.settings)
+        source_type = FakeFileMediaSource if transfer == "file" else FakeMediaSource
+        self.source = source_type(self.vendor.settings)
         self.source.add_for(records)
         self.root = tmp_path / "target"
 
@@ -102,9 +117,11 @@ class World:
         return {str(p.relative_to(self.root)) for p in self.root.rglob("*") if p.is_file()}
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> World:
-    return World(tmp_path, dataset())
+@pytest.fixture(params=["stream", "file"])
+def world(tmp_path: Path, request: pytest.FixtureRequest) -> World:
+    """Media streamed through Python (boto3's way) or written by the source into the temporary file
+    (the CRT client's way): every worker test runs both."""
+    return World(tmp_path, dataset(), request.param)
 
 
 def test_full_backup_then_nothing_to_do(world: World, caplog: pytest.LogCaptureFixture) -> None:
@@ -129,6 +146,8 @@ def test_full_backup_then_nothing_to_do(world: World, caplog: pytest.LogCaptureF
         "Starting download recordings <from 05/07/2024 12:00:00 to 05/08/2024 12:00:00 UTC> Overall: 33%" in caplog.text
     )
     opens = sum(world.source.opens.values())
+    if isinstance(world.source, FakeFileMediaSource):  # every object went straight into its file
+        assert sum(world.source.downloads.values()) == opens == sum(len(r["mediaFiles"]) for r in world.records)
     # second run (resumes from the stored end time: an empty window) and a third one over the whole
     # window again: nothing is fetched twice
     summary2, _ = world.run()
@@ -316,3 +335,18 @@ def test_downloads_run_concurrently_but_bounded(tmp_path: Path) -> None:
     summary, _ = w.run(w.config(concurrency=3))
     assert summary.ok and summary.downloaded == 30
     assert w.source.max_in_flight == 3
+
+
+def test_one_folder_fsync_per_downloaded_recording(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[Path] = []
+    lock = threading.Lock()
+
+    def record(folder: Path) -> None:
+        with lock:
+            synced.append(folder)
+
+    monkeypatch.setattr(targets, "_fsync_dir", record)
+    summary, _ = world.run()
+    assert summary.downloaded == 30
+    recording_folders = [p for p in synced if p != world.root]  # the root: the state file
+    assert sorted(recording_folders) == sorted(world.root / world.paths(r).directory for r in world.records)

@@ -1,0 +1,273 @@
+"""The CRT media source (crtsource.py) against real servers: the emulator's S3 (which checks SigV4
+signatures) for keys that need percent-encoding, and a raw HTTP server on 127.0.0.1 for the failures a
+real S3 can produce (denied, missing, throttled, a body cut short, a body that stops coming)."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from cxbackup.backup.config import RcbsConfig
+from cxbackup.backup.crtsource import CrtS3MediaSource, select_media_transfer
+from cxbackup.backup.errors import ConfigError, MediaMissingError, SourceAuthError, SourceError, TargetError
+from cxbackup.backup.s3source import S3Options
+from cxbackup.backup.vendor_client import StorageEntry, VendorSettings
+from cxbackup.emulator import Emulator
+
+ODD_KEYS = [
+    "plain-key.bin",
+    "+YcX0DG1kw+nLQ08Zabu8++_238T.bin",  # '+' must be sent as %2B (an unencoded '+' fails the signature)
+    "with space and=equals&amp.bin",
+    "unicode-\u00e9\u00fc\u4e2d.bin",
+    "nested/dir/key~tilde.bin",
+]
+
+
+def _source(endpoint: str, access: str, secret: str, bucket: str, prefix: str = "", **kw: float) -> CrtS3MediaSource:
+    settings = VendorSettings("t", (StorageEntry("usw1", "us-east-1", bucket, prefix),))
+    options = S3Options(access_key_id=access, secret_access_key=secret, endpoint_url=endpoint, region="us-east-1")
+    return CrtS3MediaSource(settings, options, **kw)
+
+
+def test_keys_that_need_encoding_are_signed_and_fetched(emulator: Emulator, tmp_path: Path) -> None:
+    entry = emulator.storage[0]
+    client = boto3.client(
+        "s3",
+        endpoint_url=emulator.s3_endpoint,
+        aws_access_key_id=emulator.aws_access_key_id,
+        aws_secret_access_key=emulator.aws_secret_access_key,
+        region_name="us-east-1",
+    )
+    source = _source(
+        emulator.s3_endpoint, emulator.aws_access_key_id, emulator.aws_secret_access_key, entry.bucket, entry.prefix
+    )
+    for i, name in enumerate(ODD_KEYS):
+        body = hashlib.sha256(name.encode()).digest() * (100 + i * 997)
+        client.put_object(Bucket=entry.bucket, Key=entry.prefix + name, Body=body)
+        path = tmp_path / f"f{i}"
+        path.write_bytes(b"stale bytes the download must replace" * 5000)
+        fetched = source.download_to(source.locate("usw1", name), str(path))
+        assert path.read_bytes() == body, name
+        assert fetched.content_length == len(body)
+        assert fetched.md5_hex == hashlib.md5(body, usedforsecurity=False).hexdigest()
+
+
+def test_missing_object_and_wrong_secret(emulator: Emulator, tmp_path: Path) -> None:
+    entry = emulator.storage[0]
+    good = _source(
+        emulator.s3_endpoint, emulator.aws_access_key_id, emulator.aws_secret_access_key, entry.bucket, entry.prefix
+    )
+    with pytest.raises(MediaMissingError, match="not found in S3"):
+        good.download_to(good.locate("usw1", "no-such-media"), str(tmp_path / "x"))
+    bad = _source(emulator.s3_endpoint, emulator.aws_access_key_id, "wrong-secret", entry.bucket, entry.prefix)
+    media_id = next(m["mediaId"] for r in emulator.records() for m in r["mediaFiles"])
+    with pytest.raises(SourceAuthError, match="S3 denied"):
+        bad.download_to(bad.locate("usw1", media_id), str(tmp_path / "y"))
+
+
+class RawServer:
+    """HTTP/1.1 on 127.0.0.1 that answers every request by `behaviour` (one connection at a time)."""
+
+    def __init__(self, behaviour: str, tls: ssl.SSLContext | None = None) -> None:
+        self.behaviour = behaviour
+        self.tls = tls
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stop = threading.Event()
+        self.requests: list[bytes] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://localhost:{self.port}"
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(5)
+            try:
+                if self.tls is not None:
+                    conn = self.tls.wrap_socket(conn, server_side=True)  # takes over the descriptor
+                self.requests.append(conn.recv(65536))
+                self._answer(conn)
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    def _answer(self, conn: socket.socket) -> None:
+        def error(status: str, code: str) -> bytes:
+            body = f"<Error><Code>{code}</Code><Message>{code} from the test</Message></Error>".encode()
+            head = f"HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {len(body)}\r\n"
+            return (head + "Connection: close\r\n\r\n").encode() + body
+
+        if self.behaviour == "denied":
+            conn.sendall(error("403 Forbidden", "AccessDenied"))
+        elif self.behaviour == "slowdown":
+            conn.sendall(error("503 Slow Down", "SlowDown"))
+        elif self.behaviour == "truncated":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nConnection: close\r\n\r\n" + b"x" * 1000)
+        elif self.behaviour == "stall":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+            self.stop.wait(8)  # bounded: the client must give up long before
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=15)
+        self.sock.close()
+
+
+@pytest.fixture
+def raw_server(request: pytest.FixtureRequest) -> Iterator[RawServer]:
+    server = RawServer(request.param)
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize(
+    ("raw_server", "error", "retryable", "match"),
+    [
+        ("denied", SourceAuthError, False, "AccessDenied"),
+        ("slowdown", SourceError, True, "SLOW_DOWN|SlowDown"),
+        ("truncated", SourceError, True, "S3 transfer of s3://media/k.bin failed"),
+    ],
+    indirect=["raw_server"],
+)
+def test_failures_map_to_the_worker_errors(
+    raw_server: RawServer, tmp_path: Path, error: type[Exception], retryable: bool, match: str
+) -> None:
+    source = _source(raw_server.url, "AKIDTEST", "secret", "media")
+    with pytest.raises(error, match=match) as info:
+        source.download_to(source.locate("usw1", "k.bin"), str(tmp_path / "f"))
+    assert getattr(info.value, "retryable", None) is retryable
+    request_line = raw_server.requests[0].split(b"\r\n", 1)[0]
+    assert request_line.startswith(b"GET /media/k.bin ")  # path-style with an endpoint
+    assert b"AWS4-HMAC-SHA256 Credential=AKIDTEST/" in raw_server.requests[0]
+
+
+@pytest.mark.parametrize("raw_server", ["stall"], indirect=True)
+def test_a_body_that_stops_coming_is_cancelled(raw_server: RawServer, tmp_path: Path) -> None:
+    source = _source(raw_server.url, "AKIDTEST", "secret", "media", stall_seconds=1.0)
+    started = time.monotonic()
+    with pytest.raises(SourceError, match="no data for 1s") as info:
+        source.download_to(source.locate("usw1", "k.bin"), str(tmp_path / "f"))
+    assert info.value.retryable
+    assert time.monotonic() - started < 7  # well before the server would have closed the connection
+
+
+def test_a_file_that_cannot_be_written_is_a_target_error(emulator: Emulator, tmp_path: Path) -> None:
+    entry = emulator.storage[0]
+    source = _source(
+        emulator.s3_endpoint, emulator.aws_access_key_id, emulator.aws_secret_access_key, entry.bucket, entry.prefix
+    )
+    media_id = next(m["mediaId"] for r in emulator.records() for m in r["mediaFiles"])
+    with pytest.raises(TargetError, match="AWS_ERROR_FILE_INVALID_PATH"):
+        source.download_to(source.locate("usw1", media_id), str(tmp_path / "no" / "such" / "dir" / "f"))
+
+
+def test_virtual_hosted_addressing_without_an_endpoint() -> None:
+    settings = VendorSettings("t", (StorageEntry("usw1", "eu-west-1", "rec-bucket", "T/"),))
+    source = CrtS3MediaSource(settings, S3Options(access_key_id="a", secret_access_key="b"))
+    addr = source.address(source.locate("usw1", "a+b c"))
+    assert (addr.host, addr.path) == ("rec-bucket.s3.eu-west-1.amazonaws.com", "/T/a%2Bb%20c")
+    dotted = CrtS3MediaSource(
+        VendorSettings("t", (StorageEntry("usw1", "eu-west-1", "my.bucket", ""),)),
+        S3Options(access_key_id="a", secret_access_key="b"),
+    )
+    addr = dotted.address(dotted.locate("usw1", "k"))
+    assert (addr.host, addr.path) == ("s3.eu-west-1.amazonaws.com", "/my.bucket/k")
+
+
+def test_auto_falls_back_to_boto3_only_for_a_proxy() -> None:
+    plain = S3Options(access_key_id="a", secret_access_key="b", endpoint_url="https://s3.example.com")
+    assert select_media_transfer("auto", plain) == "crt"
+    assert select_media_transfer("boto3", plain) == "boto3"
+    proxied = S3Options(access_key_id="a", secret_access_key="b", proxy_url="http://proxy:3128")
+    assert select_media_transfer("auto", proxied) == "boto3"
+    with pytest.raises(ConfigError, match="mediaTransfer=crt cannot be used: awsProxyHost is set"):
+        select_media_transfer("crt", proxied)
+
+
+def test_crt_with_a_proxy_is_refused_when_the_configuration_is_read() -> None:
+    with pytest.raises(ConfigError, match="mediaTransfer=crt cannot go through awsProxyHost"):
+        RcbsConfig.from_values(
+            {
+                "gwsUriPrefix": "https://x/api/v2",
+                "targetDir": "/t",
+                "mediaTransfer": "crt",
+                "awsProxyHost": "proxy",
+                "awsProxyPort": "3128",
+            }
+        )
+
+
+def _tls_files(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for localhost signed by it: (ca.pem, cert.pem, key.pem)."""
+    now = datetime.now(UTC)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder().subject_name(name("test CA")).issuer_name(name("test CA"))
+        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder().subject_name(name("localhost")).issuer_name(ca.subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    paths = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return paths
+
+
+def test_https_endpoint_trusts_the_ca_bundle_in_aws_ca_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ca, cert, key = _tls_files(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = RawServer("denied", tls=context)
+    try:
+        # the system bundle does not know the test CA: the handshake fails (a retryable transfer error)
+        monkeypatch.setenv("AWS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+        untrusting = _source(server.url, "AKIDTEST", "secret", "media")
+        with pytest.raises(SourceError, match=r"S3 transfer of s3://media/k\.bin failed: AWS_IO_TLS") as info:
+            untrusting.download_to(untrusting.locate("usw1", "k.bin"), str(tmp_path / "f"))
+        assert type(info.value) is SourceError
+        # with the test CA the request reaches the server, which answers 403
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(ca))
+        trusting = _source(server.url, "AKIDTEST", "secret", "media")
+        with pytest.raises(SourceAuthError, match="AccessDenied"):
+            trusting.download_to(trusting.locate("usw1", "k.bin"), str(tmp_path / "f"))
+        assert any(r.startswith(b"GET /media/k.bin ") for r in server.requests)
+    finally:
+        server.close()
