@@ -198,7 +198,11 @@ def bench_throughput() -> None:
         )
         dest = WORK / "dest"
         peers = _peer_commands(src, dest)
-        contenders: dict[str, tuple[list[str], dict[str, str]]] = {"cxbackup": _cxbackup_cmd(src, dest, "tp")}
+        contenders: dict[str, tuple[list[str], dict[str, str]]] = {
+            "cxbackup": _cxbackup_cmd(src, dest, "tp"),
+            # the same run with media streamed through Python (the engine before the CRT client)
+            "cxbackup mediaTransfer=boto3": _cxbackup_cmd(src, dest, "tp-boto3", mediaTransfer="boto3"),
+        }
         contenders.update(peers)
         runs: dict[str, list[Run]] = {k: [] for k in contenders}
         files: dict[str, tuple[int, int]] = {}
@@ -244,7 +248,9 @@ Data set: {st.recordings} recordings, {st.objects} media objects ({st.voice} voi
 screen files of 1-5 MB, CMS-encrypted as the vendor stores them), {mb:.0f} MB, on versitygw (POSIX backend) on
 127.0.0.1, metadata from the emulator's recording API (in the bench process). Every tool writes into the same
 empty folder on the same disk; cxbackup also lists metadata, writes `<callUUID>.json` and the
-`yyyy/MM/dd/HH/<callUUID>/` layout, fsyncs every file, and checks size and MD5 of every object; the peers
+`yyyy/MM/dd/HH/<callUUID>/` layout, fsyncs every file (and each recording folder once), and checks size and MD5
+of every object (media through the CRT S3 client, its default; `mediaTransfer=boto3` streams them through
+Python, the engine it had before, shown as its own row); the peers
 only copy the media objects (no fsync). Rounds are interleaved (one run of each tool per round), best of
 {REPEATS}; CPU = user+sys seconds of the tool's process tree.
 
@@ -857,17 +863,16 @@ Run of {r.wall:.1f} s under the profiler, {total} samples at 100 Hz (raw stacks:
 # ==================================================================================== what-if
 
 WHATIF_REPEATS = int(os.environ.get("BENCH_WHATIF_REPEATS", "2"))
-WHATIF = [  # (label, patches for bench/whatif.py, processes, concurrency)
-    ("as is", "none", 1, CONCURRENCY),
-    ("as is, concurrency 32", "none", 1, 32),
-    ("as is, concurrency 64", "none", 1, 64),
-    ("dirsync: one folder fsync per recording", "dirsync", 1, CONCURRENCY),
-    ("dirs: resolve each folder once", "dirs", 1, CONCURRENCY),
-    ("urllib3: presigned GET on a urllib3 pool", "urllib3", 1, CONCURRENCY),
-    ("dirsync + dirs + urllib3", "dirs,dirsync,urllib3", 1, CONCURRENCY),
-    ("dirsync + dirs + urllib3, concurrency 64", "dirs,dirsync,urllib3", 1, 64),
-    ("dirsync + dirs + urllib3, concurrency 64, 2 processes", "dirs,dirsync,urllib3", 2, 64),
-    ("reference: no fsync at all", "nofsync", 1, CONCURRENCY),
+WHATIF: list[tuple[str, str, int, int, dict[str, object]]] = [
+    # (label, patches for bench/whatif.py, processes, concurrency, extra properties)
+    ("as is", "none", 1, CONCURRENCY, {}),
+    ("concurrency 32", "none", 1, 32, {}),
+    ("concurrency 64", "none", 1, 64, {}),
+    ("2 processes (2 shards)", "none", 2, CONCURRENCY, {}),
+    ("without the MD5 check", "nomd5", 1, CONCURRENCY, {}),
+    ("without fsync", "nofsync", 1, CONCURRENCY, {}),
+    ("without MD5 check and fsync (the peers' guarantees)", "nomd5,nofsync", 1, CONCURRENCY, {}),
+    ("before: mediaTransfer=boto3 (media through Python)", "none", 1, CONCURRENCY, {"mediaTransfer": "boto3"}),
 ]
 
 
@@ -886,7 +891,7 @@ def _run_procs(cmds: list[tuple[list[str], dict[str, str]]], log_path: Path) -> 
 
 
 def bench_whatif() -> None:
-    """The profile's proposals, applied as monkeypatches in bench/whatif.py, on the throughput data."""
+    """What concurrency, processes and each guarantee (MD5 check, fsync) cost, on the throughput data."""
     WORK.mkdir(parents=True, exist_ok=True)
     whatif = str(Path(__file__).resolve().parent / "whatif.py")
     runs: dict[str, list[Run]] = {}
@@ -895,10 +900,10 @@ def bench_whatif() -> None:
         dest = WORK / "dest"
         s5 = _peer_commands(src, dest).get("s5cmd")
         for _rep in range(WHATIF_REPEATS):
-            for label, patches, procs, conc in WHATIF:
+            for label, patches, procs, conc, extra in WHATIF:
                 cmds = []
                 for i in range(procs):
-                    props: dict[str, object] = {"concurrency": conc}
+                    props: dict[str, object] = {"concurrency": conc, **extra}
                     if procs > 1:
                         props.update(totalRcbsInstances=procs, rcbsInstanceId=i)
                     argv, env = _cxbackup_cmd(src, dest, f"whatif-{i}", **props)
@@ -933,11 +938,13 @@ def bench_whatif() -> None:
         f"s5cmd {s5_best:.2f}s (cxbackup at {s5_best / base:.0%} of s5cmd's speed as is, "
         f"{s5_best / fast:.0%} with that variant)"
     )
-    md = f"""### 8. What the profile's proposals would gain (measured)
+    md = f"""### 8. What-if: concurrency, processes, and what each guarantee costs (measured)
 
-The changes proposed from the profile, applied to the worker as monkeypatches by `bench/whatif.py`
-(operator/ is unchanged), on the throughput data set, interleaved with s5cmd, best of {WHATIF_REPEATS}.
-Speed-up is against "as is" in this same run; "of s5cmd" = s5cmd time / this time (1.00 = as fast).
+`cxbackup download` on the throughput data set with higher concurrency, as 2 processes, and with one of
+its guarantees switched off by a monkeypatch (`bench/whatif.py`: no MD5 check, no fsync; neither is a
+proposal, the peers simply do neither), plus the engine before this change (`mediaTransfer=boto3`),
+interleaved with s5cmd, best of {WHATIF_REPEATS}. Speed-up is against "as is" in this same run;
+"of s5cmd" = s5cmd time / this time (1.00 = as fast).
 
 | variant | best s | CPU s | speed-up | of s5cmd | all runs (s) |
 |---|---|---|---|---|---|
@@ -978,8 +985,8 @@ def write_results_md(tool_info: dict[str, str]) -> None:
             cand = {k: min(r["wall"] for r in v) for k, v in wruns.items() if not k.startswith("reference")}
             k = min(cand, key=lambda x: cand[x])
             status += (
-                f" Of the what-if variants (section 8: the profile's per-file fixes as monkeypatches, higher "
-                f"concurrency, 2 processes), the fastest ('{k}') takes {cand[k]:.2f} s against s5cmd's "
+                f" Of the what-if variants (section 8: concurrency, 2 processes, and the guarantees switched "
+                f"off), the fastest ('{k}') takes {cand[k]:.2f} s against s5cmd's "
                 f"{s5w:.2f} s in that run: "
                 f"{s5w / cand[k]:.0%} of s5cmd's speed."
             )

@@ -137,6 +137,9 @@ class S3BucketTarget:
     def remove_stale_temp(self, directory: str, only_for: str | None = None) -> int:
         return 0
 
+    def scan_folder(self, directory: str) -> dict[str, int] | None:
+        return None  # objects appear only whole (PUT on commit): nothing to clean; HEAD per file
+
     # -- lock -------------------------------------------------------------------------------------
 
     def _lock_body(self, holder: LockHolder) -> bytes:

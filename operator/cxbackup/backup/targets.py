@@ -10,6 +10,9 @@ Paths given to a target are relative POSIX paths built by layout.py. A target:
   `abort()` removes the temporary file. A directory writer is also a `LocalFileWriter`: `hand_over()`
   gives the temporary file's path to another writer (the native S3 client) and `commit()` then fsyncs
   and renames what was written there.
+- `scan_folder(directory)`: removes the temporary files a killed run left in a recording folder and
+  returns {name: size} of the files there ({} for a folder that does not exist), or None when the target
+  cannot list cheaply (then the worker asks `size_of` per file).
 - `remove_stale_temp(directory, only_for)`: deletes temporary files a killed run left in a recording
   folder (safe: a recording belongs to one shard and each shard runs once, see the lock), or in the
   root those of one file (this shard's state file; other shards may be writing theirs).
@@ -121,6 +124,8 @@ class BackupTarget(Protocol):
 
     def remove_stale_temp(self, directory: str, only_for: str | None = None) -> int: ...
 
+    def scan_folder(self, directory: str) -> dict[str, int] | None: ...
+
     def lock(self, name: str, holder: LockHolder) -> contextlib.AbstractContextManager[None]: ...
 
 
@@ -203,6 +208,7 @@ class LocalDirectoryTarget:
         self.root = path.resolve()
         self.description = str(path)
         self._folders: dict[str, Path] = {}
+        self._made: set[Path] = set()  # folders known to exist (created or seen by this target)
 
     def __repr__(self) -> str:
         return f"LocalDirectoryTarget({self.description!r})"
@@ -213,12 +219,16 @@ class LocalDirectoryTarget:
         return full
 
     def _folder(self, rel: str) -> Path:
-        """The real path of folder `rel` (relative, checked), remembered: a recording's files share one."""
+        """The real path of folder `rel` (relative, checked), remembered: a recording's files share one,
+        and the recordings of an hour share its parent. A new folder costs one lstat (is it a link?)."""
         if not rel:
             return self.root
         folder = self._folders.get(rel)
         if folder is None:
-            folder = self._inside((self.root / rel).resolve(), rel)
+            parent, _, name = rel.rpartition("/")
+            folder = self._folder(parent) / name
+            if folder.is_symlink():
+                folder = self._inside(folder.resolve(), rel)
             if len(self._folders) >= _FOLDER_CACHE_SIZE:
                 self._folders.clear()
             self._folders[rel] = folder
@@ -246,8 +256,16 @@ class LocalDirectoryTarget:
     def open_writer(self, path: str, *, sync_dir: bool = True) -> TargetWriter:
         final = self.resolve(path)
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            return _LocalWriter(final, sync_dir=sync_dir)
+            if final.parent not in self._made:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                if len(self._made) >= _FOLDER_CACHE_SIZE:
+                    self._made.clear()
+                self._made.add(final.parent)
+            try:
+                return _LocalWriter(final, sync_dir=sync_dir)
+            except FileNotFoundError:  # the folder was removed since: make it again
+                final.parent.mkdir(parents=True, exist_ok=True)
+                return _LocalWriter(final, sync_dir=sync_dir)
         except OSError as exc:
             raise TargetError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
@@ -284,6 +302,29 @@ class LocalDirectoryTarget:
                     Path(entry.path).unlink()
                     removed += 1
         return removed
+
+    def scan_folder(self, directory: str) -> dict[str, int] | None:
+        """Remove our temporary files in `directory`; {name: size} of the other files there."""
+        folder = self.resolve(directory)
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:
+            return {}
+        sizes: dict[str, int] = {}
+        for entry in entries:
+            try:
+                if entry.is_symlink():  # checked like any path: a link out of the target is refused
+                    size = self.size_of(f"{directory}/{entry.name}")
+                    if size is not None:
+                        sizes[entry.name] = size
+                elif entry.is_file():
+                    if is_temp_name(entry.name):
+                        Path(entry.path).unlink()
+                    else:
+                        sizes[entry.name] = entry.stat().st_size
+            except FileNotFoundError:
+                continue
+        return sizes
 
     @contextlib.contextmanager
     def lock(self, name: str, holder: LockHolder) -> Iterator[None]:

@@ -9,8 +9,8 @@
    keeps the recordings of this shard (sharding.py) that pass the filters (selection.py), and hands
    each to a pool of `concurrency` threads through a bounded queue (2 x concurrency in flight), so
    memory stays bounded whatever the window.
-4. Per recording: removes temporary files a killed run left in its folder; for each selected media
-   file, skips it when the target has it with the size S3 reports (HEAD), else downloads the object
+4. Per recording: lists its folder once (removing temporary files a killed run left); for each selected
+   media file, skips it when the target has it with the size S3 reports (HEAD), else downloads the object
    into a temporary file (the CRT S3 client writes it natively when the target is a folder, see
    crtsource.py; otherwise 1 MiB chunks through Python), checks Content-Length and the MD5 (ETag)
    when S3 gives one, fsyncs and renames; retries with backoff on 429/5xx/SlowDown/reset/truncated
@@ -36,7 +36,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from cxbackup.backup.config import Credentials, RcbsConfig
 from cxbackup.backup.connections import make_media_source, make_vendor_client, open_target
@@ -73,6 +73,19 @@ def _with_retries(
             log.debug("%s failed (%s); retry %d in %.2fs", what, exc, attempt + 1, delay)
             sleep(delay)
     raise AssertionError("unreachable")
+
+
+_KINDS: dict[tuple[type, type], bool] = {}
+
+
+def _is_a(obj: object, protocol: type) -> bool:
+    """isinstance() against a runtime-checkable Protocol, remembered per class (the check itself walks
+    the protocol's members every time: measurable at thousands of files)."""
+    key = (type(obj), protocol)
+    known = _KINDS.get(key)
+    if known is None:
+        known = _KINDS[key] = isinstance(obj, protocol)
+    return known
 
 
 def _stream_into(source: MediaSource, ref: MediaRef, writer: TargetWriter, path: str) -> Callable[[], None]:
@@ -143,8 +156,8 @@ def copy_media(
     def attempt() -> int:
         writer = target.open_writer(path, sync_dir=sync_dir)
         try:
-            if isinstance(source, FileMediaSource) and isinstance(writer, LocalFileWriter):
-                verify = _fetch_into(source, ref, writer, path)
+            if _is_a(source, FileMediaSource) and _is_a(writer, LocalFileWriter):
+                verify = _fetch_into(cast(FileMediaSource, source), ref, cast(LocalFileWriter, writer), path)
             else:
                 verify = _stream_into(source, ref, writer, path)
             verify()
@@ -172,10 +185,22 @@ class RecordingCopier:
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random | None = None
 
+    def __post_init__(self) -> None:
+        # one generator for the backoff jitter of all threads (seeding one per recording costs more)
+        self._rng = self.rng or random.Random()
+
     def __call__(self, recording: Recording, media: list[MediaFile]) -> RecordingResult:
-        rng = self.rng or random.Random()
+        rng = self._rng
         paths = recording_paths(recording, self.folder_format)
-        self.target.remove_stale_temp(paths.directory)
+        # one listing of the folder (also removing a killed run's temporary files) answers "is it there,
+        # with which size" for every file of the recording; None: ask the target file by file
+        present = self.target.scan_folder(paths.directory)
+
+        def size_of(path: str) -> int | None:
+            if present is None:
+                return self.target.size_of(path)
+            return present.get(path.rpartition("/")[2])
+
         files = 0
         written = 0
         if not self.metadata_only:
@@ -185,7 +210,7 @@ class RecordingCopier:
                 assert m.media_id is not None
                 path = paths.media[m.media_id]
                 ref = source.locate(recording.region, m.media_id)
-                have = self.target.size_of(path)
+                have = size_of(path)
                 if have is not None:
                     try:
                         expected = _with_retries(
@@ -201,7 +226,7 @@ class RecordingCopier:
                     source, ref, self.target, path, retry=self.retry, sleep=self.sleep, rng=rng, sync_dir=False
                 )
                 files += 1
-        if files == 0 and self.target.size_of(paths.metadata) is not None:
+        if files == 0 and size_of(paths.metadata) is not None:
             return RecordingResult(recording.id, RecordingStatus.SKIPPED)
         data = recording.raw_json.encode("utf-8")
         writer = self.target.open_writer(paths.metadata)

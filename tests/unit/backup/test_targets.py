@@ -111,6 +111,37 @@ def test_folder_fsync_only_when_asked(tmp_path: Path, monkeypatch: pytest.Monkey
     assert synced == [tmp_path / "d"]
 
 
+def test_scan_folder_lists_sizes_and_removes_leftovers(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    d = root / "2024/01/01/00/REC"
+    d.mkdir(parents=True)
+    (d / ".a.mp3.bin.part-0123abcd").write_bytes(b"partial")
+    (d / "a.mp3.bin").write_bytes(b"done")
+    (d / "REC.json").write_bytes(b"{}")
+    (d / "sub").mkdir()
+    target = LocalDirectoryTarget(root)
+    assert target.scan_folder("2024/01/01/00/REC") == {"a.mp3.bin": 4, "REC.json": 2}
+    assert sorted(p.name for p in d.iterdir()) == ["REC.json", "a.mp3.bin", "sub"]
+    assert target.scan_folder("2024/01/01/00/NEW") == {}
+    (tmp_path / "secret").write_bytes(b"s")
+    (d / "b.bin").symlink_to(tmp_path / "secret")
+    with pytest.raises(UnsafePathError):
+        target.scan_folder("2024/01/01/00/REC")
+
+
+def test_a_folder_removed_during_the_run_is_made_again(tmp_path: Path) -> None:
+    target = LocalDirectoryTarget(tmp_path)
+    w = target.open_writer("x/a")
+    w.write(b"1")
+    w.commit()
+    (tmp_path / "x/a").unlink()
+    (tmp_path / "x").rmdir()
+    w = target.open_writer("x/b")
+    w.write(b"2")
+    w.commit()
+    assert (tmp_path / "x/b").read_bytes() == b"2"
+
+
 def test_unc_style_target_dir_is_a_path(tmp_path: Path) -> None:
     target = LocalDirectoryTarget("/" + str(tmp_path / "unc"))  # //tmp/...: a UNC-looking path
     assert target.root.is_dir()
