@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from cxbackup.backup.config import RcbsConfig
-from cxbackup.backup.crtsource import CrtS3MediaSource, select_media_transfer
+from cxbackup.backup.crtsource import PART_BYTES, CrtS3MediaSource, select_media_transfer
 from cxbackup.backup.errors import ConfigError, MediaMissingError, SourceAuthError, SourceError, TargetError
 from cxbackup.backup.s3source import S3Options
 from cxbackup.backup.vendor_client import StorageEntry, VendorSettings
@@ -63,6 +63,28 @@ def test_keys_that_need_encoding_are_signed_and_fetched(emulator: Emulator, tmp_
         assert path.read_bytes() == body, name
         assert fetched.content_length == len(body)
         assert fetched.md5_hex == hashlib.md5(body, usedforsecurity=False).hexdigest()
+
+
+def test_an_object_larger_than_a_part_is_fetched_in_ranges(emulator: Emulator, tmp_path: Path) -> None:
+    entry = emulator.storage[0]
+    client = boto3.client(
+        "s3",
+        endpoint_url=emulator.s3_endpoint,
+        aws_access_key_id=emulator.aws_access_key_id,
+        aws_secret_access_key=emulator.aws_secret_access_key,
+        region_name="us-east-1",
+    )
+    body = b"".join(i.to_bytes(4, "big") for i in range((2 * PART_BYTES + 12345) // 4))
+    client.put_object(Bucket=entry.bucket, Key=entry.prefix + "big.bin", Body=body)
+    logged = len(emulator.request_log("s3"))
+    source = _source(
+        emulator.s3_endpoint, emulator.aws_access_key_id, emulator.aws_secret_access_key, entry.bucket, entry.prefix
+    )
+    fetched = source.download_to(source.locate("usw1", "big.bin"), str(tmp_path / "big"))
+    assert (tmp_path / "big").read_bytes() == body
+    assert fetched.content_length == len(body)
+    gets = [r for r in emulator.request_log("s3")[logged:] if r.method == "GET"]
+    assert len(gets) == 3 and {r.status for r in gets} == {206}  # three ranged GETs, one per part
 
 
 def test_missing_object_and_wrong_secret(emulator: Emulator, tmp_path: Path) -> None:
