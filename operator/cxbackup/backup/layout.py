@@ -29,8 +29,8 @@ that the resolved path stays inside the target root.
 from __future__ import annotations
 
 import hashlib
+import random
 import re
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -102,8 +102,9 @@ def media_file_names(media_ids: Iterable[str], metadata_name: str) -> dict[str, 
 
 
 def temp_name(final_name: str) -> str:
-    """A fresh hidden temporary name next to `final_name`."""
-    return f".{final_name}.part-{secrets.token_hex(4)}"
+    """A fresh hidden temporary name next to `final_name` (32 random bits from the process's generator,
+    seeded from os.urandom and re-seeded after fork: a system call per file buys nothing here)."""
+    return f".{final_name}.part-{random.getrandbits(32):08x}"
 
 
 def is_temp_name(name: str) -> bool:

@@ -130,29 +130,39 @@ class BackupTarget(Protocol):
 
 
 class _LocalWriter:
+    """The temporary file is created (O_EXCL) on the first write, or by the other writer after
+    `hand_over()`; a writer that wrote nothing commits an empty file."""
+
     def __init__(self, final: Path, *, sync_dir: bool = True) -> None:
         self._final = final
         self._temp = final.with_name(temp_name(final.name))
         self._sync_dir = sync_dir
-        self._file: IO[bytes] | None = open(self._temp, "xb")  # noqa: SIM115 - closed in commit/abort
-        self._handed_over = False
+        self._file: IO[bytes] | None = None
+        self._state = "new"  # new -> open | handed -> closed
         self.bytes_written = 0
 
+    def _open(self) -> IO[bytes]:
+        if self._file is None:
+            assert self._state == "new", f"writer is {self._state}"
+            try:
+                self._file = open(self._temp, "xb")  # noqa: SIM115 - closed in commit/abort
+            except FileNotFoundError:  # the folder was removed after it was made: make it again
+                self._temp.parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(self._temp, "xb")  # noqa: SIM115
+            self._state = "open"
+        return self._file
+
     def write(self, data: bytes) -> None:
-        assert self._file is not None, "writer already closed"
-        self._file.write(data)
+        self._open().write(data)
         self.bytes_written += len(data)
 
     def hand_over(self) -> str:
-        assert self._file is not None, "writer already closed"
-        self._file.close()
-        self._file = None
-        self._handed_over = True
+        assert self._state == "new", f"writer is {self._state}"
+        self._state = "handed"
         return str(self._temp)
 
     def commit(self) -> None:
-        if self._handed_over:
-            self._handed_over = False
+        if self._state == "handed":
             fd = os.open(self._temp, os.O_RDONLY)
             try:
                 os.fsync(fd)
@@ -160,24 +170,26 @@ class _LocalWriter:
             finally:
                 os.close(fd)
         else:
-            assert self._file is not None, "writer already closed"
-            f, self._file = self._file, None
+            f = self._open()
+            self._file = None
             try:
                 f.flush()
                 os.fsync(f.fileno())
             finally:
                 f.close()
+        self._state = "closed"
         self._temp.replace(self._final)
         if self._sync_dir:
             _fsync_dir(self._final.parent)
 
     def abort(self) -> None:
-        self._handed_over = False
         if self._file is not None:
             self._file.close()
             self._file = None
-        with contextlib.suppress(FileNotFoundError):
-            self._temp.unlink()
+        if self._state != "new":
+            with contextlib.suppress(FileNotFoundError):
+                self._temp.unlink()
+        self._state = "closed"
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -261,11 +273,7 @@ class LocalDirectoryTarget:
                 if len(self._made) >= _FOLDER_CACHE_SIZE:
                     self._made.clear()
                 self._made.add(final.parent)
-            try:
-                return _LocalWriter(final, sync_dir=sync_dir)
-            except FileNotFoundError:  # the folder was removed since: make it again
-                final.parent.mkdir(parents=True, exist_ok=True)
-                return _LocalWriter(final, sync_dir=sync_dir)
+            return _LocalWriter(final, sync_dir=sync_dir)
         except OSError as exc:
             raise TargetError(f"cannot write {path}: {exc.strerror or exc}") from exc
 

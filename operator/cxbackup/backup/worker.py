@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import os
 import random
 import threading
 import time
@@ -35,7 +36,6 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TypeVar, cast
 
 from cxbackup.backup.config import Credentials, RcbsConfig
@@ -103,35 +103,45 @@ def _stream_into(source: MediaSource, ref: MediaRef, writer: TargetWriter, path:
             size += len(chunk)
     finally:
         stream.close()
-    return functools.partial(_verify, ref, size, stream.content_length, stream.md5_hex, digest.hexdigest)
+
+    def check() -> None:
+        _check_size(ref, size, stream.content_length)
+        _check_md5(ref, stream.md5_hex, digest.hexdigest)
+
+    return check
 
 
 def _fetch_into(source: FileMediaSource, ref: MediaRef, writer: LocalFileWriter, path: str) -> Callable[[], None]:
     """Let the source write the object into the writer's temporary file; returns the check to run before
-    the rename (size of the file, and its MD5 read back from the page cache when the ETag is one)."""
+    the rename: the file's size, then its MD5 (read back from the page cache) when the ETag is one."""
     temp = writer.hand_over()
     fetched = source.download_to(ref, temp)
 
-    def file_md5() -> str:
+    def check() -> None:
         try:
             with open(temp, "rb", buffering=0) as f:
-                return hashlib.file_digest(f, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
+                _check_size(ref, os.fstat(f.fileno()).st_size, fetched.content_length)
+                _check_md5(
+                    ref,
+                    fetched.md5_hex,
+                    lambda: hashlib.file_digest(f, lambda: hashlib.md5(usedforsecurity=False)).hexdigest(),
+                )
         except OSError as exc:
             raise TargetError(f"reading back {path} failed: {exc.strerror or exc}") from exc
 
-    try:
-        size = Path(temp).stat().st_size
-    except OSError as exc:
-        raise TargetError(f"reading back {path} failed: {exc.strerror or exc}") from exc
-    return functools.partial(_verify, ref, size, fetched.content_length, fetched.md5_hex, file_md5)
+    return check
 
 
-def _verify(ref: MediaRef, size: int, content_length: int, md5_hex: str | None, actual_md5: Callable[[], str]) -> None:
+def _check_size(ref: MediaRef, size: int, content_length: int) -> None:
     if content_length >= 0 and size != content_length:
         raise MediaIntegrityError(
             f"s3://{ref.bucket}/{ref.key}: got {size} bytes, Content-Length says {content_length}"
         )
-    if md5_hex and actual_md5() != md5_hex:
+
+
+def _check_md5(ref: MediaRef, expected: str | None, actual: Callable[[], str]) -> None:
+    """`actual` is only computed when there is an MD5 to compare with."""
+    if expected and actual() != expected:
         raise MediaIntegrityError(f"s3://{ref.bucket}/{ref.key}: MD5 differs from the ETag")
 
 

@@ -142,6 +142,14 @@ def test_a_folder_removed_during_the_run_is_made_again(tmp_path: Path) -> None:
     assert (tmp_path / "x/b").read_bytes() == b"2"
 
 
+def test_a_writer_that_wrote_nothing_commits_an_empty_file(tmp_path: Path) -> None:
+    target = LocalDirectoryTarget(tmp_path)
+    w = target.open_writer("e/empty.bin")
+    assert list((tmp_path / "e").iterdir()) == []  # the temporary file appears with the first byte
+    w.commit()
+    assert (tmp_path / "e/empty.bin").read_bytes() == b"" and target.size_of("e/empty.bin") == 0
+
+
 def test_unc_style_target_dir_is_a_path(tmp_path: Path) -> None:
     target = LocalDirectoryTarget("/" + str(tmp_path / "unc"))  # //tmp/...: a UNC-looking path
     assert target.root.is_dir()
