@@ -3,6 +3,9 @@
 Each command module exposes `register(subparsers) -> None`, which adds its parser and sets
 `func=run` (a callable taking the parsed namespace and returning the exit code). A command that is
 not built yet is registered by `_not_built`, says so and exits 2.
+
+`main` imports only the module of the command being run (the others get a parser with their one-line
+help): a worker pod's `cxbackup download` does not load the operator, export or certificate code.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ def _not_built(name: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with `only`, just that command's module is imported."""
     parser = argparse.ArgumentParser(
         prog="cxbackup",
         description="Back up contact-center recordings, export contact data encrypted, "
@@ -50,14 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
             p = sub.add_parser(name, help=f"{help_text} (not built yet)", description=help_text)
             p.set_defaults(func=_not_built(name))
             continue
+        if only is not None and name != only:
+            sub.add_parser(name, help=help_text, description=help_text)
+            continue
         mod = importlib.import_module(f"cxbackup.commands.{module}")
         mod.register(sub, name, help_text)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    known = {name for name, _, _ in COMMANDS}
+    parser = build_parser(args_list[0] if args_list and args_list[0] in known else None)
+    args = parser.parse_args(args_list)
     func: Callable[[argparse.Namespace], int] = args.func
     return func(args)
 
