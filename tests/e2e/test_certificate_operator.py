@@ -270,7 +270,7 @@ def test_generate_rotate_keep_every_key_and_survive_deletion(stack: LocalStack, 
     assert _secret(stack, ns, "gen-tls")["decoded"]["tls.crt"] == new_cert
 
     # (4) deleting the resource keeps its keys
-    stack.cp.kubectl("delete", "rcert", "gen", "-n", ns, "--wait=true", "--timeout=30s")
+    stack.cp.kubectl("delete", "rcert", "gen", "-n", ns, "--wait=true", "--timeout=90s")
     assert stack.cp.kubectl("get", "rcert", "gen", "-n", ns, check=False).returncode != 0
     assert _secret(stack, ns, "gen-keyring")["decoded"] == ring
     assert _secret(stack, ns, "gen-tls")["decoded"] == tls["decoded"]

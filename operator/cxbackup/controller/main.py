@@ -51,6 +51,10 @@ def _configure(settings: kopf.OperatorSettings, options: OperatorOptions) -> Non
     # Watches reconnect after an API server restart; keep the retry delay short so runs are noticed soon.
     settings.watching.reconnect_backoff = 1.0
     settings.watching.server_timeout = 300
+    # Handlers are synchronous (API calls) and run in kopf's thread pool, which by default has cpu+4
+    # threads (6 on two cores): with many resources, their timers queue up and a deletion or a new
+    # resource waits behind them. The work is I/O-bound, so more threads cost little.
+    settings.execution.max_workers = 32
 
 
 def run_operator(options: OperatorOptions, op_settings: OperatorSettings | None = None) -> int:
