@@ -51,6 +51,10 @@ _DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _FILE_ERRORS = ("AWS_ERROR_FILE", "AWS_ERROR_NO_SPACE", "AWS_ERROR_NO_PERMISSION", "AWS_ERROR_MAX_FDS_EXCEEDED")
 
 PART_BYTES = 8 << 20  # the CRT's own default; larger objects are fetched as parallel ranged GETs
+# The CRT's buffer pool; its default scales with the throughput target (2 GiB and more), too much for a
+# worker pod. 256 MiB (the least it accepts) holds 32 parts: with `concurrency` requests in flight at
+# most and most recordings far smaller than a part, downloads are not held back by it.
+MEMORY_LIMIT_BYTES = 256 << 20
 _shared_lock = threading.Lock()
 _shared_bootstrap: Any = None
 
@@ -171,6 +175,7 @@ class CrtS3MediaSource(S3MediaSource):
                     tls_mode=s3.S3RequestTlsMode.ENABLED if tls else s3.S3RequestTlsMode.DISABLED,
                     throughput_target_gbps=self._gbps,
                     part_size=PART_BYTES,
+                    memory_limit=MEMORY_LIMIT_BYTES,
                     connect_timeout_ms=10_000,
                     # one retry policy for every download: the worker's (`retries`, with backoff)
                     retry_config=s3.S3RetryConfig(retry_mode=s3.S3RetryMode.NONE),
