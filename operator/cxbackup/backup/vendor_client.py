@@ -8,8 +8,9 @@ Wire format: ../../../../shared VENDOR_API.md, i.e.
 
 HTTP Basic authentication on every request; urllib3 (no `requests`), optionally through an HTTP proxy
 (gwsProxyHost/gwsProxyPort). 429, 5xx, connection errors and unreadable bodies are retried with
-exponential backoff and jitter (Retry-After honoured); 401/403 raise VendorAuthError
-"GWS_USERNAME/GWS_PASSWORD rejected by <url>" (the password never appears anywhere).
+exponential backoff and jitter (Retry-After honoured; the loop and transport are httpget.py's);
+401/403 raise VendorAuthError "GWS_USERNAME/GWS_PASSWORD rejected by <url>" (the password never
+appears anywhere).
 
 Listing streams: `iter_recordings(window)` fetches one page at a time. Consecutive pages overlap by a
 few records and repeats are dropped, so a recording deleted by retention (or added) between two page
@@ -25,14 +26,21 @@ import json
 import logging
 import random
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
-
-import urllib3
 
 from cxbackup.backup.errors import ConfigError, VendorApiError, VendorAuthError
+from cxbackup.backup.httpget import (
+    HttpResponse,
+    HttpTransport,
+    RecentKeys,
+    RetriesExhausted,
+    RetryableAnswer,
+    TransportError,
+    Urllib3Transport,
+    get_with_retries,
+    next_offset,
+)
 from cxbackup.backup.records import Recording, RecordingsPage, parse_recordings_page
 from cxbackup.backup.redact import redact_url
 from cxbackup.backup.retry import RetryPolicy
@@ -49,53 +57,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-_PAGE_OVERLAP = 5
-_RETRY_STATUS = frozenset({408, 429}) | frozenset(range(500, 600))
-
-
-@dataclass(frozen=True)
-class HttpResponse:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-
-class TransportError(Exception):
-    """The request did not produce a complete response (connection refused/reset, timeout, short body)."""
-
-
-class HttpTransport(Protocol):
-    """Performs one GET; raises TransportError for network-level failures."""
-
-    def get(self, url: str, headers: Mapping[str, str]) -> HttpResponse: ...
-
-
-class Urllib3Transport:
-    """urllib3 pool (or proxy pool); bodies are read fully and checked against Content-Length."""
-
-    def __init__(self, proxy_url: str | None = None, *, pool_size: int = 4, timeout: float = 60.0) -> None:
-        t = urllib3.Timeout(connect=min(10.0, timeout), read=timeout)
-        retries = urllib3.Retry(total=0, redirect=3, raise_on_redirect=False, raise_on_status=False)
-        self._pool: urllib3.PoolManager = (
-            urllib3.ProxyManager(proxy_url, maxsize=pool_size, timeout=t, retries=retries)
-            if proxy_url
-            else urllib3.PoolManager(maxsize=pool_size, timeout=t, retries=retries)
-        )
-
-    def get(self, url: str, headers: Mapping[str, str]) -> HttpResponse:
-        try:
-            resp = self._pool.request("GET", url, headers=dict(headers), preload_content=False)
-            try:
-                body = resp.read(decode_content=True, cache_content=False)
-                declared = resp.headers.get("Content-Length")
-                if declared is not None and not resp.headers.get("Content-Encoding") and len(body) != int(declared):
-                    raise TransportError(f"short body: {len(body)} of {declared} bytes")
-            finally:
-                resp.release_conn()
-        except urllib3.exceptions.HTTPError as exc:
-            raise TransportError(f"{type(exc).__name__}: {exc}") from exc
-        return HttpResponse(status=resp.status, headers=dict(resp.headers), body=body)
 
 
 @dataclass(frozen=True)
@@ -141,16 +102,6 @@ def _parse_settings(body: bytes, url: str) -> VendorSettings:
     return VendorSettings(tenant=tenant if isinstance(tenant, str) else None, storage=storage)
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    for name, value in headers.items():
-        if name.lower() == "retry-after":
-            try:
-                return float(value)
-            except ValueError:
-                return None
-    return None
-
-
 class VendorClient:
     """Settings and recording pages from the recording web services."""
 
@@ -187,32 +138,24 @@ class VendorClient:
 
     def _get(self, url: str, parse: Callable[[bytes], object]) -> object:
         shown = redact_url(url)
-        last = ""
-        for attempt in range(self._retry.retries + 1):
-            retry_after: float | None = None
+
+        def handle(resp: HttpResponse) -> object:
+            if resp.status in (401, 403):
+                raise VendorAuthError(f"GWS_USERNAME/GWS_PASSWORD rejected by {shown} (HTTP {resp.status})")
+            if resp.status != 200:
+                snippet = resp.body[:200].decode("utf-8", "replace")
+                raise VendorApiError(f"{shown} answered HTTP {resp.status}: {snippet}")
             try:
-                resp = self._transport.get(url, self._headers)
-            except TransportError as exc:
-                last = f"{exc}"
-            else:
-                if resp.status in (401, 403):
-                    raise VendorAuthError(f"GWS_USERNAME/GWS_PASSWORD rejected by {shown} (HTTP {resp.status})")
-                if resp.status == 200:
-                    try:
-                        return parse(resp.body)
-                    except VendorApiError as exc:
-                        last = str(exc)  # a cut or garbled body: worth another try
-                elif resp.status in _RETRY_STATUS:
-                    last = f"HTTP {resp.status}"
-                    retry_after = _retry_after(resp.headers)
-                else:
-                    snippet = resp.body[:200].decode("utf-8", "replace")
-                    raise VendorApiError(f"{shown} answered HTTP {resp.status}: {snippet}")
-            if attempt < self._retry.retries:
-                delay = self._retry.delay(attempt, self._rng, retry_after)
-                log.debug("GET %s failed (%s); retry %d in %.2fs", shown, last, attempt + 1, delay)
-                self._sleep(delay)
-        raise VendorApiError(f"GET {shown} failed after {self._retry.retries + 1} attempts: {last}")
+                return parse(resp.body)
+            except VendorApiError as exc:
+                raise RetryableAnswer(str(exc)) from None  # a cut or garbled body: worth another try
+
+        try:
+            return get_with_retries(
+                self._transport, url, self._headers, handle, retry=self._retry, rng=self._rng, sleep=self._sleep
+            )
+        except RetriesExhausted as exc:
+            raise VendorApiError(str(exc)) from None
 
     def settings(self) -> VendorSettings:
         """The tenant's S3 storage entries (also proves the GWS credentials work)."""
@@ -247,21 +190,11 @@ class VendorClient:
         """Every recording of the window, one page in memory at a time (see the module docstring)."""
         if window.is_empty:
             return
-        offset = 0
-        recent: deque[str] = deque(maxlen=2 * self._page_size + _PAGE_OVERLAP)
-        recent_set: set[str] = set()
-        while True:
+        offset: int | None = 0
+        recent = RecentKeys(self._page_size)
+        while offset is not None:
             page = self.page(window, offset)
             for rec in page.recordings:
-                key = rec.id or rec.raw_json
-                if key in recent_set:
-                    continue
-                if len(recent) == recent.maxlen:
-                    recent_set.discard(recent[0])
-                recent.append(key)
-                recent_set.add(key)
-                yield rec
-            n = len(page.recordings)
-            if n == 0 or offset + n >= page.total:
-                return
-            offset += n - min(_PAGE_OVERLAP, n - 1)
+                if recent.fresh(rec.id or rec.raw_json):
+                    yield rec
+            offset = next_offset(offset, len(page.recordings), page.total)

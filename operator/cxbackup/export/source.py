@@ -18,24 +18,34 @@ Pages are fetched one at a time (`RecordSource` yields `SourcePage`s), so an exp
 memory. Consecutive pages overlap by a few items and repeats (same id) are dropped, so an item removed
 by retention, or added, between two requests does not shift the offsets past an item never seen.
 
-The HTTP transport is injected (`HttpTransport`); tests hand in a fake one.
+The HTTP transport (urllib3 by default) and the retry loop are backup/httpget.py's, shared with the
+recording client; tests hand in a fake transport.
 """
 
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
+from cxbackup.backup.httpget import (
+    HttpResponse,
+    HttpTransport,
+    RecentKeys,
+    RetriesExhausted,
+    RetryableAnswer,
+    TransportError,
+    Urllib3Transport,
+    get_with_retries,
+    next_offset,
+)
 from cxbackup.backup.redact import redact_url
 from cxbackup.backup.retry import RetryPolicy
 from cxbackup.export.errors import (
@@ -51,19 +61,17 @@ __all__ = [
     "API_PREFIX_ENV",
     "ApiSource",
     "ChatRetention",
-    "HttpClientTransport",
     "HttpResponse",
     "HttpTransport",
     "RecordSource",
     "SourcePage",
     "TransportError",
+    "Urllib3Transport",
 ]
 
 log = logging.getLogger(__name__)
 
 API_PREFIX_ENV = "CXBACKUP_EXPORT_API"
-_RETRY_STATUS = frozenset({408, 429}) | frozenset(range(500, 600))
-_PAGE_OVERLAP = 5
 MAX_PAGE_SIZE = 1000
 
 
@@ -95,69 +103,6 @@ class RecordSource(Protocol):
     def chat_messages(self, user_id: str, time_range: TimeRange) -> Iterator[SourcePage]: ...
 
 
-@dataclass(frozen=True)
-class HttpResponse:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-
-class TransportError(Exception):
-    """No complete response (connection refused or reset, timeout, short body)."""
-
-
-class HttpTransport(Protocol):
-    """Performs one GET; raises TransportError for network-level failures."""
-
-    def get(self, url: str, headers: Mapping[str, str]) -> HttpResponse: ...
-
-
-class HttpClientTransport:
-    """http.client with one kept-alive connection per host; bodies checked against Content-Length."""
-
-    def __init__(self, *, timeout: float = 60.0) -> None:
-        self._timeout = timeout
-        self._conns: dict[tuple[str, str], http.client.HTTPConnection] = {}
-
-    def _conn(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
-        conn = self._conns.get((scheme, netloc))
-        if conn is None:
-            cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
-            conn = cls(netloc, timeout=self._timeout)
-            self._conns[(scheme, netloc)] = conn
-        return conn
-
-    def get(self, url: str, headers: Mapping[str, str]) -> HttpResponse:
-        parts = urlsplit(url)
-        target = parts.path + (f"?{parts.query}" if parts.query else "")
-        conn = self._conn(parts.scheme, parts.netloc)
-        try:
-            conn.request("GET", target, headers=dict(headers))
-            resp = conn.getresponse()
-            body = resp.read()
-            declared = resp.getheader("Content-Length")
-            if declared is not None and len(body) != int(declared):
-                raise TransportError(f"short body: {len(body)} of {declared} bytes")
-            if resp.will_close:
-                conn.close()
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()
-            raise TransportError(f"{type(exc).__name__}: {exc}") from None
-        except TransportError:
-            conn.close()
-            raise
-        return HttpResponse(resp.status, {k.lower(): v for k, v in resp.getheaders()}, body)
-
-    def close(self) -> None:
-        for conn in self._conns.values():
-            conn.close()
-        self._conns.clear()
-
-
-class _Retryable(Exception):
-    """Internal: a 200 whose body cannot be used (cut or garbled); worth another try."""
-
-
 def _parse_time(text: object) -> datetime | None:
     if not isinstance(text, str):
         return None
@@ -171,12 +116,12 @@ def _parse_page(body: bytes, offset: int) -> SourcePage:
     try:
         data = json.loads(body)
     except ValueError as exc:
-        raise _Retryable(f"the body is not JSON ({exc})") from None
+        raise RetryableAnswer(f"the body is not JSON ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("items"), list) or not isinstance(data.get("total"), int):
-        raise _Retryable('the body is not a page {"total", "offset", "items"}')
+        raise RetryableAnswer('the body is not a page {"total", "offset", "items"}')
     items = [i for i in data["items"] if isinstance(i, dict)]
     if len(items) != len(data["items"]):
-        raise _Retryable("a page item is not a JSON object")
+        raise RetryableAnswer("a page item is not a JSON object")
     retention = None
     raw = data.get("retention")
     if isinstance(raw, dict):
@@ -187,14 +132,6 @@ def _parse_page(body: bytes, offset: int) -> SourcePage:
             range_truncated=bool(raw.get("rangeTruncated")),
         )
     return SourcePage(total=int(data["total"]), offset=offset, items=items, retention=retention)
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("retry-after") or headers.get("Retry-After")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _message(body: bytes) -> str:
@@ -231,7 +168,7 @@ class ApiSource:
         self.prefix = api_uri_prefix.rstrip("/")
         token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
         self._headers = {"Authorization": f"Basic {token}", "Accept": "application/json"}
-        self._transport = transport or HttpClientTransport()
+        self._transport = transport or Urllib3Transport()
         self._retry = retry or RetryPolicy()
         self._page_size = page_size
         self._sleep = sleep
@@ -264,59 +201,39 @@ class ApiSource:
 
     def _get_page(self, url: str, offset: int, what: str) -> SourcePage:
         shown = redact_url(url)
-        last = ""
-        for attempt in range(self._retry.retries + 1):
-            retry_after: float | None = None
-            try:
-                resp = self._transport.get(url, self._headers)
-            except TransportError as exc:
-                last = str(exc)
-            else:
-                if resp.status == 200:
-                    try:
-                        return _parse_page(resp.body, offset)
-                    except _Retryable as exc:
-                        last = str(exc)
-                elif resp.status in (401, 403):
-                    raise SourceAuthError(f"GWS_USERNAME/GWS_PASSWORD rejected by {shown} (HTTP {resp.status})")
-                elif resp.status == 404:
-                    raise SourceNotFoundError(f"{what}: {_message(resp.body)} (HTTP 404 from {shown})")
-                elif resp.status in _RETRY_STATUS:
-                    last = f"HTTP {resp.status}"
-                    retry_after = _retry_after(resp.headers)
-                else:
-                    raise SourceError(f"{what}: {shown} answered HTTP {resp.status}: {_message(resp.body)}")
-            if attempt < self._retry.retries:
-                delay = self._retry.delay(attempt, self._rng, retry_after)
-                log.debug("GET %s failed (%s); retry %d in %.2fs", shown, last, attempt + 1, delay)
-                self._sleep(delay)
-        raise SourceUnavailableError(f"{what}: GET {shown} failed after {self._retry.retries + 1} attempts: {last}")
+
+        def handle(resp: HttpResponse) -> SourcePage:
+            if resp.status in (401, 403):
+                raise SourceAuthError(f"GWS_USERNAME/GWS_PASSWORD rejected by {shown} (HTTP {resp.status})")
+            if resp.status == 404:
+                raise SourceNotFoundError(f"{what}: {_message(resp.body)} (HTTP 404 from {shown})")
+            if resp.status != 200:
+                raise SourceError(f"{what}: {shown} answered HTTP {resp.status}: {_message(resp.body)}")
+            return _parse_page(resp.body, offset)  # a cut or garbled body raises RetryableAnswer
+
+        try:
+            return get_with_retries(
+                self._transport, url, self._headers, handle, retry=self._retry, rng=self._rng, sleep=self._sleep
+            )
+        except RetriesExhausted as exc:
+            raise SourceUnavailableError(f"{what}: {exc}") from None
 
     def _pages(self, base_url: str, time_range: TimeRange, what: str) -> Iterator[SourcePage]:
-        offset = 0
-        recent: deque[str] = deque(maxlen=2 * self._page_size + _PAGE_OVERLAP)
-        seen: set[str] = set()
-        while True:
+        offset: int | None = 0
+        recent = RecentKeys(self._page_size)
+        while offset is not None:
             url = (
                 f"{base_url}?startTimeRange={time_range.start_ms},{time_range.end_ms}"
                 f"&limit={self._page_size}&offset={offset}"
             )
             page = self._get_page(url, offset, what)
-            fresh: list[dict[str, Any]] = []
-            for item in page.items:
-                key = str(item.get("id")) if item.get("id") is not None else json.dumps(item, sort_keys=True)
-                if key in seen:
-                    continue
-                if len(recent) == recent.maxlen:
-                    seen.discard(recent[0])
-                recent.append(key)
-                seen.add(key)
-                fresh.append(item)
+            fresh = [
+                item
+                for item in page.items
+                if recent.fresh(str(item["id"]) if item.get("id") is not None else json.dumps(item, sort_keys=True))
+            ]
             yield SourcePage(page.total, offset, fresh, page.retention)
-            n = len(page.items)
-            if n == 0 or offset + n >= page.total:
-                return
-            offset += n - min(_PAGE_OVERLAP, n // 4)
+            offset = next_offset(offset, len(page.items), page.total)
 
     def contact_history(self, time_range: TimeRange) -> Iterator[SourcePage]:
         """Every contact of the range, one page at a time."""
