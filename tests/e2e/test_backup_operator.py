@@ -119,8 +119,7 @@ def test_one_shot_backup_with_three_shards_covers_every_recording_once(
         )  # fmt: skip
         assert out.read_bytes() == emulator.media_plaintext(path.name)
     # a run event, and the Job is owned by the resource
-    events = stack.cp.kubectl("get", "events", "-n", ns, "-o", "json").stdout
-    reasons = {e["reason"] for e in json.loads(events)["items"]}
+    reasons = {e["reason"] for e in stack.events(ns)}
     assert {"RunStarted", "RunSucceeded"} <= reasons
     jobs = json.loads(stack.cp.kubectl("get", "jobs", "-n", ns, "-o", "json").stdout)["items"]
     assert jobs[0]["metadata"]["ownerReferences"][0]["kind"] == "RecordingBackup"
@@ -269,8 +268,7 @@ def test_a_missing_secret_gives_a_condition_and_an_event_and_no_job(stack: Local
     ready = next(c for c in got["status"]["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "False" and ready["reason"] == "SecretNotFound"
     assert "spec.source.gwsCredentials" in ready["message"] and "does-not-exist" in ready["message"]
-    events = json.loads(stack.cp.kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
-    assert any(e["reason"] == "SecretNotFound" and e["type"] == "Warning" for e in events)
+    assert stack.wait_event(ns, None, None, "SecretNotFound")["type"] == "Warning"
     assert json.loads(stack.cp.kubectl("get", "jobs", "-n", ns, "-o", "json").stdout)["items"] == []
 
 
@@ -307,12 +305,7 @@ def test_the_periodic_audit_reports_missing_recordings(stack: LocalStack, emulat
     )
     assert second["status"]["audit"]["missing"] == 1
     assert second["status"]["audit"]["oldestMissingStart"]
-    events = json.loads(stack.cp.kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
-    deadline = time.monotonic() + 20
-    while not any(e["reason"] == "AuditMissing" for e in events) and time.monotonic() < deadline:
-        time.sleep(1)
-        events = json.loads(stack.cp.kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
-    assert any(e["reason"] == "AuditMissing" and e["type"] == "Warning" for e in events)
+    assert stack.wait_event(ns, "RecordingBackup", None, "AuditMissing", timeout=20)["type"] == "Warning"
     assert _metric(stack, "cxbackup_backup_audit_missing_recordings", ns) == 1.0
     margin = _metric(stack, "cxbackup_backup_retention_margin_seconds", ns)
     assert margin is not None and margin < 30 * 86400

@@ -77,26 +77,6 @@ def _ready(status: str, reason: str | None = None) -> Callable[[dict[str, Any]],
     return check
 
 
-def _events(stack: LocalStack, ns: str, name: str) -> list[dict[str, Any]]:
-    out = stack.cp.kubectl("get", "events", "-n", ns, "-o", "json").stdout
-    return [
-        e
-        for e in json.loads(out)["items"]
-        if e["involvedObject"].get("kind") == "RecordingCertificate" and e["involvedObject"].get("name") == name
-    ]
-
-
-def _wait_event(stack: LocalStack, ns: str, name: str, reason: str, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for event in _events(stack, ns, name):
-            if event["reason"] == reason:
-                return event
-        time.sleep(0.5)
-    seen = [(e["type"], e["reason"]) for e in _events(stack, ns, name)]
-    raise TimeoutError(f"no {reason} Event for {ns}/{name}; seen {seen}\n{stack.operator_log()[-3000:]}")
-
-
 def _metrics(stack: LocalStack) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_port}/metrics", timeout=10) as response:
         text: str = response.read().decode()
@@ -190,7 +170,7 @@ def test_uploaded_openssl_pair_usages_and_references(stack: LocalStack, tmp_path
 
     # (6) removing screen from usages warns that screen recordings lose encryption
     _patch(stack, ns, "recording-cert", {"spec": {"usages": ["voice"]}})
-    event = _wait_event(stack, ns, "recording-cert", "ScreenEncryptionRemoved")
+    event = stack.wait_event(ns, "RecordingCertificate", "recording-cert", "ScreenEncryptionRemoved")
     assert event["type"] == "Warning"
     assert "screen recordings will no longer be encrypted" in event["message"]
     assert "without discussing this with your vendor" in event["message"]
@@ -223,7 +203,7 @@ def test_generate_rotate_keep_every_key_and_survive_deletion(stack: LocalStack, 
     ring = _secret(stack, ns, "gen-keyring")
     assert ring["decoded"] == {f"{old_serial}.crt": old_cert, f"{old_serial}.key": old_key}
     assert "ownerReferences" not in ring["metadata"]
-    _wait_event(stack, ns, "gen", "CertificateGenerated")
+    stack.wait_event(ns, "RecordingCertificate", "gen", "CertificateGenerated")
 
     # a recording encrypted to the certificate in use before the rotation
     old_recording = cms.encrypt(b"recorded before rotation", x509.load_pem_x509_certificate(old_cert))
@@ -235,7 +215,7 @@ def test_generate_rotate_keep_every_key_and_survive_deletion(stack: LocalStack, 
     assert new_serial != old_serial
     assert [r["serialNumber"] for r in status["retired"]] == [old_serial]
     assert _cond(body, "Ready")["status"] == "True"
-    event = _wait_event(stack, ns, "gen", "CertificateRotated")
+    event = stack.wait_event(ns, "RecordingCertificate", "gen", "CertificateRotated")
     assert event["type"] == "Normal"
     assert old_serial in event["message"]
     assert new_serial in event["message"]
@@ -262,7 +242,7 @@ def test_generate_rotate_keep_every_key_and_survive_deletion(stack: LocalStack, 
     body = stack.get("rcert", ns, "gen")
     assert body["status"]["serialNumber"] == new_serial
     assert len(body["status"]["retired"]) == 1
-    reasons = [e["reason"] for e in _events(stack, ns, "gen")]
+    reasons = [e["reason"] for e in stack.events(ns, "RecordingCertificate", "gen")]
     assert reasons.count("CertificateRotated") == 1
     assert "CertificateReplaced" not in reasons
     keyrings = stack.cp.kubectl("get", "secret", "-n", ns, "-l", "cxbackup.io/keyring=true", "-o", "name").stdout
@@ -298,16 +278,16 @@ def test_key_mismatch_and_missing_secret_are_reported_once(stack: LocalStack) ->
     body = stack.wait_for("rcert", ns, "mismatch", _ready("False", "KeyMismatch"), timeout=60)
     assert _cond(body, "Invalid")["reason"] == "KeyMismatch"
     assert body["status"]["issuedTo"] == "Genesys Recording"  # the certificate is still shown
-    event = _wait_event(stack, ns, "mismatch", "KeyMismatch")
+    event = stack.wait_event(ns, "RecordingCertificate", "mismatch", "KeyMismatch")
     assert event["type"] == "Warning"
     assert stack.cp.kubectl("get", "secret", "mismatch-keyring", "-n", ns, check=False).returncode != 0
 
     body = stack.wait_for("rcert", ns, "missing", _ready("False", "SecretNotFound"), timeout=30)
     assert "does-not-exist" in _cond(body, "Ready")["message"]
-    event = _wait_event(stack, ns, "missing", "SecretNotFound")
+    event = stack.wait_event(ns, "RecordingCertificate", "missing", "SecretNotFound")
     assert event["type"] == "Warning"
     assert "does-not-exist" in event["message"]
 
     time.sleep(3)  # several reconcile ticks: still one Event each
-    assert [e["reason"] for e in _events(stack, ns, "missing")] == ["SecretNotFound"]
-    assert [e["reason"] for e in _events(stack, ns, "mismatch")] == ["KeyMismatch"]
+    assert [e["reason"] for e in stack.events(ns, "RecordingCertificate", "missing")] == ["SecretNotFound"]
+    assert [e["reason"] for e in stack.events(ns, "RecordingCertificate", "mismatch")] == ["KeyMismatch"]

@@ -62,26 +62,6 @@ def _finished(body: dict[str, Any]) -> bool:
     return bool(history) and history[0]["state"] in ("Succeeded", "Failed")
 
 
-def _events(stack: LocalStack, ns: str, name: str) -> list[dict[str, Any]]:
-    out = stack.cp.kubectl("get", "events", "-n", ns, "-o", "json").stdout
-    return [
-        e
-        for e in json.loads(out)["items"]
-        if e["involvedObject"].get("kind") == "ExportJob" and e["involvedObject"].get("name") == name
-    ]
-
-
-def _wait_event(stack: LocalStack, ns: str, name: str, reason: str, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for event in _events(stack, ns, name):
-            if event["reason"] == reason:
-                return event
-        time.sleep(0.5)
-    seen = [(e["reason"], e["message"]) for e in _events(stack, ns, name)]
-    raise TimeoutError(f"no {reason} Event for {ns}/{name}; seen {seen}\n{stack.operator_log()[-3000:]}")
-
-
 def _jobs(stack: LocalStack, ns: str, name: str) -> list[dict[str, Any]]:
     out = stack.cp.kubectl("get", "jobs", "-n", ns, "-l", f"cxbackup.io/exportjob={name}", "-o", "json").stdout
     items: list[dict[str, Any]] = json.loads(out)["items"]
@@ -141,7 +121,7 @@ def test_exports_run_decrypt_and_expired_artifacts_are_swept(
         assert body["status"]["phase"] == "Succeeded" and body["status"]["lastSuccessfulTime"]
     contact_artifacts = _check_artifacts(contacts, folder)
     gdpr_artifacts = _check_artifacts(gdpr, folder)
-    assert "ExportSucceeded" in {e["reason"] for e in _events(stack, ns, "contacts")}
+    assert "ExportSucceeded" in {e["reason"] for e in stack.events(ns, "ExportJob", "contacts")}
 
     # the pod got the certificate only: no private key in the Job, credentials only by reference
     job = _jobs(stack, ns, "gdpr")[0]
@@ -189,7 +169,7 @@ def test_exports_run_decrypt_and_expired_artifacts_are_swept(
     for a in [*contact_artifacts[1:], *gdpr_artifacts]:
         assert (folder / a["name"]).exists()
     assert [a["name"] for a in swept["status"]["artifacts"] if a["expired"]] == [expired["name"]]
-    event = _wait_event(stack, ns, "contacts", "ArtifactsExpired")
+    event = stack.wait_event(ns, "ExportJob", "contacts", "ArtifactsExpired")
     assert "deleted 1 expired artifact(s)" in event["message"] and expired["name"] in event["message"]
     assert {j["metadata"]["labels"]["cxbackup.io/export-task"] for j in _jobs(stack, ns, "contacts")} >= {"sweep"}
 
@@ -215,14 +195,14 @@ def test_outside_chat_retention_is_empty_and_missing_certificate_blocks(stack: L
     assert run["state"] == "Succeeded" and run["records"] == 0 and run["artifacts"] == 0, run
     assert "outside the chat retention period" in run["message"]
     assert not body["status"].get("artifacts")
-    event = _wait_event(stack, ns, "old", "ExportSucceeded")
+    event = stack.wait_event(ns, "ExportJob", "old", "ExportSucceeded")
     assert "outside the chat retention period" in event["message"]
 
     blocked = stack.wait_for("ej", ns, "nocert", _cond("Ready", "False", "CertificateNotFound"), timeout=30)
     ready = next(c for c in blocked["status"]["conditions"] if c["type"] == "Ready")
     assert "spec.certificate.recordingCertificate" in ready["message"] and "missing" in ready["message"]
     time.sleep(3)  # a few more reconciliations: still one Event, still no Job
-    warnings = [e for e in _events(stack, ns, "nocert") if e["reason"] == "CertificateNotFound"]
+    warnings = [e for e in stack.events(ns, "ExportJob", "nocert") if e["reason"] == "CertificateNotFound"]
     assert len(warnings) == 1 and warnings[0]["type"] == "Warning" and warnings[0].get("count", 1) == 1
     assert _jobs(stack, ns, "nocert") == []
     assert stack.get("ej", ns, "nocert")["status"]["phase"] == "Blocked"

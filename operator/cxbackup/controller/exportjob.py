@@ -36,6 +36,7 @@ from cxbackup.controller.export_runs import (
     sweep_due,
     with_running,
 )
+from cxbackup.controller.registration import register_reconciler
 from cxbackup.controller.schedule import ScheduleError, next_after, validate_schedule
 from cxbackup.controller.settings import OperatorSettings, load_settings
 from cxbackup.export.errors import ExportConfigError
@@ -298,11 +299,4 @@ def register(settings: OperatorSettings | None = None) -> None:
     """Register the handlers with kopf (called once by the operator's startup)."""
     settings = settings or load_settings()
 
-    @kopf.timer("cxbackup.io", "v1alpha1", "exportjobs", interval=settings.reconcile_interval,
-                initial_delay=0.5, sharp=True)  # fmt: skip
-    def export_timer(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-        reconcile_export(body, patch, settings)
-
-    @kopf.on.delete("cxbackup.io", "v1alpha1", "exportjobs", optional=True)
-    def export_deleted(namespace: str | None, name: str, **_: Any) -> None:
-        metrics.STATE.forget("exports", namespace or "", name)
+    register_reconciler("exportjobs", "exports", lambda body, patch: reconcile_export(body, patch, settings), settings)

@@ -33,6 +33,7 @@ from cxbackup.controller.backup_runs import (
     shard_totals,
 )
 from cxbackup.controller.conditions import condition, set_condition
+from cxbackup.controller.registration import register_reconciler
 from cxbackup.controller.schedule import ScheduleError, expected_interval, next_after, validate_schedule
 from cxbackup.controller.settings import OperatorSettings, load_settings
 
@@ -372,11 +373,6 @@ def register(settings: OperatorSettings | None = None) -> None:
     """Register the handlers with kopf (called once by the operator's startup)."""
     settings = settings or load_settings()
 
-    @kopf.timer("cxbackup.io", "v1alpha1", "recordingbackups", interval=settings.reconcile_interval,
-                initial_delay=0.5, sharp=True)  # fmt: skip
-    def backup_timer(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-        reconcile_backup(body, patch, settings)
-
-    @kopf.on.delete("cxbackup.io", "v1alpha1", "recordingbackups", optional=True)
-    def backup_deleted(namespace: str | None, name: str, **_: Any) -> None:
-        metrics.STATE.forget("backups", namespace or "", name)
+    register_reconciler(
+        "recordingbackups", "backups", lambda body, patch: reconcile_backup(body, patch, settings), settings
+    )

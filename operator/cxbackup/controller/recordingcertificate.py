@@ -66,6 +66,7 @@ from cxbackup.controller.cert_decisions import (
     usage_events,
 )
 from cxbackup.controller.conditions import set_condition
+from cxbackup.controller.registration import register_reconciler
 from cxbackup.controller.settings import OperatorSettings, load_settings
 
 __all__ = ["CertificateStore", "Emit", "reconcile_certificate", "register"]
@@ -396,9 +397,7 @@ def register(settings: OperatorSettings | None = None) -> None:
     settings = settings or load_settings()
     store: CertificateStore = kube
 
-    @kopf.timer("cxbackup.io", "v1alpha1", "recordingcertificates", id="certificate-reconcile",
-                interval=settings.reconcile_interval, initial_delay=0.5, sharp=True)  # fmt: skip
-    def certificate_timer(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    def certificate_reconcile(body: kopf.Body, patch: kopf.Patch) -> None:
         def emit(event: EventSpec) -> None:
             kopf.event(body, type="Warning" if event.warning else "Normal", reason=event.reason, message=event.message)
 
@@ -409,7 +408,5 @@ def register(settings: OperatorSettings | None = None) -> None:
         for key, value in changes.items():
             patch.status[key] = value
 
-    # optional: no finalizer of ours; deleting the resource never touches its Secrets (keys outlive it)
-    @kopf.on.delete("cxbackup.io", "v1alpha1", "recordingcertificates", optional=True)
-    def certificate_deleted(namespace: str | None, name: str, **_: Any) -> None:
-        metrics.STATE.forget("certificates", namespace or "", name)
+    # deleting the resource never touches its Secrets (keys outlive it)
+    register_reconciler("recordingcertificates", "certificates", certificate_reconcile, settings)

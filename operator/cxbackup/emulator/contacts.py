@@ -35,15 +35,14 @@ Wire format (a test double in the spirit of shared/VENDOR_API.md, not the vendor
 from __future__ import annotations
 
 import base64
-import bisect
 import hashlib
 import random
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
 from typing import Any
 
 from cxbackup.emulator.dataset import HOUR_MS, Dataset, format_time
+from cxbackup.emulator.slots import SlotQueries
 
 __all__ = ["CONTACT_TYPES", "ContactHistory", "HourlySeries", "mask_email", "mask_phone"]
 
@@ -82,12 +81,12 @@ def _id(*parts: object, width: int = 14) -> str:
     return base64.b32hexencode(digest).decode()[:width]
 
 
-class HourlySeries:
+class HourlySeries(SlotQueries[_Entry, dict[str, Any]]):
     """Items in the data set's one-hour slots, each slot's sorted index rebuilt on demand.
 
     Subclasses say how many items a slot holds (`slot_count`, cheap), build a slot's index sorted by
-    (time, id) (`build_index`) and turn one index entry into an item (`materialize`). Paging counts
-    whole slots without building them, as the recording data set does. Thread-safe.
+    (time, id) (`build_index`) and turn one index entry into an item (`materialize`); the queries are
+    slots.SlotQueries', shared with the recording data set. Thread-safe.
     """
 
     def __init__(self, dataset: Dataset) -> None:
@@ -124,61 +123,6 @@ class HourlySeries:
             while len(self._cache) > _SLOT_CACHE:
                 self._cache.popitem(last=False)
         return entries
-
-    def _slots(self, from_ms: int, to_ms: int) -> Iterator[tuple[int, int, int, bool]]:
-        lo, hi = max(from_ms, self.start_ms), min(to_ms, self.end_ms)
-        if lo >= hi:
-            return
-        first, last = (lo - self.start_ms) // HOUR_MS, (hi - 1 - self.start_ms) // HOUR_MS
-        for s in range(first, last + 1):
-            slot_lo = self.start_ms + s * HOUR_MS
-            yield s, lo, hi, lo <= slot_lo and slot_lo + HOUR_MS <= hi
-
-    def count(self, from_ms: int, to_ms: int) -> int:
-        """How many items fall in [from_ms, to_ms)."""
-        total = 0
-        for s, lo, hi, full in self._slots(from_ms, to_ms):
-            if full:
-                total += self.slot_count(s)
-            else:
-                idx = self._index(s)
-                total += bisect.bisect_left(idx, (hi,)) - bisect.bisect_left(idx, (lo,))
-        return total
-
-    def page(self, from_ms: int, to_ms: int, offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
-        """(total, items[offset:offset+limit]) of the items in [from_ms, to_ms)."""
-        total, skip = 0, offset
-        out: list[dict[str, Any]] = []
-        for s, lo, hi, full in self._slots(from_ms, to_ms):
-            if full:
-                n = self.slot_count(s)
-                if len(out) >= limit or skip >= n:
-                    total += n
-                    skip = skip - n if len(out) < limit else skip
-                    continue
-            idx = self._index(s)
-            a, b = (0, len(idx)) if full else (bisect.bisect_left(idx, (lo,)), bisect.bisect_left(idx, (hi,)))
-            total += b - a
-            if len(out) >= limit:
-                continue
-            if skip >= b - a:
-                skip -= b - a
-                continue
-            for entry in idx[a + skip : b]:
-                if len(out) >= limit:
-                    break
-                out.append(self.materialize(s, entry))
-            skip = 0
-        return total, out
-
-    def iter_items(self, from_ms: int | None = None, to_ms: int | None = None) -> Iterator[dict[str, Any]]:
-        """Every item in [from_ms, to_ms) (default: the whole span) in (time, id) order, lazily."""
-        lo = self.start_ms if from_ms is None else from_ms
-        hi = self.end_ms if to_ms is None else to_ms
-        for s, a_ms, b_ms, _full in self._slots(lo, hi):
-            idx = self._index(s)
-            for entry in idx[bisect.bisect_left(idx, (a_ms,)) : bisect.bisect_left(idx, (b_ms,))]:
-                yield self.materialize(s, entry)
 
 
 class ContactHistory(HourlySeries):

@@ -29,7 +29,6 @@ the `contacts_per_hour`, `chat_users` and `chat_messages_per_hour` fields here.
 from __future__ import annotations
 
 import base64
-import bisect
 import copy
 import hashlib
 import random
@@ -39,6 +38,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from cxbackup.emulator.slots import HOUR_MS, SlotQueries
 
 __all__ = [
     "HOUR_MS",
@@ -50,7 +51,6 @@ __all__ = [
     "parse_time",
 ]
 
-HOUR_MS = 3_600_000
 Record = dict[str, Any]
 
 _AWS_REGIONS = {
@@ -207,7 +207,7 @@ class _State:
     cert_aliases: list[tuple[int, str]] = field(default_factory=list)  # (from slot, alias), ascending
 
 
-class Dataset:
+class Dataset(SlotQueries[tuple[int, str, int], Record]):
     """The recordings of a `DatasetSpec`, computed on demand. Thread-safe."""
 
     def __init__(self, spec: DatasetSpec, *, cert_alias: str = "") -> None:
@@ -261,7 +261,7 @@ class Dataset:
 
     # ------------------------------------------------------------------------------- slots
 
-    def _slot_count(self, s: int) -> int:
+    def slot_count(self, s: int) -> int:
         n = self.spec.recordings_per_hour
         if self.spec.hourly_jitter:
             u = random.Random(f"{self.spec.seed}/count/{s}").random()
@@ -272,7 +272,7 @@ class Dataset:
     def _generated_count(self, s: int) -> int:
         with self._lock:
             extras = len(self._state.extras.get(s, ()))
-        return self._slot_count(s) - extras
+        return self.slot_count(s) - extras
 
     def _uuid(self, s: int, j: int) -> str:
         digest = hashlib.blake2b(f"{self.spec.seed}/{s}/{j}".encode(), digest_size=15).digest()
@@ -299,16 +299,7 @@ class Dataset:
                 self._index_cache.popitem(last=False)
         return entries
 
-    def _slots(self, from_ms: int, to_ms: int) -> Iterator[tuple[int, int, int, bool]]:
-        lo, hi = max(from_ms, self.start_ms), min(to_ms, self.end_ms)
-        if lo >= hi:
-            return
-        first, last = (lo - self.start_ms) // HOUR_MS, (hi - 1 - self.start_ms) // HOUR_MS
-        for s in range(first, last + 1):
-            slot_lo = self.start_ms + s * HOUR_MS
-            yield s, lo, hi, lo <= slot_lo and slot_lo + HOUR_MS <= hi
-
-    def _materialize(self, s: int, entry: tuple[int, str, int]) -> Record:
+    def materialize(self, s: int, entry: tuple[int, str, int]) -> Record:
         t, uuid, j = entry
         if j < 0:
             # hand-added records are found by their position in the slot, not by id: `fields` may
@@ -319,51 +310,9 @@ class Dataset:
 
     # ------------------------------------------------------------------------------- queries
 
-    def count(self, from_ms: int, to_ms: int) -> int:
-        """How many recordings start in [from_ms, to_ms)."""
-        total = 0
-        for s, lo, hi, full in self._slots(from_ms, to_ms):
-            if full:
-                total += self._slot_count(s)
-            else:
-                idx = self._index(s)
-                total += bisect.bisect_left(idx, (hi,)) - bisect.bisect_left(idx, (lo,))
-        return total
-
-    def page(self, from_ms: int, to_ms: int, offset: int, limit: int) -> tuple[int, list[Record]]:
-        """(total, records[offset:offset+limit]) of the recordings starting in [from_ms, to_ms)."""
-        total, skip = 0, offset
-        out: list[Record] = []
-        for s, lo, hi, full in self._slots(from_ms, to_ms):
-            if full:
-                n = self._slot_count(s)
-                if len(out) >= limit or skip >= n:  # counted without building the slot
-                    total += n
-                    skip = skip - n if len(out) < limit else skip
-                    continue
-            idx = self._index(s)
-            a, b = (0, len(idx)) if full else (bisect.bisect_left(idx, (lo,)), bisect.bisect_left(idx, (hi,)))
-            total += b - a
-            if len(out) >= limit:
-                continue
-            if skip >= b - a:
-                skip -= b - a
-                continue
-            for entry in idx[a + skip : b]:
-                if len(out) >= limit:
-                    break
-                out.append(self._materialize(s, entry))
-            skip = 0
-        return total, out
-
     def iter_records(self, from_ms: int | None = None, to_ms: int | None = None) -> Iterator[Record]:
         """Every recording starting in [from_ms, to_ms) in (startTime, id) order, lazily."""
-        lo = self.start_ms if from_ms is None else from_ms
-        hi = self.end_ms if to_ms is None else to_ms
-        for s, a_ms, b_ms, _full in self._slots(lo, hi):
-            idx = self._index(s)
-            for entry in idx[bisect.bisect_left(idx, (a_ms,)) : bisect.bisect_left(idx, (b_ms,))]:
-                yield self._materialize(s, entry)
+        return self.iter_items(from_ms, to_ms)
 
     def record(self, call_uuid: str) -> Record | None:
         """The record with this id, or None."""
@@ -378,7 +327,7 @@ class Dataset:
             return None
         for entry in self._index(s):
             if entry[1] == call_uuid:
-                return self._materialize(s, entry)
+                return self.materialize(s, entry)
         return None  # pragma: no cover - the index always holds its generated ids
 
     def find_media(self, media_id: str) -> tuple[Record, dict[str, Any]] | None:

@@ -191,6 +191,32 @@ class LocalStack:
         result: dict[str, Any] = json.loads(out)
         return result
 
+    def events(self, namespace: str, kind: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
+        """The namespace's Events, those about one object when `kind` and `name` are given."""
+        out = self.cp.kubectl("get", "events", "-n", namespace, "-o", "json").stdout
+        items: list[dict[str, Any]] = json.loads(out)["items"]
+        return [
+            e
+            for e in items
+            if (kind is None or e["involvedObject"].get("kind") == kind)
+            and (name is None or e["involvedObject"].get("name") == name)
+        ]
+
+    def wait_event(
+        self, namespace: str, kind: str | None, name: str | None, reason: str, *, timeout: float = 30
+    ) -> dict[str, Any]:
+        """The first Event with `reason` (about that object, when given); TimeoutError names what was seen."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for event in self.events(namespace, kind, name):
+                if event["reason"] == reason:
+                    return event
+            time.sleep(0.5)
+        seen = [(e["type"], e["reason"], e.get("message", "")[:120]) for e in self.events(namespace, kind, name)]
+        raise TimeoutError(
+            f"no {reason} Event for {kind} {namespace}/{name}; seen {seen}\n{self.operator_log()[-3000:]}"
+        )
+
     def wait_for(
         self, kind: str, namespace: str, name: str, predicate: Any, *, timeout: float = 180, poll: float = 0.5
     ) -> dict[str, Any]:
