@@ -42,7 +42,20 @@ def _source(endpoint: str, access: str, secret: str, bucket: str, prefix: str = 
     return CrtS3MediaSource(settings, options, **kw)
 
 
-def test_keys_that_need_encoding_are_signed_and_fetched(emulator: Emulator, tmp_path: Path) -> None:
+def _emulator_source(emulator: Emulator, secret: str | None = None) -> CrtS3MediaSource:
+    """A CRT source for the emulator's first storage entry (with `secret`: a wrong one)."""
+    entry = emulator.storage[0]
+    return _source(
+        emulator.s3_endpoint,
+        emulator.aws_access_key_id,
+        secret or emulator.aws_secret_access_key,
+        entry.bucket,
+        entry.prefix,
+    )
+
+
+def _put(emulator: Emulator, name: str, body: bytes) -> None:
+    """Store `body` as media `name` in the emulator's first storage entry (through its S3 endpoint)."""
     entry = emulator.storage[0]
     client = boto3.client(
         "s3",
@@ -51,12 +64,14 @@ def test_keys_that_need_encoding_are_signed_and_fetched(emulator: Emulator, tmp_
         aws_secret_access_key=emulator.aws_secret_access_key,
         region_name="us-east-1",
     )
-    source = _source(
-        emulator.s3_endpoint, emulator.aws_access_key_id, emulator.aws_secret_access_key, entry.bucket, entry.prefix
-    )
+    client.put_object(Bucket=entry.bucket, Key=entry.prefix + name, Body=body)
+
+
+def test_keys_that_need_encoding_are_signed_and_fetched(emulator: Emulator, tmp_path: Path) -> None:
+    source = _emulator_source(emulator)
     for i, name in enumerate(ODD_KEYS):
         body = hashlib.sha256(name.encode()).digest() * (100 + i * 997)
-        client.put_object(Bucket=entry.bucket, Key=entry.prefix + name, Body=body)
+        _put(emulator, name, body)
         path = tmp_path / f"f{i}"
         path.write_bytes(b"stale bytes the download must replace" * 5000)
         fetched = source.download_to(source.locate("usw1", name), str(path))
@@ -66,20 +81,10 @@ def test_keys_that_need_encoding_are_signed_and_fetched(emulator: Emulator, tmp_
 
 
 def test_an_object_larger_than_a_part_is_fetched_in_ranges(emulator: Emulator, tmp_path: Path) -> None:
-    entry = emulator.storage[0]
-    client = boto3.client(
-        "s3",
-        endpoint_url=emulator.s3_endpoint,
-        aws_access_key_id=emulator.aws_access_key_id,
-        aws_secret_access_key=emulator.aws_secret_access_key,
-        region_name="us-east-1",
-    )
     body = b"".join(i.to_bytes(4, "big") for i in range((2 * PART_BYTES + 12345) // 4))
-    client.put_object(Bucket=entry.bucket, Key=entry.prefix + "big.bin", Body=body)
+    _put(emulator, "big.bin", body)
     logged = len(emulator.request_log("s3"))
-    source = _source(
-        emulator.s3_endpoint, emulator.aws_access_key_id, emulator.aws_secret_access_key, entry.bucket, entry.prefix
-    )
+    source = _emulator_source(emulator)
     fetched = source.download_to(source.locate("usw1", "big.bin"), str(tmp_path / "big"))
     assert (tmp_path / "big").read_bytes() == body
     assert fetched.content_length == len(body)
@@ -88,13 +93,10 @@ def test_an_object_larger_than_a_part_is_fetched_in_ranges(emulator: Emulator, t
 
 
 def test_missing_object_and_wrong_secret(emulator: Emulator, tmp_path: Path) -> None:
-    entry = emulator.storage[0]
-    good = _source(
-        emulator.s3_endpoint, emulator.aws_access_key_id, emulator.aws_secret_access_key, entry.bucket, entry.prefix
-    )
+    good = _emulator_source(emulator)
     with pytest.raises(MediaMissingError, match="not found in S3"):
         good.download_to(good.locate("usw1", "no-such-media"), str(tmp_path / "x"))
-    bad = _source(emulator.s3_endpoint, emulator.aws_access_key_id, "wrong-secret", entry.bucket, entry.prefix)
+    bad = _emulator_source(emulator, secret="wrong-secret")
     media_id = next(m["mediaId"] for r in emulator.records() for m in r["mediaFiles"])
     with pytest.raises(SourceAuthError, match="S3 denied"):
         bad.download_to(bad.locate("usw1", media_id), str(tmp_path / "y"))
@@ -196,10 +198,7 @@ def test_a_body_that_stops_coming_is_cancelled(raw_server: RawServer, tmp_path: 
 
 
 def test_a_file_that_cannot_be_written_is_a_target_error(emulator: Emulator, tmp_path: Path) -> None:
-    entry = emulator.storage[0]
-    source = _source(
-        emulator.s3_endpoint, emulator.aws_access_key_id, emulator.aws_secret_access_key, entry.bucket, entry.prefix
-    )
+    source = _emulator_source(emulator)
     media_id = next(m["mediaId"] for r in emulator.records() for m in r["mediaFiles"])
     with pytest.raises(TargetError, match="AWS_ERROR_FILE_INVALID_PATH"):
         source.download_to(source.locate("usw1", media_id), str(tmp_path / "no" / "such" / "dir" / "f"))
