@@ -7,6 +7,7 @@ credentials only as secretKeyRef, owner references, and the labels the controlle
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,12 +132,13 @@ def backup_properties(backup: RecordingBackup, window: RecordingWindow | None) -
     return RcbsConfig.from_values(values, source_name=f"RecordingBackup {backup.metadata.get('name')}")
 
 
-def _owner(backup: RecordingBackup) -> dict[str, Any]:
+def _owner(kind: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The owner reference that makes Kubernetes delete a run's objects with the resource."""
     return {
         "apiVersion": API_VERSION,
-        "kind": "RecordingBackup",
-        "name": backup.metadata["name"],
-        "uid": backup.metadata["uid"],
+        "kind": kind,
+        "name": metadata["name"],
+        "uid": metadata["uid"],
         "controller": True,
         "blockOwnerDeletion": True,
     }
@@ -165,7 +167,7 @@ def build_backup_configmap(backup: RecordingBackup, run_id: str, window: Recordi
             "name": f"{_job_name(backup, run_id)}-config",
             "namespace": backup.metadata["namespace"],
             "labels": _labels(backup, run_id),
-            "ownerReferences": [_owner(backup)],
+            "ownerReferences": [_owner("RecordingBackup", backup.metadata)],
         },
         "data": {"config.properties": config.to_properties(header=header)},
     }
@@ -293,7 +295,7 @@ def build_backup_job(
                 ANNOTATION_REPLICAS: str(spec.replicas),
                 ANNOTATION_RUN_START: run_start.astimezone(dt.UTC).isoformat(),
             },
-            "ownerReferences": [_owner(backup)],
+            "ownerReferences": [_owner("RecordingBackup", backup.metadata)],
         },
         "spec": {
             "completionMode": "Indexed",
@@ -323,7 +325,7 @@ def build_audit_configmap(backup: RecordingBackup, window: RecordingWindow) -> d
             "name": audit_configmap_name(backup),
             "namespace": backup.metadata["namespace"],
             "labels": {"app.kubernetes.io/name": "cxbackup", LABEL_AUDIT: backup.metadata["name"]},
-            "ownerReferences": [_owner(backup)],
+            "ownerReferences": [_owner("RecordingBackup", backup.metadata)],
         },
         "data": {"config.properties": config.to_properties(header=f"audit of {window.describe()}")},
     }
@@ -415,17 +417,6 @@ def export_store_location(export: ExportJob) -> str:
     return f"{EXPORT_STORE_MOUNT}/{sub}" if sub else EXPORT_STORE_MOUNT
 
 
-def _export_owner(export: ExportJob) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "ExportJob",
-        "name": export.metadata["name"],
-        "uid": export.metadata["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
 def _export_labels(export: ExportJob, run_id: str, task: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "cxbackup",
@@ -489,7 +480,7 @@ def _export_job(
             "namespace": export.metadata["namespace"],
             "labels": labels,
             "annotations": annotations,
-            "ownerReferences": [_export_owner(export)],
+            "ownerReferences": [_owner("ExportJob", export.metadata)],
         },
         "spec": {
             "backoffLimit": 0,
