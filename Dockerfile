@@ -1,15 +1,33 @@
 # cxbackup: one image for the operator and the worker Jobs (entrypoint `cxbackup`).
-# Stage 1 builds a wheel and its dependencies; stage 2 is a slim runtime with no build tools.
-FROM python:3.11-slim AS build
+# hack/build-image.sh builds the same image without Docker (debootstrap, chroot, umoci);
+# tests/unit/test_dockerfile.py keeps the two in step: suite, packages, user, venv, lock, entrypoint.
+# Stage 1 builds the project's wheel; stage 2 is Debian's python3 with a venv holding requirements.lock
+# (installed with --require-hashes) and that wheel, and no build tools.
+FROM debian:bookworm-slim AS build
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator ./operator
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN python3 -m venv /build \
+    && /build/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /dist /src
 
-FROM python:3.11-slim
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin cxbackup
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links=/wheels cxbackup && rm -rf /wheels
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 cxbackup \
+    && useradd --system --no-log-init --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin cxbackup
+COPY requirements.lock /tmp/requirements.lock
+COPY --from=build /dist /tmp/dist
+RUN python3 -m venv /opt/cxbackup \
+    && /opt/cxbackup/bin/pip install --no-cache-dir --only-binary=:all: --no-deps --require-hashes \
+        -r /tmp/requirements.lock \
+    && /opt/cxbackup/bin/pip install --no-cache-dir --no-index --no-deps /tmp/dist/cxbackup-*.whl \
+    && ln -s /opt/cxbackup/bin/cxbackup /usr/local/bin/cxbackup \
+    && rm -rf /tmp/requirements.lock /tmp/dist
+ENV PATH=/opt/cxbackup/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 USER 10001:10001
 ENTRYPOINT ["cxbackup"]
 CMD ["operator"]
