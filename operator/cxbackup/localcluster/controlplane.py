@@ -139,7 +139,12 @@ class ControlPlane:
     """etcd + kube-apiserver + kube-controller-manager on 127.0.0.1, rooted at `workdir`."""
 
     workdir: Path
-    controllers: str = "job,garbagecollector,ttl-after-finished,namespace,serviceaccount,serviceaccount-token"
+    controllers: str = (
+        "job,garbagecollector,ttl-after-finished,namespace,serviceaccount,serviceaccount-token,"
+        # what a node needs: the CA ConfigMap for token volumes, node health, PV binding, pod clean-up
+        "root-ca-certificate-publisher-controller,node-lifecycle-controller,persistentvolume-binder-controller,"
+        "pod-garbage-collector-controller,deployment-controller,replicaset-controller"
+    )
     with_controller_manager: bool = True
     bin_dir: Path = field(default_factory=binaries_dir)
     api_port: int = 0
@@ -317,6 +322,10 @@ class ControlPlane:
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--endpoint-reconciler-type=none",
+            # `kubectl logs` and `exec` reach kubelets on their InternalIP with the admin client certificate
+            f"--kubelet-client-certificate={pki / 'admin.crt'}",
+            f"--kubelet-client-key={pki / 'admin.key'}",
+            "--kubelet-preferred-address-types=InternalIP",
             "--v=1",
         ]
 
