@@ -428,10 +428,13 @@ def test_install_cluster_wide_and_rbac(helm: Helm, control_plane: ControlPlane, 
         assert can_i(control_plane, operator, "create", "events", ns)
         assert can_i(control_plane, operator, "create", "events.events.k8s.io", ns)
         assert can_i(control_plane, operator, "create", "configmaps", ns)
+        assert can_i(control_plane, operator, "patch", "configmaps", ns)  # the audit's configuration, per audit
         assert not can_i(control_plane, operator, "delete", "secrets", ns)
         assert not can_i(control_plane, operator, "list", "secrets", ns)
         assert not can_i(control_plane, operator, "delete", "recordingbackups.cxbackup.io", ns)
         assert not can_i(control_plane, operator, "create", "pods", ns)
+        assert can_i(control_plane, operator, "list", "pods", ns)  # a Job's pods: summary, failure cause
+        assert not can_i(control_plane, operator, "delete", "pods", ns)
     assert can_i(control_plane, operator, "patch", "clusterkopfpeerings.kopf.dev", "default")
     assert can_i(control_plane, operator, "watch", "namespaces", "default")
     assert can_i(control_plane, operator, "list", "customresourcedefinitions.apiextensions.k8s.io", "default")

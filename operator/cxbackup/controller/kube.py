@@ -240,7 +240,7 @@ def patch_secret(
 
 # ---- ExportJob: the RecordingCertificate it names, and the result its pod reports ----------------------
 
-__all__ += ["job_termination_messages", "read_custom"]
+__all__ += ["job_pods", "job_termination_messages", "read_custom"]
 
 
 def read_custom(namespace: str, plural: str, name: str) -> dict[str, Any] | None:
@@ -254,13 +254,19 @@ def read_custom(namespace: str, plural: str, name: str) -> dict[str, Any] | None
     return obj
 
 
-def job_termination_messages(namespace: str, job_name: str) -> list[str]:
-    """The terminated.message of every finished container of the Job's pods, newest pod first."""
+def job_pods(namespace: str, job_name: str) -> list[dict[str, Any]]:
+    """The pods of a Job, as plain dicts."""
     try:
         pods = _core().list_namespaced_pod(namespace, label_selector=f"batch.kubernetes.io/job-name={job_name}")
     except ApiException as exc:
         raise _fail(f"listing the pods of Job {namespace}/{job_name}", exc) from exc
     items: list[dict[str, Any]] = api_client().sanitize_for_serialization(pods).get("items", [])
+    return items
+
+
+def job_termination_messages(namespace: str, job_name: str) -> list[str]:
+    """The terminated.message of every finished container of the Job's pods, newest pod first."""
+    items = job_pods(namespace, job_name)
     items.sort(key=lambda p: str(p.get("metadata", {}).get("creationTimestamp", "")), reverse=True)
     messages: list[str] = []
     for pod in items:

@@ -8,6 +8,7 @@ are in backup_runs (pure); API access in kube; manifests in jobs.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from typing import Any
@@ -33,6 +34,7 @@ from cxbackup.controller.backup_runs import (
     shard_totals,
 )
 from cxbackup.controller.conditions import condition, set_condition
+from cxbackup.controller.jobstate import pod_problems
 from cxbackup.controller.registration import register_reconciler
 from cxbackup.controller.schedule import ScheduleError, expected_interval, next_after, validate_schedule
 from cxbackup.controller.settings import OperatorSettings, load_settings
@@ -153,6 +155,12 @@ def reconcile_backup(body: Any, patch: Any, settings: OperatorSettings, now: dt.
         if not view.finished or view.accounted:
             continue
         if view.name not in history_names:
+            if not view.succeeded:
+                # name the cause the Job's own message cannot (OOMKilled, a killed pod, a missing image)
+                problems = pod_problems(kube.job_pods(ns, view.name))
+                if problems:
+                    detail = "; ".join(str(p) for p in problems)
+                    view = dataclasses.replace(view, failure_message=f"{view.failure_message}; {detail}".lstrip("; "))
             outcome = account_run(backup, view, now)
             for key, value in outcome.status_patch.items():
                 patch.status[key] = value
@@ -246,6 +254,7 @@ def reconcile_backup(body: Any, patch: Any, settings: OperatorSettings, now: dt.
         }  # fmt: skip
         conditions = set_condition(conditions, "Running", "True", "RunActive", f"run {current.name}",
                                    now=now, generation=generation)  # fmt: skip
+        conditions = _worker_pods_condition(body, ns, current.name, conditions, now, generation)
     else:
         if status_dump.get("currentRun"):
             patch.status["currentRun"] = None
@@ -264,6 +273,25 @@ def reconcile_backup(body: Any, patch: Any, settings: OperatorSettings, now: dt.
     _update_metric_state(backup, status_dump, state, now)
     if status_dump.get("observedGeneration") != generation:
         patch.status["observedGeneration"] = generation
+
+
+def _worker_pods_condition(
+    body: Any, ns: str, job_name: str, conditions: list[dict[str, Any]] | None, now: dt.datetime, generation: Any
+) -> list[dict[str, Any]]:
+    """Degraded (WorkerPodsNotStarting) with an Event while a run's pods cannot start (image missing,
+    configuration error), so a run that waits on the node does not look merely slow."""
+    stuck = [str(p) for p in pod_problems(kube.job_pods(ns, job_name)) if p.waiting]
+    old = condition(conditions, "Degraded")
+    if stuck:
+        message = f"run {job_name} cannot start: " + "; ".join(stuck)
+        if old is None or old.get("message") != message:
+            _event(body, "WorkerPodsNotStarting", message, warning=True)
+        return set_condition(conditions, "Degraded", "True", "WorkerPodsNotStarting", message,
+                             now=now, generation=generation)  # fmt: skip
+    if old is not None and old.get("reason") == "WorkerPodsNotStarting":
+        return set_condition(conditions, "Degraded", "False", "WorkerPodsStarted", f"run {job_name} pods started",
+                             now=now, generation=generation)  # fmt: skip
+    return list(conditions or [])
 
 
 AUDIT_DEFAULT_RETENTION_DAYS = 30
