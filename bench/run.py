@@ -500,24 +500,34 @@ same 2 cores, so the server's JSON generation is in the time). Measured on {n:,}
 
 
 def bench_operator() -> None:
-    from cxbackup.localcluster.controlplane import ControlPlane
-    from cxbackup.localcluster.stack import LocalStack
+    from cxbackup.localcluster.controlplane import REPO_ROOT, ControlPlane
+    from cxbackup.localcluster.stack import credential_secrets, operator_env, start_operator_process, worker_rbac
 
     n_latency = int(os.environ.get("BENCH_OPERATOR_CRS", "100"))
     n_memory = int(os.environ.get("BENCH_OPERATOR_MEMORY_CRS", "1000"))
     wd = fresh_dir(WORK / "operator")
     cp = ControlPlane(workdir=wd / "controlplane")
     cp.start()
-    stack = LocalStack(wd, control_plane=cp)
+    op = None
     try:
-        stack.install_crds()
-        stack.start_operator()  # no pod runner: the Jobs' pods stay Pending
+        cp.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
+        cp.kubectl("wait", "--for=condition=Established", "--timeout=180s", "crd", "-l",
+                   "app.kubernetes.io/part-of=cxbackup")  # fmt: skip
+        peering = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "cxbackup"}}
+        # the operator alone as a local process, no node: the Jobs' pods stay Pending
+        op = start_operator_process(operator_env(cp.kubeconfig), wd / "operator.log")
         ns = "bench"
-        stack.prepare_namespace(
-            ns, {"GWS_USERNAME": "u", "GWS_PASSWORD": "p", "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "s"}
-        )
-        assert stack._operator is not None
-        pid = stack._operator.pid
+        cp.kubectl("create", "namespace", ns)
+        creds = {"GWS_USERNAME": "u", "GWS_PASSWORD": "p", "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "s"}
+        pvc = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "recordings", "namespace": ns},
+            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}},
+        }
+        objects = [peering, *credential_secrets(ns, creds), pvc, *worker_rbac(ns)]
+        cp.kubectl("apply", "-f", "-", input_text="\n".join(json.dumps(o) for o in objects))
+        pid = op.pid
 
         def rss_mib() -> float:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -606,7 +616,9 @@ def bench_operator() -> None:
         jobs_n = len(seen)
         stop.set()
     finally:
-        stack.stop_operator()
+        if op is not None:
+            op.terminate()
+            op.wait(timeout=30)
         cp.stop()
     p50, p95 = pct(lat, 0.5), pct(lat, 0.95)
     line = (
@@ -617,7 +629,7 @@ def bench_operator() -> None:
     md = f"""### 5. Operator
 
 The test control plane (etcd + kube-apiserver + kube-controller-manager, localcluster.ControlPlane) and
-the operator (`cxbackup operator`, as LocalStack starts it); no pod runner, so the Jobs' pods stay
+the operator (`cxbackup operator` as a local process); no node, so the Jobs' pods stay
 Pending. {n_latency} metadataOnly RecordingBackups (suspend false, replicas 1) applied one `kubectl apply` each,
 back to back ({n_latency / apply_secs:.1f} applies/s); latency = time from just before `kubectl apply` starts
 to the Job appearing in a `kubectl get jobs --watch` started beforehand. Then CRs up to {n_memory} applied in

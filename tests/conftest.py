@@ -1,4 +1,6 @@
-"""Fixtures shared by every layer: the test control plane (real etcd + kube-apiserver + kcm)."""
+"""Fixtures shared by every layer: the test control plane (real etcd + kube-apiserver + kcm), and for the
+operator-level tests the whole product on a real node (`installed_stack`: control plane, kubelet, containerd,
+the image and `helm install` of the chart)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from cxbackup.localcluster.controlplane import ControlPlane, build_binaries
+from cxbackup.localcluster.node import host_snapshot
+from cxbackup.localcluster.stack import LocalStack
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,3 +53,14 @@ def namespace(control_plane: ControlPlane) -> str:
 def kube_env(control_plane: ControlPlane) -> dict[str, str]:
     """Environment for subprocesses that talk to the test control plane."""
     return {**os.environ, "KUBECONFIG": str(control_plane.kubeconfig)}
+
+
+def installed_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """The product installed by its chart on a real node (one node per machine: the e2e and reliability
+    packages each have one, package-scoped); after it stops, the machine must be as it was before."""
+    before = host_snapshot()
+    with LocalStack(tmp_path_factory.mktemp("stack")) as s:
+        yield s
+    after = host_snapshot()
+    changed = {k: (before[k], after[k]) for k in before if before[k] != after[k]}
+    assert not changed, f"the test node left the machine changed: {changed}"

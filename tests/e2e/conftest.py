@@ -1,5 +1,4 @@
-"""e2e fixtures: the operator and the pod runner on the session's control plane (per module, so no pod runner
-outlives its tests), an emulator per test."""
+"""e2e fixtures: an emulator per test (the stack, the product on a real node, is a session fixture)."""
 
 from __future__ import annotations
 
@@ -10,14 +9,8 @@ from pathlib import Path
 import pytest
 
 from cxbackup.emulator import DatasetSpec, Emulator
-from cxbackup.localcluster.controlplane import ControlPlane
 from cxbackup.localcluster.stack import LocalStack
-
-
-@pytest.fixture(scope="module")
-def stack(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    with LocalStack(tmp_path_factory.mktemp("stack"), control_plane=control_plane) as s:
-        yield s
+from tests.conftest import installed_stack
 
 
 @pytest.fixture
@@ -28,3 +21,9 @@ def emulator(tmp_path: Path) -> Iterator[Emulator]:
     spec = DatasetSpec(start=now - dt.timedelta(hours=6), hours=7, recordings_per_hour=4, seed=11, screen_fraction=0.25)
     with Emulator(spec, tmp_path / "emulator") as emu:
         yield emu
+
+
+@pytest.fixture(scope="package")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """The product on a real node for the e2e tests (stopped, and the machine checked, after the last one)."""
+    yield from installed_stack(tmp_path_factory)

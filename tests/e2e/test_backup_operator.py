@@ -1,5 +1,6 @@
-"""The operator end to end: RecordingBackups become sharded Jobs whose pods (run by the local pod runner)
-back up the emulator's recordings into a PVC; status, checkpoint, schedule, suspend and cleanup."""
+"""The operator end to end on a real node: RecordingBackups become sharded Jobs whose pods (real containers
+from the project's image) back up the emulator's recordings into a PVC on a local PersistentVolume; status,
+checkpoint, schedule, suspend and cleanup."""
 
 from __future__ import annotations
 
@@ -124,6 +125,24 @@ def test_one_shot_backup_with_three_shards_covers_every_recording_once(
     jobs = json.loads(stack.cp.kubectl("get", "jobs", "-n", ns, "-o", "json").stdout)["items"]
     assert jobs[0]["metadata"]["ownerReferences"][0]["kind"] == "RecordingBackup"
     assert jobs[0]["spec"]["completions"] == 3
+    # real containers: the worker account through in-cluster configuration (no kubeconfig handed in), the
+    # restricted security context, files owned by uid 10001 on the local volume, the summary as the
+    # termination message
+    pods = json.loads(stack.cp.kubectl("get", "pods", "-n", ns, "-o", "json").stdout)["items"]
+    assert len(pods) == 3
+    for pod in pods:
+        assert pod["spec"]["serviceAccountName"] == "cxbackup-worker"
+        container = pod["spec"]["containers"][0]
+        assert container["image"] == stack.image
+        assert "KUBECONFIG" not in {e["name"] for e in container.get("env", [])}
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        [state] = pod["status"]["containerStatuses"]
+        summary = json.loads(state["state"]["terminated"]["message"])
+        assert summary["kind"] == "RcbsRunSummary" and summary["result"] == "Succeeded", summary
+    assert sum(
+        json.loads(p["status"]["containerStatuses"][0]["state"]["terminated"]["message"])["downloaded"] for p in pods
+    ) == len(expected)
+    assert {p.stat().st_uid for p in folder.iterdir()} == {10001}
 
 
 def test_a_failed_run_keeps_the_checkpoint_and_the_next_run_completes(stack: LocalStack, emulator: Emulator) -> None:
@@ -151,13 +170,12 @@ def test_a_killed_shard_pod_is_retried_and_nothing_is_lost(stack: LocalStack, em
     _apply(stack, ns, _backup(emulator, replicas=2, concurrency=1))
     deadline = time.monotonic() + 60
     killed = False
-    assert stack.runner is not None
     while time.monotonic() < deadline and not killed:
         pods = json.loads(stack.cp.kubectl("get", "pods", "-n", ns, "-o", "json").stdout)["items"]
         running = [p for p in pods if p.get("status", {}).get("phase") == "Running"]
         if running:
             time.sleep(1.0)
-            stack.runner.kill(ns, running[0]["metadata"]["name"])
+            stack.kill_container(ns, running[0]["metadata"]["name"])
             killed = True
         time.sleep(0.2)
     assert killed

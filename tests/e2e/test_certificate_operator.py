@@ -35,7 +35,7 @@ SUBJECT_DN = "CN=Genesys Recording,C=US,ST=California,O=Genesys"
 
 def _ns(stack: LocalStack) -> str:
     ns = f"e2e-cert-{uuid.uuid4().hex[:8]}"
-    stack.cp.kubectl("create", "namespace", ns)
+    stack.create_namespace(ns)
     return ns
 
 

@@ -1,5 +1,5 @@
-"""The ExportJob controller end to end on the test control plane, with the operator and the pod runner:
-contact-history and GDPR chat exports into a PVC, artifacts listed in status and decrypted with openssl,
+"""The ExportJob controller end to end on a real node (the operator installed by its chart, export pods real
+containers): contact-history and GDPR chat exports into a PVC, artifacts listed in status and decrypted with openssl,
 the retention sweep deleting exactly the expired artifact, an empty export outside chat retention, and a
 missing certificate reported once without a Job."""
 

@@ -26,8 +26,8 @@ import pluggy
 import pytest
 
 from cxbackup.emulator import DatasetSpec, Emulator, FaultConfig
-from cxbackup.localcluster.controlplane import ControlPlane
 from cxbackup.localcluster.stack import LocalStack
+from tests.conftest import installed_stack
 from tests.reliability.table import Row, render_markdown
 
 _ROWS = pytest.StashKey[list[Row]]()
@@ -101,13 +101,6 @@ def emu(shared_emulator: Emulator) -> Iterator[Emulator]:
     shared_emulator.set_faults(FaultConfig())
 
 
-@pytest.fixture(scope="module")
-def stack(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """Pod runner + operator on the session's control plane, per module (as tests/e2e does)."""
-    with LocalStack(tmp_path_factory.mktemp("stack"), control_plane=control_plane) as s:
-        yield s
-
-
 @pytest.fixture
 def op_emu(tmp_path: Path) -> Iterator[Emulator]:
     """Six hours of recordings up to this hour plus the hour in progress (24 in a maxAge=1 window)."""
@@ -115,3 +108,9 @@ def op_emu(tmp_path: Path) -> Iterator[Emulator]:
     spec = DatasetSpec(start=now - dt.timedelta(hours=6), hours=7, recordings_per_hour=4, seed=17, screen_fraction=0.25)
     with Emulator(spec, tmp_path / "emulator") as emu:
         yield emu
+
+
+@pytest.fixture(scope="package")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """The product on a real node for the reliability tests (stopped, and the machine checked, after the last one)."""
+    yield from installed_stack(tmp_path_factory)

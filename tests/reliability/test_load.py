@@ -1,7 +1,7 @@
 """Load: 1,000 RecordingBackups on the test control plane, and a very large window listed by one worker.
 
 1. 1,000 RecordingBackup CRs (metadataOnly, a tiny emulator dataset, suspend false) created at once with the
-   operator running (no pod runner: the Jobs stay pending, which is all this measures): every CR gets exactly
+   operator running (a local process, no node: the Jobs stay pending, which is all this measures): every CR gets exactly
    one first Job. Reported: the operator's RSS (VmRSS peak sampled and VmHWM from /proc/<pid>/status) and the
    handler latency from a CR's creationTimestamp to its Job's (1 s resolution), p50/p95.
 2. A window listed from the emulator (media "none") by `cxbackup download` with metadataOnly, as shard 0 of
@@ -30,8 +30,8 @@ from typing import Any
 import pytest
 
 from cxbackup.emulator import DatasetSpec, Emulator
-from cxbackup.localcluster.controlplane import ControlPlane, free_port
-from cxbackup.localcluster.stack import LocalStack
+from cxbackup.localcluster.controlplane import ControlPlane
+from cxbackup.localcluster.stack import credential_secrets, operator_env, start_operator_process, worker_rbac
 from tests.reliability.operator_helpers import LABEL, backup_body
 from tests.reliability.table import Row
 
@@ -56,16 +56,19 @@ def _ts(text: str) -> float:
 def test_a_thousand_backups_each_get_their_first_job(control_plane: ControlPlane, tmp_path: Path, row: Any) -> None:
     spec = DatasetSpec(hours=1, recordings_per_hour=1, seed=3)
     with Emulator(spec, tmp_path / "emulator", media="none") as emu:
-        stack = LocalStack(tmp_path / "stack", control_plane=control_plane, reconcile_interval=10.0)
+        # the operator alone, as a local process on a control plane without a node: the Jobs stay pending
         ns = f"load-{uuid.uuid4().hex[:8]}"
-        stack.prepare_namespace(ns, emu.env())
+        control_plane.kubectl("create", "namespace", ns)
+        pvc = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "recordings", "namespace": ns},
+            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}},
+        }
+        objects = [*credential_secrets(ns, emu.env()), pvc, *worker_rbac(ns)]
+        control_plane.kubectl("apply", "-f", "-", input_text="\n".join(json.dumps(o) for o in objects))
         log = tmp_path / "operator.log"
-        with log.open("ab") as out:
-            op = subprocess.Popen(
-                [sys.executable, "-m", "cxbackup", "operator", "--plain-logs", "--bind-address", "127.0.0.1",
-                 "--metrics-port", str(free_port()), "--health-port", str(free_port())],
-                env=stack.operator_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+        op = start_operator_process(operator_env(control_plane.kubeconfig, reconcile_interval=10.0), log)
         peak_rss = 0
         stop = threading.Event()
 

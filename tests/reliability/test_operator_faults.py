@@ -1,4 +1,4 @@
-"""Operator-level faults on the test control plane (LocalStack: pod runner + operator subprocess): the
+"""Operator-level faults on the real node (LocalStack: the chart installed, worker pods real containers): the
 operator killed mid-run and restarted, the API server restarted during a run, two operator replicas at once.
 
 Pass: the run's Job is adopted, not duplicated (exactly one Job per run, one history entry), every
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,7 @@ from typing import Any
 import pytest
 
 from cxbackup.emulator import Emulator, EndpointFaults, FaultConfig
-from cxbackup.localcluster.controlplane import free_port
-from cxbackup.localcluster.stack import LocalStack
+from cxbackup.localcluster.stack import LocalStack, start_operator_process
 from tests.reliability.operator_helpers import (
     apply,
     backup_body,
@@ -61,13 +59,14 @@ def test_operator_killed_mid_run_adopts_the_running_job(stack: LocalStack, op_em
     apply(stack, ns, backup_body(op_emu, concurrency=1))
     wait_running_pod(stack, ns)
     time.sleep(1.0)
-    stack.stop_operator(kill=True)
-    time.sleep(3.0)  # the run goes on without an operator
-    stack.start_operator()
+    old = stack.wait_operator_ready()
+    stack.cp.kubectl("delete", "pod", "-n", stack.operator_namespace, old["metadata"]["name"], "--grace-period=0",
+                     "--force", "--wait=false")  # fmt: skip
+    stack.wait_operator_ready(not_uid=old["metadata"]["uid"])  # the Deployment replaces it
     op_emu.set_faults(None)
     body, early = wait_done(stack, ns)
     adopted = "adopting" in stack.operator_log() or len(jobs_of(stack, ns)) == 1
-    r = row(run_row("operator SIGKILL mid-run, restarted", stack, op_emu, ns, body, checkpoint_seen_early=early,
+    r = row(run_row("operator pod deleted mid-run", stack, op_emu, ns, body, checkpoint_seen_early=early,
                     notes=f"Job adopted: {adopted}"))  # fmt: skip
     assert r.ok, r.notes
 
@@ -89,12 +88,8 @@ def test_api_server_restarted_during_a_run(stack: LocalStack, op_emu: Emulator, 
 
 
 def _second_operator(stack: LocalStack, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "cxbackup", "operator", "--plain-logs", "--bind-address", "127.0.0.1",
-             "--metrics-port", str(free_port()), "--health-port", str(free_port())],
-            env=stack.operator_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    """A second replica beside the chart's pod (a local process: on the test node pods share the host's ports)."""
+    return start_operator_process(stack.operator_env(), log)
 
 
 def test_two_operator_replicas_launch_each_run_once(

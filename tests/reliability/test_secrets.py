@@ -94,9 +94,8 @@ def test_no_secret_in_logs_events_status_metrics_configmaps_jobs_or_command_line
         sampler.join(timeout=5)
         op_emu.set_faults(None)
     worker_lines = [c for c in command_lines if "cxbackup" in c]
-    assert stack.runner is not None
     pods = kube_json(stack, "pods", "-n", ns)["items"]
-    pod_logs = "\n".join(stack.runner.logs(ns, p["metadata"]["name"]) for p in pods)
+    pod_logs = "\n".join(stack.pod_logs(ns, p["metadata"]["name"]) for p in pods)
     with urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_port}/metrics", timeout=5) as resp:
         metrics = resp.read().decode()
     jobs = kube_json(stack, "jobs", "-n", ns)["items"]

@@ -1,7 +1,8 @@
 """`cxbackup demo` (what `make demo` runs): the whole product on this machine, end to end.
 
-It starts the test control plane, the vendor-cloud emulator with a generated data set, the local pod
-runner and the operator; applies a RecordingBackup with 3 shards; shows its progress; then prints the
+It starts the test control plane and a real node (containerd + kubelet) with the project's image, installs
+the Helm chart (the operator runs as a pod from the image), starts the vendor-cloud emulator with a
+generated data set; applies a RecordingBackup with 3 shards; shows its progress; then prints the
 backed-up tree, the resource's status and metric lines, decrypts one file with openssl, and stops
 everything it started.
 """
@@ -66,7 +67,10 @@ def run(args: argparse.Namespace) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="cxbackup-demo-"))
     keep = args.workdir is not None
     ns = "contact-center"
-    _say("building (or reusing) the test control plane: etcd, kube-apiserver, kube-controller-manager, kubectl")
+    _say(
+        "building (or reusing) the test cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, "
+        "kubelet, kubectl, helm and the image"
+    )
     build_binaries()
     spec = DatasetSpec.recent(hours=args.hours, recordings_per_hour=args.per_hour, seed=7)
     _say(f"starting the vendor-cloud emulator: {args.hours * args.per_hour} recordings over {args.hours} hours")
@@ -74,11 +78,19 @@ def run(args: argparse.Namespace) -> int:
         with Emulator(spec, workdir / "emulator") as emu, LocalStack(workdir / "stack") as stack:
             print(f"    recording API {emu.gws_uri_prefix}\n    S3            {emu.s3_endpoint}")
             print(f"    API server    {stack.cp.server} (kubeconfig {stack.cp.kubeconfig})")
+            node = stack.node.name if stack.node else ""
+            print(f"    node          {node} (containerd + kubelet), image {stack.image}")
+            _say(f"helm install {stack.release} helm/cxbackup --namespace {stack.operator_namespace}")
+            _show(stack.helm_run("status", stack.release, "-n", stack.operator_namespace).stdout, 6)
+            _say(f"kubectl get pods -n {stack.operator_namespace}")
+            _show(stack.cp.kubectl("get", "pods", "-n", stack.operator_namespace, "-o", "wide").stdout)
             _say(f"namespace {ns}: Secrets gws-credentials and vendor-s3, PVC recordings, worker RBAC")
             stack.prepare_namespace(ns, emu.env())
             _say(f"kubectl apply: RecordingBackup recordings with {args.shards} shards")
             stack.apply(_backup(ns, emu, args.shards))
             done = _watch(stack, ns, args.timeout)
+            _say(f"kubectl get jobs,pods -n {ns}")
+            _show(stack.cp.kubectl("get", "jobs,pods", "-n", ns).stdout)
             tree = stack.pvc_dir(ns) / "contact-center"
             _summary(stack, ns, tree, done, emu.tenant_key_path)
             ok = done.get("status", {}).get("history", [{}])[0].get("result") == "Succeeded"
@@ -87,6 +99,11 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     _say("stopped everything the demo started" + (f"; files kept in {workdir}" if keep else ""))
     return 0 if ok else 1
+
+
+def _show(text: str, lines: int = 40) -> None:
+    for line in text.strip().splitlines()[:lines]:
+        print("    " + line)
 
 
 def _watch(stack: Any, ns: str, timeout: float) -> dict[str, Any]:

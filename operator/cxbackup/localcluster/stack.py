@@ -1,10 +1,12 @@
-"""The local stack used by `make demo` and the e2e tests: control plane, pod runner and operator.
+"""The local stack used by `make demo` and the e2e tests: the product installed as a user installs it.
 
-`LocalStack` starts (in order) the control plane with the CRDs, the local pod runner and the operator as
-a subprocess (`cxbackup operator`), all on 127.0.0.1, and stops them in reverse order. `prepare_namespace`
-creates what a RecordingBackup needs in a namespace: the vendor credentials as Secrets (from the
-emulator), a PVC (mapped by the pod runner to a local folder) and the worker's ServiceAccount with a Role
-that may only patch the status of cxbackup resources.
+`LocalStack` starts (in order) the test control plane, a real node (containerd + kubelet + kube-scheduler,
+see node.py) with the project's image imported, and then installs the Helm chart with `helm install`: its
+CRDs, RBAC, ServiceAccounts and the operator's Deployment, whose pod runs from the image. Worker Jobs run as
+real containers from the same image. `prepare_namespace` creates what a RecordingBackup needs in a
+namespace: the vendor credentials as Secrets (from the emulator), a PVC bound to a local PersistentVolume
+on the node, and the worker's ServiceAccount with a Role that may only patch the status of cxbackup
+resources. Everything stops in reverse order and the machine is left as it was.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cxbackup.localcluster.controlplane import REPO_ROOT, ControlPlane, free_port
-from cxbackup.localcluster.podrunner import PodRunner
+from cxbackup.localcluster.controlplane import REPO_ROOT, ControlPlane, ControlPlaneError, free_port
+from cxbackup.localcluster.images import build_image
+from cxbackup.localcluster.node import HOST_NETWORK_LABEL, Node
 
-__all__ = ["LocalStack", "worker_rbac"]
+__all__ = ["LocalStack", "build_helm", "credential_secrets", "operator_env", "start_operator_process", "worker_rbac"]
 
-PEERING = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "cxbackup"}}
+CHART = REPO_ROOT / "helm" / "cxbackup"
+OPERATOR_SELECTOR = "app.kubernetes.io/component=operator"
+LOCAL_STORAGE_CLASS = "cxbackup-test-local"
 
 
 def worker_rbac(namespace: str, service_account: str = "cxbackup-worker") -> list[dict[str, Any]]:
@@ -64,19 +69,61 @@ def _secret(namespace: str, name: str, data: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def credential_secrets(namespace: str, emulator_env: dict[str, str]) -> list[dict[str, Any]]:
+    """The vendor credentials as the Secrets gws-credentials and vendor-s3 (values from the emulator)."""
+    return [
+        _secret(namespace, "gws-credentials", {k: emulator_env[k] for k in ("GWS_USERNAME", "GWS_PASSWORD")}),
+        _secret(namespace, "vendor-s3", {k: emulator_env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}),
+    ]
+
+
+def operator_env(kubeconfig: Path, *, reconcile_interval: float = 1.0, status_interval: float = 1.0) -> dict[str, str]:
+    """Environment of an operator run as a local process against `kubeconfig` (load tests and benchmarks,
+    which measure the operator alone on a control plane without a node)."""
+    return {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "CXBACKUP_RECONCILE_INTERVAL": str(reconcile_interval),
+        "CXBACKUP_STATUS_INTERVAL": str(status_interval),
+    }
+
+
+def start_operator_process(env: dict[str, str], log: Path, *extra_args: str) -> subprocess.Popen[bytes]:
+    """`cxbackup operator` as a local process (its own process group), logging to `log`."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cxbackup", "operator", "--plain-logs", "--bind-address", "127.0.0.1",
+             "--metrics-port", str(free_port()), "--health-port", str(free_port()), *extra_args],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+
+def build_helm() -> str:
+    """hack/build-helm.sh (a no-op when cached): the path of helm."""
+    proc = subprocess.run(
+        [str(REPO_ROOT / "hack" / "build-helm.sh")], stdout=subprocess.PIPE, text=True, check=False, timeout=1200
+    )
+    if proc.returncode != 0:
+        raise ControlPlaneError("hack/build-helm.sh failed; see its output above")
+    return proc.stdout.strip().splitlines()[-1]
+
+
 @dataclass
 class LocalStack:
-    """Control plane + pod runner + operator on 127.0.0.1, rooted at `workdir`."""
+    """Control plane + real node + the chart installed by helm, rooted at `workdir`."""
 
     workdir: Path
-    control_plane: ControlPlane | None = None
-    reconcile_interval: float = 1.0
-    status_interval: float = 1.0
-    operator_extra_args: list[str] = field(default_factory=list)
-    runner: PodRunner | None = field(default=None, init=False)
+    reconcile_interval: int = 1
+    status_interval: int = 1
+    operator_namespace: str = "cxbackup-system"
+    release: str = "cxbackup"
+    control_plane: ControlPlane | None = field(default=None, init=False)
+    node: Node | None = field(default=None, init=False)
+    image: str = field(default="", init=False)
+    image_archive: Path | None = field(default=None, init=False)
     metrics_port: int = field(default=0, init=False)
-    _operator: subprocess.Popen[bytes] | None = field(default=None, init=False)
-    _own_control_plane: bool = field(default=False, init=False)
+    health_port: int = field(default=0, init=False)
+    helm: str = field(default="", init=False)
 
     @property
     def cp(self) -> ControlPlane:
@@ -87,74 +134,139 @@ class LocalStack:
         text = "\n".join(json.dumps(o) for o in objects)
         self.cp.kubectl("apply", "-f", "-", input_text=text)
 
-    def install_crds(self) -> None:
-        self.cp.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
-        self.cp.kubectl(
-            "wait", "--for=condition=Established", "--timeout=180s", "crd", "-l", "app.kubernetes.io/part-of=cxbackup"
-        )
-        self.apply(PEERING)
-
     def start(self) -> LocalStack:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        if self.control_plane is None:
-            self.control_plane = ControlPlane(workdir=self.workdir / "controlplane")
+        self.helm = build_helm()
+        self.image_archive, self.image = build_image("cxbackup")
+        pause_archive, pause_ref = build_image("pause")
+        self.control_plane = ControlPlane(workdir=self.workdir / "controlplane")
+        try:
             self.control_plane.start()
-            self._own_control_plane = True
-            self.install_crds()
-        self.runner = PodRunner(kubeconfig=self.cp.kubeconfig, workdir=self.workdir / "pods")
-        self.runner.start()
-        self.start_operator()
+            self.node = Node(
+                self.control_plane,
+                self.workdir,
+                images=[self.image_archive],
+                pause_image=pause_ref,
+                pause_archive=pause_archive,
+            )
+            self.node.start()
+            self.node.install_host_network_policy()
+            self.install_chart()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
-    def operator_env(self) -> dict[str, str]:
-        return {
+    # ---- the chart ---------------------------------------------------------------------------------------
+    def helm_run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        home = self.workdir / "helm-home"
+        env = {
             **os.environ,
+            **{var: str(home / var.lower()) for var in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME")},
+            "KUBECACHEDIR": str(home / "kube-cache"),
             "KUBECONFIG": str(self.cp.kubeconfig),
-            "CXBACKUP_RECONCILE_INTERVAL": str(self.reconcile_interval),
-            "CXBACKUP_STATUS_INTERVAL": str(self.status_interval),
+        }
+        proc = subprocess.run([self.helm, *args], env=env, capture_output=True, text=True, check=False, timeout=600)
+        if proc.returncode != 0:
+            raise ControlPlaneError(f"helm {' '.join(args[:2])} failed: {proc.stderr.strip()[:3000]}")
+        return proc
+
+    def chart_values(self) -> dict[str, Any]:
+        repository, tag = self.image.rsplit(":", 1)
+        self.metrics_port, self.health_port = free_port(), free_port()
+        return {
+            "image": {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"},
+            # on the test node pods share the host's network: one operator pod per port
+            "replicaCount": 1,
+            "operator": {
+                "reconcileIntervalSeconds": self.reconcile_interval,
+                "statusIntervalSeconds": self.status_interval,
+                "metricsPort": self.metrics_port,
+                "healthPort": self.health_port,
+                "logFormat": "plain",
+            },
         }
 
-    def start_operator(self) -> None:
-        self.metrics_port = free_port()
-        with (self.workdir / "operator.log").open("ab") as log:
-            self._operator = self._spawn_operator(log)
-
-    def _spawn_operator(self, log: Any) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [
-                sys.executable, "-m", "cxbackup", "operator", "--plain-logs",
-                "--bind-address", "127.0.0.1",
-                "--metrics-port", str(self.metrics_port), "--health-port", str(free_port()),
-                *self.operator_extra_args,
-            ],
-            env=self.operator_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    def install_chart(self) -> None:
+        self.cp.kubectl("create", "namespace", self.operator_namespace)
+        self.cp.kubectl("label", "namespace", self.operator_namespace, f"{HOST_NETWORK_LABEL}=host-network")
+        values = self.workdir / "values.yaml"
+        values.write_text(json.dumps(self.chart_values(), indent=1))
+        self.helm_run(
+            "install", self.release, str(CHART), "--namespace", self.operator_namespace,
+            "-f", str(values), "--wait", "--timeout", "5m",
         )  # fmt: skip
 
-    def stop_operator(self, *, kill: bool = False) -> None:
-        if self._operator is None:
-            return
-        if self._operator.poll() is None:
-            if kill:
-                self._operator.kill()
-            else:
-                self._operator.terminate()
-            try:
-                self._operator.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self._operator.kill()
-                self._operator.wait(timeout=5)
-        self._operator = None
+    def operator_pods(self) -> list[dict[str, Any]]:
+        out = self.cp.kubectl("get", "pods", "-n", self.operator_namespace, "-l", OPERATOR_SELECTOR, "-o", "json")
+        pods: list[dict[str, Any]] = json.loads(out.stdout)["items"]
+        return pods
+
+    def wait_operator_ready(self, timeout: float = 180, *, not_uid: str = "") -> dict[str, Any]:
+        """The operator pod once Ready (another pod than `not_uid`, when given)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for pod in self.operator_pods():
+                if pod["metadata"]["uid"] == not_uid or pod["metadata"].get("deletionTimestamp"):
+                    continue
+                conditions = pod.get("status", {}).get("conditions", [])
+                if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+                    return pod
+            time.sleep(0.5)
+        raise TimeoutError(f"no Ready operator pod after {timeout:.0f}s:\n{self.operator_log()[-3000:]}")
 
     def operator_log(self) -> str:
-        path = self.workdir / "operator.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        """The operator pods' logs (the current and, after a restart, the previous container)."""
+        texts = []
+        for pod in self.operator_pods() if self.control_plane is not None else []:
+            name = pod["metadata"]["name"]
+            for extra in (["--previous"], []):
+                proc = self.cp.kubectl("logs", "-n", self.operator_namespace, name, *extra, check=False)
+                if proc.returncode == 0 and proc.stdout:
+                    texts.append(proc.stdout)
+        return "\n".join(texts)
+
+    def operator_env(self) -> dict[str, str]:
+        """Environment of a second operator replica run as a local process with the chart's settings."""
+        return {
+            **operator_env(self.cp.kubeconfig, reconcile_interval=self.reconcile_interval,
+                           status_interval=self.status_interval),
+            "CXBACKUP_WORKER_IMAGE": self.image,
+            "CXBACKUP_WORKER_IMAGE_PULL_POLICY": "IfNotPresent",
+        }  # fmt: skip
+
+    def pod_logs(self, namespace: str, pod: str) -> str:
+        return self.cp.kubectl("logs", "-n", namespace, pod, check=False).stdout
+
+    def import_image(self) -> None:
+        """Import the project's image into the node again (after a test removed it)."""
+        assert self.node is not None and self.image_archive is not None
+        self.node.ctr("images", "import", "--no-unpack", str(self.image_archive))
+
+    def kill_container(self, namespace: str, pod: str) -> None:
+        """SIGKILL the main container of a running pod on the node (the container exits 137)."""
+        assert self.node is not None
+        body = self.get("pod", namespace, pod)
+        statuses = body.get("status", {}).get("containerStatuses") or []
+        ids = [
+            c["containerID"].split("://", 1)[1] for c in statuses if c.get("containerID") and "running" in c["state"]
+        ]
+        if not ids:
+            raise LookupError(f"pod {namespace}/{pod} has no running container")
+        self.node.ctr("tasks", "kill", "--signal", "SIGKILL", ids[0])
 
     def stop(self) -> None:
-        self.stop_operator()
-        if self.runner is not None:
-            self.runner.stop()
-        if self._own_control_plane and self.control_plane is not None:
+        errors: list[str] = []
+        if self.node is not None:
+            try:
+                self.node.stop()
+            except ControlPlaneError as exc:
+                errors.append(str(exc))
+            self.node = None
+        if self.control_plane is not None:
             self.control_plane.stop()
+        if errors:
+            raise ControlPlaneError("; ".join(errors))
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -163,28 +275,71 @@ class LocalStack:
         self.stop()
 
     # ---- namespaces ----------------------------------------------------------------------------------
-    def prepare_namespace(self, namespace: str, emulator_env: dict[str, str], *, pvc: str = "recordings") -> None:
-        """Secrets gws-credentials and vendor-s3, a PVC, and the worker's RBAC in `namespace`."""
+    def create_namespace(self, namespace: str) -> None:
+        """A namespace whose pods the test node runs on its host network (see node.py)."""
         self.cp.kubectl("create", "namespace", namespace, check=False)
+        self.cp.kubectl("label", "--overwrite", "namespace", namespace, f"{HOST_NETWORK_LABEL}=host-network")
+
+    def prepare_namespace(self, namespace: str, emulator_env: dict[str, str], *, pvc: str = "recordings") -> None:
+        """Secrets gws-credentials and vendor-s3, a PVC on a local PersistentVolume, and the worker's RBAC."""
+        self.create_namespace(namespace)
         self.apply(
-            _secret(namespace, "gws-credentials", {k: emulator_env[k] for k in ("GWS_USERNAME", "GWS_PASSWORD")}),
-            _secret(
-                namespace,
-                "vendor-s3",
-                {k: emulator_env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")},
-            ),
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolumeClaim",
-                "metadata": {"name": pvc, "namespace": namespace},
-                "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}},
-            },
+            *credential_secrets(namespace, emulator_env),
+            *self.local_volume(namespace, pvc),
             *worker_rbac(namespace),
         )
 
+    def local_volume(self, namespace: str, claim: str) -> list[dict[str, Any]]:
+        """A local PersistentVolume on the node (a folder of the work directory) and the PVC bound to it."""
+        assert self.node is not None
+        path = self.pvc_dir(namespace, claim)
+        path.mkdir(parents=True, exist_ok=True)
+        pv_name = f"{namespace}-{claim}"[:63]
+        return [
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": pv_name},
+                "spec": {
+                    "capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadWriteOnce", "ReadWriteMany"],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": LOCAL_STORAGE_CLASS,
+                    "claimRef": {"namespace": namespace, "name": claim},
+                    "local": {"path": str(path)},
+                    "nodeAffinity": {
+                        "required": {
+                            "nodeSelectorTerms": [
+                                {
+                                    "matchExpressions": [
+                                        {
+                                            "key": "kubernetes.io/hostname",
+                                            "operator": "In",
+                                            "values": [self.node.name],
+                                        }
+                                    ]
+                                }
+                            ]
+                        }
+                    },
+                },
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": claim, "namespace": namespace},
+                "spec": {
+                    "accessModes": ["ReadWriteMany"],
+                    "storageClassName": LOCAL_STORAGE_CLASS,
+                    "volumeName": pv_name,
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            },
+        ]
+
     def pvc_dir(self, namespace: str, claim: str = "recordings") -> Path:
-        assert self.runner is not None
-        return self.runner.pvc_dir(namespace, claim)
+        """The node folder behind a PVC made by `local_volume`."""
+        return self.workdir / "volumes" / namespace / claim
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         out = self.cp.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout
@@ -228,8 +383,6 @@ class LocalStack:
                 last = json.loads(proc.stdout)
                 if predicate(last):
                     return last
-            if self._operator is not None and self._operator.poll() is not None:
-                raise RuntimeError(f"the operator exited:\n{self.operator_log()[-3000:]}")
             time.sleep(poll)
         raise TimeoutError(
             f"{kind} {namespace}/{name} did not reach the expected state in {timeout:.0f}s; last status: "
