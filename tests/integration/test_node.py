@@ -62,6 +62,8 @@ def test_a_killed_node_is_cleaned_up_by_the_next_run(tmp_path: Path) -> None:
     finally:
         proc.kill()  # SIGKILL: no clean-up code runs
         proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
     time.sleep(0.5)
     assert cleanup_previous() is True
     for pid in control_plane_pids:
