@@ -137,13 +137,7 @@ def test_a_backup_whose_pvc_is_missing_is_blocked_without_a_job(stack: LocalStac
     warned = any(e["reason"] == "PVCNotFound" and e["type"] == "Warning" for e in events)
     named = "spec.target.pvc.claimName" in ready["message"] and "no-such-claim" in ready["message"]
     no_job = jobs_of(stack, ns) == []
-    claim = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": "no-such-claim", "namespace": ns},
-        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}},
-    }
-    stack.apply(claim)
+    stack.apply(*stack.local_volume(ns, "no-such-claim"))  # the claim, bound to a volume on the node
     stack.cp.kubectl("annotate", "rb", "rb", "-n", ns, "cxbackup.io/run-now=after-pvc")
     done, early = wait_done(stack, ns)
     records = len(runs(done))

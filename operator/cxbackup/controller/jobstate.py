@@ -83,6 +83,7 @@ _HINTS = {
     "ErrImagePull": "the node cannot pull the worker image: check the image name and the registry",
     "ImagePullBackOff": "the node cannot pull the worker image: check the image name and the registry",
     "CreateContainerConfigError": "a Secret, ConfigMap or key the worker needs is missing",
+    "Unschedulable": "no node can run the worker pod (e.g. its PVC is not bound, or no node has room)",
 }
 
 
@@ -121,6 +122,14 @@ def pod_problems(pods: list[dict[str, Any]], *, limit: int = 3) -> list[PodProbl
             elif waiting and waiting.get("reason") in STUCK_REASONS:
                 detail = (waiting.get("message") or "").strip()[:200]
                 causes.append(PodProblem(name, waiting["reason"], f" ({detail})" if detail else "", waiting=True))
+        unscheduled = [
+            c
+            for c in status.get("conditions") or []
+            if c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable"
+        ]
+        if not causes and status.get("phase") == "Pending" and unscheduled:
+            detail = (unscheduled[0].get("message") or "").strip()[:200]
+            causes.append(PodProblem(name, "Unschedulable", f" ({detail})" if detail else "", waiting=True))
         if not causes and status.get("phase") == "Failed" and status.get("reason"):
             detail = (status.get("message") or "").strip()[:200]
             causes.append(PodProblem(name, status["reason"], f" ({detail})" if detail else "", waiting=False))

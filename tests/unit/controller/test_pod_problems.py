@@ -50,3 +50,18 @@ def test_distinct_causes_newest_first_and_bounded() -> None:
 def test_a_pod_failed_by_the_node_without_container_status() -> None:
     pods = [_pod("rb-0", "2026-01-01T00:00:00Z", phase="Failed", reason="Evicted", message="low on memory")]
     assert [str(p) for p in pod_problems(pods)] == ["pod rb-0: Evicted (low on memory)"]
+
+
+def test_a_pod_no_node_can_take_is_a_waiting_problem() -> None:
+    scheduled = {
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims.",
+    }
+    pods = [_pod("rb-0", "2026-01-01T00:00:00Z", phase="Pending", conditions=[scheduled])]
+    [problem] = pod_problems(pods)
+    assert problem.waiting and problem.reason == "Unschedulable"
+    assert "unbound immediate PersistentVolumeClaims" in str(problem) and "PVC is not bound" in str(problem)
+    scheduled_ok = {"type": "PodScheduled", "status": "True"}
+    assert pod_problems([_pod("rb-1", "2026-01-01T00:00:00Z", phase="Pending", conditions=[scheduled_ok])]) == []
