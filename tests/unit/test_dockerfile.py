@@ -53,8 +53,8 @@ class Stage:
         return values[-1] if values else None
 
 
-def stages(text: str) -> list[Stage]:
-    """The Dockerfile's stages with their instructions (continuation lines joined, comments dropped)."""
+def logical_lines(text: str) -> list[str]:
+    """Lines with their backslash continuations joined; blank lines and comments dropped."""
     logical: list[str] = []
     pending = ""
     for raw in text.splitlines():
@@ -66,8 +66,13 @@ def stages(text: str) -> list[Stage]:
             continue
         logical.append(pending + line)
         pending = ""
+    return logical
+
+
+def stages(text: str) -> list[Stage]:
+    """The Dockerfile's stages with their instructions (continuation lines joined, comments dropped)."""
     out: list[Stage] = []
-    for line in logical:
+    for line in logical_lines(text):
         keyword, _, arg = line.partition(" ")
         keyword = keyword.upper()
         if keyword == "FROM":
@@ -277,22 +282,12 @@ def script_facts(text: str) -> ImageFacts:
     def expand(line: str) -> str:
         return re.sub(r"\$\{?([A-Z_][A-Z0-9_]*)\}?", lambda m: settings.get(m.group(1), m.group(0)), line)
 
-    logical: list[str] = []
-    pending = ""
     for raw in text.splitlines():
         setting = re.fullmatch(r"([A-Z_][A-Z0-9_]*)=(\S+)", raw)
         if setting and "$(" not in raw and ":-" not in raw:
             settings[setting.group(1)] = expand(setting.group(2).strip('"'))
-        line = raw.strip()
-        if line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1].rstrip() + " "
-            continue
-        logical.append(pending + line)
-        pending = ""
     cmds: list[list[str]] = []
-    for line in logical:
+    for line in logical_lines(text):
         try:
             cmds += commands(shlex.split(expand(line)))
         except ValueError:  # not a line of simple commands (a heredoc's body, a case pattern)
