@@ -145,6 +145,7 @@ def test_render_defaults(helm: Helm) -> None:
             "ClusterRole",
             "ClusterRoleBinding",
             "Deployment",
+            "PodDisruptionBudget",
             "Role",
             "RoleBinding",
             "Service",
@@ -187,7 +188,18 @@ def test_render_defaults(helm: Helm) -> None:
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"metrics": 8080, "health": 8081}
-    assert container["resources"]["requests"] == {"cpu": "50m", "memory": "128Mi"}
+    assert container["resources"]["requests"] == {"cpu": "50m", "memory": "128Mi", "ephemeral-storage": "128Mi"}
+    assert container["resources"]["limits"] == {"memory": "512Mi", "ephemeral-storage": "256Mi"}
+    # replicas spread over nodes, softly (a one-node cluster still runs both), and drained one at a time
+    [term] = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert (
+        term["podAffinityTerm"]["labelSelector"]["matchLabels"].items()
+        <= spec["template"]["metadata"]["labels"].items()
+    )
+    pdb = one(docs, "PodDisruptionBudget", "rel-cxbackup", "backup-system")["spec"]
+    assert pdb["maxUnavailable"] == 1 and pdb["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    assert pdb["selector"]["matchLabels"] == spec["selector"]["matchLabels"]
     service = one(docs, "Service", "rel-cxbackup")
     assert service["spec"]["ports"][0]["targetPort"] == "metrics"
     assert service["spec"]["selector"].items() <= spec["template"]["metadata"]["labels"].items()
@@ -211,6 +223,35 @@ def test_render_defaults(helm: Helm) -> None:
     assert one(docs, "ServiceAccount", "cxbackup-worker", "backup-system")
 
 
+def test_spreading_disruption_budget_and_network_policy_options(helm: Helm) -> None:
+    single = render(helm, "--set", "replicaCount=1")
+    assert find(single, "PodDisruptionBudget") == []  # one replica: a budget would block every drain
+    hard = one(render(helm, "--set", "podAntiAffinity=hard"), "Deployment")["spec"]["template"]["spec"]
+    assert hard["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]["topologyKey"] == (
+        "kubernetes.io/hostname"
+    )
+    none = one(render(helm, "--set", "podAntiAffinity=none"), "Deployment")["spec"]["template"]["spec"]
+    assert "affinity" not in none
+    own = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}}
+    custom = one(render(helm, "--set-json", f"affinity={json.dumps(own)}"), "Deployment")["spec"]["template"]["spec"]
+    assert custom["affinity"] == own  # the user's affinity replaces the preset
+    assert find(render(helm), "NetworkPolicy") == []
+    docs = render(
+        helm, "--set", "networkPolicy.enabled=true",
+        "--set-json", 'networkPolicy.metricsNamespaceSelector={"kubernetes.io/metadata.name":"monitoring"}',
+    )  # fmt: skip
+    policy = one(docs, "NetworkPolicy", "rel-cxbackup")["spec"]
+    assert policy["policyTypes"] == ["Ingress"]
+    assert policy["podSelector"]["matchLabels"] == one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    [rule] = policy["ingress"]
+    assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    everyone = one(render(helm, "--set", "networkPolicy.enabled=true"), "NetworkPolicy")["spec"]["ingress"][0]
+    assert everyone["from"] == [{"namespaceSelector": {}}]
+    bad = helm.run("template", "rel", str(CHART), "--set", "podAntiAffinity=sometimes", check=False)
+    assert bad.returncode != 0 and "podAntiAffinity" in bad.stderr
+
+
 def test_render_custom_values(helm: Helm) -> None:
     docs = render(helm, "-f", str(CUSTOM_VALUES), namespace="backup-system")
     custom = yaml.safe_load(CUSTOM_VALUES.read_text())
@@ -224,7 +265,9 @@ def test_render_custom_values(helm: Helm) -> None:
     (container,) = pod["spec"]["containers"]
     assert container["image"] == "registry.example.com/contact-center/cxbackup:1.2.3"
     assert container["imagePullPolicy"] == "Always"
-    assert container["resources"] == custom["resources"]
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert container["resources"] == merged(defaults["resources"], custom["resources"])  # helm merges maps
+    assert container["resources"]["limits"]["cpu"] == "1"
     assert container["args"][-4:] == ["--namespace=team-a", "--namespace=team-b", "--plain-logs", "--verbose"]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["CXBACKUP_WORKER_IMAGE"] == container["image"]
