@@ -13,11 +13,9 @@ the operator and worker accounts may do.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ import pytest
 import yaml
 
 from cxbackup.localcluster.controlplane import ControlPlane
+from tests.integration.helm_fixtures import Helm
 from tests.unit.test_dashboards_alerts import CHART, DASHBOARDS, chart_values, render_alert_rules
 
 pytestmark = pytest.mark.integration
@@ -38,38 +37,6 @@ Manifest = dict[str, Any]
 
 
 # ---- helpers ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Helm:
-    """The helm binary, run with its cache/config/data dirs in a temp dir (not the user's)."""
-
-    binary: str
-    env: dict[str, str]
-
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [self.binary, *args], capture_output=True, text=True, check=False, timeout=120, env=self.env
-        )
-        if check:
-            assert proc.returncode == 0, f"helm {' '.join(args)} failed:\n{proc.stderr}"
-        return proc
-
-
-@pytest.fixture(scope="module")
-def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    """helm, built once by hack/build-helm.sh (a no-op when cached)."""
-    proc = subprocess.run(
-        [str(REPO / "hack" / "build-helm.sh")], stdout=subprocess.PIPE, text=True, check=False, timeout=1200
-    )
-    assert proc.returncode == 0, "hack/build-helm.sh failed; see its output above"
-    home = tmp_path_factory.mktemp("helm-home")
-    env = {
-        **os.environ,
-        **{var: str(home / var.lower()) for var in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME")},
-        "KUBECACHEDIR": str(home / "kube-cache"),  # client-go's discovery cache, not the user's ~/.kube
-    }
-    return Helm(proc.stdout.strip().splitlines()[-1], env)
-
-
 def render(helm: Helm, *args: str, namespace: str = "cxbackup", release: str = "rel") -> list[Manifest]:
     out = helm.run("template", release, str(CHART), "--namespace", namespace, *args).stdout
     return [doc for doc in yaml.safe_load_all(out) if doc]
@@ -184,8 +151,8 @@ def test_render_defaults(helm: Helm) -> None:
     assert security["allowPrivilegeEscalation"] is False
     assert security["capabilities"] == {"drop": ["ALL"]}
     assert security["runAsNonRoot"] is True
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"metrics": 8080, "health": 8081}
     assert container["resources"]["requests"] == {"cpu": "50m", "memory": "128Mi", "ephemeral-storage": "128Mi"}

@@ -240,7 +240,7 @@ def patch_secret(
 
 # ---- ExportJob: the RecordingCertificate it names, and the result its pod reports ----------------------
 
-__all__ += ["job_pods", "job_termination_messages", "read_custom"]
+__all__ += ["job_pods", "job_termination_messages", "read_custom", "read_peering"]
 
 
 def read_custom(namespace: str, plural: str, name: str) -> dict[str, Any] | None:
@@ -252,6 +252,18 @@ def read_custom(namespace: str, plural: str, name: str) -> dict[str, Any] | None
             return None
         raise _fail(f"reading {plural} {namespace}/{name}", exc) from exc
     return obj
+
+
+def read_peering(name: str, namespace: str | None) -> None:
+    """Read the operator's kopf peering object (cluster-wide, or in `namespace`); raises KubeError when the
+    API server does not answer or the object is missing (readiness)."""
+    try:
+        if namespace is None:
+            _custom().get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", name)
+        else:
+            _custom().get_namespaced_custom_object("kopf.dev", "v1", namespace, "kopfpeerings", name)
+    except ApiException as exc:
+        raise _fail(f"reading the peering object {name}", exc) from exc
 
 
 def job_pods(namespace: str, job_name: str) -> list[dict[str, Any]]:

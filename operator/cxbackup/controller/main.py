@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
-from prometheus_client import start_http_server
 
 from cxbackup import metrics
-from cxbackup.controller import exportjob, recordingbackup, recordingcertificate
+from cxbackup.controller import exportjob, kube, recordingbackup, recordingcertificate
+from cxbackup.controller.probes import Readiness, serve_metrics_and_readiness
 from cxbackup.controller.settings import OperatorSettings, load_settings
 
 __all__ = ["OperatorOptions", "run_operator"]
@@ -70,13 +70,19 @@ def run_operator(options: OperatorOptions, op_settings: OperatorSettings | None 
     recordingcertificate.register(op_settings)
     exportjob.register(op_settings)
 
+    peering_namespace = None if not options.namespaces else options.namespaces[0]
+    readiness = Readiness(
+        (lambda: None) if options.standalone else (lambda: kube.read_peering(options.peering_name, peering_namespace))
+    )
+
     @kopf.on.startup(registry=registry)
     def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         _configure(settings, options)
+        readiness.mark_started()
 
     metrics.register_state_collector()
-    start_http_server(options.metrics_port, addr=options.bind_address)
-    log.info("metrics on %s:%d/metrics", options.bind_address, options.metrics_port)
+    serve_metrics_and_readiness(options.metrics_port, options.bind_address, readiness)
+    log.info("metrics on %s:%d/metrics, readiness on /readyz", options.bind_address, options.metrics_port)
     stop = threading.Event()
     try:
         asyncio.run(
