@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help venv controlplane helm nodepackages lint test test-unit demo crds bench reliability lock image clean
+.PHONY: help venv controlplane helm promtool nodepackages lint test test-unit demo crds bench reliability lock image clean
 
 help:
 	@echo "make test        set up everything, lint, and run every test (unit, integration, e2e)"
@@ -38,6 +38,10 @@ nodepackages:
 helm:
 	@./hack/build-helm.sh >/dev/null
 
+# Builds promtool once (cached in ~/.cache/cxbackup/tools/promtool-<version>); the alert rule tests use it.
+promtool:
+	@./hack/build-promtool.sh >/dev/null
+
 crds: venv
 	$(BIN)/cxbackup crds
 
@@ -51,7 +55,7 @@ lint: venv
 test-unit: venv
 	$(BIN)/pytest tests/unit
 
-test: venv controlplane helm nodepackages lint
+test: venv controlplane helm promtool nodepackages lint
 	$(BIN)/pytest -m "not reliability_full"
 
 demo: venv controlplane helm nodepackages

@@ -1,3 +1,4 @@
 """Fixtures of the integration layer."""
 
 from tests.integration.emulator_fixtures import *  # noqa: F403
+from tests.integration.helm_fixtures import *  # noqa: F403
