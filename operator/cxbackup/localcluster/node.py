@@ -178,6 +178,14 @@ def _kill_pid(pid: int, marker: str, grace: float) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def _cgroup_hierarchies() -> list[Path]:
+    """The roots kubelet's cgroupRoot is created in: the unified root (cgroup v2), or the root of every v1
+    hierarchy (each a mount point under /sys/fs/cgroup; the v2 `unified` one of a hybrid host excepted)."""
+    if (CGROUP_FS / "cgroup.controllers").exists():
+        return [CGROUP_FS]
+    return [d for d in CGROUP_FS.iterdir() if d.is_dir() and d.name != "unified" and os.path.ismount(d)]
+
+
 def _cgroup_dirs() -> list[Path]:
     """Every cgroup folder of the node's subtree, deepest first, in every hierarchy."""
     found: list[Path] = []
@@ -458,9 +466,8 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
 
     def _start_kubelet(self) -> None:
         cp = self.control_plane
-        for d in [*CGROUP_FS.glob("*/"), CGROUP_FS]:
-            if (d / "cgroup.procs").exists() and d.name not in ("unified",):
-                (d / CGROUP_ROOT).mkdir(exist_ok=True)
+        for hierarchy in _cgroup_hierarchies():
+            (hierarchy / CGROUP_ROOT).mkdir(exist_ok=True)
         pki = cp.workdir / "pki"
         self.kubelet_port = free_port()
         config = _write(
