@@ -23,7 +23,7 @@ from typing import Any
 
 from cxbackup.localcluster.controlplane import REPO_ROOT, ControlPlane, ControlPlaneError, free_port
 from cxbackup.localcluster.images import build_image
-from cxbackup.localcluster.node import HOST_NETWORK_LABEL, Node
+from cxbackup.localcluster.node import HOST_NETWORK_LABEL, Node, check_host
 
 __all__ = ["LocalStack", "build_helm", "credential_secrets", "operator_env", "start_operator_process", "worker_rbac"]
 
@@ -135,6 +135,7 @@ class LocalStack:
         self.cp.kubectl("apply", "-f", "-", input_text=text)
 
     def start(self) -> LocalStack:
+        check_host()  # fail at once, in one line, on a machine that cannot run the node
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.helm = build_helm()
         self.image_archive, self.image = build_image("cxbackup")
