@@ -73,6 +73,7 @@ def test_readyz_and_metrics_over_http() -> None:
         with pytest.raises(urllib.error.HTTPError) as starting:
             _get(f"{base}/readyz", timeout=5)
         assert starting.value.code == 503
+        starting.value.close()
         readiness.mark_started()
         with _get(f"{base}/readyz", timeout=5) as response:
             assert response.status == 200 and response.read() == b"ok\n"
@@ -80,6 +81,7 @@ def test_readyz_and_metrics_over_http() -> None:
         with pytest.raises(urllib.error.HTTPError) as lost:
             _get(f"{base}/readyz", timeout=5)
         assert lost.value.code == 503 and b"403 Forbidden" in lost.value.read()
+        lost.value.close()
         with _get(f"{base}/metrics", timeout=5) as response:
             assert b"# HELP" in response.read()
     finally:
