@@ -298,6 +298,12 @@ def _undo(state: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _forget_state() -> None:
+    STATE_FILE.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        STATE_DIR.rmdir()
+
+
 def cleanup_previous() -> bool:
     """Undo a node that was killed before it could stop (its state file is still there); True if one was."""
     if not STATE_FILE.exists():
@@ -306,7 +312,7 @@ def cleanup_previous() -> bool:
     problems = _undo(state)
     if problems:
         raise NodeError(f"could not clean up the previous test node: {'; '.join(problems)}")
-    STATE_FILE.unlink()
+    _forget_state()
     return True
 
 
@@ -636,7 +642,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         self._state = {}
         if problems:
             raise NodeError(f"the test node left state behind: {'; '.join(problems)}")
-        STATE_FILE.unlink(missing_ok=True)
+        _forget_state()
 
     def __enter__(self) -> Node:
         return self.start()
