@@ -241,7 +241,7 @@ def test_changing_replicas_between_runs_downloads_each_recording_once(stack: Loc
     day = dt.datetime.fromtimestamp(emulator.start_ms / 1000, dt.UTC)
     lo = str(emulator.start_ms)
     hi = str(int((day + dt.timedelta(hours=5)).timestamp() * 1000))
-    # minDate/maxDate pin the window (the seed's order: minDate is the newer bound), so both runs cover it
+    # minDate/maxDate pin the window (RCBS's order: minDate is the newer bound), so both runs cover it
     _apply(stack, ns, _backup(emulator, replicas=2, window={"minDate": hi, "maxDate": lo}))
     first = _wait_runs(stack, ns, 1)
     assert _runs(first)[0]["result"] == "Succeeded"

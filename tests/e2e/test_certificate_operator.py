@@ -116,7 +116,7 @@ def _openssl(*args: str, cwd: Path) -> str:
 def test_uploaded_openssl_pair_usages_and_references(stack: LocalStack, tmp_path: Path) -> None:
     """(1) status from an openssl-made upload, printer columns; (7) deployedCount; (6) screen removed."""
     ns = _ns(stack)
-    # the seed's commands, verbatim apart from the file locations
+    # the vendor's documented commands, verbatim apart from the file locations
     _openssl("genrsa", "-out", "tenant.key", "2048", cwd=tmp_path)
     _openssl("req", "-new", "-x509", "-key", "tenant.key", "-out", "tenant.pem", "-days", "3650", "-subj", SUBJECT,
              cwd=tmp_path)  # fmt: skip

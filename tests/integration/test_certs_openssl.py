@@ -99,7 +99,7 @@ def test_serial_and_fingerprint_agree_with_openssl(generated: Path, capsys: pyte
 
 @pytest.fixture(scope="module")
 def seed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The seed's exact commands, plus the Azure PKCS#8 step and an encrypted copy of the key."""
+    """The vendor's documented commands, plus the Azure PKCS#8 step and an encrypted copy of the key."""
     out = tmp_path_factory.mktemp("seed")
     openssl("genrsa", "-out", "tenant.key", "2048", cwd=out)
     openssl("req", "-new", "-x509", "-key", "tenant.key", "-out", "tenant.pem", "-days", "3650", "-subj", SUBJ,
@@ -150,7 +150,7 @@ def test_every_openssl_key_format_is_read(
 
 
 def _backdated(seed: Path, name: str, not_before: datetime, not_after: datetime) -> Path:
-    """A certificate for the seed's openssl key with the given dates (openssl req cannot set them)."""
+    """A certificate for the documented openssl key with the given dates (openssl req cannot set them)."""
     key = serialization.load_pem_private_key((seed / "tenant.key").read_bytes(), None)
     assert isinstance(key, rsa.RSAPrivateKey)
     subject = x509.load_pem_x509_certificate((seed / "tenant.pem").read_bytes()).subject

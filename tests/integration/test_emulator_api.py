@@ -1,4 +1,4 @@
-"""The emulator over real HTTP: the recording API contract (shared/VENDOR_API.md) and real S3 objects."""
+"""The emulator over real HTTP: the recording API contract (docs/vendor-api.md) and real S3 objects."""
 
 from __future__ import annotations
 

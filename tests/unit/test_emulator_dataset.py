@@ -1,4 +1,4 @@
-"""The emulator's generated data set: determinism, the seed's format, lazy paging, extension."""
+"""The emulator's generated data set: determinism, the vendor's metadata format, lazy paging, extension."""
 
 from __future__ import annotations
 

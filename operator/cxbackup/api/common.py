@@ -30,7 +30,7 @@ GROUP = "cxbackup.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-# ISO 8601 durations (P[n]Y[n]M[n]DT[n]H[n]M[n]S, the seed's form, plus weeks). RE2 and Rust regex have no
+# ISO 8601 durations (P[n]Y[n]M[n]DT[n]H[n]M[n]S, RCBS's form, plus weeks). RE2 and Rust regex have no
 # look-around, so "P" and "PT" alone pass this pattern; the CEL rules and the engines reject them.
 ISO_DURATION_PATTERN = r"^P([0-9]+Y)?([0-9]+M)?([0-9]+W)?([0-9]+D)?(T([0-9]+H)?([0-9]+M)?([0-9]+S)?)?$"
 

@@ -39,7 +39,7 @@ __all__ = [
 
 MAX_REPLICAS = 64
 
-# int (whole days) or an ISO 8601 duration: the seed's two forms for minAge/maxAge.
+# int (whole days) or an ISO 8601 duration: RCBS's two forms for minAge/maxAge.
 _AGE_RULE: dict[str, Any] = {
     "rule": "type(self) == int ? int(self) >= 0 : (string(self).matches('" + ISO_DURATION_PATTERN + "') "
     "&& string(self) != 'P' && !string(self).endsWith('T'))",

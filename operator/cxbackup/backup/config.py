@@ -1,6 +1,6 @@
 """RCBS configuration: config.properties <-> `RcbsConfig`, and the credentials from the environment.
 
-Every RCBS property of the seed's "Configuration properties" works (default in brackets):
+Every RCBS property of its documented "Configuration properties" works (default in brackets):
 
     gwsUriPrefix            URL prefix of the recording web services (required)
     gwsRecordingsUri        path of the recording API [/recordings]
@@ -19,7 +19,7 @@ Every RCBS property of the seed's "Configuration properties" works (default in b
     awsProxyHost/awsProxyPort   HTTP proxy for S3 (host name or IP, and port)
     gwsProxyHost/gwsProxyPort   HTTP proxy for the recording API (http://host, and port)
     totalRcbsInstances / rcbsInstanceId   sharding [1 / 0] (see sharding.py)
-    skipLastRecordingCheck  ignore the stored last recording end time [false] (shown in the seed's
+    skipLastRecordingCheck  ignore the stored last recording end time [false] (shown in RCBS's
                             verify-mode log; RCBS has it although the property table omits it)
 
 Our own properties:
@@ -87,7 +87,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# RCBS settings seen in the seed (verify-mode log) that this tool recognises but does not implement.
+# RCBS settings seen in its documented verify-mode log that this tool recognises but does not implement.
 KNOWN_UNSUPPORTED: dict[str, str] = {
     "MetadataPropertiesExclude": "metadata files are written exactly as the API returned them",
     "MetadataPropertiesInclude": "metadata files are written exactly as the API returned them",
@@ -411,7 +411,7 @@ def load_properties(text: str, source_name: str) -> tuple[RcbsConfig, list[str]]
                 warnings = [w for w in warnings if not w.startswith(f"{source_name}:{entry.line}: ")]
                 warnings.append(
                     f"{source_name}:{entry.line}: mediaTypePattern '{entry.raw_value}' read as '{value}' "
-                    "(the seed writes MIME types with '\\'; use '/')"
+                    "(RCBS's documentation writes MIME types with '\\'; use '/')"
                 )
             if value == "":
                 values.pop(entry.key, None)

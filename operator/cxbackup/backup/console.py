@@ -1,6 +1,6 @@
 """What the RCBS commands share on a console: logging, progress sink choice, config loading, summary file.
 
-Log lines look like the seed's (`2018-02-22 08:25:50 INFO worker - ...`) and go to stderr (through the
+Log lines look like RCBS's (`2018-02-22 08:25:50 INFO worker - ...`) and go to stderr (through the
 current `sys.stderr`, so a rich progress bar can keep them above itself).
 """
 

@@ -1,4 +1,4 @@
-"""The seed's disk-usage estimate ("Disk usage estimation").
+"""RCBS's disk-usage estimate ("Disk usage estimation").
 
     MB per day = calls per day x (metadata MB + average duration s x bitrate kbps / 8 / 1024)
 

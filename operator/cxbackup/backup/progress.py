@@ -19,7 +19,7 @@ The summary JSON (`RunSummary.to_json`, written by `--summary-file`/`summaryFile
      "error": null | "<why the run stopped>",
      "failures": [{"id": "<callUUID>", "reason": "<redacted reason>"}], "failuresTruncated": false}
 
-Counts are recordings (the seed's summary line says "files"; one recording is one folder).
+Counts are recordings (RCBS's summary line says "files"; one recording is one folder).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ class RunSummary:
         self.bytes += result.bytes
 
     def seed_line(self) -> str:
-        """The seed's closing line."""
+        """RCBS's closing line."""
         return (
             f"Finished handling current batch: (number downloaded files: {self.downloaded} + number of "
             f"skipped files: {self.skipped} + number of failed download: {self.failed}) out of total: {self.total}"
@@ -238,7 +238,7 @@ class _Rates:
 
 
 class LogProgressSink:
-    """Plain log lines, at most one per `interval` seconds, plus the seed's summary line at the end."""
+    """Plain log lines, at most one per `interval` seconds, plus RCBS's summary line at the end."""
 
     def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._interval = interval

@@ -5,10 +5,10 @@ mediaTypePattern
     (MIME type, e.g. `audio/mp3`) fully matches any of them (Java's `String.matches` semantics, as RCBS
     is a Java tool). The seed prints the default as `audio\\mp3 video\\mp4`, which is garbled (in a
     properties file `\\m` reads as `m`); the default here is `audio/mp3 video/mp4`, and a pattern
-    written the seed's way (`audio\\mp3`) is read as `audio/mp3` (config.py does that before Java
+    written RCBS's way (`audio\\mp3`) is read as `audio/mp3` (config.py does that before Java
     unescaping). `audio/mp3|video/mp4` (one alternation) is equivalent.
 
-Access-control filters (our properties; from the seed's "Access control for Recording users"):
+Access-control filters (our properties; from RCBS's documented "Access control for Recording users"):
     partitions=/sales,/support
         keeps a recording when any of its media files lists one of these in `partitions` (the
         GRECORD_PARTITIONS attached data becomes the media's partitions).
@@ -20,7 +20,7 @@ Access-control filters (our properties; from the seed's "Access control for Reco
         keeps recordings of agents at or under this hierarchy path: the recording's agent hierarchy
         paths are the `agentHierarchy`/`agent_hierarchy`/`hierarchy` values in its media files'
         `parameters` or in the record itself; when it has none, its media files' `accessgroups`
-        (the seed: access groups are named after the agent's hierarchy) stand in for them. A
+        (RCBS's documentation: access groups are named after the agent's hierarchy) stand in for them. A
         recording matches when one of its paths is the given path or below it. `/` matches every
         recording that has a path.
 

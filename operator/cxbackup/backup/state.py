@@ -1,4 +1,4 @@
-"""The stored last recording end time (the seed's last_recording_endtime.txt) and the lock name.
+"""The stored last recording end time (RCBS's last_recording_endtime.txt) and the lock name.
 
 File, in the target root:
     last_recording_endtime.txt                 a single instance (totalRcbsInstances=1)

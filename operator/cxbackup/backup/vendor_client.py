@@ -1,6 +1,6 @@
 """The one client of the vendor's recording web services (GWS): settings and recording metadata.
 
-Wire format: ../../../../shared VENDOR_API.md, i.e.
+Wire format (docs/vendor-api.md):
 
     GET {gwsUriPrefix}{gwsSettingsUri}                       -> {"tenant", "storage": [...]}
     GET {gwsUriPrefix}{gwsRecordingsUri}?startTimeRange=FROM,TO&limit=N&offset=K

@@ -2,7 +2,7 @@
 
 1. GWS: fetch the settings (proves GWS_USERNAME/GWS_PASSWORD and gwsUriPrefix work).
 2. S3: for each storage entry, list at most one key under its prefix (`ListObjectsV2`, MaxKeys=1),
-   logging the seed's lines:
+   logging RCBS's lines:
 
        Checking for Key: PoD_tenant_2034/ Bucket: stage-recordings-us-east-1
        Successfully Verified Connection to stage-recordings-us-east-1/PoD_tenant_2034/

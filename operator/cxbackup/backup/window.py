@@ -6,7 +6,7 @@ A window is `RecordingWindow(start_ms, end_ms)`, epoch milliseconds, half-open: 
 it when `start_ms <= startTime < end_ms`, which is also how the recording API reads
 `startTimeRange=FROM,TO`.
 
-How `compute_window` decides (the seed's rules; see "Configuring download period"):
+How `compute_window` decides (RCBS's documented rules; see "Configuring download period"):
 
 1. `windowStart` and `windowEnd` (our properties, epoch ms, both or neither) override everything. The
    operator computes one window for all shards and passes it this way.
@@ -15,7 +15,7 @@ How `compute_window` decides (the seed's rules; see "Configuring download period
    recording end time when there is one (older than now - maxAge: the run catches up after downtime;
    newer: it resumes where the last successful run stopped), unless `skipLastRecordingCheck=true`;
    else now - `maxAge` (`maxAge=0` means any age: start at the epoch).
-4. The seed's own example sets `minDate=2018-01-04` and `maxDate=2018-01-02` to get 2 to 4 January:
+4. RCBS's documented example sets `minDate=2018-01-04` and `maxDate=2018-01-02` to get 2 to 4 January:
    minDate is the newer bound. When both are given the other way round (minDate older than maxDate)
    they are swapped and a notice is logged.
 5. When both ages are in effect (no minDate/maxDate) minAge must be less than maxAge (unless maxAge is
@@ -76,7 +76,7 @@ def ms_to_datetime(ms: int) -> datetime:
 
 
 def format_utc(ms: int) -> str:
-    """The seed's log format for window bounds: `02/19/2018 13:30:14`."""
+    """RCBS's log format for window bounds: `02/19/2018 13:30:14`."""
     return ms_to_datetime(ms).strftime("%m/%d/%Y %H:%M:%S")
 
 

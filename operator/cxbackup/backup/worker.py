@@ -17,7 +17,7 @@
    bodies; then writes `<callUUID>.json` last and fsyncs the folder once (making every rename in it
    durable). A recording whose media and metadata are all present is "skipped".
 5. When the whole window finished with zero failures, stores the window end as the last recording end
-   time (never backwards). Logs the seed's summary line and the failed ids with reasons.
+   time (never backwards). Logs RCBS's summary line and the failed ids with reasons.
 
 Everything that does I/O is passed in (vendor client, media source, target, sleep), so tests run the
 real logic against fakes; `connections.py` builds the real ones.

@@ -1,4 +1,4 @@
-"""`cxbackup estimate --calls-per-day N --avg-duration S`: the seed's disk-usage estimate, with the numbers."""
+"""`cxbackup estimate --calls-per-day N --avg-duration S`: RCBS's disk-usage estimate, with the numbers."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A local stand-in for the vendor cloud: recording API, S3 with CMS-encrypted media, fault injection.
 
-It follows shared/VENDOR_API.md and the seeds' metadata format; it is a test double for the tests and
+It follows docs/vendor-api.md and the vendor's metadata format; it is a test double for the tests and
 the demo, not the vendor's service. Start one with `Emulator` (in-process) or `cxbackup emulator`.
 
 Modules: `dataset` (reproducible, lazy recordings), `contacts` and `chat` (contact history and

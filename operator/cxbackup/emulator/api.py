@@ -1,4 +1,4 @@
-"""The emulated recording API (shared/VENDOR_API.md): settings and paged recording metadata.
+"""The emulated recording API (docs/vendor-api.md): settings and paged recording metadata.
 
 Routes live in one table, `ROUTES`: (method, path under the API prefix, fault endpoint name, handler
 name). A path segment `{name}` matches one non-empty segment, handed to the handler as
@@ -6,7 +6,7 @@ name). A path segment `{name}` matches one non-empty segment, handed to the hand
 
 - `GET {prefix}/me/settings/rcbs`: `{"tenant", "storage": [{region, awsRegion, bucket, prefix}]}`.
 - `GET {prefix}/recordings?startTimeRange=FROM,TO&limit=N&offset=K`, also reachable as
-  `{prefix}/recordings/download/` (the URL in the seed's console output): the recordings with
+  `{prefix}/recordings/download/` (the URL in RCBS's console output): the recordings with
   FROM <= startTime < TO sorted by (startTime, id), as `{"total", "offset", "recordings"}`. `limit`
   defaults to 100 and is capped at 1000 (larger values are served as 1000); a missing or malformed
   `startTimeRange`, or a negative `limit`/`offset`, is a 400.

@@ -4,8 +4,8 @@ The organisation has `spec.chat_users` chat users; each sends about `spec.chat_m
 messages an hour (0 to twice that, drawn per user and hour) over the data set's span, to another user
 or to a group room. Everything is computed from the seed on demand, like the recordings.
 
-Wire format (a test double in the spirit of shared/VENDOR_API.md, following the chat data export
-policy in seeds/002: per-user GDPR requests with a subject userId, limited to the organisation's chat
+Wire format (a test double in the spirit of docs/vendor-api.md, following the chat data export
+policy of the vendor: per-user GDPR requests with a subject userId, limited to the organisation's chat
 retention period; a whole-organisation chat export is not supported):
 
     GET {prefix}/chat/users/{userId}/messages?startTimeRange=FROM,TO&limit=N&offset=K

@@ -6,7 +6,7 @@ Slot `s` is rebuilt from `Random((seed, "contacts", s))` and contact `j` of it f
 `(seed, "contact", s, j)`, as the recording data set does; nothing is held in memory but a small
 cache of slot indexes.
 
-Wire format (a test double in the spirit of shared/VENDOR_API.md, not the vendor's documented API):
+Wire format (a test double in the spirit of docs/vendor-api.md, not the vendor's documented API):
 
     GET {prefix}/contact-history?startTimeRange=FROM,TO&limit=N&offset=K
 

@@ -329,7 +329,7 @@ class Emulator:
 
         Sets gwsUriPrefix, awsEndpointUrl (our property for a non-AWS S3 endpoint) and targetDir.
         Unless one of minAge/maxAge/minDate/maxDate is given, the window is the whole dataset, in the
-        seed's terms: maxDate = the oldest start (epoch ms), minDate = the end (epoch ms). Other
+        RCBS's terms: maxDate = the oldest start (epoch ms), minDate = the end (epoch ms). Other
         keyword arguments are written verbatim as properties (None leaves one out).
         """
         props: dict[str, object] = {

@@ -8,13 +8,13 @@ API's questions about it without holding the records in memory:
   sorted index is rebuilt in microseconds and `total` for a window of a million recordings is
   arithmetic over whole slots plus two partial ones.
 - Record `j` of slot `s` is computed from `(seed, s, j)` only. Its id (a 32-character callUUID like
-  the seed's `021L6BI58K8FH7R5USI402LAES00000A`) is 18 hash characters, `LAES`, then `s` and `j` in
+  the documented `021L6BI58K8FH7R5USI402LAES00000A`) is 18 hash characters, `LAES`, then `s` and `j` in
   base32hex, so a media id (which starts with or contains the callUUID) leads back to its record.
 - Media bytes are pseudo-random from `(seed, mediaId)` with an mp3/mp4-looking header, made on demand.
 - `extend(hours)` appends slots (new recordings "arrive"); `add_recording` inserts a hand-made record
   (a special region, a custom field, a given size) that pages like the others.
 
-Metadata records follow the seed's format (see /work/shared/seeds, "Metadata format"): id,
+Metadata records follow the vendor's documented metadata format (docs/vendor-api.md): id,
 callerPhoneNumber, dialedPhoneNumber, startTime, stopTime, eventHistory (Joined/Left/Data), mediaFiles
 (startTime, stopTime, callUUID, mediaId, type, duration, tenant, ivrprofile, size as a string of the
 plaintext size, parameters, certAlias, partitions, accessgroups, channels), callType, region, and
@@ -84,7 +84,7 @@ class StorageEntry:
         return {"region": self.region, "awsRegion": self.aws_region, "bucket": self.bucket, "prefix": self.prefix}
 
     def key(self, media_id: str) -> str:
-        """The object key of a media file: `{prefix}{mediaId}` (shared/VENDOR_API.md)."""
+        """The object key of a media file: `{prefix}{mediaId}` (docs/vendor-api.md)."""
         return f"{self.prefix}{media_id}"
 
 
@@ -352,7 +352,7 @@ class Dataset(SlotQueries[tuple[int, str, int], Record]):
         return None
 
     def storage_for(self, record: Mapping[str, Any]) -> StorageEntry:
-        """The storage entry whose region is the record's, else the first (shared/VENDOR_API.md)."""
+        """The storage entry whose region is the record's, else the first (docs/vendor-api.md)."""
         region = record.get("region")
         return next((e for e in self.storage if e.region == region), self.storage[0])
 

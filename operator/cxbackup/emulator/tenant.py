@@ -3,7 +3,7 @@
 A generated pair looks like the vendor's instructions produce (`openssl genrsa 2048` and
 `openssl req -new -x509 -subj "/CN=Genesys Recording/C=US/ST=California/O=Genesys"`): an RSA-2048 key
 written as PKCS#1 PEM with mode 0600 and a self-signed certificate. The certificate alias written
-into metadata `certAlias` mimics the seed's `rcs_Environment:1:CN=...:5` shape.
+into metadata `certAlias` mimics the documented `rcs_Environment:1:CN=...:5` shape.
 """
 
 from __future__ import annotations

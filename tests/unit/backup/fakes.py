@@ -50,7 +50,7 @@ def make_record(
     hierarchy: str | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A record in the seed's format; media as (mediaId, type) pairs (default one mp3)."""
+    """A record in the vendor's metadata format; media as (mediaId, type) pairs (default one mp3)."""
     if media is None:
         media = [(f"{rec_id}_voice.mp3.bin", "audio/mp3")]
     files = []
@@ -158,7 +158,7 @@ class FakeVendor:
                     key=lambda r: (parse_metadata_time(r["startTime"]), r.get("id", "")),
                 )
             page = matching[offset : offset + limit]
-            # pretty-printed records, like the seed's sample, to exercise raw-text preservation
+            # pretty-printed records, like the vendor's sample, to exercise raw-text preservation
             recs = ",\n  ".join(json.dumps(r, indent=2) for r in page)
             text = f'{{"total": {len(matching)}, "offset": {offset}, "recordings": [\n  {recs}\n]}}'
             return HttpResponse(200, {}, text.encode())

@@ -28,7 +28,7 @@ from cxbackup.backup.targets import LocalDirectoryTarget
 from .fakes import make_record
 
 
-def test_default_folder_format_is_the_seeds() -> None:
+def test_default_folder_format_is_rcbs() -> None:
     fmt = FolderFormat.parse("yyyy/MM/dd/HH")
     assert fmt.format(datetime(2018, 2, 12, 19, 5, 7)) == "2018/02/12/19"
     assert FolderFormat.parse("yy-M-d_H'h'mm/ss").format(datetime(2018, 2, 3, 4, 5, 6)) == "18-2-3_4h05/06"

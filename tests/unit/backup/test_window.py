@@ -1,4 +1,4 @@
-"""Windows: ages (days and ISO 8601), dates, the stored end time, the seed's minDate/maxDate order."""
+"""Windows: ages (days and ISO 8601), dates, the stored end time, RCBS's minDate/maxDate order."""
 
 from __future__ import annotations
 
@@ -135,7 +135,7 @@ def test_naive_now_is_refused() -> None:
 
 
 def test_window_chunks_cover_exactly_and_are_bounded() -> None:
-    w = RecordingWindow(1519047014000, 1519316698940)  # the seed's log: 3 days and a bit
+    w = RecordingWindow(1519047014000, 1519316698940)  # RCBS's documented log: 3 days and a bit
     chunks = list(w.chunks())
     assert chunks[0].start_ms == w.start_ms and chunks[-1].end_ms == w.end_ms
     assert all(a.end_ms == b.start_ms for a, b in itertools.pairwise(chunks))
