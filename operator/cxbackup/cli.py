@@ -1,11 +1,11 @@
 """The `cxbackup` command line: one sub-command per module in cxbackup.commands.
 
-Each command module exposes `register(subparsers) -> None`, which adds its parser and sets
-`func=run` (a callable taking the parsed namespace and returning the exit code). A command that is
-not built yet is registered by `_not_built`, says so and exits 2.
+Each command module exposes `register(subparsers, name, help_text) -> None`, which adds its parser and
+sets `func` (a callable taking the parsed namespace and returning the exit code).
 
 `main` imports only the module of the command being run (the others get a parser with their one-line
 help): a worker pod's `cxbackup download` does not load the operator, export or certificate code.
+`CommandLine` is also what the development tools' `cxbackup-dev` is built from.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-__all__ = ["COMMANDS", "build_parser", "main"]
+__all__ = ["COMMANDS", "CommandLine", "build_parser", "main"]
 
-# (name, one-line help, module under cxbackup.commands or None when not built yet)
-COMMANDS: list[tuple[str, str, str | None]] = [
+# (name, one-line help, module under cxbackup.commands)
+COMMANDS: list[tuple[str, str, str]] = [
     ("operator", "run the Kubernetes operator (kopf)", "operator"),
     ("download", "back up recordings from the vendor cloud (an RCBS-compatible worker)", "download"),
     ("verify", "check S3 credentials and access to every bucket the vendor names", "verify"),
@@ -27,48 +28,52 @@ COMMANDS: list[tuple[str, str, str | None]] = [
     ("export", "encrypted contact-history and GDPR chat exports", "export"),
     ("cert", "generate, inspect and validate recording certificates", "cert"),
     ("estimate", "estimate the disk space a day of recordings needs", "estimate"),
-    ("emulator", "run the local stand-in for the vendor cloud", "emulator"),
-    ("demo", "start everything and back up a generated data set", "demo"),
-    ("crds", "generate the CustomResourceDefinitions from the API models", "crds"),
 ]
 
 
-def _not_built(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(_args: argparse.Namespace) -> int:
-        print(f"cxbackup {name}: not built yet in this version", file=sys.stderr)
-        return 2
+@dataclass(frozen=True)
+class CommandLine:
+    """A program with lazily imported sub-commands, each a module `<package>.<module>`."""
 
-    return run
+    prog: str
+    description: str
+    package: str
+    commands: Sequence[tuple[str, str, str]]
+
+    def build_parser(self, only: str | None = None) -> argparse.ArgumentParser:
+        """The whole command line; with `only`, just that command's module is imported."""
+        parser = argparse.ArgumentParser(prog=self.prog, description=self.description)
+        sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+        for name, help_text, module in self.commands:
+            if only is not None and name != only:
+                sub.add_parser(name, help=help_text, description=help_text)
+                continue
+            importlib.import_module(f"{self.package}.{module}").register(sub, name, help_text)
+        return parser
+
+    def main(self, argv: Sequence[str] | None = None) -> int:
+        args_list = list(sys.argv[1:] if argv is None else argv)
+        known = {name for name, _, _ in self.commands}
+        parser = self.build_parser(args_list[0] if args_list and args_list[0] in known else None)
+        args = parser.parse_args(args_list)
+        func: Callable[[argparse.Namespace], int] = args.func
+        return func(args)
+
+
+CXBACKUP = CommandLine(
+    prog="cxbackup",
+    description="Back up contact-center recordings, export contact data encrypted, and manage recording certificates.",
+    package="cxbackup.commands",
+    commands=COMMANDS,
+)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The whole command line; with `only`, just that command's module is imported."""
-    parser = argparse.ArgumentParser(
-        prog="cxbackup",
-        description="Back up contact-center recordings, export contact data encrypted, "
-        "and manage recording certificates.",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, help_text, module in COMMANDS:
-        if module is None:
-            p = sub.add_parser(name, help=f"{help_text} (not built yet)", description=help_text)
-            p.set_defaults(func=_not_built(name))
-            continue
-        if only is not None and name != only:
-            sub.add_parser(name, help=help_text, description=help_text)
-            continue
-        mod = importlib.import_module(f"cxbackup.commands.{module}")
-        mod.register(sub, name, help_text)
-    return parser
+    return CXBACKUP.build_parser(only)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    known = {name for name, _, _ in COMMANDS}
-    parser = build_parser(args_list[0] if args_list and args_list[0] in known else None)
-    args = parser.parse_args(args_list)
-    func: Callable[[argparse.Namespace], int] = args.func
-    return func(args)
+    return CXBACKUP.main(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

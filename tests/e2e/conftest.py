@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cxbackup.emulator import DatasetSpec, Emulator
-from cxbackup.localcluster.stack import LocalStack
+from cxbackup_dev.emulator import DatasetSpec, Emulator
+from cxbackup_dev.localcluster.stack import LocalStack
 from tests.conftest import installed_stack
 
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from cxbackup.emulator import Emulator, FaultConfig
-from cxbackup.emulator.faults import EndpointFaults
-from cxbackup.localcluster.stack import LocalStack
+from cxbackup_dev.emulator import Emulator, FaultConfig
+from cxbackup_dev.emulator.faults import EndpointFaults
+from cxbackup_dev.localcluster.stack import LocalStack
 
 pytestmark = pytest.mark.e2e
 

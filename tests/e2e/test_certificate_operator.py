@@ -24,8 +24,8 @@ from prometheus_client.utils import floatToGoString
 from cxbackup.certs import cms
 from cxbackup.certs.generate import generate_pair
 from cxbackup.certs.keyring import Keyring
-from cxbackup.localcluster.controlplane import REPO_ROOT
-from cxbackup.localcluster.stack import LocalStack
+from cxbackup_dev.localcluster.controlplane import REPO_ROOT
+from cxbackup_dev.localcluster.stack import LocalStack
 
 pytestmark = pytest.mark.e2e
 

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from cxbackup.certs.generate import generate_pair
-from cxbackup.emulator import Emulator
-from cxbackup.localcluster.stack import LocalStack
+from cxbackup_dev.emulator import Emulator
+from cxbackup_dev.localcluster.stack import LocalStack
 
 pytestmark = pytest.mark.e2e
 

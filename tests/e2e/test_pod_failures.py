@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from cxbackup.emulator import Emulator, FaultConfig
-from cxbackup.emulator.faults import EndpointFaults
-from cxbackup.localcluster.stack import LocalStack
+from cxbackup_dev.emulator import Emulator, FaultConfig
+from cxbackup_dev.emulator.faults import EndpointFaults
+from cxbackup_dev.localcluster.stack import LocalStack
 from tests.e2e.test_backup_operator import _apply, _backup, _expected, _hidden, _ns, _runs, _tree, _wait_runs
 
 pytestmark = pytest.mark.e2e

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from cxbackup.emulator import DatasetSpec, Emulator, FaultConfig
+from cxbackup_dev.emulator import DatasetSpec, Emulator, FaultConfig
 
 __all__ = ["SMALL_SPEC", "emulator", "make_emulator"]
 

@@ -22,7 +22,7 @@ from cxbackup.backup.config import Credentials, parse_properties
 from cxbackup.backup.progress import RunSummary
 from cxbackup.backup.worker import run_backup
 from cxbackup.certs.cms import decrypt_with_key, load_private_key
-from cxbackup.emulator import DatasetSpec, Emulator, EndpointFaults, FaultConfig, parse_time
+from cxbackup_dev.emulator import DatasetSpec, Emulator, EndpointFaults, FaultConfig, parse_time
 
 pytestmark = pytest.mark.integration
 

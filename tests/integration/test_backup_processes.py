@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cxbackup.backup.targets import LocalDirectoryTarget, LockHolder
-from cxbackup.emulator import Emulator, EndpointFaults, FaultConfig
+from cxbackup_dev.emulator import Emulator, EndpointFaults, FaultConfig
 from tests.integration.test_backup_download import check_target, folder_of, get_count, run_cli, summary_of
 
 pytestmark = pytest.mark.integration

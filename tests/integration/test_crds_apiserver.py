@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from cxbackup.localcluster.controlplane import ControlPlane
+from cxbackup_dev.localcluster.controlplane import ControlPlane
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ from cxbackup.backup.crtsource import PART_BYTES, CrtS3MediaSource, select_media
 from cxbackup.backup.errors import ConfigError, MediaMissingError, SourceAuthError, SourceError, TargetError
 from cxbackup.backup.s3source import S3Options
 from cxbackup.backup.vendor_client import StorageEntry, VendorSettings
-from cxbackup.emulator import Emulator
+from cxbackup_dev.emulator import Emulator
 
 ODD_KEYS = [
     "plain-key.bin",

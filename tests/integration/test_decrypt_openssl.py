@@ -17,7 +17,7 @@ import pytest
 
 from cxbackup.certs import cms
 from cxbackup.cli import main
-from cxbackup.emulator import Dataset, DatasetSpec
+from cxbackup_dev.emulator import Dataset, DatasetSpec
 
 pytestmark = pytest.mark.integration
 

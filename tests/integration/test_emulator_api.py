@@ -16,7 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from cxbackup.certs import cms
-from cxbackup.emulator import HOUR_MS, DatasetSpec, Emulator, parse_time
+from cxbackup_dev.emulator import HOUR_MS, DatasetSpec, Emulator, parse_time
 
 pytestmark = pytest.mark.integration
 

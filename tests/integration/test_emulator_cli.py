@@ -1,4 +1,4 @@
-"""`cxbackup emulator` as a user runs it: foreground process, ready file, printed facts, clean SIGTERM."""
+"""`cxbackup-dev emulator` as a user runs it: foreground process, ready file, printed facts, clean SIGTERM."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from cxbackup.commands.emulator import parse_start
+from cxbackup_dev.commands.emulator import parse_start
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ def test_emulator_command_serves_until_sigterm(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "cxbackup",
+            "cxbackup_dev",
             "emulator",
             "--hours",
             "2",
@@ -108,7 +108,7 @@ def test_emulator_command_takes_credentials_from_env_without_printing_them(tmp_p
         [
             sys.executable,
             "-m",
-            "cxbackup",
+            "cxbackup_dev",
             "emulator",
             "--hours",
             "1",

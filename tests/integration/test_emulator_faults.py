@@ -18,7 +18,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 
 from cxbackup.certs import cms
-from cxbackup.emulator import Emulator, EndpointFaults, FaultConfig
+from cxbackup_dev.emulator import Emulator, EndpointFaults, FaultConfig
 
 pytestmark = pytest.mark.integration
 

@@ -20,10 +20,10 @@ from botocore.config import Config
 from cxbackup.backup.retry import RetryPolicy
 from cxbackup.certs import cms
 from cxbackup.cli import main
-from cxbackup.emulator import DatasetSpec, Emulator, EndpointFaults, FaultConfig
-from cxbackup.emulator.tenant import TenantKey, generate_tenant_key
 from cxbackup.export import ApiSource, ArtifactInfo, DirectoryStore, ExportRequest, run_export
 from cxbackup.export.names import artifact_name, format_iso
+from cxbackup_dev.emulator import DatasetSpec, Emulator, EndpointFaults, FaultConfig
+from cxbackup_dev.emulator.tenant import TenantKey, generate_tenant_key
 
 pytestmark = pytest.mark.integration
 

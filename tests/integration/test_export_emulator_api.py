@@ -13,7 +13,7 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from cxbackup.emulator import DatasetSpec, Emulator, EndpointFaults, FaultConfig
+from cxbackup_dev.emulator import DatasetSpec, Emulator, EndpointFaults, FaultConfig
 
 pytestmark = pytest.mark.integration
 

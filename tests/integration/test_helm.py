@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from cxbackup.localcluster.controlplane import ControlPlane
+from cxbackup_dev.localcluster.controlplane import ControlPlane
 from tests.integration.helm_fixtures import Helm
 from tests.unit.test_dashboards_alerts import CHART, DASHBOARDS, chart_values, render_alert_rules
 

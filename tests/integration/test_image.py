@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from cxbackup.localcluster.images import ImageBuildError, build_image
+from cxbackup_dev.localcluster.images import ImageBuildError, build_image
 
 pytestmark = pytest.mark.integration
 
@@ -139,6 +139,17 @@ def test_layers_hold_the_venv_with_the_locked_packages(cxbackup_image: OciArchiv
     assert {name: installed.get(name) for name in locked} == locked
     # besides the lock: the project itself, and the venv's own pip and setuptools
     assert set(installed) - set(locked) == {"cxbackup", "pip", "setuptools"}
+    # the product only: no development tools, no vendor-cloud emulator, no test cluster harness
+    packages = {
+        name.split("/")[len(SITE_PACKAGES.split("/"))] for name in entries if name.startswith(f"{SITE_PACKAGES}/")
+    }
+    assert "cxbackup_dev" not in packages and "moto" not in packages
+    product = {
+        name.split("/")[len(SITE_PACKAGES.split("/")) + 1]
+        for name in entries
+        if name.startswith(f"{SITE_PACKAGES}/cxbackup/") and name.count("/") > len(SITE_PACKAGES.split("/")) + 1
+    }
+    assert not product & {"emulator", "localcluster", "crdgen.py"}, product
 
 
 def test_user_and_no_host_leftovers(cxbackup_image: OciArchive) -> None:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from cxbackup.localcluster.images import build_image
-from cxbackup.localcluster.node import STATE_FILE, NodeError, check_host, cleanup_previous, host_snapshot
+from cxbackup_dev.localcluster.images import build_image
+from cxbackup_dev.localcluster.node import STATE_FILE, NodeError, check_host, cleanup_previous, host_snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 START_AND_HANG = """
 import json, sys, time
 from pathlib import Path
-from cxbackup.localcluster.controlplane import ControlPlane
-from cxbackup.localcluster.node import Node
+from cxbackup_dev.localcluster.controlplane import ControlPlane
+from cxbackup_dev.localcluster.node import Node
 wd = Path(sys.argv[1])
 cp = ControlPlane(workdir=wd / "cp").start()
 node = Node(cp, wd, pause_image=sys.argv[3], pause_archive=Path(sys.argv[2])).start()

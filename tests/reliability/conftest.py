@@ -25,8 +25,8 @@ from pathlib import Path
 import pluggy
 import pytest
 
-from cxbackup.emulator import DatasetSpec, Emulator, FaultConfig
-from cxbackup.localcluster.stack import LocalStack
+from cxbackup_dev.emulator import DatasetSpec, Emulator, FaultConfig
+from cxbackup_dev.localcluster.stack import LocalStack
 from tests.conftest import installed_stack
 from tests.reliability.table import Row, render_markdown
 

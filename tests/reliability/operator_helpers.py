@@ -9,8 +9,8 @@ import time
 import uuid
 from typing import Any
 
-from cxbackup.emulator import Emulator
-from cxbackup.localcluster.stack import LocalStack
+from cxbackup_dev.emulator import Emulator
+from cxbackup_dev.localcluster.stack import LocalStack
 from tests.reliability.table import Row, assess_target
 
 LABEL = "cxbackup.io/recordingbackup"

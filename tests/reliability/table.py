@@ -80,7 +80,7 @@ def render_markdown(rows: Iterable[Row], *, title: str | None = None) -> str:
 
 def folder_of(record: Mapping[str, Any], fmt: str = "%Y/%m/%d/%H") -> str:
     """The folder the layout gives a well-formed emulator record (startTime in the emulator's format)."""
-    from cxbackup.emulator import parse_time
+    from cxbackup_dev.emulator import parse_time
 
     start = datetime.fromtimestamp(parse_time(record["startTime"]) / 1000, UTC)
     return f"{start.strftime(fmt)}/{recording_folder_name(record['id'])}"

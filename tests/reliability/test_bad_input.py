@@ -36,7 +36,7 @@ from cryptography.x509.oid import NameOID
 from cxbackup.backup.config import Credentials, parse_properties
 from cxbackup.backup.worker import run_backup
 from cxbackup.certs.cms import encrypt
-from cxbackup.emulator import DatasetSpec, Emulator
+from cxbackup_dev.emulator import DatasetSpec, Emulator
 from tests.reliability.table import Row, assess_target
 
 HOUR_MS = 3_600_000

@@ -29,9 +29,9 @@ from typing import Any
 
 import pytest
 
-from cxbackup.emulator import DatasetSpec, Emulator
-from cxbackup.localcluster.controlplane import ControlPlane
-from cxbackup.localcluster.stack import credential_secrets, operator_env, start_operator_process, worker_rbac
+from cxbackup_dev.emulator import DatasetSpec, Emulator
+from cxbackup_dev.localcluster.controlplane import ControlPlane
+from cxbackup_dev.localcluster.stack import credential_secrets, operator_env, start_operator_process, worker_rbac
 from tests.reliability.operator_helpers import LABEL, backup_body
 from tests.reliability.table import Row
 

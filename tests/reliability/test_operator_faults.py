@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from cxbackup.emulator import Emulator, EndpointFaults, FaultConfig
-from cxbackup.localcluster.stack import LocalStack, start_operator_process
+from cxbackup_dev.emulator import Emulator, EndpointFaults, FaultConfig
+from cxbackup_dev.localcluster.stack import LocalStack, start_operator_process
 from tests.reliability.operator_helpers import (
     apply,
     backup_body,

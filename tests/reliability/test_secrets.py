@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from cxbackup.emulator import Emulator, EndpointFaults, FaultConfig
-from cxbackup.localcluster.stack import LocalStack
+from cxbackup_dev.emulator import Emulator, EndpointFaults, FaultConfig
+from cxbackup_dev.localcluster.stack import LocalStack
 from tests.reliability.operator_helpers import apply, backup_body, kube_json, new_namespace, run_row
 from tests.reliability.table import Row
 from tests.reliability.test_operator_faults import wait_done

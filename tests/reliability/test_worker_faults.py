@@ -25,7 +25,7 @@ from cxbackup.backup.config import Credentials, parse_properties
 from cxbackup.backup.progress import RunSummary
 from cxbackup.backup.targets import LocalDirectoryTarget, TargetWriter
 from cxbackup.backup.worker import run_backup
-from cxbackup.emulator import Emulator, EndpointFaults, FaultConfig
+from cxbackup_dev.emulator import Emulator, EndpointFaults, FaultConfig
 from tests.reliability.table import Row, assess_target
 
 CHECKPOINT = "last_recording_endtime.txt"

@@ -1,41 +1,38 @@
-"""`cxbackup --help` lists every sub-command; one that is not built yet says so and fails."""
+"""`cxbackup --help` lists what a user runs and nothing else; `cxbackup-dev --help` lists the development tools."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-import pytest
-
 from cxbackup.cli import COMMANDS, build_parser
+from cxbackup_dev.cli import COMMANDS as DEV_COMMANDS
 
-EXPECTED = {
-    "operator", "download", "verify", "decrypt", "audit", "export", "cert", "estimate", "emulator", "demo", "crds",
-}  # fmt: skip
-
-
-def test_help_lists_every_subcommand() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "cxbackup", "--help"], capture_output=True, text=True, check=True
-    ).stdout
-    for name in EXPECTED:
-        assert f"    {name} " in out or f"    {name}\n" in out, name
-    assert {name for name, _, _ in COMMANDS} == EXPECTED
+USER_COMMANDS = {"operator", "download", "verify", "decrypt", "audit", "export", "cert", "estimate"}
+DEV_TOOLS = {"emulator", "demo", "crds"}
 
 
-def test_a_command_not_built_says_so_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
-    import argparse
-
-    from cxbackup.cli import _not_built
-
-    assert _not_built("future")(argparse.Namespace()) == 2
-    assert "not built yet" in capsys.readouterr().err
+def _help(module: str) -> str:
+    return subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, check=True).stdout
 
 
-def test_every_listed_command_is_built() -> None:
-    assert [name for name, _, module in COMMANDS if module is None] == []
+def _listed(out: str) -> set[str]:
+    names = USER_COMMANDS | DEV_TOOLS
+    return {name for name in names if f"    {name} " in out or f"    {name}\n" in out}
+
+
+def test_help_lists_every_user_command_and_no_development_tool() -> None:
+    assert _listed(_help("cxbackup")) == USER_COMMANDS
+    assert {name for name, _, _ in COMMANDS} == USER_COMMANDS
+
+
+def test_development_tools_have_their_own_command() -> None:
+    assert _listed(_help("cxbackup_dev")) == DEV_TOOLS
+    assert {name for name, _, _ in DEV_COMMANDS} == DEV_TOOLS
 
 
 def test_every_command_has_a_parser() -> None:
     parser = build_parser()
     assert parser.prog == "cxbackup"
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert set(sub.choices) == USER_COMMANDS  # type: ignore[arg-type]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cxbackup.api.crdgen import KINDS, build_crds, render_crds
+from cxbackup_dev.crdgen import KINDS, build_crds, render_crds
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from cxbackup.emulator.dataset import HOUR_MS, Dataset, DatasetSpec, StorageEntry, format_time, parse_time
+from cxbackup_dev.emulator.dataset import HOUR_MS, Dataset, DatasetSpec, StorageEntry, format_time, parse_time
 
 SPEC = DatasetSpec(seed=7, hours=6, recordings_per_hour=9, screen_fraction=0.4, hourly_jitter=0.5)
 UUID_RE = re.compile(r"^[0-9A-V]{18}LAES[0-9A-V]{10}$")

@@ -10,8 +10,8 @@ from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from cxbackup.emulator.faults import EndpointFaults, FaultConfig, FaultInjector
-from cxbackup.emulator.sigv4 import check_request
+from cxbackup_dev.emulator.faults import EndpointFaults, FaultConfig, FaultInjector
+from cxbackup_dev.emulator.sigv4 import check_request
 
 KEYS = {"AKIAEMULATOR00000001": "the-secret"}
 

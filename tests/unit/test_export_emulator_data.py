@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from cxbackup.emulator.chat import DAY_MS, ChatHistory
-from cxbackup.emulator.contacts import ContactHistory, mask_email, mask_phone
-from cxbackup.emulator.dataset import HOUR_MS, Dataset, DatasetSpec, parse_time
+from cxbackup_dev.emulator.chat import DAY_MS, ChatHistory
+from cxbackup_dev.emulator.contacts import ContactHistory, mask_email, mask_phone
+from cxbackup_dev.emulator.dataset import HOUR_MS, Dataset, DatasetSpec, parse_time
 
 SPEC = DatasetSpec(seed=5, hours=5, recordings_per_hour=1, contacts_per_hour=13, chat_users=4, chat_messages_per_hour=4)
 

@@ -1,6 +1,6 @@
 """API types of cxbackup.io/v1alpha1: RecordingBackup, ExportJob and RecordingCertificate.
 
-The pydantic models here are the single source of truth; crds/ is generated from them (`cxbackup crds`).
+The pydantic models here are the single source of truth; crds/ is generated from them (`cxbackup-dev crds`).
 """
 
 from __future__ import annotations

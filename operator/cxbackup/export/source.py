@@ -1,6 +1,6 @@
 """The one client of the vendor's data APIs an export reads: contact history and per-user chat messages.
 
-Wire format (the emulator documents it in cxbackup/emulator/contacts.py and chat.py):
+Wire format (the vendor's contact and chat APIs, as docs/vendor-api.md describes them):
 
     GET {prefix}/contact-history?startTimeRange=FROM,TO&limit=N&offset=K
         -> {"total", "offset", "items": [<contact>, ...]}

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from cxbackup.controller.probes import Readiness, serve_metrics_and_readiness
-from cxbackup.localcluster.controlplane import free_port
+from cxbackup_dev.localcluster.controlplane import free_port
 
 
 def _get(url: str, timeout: float) -> Any:

@@ -1,6 +1,6 @@
-"""`cxbackup emulator`: run the local stand-in for the vendor cloud in the foreground.
+"""`cxbackup-dev emulator`: run the local stand-in for the vendor cloud in the foreground.
 
-    cxbackup emulator [--port N] [--s3-port N] [--seed N] [--hours N | --days N] [--start WHEN]
+    cxbackup-dev emulator [--port N] [--s3-port N] [--seed N] [--hours N | --days N] [--start WHEN]
                       [--recordings-per-hour N] [--screen-fraction F] [--media eager|lazy|none]
                       [--error-rate F] [--error-status N] [--throttle-rate F] [--latency-ms N] ...
                       [--write-config PATH [--target-dir DIR]] [--key-out PATH] [--cert-out PATH]
@@ -33,8 +33,8 @@ from pathlib import Path
 from types import FrameType
 
 from cxbackup.certs.cms import CmsError
-from cxbackup.emulator import DatasetSpec, Emulator, EndpointFaults, FaultConfig, format_time
-from cxbackup.emulator.faults import ENDPOINTS
+from cxbackup_dev.emulator import DatasetSpec, Emulator, EndpointFaults, FaultConfig, format_time
+from cxbackup_dev.emulator.faults import ENDPOINTS
 
 __all__ = ["parse_start", "register", "run"]
 
@@ -174,17 +174,17 @@ def run(args: argparse.Namespace) -> int:
         )
         faults = _fault_config(args)
     except (ValueError, argparse.ArgumentTypeError) as exc:
-        print(f"cxbackup emulator: {exc}", file=sys.stderr)
+        print(f"cxbackup-dev emulator: {exc}", file=sys.stderr)
         return 2
     if bool(args.tenant_key) != bool(args.tenant_cert):
-        print("cxbackup emulator: --tenant-key and --tenant-cert go together", file=sys.stderr)
+        print("cxbackup-dev emulator: --tenant-key and --tenant-cert go together", file=sys.stderr)
         return 2
     gws_password = aws_key_id = aws_secret = None
     if args.credentials_from_env:
         names = ("GWS_USERNAME", "GWS_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
         missing = [n for n in names if not os.environ.get(n)]
         if missing:
-            print(f"cxbackup emulator: --credentials-from-env: {', '.join(missing)} not set", file=sys.stderr)
+            print(f"cxbackup-dev emulator: --credentials-from-env: {', '.join(missing)} not set", file=sys.stderr)
             return 2
         gws_password = os.environ["GWS_PASSWORD"]
         aws_key_id = os.environ["AWS_ACCESS_KEY_ID"]
@@ -218,12 +218,12 @@ def run(args: argparse.Namespace) -> int:
         try:
             emu.start()
         except (OSError, RuntimeError, CmsError) as exc:
-            print(f"cxbackup emulator: cannot start: {exc}", file=sys.stderr)
+            print(f"cxbackup-dev emulator: cannot start: {exc}", file=sys.stderr)
             return 1
         _write_outputs(emu, args)
         _announce(emu, args, workdir)
         stop.wait()
-        print("cxbackup emulator: stopping", flush=True)
+        print("cxbackup-dev emulator: stopping", flush=True)
     finally:
         emu.stop()
         for sig, handler in previous.items():
@@ -250,7 +250,7 @@ def _write_outputs(emu: Emulator, args: argparse.Namespace) -> None:
 def _announce(emu: Emulator, args: argparse.Namespace, workdir: Path) -> None:
     facts = emu.connection_facts()
     lines = [
-        "cxbackup emulator: serving on 127.0.0.1 (a test double of the vendor cloud); stop with Ctrl-C",
+        "cxbackup-dev emulator: serving on 127.0.0.1 (a test double of the vendor cloud); stop with Ctrl-C",
         f"  gwsUriPrefix  {emu.gws_uri_prefix}",
         f"  S3 endpoint   {emu.s3_endpoint}",
         f"  tenant key    {emu.tenant_key_path}  (certificate {emu.tenant_cert_path})",

@@ -1,4 +1,4 @@
-"""`cxbackup crds`: write the generated CRDs to crds/ (and the Helm chart), or check they are current."""
+"""`cxbackup-dev crds`: write the generated CRDs to crds/ (and the Helm chart), or check they are current."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cxbackup.api.crdgen import render_crds
+from cxbackup_dev.crdgen import render_crds
 
 __all__ = ["register", "run"]
 

@@ -41,8 +41,8 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from cxbackup.emulator.dataset import HOUR_MS, Dataset, format_time
-from cxbackup.emulator.slots import SlotQueries
+from cxbackup_dev.emulator.dataset import HOUR_MS, Dataset, format_time
+from cxbackup_dev.emulator.slots import SlotQueries
 
 __all__ = ["CONTACT_TYPES", "ContactHistory", "HourlySeries", "mask_email", "mask_phone"]
 

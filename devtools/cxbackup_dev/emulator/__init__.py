@@ -12,9 +12,9 @@ key pair), `core` (the `Emulator` that ties them together).
 
 from __future__ import annotations
 
-from cxbackup.emulator.core import Emulator, MediaMode, write_properties
-from cxbackup.emulator.dataset import HOUR_MS, Dataset, DatasetSpec, Record, StorageEntry, format_time, parse_time
-from cxbackup.emulator.faults import EndpointFaults, FaultConfig, FaultInjector, FaultPlan
+from cxbackup_dev.emulator.core import Emulator, MediaMode, write_properties
+from cxbackup_dev.emulator.dataset import HOUR_MS, Dataset, DatasetSpec, Record, StorageEntry, format_time, parse_time
+from cxbackup_dev.emulator.faults import EndpointFaults, FaultConfig, FaultInjector, FaultPlan
 
 __all__ = [
     "HOUR_MS",

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cxbackup.localcluster.controlplane import ControlPlane, ControlPlaneError, free_port
+from cxbackup_dev.localcluster.controlplane import ControlPlane, ControlPlaneError, free_port
 
 __all__ = ["HOST_NETWORK_LABEL", "Node", "NodeError", "check_host", "cleanup_previous", "host_snapshot"]
 

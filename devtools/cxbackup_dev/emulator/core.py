@@ -40,13 +40,13 @@ from types import TracebackType
 from typing import Any, Literal
 
 from cxbackup.certs.cms import Algorithm, encrypt
-from cxbackup.emulator.api import RecordingApiServer, RequestLog, RequestRecord
-from cxbackup.emulator.chat import DEFAULT_CHAT_RETENTION_DAYS, ChatHistory
-from cxbackup.emulator.contacts import ContactHistory
-from cxbackup.emulator.dataset import Dataset, DatasetSpec, Record, StorageEntry
-from cxbackup.emulator.faults import FaultConfig, FaultInjector
-from cxbackup.emulator.s3 import MotoProcess, S3Proxy, S3Store
-from cxbackup.emulator.tenant import TenantKey, generate_tenant_key, load_tenant_key
+from cxbackup_dev.emulator.api import RecordingApiServer, RequestLog, RequestRecord
+from cxbackup_dev.emulator.chat import DEFAULT_CHAT_RETENTION_DAYS, ChatHistory
+from cxbackup_dev.emulator.contacts import ContactHistory
+from cxbackup_dev.emulator.dataset import Dataset, DatasetSpec, Record, StorageEntry
+from cxbackup_dev.emulator.faults import FaultConfig, FaultInjector
+from cxbackup_dev.emulator.s3 import MotoProcess, S3Proxy, S3Store
+from cxbackup_dev.emulator.tenant import TenantKey, generate_tenant_key, load_tenant_key
 
 __all__ = ["Emulator", "MediaMode", "write_properties"]
 

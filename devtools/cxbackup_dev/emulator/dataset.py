@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cxbackup.emulator.slots import HOUR_MS, SlotQueries
+from cxbackup_dev.emulator.slots import HOUR_MS, SlotQueries
 
 __all__ = [
     "HOUR_MS",

@@ -1,4 +1,4 @@
-"""`cxbackup demo` (what `make demo` runs): the whole product on this machine, end to end.
+"""`cxbackup-dev demo` (what `make demo` runs): the whole product on this machine, end to end.
 
 It starts the test control plane and a real node (containerd + kubelet) with the project's image, installs
 the Helm chart (the operator runs as a pod from the image), starts the vendor-cloud emulator with a
@@ -60,9 +60,9 @@ def _backup(namespace: str, emu: Any, shards: int) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cxbackup.emulator import DatasetSpec, Emulator
-    from cxbackup.localcluster.controlplane import build_binaries
-    from cxbackup.localcluster.stack import LocalStack
+    from cxbackup_dev.emulator import DatasetSpec, Emulator
+    from cxbackup_dev.localcluster.controlplane import build_binaries
+    from cxbackup_dev.localcluster.stack import LocalStack
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="cxbackup-demo-"))
     keep = args.workdir is not None

@@ -32,11 +32,11 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from cxbackup.emulator._http import FaultAwareHandler, LoopbackServer
-from cxbackup.emulator.api import RequestLog, RequestRecord
-from cxbackup.emulator.dataset import StorageEntry
-from cxbackup.emulator.faults import FaultInjector, FaultPlan
-from cxbackup.emulator.sigv4 import check_request
+from cxbackup_dev.emulator._http import FaultAwareHandler, LoopbackServer
+from cxbackup_dev.emulator.api import RequestLog, RequestRecord
+from cxbackup_dev.emulator.dataset import StorageEntry
+from cxbackup_dev.emulator.faults import FaultInjector, FaultPlan
+from cxbackup_dev.emulator.sigv4 import check_request
 
 __all__ = ["MotoProcess", "S3Proxy", "S3Store", "s3_error_xml"]
 

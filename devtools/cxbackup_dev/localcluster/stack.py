@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cxbackup.localcluster.controlplane import REPO_ROOT, ControlPlane, ControlPlaneError, free_port
-from cxbackup.localcluster.images import build_image
-from cxbackup.localcluster.node import HOST_NETWORK_LABEL, Node, check_host
+from cxbackup_dev.localcluster.controlplane import REPO_ROOT, ControlPlane, ControlPlaneError, free_port
+from cxbackup_dev.localcluster.images import build_image
+from cxbackup_dev.localcluster.node import HOST_NETWORK_LABEL, Node, check_host
 
 __all__ = ["LocalStack", "build_helm", "credential_secrets", "operator_env", "start_operator_process", "worker_rbac"]
 

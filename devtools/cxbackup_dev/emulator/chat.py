@@ -51,8 +51,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from cxbackup.emulator.contacts import HourlySeries
-from cxbackup.emulator.dataset import HOUR_MS, Dataset
+from cxbackup_dev.emulator.contacts import HourlySeries
+from cxbackup_dev.emulator.dataset import HOUR_MS, Dataset
 
 __all__ = ["DAY_MS", "DEFAULT_CHAT_RETENTION_DAYS", "ORG_EXPORT_REFUSED", "ChatHistory", "ChatUser", "format_iso"]
 

@@ -19,11 +19,11 @@ from collections.abc import Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from cxbackup.emulator.faults import FaultPlan
+from cxbackup_dev.emulator.faults import FaultPlan
 
 __all__ = ["FaultAwareHandler", "LoopbackServer"]
 
-log = logging.getLogger("cxbackup.emulator")
+log = logging.getLogger("cxbackup_dev.emulator")
 
 _CHUNK = 64 * 1024
 

@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from cxbackup.emulator._http import FaultAwareHandler, LoopbackServer
-from cxbackup.emulator.chat import ORG_EXPORT_REFUSED, ChatHistory
-from cxbackup.emulator.contacts import ContactHistory
-from cxbackup.emulator.dataset import Dataset
-from cxbackup.emulator.faults import FaultInjector, FaultPlan
+from cxbackup_dev.emulator._http import FaultAwareHandler, LoopbackServer
+from cxbackup_dev.emulator.chat import ORG_EXPORT_REFUSED, ChatHistory
+from cxbackup_dev.emulator.contacts import ContactHistory
+from cxbackup_dev.emulator.dataset import Dataset
+from cxbackup_dev.emulator.faults import FaultInjector, FaultPlan
 
 __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "ROUTES", "RecordingApiServer", "RequestLog", "RequestRecord"]
 

@@ -1,0 +1,1 @@
+"""The `cxbackup-dev` sub-commands, one module each."""
