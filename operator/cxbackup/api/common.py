@@ -14,8 +14,14 @@ from pydantic.alias_generators import to_camel
 
 __all__ = [
     "API_VERSION",
+    "API_VERSION",
+    "BACKUPS",
+    "CERTIFICATES",
+    "EXPORTS",
+    "GROUP",
     "GROUP",
     "ISO_DURATION_PATTERN",
+    "VERSION",
     "VERSION",
     "CamelModel",
     "Condition",
@@ -29,6 +35,10 @@ __all__ = [
 GROUP = "cxbackup.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
+# The plural (the API path segment) of each kind, used by the operator, the worker and the CRDs.
+BACKUPS = "recordingbackups"
+EXPORTS = "exportjobs"
+CERTIFICATES = "recordingcertificates"
 
 # ISO 8601 durations (P[n]Y[n]M[n]DT[n]H[n]M[n]S, RCBS's form, plus weeks). RE2 and Rust regex have no
 # look-around, so "P" and "PT" alone pass this pattern; the CEL rules and the engines reject them.

@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING
 import isodate
 
 from cxbackup.backup.errors import ConfigError
+from cxbackup.core.times import DAY_MS, to_ms
+from cxbackup.core.times import from_ms as ms_to_datetime
 
 if TYPE_CHECKING:
     from cxbackup.backup.config import RcbsConfig
@@ -57,22 +59,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DAY_MS = 86_400_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
-
-
-def to_ms(when: datetime) -> int:
-    """Epoch milliseconds of an aware datetime."""
-    if when.tzinfo is None:
-        raise ValueError("naive datetime; pass a timezone-aware time (UTC)")
-    delta = when - _EPOCH
-    return delta.days * DAY_MS + delta.seconds * 1000 + delta.microseconds // 1000
-
-
-def ms_to_datetime(ms: int) -> datetime:
-    """UTC datetime of epoch milliseconds."""
-    return _EPOCH + timedelta(milliseconds=ms)
 
 
 def format_utc(ms: int) -> str:

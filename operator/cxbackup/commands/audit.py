@@ -64,9 +64,11 @@ def _key_check(args: argparse.Namespace) -> KeyCheck | None:
 
 def _report_to_operator(report: AuditReport) -> None:
     """In an operator's audit pod (CXBACKUP_STATUS_RESOURCE set), write the findings to status.audit."""
-    if not os.environ.get("CXBACKUP_STATUS_RESOURCE"):
+    from cxbackup.api import workerenv
+
+    if not os.environ.get(workerenv.STATUS_RESOURCE):
         return
-    from cxbackup.controller.shardstatus import report_audit
+    from cxbackup.worker.status import report_audit
 
     counts = report.counts
     report_audit(

@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _sink(mode: ProgressMode, config: RcbsConfig) -> ProgressSink | None:
     """The console sink, plus the shard status reporter when the operator started this pod."""
-    from cxbackup.controller.shardstatus import reporter_from_env
+    from cxbackup.worker.status import reporter_from_env
 
     console = make_sink(mode)
     reporter = reporter_from_env(os.environ, config.rcbs_instance_id)

@@ -11,9 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cxbackup.api.common import API_VERSION, PodSettings
+from cxbackup.api import workerenv
+from cxbackup.api.common import API_VERSION, BACKUPS, PodSettings
 from cxbackup.api.exportjob import ExportJob
 from cxbackup.api.recordingbackup import RecordingBackup
+from cxbackup.api.workerenv import StatusResource
 from cxbackup.backup.config import RcbsConfig
 from cxbackup.backup.window import RecordingWindow
 from cxbackup.controller.jobstate import ANNOTATION_ACCOUNTED, ANNOTATION_RUN_START
@@ -241,9 +243,9 @@ def build_backup_job(
         env.append(_secret_env("TARGET_AWS_ACCESS_KEY_ID", tcreds.name, tcreds.access_key_id_key))
         env.append(_secret_env("TARGET_AWS_SECRET_ACCESS_KEY", tcreds.name, tcreds.secret_access_key_key))
     env += [
-        {"name": "CXBACKUP_STATUS_RESOURCE", "value": f"recordingbackups/{ns}/{backup.metadata['name']}"},
-        {"name": "CXBACKUP_RUN_ID", "value": run_id},
-        {"name": "CXBACKUP_STATUS_INTERVAL", "value": str(settings.status_report_interval_seconds)},
+        {"name": workerenv.STATUS_RESOURCE, "value": str(StatusResource(BACKUPS, ns, backup.metadata["name"]))},
+        {"name": workerenv.RUN_ID, "value": run_id},
+        {"name": workerenv.STATUS_INTERVAL, "value": str(settings.status_report_interval_seconds)},
         {"name": "HOME", "value": TMP_MOUNT},
     ]
     volumes: list[dict[str, Any]] = [
@@ -361,7 +363,7 @@ def build_audit_job(
         "audit", "-config", f"{CONFIG_MOUNT}/config.properties", "--problems-only",
         "--window-start", str(window.start_ms), "--window-end", str(window.end_ms),
     ]  # fmt: skip
-    container["env"] = [e for e in container["env"] if e["name"] != "CXBACKUP_RUN_ID"]
+    container["env"] = [e for e in container["env"] if e["name"] != workerenv.RUN_ID]
     for volume in pod["spec"]["volumes"]:
         if volume["name"] == "config":
             volume["configMap"]["name"] = audit_configmap_name(backup)
@@ -515,7 +517,7 @@ def build_export_job(
         "/dev/termination-log",
     ]
     env: list[dict[str, Any]] = [
-        {"name": "CXBACKUP_EXPORT_API", "value": src.api_uri_prefix},
+        {"name": workerenv.EXPORT_API, "value": src.api_uri_prefix},
         _secret_env("GWS_USERNAME", src.credentials_secret, "GWS_USERNAME"),
         _secret_env("GWS_PASSWORD", src.credentials_secret, "GWS_PASSWORD"),
     ]

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
 from cxbackup import metrics
-from cxbackup.controller import exportjob, kube, recordingbackup, recordingcertificate
+from cxbackup.controller.backup import handler as backup_handler
+from cxbackup.controller.certificate import handler as certificate_handler
+from cxbackup.controller.cluster import KubeCluster
+from cxbackup.controller.export import handler as export_handler
 from cxbackup.controller.probes import Readiness, serve_metrics_and_readiness
 from cxbackup.controller.settings import OperatorSettings, load_settings
 
@@ -66,13 +69,16 @@ def run_operator(options: OperatorOptions, op_settings: OperatorSettings | None 
     )
     # The default registry holds kopf's built-in login handlers (kubernetes client credentials).
     registry = kopf.get_default_registry()
-    recordingbackup.register(op_settings)
-    recordingcertificate.register(op_settings)
-    exportjob.register(op_settings)
+    cluster = KubeCluster()
+    backup_handler.register(op_settings, cluster)
+    certificate_handler.register(op_settings, cluster)
+    export_handler.register(op_settings, cluster)
 
     peering_namespace = None if not options.namespaces else options.namespaces[0]
     readiness = Readiness(
-        (lambda: None) if options.standalone else (lambda: kube.read_peering(options.peering_name, peering_namespace))
+        (lambda: None)
+        if options.standalone
+        else (lambda: cluster.read_peering(options.peering_name, peering_namespace))
     )
 
     @kopf.on.startup(registry=registry)
@@ -83,8 +89,7 @@ def run_operator(options: OperatorOptions, op_settings: OperatorSettings | None 
     metrics.register_state_collector()
     serve_metrics_and_readiness(options.metrics_port, options.bind_address, readiness)
     log.info("metrics on %s:%d/metrics, readiness on /readyz", options.bind_address, options.metrics_port)
-    stop = threading.Event()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
             kopf.operator(
                 registry=registry,
@@ -95,6 +100,4 @@ def run_operator(options: OperatorOptions, op_settings: OperatorSettings | None 
                 liveness_endpoint=f"http://{options.bind_address}:{options.health_port}/healthz",
             )
         )
-    except KeyboardInterrupt:
-        stop.set()
     return 0

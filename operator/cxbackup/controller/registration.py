@@ -1,37 +1,81 @@
-"""How each kind is wired into kopf, in one place: a timer per resource that reconciles it every
-`reconcile_interval` (sharp, first 0.5 s after the resource appears) and, on deletion, its metrics
-forgotten. The delete handler is optional: no finalizer of ours, so deleting a resource never waits
-for the operator, and what a resource leaves behind (backups, exports, key Secrets) is kept.
+"""How each kind is wired into kopf, in one place.
+
+A timer per resource reconciles it every `reconcile_interval` (sharp, first 0.5 s after the resource
+appears) with the same collaborators for every kind: the `Cluster`, an `Emit` that posts Events on the
+resource, the clock and the operator's settings. The reconciler returns the status fields to write; the
+timer writes them into kopf's patch. A failed API call mid-way keeps what was decided before it
+(`Interrupted`) and retries later. On deletion, the resource's metrics are forgotten; the delete handler
+is optional (no finalizer of ours), so deleting a resource never waits for the operator, and what a
+resource leaves behind (backups, exports, key Secrets) is kept.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import kopf
 
 from cxbackup import metrics
+from cxbackup.api.common import GROUP, VERSION
+from cxbackup.controller.cluster import Cluster, ClusterError
+from cxbackup.controller.events import EventSpec
 from cxbackup.controller.settings import OperatorSettings
 
-__all__ = ["register_reconciler"]
+__all__ = ["Interrupted", "Reconciler", "register_reconciler"]
 
-GROUP, VERSION = "cxbackup.io", "v1alpha1"
+
+class Reconciler(Protocol):
+    """One reconciliation of one resource; returns the status fields to write (only changes)."""
+
+    def __call__(
+        self,
+        body: Mapping[str, Any],
+        *,
+        cluster: Cluster,
+        emit: Any,
+        now: dt.datetime,
+        settings: OperatorSettings,
+    ) -> dict[str, Any]: ...
+
+
+class Interrupted(Exception):
+    """An API call failed mid-way; `changes` are the status fields decided before it (they are written)."""
+
+    def __init__(self, changes: dict[str, Any], error: ClusterError) -> None:
+        super().__init__(str(error))
+        self.changes = changes
 
 
 def register_reconciler(
     plural: str,
-    kind: str,
-    reconcile: Callable[[kopf.Body, kopf.Patch], None],
+    metrics_kind: str,
+    reconcile: Reconciler,
     settings: OperatorSettings,
+    cluster: Cluster,
+    *,
+    retry_delay: float = 30.0,
 ) -> None:
-    """Register `reconcile(body, patch)` for `plural`; `kind` names its metrics (metrics.STATE)."""
+    """Register `reconcile` for `plural`; `metrics_kind` names its scrape-time state (metrics.STATE)."""
 
-    @kopf.timer(GROUP, VERSION, plural, id=f"{kind}-reconcile", interval=settings.reconcile_interval,
+    @kopf.timer(GROUP, VERSION, plural, id=f"{metrics_kind}-reconcile", interval=settings.reconcile_interval,
                 initial_delay=0.5, sharp=True)  # fmt: skip
     def reconcile_timer(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-        reconcile(body, patch)
+        def emit(event: EventSpec) -> None:
+            kopf.event(body, type="Warning" if event.warning else "Normal", reason=event.reason, message=event.message)
 
-    @kopf.on.delete(GROUP, VERSION, plural, id=f"{kind}-deleted", optional=True)
+        try:
+            changes = reconcile(body, cluster=cluster, emit=emit, now=dt.datetime.now(dt.UTC), settings=settings)
+        except Interrupted as exc:
+            for key, value in exc.changes.items():
+                patch.status[key] = value
+            raise kopf.TemporaryError(str(exc), delay=retry_delay) from exc
+        except ClusterError as exc:
+            raise kopf.TemporaryError(str(exc), delay=retry_delay) from exc
+        for key, value in changes.items():
+            patch.status[key] = value
+
+    @kopf.on.delete(GROUP, VERSION, plural, id=f"{metrics_kind}-deleted", optional=True)
     def forget_metrics(namespace: str | None, name: str, **_: Any) -> None:
-        metrics.STATE.forget(kind, namespace or "", name)
+        metrics.STATE.forget(metrics_kind, namespace or "", name)

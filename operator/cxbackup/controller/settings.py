@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from cxbackup.api import workerenv
 from cxbackup.controller.jobs import JobSettings
 
 __all__ = ["OperatorSettings", "load_settings"]
@@ -26,7 +27,7 @@ def load_settings(env: dict[str, str] | None = None) -> OperatorSettings:
             image_pull_policy=env.get("CXBACKUP_WORKER_IMAGE_PULL_POLICY", defaults.image_pull_policy),
             worker_service_account=env.get("CXBACKUP_WORKER_SERVICE_ACCOUNT", defaults.worker_service_account),
             status_report_interval_seconds=float(
-                env.get("CXBACKUP_STATUS_INTERVAL", str(defaults.status_report_interval_seconds))
+                env.get(workerenv.STATUS_INTERVAL, str(defaults.status_report_interval_seconds))
             ),
         ),
     )

@@ -35,6 +35,7 @@ from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from cxbackup.api import workerenv
 from cxbackup.backup.httpget import (
     HttpResponse,
     HttpTransport,
@@ -71,7 +72,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-API_PREFIX_ENV = "CXBACKUP_EXPORT_API"
+API_PREFIX_ENV = workerenv.EXPORT_API
 MAX_PAGE_SIZE = 1000
 
 

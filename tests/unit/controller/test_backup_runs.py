@@ -7,7 +7,7 @@ from typing import Any
 
 from cxbackup.api import RecordingBackup
 from cxbackup.controller import jobs as J
-from cxbackup.controller.backup_runs import account_run, due_slot, job_view, progress_text
+from cxbackup.controller.backup.decisions import account_run, due_slot, job_view, progress_text
 from cxbackup.controller.conditions import set_condition
 
 NOW = dt.datetime(2026, 11, 23, 5, 0, tzinfo=dt.UTC)

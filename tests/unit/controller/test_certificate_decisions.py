@@ -9,7 +9,7 @@ from typing import Any
 from cxbackup.api.certificate import RecordingCertificate
 from cxbackup.certs.generate import generate_pair
 from cxbackup.certs.validation import inspect_certificate
-from cxbackup.controller.cert_decisions import (
+from cxbackup.controller.certificate.decisions import (
     LABEL_CERTIFICATE,
     GeneratePair,
     KeyPair,

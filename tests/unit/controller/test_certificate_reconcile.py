@@ -14,10 +14,11 @@ from cryptography.hazmat.primitives import serialization
 from cxbackup import metrics
 from cxbackup.certs.generate import generate_pair
 from cxbackup.certs.validation import inspect_certificate, load_certificate
-from cxbackup.controller import kube
-from cxbackup.controller.cert_decisions import EventSpec
+from cxbackup.controller.certificate.handler import reconcile_certificate
+from cxbackup.controller.cluster import SecretView
 from cxbackup.controller.conditions import condition
-from cxbackup.controller.recordingcertificate import reconcile_certificate
+from cxbackup.controller.events import EventSpec
+from tests.unit.controller.fakes import FakeCluster
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
@@ -32,80 +33,11 @@ def _pair(seed: str, days: int = 365, start: dt.datetime = T0) -> tuple[bytes, b
 
 
 @dataclass
-class FakeStore:
-    """Secrets and custom objects in memory; patches honour resourceVersion like the API server."""
-
-    secrets: dict[tuple[str, str], kube.SecretView] = field(default_factory=dict)
-    objects: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    fail_patch: set[str] = field(default_factory=set)
-    calls: list[str] = field(default_factory=list)
-    _version: int = 0
-
-    def _next(self) -> str:
-        self._version += 1
-        return str(self._version)
-
-    def put(self, name: str, data: dict[str, bytes], labels: dict[str, str] | None = None) -> None:
-        self.secrets[("ns", name)] = kube.SecretView("ns", name, dict(data), labels or {}, {}, self._next(), "Opaque")
-
-    def read_secret(self, namespace: str, name: str) -> kube.SecretView | None:
-        view = self.secrets.get((namespace, name))
-        return copy.deepcopy(view)
-
-    def create_secret(
-        self,
-        namespace: str,
-        name: str,
-        data: dict[str, bytes],
-        *,
-        secret_type: str = "Opaque",  # noqa: S107 - a Secret type
-        labels: dict[str, str] | None = None,
-        annotations: dict[str, str] | None = None,
-    ) -> bool:
-        self.calls.append(f"create {name}")
-        if (namespace, name) in self.secrets:
-            return False
-        self.secrets[(namespace, name)] = kube.SecretView(
-            namespace, name, dict(data), dict(labels or {}), dict(annotations or {}), self._next(), secret_type
-        )
-        return True
-
-    def patch_secret(
-        self,
-        namespace: str,
-        name: str,
-        *,
-        data: dict[str, bytes],
-        resource_version: str,
-        labels: dict[str, str] | None = None,
-        annotations: dict[str, str] | None = None,
-    ) -> None:
-        self.calls.append(f"patch {name}")
-        if name in self.fail_patch:
-            raise kube.KubeError(f"updating Secret {namespace}/{name}: HTTP 500 Internal Server Error")
-        old = self.secrets[(namespace, name)]
-        if old.resource_version != resource_version:
-            raise kube.KubeError(f"updating Secret {namespace}/{name}: HTTP 409 Conflict")
-        self.secrets[(namespace, name)] = kube.SecretView(
-            namespace,
-            name,
-            {**old.data, **data},
-            {**old.labels, **(labels or {})},
-            {**old.annotations, **(annotations or {})},
-            self._next(),
-            old.type,
-        )
-
-    def list_custom(self, namespace: str | None, plural: str) -> list[dict[str, Any]]:
-        return list(self.objects.get(plural, []))
-
-
-@dataclass
 class Harness:
     """One RecordingCertificate: reconcile it as the timer would, applying status changes like the API."""
 
     spec: dict[str, Any]
-    store: FakeStore = field(default_factory=FakeStore)
+    cluster: FakeCluster = field(default_factory=FakeCluster)
     status: dict[str, Any] = field(default_factory=dict)
     events: list[EventSpec] = field(default_factory=list)
     states: metrics.ObjectStates = field(default_factory=metrics.ObjectStates)
@@ -119,7 +51,7 @@ class Harness:
     def tick(self, now: dt.datetime) -> list[EventSpec]:
         before = len(self.events)
         changes = reconcile_certificate(
-            self.body(), store=self.store, emit=self.events.append, now=now, states=self.states
+            self.body(), cluster=self.cluster, emit=self.events.append, now=now, states=self.states
         )
         for key, value in changes.items():
             if value is None:
@@ -134,8 +66,8 @@ class Harness:
         assert found is not None, ctype
         return found
 
-    def secret(self, name: str) -> kube.SecretView:
-        view = self.store.secrets.get(("ns", name))
+    def secret(self, name: str) -> SecretView:
+        view = self.cluster.secrets.get(("ns", name))
         assert view is not None, name
         return view
 
@@ -186,7 +118,7 @@ def test_generate_stores_the_pair_and_the_keyring_then_settles() -> None:
     assert h.tick(T0 + dt.timedelta(seconds=10)) == []
     assert h.last_changes == {}
     assert h.secret("rc-tls") == tls
-    assert h.store.calls == ["create rc-tls", "create rc-keyring"]
+    assert h.cluster.calls == ["create rc-tls", "create rc-keyring"]
 
 
 def test_rotation_keyring_first_old_key_kept_and_no_loop() -> None:
@@ -195,10 +127,10 @@ def test_rotation_keyring_first_old_key_kept_and_no_loop() -> None:
     old = h.secret("rc-tls").data
     old_serial = _serial(old["tls.crt"])
     assert h.tick(T0 + 19 * DAY) == []  # not due yet
-    h.store.calls.clear()
+    h.cluster.calls.clear()
     events = h.tick(T0 + 20 * DAY)
     assert _reasons(events) == ["CertificateRotated"]
-    assert h.store.calls == ["patch rc-keyring", "patch rc-tls"]  # keyring first
+    assert h.cluster.calls == ["patch rc-keyring", "patch rc-tls"]  # keyring first
     new = h.secret("rc-tls").data
     new_serial = _serial(new["tls.crt"])
     assert new_serial != old_serial
@@ -235,7 +167,7 @@ def test_rotation_failure_keeps_the_old_pair_and_reports_once() -> None:
     h.tick(T0)
     old = dict(h.secret("rc-tls").data)
     old_serial = _serial(old["tls.crt"])
-    h.store.fail_patch.add("rc-tls")
+    h.cluster.fail_patch.add("rc-tls")
     failures = metrics.CERT_ROTATIONS.labels("ns", "rc", "failed")._value.get()
     events = h.tick(T0 + 20 * DAY)
     assert _reasons(events) == ["RotationFailed"]
@@ -253,7 +185,7 @@ def test_rotation_failure_keeps_the_old_pair_and_reports_once() -> None:
     # the same failure again: counted, but no second Event
     assert h.tick(T0 + 20 * DAY + dt.timedelta(seconds=10)) == []
     # recovered: rotates, every key written so far is still there
-    h.store.fail_patch.clear()
+    h.cluster.fail_patch.clear()
     assert _reasons(h.tick(T0 + 20 * DAY + dt.timedelta(seconds=20))) == ["CertificateRotated"]
     assert set(ring.items()) <= set(h.secret("rc-keyring").data.items())
     assert [r["serialNumber"] for r in h.status["retired"]] == [old_serial]
@@ -284,11 +216,11 @@ def test_rotation_disabled_warns_instead() -> None:
 
 def test_a_foreign_secret_with_the_generated_name_is_not_touched() -> None:
     h = _generated()
-    h.store.put("rc-tls", {"tls.crt": b"someone else's", "tls.key": b"data"})
+    h.cluster.put("rc-tls", {"tls.crt": b"someone else's", "tls.key": b"data"})
     events = h.tick(T0)
     assert _reasons(events) == ["SecretNotManaged"]
     assert h.secret("rc-tls").data == {"tls.crt": b"someone else's", "tls.key": b"data"}
-    assert ("ns", "rc-keyring") not in h.store.secrets
+    assert ("ns", "rc-keyring") not in h.cluster.secrets
 
 
 # ---- uploaded certificates -----------------------------------------------------------------------------------
@@ -296,7 +228,7 @@ def test_a_foreign_secret_with_the_generated_name_is_not_touched() -> None:
 
 def _uploaded(key: bytes, cert: bytes, **ref: Any) -> Harness:
     h = Harness({"secretRef": {"name": "upload", **ref}, "usages": ["voice", "screen"]})
-    h.store.put("upload", {"tls.crt": cert, "tls.key": key})
+    h.cluster.put("upload", {"tls.crt": cert, "tls.key": key})
     return h
 
 
@@ -317,7 +249,7 @@ def test_upload_is_validated_kept_in_the_keyring_and_not_rotated() -> None:
     assert "Secret ns/upload" in events[0].message
     assert h.tick(T0 + 12 * DAY) == []
     assert h.secret("upload").data == {"tls.crt": cert, "tls.key": key}
-    assert "patch upload" not in h.store.calls
+    assert "patch upload" not in h.cluster.calls
 
 
 def test_upload_replaced_by_the_user_retires_the_old_one() -> None:
@@ -325,7 +257,7 @@ def test_upload_replaced_by_the_user_retires_the_old_one() -> None:
     h = _uploaded(key, cert)
     h.tick(T0)
     new_key, new_cert = _pair("up2", days=400)
-    h.store.put("upload", {"tls.crt": new_cert, "tls.key": new_key})
+    h.cluster.put("upload", {"tls.crt": new_cert, "tls.key": new_key})
     events = h.tick(T0 + DAY)
     assert _reasons(events) == ["KeyringUpdated", "CertificateReplaced"]
     assert h.status["serialNumber"] == _serial(new_cert)
@@ -356,7 +288,7 @@ def test_key_mismatch_is_reported_once_and_not_kept() -> None:
     ready, invalid = h.cond("Ready"), h.cond("Invalid")
     assert (ready["status"], ready["reason"]) == ("False", "KeyMismatch")
     assert (invalid["status"], invalid["reason"]) == ("True", "KeyMismatch")
-    assert ("ns", "rc-keyring") not in h.store.secrets
+    assert ("ns", "rc-keyring") not in h.cluster.secrets
     assert h.tick(T0 + DAY) == []
 
 
@@ -369,7 +301,7 @@ def test_missing_secret_then_created() -> None:
     assert h.tick(T0 + DAY) == []  # not every tick
     assert h.last_changes == {}
     key, cert = _pair("up")
-    h.store.put("later", {"tls.crt": cert, "tls.key": key})
+    h.cluster.put("later", {"tls.crt": cert, "tls.key": key})
     events = h.tick(T0 + 2 * DAY)
     assert _reasons(events) == ["KeyringUpdated", "CertificateValid"]
     assert h.cond("Ready")["status"] == "True"
@@ -382,11 +314,11 @@ def test_password_protected_key_is_kept_as_uploaded() -> None:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(PASSWORD)
     )
     h = Harness({"secretRef": {"name": "upload", "passwordKey": "password"}})
-    h.store.put("upload", {"tls.crt": cert, "tls.key": encrypted})
+    h.cluster.put("upload", {"tls.crt": cert, "tls.key": encrypted})
     assert _reasons(h.tick(T0)) == ["SecretKeyMissing"]
-    h.store.put("upload", {"tls.crt": cert, "tls.key": encrypted, "password": b"wrong"})
+    h.cluster.put("upload", {"tls.crt": cert, "tls.key": encrypted, "password": b"wrong"})
     assert _reasons(h.tick(T0)) == ["WrongPassword"]
-    h.store.put("upload", {"tls.crt": cert, "tls.key": encrypted, "password": PASSWORD})
+    h.cluster.put("upload", {"tls.crt": cert, "tls.key": encrypted, "password": PASSWORD})
     events = h.tick(T0)
     assert _reasons(events) == ["KeyringUpdated", "CertificateValid"]
     ring = h.secret("rc-keyring").data
@@ -419,13 +351,13 @@ def test_usages_change_events() -> None:
 def test_deployed_count_from_export_jobs() -> None:
     key, cert = _pair("up")
     h = _uploaded(key, cert)
-    h.store.objects["exportjobs"] = [
+    h.cluster.objects["exportjobs"] = [
         {"metadata": {"name": "a"}, "spec": {"certificate": {"recordingCertificate": "rc"}}},
         {"metadata": {"name": "b"}, "spec": {"certificate": {"secret": "tls"}}},
     ]
     h.tick(T0)
     assert h.status["deployedCount"] == 1
-    h.store.objects["exportjobs"] = []
+    h.cluster.objects["exportjobs"] = []
     h.tick(T0)
     assert h.last_changes == {"deployedCount": 0}
 
@@ -435,7 +367,7 @@ def test_invalid_generate_parameters() -> None:
     events = h.tick(T0)
     assert _reasons(events) == ["InvalidSpec"]
     assert "spec.generate" in events[0].message
-    assert ("ns", "rc-tls") not in h.store.secrets
+    assert ("ns", "rc-tls") not in h.cluster.secrets
 
 
 def test_spec_the_api_would_reject_is_reported_not_raised() -> None:
@@ -452,7 +384,7 @@ def test_a_resource_being_deleted_is_left_alone() -> None:
     h.states.certificates.clear()  # as the delete handler does
     body = h.body()
     body["metadata"]["deletionTimestamp"] = "2026-03-01T12:00:05Z"
-    changes = reconcile_certificate(body, store=h.store, emit=h.events.append, now=T0, states=h.states)
+    changes = reconcile_certificate(body, cluster=h.cluster, emit=h.events.append, now=T0, states=h.states)
     assert changes == {}
     assert h.states.certificates == {}
-    assert ("ns", "rc-keyring") in h.store.secrets
+    assert ("ns", "rc-keyring") in h.cluster.secrets

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from cxbackup.api.exportjob import ExportJob
-from cxbackup.controller import export_runs as R
 from cxbackup.controller import jobs as J
+from cxbackup.controller.export import decisions as R
 from cxbackup.export.request import ExportRequest, TimeRange
 from cxbackup.export.result import ExportResult
 from cxbackup.export.store import ArtifactInfo

@@ -11,7 +11,7 @@ from cxbackup.backup.progress import RecordingResult, RecordingStatus, RunSummar
 from cxbackup.backup.sharding import ShardAssignment
 from cxbackup.backup.window import RecordingWindow
 from cxbackup.controller.schedule import ScheduleError, expected_interval, next_after, validate_schedule
-from cxbackup.controller.shardstatus import ShardStatusReporter, reporter_from_env
+from cxbackup.worker.status import ShardStatusReporter, reporter_from_env
 
 NOW = dt.datetime(2026, 11, 23, 5, 0, tzinfo=dt.UTC)
 

@@ -38,6 +38,7 @@ from cxbackup.certs.validation import (
     load_certificate,
 )
 from cxbackup.controller.conditions import condition, set_condition
+from cxbackup.controller.events import EventSpec
 
 __all__ = [
     "ANNOTATION_KEYRING",
@@ -57,7 +58,6 @@ __all__ = [
     "condition_events",
     "count_references",
     "evaluate",
-    "iso",
     "keyring_additions",
     "keyring_fingerprints",
     "keyring_secret_name",
@@ -155,20 +155,6 @@ class RotationPlan:
     at: dt.datetime | None
     renewal: dt.datetime | None
     error: str | None = None
-
-
-@dataclass(frozen=True)
-class EventSpec:
-    """An Event to post on the RecordingCertificate."""
-
-    warning: bool
-    reason: str
-    message: str
-
-
-def iso(when: dt.datetime) -> str:
-    """An aware time as status writes it: UTC, whole seconds, 'Z'."""
-    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _day(when: dt.datetime) -> str:

@@ -1,9 +1,10 @@
-"""kopf handlers for RecordingBackup: one timer per resource reconciles its runs.
+"""RecordingBackup: the reconcile of one resource, and its kopf wiring.
 
 Each tick: account finished Jobs (history, checkpoint, Events, metrics), then, when a run is due and
 none is active, check the referenced Secrets and PVC, compute one window for all shards, create the
 ConfigMap and the Indexed Job, and record the current run; finally summarise shard progress. Decisions
-are in backup_runs (pure); API access in kube; manifests in jobs.
+are in `decisions` (pure), Job manifests in `manifests`; every API call goes through the injected
+`Cluster`, every Event through the injected `Emit`, and the clock is `now`.
 """
 
 from __future__ import annotations
@@ -11,18 +12,18 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+from collections.abc import Mapping
 from typing import Any
 
-import kopf
 from pydantic import ValidationError
 
 from cxbackup import metrics
+from cxbackup.api.common import BACKUPS
 from cxbackup.api.recordingbackup import RecordingBackup
 from cxbackup.backup.errors import ConfigError
 from cxbackup.backup.window import RecordingWindow, compute_window, to_ms
 from cxbackup.controller import jobs as J
-from cxbackup.controller import kube
-from cxbackup.controller.backup_runs import (
+from cxbackup.controller.backup.decisions import (
     TRIGGER_ANNOTATION,
     JobView,
     account_run,
@@ -33,25 +34,18 @@ from cxbackup.controller.backup_runs import (
     progress_text,
     shard_totals,
 )
+from cxbackup.controller.cluster import Cluster, ClusterError
 from cxbackup.controller.conditions import condition, set_condition
+from cxbackup.controller.events import Emit, EventSpec
 from cxbackup.controller.jobstate import pod_problems
-from cxbackup.controller.registration import register_reconciler
+from cxbackup.controller.references import Blocked, SecretNeed, gather_secrets, pvc_problem, secret_problem
+from cxbackup.controller.registration import Interrupted, register_reconciler
 from cxbackup.controller.schedule import ScheduleError, expected_interval, next_after, validate_schedule
-from cxbackup.controller.settings import OperatorSettings, load_settings
+from cxbackup.controller.settings import OperatorSettings
 
 __all__ = ["reconcile_backup", "register"]
 
 log = logging.getLogger(__name__)
-
-
-class _Blocked(Exception):
-    """A run cannot start: a referenced object is missing or the spec is unusable."""
-
-    def __init__(self, reason: str, message: str, *, invalid: bool = False) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.invalid = invalid
 
 
 def _check_spec(backup: RecordingBackup, now: dt.datetime) -> None:
@@ -60,53 +54,42 @@ def _check_spec(backup: RecordingBackup, now: dt.datetime) -> None:
         try:
             validate_schedule(spec.schedule, spec.time_zone)
         except ScheduleError as exc:
-            raise _Blocked("InvalidSchedule", str(exc), invalid=True) from exc
+            raise Blocked("InvalidSchedule", str(exc), invalid=True) from exc
     try:
         base = J.backup_properties(backup, None)
         last_end = backup.status.last_recording_end_time if backup.status else None
         compute_window(base, now, to_ms(last_end) if last_end else None)
     except ConfigError as exc:
-        raise _Blocked("InvalidSpec", f"{exc} (in the rendered config.properties; fix the spec)", invalid=True) from exc
+        raise Blocked("InvalidSpec", f"{exc} (in the rendered config.properties; fix the spec)", invalid=True) from exc
 
 
-def _check_references(backup: RecordingBackup) -> None:
-    ns = backup.metadata["namespace"]
+def _secret_needs(backup: RecordingBackup) -> list[SecretNeed]:
     spec = backup.spec
-    wanted: list[tuple[str, str, list[str]]] = [
-        (
-            "spec.source.gwsCredentials",
-            spec.source.gws_credentials.name,
-            [spec.source.gws_credentials.username_key, spec.source.gws_credentials.password_key],
-        )
-    ]
+    gws = spec.source.gws_credentials
+    needs = [SecretNeed("spec.source.gwsCredentials", gws.name, (gws.username_key, gws.password_key))]
     if spec.source.s3_credentials is not None and not spec.media.metadata_only:
         c = spec.source.s3_credentials
-        wanted.append(("spec.source.s3Credentials", c.name, [c.access_key_id_key, c.secret_access_key_key]))
+        needs.append(SecretNeed("spec.source.s3Credentials", c.name, (c.access_key_id_key, c.secret_access_key_key)))
     if spec.target.s3 is not None:
         c = spec.target.s3.credentials
-        wanted.append(("spec.target.s3.credentials", c.name, [c.access_key_id_key, c.secret_access_key_key]))
-    for field, name, keys in wanted:
-        have = kube.secret_keys(ns, name)
-        if have is None:
-            raise _Blocked(
-                "SecretNotFound", f"{field}: Secret {ns}/{name} not found; create it with keys {', '.join(keys)}"
-            )
-        missing = [k for k in keys if k not in have]
-        if missing:
-            raise _Blocked("SecretKeyMissing", f"{field}: Secret {ns}/{name} has no key {', '.join(missing)}")
-    if spec.target.pvc is not None and not kube.pvc_exists(ns, spec.target.pvc.claim_name):
-        raise _Blocked(
-            "PVCNotFound",
-            f"spec.target.pvc.claimName: PersistentVolumeClaim {ns}/{spec.target.pvc.claim_name} not found",
-        )
+        needs.append(SecretNeed("spec.target.s3.credentials", c.name, (c.access_key_id_key, c.secret_access_key_key)))
+    return needs
 
 
-def _event(body: Any, reason: str, message: str, *, warning: bool = False) -> None:
-    kopf.event(body, type="Warning" if warning else "Normal", reason=reason, message=message)
+def _check_references(cluster: Cluster, backup: RecordingBackup) -> None:
+    """Gather the referenced Secrets and PVC, then raise the first problem as Blocked."""
+    ns = backup.metadata["namespace"]
+    needs = _secret_needs(backup)
+    problem = secret_problem(ns, needs, gather_secrets(cluster, ns, needs))
+    pvc = backup.spec.target.pvc
+    if problem is None and pvc is not None:
+        problem = pvc_problem("spec.target.pvc.claimName", ns, pvc.claim_name, cluster.pvc_exists(ns, pvc.claim_name))
+    if problem is not None:
+        raise problem
 
 
 def _start_run(
-    backup: RecordingBackup, slot: dt.datetime, now: dt.datetime, settings: OperatorSettings
+    cluster: Cluster, backup: RecordingBackup, slot: dt.datetime, now: dt.datetime, settings: OperatorSettings
 ) -> tuple[str, dict[str, Any]]:
     status = backup.status
     last_end = status.last_recording_end_time if status else None
@@ -115,8 +98,8 @@ def _start_run(
     run_id = J.run_id_for(slot)
     configmap = J.build_backup_configmap(backup, run_id, window)
     job = J.build_backup_job(backup, run_id, window, settings.jobs, run_start=now)
-    kube.create_object(configmap)
-    created = kube.create_object(job)
+    cluster.create_object(configmap)
+    created = cluster.create_object(job)
     name = job["metadata"]["name"]
     current = {
         "jobName": name,
@@ -130,23 +113,48 @@ def _start_run(
     return name if created else "", current
 
 
-def reconcile_backup(body: Any, patch: Any, settings: OperatorSettings, now: dt.datetime | None = None) -> None:
-    """One reconciliation of one RecordingBackup (called by the timer)."""
-    now = now or dt.datetime.now(dt.UTC)
+def reconcile_backup(
+    body: Mapping[str, Any],
+    *,
+    cluster: Cluster,
+    emit: Emit,
+    now: dt.datetime,
+    settings: OperatorSettings,
+    states: metrics.ObjectStates = metrics.STATE,
+) -> dict[str, Any]:
+    """One reconciliation of one RecordingBackup; returns the status fields to write."""
+    changes: dict[str, Any] = {}
     try:
         backup = RecordingBackup.model_validate(dict(body))
     except ValidationError as exc:
-        patch.status["phase"] = "Invalid"
-        _event(body, "InvalidSpec", str(exc).splitlines()[0], warning=True)
-        return
+        changes["phase"] = "Invalid"
+        emit(EventSpec(True, "InvalidSpec", str(exc).splitlines()[0]))
+        return changes
+    try:
+        _reconcile(backup, changes, cluster, emit, now, settings, states)
+    except ClusterError as exc:
+        raise Interrupted(changes, exc) from exc
+    return changes
+
+
+def _reconcile(
+    backup: RecordingBackup,
+    changes: dict[str, Any],
+    cluster: Cluster,
+    emit: Emit,
+    now: dt.datetime,
+    settings: OperatorSettings,
+    states: metrics.ObjectStates,
+) -> None:
     ns: str = backup.metadata["namespace"]
     name: str = backup.metadata["name"]
     generation = backup.metadata.get("generation")
     status_dump = backup.status.model_dump(by_alias=True, mode="json", exclude_none=True) if backup.status else {}
     conditions: list[dict[str, Any]] | None = status_dump.get("conditions")
-    state = metrics.STATE.backups.setdefault((ns, name), metrics.BackupState())
+    with states.lock:
+        state = states.backups.setdefault((ns, name), metrics.BackupState())
 
-    views = [job_view(j) for j in kube.list_jobs(ns, f"{J.LABEL_BACKUP}={name}")]
+    views = [job_view(j) for j in cluster.list_jobs(ns, f"{J.LABEL_BACKUP}={name}")]
     views.sort(key=lambda v: v.run_start)
     history_names = {h.get("jobName") for h in status_dump.get("history") or []}
 
@@ -157,13 +165,13 @@ def reconcile_backup(body: Any, patch: Any, settings: OperatorSettings, now: dt.
         if view.name not in history_names:
             if not view.succeeded:
                 # name the cause the Job's own message cannot (OOMKilled, a killed pod, a missing image)
-                problems = pod_problems(kube.job_pods(ns, view.name))
+                problems = pod_problems(cluster.job_pods(ns, view.name))
                 if problems:
                     detail = "; ".join(str(p) for p in problems)
                     view = dataclasses.replace(view, failure_message=f"{view.failure_message}; {detail}".lstrip("; "))
             outcome = account_run(backup, view, now)
             for key, value in outcome.status_patch.items():
-                patch.status[key] = value
+                changes[key] = value
             status_dump.update(outcome.status_patch)
             history_names.add(view.name)
             metrics.record_backup_run(
@@ -175,7 +183,7 @@ def reconcile_backup(body: Any, patch: Any, settings: OperatorSettings, now: dt.
                 failed=outcome.counts["failed"],
                 nbytes=outcome.counts["bytes"],
             )  # fmt: skip
-            _event(body, outcome.event_reason, outcome.event_message, warning=not outcome.succeeded)
+            emit(EventSpec(not outcome.succeeded, outcome.event_reason, outcome.event_message))
             if outcome.succeeded:
                 conditions = set_condition(conditions, "Ready", "True", "LastRunSucceeded", outcome.event_message,
                                            now=now, generation=generation)  # fmt: skip
@@ -184,11 +192,11 @@ def reconcile_backup(body: Any, patch: Any, settings: OperatorSettings, now: dt.
             else:
                 conditions = set_condition(conditions, "Degraded", "True", "RunFailed", outcome.event_message,
                                            now=now, generation=generation)  # fmt: skip
-            patch.status["phase"] = "Succeeded" if outcome.succeeded else "Failed"
-        kube.patch_job_annotations(ns, view.name, {J.ANNOTATION_ACCOUNTED: "true"})
+            changes["phase"] = "Succeeded" if outcome.succeeded else "Failed"
+        cluster.patch_job_annotations(ns, view.name, {J.ANNOTATION_ACCOUNTED: "true"})
 
     # 2. prune old finished Jobs beyond the history limits
-    _prune(backup, views)
+    _prune(cluster, backup, views)
 
     active = [v for v in views if v.active]
     due = due_slot(backup, views, now)
@@ -199,54 +207,58 @@ def reconcile_backup(body: Any, patch: Any, settings: OperatorSettings, now: dt.
         slot, reason = due
         if current is not None and backup.spec.concurrency_policy == "Forbid":
             metrics.record_backup_skipped(ns, name)
-            _event(body, "RunSkipped", f"a run was due ({reason}) but {current.name} is still running "
-                   "(concurrencyPolicy Forbid); the next run covers its window")  # fmt: skip
-            _after_start(backup, patch, now, reason)
+            emit(EventSpec(False, "RunSkipped", f"a run was due ({reason}) but {current.name} is still running "
+                           "(concurrencyPolicy Forbid); the next run covers its window"))  # fmt: skip
+            _after_start(backup, changes, now, reason)
         else:
             if current is not None:
-                kube.delete_job(ns, current.name)
-                _event(body, "RunReplaced", f"stopped {current.name} to start a new run (concurrencyPolicy Replace)")
+                cluster.delete_job(ns, current.name)
+                emit(
+                    EventSpec(
+                        False, "RunReplaced", f"stopped {current.name} to start a new run (concurrencyPolicy Replace)"
+                    )
+                )
             try:
                 _check_spec(backup, now)
-                _check_references(backup)
-            except _Blocked as blocked:
+                _check_references(cluster, backup)
+            except Blocked as blocked:
                 old = condition(conditions, "Ready")
                 if old is None or old.get("message") != blocked.message:
-                    _event(body, blocked.reason, blocked.message, warning=True)
+                    emit(EventSpec(True, blocked.reason, blocked.message))
                 conditions = set_condition(conditions, "Ready", "False", blocked.reason, blocked.message,
                                            now=now, generation=generation)  # fmt: skip
-                patch.status["phase"] = "Invalid" if blocked.invalid else "Blocked"
-                patch.status["conditions"] = conditions
+                changes["phase"] = blocked.phase
+                changes["conditions"] = conditions
                 return
-            except kube.KubeError as exc:
-                raise kopf.TemporaryError(str(exc), delay=30) from exc
-            created_name, current_run = _start_run(backup, slot, now, settings)
-            patch.status["currentRun"] = current_run
-            patch.status["shards"] = None
-            patch.status["progress"] = "0%"
-            patch.status["phase"] = "Running"
-            _after_start(backup, patch, now, reason)
+            created_name, current_run = _start_run(cluster, backup, slot, now, settings)
+            changes["currentRun"] = current_run
+            changes["shards"] = None
+            changes["progress"] = "0%"
+            changes["phase"] = "Running"
+            _after_start(backup, changes, now, reason)
             if created_name:
-                _event(body, "RunStarted", f"started {created_name} ({reason}) with {backup.spec.replicas} shard(s) "
-                       f"for window {current_run['windowStart']} - {current_run['windowEnd']}")  # fmt: skip
+                window_text = f"{current_run['windowStart']} - {current_run['windowEnd']}"
+                emit(EventSpec(False, "RunStarted", f"started {created_name} ({reason}) with {backup.spec.replicas} "
+                               f"shard(s) for window {window_text}"))  # fmt: skip
             conditions = set_condition(conditions, "Running", "True", reason, f"run {current_run['jobName']}",
                                        now=now, generation=generation)  # fmt: skip
             ready = condition(conditions, "Ready")
             if ready is None or ready.get("status") != "True":
                 conditions = set_condition(conditions, "Ready", "True", "RunStarted", "references resolved",
                                            now=now, generation=generation)  # fmt: skip
-            patch.status["conditions"] = conditions
-            state.running = True
+            changes["conditions"] = conditions
+            with states.lock:
+                state.running = True
             return
 
     # 4. progress of the active run, or the idle phase
     if current is not None:
         shards = status_dump.get("shards")
-        patch.status["progress"] = progress_text(shards, current.run_id, current.replicas)
+        changes["progress"] = progress_text(shards, current.run_id, current.replicas)
         totals = shard_totals(shards, current.run_id)
-        patch.status["counts"] = {k: totals[k] for k in ("downloaded", "skipped", "failed", "bytes")}
-        patch.status["phase"] = "Running"
-        state.shard_progress = {
+        changes["counts"] = {k: totals[k] for k in ("downloaded", "skipped", "failed", "bytes")}
+        changes["phase"] = "Running"
+        shard_progress = {
             k: (1.0 if v.get("phase") in ("Succeeded", "Failed") else
                 (int(v.get("downloaded", 0)) + int(v.get("skipped", 0)) + int(v.get("failed", 0)))
                 / max(int(v.get("total", 0)), 1))
@@ -254,38 +266,47 @@ def reconcile_backup(body: Any, patch: Any, settings: OperatorSettings, now: dt.
         }  # fmt: skip
         conditions = set_condition(conditions, "Running", "True", "RunActive", f"run {current.name}",
                                    now=now, generation=generation)  # fmt: skip
-        conditions = _worker_pods_condition(body, ns, current.name, conditions, now, generation)
+        conditions = _worker_pods_condition(cluster, emit, ns, current.name, conditions, now, generation)
     else:
         if status_dump.get("currentRun"):
-            patch.status["currentRun"] = None
-            patch.status["progress"] = "100%"
+            changes["currentRun"] = None
+            changes["progress"] = "100%"
         conditions = set_condition(conditions, "Running", "False", "Idle", "no run active", now=now,
                                    generation=generation)  # fmt: skip
         if backup.spec.suspend:
-            patch.status["phase"] = "Suspended"
+            changes["phase"] = "Suspended"
         elif not status_dump.get("phase"):
-            patch.status["phase"] = "Pending"
-        state.shard_progress = {}
-    state.running = current is not None
+            changes["phase"] = "Pending"
+        shard_progress = {}
+    with states.lock:
+        state.shard_progress = shard_progress
+        state.running = current is not None
     if current is None:
-        conditions = _reconcile_audit(backup, body, status_dump, conditions, now, settings)
-    patch.status["conditions"] = conditions
-    _update_metric_state(backup, status_dump, state, now)
+        conditions = _reconcile_audit(cluster, emit, backup, status_dump, conditions, now, settings)
+    changes["conditions"] = conditions
+    with states.lock:
+        _update_metric_state(backup, status_dump, state, now)
     if status_dump.get("observedGeneration") != generation:
-        patch.status["observedGeneration"] = generation
+        changes["observedGeneration"] = generation
 
 
 def _worker_pods_condition(
-    body: Any, ns: str, job_name: str, conditions: list[dict[str, Any]] | None, now: dt.datetime, generation: Any
+    cluster: Cluster,
+    emit: Emit,
+    ns: str,
+    job_name: str,
+    conditions: list[dict[str, Any]] | None,
+    now: dt.datetime,
+    generation: Any,
 ) -> list[dict[str, Any]]:
     """Degraded (WorkerPodsNotStarting) with an Event while a run's pods cannot start (image missing,
     configuration error), so a run that waits on the node does not look merely slow."""
-    stuck = [str(p) for p in pod_problems(kube.job_pods(ns, job_name)) if p.waiting]
+    stuck = [str(p) for p in pod_problems(cluster.job_pods(ns, job_name)) if p.waiting]
     old = condition(conditions, "Degraded")
     if stuck:
         message = f"run {job_name} cannot start: " + "; ".join(stuck)
         if old is None or old.get("message") != message:
-            _event(body, "WorkerPodsNotStarting", message, warning=True)
+            emit(EventSpec(True, "WorkerPodsNotStarting", message))
         return set_condition(conditions, "Degraded", "True", "WorkerPodsNotStarting", message,
                              now=now, generation=generation)  # fmt: skip
     if old is not None and old.get("reason") == "WorkerPodsNotStarting":
@@ -298,8 +319,9 @@ AUDIT_DEFAULT_RETENTION_DAYS = 30
 
 
 def _reconcile_audit(
+    cluster: Cluster,
+    emit: Emit,
     backup: RecordingBackup,
-    body: Any,
     status: dict[str, Any],
     conditions: list[dict[str, Any]] | None,
     now: dt.datetime,
@@ -322,13 +344,13 @@ def _reconcile_audit(
         )
         old = condition(conditions, "Audited")
         if old is None or old.get("message") != message:
-            _event(body, "AuditMissing" if missing else "AuditPassed", message, warning=bool(missing))
+            emit(EventSpec(bool(missing), "AuditMissing" if missing else "AuditPassed", message))
         conditions = set_condition(conditions, "Audited", "True", "RecordingsMissing" if missing else "Complete",
                                    message, now=now, generation=generation)  # fmt: skip
     end = parse_time(status.get("lastRecordingEndTime"))
     if end is None:
         return conditions
-    audits = [job_view(j) for j in kube.list_jobs(ns, f"{J.LABEL_AUDIT}={name}")]
+    audits = [job_view(j) for j in cluster.list_jobs(ns, f"{J.LABEL_AUDIT}={name}")]
     if any(a.active for a in audits):
         return conditions
     last = parse_time(found.get("lastTime"))
@@ -346,22 +368,19 @@ def _reconcile_audit(
     if start >= end:
         return conditions
     window = RecordingWindow(to_ms(start), to_ms(end))
-    try:
-        kube.apply_configmap(J.build_audit_configmap(backup, window))
-        kube.create_object(J.build_audit_job(backup, J.run_id_for(now), window, settings.jobs))
-    except kube.KubeError as exc:
-        raise kopf.TemporaryError(str(exc), delay=30) from exc
-    _event(body, "AuditStarted", f"auditing {window.describe()} against the target")
+    cluster.apply_configmap(J.build_audit_configmap(backup, window))
+    cluster.create_object(J.build_audit_job(backup, J.run_id_for(now), window, settings.jobs))
+    emit(EventSpec(False, "AuditStarted", f"auditing {window.describe()} against the target"))
     return conditions
 
 
-def _after_start(backup: RecordingBackup, patch: Any, now: dt.datetime, reason: str) -> None:
-    patch.status["lastRunGeneration"] = backup.metadata.get("generation")
+def _after_start(backup: RecordingBackup, changes: dict[str, Any], now: dt.datetime, reason: str) -> None:
+    changes["lastRunGeneration"] = backup.metadata.get("generation")
     trigger = (backup.metadata.get("annotations") or {}).get(TRIGGER_ANNOTATION)
     if trigger:
-        patch.status["lastTrigger"] = trigger
+        changes["lastTrigger"] = trigger
     if backup.spec.schedule:
-        patch.status["nextScheduleTime"] = iso(next_after(backup.spec.schedule, backup.spec.time_zone, now))
+        changes["nextScheduleTime"] = iso(next_after(backup.spec.schedule, backup.spec.time_zone, now))
 
 
 def _update_metric_state(
@@ -385,7 +404,7 @@ def _update_metric_state(
         state.oldest_unbacked_start = oldest.timestamp() if oldest else None
 
 
-def _prune(backup: RecordingBackup, views: list[JobView]) -> None:
+def _prune(cluster: Cluster, backup: RecordingBackup, views: list[JobView]) -> None:
     ns = backup.metadata["namespace"]
     done = [v for v in views if v.finished and v.accounted]
     ok = [v for v in done if v.succeeded]
@@ -393,14 +412,10 @@ def _prune(backup: RecordingBackup, views: list[JobView]) -> None:
     extra = ok[: max(len(ok) - backup.spec.successful_jobs_history_limit, 0)]
     extra += bad[: max(len(bad) - backup.spec.failed_jobs_history_limit, 0)]
     for view in extra:
-        kube.delete_job(ns, view.name)
-        kube.delete_configmap(ns, f"{view.name}-config")
+        cluster.delete_job(ns, view.name)
+        cluster.delete_configmap(ns, f"{view.name}-config")
 
 
-def register(settings: OperatorSettings | None = None) -> None:
+def register(settings: OperatorSettings, cluster: Cluster) -> None:
     """Register the handlers with kopf (called once by the operator's startup)."""
-    settings = settings or load_settings()
-
-    register_reconciler(
-        "recordingbackups", "backups", lambda body, patch: reconcile_backup(body, patch, settings), settings
-    )
+    register_reconciler(BACKUPS, "backups", reconcile_backup, settings, cluster)

@@ -16,6 +16,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from cxbackup.api import workerenv
+from cxbackup.api.common import GROUP, VERSION
+from cxbackup.api.workerenv import StatusResource
 from cxbackup.backup.progress import RecordingResult, RecordingStatus, RunSummary
 
 __all__ = ["ShardStatusReporter", "reporter_from_env"]
@@ -25,15 +28,17 @@ log = logging.getLogger(__name__)
 Patcher = Callable[[dict[str, Any]], None]
 
 
-def _kube_patcher(plural: str, namespace: str, name: str) -> Patcher:
+def _kube_patcher(resource: StatusResource) -> Patcher:
     from kubernetes import client
 
-    from cxbackup.controller.kube import api_client
+    from cxbackup.kubeclient import api_client
 
     api = client.CustomObjectsApi(api_client())
 
     def patch(body: dict[str, Any]) -> None:
-        api.patch_namespaced_custom_object_status("cxbackup.io", "v1alpha1", namespace, plural, name, body)
+        api.patch_namespaced_custom_object_status(
+            GROUP, VERSION, resource.namespace, resource.plural, resource.name, body
+        )
 
     return patch
 
@@ -110,31 +115,29 @@ class ShardStatusReporter:
 
 def reporter_from_env(env: Mapping[str, str], shard: int) -> ShardStatusReporter | None:
     """A reporter when the pod was started by the operator (CXBACKUP_STATUS_RESOURCE set), else None."""
-    resource = env.get("CXBACKUP_STATUS_RESOURCE")
-    if not resource:
+    value = env.get(workerenv.STATUS_RESOURCE)
+    if not value:
         return None
-    try:
-        plural, namespace, name = resource.split("/")
-    except ValueError:
-        log.warning("CXBACKUP_STATUS_RESOURCE=%r is not <plural>/<namespace>/<name>; not reporting", resource)
+    resource = StatusResource.parse(value)
+    if resource is None:
+        log.warning("%s=%r is not <plural>/<namespace>/<name>; not reporting", workerenv.STATUS_RESOURCE, value)
         return None
     return ShardStatusReporter(
         str(shard),
-        env.get("CXBACKUP_RUN_ID", ""),
-        _kube_patcher(plural, namespace, name),
-        interval=float(env.get("CXBACKUP_STATUS_INTERVAL", "5")),
+        env.get(workerenv.RUN_ID, ""),
+        _kube_patcher(resource),
+        interval=float(env.get(workerenv.STATUS_INTERVAL, "5")),
     )
 
 
 def report_audit(env: Mapping[str, str], audit: dict[str, Any]) -> bool:
     """Write `status.audit` of the resource named by CXBACKUP_STATUS_RESOURCE (audit pods). False when
     not in an operator pod or when the write failed (logged; the audit's own exit code still tells)."""
-    resource = env.get("CXBACKUP_STATUS_RESOURCE")
-    if not resource or resource.count("/") != 2:
+    resource = StatusResource.from_env(env)
+    if resource is None:
         return False
-    plural, namespace, name = resource.split("/")
     try:
-        _kube_patcher(plural, namespace, name)({"status": {"audit": audit}})
+        _kube_patcher(resource)({"status": {"audit": audit}})
     except Exception as exc:
         log.warning("could not report the audit to %s: %s", resource, type(exc).__name__)
         return False

@@ -17,8 +17,8 @@ Each tick (settings.reconcile_interval):
    written only when it changed; Events only when something changed; metrics state for the scrape-time
    collector.
 
-Decisions are in cert_decisions (pure); Kubernetes access goes through a `CertificateStore`, which is
-the kube module in the operator and an in-memory fake in tests. Keys and passwords never reach logs,
+Decisions are in `decisions` (pure); every API call goes through the injected `Cluster` (an in-memory
+fake in tests), every Event through the injected `Emit`, and the clock is `now`. Keys and passwords never reach logs,
 status or Events.
 """
 
@@ -26,25 +26,23 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any
 
-import kopf
 from pydantic import ValidationError
 
 from cxbackup import metrics
 from cxbackup.api.certificate import RecordingCertificate
+from cxbackup.api.common import BACKUPS, CERTIFICATES, EXPORTS
 from cxbackup.certs.generate import ParameterInvalid, generate_pair, renew
 from cxbackup.certs.validation import CertificateInfo, CertificateInvalid, inspect_certificate
-from cxbackup.controller import kube
-from cxbackup.controller.cert_decisions import (
+from cxbackup.controller.certificate.decisions import (
     ANNOTATION_KEYRING,
     LABEL_CERTIFICATE,
     LABEL_KEYRING,
     TLS_CERT,
     TLS_KEY,
     Evaluation,
-    EventSpec,
     GeneratePair,
     KeyPair,
     Reasons,
@@ -53,7 +51,6 @@ from cxbackup.controller.cert_decisions import (
     condition_events,
     count_references,
     evaluate,
-    iso,
     keyring_additions,
     keyring_fingerprints,
     keyring_secret_name,
@@ -65,46 +62,16 @@ from cxbackup.controller.cert_decisions import (
     status_changes,
     usage_events,
 )
+from cxbackup.controller.cluster import Cluster, ClusterError, SecretView
 from cxbackup.controller.conditions import set_condition
+from cxbackup.controller.events import Emit, EventSpec
 from cxbackup.controller.registration import register_reconciler
-from cxbackup.controller.settings import OperatorSettings, load_settings
+from cxbackup.controller.settings import OperatorSettings
+from cxbackup.core.times import iso_seconds
 
-__all__ = ["CertificateStore", "Emit", "reconcile_certificate", "register"]
+__all__ = ["reconcile_certificate", "register"]
 
 log = logging.getLogger(__name__)
-
-Emit = Callable[[EventSpec], None]
-"""Posts an Event on the RecordingCertificate being reconciled."""
-
-
-class CertificateStore(Protocol):
-    """The Kubernetes calls the certificate controller makes (kube implements it). No delete on purpose."""
-
-    def read_secret(self, namespace: str, name: str) -> kube.SecretView | None: ...
-
-    def create_secret(
-        self,
-        namespace: str,
-        name: str,
-        data: dict[str, bytes],
-        *,
-        secret_type: str = ...,
-        labels: dict[str, str] | None = ...,
-        annotations: dict[str, str] | None = ...,
-    ) -> bool: ...
-
-    def patch_secret(
-        self,
-        namespace: str,
-        name: str,
-        *,
-        data: dict[str, bytes],
-        resource_version: str,
-        labels: dict[str, str] | None = ...,
-        annotations: dict[str, str] | None = ...,
-    ) -> None: ...
-
-    def list_custom(self, namespace: str | None, plural: str) -> list[dict[str, Any]]: ...
 
 
 class _RotationFailed(Exception):
@@ -122,22 +89,22 @@ def _status_fields(info: CertificateInfo) -> dict[str, Any]:
 
 
 def _add_to_keyring(
-    store: CertificateStore, cert: RecordingCertificate, ring: kube.SecretView | None, additions: dict[str, bytes]
+    cluster: Cluster, cert: RecordingCertificate, ring: SecretView | None, additions: dict[str, bytes]
 ) -> dict[str, bytes]:
     """Add data keys to the keyring Secret (creating it), read it back and check; returns its data."""
     ns, name = _ident(cert)
     ring_name = keyring_secret_name(cert)
     labels = {LABEL_CERTIFICATE: name, LABEL_KEYRING: "true"}
     annotations = {ANNOTATION_KEYRING: "true"}
-    if ring is None and store.create_secret(ns, ring_name, additions, labels=labels, annotations=annotations):
+    if ring is None and cluster.create_secret(ns, ring_name, additions, labels=labels, annotations=annotations):
         log.info("created keyring Secret %s/%s with %s", ns, ring_name, ", ".join(sorted(additions)))
     else:
-        ring = ring or store.read_secret(ns, ring_name)
+        ring = ring or cluster.read_secret(ns, ring_name)
         if ring is None:
-            raise kube.KubeError(f"keyring Secret {ns}/{ring_name} vanished while it was being written")
+            raise ClusterError(f"keyring Secret {ns}/{ring_name} vanished while it was being written")
         missing_labels = {k: v for k, v in labels.items() if k not in ring.labels}
         missing_annotations = {k: v for k, v in annotations.items() if ring.annotations.get(k) != v}
-        store.patch_secret(
+        cluster.patch_secret(
             ns,
             ring_name,
             data=additions,
@@ -146,19 +113,19 @@ def _add_to_keyring(
             annotations=missing_annotations or None,
         )
         log.info("added %s to keyring Secret %s/%s", ", ".join(sorted(additions)), ns, ring_name)
-    after = store.read_secret(ns, ring_name)
+    after = cluster.read_secret(ns, ring_name)
     if after is None or any(after.data.get(k) != v for k, v in additions.items()):
-        raise kube.KubeError(f"keyring Secret {ns}/{ring_name} does not hold the keys just written")
+        raise ClusterError(f"keyring Secret {ns}/{ring_name} does not hold the keys just written")
     return dict(after.data)
 
 
 def _keep_in_keyring(
-    store: CertificateStore, cert: RecordingCertificate, pair: KeyPair, evaluation: Evaluation, emit: Emit
+    cluster: Cluster, cert: RecordingCertificate, pair: KeyPair, evaluation: Evaluation, emit: Emit
 ) -> dict[str, bytes]:
     """Make sure the keyring holds the current pair (when its key matches); returns the keyring's data."""
     ns, _ = _ident(cert)
     ring_name = keyring_secret_name(cert)
-    ring = store.read_secret(ns, ring_name)
+    ring = cluster.read_secret(ns, ring_name)
     data = dict(ring.data) if ring else {}
     info = evaluation.info
     if info is None or not evaluation.key_matches:
@@ -166,7 +133,7 @@ def _keep_in_keyring(
     additions = keyring_additions(data, info.serial_number, pair)
     if not additions:
         return data
-    data = _add_to_keyring(store, cert, ring, additions)
+    data = _add_to_keyring(cluster, cert, ring, additions)
     emit(
         EventSpec(
             False,
@@ -179,9 +146,9 @@ def _keep_in_keyring(
 
 
 def _rotate(
-    store: CertificateStore,
+    cluster: Cluster,
     cert: RecordingCertificate,
-    source: kube.SecretView,
+    source: SecretView,
     pair: KeyPair,
     old: CertificateInfo,
     now: dt.datetime,
@@ -206,29 +173,29 @@ def _rotate(
     new_pair = KeyPair(cert_pem, key_pem)
     ring_name = keyring_secret_name(cert)
     try:
-        ring = store.read_secret(ns, ring_name)
+        ring = cluster.read_secret(ns, ring_name)
         data = dict(ring.data) if ring else {}
         additions = keyring_additions(data, old.serial_number, pair)
         additions |= keyring_additions(data | additions, new.serial_number, new_pair)
         if additions:
-            data = _add_to_keyring(store, cert, ring, additions)
+            data = _add_to_keyring(cluster, cert, ring, additions)
         if keyring_additions(data, old.serial_number, pair) or keyring_additions(data, new.serial_number, new_pair):
             raise _RotationFailed(f"keyring Secret {ns}/{ring_name} does not hold both pairs after writing")
-        store.patch_secret(
+        cluster.patch_secret(
             ns, source.name, data={TLS_CERT: cert_pem, TLS_KEY: key_pem}, resource_version=source.resource_version
         )
-    except kube.KubeError as exc:
+    except ClusterError as exc:
         raise _RotationFailed(str(exc)) from exc
     return new_pair, new
 
 
 def _current_pair(
-    store: CertificateStore, cert: RecordingCertificate, now: dt.datetime
-) -> tuple[KeyPair, kube.SecretView, bool] | SourceProblem:
+    cluster: Cluster, cert: RecordingCertificate, now: dt.datetime
+) -> tuple[KeyPair, SecretView, bool] | SourceProblem:
     """(pair, the Secret holding it, whether it was generated just now), or why there is none."""
     ns, name = _ident(cert)
     secret_name = source_secret_name(cert)
-    view = store.read_secret(ns, secret_name)
+    view = cluster.read_secret(ns, secret_name)
     source = plan_source(cert, view.data if view else None, view.labels if view else None)
     generated = False
     if isinstance(source, GeneratePair):
@@ -239,14 +206,14 @@ def _current_pair(
             )  # fmt: skip
         except ParameterInvalid as exc:
             return SourceProblem(Reasons.INVALID_SPEC, f"spec.generate: {exc.message}")
-        generated = store.create_secret(
+        generated = cluster.create_secret(
             ns,
             secret_name,
             {TLS_CERT: cert_pem, TLS_KEY: key_pem},
             secret_type="kubernetes.io/tls",  # noqa: S106 - a Secret type, not a password
             labels={LABEL_CERTIFICATE: name},
         )
-        view = store.read_secret(ns, secret_name)  # ours, or one created concurrently
+        view = cluster.read_secret(ns, secret_name)  # ours, or one created concurrently
         source = plan_source(cert, view.data if view else None, view.labels if view else None)
     if isinstance(source, SourceProblem):
         return source
@@ -277,12 +244,14 @@ def _emit_all(emit: Emit, events: list[EventSpec]) -> None:
 def reconcile_certificate(
     body: Mapping[str, Any],
     *,
-    store: CertificateStore,
+    cluster: Cluster,
     emit: Emit,
     now: dt.datetime,
+    settings: OperatorSettings | None = None,
     states: metrics.ObjectStates = metrics.STATE,
 ) -> dict[str, Any]:
-    """One reconciliation of one RecordingCertificate; returns the status fields to patch (only changes)."""
+    """One reconciliation of one RecordingCertificate; returns the status fields to patch (only changes).
+    (`settings` is accepted for the common reconciler shape; this kind needs none.)"""
     if (body.get("metadata") or {}).get("deletionTimestamp"):
         return {}  # being deleted: nothing to do (its Secrets stay), and no metrics state to bring back
     old_status: dict[str, Any] = dict(body.get("status") or {})
@@ -303,12 +272,12 @@ def reconcile_certificate(
     desired: dict[str, Any] = {"usages": list(cert.spec.usages), "observedGeneration": cert.metadata.get("generation")}
     _emit_all(emit, usage_events(old_status.get("usages"), cert.spec.usages))
     desired["deployedCount"] = count_references(
-        name, store.list_custom(ns, "exportjobs"), store.list_custom(ns, "recordingbackups")
+        name, cluster.list_custom(ns, EXPORTS), cluster.list_custom(ns, BACKUPS)
     )
 
     # 1. the current pair (generated on first sight)
     secret_name = source_secret_name(cert)
-    current = _current_pair(store, cert, now)
+    current = _current_pair(cluster, cert, now)
     if isinstance(current, SourceProblem):
         conditions = problem_conditions(old_conditions, cert, current, now)
         _emit_all(emit, condition_events(old_conditions, conditions, automatic_rotation=False))
@@ -324,12 +293,12 @@ def reconcile_certificate(
                 False,
                 Reasons.GENERATED,
                 f"generated a {made.key_size}-bit RSA key and a self-signed certificate {made.subject_dn} "
-                f"(serial {made.serial_number}, expires {iso(made.not_after)}) into Secret {ns}/{secret_name}",
+                f"(serial {made.serial_number}, expires {iso_seconds(made.not_after)}) into Secret {ns}/{secret_name}",
             )
         )
 
     # 2. the keyring keeps every pair whose key matches
-    keyring = _keep_in_keyring(store, cert, pair, evaluation, emit)
+    keyring = _keep_in_keyring(cluster, cert, pair, evaluation, emit)
 
     # 3. rotation of generated certificates
     plan = plan_rotation(cert, evaluation.info, now) if evaluation.info is not None else None
@@ -338,7 +307,7 @@ def reconcile_certificate(
     old_info = evaluation.info
     if plan is not None and plan.due and not generated and old_info is not None:
         try:
-            pair, new_info = _rotate(store, cert, view, pair, old_info, now)
+            pair, new_info = _rotate(cluster, cert, view, pair, old_info, now)
         except _RotationFailed as exc:
             rotation_error = str(exc)
             metrics.record_certificate_rotation(ns, name, ok=False)
@@ -346,7 +315,7 @@ def reconcile_certificate(
         else:
             rotated = True
             metrics.record_certificate_rotation(ns, name, ok=True)
-            ring = store.read_secret(ns, keyring_secret_name(cert))
+            ring = cluster.read_secret(ns, keyring_secret_name(cert))
             keyring = dict(ring.data) if ring else keyring
             evaluation = evaluate(pair, now)
             plan = plan_rotation(cert, new_info, now)
@@ -354,8 +323,9 @@ def reconcile_certificate(
                 EventSpec(
                     False,
                     Reasons.ROTATED,
-                    f"rotated before expiry: serial {old_info.serial_number} (expires {iso(old_info.not_after)}) "
-                    f"is retired, serial {new_info.serial_number} (expires {iso(new_info.not_after)}) is now in "
+                    f"rotated before expiry: serial {old_info.serial_number} "
+                    f"(expires {iso_seconds(old_info.not_after)}) is retired, serial {new_info.serial_number} "
+                    f"(expires {iso_seconds(new_info.not_after)}) is now in "
                     f"Secret {ns}/{secret_name}; both keys are kept in keyring Secret "
                     f"{ns}/{keyring_secret_name(cert)}. Provision the new certificate with your vendor",
                 )
@@ -382,7 +352,7 @@ def reconcile_certificate(
                 )
             )
     desired["retired"] = retire(old_status, info, keyring_fingerprints(keyring)) or None
-    desired["nextRotationTime"] = iso(plan.at) if plan is not None and plan.automatic and plan.at else None
+    desired["nextRotationTime"] = iso_seconds(plan.at) if plan is not None and plan.automatic and plan.at else None
     conditions = certificate_conditions(old_conditions, cert, evaluation, plan, now, rotation_error=rotation_error)
     automatic = plan is not None and plan.automatic
     _emit_all(emit, condition_events(old_conditions, conditions, automatic_rotation=automatic))
@@ -392,21 +362,10 @@ def reconcile_certificate(
     return status_changes(old_status, desired)
 
 
-def register(settings: OperatorSettings | None = None) -> None:
-    """Register the RecordingCertificate handlers with kopf (called once by the operator's startup)."""
-    settings = settings or load_settings()
-    store: CertificateStore = kube
-
-    def certificate_reconcile(body: kopf.Body, patch: kopf.Patch) -> None:
-        def emit(event: EventSpec) -> None:
-            kopf.event(body, type="Warning" if event.warning else "Normal", reason=event.reason, message=event.message)
-
-        try:
-            changes = reconcile_certificate(body, store=store, emit=emit, now=dt.datetime.now(dt.UTC))
-        except kube.KubeError as exc:
-            raise kopf.TemporaryError(str(exc), delay=max(settings.reconcile_interval, 5.0)) from exc
-        for key, value in changes.items():
-            patch.status[key] = value
-
-    # deleting the resource never touches its Secrets (keys outlive it)
-    register_reconciler("recordingcertificates", "certificates", certificate_reconcile, settings)
+def register(settings: OperatorSettings, cluster: Cluster) -> None:
+    """Register the RecordingCertificate handlers with kopf (called once by the operator's startup).
+    Deleting the resource never touches its Secrets (keys outlive it)."""
+    register_reconciler(
+        CERTIFICATES, "certificates", reconcile_certificate, settings, cluster,
+        retry_delay=max(settings.reconcile_interval, 5.0),
+    )  # fmt: skip

@@ -18,7 +18,7 @@ from typing import Any
 
 from cxbackup.api.exportjob import ArtifactRecord, ExportJob
 from cxbackup.controller import jobs as J
-from cxbackup.controller.backup_runs import TRIGGER_ANNOTATION, iso
+from cxbackup.controller.backup.decisions import TRIGGER_ANNOTATION, iso
 from cxbackup.controller.jobstate import parse_time, read_job_state
 from cxbackup.controller.schedule import run_due
 from cxbackup.export.result import ExportResult

@@ -1,0 +1,1 @@
+"""RecordingBackup: handler (kopf wiring and the reconcile), decisions (pure), manifests (its Jobs)."""

@@ -1,0 +1,1 @@
+"""RecordingCertificate: handler (kopf wiring and the reconcile) and decisions (pure)."""

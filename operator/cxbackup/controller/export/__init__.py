@@ -1,0 +1,1 @@
+"""ExportJob: handler (kopf wiring and the reconcile), decisions (pure), manifests (its Jobs)."""

@@ -1,0 +1,214 @@
+"""An in-memory `Cluster` for the reconcilers' unit tests: Secrets, PVCs, ConfigMaps, Jobs and their pods,
+and cxbackup objects, behaving like the API server where the controllers rely on it (409 on create is
+False, 404 is a value, Secret patches honour resourceVersion). `fail` makes a named call raise
+ClusterError, as an unreachable or refusing API server would."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from cxbackup.controller.cluster import ClusterError, SecretView
+from cxbackup.controller.jobstate import ANNOTATION_ACCOUNTED
+
+__all__ = ["FakeCluster"]
+
+NS = "ns"
+
+
+def _iso(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _matches(labels: dict[str, str], selector: str) -> bool:
+    key, _, value = selector.partition("=")
+    return labels.get(key) == value
+
+
+@dataclass
+class FakeCluster:
+    secrets: dict[tuple[str, str], SecretView] = field(default_factory=dict)
+    pvcs: set[tuple[str, str]] = field(default_factory=set)
+    configmaps: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    jobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    pods: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    objects: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    fail_patch: set[str] = field(default_factory=set)
+    fail: set[str] = field(default_factory=set)
+    calls: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    _version: int = 0
+
+    # ---- test set-up ------------------------------------------------------------------------------------
+
+    def _next(self) -> str:
+        self._version += 1
+        return str(self._version)
+
+    def _check(self, call: str) -> None:
+        if call in self.fail:
+            raise ClusterError(f"{call}: HTTP 500 Internal Server Error")
+
+    def put(self, name: str, data: dict[str, bytes], labels: dict[str, str] | None = None, namespace: str = NS) -> None:
+        self.secrets[(namespace, name)] = SecretView(
+            namespace, name, dict(data), labels or {}, {}, self._next(), "Opaque"
+        )
+
+    def put_pvc(self, name: str, namespace: str = NS) -> None:
+        self.pvcs.add((namespace, name))
+
+    def job(self, name: str, namespace: str = NS) -> dict[str, Any]:
+        return self.jobs[(namespace, name)]
+
+    def job_names(self, namespace: str = NS) -> list[str]:
+        return sorted(n for ns, n in self.jobs if ns == namespace)
+
+    def finish_job(
+        self,
+        name: str,
+        *,
+        succeeded: bool,
+        at: dt.datetime,
+        reason: str = "BackoffLimitExceeded",
+        message: str = "Job has reached the specified backoff limit",
+        namespace: str = NS,
+    ) -> None:
+        """Set the Job's terminal condition as the Job controller does."""
+        status = self.jobs[(namespace, name)].setdefault("status", {})
+        if succeeded:
+            status["conditions"] = [{"type": "Complete", "status": "True", "lastTransitionTime": _iso(at)}]
+            status["completionTime"] = _iso(at)
+        else:
+            status["conditions"] = [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": reason,
+                    "message": message,
+                    "lastTransitionTime": _iso(at),
+                }
+            ]
+
+    def add_pod(self, job_name: str, pod: dict[str, Any], namespace: str = NS) -> None:
+        self.pods.setdefault((namespace, job_name), []).append(pod)
+
+    def accounted(self, name: str, namespace: str = NS) -> bool:
+        ann = self.jobs[(namespace, name)]["metadata"].get("annotations") or {}
+        return ann.get(ANNOTATION_ACCOUNTED) == "true"
+
+    # ---- Cluster ----------------------------------------------------------------------------------------
+
+    def read_secret(self, namespace: str, name: str) -> SecretView | None:
+        self._check("read_secret")
+        return copy.deepcopy(self.secrets.get((namespace, name)))
+
+    def secret_keys(self, namespace: str, name: str) -> set[str] | None:
+        view = self.read_secret(namespace, name)
+        return None if view is None else set(view.data)
+
+    def create_secret(
+        self,
+        namespace: str,
+        name: str,
+        data: dict[str, bytes],
+        *,
+        secret_type: str = "Opaque",  # noqa: S107 - a Secret type
+        labels: dict[str, str] | None = None,
+        annotations: dict[str, str] | None = None,
+    ) -> bool:
+        self.calls.append(f"create {name}")
+        self._check("create_secret")
+        if (namespace, name) in self.secrets:
+            return False
+        self.secrets[(namespace, name)] = SecretView(
+            namespace, name, dict(data), dict(labels or {}), dict(annotations or {}), self._next(), secret_type
+        )
+        return True
+
+    def patch_secret(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        data: dict[str, bytes],
+        resource_version: str,
+        labels: dict[str, str] | None = None,
+        annotations: dict[str, str] | None = None,
+    ) -> None:
+        self.calls.append(f"patch {name}")
+        if name in self.fail_patch:
+            raise ClusterError(f"updating Secret {namespace}/{name}: HTTP 500 Internal Server Error")
+        old = self.secrets[(namespace, name)]
+        if old.resource_version != resource_version:
+            raise ClusterError(f"updating Secret {namespace}/{name}: HTTP 409 Conflict")
+        self.secrets[(namespace, name)] = SecretView(
+            namespace,
+            name,
+            {**old.data, **data},
+            {**old.labels, **(labels or {})},
+            {**old.annotations, **(annotations or {})},
+            self._next(),
+            old.type,
+        )
+
+    def pvc_exists(self, namespace: str, name: str) -> bool:
+        self._check("pvc_exists")
+        return (namespace, name) in self.pvcs
+
+    def create_object(self, obj: dict[str, Any]) -> bool:
+        self._check("create_object")
+        meta = obj["metadata"]
+        key = (meta["namespace"], meta["name"])
+        store = self.jobs if obj["kind"] == "Job" else self.configmaps
+        self.calls.append(f"create {obj['kind']} {meta['name']}")
+        if key in store:
+            return False
+        store[key] = copy.deepcopy(obj)
+        return True
+
+    def apply_configmap(self, obj: dict[str, Any]) -> None:
+        if not self.create_object(obj):
+            meta = obj["metadata"]
+            self.configmaps[(meta["namespace"], meta["name"])]["data"] = copy.deepcopy(obj["data"])
+
+    def delete_configmap(self, namespace: str, name: str) -> None:
+        self._check("delete_configmap")
+        if self.configmaps.pop((namespace, name), None) is not None:
+            self.deleted.append(f"ConfigMap {name}")
+
+    def list_jobs(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        self._check("list_jobs")
+        return [
+            copy.deepcopy(job)
+            for (ns, _), job in sorted(self.jobs.items())
+            if ns == namespace and _matches(job["metadata"].get("labels") or {}, label_selector)
+        ]
+
+    def patch_job_annotations(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        self._check("patch_job_annotations")
+        job = self.jobs.get((namespace, name))
+        if job is not None:
+            job["metadata"].setdefault("annotations", {}).update(annotations)
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        self._check("delete_job")
+        if self.jobs.pop((namespace, name), None) is not None:
+            self.deleted.append(f"Job {name}")
+
+    def job_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
+        self._check("job_pods")
+        return copy.deepcopy(self.pods.get((namespace, job_name), []))
+
+    def list_custom(self, namespace: str | None, plural: str) -> list[dict[str, Any]]:
+        self._check("list_custom")
+        return [copy.deepcopy(o) for o in self.objects.get(plural, [])]
+
+    def read_custom(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
+        self._check("read_custom")
+        for obj in self.objects.get(plural, []):
+            meta = obj.get("metadata") or {}
+            if meta.get("name") == name and meta.get("namespace", namespace) == namespace:
+                return copy.deepcopy(obj)
+        return None
