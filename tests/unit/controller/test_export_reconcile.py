@@ -1,0 +1,208 @@
+"""reconcile_export against an in-memory cluster and an injected clock: the certificate, credentials and
+store are resolved before a run starts (never tls.key), a finished run is accounted from its pod's result,
+expired artifacts start a sweep, and a failed API call keeps what was decided."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cxbackup import metrics
+from cxbackup.controller.conditions import condition
+from cxbackup.controller.events import EventSpec
+from cxbackup.controller.export.handler import reconcile_export
+from cxbackup.controller.registration import Interrupted
+from cxbackup.controller.settings import OperatorSettings
+from cxbackup.export.request import TimeRange
+from cxbackup.export.result import ExportResult
+from cxbackup.export.store import ArtifactInfo
+from tests.unit.controller.fakes import FakeCluster
+
+REPO = Path(__file__).resolve().parents[3]
+T0 = dt.datetime(2026, 8, 25, 0, 15, tzinfo=dt.UTC)
+MINUTE = dt.timedelta(minutes=1)
+CERTIFICATE = yaml.safe_load((REPO / "examples" / "recordingcertificate.yaml").read_text())
+CERTIFICATE["metadata"]["namespace"] = "ns"
+
+
+def _cluster() -> FakeCluster:
+    cluster = FakeCluster()
+    cluster.put("gws-credentials", {"GWS_USERNAME": b"u", "GWS_PASSWORD": b"p"})
+    cluster.put("recording-cert-tls", {"tls.crt": b"cert", "tls.key": b"key"})
+    cluster.objects["recordingcertificates"] = [copy.deepcopy(CERTIFICATE)]
+    cluster.put_pvc("exports")
+    return cluster
+
+
+@dataclass
+class Harness:
+    """One ExportJob (the repository's example): reconcile it as the timer would."""
+
+    spec: dict[str, Any] = field(
+        default_factory=lambda: yaml.safe_load((REPO / "examples" / "exportjob.yaml").read_text())["spec"]
+    )
+    cluster: FakeCluster = field(default_factory=_cluster)
+    status: dict[str, Any] = field(default_factory=dict)
+    events: list[EventSpec] = field(default_factory=list)
+    states: metrics.ObjectStates = field(default_factory=metrics.ObjectStates)
+
+    def body(self) -> dict[str, Any]:
+        meta = {"name": "gdpr", "namespace": "ns", "uid": "u", "generation": 1,
+                "creationTimestamp": "2026-08-25T00:10:00Z"}  # fmt: skip
+        return {"metadata": meta, "spec": copy.deepcopy(self.spec), "status": copy.deepcopy(self.status)}
+
+    def reconcile(self, now: dt.datetime) -> dict[str, Any]:
+        return reconcile_export(
+            self.body(), cluster=self.cluster, emit=self.events.append, now=now, settings=OperatorSettings(),
+            states=self.states,
+        )  # fmt: skip
+
+    def tick(self, now: dt.datetime) -> list[EventSpec]:
+        before = len(self.events)
+        self.apply(self.reconcile(now))
+        return self.events[before:]
+
+    def apply(self, changes: dict[str, Any]) -> None:
+        for key, value in changes.items():
+            if value is None:
+                self.status.pop(key, None)
+            else:
+                self.status[key] = copy.deepcopy(value)
+
+    def cond(self, ctype: str) -> dict[str, Any]:
+        found = condition(self.status.get("conditions"), ctype)
+        assert found is not None, ctype
+        return found
+
+
+def _reasons(events: list[EventSpec]) -> list[str]:
+    return [e.reason for e in events]
+
+
+def _result_pod(job_name: str, *, artifacts: int, failed: bool = False) -> dict[str, Any]:
+    start = T0
+    result = ExportResult("gdpr", "gdprChat", "r1", start, users=("user-4711",), store="/exports",
+                          range=TimeRange(start - dt.timedelta(days=30), start))  # fmt: skip
+    if failed:
+        result.fail("vendor credentials rejected (HTTP 401)", retryable=False, reason="SourceAuthError")
+    else:
+        result.state = "Succeeded"
+        result.completion_time = T0 + 4 * MINUTE
+        result.records = 3
+        result.artifacts = [
+            ArtifactInfo.new(f"a{i}.zip.p7m", T0, 30, run_id="r1", part=i + 1, last=i == artifacts - 1, records=1)
+            for i in range(artifacts)
+        ]
+    state = {"terminated": {"exitCode": 1 if failed else 0, "message": result.to_json()}}
+    return {"metadata": {"name": f"{job_name}-x", "creationTimestamp": "2026-08-25T00:15:01Z"},
+            "status": {"containerStatuses": [{"name": "export", "state": state}]}}  # fmt: skip
+
+
+def test_a_new_export_resolves_its_certificate_and_mounts_only_the_certificate() -> None:
+    h = Harness()
+    events = h.tick(T0)
+    assert _reasons(events) == ["ExportStarted"]
+    [name] = h.cluster.job_names()
+    pod = h.cluster.job(name)["spec"]["template"]["spec"]
+    secrets = [v["secret"] for v in pod["volumes"] if "secret" in v]
+    assert [s["secretName"] for s in secrets] == ["recording-cert-tls"]
+    assert [i["key"] for s in secrets for i in s.get("items", [])] == ["tls.crt"]  # never tls.key
+    assert h.status["phase"] == "Running" and h.status["history"][0]["state"] == "Running"
+    assert h.cond("Ready")["reason"] == "RunStarted" and h.cond("Running")["status"] == "True"
+    assert h.tick(T0 + MINUTE) == [] and h.cluster.job_names() == [name]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason", "names"),
+    [
+        (lambda c: c.objects.clear(), "CertificateNotFound",
+         "spec.certificate.recordingCertificate: RecordingCertificate ns/recording-cert not found"),
+        (lambda c: c.secrets.pop(("ns", "recording-cert-tls")), "CertificateNotFound",
+         "has no certificate yet (Secret ns/recording-cert-tls not found)"),
+        (lambda c: c.secrets.pop(("ns", "gws-credentials")), "SecretNotFound",
+         "spec.source.credentialsSecret: Secret ns/gws-credentials not found"),
+        (lambda c: c.put("gws-credentials", {"GWS_USERNAME": b"u"}), "SecretKeyMissing",
+         "spec.source.credentialsSecret: Secret ns/gws-credentials has no key GWS_PASSWORD"),
+        (lambda c: c.pvcs.clear(), "PVCNotFound", "spec.store.pvc: PersistentVolumeClaim ns/exports not found"),
+    ],
+)  # fmt: skip
+def test_a_missing_reference_blocks_the_run_naming_the_field(change: Any, reason: str, names: str) -> None:
+    h = Harness()
+    change(h.cluster)
+    events = h.tick(T0)
+    assert h.cluster.jobs == {} and h.status["phase"] == "Blocked"
+    assert h.cond("Ready")["reason"] == reason and names in h.cond("Ready")["message"]
+    assert [(e.warning, e.reason) for e in events] == [(True, reason)]
+    assert h.tick(T0 + MINUTE) == []
+    h.cluster = _cluster()
+    assert _reasons(h.tick(T0 + 2 * MINUTE)) == ["ExportStarted"]
+
+
+def test_an_invalid_request_is_invalid_and_starts_nothing() -> None:
+    h = Harness()
+    h.spec["users"] = []
+    events = h.tick(T0)
+    assert h.status["phase"] == "Invalid" and h.cluster.jobs == {}
+    assert [(e.warning, e.reason) for e in events] in ([(True, "InvalidSpec")],)
+
+
+def test_a_finished_run_is_accounted_from_its_result_and_lists_its_artifacts() -> None:
+    h = Harness()
+    h.tick(T0)
+    [name] = h.cluster.job_names()
+    h.cluster.add_pod(name, _result_pod(name, artifacts=2))
+    h.cluster.finish_job(name, succeeded=True, at=T0 + 4 * MINUTE)
+    events = h.tick(T0 + 5 * MINUTE)
+    assert _reasons(events) == ["ExportSucceeded"]
+    assert h.status["phase"] == "Succeeded" and h.status["history"][0]["state"] == "Succeeded"
+    assert [a["name"] for a in h.status["artifacts"]] == ["a0.zip.p7m", "a1.zip.p7m"]
+    assert h.states.exports[("ns", "gdpr")].artifacts == 2
+    assert h.cluster.accounted(name)
+    assert h.tick(T0 + 6 * MINUTE) == []
+
+
+def test_a_failed_run_reports_the_engine_error() -> None:
+    h = Harness()
+    h.tick(T0)
+    [name] = h.cluster.job_names()
+    h.cluster.add_pod(name, _result_pod(name, artifacts=0, failed=True))
+    h.cluster.finish_job(name, succeeded=False, at=T0 + 4 * MINUTE)
+    events = h.tick(T0 + 5 * MINUTE)
+    assert [(e.warning, e.reason) for e in events] == [(True, "ExportFailed")]
+    assert h.status["phase"] == "Failed" and "HTTP 401" in h.status["history"][0]["error"]
+    assert h.cond("Degraded")["reason"] == "RunFailed" and "artifacts" not in h.status
+
+
+def test_expired_artifacts_start_one_sweep_and_are_marked_when_it_succeeds() -> None:
+    h = Harness()
+    h.tick(T0)
+    [run] = h.cluster.job_names()
+    h.cluster.add_pod(run, _result_pod(run, artifacts=1))
+    h.cluster.finish_job(run, succeeded=True, at=T0 + 4 * MINUTE)
+    h.tick(T0 + 5 * MINUTE)
+    later = T0 + dt.timedelta(days=31)
+    events = h.tick(later)
+    assert _reasons(events) == ["SweepStarted"]
+    [sweep] = [n for n in h.cluster.job_names() if n != run]
+    assert h.tick(later + MINUTE) == []  # one sweep at a time
+    h.cluster.finish_job(sweep, succeeded=True, at=later + 2 * MINUTE)
+    events = h.tick(later + 3 * MINUTE)
+    assert _reasons(events) == ["ArtifactsExpired"]
+    assert [a["expired"] for a in h.status["artifacts"]] == [True]
+    assert h.states.exports[("ns", "gdpr")].artifacts == 0
+
+
+def test_a_failed_api_call_keeps_the_conditions_decided_before_it() -> None:
+    h = Harness()
+    h.cluster.fail.add("create_object")
+    with pytest.raises(Interrupted) as info:
+        h.reconcile(T0)
+    assert "HTTP 500" in str(info.value) and "conditions" in info.value.changes
+    h.cluster.fail.clear()
+    assert _reasons(h.tick(T0 + MINUTE)) == ["ExportStarted"]
