@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from cxbackup.core.times import iso
+
 __all__ = ["condition", "set_condition"]
 
 
@@ -35,7 +37,7 @@ def set_condition(
             "status": status,
             "reason": reason,
             "message": message,
-            "lastTransitionTime": transition or now.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+            "lastTransitionTime": transition or iso(now),
             "observedGeneration": generation,
         }
     )

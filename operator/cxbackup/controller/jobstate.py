@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
+
+from cxbackup.core.times import parse_time
 
 __all__ = [
     "ANNOTATION_ACCOUNTED",
@@ -21,12 +24,6 @@ ANNOTATION_RUN_START = "cxbackup.io/run-start"
 ANNOTATION_ACCOUNTED = "cxbackup.io/accounted"
 
 
-def parse_time(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(dt.UTC)
-
-
 @dataclass(frozen=True)
 class JobState:
     """A Job's terminal conditions (Complete / Failed) and the annotations cxbackup puts on it."""
@@ -38,6 +35,14 @@ class JobState:
     completion_time: dt.datetime | None
     failure_message: str
     accounted: bool
+
+    @property
+    def active(self) -> bool:
+        return not self.finished
+
+    def fields(self) -> dict[str, Any]:
+        """The fields as keyword arguments, for a view that extends this state."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(JobState)}
 
 
 def read_job_state(job: dict[str, Any]) -> JobState:

@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, croniter
 
+from cxbackup.core.times import parse_time
+
 __all__ = [
     "RUN_NOW_ANNOTATION",
     "ScheduleError",
@@ -91,7 +93,7 @@ def run_due(
     if trigger and trigger != last_trigger:
         return now, "Triggered"
     created_text = metadata.get("creationTimestamp")
-    created = dt.datetime.fromisoformat(created_text.replace("Z", "+00:00")).astimezone(dt.UTC) if created_text else now
+    created = parse_time(created_text) or now
     if last_run_generation is None and not job_starts:
         return created.replace(microsecond=0), "Created"
     if schedule is None:

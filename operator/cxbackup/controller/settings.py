@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 
 from cxbackup.api import workerenv
-from cxbackup.controller.jobs import JobSettings
+from cxbackup.controller.manifests import JobSettings
 
 __all__ = ["OperatorSettings", "load_settings"]
 

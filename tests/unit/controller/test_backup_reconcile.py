@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from cxbackup import metrics
-from cxbackup.controller import jobs as J
 from cxbackup.controller.backup.handler import reconcile_backup
 from cxbackup.controller.conditions import condition
 from cxbackup.controller.events import EventSpec
+from cxbackup.controller.manifests import LABEL_RUN
 from cxbackup.controller.registration import Interrupted
 from cxbackup.controller.schedule import RUN_NOW_ANNOTATION
 from cxbackup.controller.settings import OperatorSettings
@@ -170,7 +170,7 @@ def test_a_successful_run_is_accounted_once_and_advances_the_checkpoint() -> Non
     h = Harness()
     h.tick(T0)
     name = h.run_job()
-    run_id = h.cluster.job(name)["metadata"]["labels"][J.LABEL_RUN]
+    run_id = h.cluster.job(name)["metadata"]["labels"][LABEL_RUN]
     window_end = h.status["currentRun"]["windowEnd"]
     h.report_shards(run_id, downloaded=5)
     h.cluster.finish_job(name, succeeded=True, at=T0 + 5 * MINUTE)

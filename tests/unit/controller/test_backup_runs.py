@@ -6,9 +6,11 @@ import datetime as dt
 from typing import Any
 
 from cxbackup.api import RecordingBackup
-from cxbackup.controller import jobs as J
 from cxbackup.controller.backup.decisions import account_run, due_slot, job_view, progress_text
+from cxbackup.controller.backup.manifests import ANNOTATION_REPLICAS, ANNOTATION_WINDOW_END, ANNOTATION_WINDOW_START
 from cxbackup.controller.conditions import set_condition
+from cxbackup.controller.jobstate import ANNOTATION_ACCOUNTED, ANNOTATION_RUN_START
+from cxbackup.controller.manifests import LABEL_RUN
 
 NOW = dt.datetime(2026, 11, 23, 5, 0, tzinfo=dt.UTC)
 CREATED = "2026-11-23T04:00:00Z"
@@ -44,15 +46,15 @@ def _job(
 ) -> dict[str, Any]:
     conditions = [] if done is None else [{"type": done, "status": "True", "reason": "BackoffLimitExceeded"}]
     ann = {
-        J.ANNOTATION_WINDOW_START: "1000",
-        J.ANNOTATION_WINDOW_END: "2000",
-        J.ANNOTATION_REPLICAS: "2",
-        J.ANNOTATION_RUN_START: start,
+        ANNOTATION_WINDOW_START: "1000",
+        ANNOTATION_WINDOW_END: "2000",
+        ANNOTATION_REPLICAS: "2",
+        ANNOTATION_RUN_START: start,
     }
     if accounted:
-        ann[J.ANNOTATION_ACCOUNTED] = "true"
+        ann[ANNOTATION_ACCOUNTED] = "true"
     return {
-        "metadata": {"name": name, "labels": {J.LABEL_RUN: name}, "annotations": ann},
+        "metadata": {"name": name, "labels": {LABEL_RUN: name}, "annotations": ann},
         "status": {"conditions": conditions, "completionTime": "2026-11-23T04:10:00Z" if done == "Complete" else None},
     }
 

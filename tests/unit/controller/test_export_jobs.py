@@ -10,7 +10,16 @@ from typing import Any
 import yaml
 
 from cxbackup.api.exportjob import ExportJob
-from cxbackup.controller import jobs as J
+from cxbackup.controller.export.manifests import (
+    ANNOTATION_SWEEP_CUTOFF,
+    LABEL_EXPORT,
+    LABEL_EXPORT_TASK,
+    CertificateSource,
+    build_export_job,
+    build_export_sweep_job,
+    export_job_name,
+)
+from cxbackup.controller.manifests import JobSettings, restricted_container_security_context
 from cxbackup.export.request import ExportRequest
 
 REPO = Path(__file__).resolve().parents[3]
@@ -24,10 +33,10 @@ def _export(**spec_changes: Any) -> ExportJob:
     return ExportJob.model_validate(doc)
 
 
-def _run_job(export: ExportJob, cert: J.CertificateSource | None = None) -> dict[str, Any]:
+def _run_job(export: ExportJob, cert: CertificateSource | None = None) -> dict[str, Any]:
     request = ExportRequest.from_spec(export.spec, export.metadata["name"])
-    cert = cert or J.CertificateSource("recording-cert-tls")
-    return J.build_export_job(export, "20260825-001500", request.to_args(), cert, J.JobSettings(), run_start=NOW)
+    cert = cert or CertificateSource("recording-cert-tls")
+    return build_export_job(export, "20260825-001500", request.to_args(), cert, JobSettings(), run_start=NOW)
 
 
 def _container(job: dict[str, Any]) -> dict[str, Any]:
@@ -48,8 +57,8 @@ def test_run_job_arguments_labels_and_owner() -> None:
     ]  # fmt: skip
     meta = job["metadata"]
     assert meta["name"] == "gdpr-user-4711-20260825-001500"
-    assert meta["labels"][J.LABEL_EXPORT] == "gdpr-user-4711"
-    assert meta["labels"][J.LABEL_EXPORT_TASK] == "run"
+    assert meta["labels"][LABEL_EXPORT] == "gdpr-user-4711"
+    assert meta["labels"][LABEL_EXPORT_TASK] == "run"
     assert meta["ownerReferences"][0] == {
         "apiVersion": "cxbackup.io/v1alpha1", "kind": "ExportJob", "name": "gdpr-user-4711", "uid": "ej-uid",
         "controller": True, "blockOwnerDeletion": True,
@@ -60,7 +69,7 @@ def test_run_job_arguments_labels_and_owner() -> None:
 
 
 def test_only_the_certificate_is_mounted_read_only_and_no_private_key_anywhere() -> None:
-    job = _run_job(_export(), J.CertificateSource("uploaded", "cert.pem"))
+    job = _run_job(_export(), CertificateSource("uploaded", "cert.pem"))
     pod = job["spec"]["template"]["spec"]
     cert_volumes = [v for v in pod["volumes"] if "secret" in v]
     assert cert_volumes == [
@@ -98,7 +107,7 @@ def test_secrets_only_by_reference_and_restricted_security_context() -> None:
     assert all("value" in e or "secretKeyRef" in e["valueFrom"] for e in container["env"])
     assert container["args"][container["args"].index("--store") + 1] == "s3://bucket/exports/"
     assert not any("persistentVolumeClaim" in v for v in job["spec"]["template"]["spec"]["volumes"])
-    assert container["securityContext"] == J.restricted_container_security_context()
+    assert container["securityContext"] == restricted_container_security_context()
     pod_sc = job["spec"]["template"]["spec"]["securityContext"]
     assert pod_sc["runAsNonRoot"] is True and pod_sc["seccompProfile"] == {"type": "RuntimeDefault"}
 
@@ -113,18 +122,18 @@ def test_pvc_store_with_sub_path() -> None:
 
 def test_sweep_job_has_no_certificate_and_records_its_cutoff() -> None:
     export = _export(store={"pvc": "exports", "subPath": "cdds"})
-    job = J.build_export_sweep_job(export, "20260925-001500", J.JobSettings(), cutoff=NOW)
+    job = build_export_sweep_job(export, "20260925-001500", JobSettings(), cutoff=NOW)
     assert _container(job)["args"] == ["export", "sweep", "--store", "/exports/cdds"]
     assert job["metadata"]["name"] == "gdpr-user-4711-sweep-20260925-001500"
-    assert job["metadata"]["labels"][J.LABEL_EXPORT_TASK] == "sweep"
-    assert job["metadata"]["annotations"][J.ANNOTATION_SWEEP_CUTOFF] == "2026-08-25T00:15:00+00:00"
+    assert job["metadata"]["labels"][LABEL_EXPORT_TASK] == "sweep"
+    assert job["metadata"]["annotations"][ANNOTATION_SWEEP_CUTOFF] == "2026-08-25T00:15:00+00:00"
     pod = job["spec"]["template"]["spec"]
     assert not any("secret" in v for v in pod["volumes"])
     assert not any("valueFrom" in e for e in _container(job)["env"])
-    assert _container(job)["securityContext"] == J.restricted_container_security_context()
+    assert _container(job)["securityContext"] == restricted_container_security_context()
 
 
 def test_long_names_fit_in_63_characters() -> None:
     export = _export()
     export.metadata["name"] = "x" * 80
-    assert len(J.export_job_name(export, "20260825-001500", "sweep")) == 63
+    assert len(export_job_name(export, "20260825-001500", "sweep")) == 63

@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from cxbackup.api.exportjob import ExportJob
-from cxbackup.controller import jobs as J
 from cxbackup.controller.export import decisions as R
+from cxbackup.controller.export.manifests import CertificateSource, build_export_job, build_export_sweep_job
+from cxbackup.controller.manifests import JobSettings
 from cxbackup.export.request import ExportRequest, TimeRange
 from cxbackup.export.result import ExportResult
 from cxbackup.export.store import ArtifactInfo
@@ -181,16 +182,16 @@ def test_a_finished_sweep_marks_what_had_expired_by_its_cutoff() -> None:
 
 def test_job_view_reads_task_cutoff_and_state() -> None:
     export = _export()
-    job = J.build_export_sweep_job(export, "20260825-001500", J.JobSettings(), cutoff=NOW)
+    job = build_export_sweep_job(export, "20260825-001500", JobSettings(), cutoff=NOW)
     job["status"] = {"conditions": [{"type": "Complete", "status": "True"}], "completionTime": "2026-08-25T00:16:00Z"}
     view = R.export_job_view(job)
     assert (view.task, view.cutoff, view.finished, view.succeeded) == ("sweep", NOW, True, True)
-    run = J.build_export_job(
+    run = build_export_job(
         export,
         "r",
         ExportRequest.from_spec(export.spec, "x").to_args(),
-        J.CertificateSource("s"),
-        J.JobSettings(),
+        CertificateSource("s"),
+        JobSettings(),
         run_start=NOW,
     )
     assert R.export_job_view(run).task == "run" and R.export_job_view(run).active

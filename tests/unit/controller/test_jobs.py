@@ -12,7 +12,13 @@ import yaml
 from cxbackup.api import RecordingBackup
 from cxbackup.backup.config import parse_properties
 from cxbackup.backup.window import RecordingWindow
-from cxbackup.controller import jobs as J
+from cxbackup.controller.backup.manifests import (
+    ANNOTATION_WINDOW_END,
+    backup_properties,
+    build_backup_configmap,
+    build_backup_job,
+)
+from cxbackup.controller.manifests import JobSettings, run_id_for
 
 REPO = Path(__file__).resolve().parents[3]
 WINDOW = RecordingWindow(1_700_000_000_000, 1_700_086_400_000)
@@ -27,7 +33,7 @@ def _backup(**spec_changes: Any) -> RecordingBackup:
 
 
 def test_indexed_job_has_one_completion_per_shard() -> None:
-    job = J.build_backup_job(_backup(replicas=4), "r1", WINDOW, J.JobSettings(), run_start=NOW)
+    job = build_backup_job(_backup(replicas=4), "r1", WINDOW, JobSettings(), run_start=NOW)
     spec = job["spec"]
     assert spec["completionMode"] == "Indexed"
     assert spec["completions"] == spec["parallelism"] == 4
@@ -36,11 +42,11 @@ def test_indexed_job_has_one_completion_per_shard() -> None:
     assert args[:3] == ["download", "-config", "/etc/cxbackup/config.properties"]
     assert "$(JOB_COMPLETION_INDEX)" in args
     assert job["metadata"]["ownerReferences"][0]["uid"] == "1234-uid"
-    assert job["metadata"]["annotations"][J.ANNOTATION_WINDOW_END] == str(WINDOW.end_ms)
+    assert job["metadata"]["annotations"][ANNOTATION_WINDOW_END] == str(WINDOW.end_ms)
 
 
 def test_credentials_reach_pods_only_as_secret_references() -> None:
-    job = J.build_backup_job(_backup(), "r1", WINDOW, J.JobSettings(), run_start=NOW)
+    job = build_backup_job(_backup(), "r1", WINDOW, JobSettings(), run_start=NOW)
     env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     for name in ("GWS_USERNAME", "GWS_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         assert "value" not in env[name]
@@ -49,13 +55,13 @@ def test_credentials_reach_pods_only_as_secret_references() -> None:
 
 def test_metadata_only_needs_no_s3_credentials() -> None:
     backup = _backup(media={"metadataOnly": True})
-    job = J.build_backup_job(backup, "r1", WINDOW, J.JobSettings(), run_start=NOW)
+    job = build_backup_job(backup, "r1", WINDOW, JobSettings(), run_start=NOW)
     names = {e["name"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert "AWS_ACCESS_KEY_ID" not in names
 
 
 def test_pod_security_is_restricted() -> None:
-    job = J.build_backup_job(_backup(), "r1", WINDOW, J.JobSettings(), run_start=NOW)
+    job = build_backup_job(_backup(), "r1", WINDOW, JobSettings(), run_start=NOW)
     pod = job["spec"]["template"]["spec"]
     ctx = pod["containers"][0]["securityContext"]
     assert ctx["runAsNonRoot"] is True
@@ -68,7 +74,7 @@ def test_pod_security_is_restricted() -> None:
 
 def test_configmap_renders_a_config_the_worker_parses() -> None:
     backup = _backup(replicas=3, filters={"partitions": ["/sales", "/support"]})
-    cm = J.build_backup_configmap(backup, "r1", WINDOW)
+    cm = build_backup_configmap(backup, "r1", WINDOW)
     config = parse_properties(cm["data"]["config.properties"], "cm")
     assert config.total_rcbs_instances == 3
     assert config.window_start == WINDOW.start_ms
@@ -80,19 +86,19 @@ def test_configmap_renders_a_config_the_worker_parses() -> None:
 
 def test_s3_target_properties_and_credentials() -> None:
     backup = _backup(target={"s3": {"bucket": "my-archive", "prefix": "rec/", "credentials": {"name": "archive"}}})
-    config = J.backup_properties(backup, WINDOW)
+    config = backup_properties(backup, WINDOW)
     assert config.target_s3_bucket == "my-archive"
-    job = J.build_backup_job(backup, "r1", WINDOW, J.JobSettings(), run_start=NOW)
+    job = build_backup_job(backup, "r1", WINDOW, JobSettings(), run_start=NOW)
     env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["TARGET_AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "archive"
 
 
 def test_run_ids_are_stable_per_slot_and_names_fit() -> None:
     slot = dt.datetime(2026, 11, 23, 4, 30, tzinfo=dt.UTC)
-    assert J.run_id_for(slot) == J.run_id_for(slot) == "20261123-043000"
+    assert run_id_for(slot) == run_id_for(slot) == "20261123-043000"
     long = _backup()
     long.metadata["name"] = "x" * 80
-    job = J.build_backup_job(long, J.run_id_for(slot), WINDOW, J.JobSettings(), run_start=NOW)
+    job = build_backup_job(long, run_id_for(slot), WINDOW, JobSettings(), run_start=NOW)
     assert len(job["metadata"]["name"]) <= 63
 
 
@@ -102,4 +108,4 @@ def test_an_iso_min_age_not_below_max_age_is_refused_by_the_config(bad: str) -> 
 
     backup = _backup(window={"minAge": bad, "maxAge": "P1D"})
     with pytest.raises(ConfigError, match="minAge"):
-        J.backup_properties(backup, None)
+        backup_properties(backup, None)

@@ -14,18 +14,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from cxbackup.api.recordingbackup import RecordingBackup
-from cxbackup.controller import jobs as J
-from cxbackup.controller.jobstate import parse_time, read_job_state
+from cxbackup.controller.backup.manifests import ANNOTATION_REPLICAS, ANNOTATION_WINDOW_END, ANNOTATION_WINDOW_START
+from cxbackup.controller.jobstate import JobState, read_job_state
+from cxbackup.controller.manifests import LABEL_RUN
 from cxbackup.controller.schedule import RUN_NOW_ANNOTATION, run_due
+from cxbackup.core.times import from_ms, iso
 
 __all__ = [
     "JobView",
     "RunOutcome",
     "account_run",
     "due_slot",
-    "iso",
     "job_view",
-    "parse_time",
     "progress_text",
     "shard_totals",
 ]
@@ -33,50 +33,25 @@ __all__ = [
 TRIGGER_ANNOTATION = RUN_NOW_ANNOTATION
 
 
-def iso(when: dt.datetime) -> str:
-    return when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
-def _ms(when: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(when / 1000, dt.UTC)
-
-
 @dataclass(frozen=True)
-class JobView:
-    """A run's Job as the controller sees it."""
+class JobView(JobState):
+    """A run's Job as the controller sees it: its state plus the run's id, window and shard count."""
 
-    name: str
     run_id: str
     window_start_ms: int
     window_end_ms: int
     replicas: int
-    run_start: dt.datetime
-    finished: bool
-    succeeded: bool
-    completion_time: dt.datetime | None
-    failure_message: str
-    accounted: bool
-
-    @property
-    def active(self) -> bool:
-        return not self.finished
 
 
 def job_view(job: dict[str, Any]) -> JobView:
     ann = job.get("metadata", {}).get("annotations") or {}
     state = read_job_state(job)
     return JobView(
-        name=state.name,
-        run_id=(job.get("metadata", {}).get("labels") or {}).get(J.LABEL_RUN, ""),
-        window_start_ms=int(ann.get(J.ANNOTATION_WINDOW_START, "0")),
-        window_end_ms=int(ann.get(J.ANNOTATION_WINDOW_END, "0")),
-        replicas=int(ann.get(J.ANNOTATION_REPLICAS, "1")),
-        run_start=state.run_start,
-        finished=state.finished,
-        succeeded=state.succeeded,
-        completion_time=state.completion_time,
-        failure_message=state.failure_message,
-        accounted=state.accounted,
+        **state.fields(),
+        run_id=(job.get("metadata", {}).get("labels") or {}).get(LABEL_RUN, ""),
+        window_start_ms=int(ann.get(ANNOTATION_WINDOW_START, "0")),
+        window_end_ms=int(ann.get(ANNOTATION_WINDOW_END, "0")),
+        replicas=int(ann.get(ANNOTATION_REPLICAS, "1")),
     )
 
 
@@ -138,11 +113,11 @@ def account_run(backup: RecordingBackup, job: JobView, now: dt.datetime) -> RunO
     totals = shard_totals(shards, job.run_id)
     counts = {k: totals[k] for k in ("downloaded", "skipped", "failed", "bytes")}
     done = job.completion_time or now
-    window = f"{iso(_ms(job.window_start_ms))} - {iso(_ms(job.window_end_ms))}"
+    window = f"{iso(from_ms(job.window_start_ms))} - {iso(from_ms(job.window_end_ms))}"
     record: dict[str, Any] = {
         "jobName": job.name,
-        "windowStart": iso(_ms(job.window_start_ms)),
-        "windowEnd": iso(_ms(job.window_end_ms)),
+        "windowStart": iso(from_ms(job.window_start_ms)),
+        "windowEnd": iso(from_ms(job.window_end_ms)),
         "startTime": iso(job.run_start),
         "completionTime": iso(done),
         "result": "Succeeded" if job.succeeded else "Failed",
@@ -154,7 +129,7 @@ def account_run(backup: RecordingBackup, job: JobView, now: dt.datetime) -> RunO
     patch: dict[str, Any] = {"history": history, "counts": counts}
     if job.succeeded:
         old_end = status.last_recording_end_time if status else None
-        new_end = _ms(job.window_end_ms)
+        new_end = from_ms(job.window_end_ms)
         if old_end is None or new_end > old_end:
             patch["lastRecordingEndTime"] = iso(new_end)
         patch["lastSuccessfulTime"] = iso(done)

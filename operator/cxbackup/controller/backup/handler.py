@@ -22,26 +22,34 @@ from cxbackup.api.common import BACKUPS
 from cxbackup.api.recordingbackup import RecordingBackup
 from cxbackup.backup.errors import ConfigError
 from cxbackup.backup.window import RecordingWindow, compute_window, to_ms
-from cxbackup.controller import jobs as J
 from cxbackup.controller.backup.decisions import (
     TRIGGER_ANNOTATION,
     JobView,
     account_run,
     due_slot,
-    iso,
     job_view,
-    parse_time,
     progress_text,
     shard_totals,
+)
+from cxbackup.controller.backup.manifests import (
+    LABEL_AUDIT,
+    LABEL_BACKUP,
+    backup_properties,
+    build_audit_configmap,
+    build_audit_job,
+    build_backup_configmap,
+    build_backup_job,
 )
 from cxbackup.controller.cluster import Cluster, ClusterError
 from cxbackup.controller.conditions import condition, set_condition
 from cxbackup.controller.events import Emit, EventSpec
-from cxbackup.controller.jobstate import pod_problems
+from cxbackup.controller.jobstate import ANNOTATION_ACCOUNTED, pod_problems
+from cxbackup.controller.manifests import run_id_for
 from cxbackup.controller.references import Blocked, SecretNeed, gather_secrets, pvc_problem, secret_problem
 from cxbackup.controller.registration import Interrupted, register_reconciler
 from cxbackup.controller.schedule import ScheduleError, expected_interval, next_after, validate_schedule
 from cxbackup.controller.settings import OperatorSettings
+from cxbackup.core.times import from_ms, iso, parse_time
 
 __all__ = ["reconcile_backup", "register"]
 
@@ -56,7 +64,7 @@ def _check_spec(backup: RecordingBackup, now: dt.datetime) -> None:
         except ScheduleError as exc:
             raise Blocked("InvalidSchedule", str(exc), invalid=True) from exc
     try:
-        base = J.backup_properties(backup, None)
+        base = backup_properties(backup, None)
         last_end = backup.status.last_recording_end_time if backup.status else None
         compute_window(base, now, to_ms(last_end) if last_end else None)
     except ConfigError as exc:
@@ -93,18 +101,18 @@ def _start_run(
 ) -> tuple[str, dict[str, Any]]:
     status = backup.status
     last_end = status.last_recording_end_time if status else None
-    base = J.backup_properties(backup, None)
+    base = backup_properties(backup, None)
     window = compute_window(base, now, to_ms(last_end) if last_end else None)
-    run_id = J.run_id_for(slot)
-    configmap = J.build_backup_configmap(backup, run_id, window)
-    job = J.build_backup_job(backup, run_id, window, settings.jobs, run_start=now)
+    run_id = run_id_for(slot)
+    configmap = build_backup_configmap(backup, run_id, window)
+    job = build_backup_job(backup, run_id, window, settings.jobs, run_start=now)
     cluster.create_object(configmap)
     created = cluster.create_object(job)
     name = job["metadata"]["name"]
     current = {
         "jobName": name,
-        "windowStart": iso(dt.datetime.fromtimestamp(window.start_ms / 1000, dt.UTC)),
-        "windowEnd": iso(dt.datetime.fromtimestamp(window.end_ms / 1000, dt.UTC)),
+        "windowStart": iso(from_ms(window.start_ms)),
+        "windowEnd": iso(from_ms(window.end_ms)),
         "startTime": iso(now),
         "replicas": backup.spec.replicas,
     }
@@ -154,7 +162,7 @@ def _reconcile(
     with states.lock:
         state = states.backups.setdefault((ns, name), metrics.BackupState())
 
-    views = [job_view(j) for j in cluster.list_jobs(ns, f"{J.LABEL_BACKUP}={name}")]
+    views = [job_view(j) for j in cluster.list_jobs(ns, f"{LABEL_BACKUP}={name}")]
     views.sort(key=lambda v: v.run_start)
     history_names = {h.get("jobName") for h in status_dump.get("history") or []}
 
@@ -193,7 +201,7 @@ def _reconcile(
                 conditions = set_condition(conditions, "Degraded", "True", "RunFailed", outcome.event_message,
                                            now=now, generation=generation)  # fmt: skip
             changes["phase"] = "Succeeded" if outcome.succeeded else "Failed"
-        cluster.patch_job_annotations(ns, view.name, {J.ANNOTATION_ACCOUNTED: "true"})
+        cluster.patch_job_annotations(ns, view.name, {ANNOTATION_ACCOUNTED: "true"})
 
     # 2. prune old finished Jobs beyond the history limits
     _prune(cluster, backup, views)
@@ -350,7 +358,7 @@ def _reconcile_audit(
     end = parse_time(status.get("lastRecordingEndTime"))
     if end is None:
         return conditions
-    audits = [job_view(j) for j in cluster.list_jobs(ns, f"{J.LABEL_AUDIT}={name}")]
+    audits = [job_view(j) for j in cluster.list_jobs(ns, f"{LABEL_AUDIT}={name}")]
     if any(a.active for a in audits):
         return conditions
     last = parse_time(found.get("lastTime"))
@@ -368,8 +376,8 @@ def _reconcile_audit(
     if start >= end:
         return conditions
     window = RecordingWindow(to_ms(start), to_ms(end))
-    cluster.apply_configmap(J.build_audit_configmap(backup, window))
-    cluster.create_object(J.build_audit_job(backup, J.run_id_for(now), window, settings.jobs))
+    cluster.apply_configmap(build_audit_configmap(backup, window))
+    cluster.create_object(build_audit_job(backup, run_id_for(now), window, settings.jobs, run_start=now))
     emit(EventSpec(False, "AuditStarted", f"auditing {window.describe()} against the target"))
     return conditions
 

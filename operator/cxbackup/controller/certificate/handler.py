@@ -67,7 +67,7 @@ from cxbackup.controller.conditions import set_condition
 from cxbackup.controller.events import Emit, EventSpec
 from cxbackup.controller.registration import register_reconciler
 from cxbackup.controller.settings import OperatorSettings
-from cxbackup.core.times import iso_seconds
+from cxbackup.core.times import iso_seconds, parse_time
 
 __all__ = ["reconcile_certificate", "register"]
 
@@ -225,9 +225,10 @@ def _current_pair(
 def _update_metrics(states: metrics.ObjectStates, ns: str, name: str, not_after: Any, ready: bool) -> None:
     if isinstance(not_after, str) and not_after:
         try:
-            when: float | None = dt.datetime.fromisoformat(not_after.replace("Z", "+00:00")).timestamp()
+            parsed = parse_time(not_after)
         except ValueError:
-            when = None
+            parsed = None
+        when: float | None = parsed.timestamp() if parsed else None
     elif isinstance(not_after, dt.datetime):
         when = not_after.timestamp()
     else:

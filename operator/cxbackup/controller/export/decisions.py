@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cxbackup.api.exportjob import ArtifactRecord, ExportJob
-from cxbackup.controller import jobs as J
-from cxbackup.controller.backup.decisions import TRIGGER_ANNOTATION, iso
-from cxbackup.controller.jobstate import parse_time, read_job_state
-from cxbackup.controller.schedule import run_due
+from cxbackup.controller.export.manifests import ANNOTATION_SWEEP_CUTOFF, LABEL_EXPORT_TASK
+from cxbackup.controller.jobstate import JobState, read_job_state
+from cxbackup.controller.manifests import LABEL_RUN
+from cxbackup.controller.schedule import RUN_NOW_ANNOTATION, run_due
+from cxbackup.core.times import iso, parse_time
 from cxbackup.export.result import ExportResult
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "with_running",
 ]
 
+TRIGGER_ANNOTATION = RUN_NOW_ANNOTATION
 HISTORY_LIMIT = 20
 """Runs kept in status.history (newest first)."""
 KEPT_EXPIRED_ARTIFACTS = 20
@@ -50,23 +52,12 @@ SWEEP_RETRY = dt.timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
-class ExportJobView:
-    """A run or sweep Job as the controller sees it."""
+class ExportJobView(JobState):
+    """A run or sweep Job as the controller sees it: its state plus the task, run id and sweep cutoff."""
 
-    name: str
-    task: str
-    run_id: str
-    run_start: dt.datetime
-    finished: bool
-    succeeded: bool
-    completion_time: dt.datetime | None
-    failure_message: str
-    accounted: bool
+    task: str = "run"
+    run_id: str = ""
     cutoff: dt.datetime | None = None
-
-    @property
-    def active(self) -> bool:
-        return not self.finished
 
 
 def export_job_view(job: dict[str, Any]) -> ExportJobView:
@@ -75,16 +66,10 @@ def export_job_view(job: dict[str, Any]) -> ExportJobView:
     labels = meta.get("labels") or {}
     state = read_job_state(job)
     return ExportJobView(
-        name=state.name,
-        task=labels.get(J.LABEL_EXPORT_TASK, "run"),
-        run_id=labels.get(J.LABEL_RUN, ""),
-        run_start=state.run_start,
-        finished=state.finished,
-        succeeded=state.succeeded,
-        completion_time=state.completion_time,
-        failure_message=state.failure_message,
-        accounted=state.accounted,
-        cutoff=parse_time(ann.get(J.ANNOTATION_SWEEP_CUTOFF)),
+        **state.fields(),
+        task=labels.get(LABEL_EXPORT_TASK, "run"),
+        run_id=labels.get(LABEL_RUN, ""),
+        cutoff=parse_time(ann.get(ANNOTATION_SWEEP_CUTOFF)),
     )
 
 

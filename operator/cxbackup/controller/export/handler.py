@@ -24,7 +24,6 @@ from cxbackup import metrics
 from cxbackup.api.certificate import RecordingCertificate
 from cxbackup.api.common import CERTIFICATES, EXPORTS
 from cxbackup.api.exportjob import ExportJob, ExportJobStatus
-from cxbackup.controller import jobs as J
 from cxbackup.controller.cluster import Cluster, ClusterError, termination_messages
 from cxbackup.controller.conditions import condition, set_condition
 from cxbackup.controller.events import Emit, EventSpec
@@ -38,6 +37,14 @@ from cxbackup.controller.export.decisions import (
     sweep_due,
     with_running,
 )
+from cxbackup.controller.export.manifests import (
+    LABEL_EXPORT,
+    CertificateSource,
+    build_export_job,
+    build_export_sweep_job,
+)
+from cxbackup.controller.jobstate import ANNOTATION_ACCOUNTED
+from cxbackup.controller.manifests import run_id_for
 from cxbackup.controller.references import Blocked, SecretNeed, gather_secrets, pvc_problem, secret_problem
 from cxbackup.controller.registration import Interrupted, register_reconciler
 from cxbackup.controller.schedule import ScheduleError, next_after, validate_schedule
@@ -65,7 +72,7 @@ def _request(export: ExportJob) -> ExportRequest:
         raise Blocked("InvalidSpec", str(exc), invalid=True) from exc
 
 
-def _certificate(cluster: Cluster, export: ExportJob) -> J.CertificateSource:
+def _certificate(cluster: Cluster, export: ExportJob) -> CertificateSource:
     """The Secret key holding the certificate, or Blocked(CertificateNotFound) naming the field."""
     ns: str = export.metadata["namespace"]
     ref = export.spec.certificate
@@ -77,13 +84,13 @@ def _certificate(cluster: Cluster, export: ExportJob) -> J.CertificateSource:
                            "not found")  # fmt: skip
         rcert = RecordingCertificate.model_validate(body)
         if rcert.spec.secret_ref is not None:
-            source = J.CertificateSource(rcert.spec.secret_ref.name, rcert.spec.secret_ref.certificate_key)
+            source = CertificateSource(rcert.spec.secret_ref.name, rcert.spec.secret_ref.certificate_key)
         else:
-            source = J.CertificateSource(f"{ref.recording_certificate}-tls")
+            source = CertificateSource(f"{ref.recording_certificate}-tls")
         what = f"{field}: RecordingCertificate {ns}/{ref.recording_certificate} has no certificate yet"
     else:
         field = "spec.certificate.secret"
-        source = J.CertificateSource(ref.secret or "")
+        source = CertificateSource(ref.secret or "")
         what = f"{field}: the certificate Secret"
     keys = cluster.secret_keys(ns, source.secret)
     if keys is None:
@@ -168,7 +175,7 @@ class _Reconcile:
                 self._account_sweep(view)
             elif view.name not in finished:
                 self._account_run(view)
-            self.cluster.patch_job_annotations(self.ns, view.name, {J.ANNOTATION_ACCOUNTED: "true"})
+            self.cluster.patch_job_annotations(self.ns, view.name, {ANNOTATION_ACCOUNTED: "true"})
 
     def _account_run(self, view: ExportJobView) -> None:
         outcome = account_export(
@@ -205,15 +212,15 @@ class _Reconcile:
                 self.cluster.delete_job(self.ns, view.name)
 
     def start_sweep(self) -> None:
-        run_id = J.run_id_for(self.now)
-        job = J.build_export_sweep_job(self.export, run_id, self.settings.jobs, cutoff=self.now)
+        run_id = run_id_for(self.now)
+        job = build_export_sweep_job(self.export, run_id, self.settings.jobs, cutoff=self.now)
         if self.cluster.create_object(job):
             self.emit(EventSpec(False, "SweepStarted", f"started {job['metadata']['name']}: artifacts listed in "
                                 "status have reached their expiry"))  # fmt: skip
 
-    def start_run(self, slot: dt.datetime, reason: str, request: ExportRequest, cert: J.CertificateSource) -> None:
-        run_id = J.run_id_for(slot)
-        job = J.build_export_job(self.export, run_id, request.to_args(), cert, self.settings.jobs, run_start=self.now)
+    def start_run(self, slot: dt.datetime, reason: str, request: ExportRequest, cert: CertificateSource) -> None:
+        run_id = run_id_for(slot)
+        job = build_export_job(self.export, run_id, request.to_args(), cert, self.settings.jobs, run_start=self.now)
         job_name: str = job["metadata"]["name"]
         created = self.cluster.create_object(job)
         self.set("history", with_running(self.export, job_name, self.now))
@@ -266,7 +273,7 @@ def reconcile_export(
         return changes
     r = _Reconcile(export, changes, cluster, emit, settings, now)
     try:
-        views = [export_job_view(j) for j in cluster.list_jobs(r.ns, f"{J.LABEL_EXPORT}={r.name}")]
+        views = [export_job_view(j) for j in cluster.list_jobs(r.ns, f"{LABEL_EXPORT}={r.name}")]
         views.sort(key=lambda v: v.run_start)
         r.account(views)
         r.prune(views)

@@ -1,0 +1,300 @@
+"""Pure builders: a RecordingBackup run -> its config.properties, ConfigMap and Indexed Job; the audit's Job. No I/O."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from cxbackup.api import workerenv
+from cxbackup.api.common import BACKUPS, PodSettings
+from cxbackup.api.recordingbackup import RecordingBackup
+from cxbackup.api.workerenv import StatusResource
+from cxbackup.backup.config import RcbsConfig
+from cxbackup.backup.window import RecordingWindow
+from cxbackup.controller.jobstate import ANNOTATION_RUN_START
+from cxbackup.controller.manifests import (
+    CONFIG_MOUNT,
+    LABEL_RUN,
+    TMP_MOUNT,
+    JobSettings,
+    owner_reference,
+    restricted_container_security_context,
+    secret_env,
+    worker_pod_spec,
+)
+
+__all__ = [
+    "ANNOTATION_REPLICAS",
+    "ANNOTATION_WINDOW_END",
+    "ANNOTATION_WINDOW_START",
+    "LABEL_AUDIT",
+    "LABEL_BACKUP",
+    "TARGET_MOUNT",
+    "audit_configmap_name",
+    "backup_properties",
+    "build_audit_configmap",
+    "build_audit_job",
+    "build_backup_configmap",
+    "build_backup_job",
+]
+
+LABEL_BACKUP = "cxbackup.io/recordingbackup"
+
+
+ANNOTATION_WINDOW_START = "cxbackup.io/window-start"
+
+
+ANNOTATION_WINDOW_END = "cxbackup.io/window-end"
+
+
+ANNOTATION_REPLICAS = "cxbackup.io/replicas"
+
+
+TARGET_MOUNT = "/backup"
+
+
+def _job_name(backup: RecordingBackup, run_id: str) -> str:
+    name: str = backup.metadata["name"]
+    suffix = f"-{run_id}"
+    return name[: 63 - len(suffix)].rstrip("-.") + suffix
+
+
+def backup_properties(backup: RecordingBackup, window: RecordingWindow | None) -> RcbsConfig:
+    """The RCBS configuration of a run. The window is explicit: all shards cover the same one.
+    Without a window: the configuration the operator computes the window from."""
+    spec = backup.spec
+    src = spec.source
+    values: dict[str, object] = {
+        "gwsUriPrefix": src.gws_uri_prefix,
+        "minAge": str(spec.window.min_age),
+        "maxAge": str(spec.window.max_age),
+        "mediaTypePattern": spec.media.type_pattern,
+        "recordingFolderFormat": spec.media.folder_format,
+        "metadataOnly": "true" if spec.media.metadata_only else "false",
+        "usePayloadSigning": "true" if src.use_payload_signing else "false",
+        "totalRcbsInstances": str(spec.replicas),
+        "rcbsInstanceId": "0",
+        "concurrency": str(spec.concurrency),
+        "mediaTransfer": src.media_transfer,
+    }
+    if window is not None:
+        values["windowStart"] = str(window.start_ms)
+        values["windowEnd"] = str(window.end_ms)
+    optional: dict[str, object | None] = {
+        "gwsRecordingsUri": src.gws_recordings_uri,
+        "gwsSettingsUri": src.gws_settings_uri,
+        "minDate": spec.window.min_date,
+        "maxDate": spec.window.max_date,
+        "awsEndpointUrl": src.s3_endpoint_url,
+        "awsRegion": src.s3_region,
+        "gwsProxyHost": src.gws_proxy.host if src.gws_proxy else None,
+        "gwsProxyPort": str(src.gws_proxy.port) if src.gws_proxy else None,
+        "awsProxyHost": src.aws_proxy.host if src.aws_proxy else None,
+        "awsProxyPort": str(src.aws_proxy.port) if src.aws_proxy else None,
+    }
+    if spec.filters is not None:
+        optional["partitions"] = ",".join(spec.filters.partitions) if spec.filters.partitions else None
+        optional["accessGroups"] = ",".join(spec.filters.access_groups) if spec.filters.access_groups else None
+        optional["agentHierarchy"] = spec.filters.agent_hierarchy
+    target = spec.target
+    if target.pvc is not None:
+        sub = target.pvc.sub_path.strip("/") if target.pvc.sub_path else ""
+        values["targetDir"] = f"{TARGET_MOUNT}/{sub}" if sub else TARGET_MOUNT
+    elif target.s3 is not None:
+        values["targetS3Bucket"] = target.s3.bucket
+        optional["targetS3Prefix"] = target.s3.prefix or None
+        optional["targetS3EndpointUrl"] = target.s3.endpoint_url
+        optional["targetS3Region"] = target.s3.region
+    values.update({k: v for k, v in optional.items() if v is not None})
+    return RcbsConfig.from_values(values, source_name=f"RecordingBackup {backup.metadata.get('name')}")
+
+
+def _labels(backup: RecordingBackup, run_id: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "cxbackup",
+        "app.kubernetes.io/component": "backup-worker",
+        "app.kubernetes.io/managed-by": "cxbackup-operator",
+        LABEL_BACKUP: backup.metadata["name"],
+        LABEL_RUN: run_id,
+    }
+
+
+def build_backup_configmap(backup: RecordingBackup, run_id: str, window: RecordingWindow) -> dict[str, Any]:
+    config = backup_properties(backup, window)
+    header = (
+        f"RecordingBackup {backup.metadata.get('namespace')}/{backup.metadata['name']} run {run_id}, "
+        f"window {window.describe()}; written by the cxbackup operator"
+    )
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": f"{_job_name(backup, run_id)}-config",
+            "namespace": backup.metadata["namespace"],
+            "labels": _labels(backup, run_id),
+            "ownerReferences": [owner_reference("RecordingBackup", backup.metadata)],
+        },
+        "data": {"config.properties": config.to_properties(header=header)},
+    }
+
+
+def _pod_settings(backup: RecordingBackup) -> PodSettings:
+    return backup.spec.pod or PodSettings()
+
+
+def build_backup_job(
+    backup: RecordingBackup,
+    run_id: str,
+    window: RecordingWindow,
+    settings: JobSettings,
+    *,
+    run_start: dt.datetime,
+) -> dict[str, Any]:
+    """The Indexed Job of one run: completions = parallelism = replicas, shard = completion index."""
+    spec = backup.spec
+    src = spec.source
+    ns: str = backup.metadata["namespace"]
+    name = _job_name(backup, run_id)
+    env: list[dict[str, Any]] = [
+        secret_env("GWS_USERNAME", src.gws_credentials.name, src.gws_credentials.username_key),
+        secret_env("GWS_PASSWORD", src.gws_credentials.name, src.gws_credentials.password_key),
+    ]
+    if src.s3_credentials is not None and not spec.media.metadata_only:
+        creds = src.s3_credentials
+        env.append(secret_env("AWS_ACCESS_KEY_ID", creds.name, creds.access_key_id_key))
+        env.append(secret_env("AWS_SECRET_ACCESS_KEY", creds.name, creds.secret_access_key_key))
+    if spec.target.s3 is not None:
+        tcreds = spec.target.s3.credentials
+        env.append(secret_env("TARGET_AWS_ACCESS_KEY_ID", tcreds.name, tcreds.access_key_id_key))
+        env.append(secret_env("TARGET_AWS_SECRET_ACCESS_KEY", tcreds.name, tcreds.secret_access_key_key))
+    env += [
+        {"name": workerenv.STATUS_RESOURCE, "value": str(StatusResource(BACKUPS, ns, backup.metadata["name"]))},
+        {"name": workerenv.RUN_ID, "value": run_id},
+        {"name": workerenv.STATUS_INTERVAL, "value": str(settings.status_report_interval_seconds)},
+        {"name": "HOME", "value": TMP_MOUNT},
+    ]
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": f"{name}-config"}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+        {"name": "tmp", "mountPath": TMP_MOUNT},
+    ]
+    if spec.target.pvc is not None:
+        volumes.append({"name": "target", "persistentVolumeClaim": {"claimName": spec.target.pvc.claim_name}})
+        mounts.append({"name": "target", "mountPath": TARGET_MOUNT})
+    pod = _pod_settings(backup)
+    container: dict[str, Any] = {
+        "name": "worker",
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["cxbackup"],
+        "args": [
+            "download",
+            "-config",
+            f"{CONFIG_MOUNT}/config.properties",
+            "--rcbs-instance-id",
+            "$(JOB_COMPLETION_INDEX)",
+            "--summary-file",
+            "/dev/termination-log",
+        ],
+        "env": env,
+        "volumeMounts": mounts,
+        "securityContext": restricted_container_security_context(),
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if pod.resources:
+        container["resources"] = pod.resources
+    pod_spec = worker_pod_spec(pod, settings, container, volumes)
+    labels = _labels(backup, run_id)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "labels": labels,
+            "annotations": {
+                ANNOTATION_WINDOW_START: str(window.start_ms),
+                ANNOTATION_WINDOW_END: str(window.end_ms),
+                ANNOTATION_REPLICAS: str(spec.replicas),
+                ANNOTATION_RUN_START: run_start.astimezone(dt.UTC).isoformat(),
+            },
+            "ownerReferences": [owner_reference("RecordingBackup", backup.metadata)],
+        },
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": spec.replicas,
+            "parallelism": spec.replicas,
+            "backoffLimitPerIndex": spec.backoff_limit_per_index,
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+LABEL_AUDIT = "cxbackup.io/audit"
+
+
+def audit_configmap_name(backup: RecordingBackup) -> str:
+    name: str = backup.metadata["name"]
+    return f"{name[:50].rstrip('-.')}-audit-config"
+
+
+def build_audit_configmap(backup: RecordingBackup, window: RecordingWindow) -> dict[str, Any]:
+    """The audit's configuration: the backup's, with the audited window (the vendor's retained range)."""
+    config = backup_properties(backup, window)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": audit_configmap_name(backup),
+            "namespace": backup.metadata["namespace"],
+            "labels": {"app.kubernetes.io/name": "cxbackup", LABEL_AUDIT: backup.metadata["name"]},
+            "ownerReferences": [owner_reference("RecordingBackup", backup.metadata)],
+        },
+        "data": {"config.properties": config.to_properties(header=f"audit of {window.describe()}")},
+    }
+
+
+def build_audit_job(
+    backup: RecordingBackup,
+    audit_id: str,
+    window: RecordingWindow,
+    settings: JobSettings,
+    *,
+    run_start: dt.datetime,
+) -> dict[str, Any]:
+    """One pod running `cxbackup audit` over the window; it reports status.audit itself."""
+    job = build_backup_job(backup, audit_id, window, settings, run_start=run_start)
+    name = f"{backup.metadata['name'][:40].rstrip('-.')}-audit-{audit_id}"
+    labels = {
+        "app.kubernetes.io/name": "cxbackup",
+        "app.kubernetes.io/component": "backup-audit",
+        "app.kubernetes.io/managed-by": "cxbackup-operator",
+        LABEL_AUDIT: backup.metadata["name"],
+    }
+    job["metadata"]["name"] = name
+    job["metadata"]["labels"] = labels
+    job["metadata"]["annotations"] = {
+        ANNOTATION_WINDOW_START: str(window.start_ms),
+        ANNOTATION_WINDOW_END: str(window.end_ms),
+    }
+    spec = job["spec"]
+    spec.pop("completionMode")
+    spec.pop("backoffLimitPerIndex")
+    spec.update(completions=1, parallelism=1, backoffLimit=2, ttlSecondsAfterFinished=3600)
+    pod = spec["template"]
+    pod["metadata"]["labels"] = labels
+    container = pod["spec"]["containers"][0]
+    container["name"] = "audit"
+    container["args"] = [
+        "audit", "-config", f"{CONFIG_MOUNT}/config.properties", "--problems-only",
+        "--window-start", str(window.start_ms), "--window-end", str(window.end_ms),
+    ]  # fmt: skip
+    container["env"] = [e for e in container["env"] if e["name"] != workerenv.RUN_ID]
+    for volume in pod["spec"]["volumes"]:
+        if volume["name"] == "config":
+            volume["configMap"]["name"] = audit_configmap_name(backup)
+    return job
