@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -217,7 +218,9 @@ class _StateCollector(Collector):
         yield from (artifacts, artifact_bytes)
 
 
-_registered: set[int] = set()
+# The registries that have the collector. Weak, so that a registry that is gone cannot be mistaken for a new one
+# created at the same address (as a set of id()s would).
+_registered: weakref.WeakSet[CollectorRegistry] = weakref.WeakSet()
 
 
 def register_state_collector(
@@ -226,7 +229,7 @@ def register_state_collector(
     clock: Callable[[], float] = time.time,
 ) -> None:
     """Register the scrape-time collector once per registry."""
-    if id(registry) in _registered:
+    if registry in _registered:
         return
     registry.register(_StateCollector(states, clock))
-    _registered.add(id(registry))
+    _registered.add(registry)
