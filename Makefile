@@ -4,12 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml devtools/pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help venv controlplane helm promtool nodepackages lint test test-unit demo crds bench reliability lock image clean
+.PHONY: help venv controlplane helm promtool nodepackages lint test test-unit demo crds dashboards bench reliability lock image clean
 
 help:
 	@echo "make test        set up everything, lint, and run every test (unit, integration, e2e)"
 	@echo "make demo        run the demo end to end (control plane, emulator, operator)"
 	@echo "make crds        regenerate crds/ and the chart's CRDs from the API models"
+	@echo "make dashboards  regenerate dashboards/ and the chart's copies from hack/dashboards.py (Grafana's SDK)"
 	@echo "make test-unit   only the fast unit tests"
 	@echo "make bench       benchmarks against peer tools (bench/RESULTS.md)"
 	@echo "make reliability the full fault/bad-input/load table"
@@ -45,12 +46,17 @@ promtool:
 crds: venv
 	$(BIN)/cxbackup-dev crds
 
+# The Grafana dashboards are code: edit hack/dashboards.py, then run this.
+dashboards: venv
+	$(BIN)/python hack/dashboards.py
+
 lint: venv
-	$(BIN)/ruff check operator devtools tests bench
-	$(BIN)/ruff format --check operator devtools tests bench
+	$(BIN)/ruff check operator devtools tests bench hack/dashboards.py
+	$(BIN)/ruff format --check operator devtools tests bench hack/dashboards.py
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/cxbackup-dev crds --check
+	$(BIN)/python hack/dashboards.py --check
 
 test-unit: venv
 	$(BIN)/pytest tests/unit

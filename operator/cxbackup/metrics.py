@@ -4,20 +4,50 @@ Counters and histograms are updated when something happens (a run ends, a certif
 Gauges about an object's state (backup lag, last success, certificate expiry, shard progress) are
 computed at scrape time from the operator's view of the objects (`STATE`), so a deleted object leaves
 no stale series. Labels are fixed and bounded: namespace and name of the object, plus small enums.
+
+Each metric's name is a module constant (`BACKUP_RUNS_TOTAL`, `BACKUP_LAG_SECONDS`, ...), spelled once and
+used both by the definitions below and by code that writes queries (the dashboards generator,
+hack/dashboards.py). A constant holds the name as it is queried: a counter's with its `_total` suffix
+(prometheus_client takes the name with or without it), a histogram's base name (its series add
+`_bucket`, `_sum` and `_count`).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Final
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 __all__ = [
+    "BACKUP_AUDIT_MISSING_RECORDINGS",
+    "BACKUP_BYTES_TOTAL",
+    "BACKUP_EXPECTED_INTERVAL_SECONDS",
+    "BACKUP_LAG_SECONDS",
+    "BACKUP_LAST_SUCCESS_TIMESTAMP_SECONDS",
+    "BACKUP_RECORDINGS_TOTAL",
+    "BACKUP_RETENTION_MARGIN_SECONDS",
+    "BACKUP_RUNNING",
+    "BACKUP_RUNS_SKIPPED_TOTAL",
+    "BACKUP_RUNS_TOTAL",
+    "BACKUP_RUN_DURATION_SECONDS",
+    "BACKUP_SHARD_PROGRESS_RATIO",
+    "CERTIFICATE_EXPIRY_TIMESTAMP_SECONDS",
+    "CERTIFICATE_READY",
+    "CERTIFICATE_ROTATIONS_TOTAL",
+    "CERTIFICATE_SECONDS_TO_EXPIRY",
+    "EXPORT_ARTIFACTS",
+    "EXPORT_ARTIFACTS_EXPIRED_TOTAL",
+    "EXPORT_ARTIFACT_BYTES",
+    "EXPORT_DURATION_SECONDS",
+    "EXPORT_RUNS_TOTAL",
+    "METRIC_NAMES",
     "STATE",
     "BackupState",
     "CertificateState",
@@ -30,33 +60,84 @@ __all__ = [
     "register_state_collector",
 ]
 
+# ---- names (what PromQL queries) ------------------------------------------------------------------
+# Counters and histograms, updated when something happens.
+BACKUP_RUNS_TOTAL: Final = "cxbackup_backup_runs_total"
+BACKUP_RUNS_SKIPPED_TOTAL: Final = "cxbackup_backup_runs_skipped_total"
+BACKUP_RECORDINGS_TOTAL: Final = "cxbackup_backup_recordings_total"
+BACKUP_BYTES_TOTAL: Final = "cxbackup_backup_bytes_total"
+BACKUP_RUN_DURATION_SECONDS: Final = "cxbackup_backup_run_duration_seconds"
+CERTIFICATE_ROTATIONS_TOTAL: Final = "cxbackup_certificate_rotations_total"
+EXPORT_RUNS_TOTAL: Final = "cxbackup_export_runs_total"
+EXPORT_DURATION_SECONDS: Final = "cxbackup_export_duration_seconds"
+EXPORT_ARTIFACTS_EXPIRED_TOTAL: Final = "cxbackup_export_artifacts_expired_total"
+# Gauges computed at scrape time from STATE.
+BACKUP_LAG_SECONDS: Final = "cxbackup_backup_lag_seconds"
+BACKUP_LAST_SUCCESS_TIMESTAMP_SECONDS: Final = "cxbackup_backup_last_success_timestamp_seconds"
+BACKUP_EXPECTED_INTERVAL_SECONDS: Final = "cxbackup_backup_expected_interval_seconds"
+BACKUP_RUNNING: Final = "cxbackup_backup_running"
+BACKUP_SHARD_PROGRESS_RATIO: Final = "cxbackup_backup_shard_progress_ratio"
+BACKUP_AUDIT_MISSING_RECORDINGS: Final = "cxbackup_backup_audit_missing_recordings"
+BACKUP_RETENTION_MARGIN_SECONDS: Final = "cxbackup_backup_retention_margin_seconds"
+CERTIFICATE_EXPIRY_TIMESTAMP_SECONDS: Final = "cxbackup_certificate_expiry_timestamp_seconds"
+CERTIFICATE_SECONDS_TO_EXPIRY: Final = "cxbackup_certificate_seconds_to_expiry"
+CERTIFICATE_READY: Final = "cxbackup_certificate_ready"
+EXPORT_ARTIFACTS: Final = "cxbackup_export_artifacts"
+EXPORT_ARTIFACT_BYTES: Final = "cxbackup_export_artifact_bytes"
+
+# Every name above, in the order of the definitions.
+METRIC_NAMES: Final = (
+    BACKUP_RUNS_TOTAL,
+    BACKUP_RUNS_SKIPPED_TOTAL,
+    BACKUP_RECORDINGS_TOTAL,
+    BACKUP_BYTES_TOTAL,
+    BACKUP_RUN_DURATION_SECONDS,
+    CERTIFICATE_ROTATIONS_TOTAL,
+    EXPORT_RUNS_TOTAL,
+    EXPORT_DURATION_SECONDS,
+    EXPORT_ARTIFACTS_EXPIRED_TOTAL,
+    BACKUP_LAG_SECONDS,
+    BACKUP_LAST_SUCCESS_TIMESTAMP_SECONDS,
+    BACKUP_EXPECTED_INTERVAL_SECONDS,
+    BACKUP_RUNNING,
+    BACKUP_SHARD_PROGRESS_RATIO,
+    BACKUP_AUDIT_MISSING_RECORDINGS,
+    BACKUP_RETENTION_MARGIN_SECONDS,
+    CERTIFICATE_EXPIRY_TIMESTAMP_SECONDS,
+    CERTIFICATE_SECONDS_TO_EXPIRY,
+    CERTIFICATE_READY,
+    EXPORT_ARTIFACTS,
+    EXPORT_ARTIFACT_BYTES,
+)
+
+# ---- events: counters and histograms -----------------------------------------------------------------
 _OBJ = ("namespace", "name")
 
-BACKUP_RUNS = Counter("cxbackup_backup_runs_total", "Backup runs finished, by result.", [*_OBJ, "result"])
+BACKUP_RUNS = Counter(BACKUP_RUNS_TOTAL, "Backup runs finished, by result.", [*_OBJ, "result"])
 BACKUP_RUNS_SKIPPED = Counter(
-    "cxbackup_backup_runs_skipped_total", "Backup runs not started because the previous one was active.", _OBJ
+    BACKUP_RUNS_SKIPPED_TOTAL, "Backup runs not started because the previous one was active.", _OBJ
 )
 BACKUP_RECORDINGS = Counter(
-    "cxbackup_backup_recordings_total",
+    BACKUP_RECORDINGS_TOTAL,
     "Recordings handled by finished runs, by outcome (downloaded, skipped, failed).",
     [*_OBJ, "outcome"],
 )
-BACKUP_BYTES = Counter("cxbackup_backup_bytes_total", "Bytes written by finished backup runs.", _OBJ)
+BACKUP_BYTES = Counter(BACKUP_BYTES_TOTAL, "Bytes written by finished backup runs.", _OBJ)
 BACKUP_DURATION = Histogram(
-    "cxbackup_backup_run_duration_seconds",
+    BACKUP_RUN_DURATION_SECONDS,
     "Duration of backup runs.",
     _OBJ,
     buckets=(10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400),
 )
-CERT_ROTATIONS = Counter("cxbackup_certificate_rotations_total", "Certificate rotations, by result.", [*_OBJ, "result"])
-EXPORT_RUNS = Counter("cxbackup_export_runs_total", "Export runs finished, by result.", [*_OBJ, "result"])
+CERT_ROTATIONS = Counter(CERTIFICATE_ROTATIONS_TOTAL, "Certificate rotations, by result.", [*_OBJ, "result"])
+EXPORT_RUNS = Counter(EXPORT_RUNS_TOTAL, "Export runs finished, by result.", [*_OBJ, "result"])
 EXPORT_DURATION = Histogram(
-    "cxbackup_export_duration_seconds",
+    EXPORT_DURATION_SECONDS,
     "Duration of export runs.",
     _OBJ,
     buckets=(5, 15, 60, 300, 900, 3600, 14400),
 )
-EXPORT_EXPIRED = Counter("cxbackup_export_artifacts_expired_total", "Artifacts deleted by the retention sweep.", _OBJ)
+EXPORT_EXPIRED = Counter(EXPORT_ARTIFACTS_EXPIRED_TOTAL, "Artifacts deleted by the retention sweep.", _OBJ)
 
 
 def record_backup_run(
@@ -145,45 +226,39 @@ class _StateCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         now = self._clock()
         lag = GaugeMetricFamily(
-            "cxbackup_backup_lag_seconds",
+            BACKUP_LAG_SECONDS,
             "Now minus the end of the last fully backed-up window (status.lastRecordingEndTime).",
             labels=_OBJ,
         )
-        last = GaugeMetricFamily(
-            "cxbackup_backup_last_success_timestamp_seconds", "When the last run succeeded.", labels=_OBJ
-        )
+        last = GaugeMetricFamily(BACKUP_LAST_SUCCESS_TIMESTAMP_SECONDS, "When the last run succeeded.", labels=_OBJ)
         interval = GaugeMetricFamily(
-            "cxbackup_backup_expected_interval_seconds",
+            BACKUP_EXPECTED_INTERVAL_SECONDS,
             "Seconds between two scheduled runs (for the no-recent-success alert).",
             labels=_OBJ,
         )
-        running = GaugeMetricFamily("cxbackup_backup_running", "1 while a run is active.", labels=_OBJ)
+        running = GaugeMetricFamily(BACKUP_RUNNING, "1 while a run is active.", labels=_OBJ)
         progress = GaugeMetricFamily(
-            "cxbackup_backup_shard_progress_ratio",
+            BACKUP_SHARD_PROGRESS_RATIO,
             "Progress of each shard of the active run.",
             labels=[*_OBJ, "shard"],
         )
         missing = GaugeMetricFamily(
-            "cxbackup_backup_audit_missing_recordings",
+            BACKUP_AUDIT_MISSING_RECORDINGS,
             "Recordings the vendor holds that the last audit did not find in the target.",
             labels=_OBJ,
         )
         margin = GaugeMetricFamily(
-            "cxbackup_backup_retention_margin_seconds",
+            BACKUP_RETENTION_MARGIN_SECONDS,
             "Seconds until the vendor deletes the oldest recording that is not yet backed up.",
             labels=_OBJ,
         )
-        expiry = GaugeMetricFamily(
-            "cxbackup_certificate_expiry_timestamp_seconds", "notAfter of the certificate.", labels=_OBJ
-        )
+        expiry = GaugeMetricFamily(CERTIFICATE_EXPIRY_TIMESTAMP_SECONDS, "notAfter of the certificate.", labels=_OBJ)
         to_expiry = GaugeMetricFamily(
-            "cxbackup_certificate_seconds_to_expiry", "Seconds until the certificate expires.", labels=_OBJ
+            CERTIFICATE_SECONDS_TO_EXPIRY, "Seconds until the certificate expires.", labels=_OBJ
         )
-        ready = GaugeMetricFamily("cxbackup_certificate_ready", "1 when the certificate is valid.", labels=_OBJ)
-        artifacts = GaugeMetricFamily("cxbackup_export_artifacts", "Artifacts currently stored.", labels=_OBJ)
-        artifact_bytes = GaugeMetricFamily(
-            "cxbackup_export_artifact_bytes", "Bytes of artifacts currently stored.", labels=_OBJ
-        )
+        ready = GaugeMetricFamily(CERTIFICATE_READY, "1 when the certificate is valid.", labels=_OBJ)
+        artifacts = GaugeMetricFamily(EXPORT_ARTIFACTS, "Artifacts currently stored.", labels=_OBJ)
+        artifact_bytes = GaugeMetricFamily(EXPORT_ARTIFACT_BYTES, "Bytes of artifacts currently stored.", labels=_OBJ)
         with self._states.lock:
             backups = list(self._states.backups.items())
             certs = list(self._states.certificates.items())
@@ -217,7 +292,9 @@ class _StateCollector(Collector):
         yield from (artifacts, artifact_bytes)
 
 
-_registered: set[int] = set()
+# The registries that have the collector. Weak, so that a registry that is gone cannot be mistaken for a new one
+# created at the same address (as a set of id()s would).
+_registered: weakref.WeakSet[CollectorRegistry] = weakref.WeakSet()
 
 
 def register_state_collector(
@@ -226,7 +303,7 @@ def register_state_collector(
     clock: Callable[[], float] = time.time,
 ) -> None:
     """Register the scrape-time collector once per registry."""
-    if id(registry) in _registered:
+    if registry in _registered:
         return
     registry.register(_StateCollector(states, clock))
-    _registered.add(id(registry))
+    _registered.add(registry)

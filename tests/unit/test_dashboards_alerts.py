@@ -310,6 +310,20 @@ def test_dashboards_show_what_operators_need(dashboard: str, wanted: set[str]) -
     assert wanted <= used, f"{dashboard} has no panel for {sorted(wanted - used)}"
 
 
+# ---- tests: the metric name constants -----------------------------------------------------------
+def test_metric_name_constants_are_the_exported_names() -> None:
+    """metrics.METRIC_NAMES names every family the operator exports, once each, as PromQL spells it."""
+    exported = exported_metric_names()
+    assert len(metrics.METRIC_NAMES) == len(set(metrics.METRIC_NAMES))
+    queried: set[str] = set()
+    for name in metrics.METRIC_NAMES:
+        histogram = {f"{name}_{suffix}" for suffix in ("bucket", "sum", "count")}
+        queried |= histogram if histogram <= exported else {name}
+    assert queried == exported
+    assert metrics.BACKUP_RUNS_TOTAL == "cxbackup_backup_runs_total"  # a counter's constant keeps `_total`
+    assert f"{metrics.BACKUP_RUN_DURATION_SECONDS}_bucket" in exported  # a histogram's is the base name
+
+
 # ---- tests: the checker itself ------------------------------------------------------------------
 def test_metric_check_rejects_unknown_names_and_bad_syntax() -> None:
     exported = exported_metric_names()
