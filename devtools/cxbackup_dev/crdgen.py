@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel
 
 from cxbackup.api.certificate import RecordingCertificateSpec, RecordingCertificateStatus
-from cxbackup.api.common import GROUP, VERSION
+from cxbackup.api.common import BACKUPS, CERTIFICATES, EXPORTS, GROUP, VERSION
 from cxbackup.api.exportjob import ExportJobSpec, ExportJobStatus
 from cxbackup.api.recordingbackup import RecordingBackupSpec, RecordingBackupStatus
 
@@ -59,7 +59,7 @@ _AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"
 KINDS: list[CrdKind] = [
     CrdKind(
         kind="RecordingBackup",
-        plural="recordingbackups",
+        plural=BACKUPS,
         short_name="rb",
         description="A backup of call recordings from the vendor cloud to a PVC or an S3 bucket, once or on "
         "a cron schedule, split over shards.",
@@ -78,7 +78,7 @@ KINDS: list[CrdKind] = [
     ),
     CrdKind(
         kind="ExportJob",
-        plural="exportjobs",
+        plural=EXPORTS,
         short_name="ej",
         description="An export of contact history or of a user's chat messages (GDPR), packaged as zip in "
         "CMS enveloped-data encrypted to a certificate, kept retentionDays then deleted.",
@@ -94,7 +94,7 @@ KINDS: list[CrdKind] = [
     ),
     CrdKind(
         kind="RecordingCertificate",
-        plural="recordingcertificates",
+        plural=CERTIFICATES,
         short_name="rcert",
         description="An RSA key and X.509 certificate used to encrypt recordings; validated, rotated before "
         "expiry, and every key it ever had kept in a keyring Secret.",

@@ -89,3 +89,32 @@ def test_examples_validate_against_the_models() -> None:
     for path in sorted((REPO / "examples").glob("*.yaml")):
         doc = yaml.safe_load(path.read_text())
         models[doc["kind"]].model_validate(doc)
+
+
+def _status_schema(plural: str) -> dict[str, object]:
+    crd = next(c for c in build_crds() if c["spec"]["names"]["plural"] == plural)
+    schema: dict[str, object] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    return schema
+
+
+@pytest.mark.parametrize(
+    ("plural", "phases", "conditions"),
+    [
+        ("recordingbackups", "BACKUP_PHASES", "BACKUP_CONDITIONS"),
+        ("exportjobs", "EXPORT_PHASES", "EXPORT_CONDITIONS"),
+        ("recordingcertificates", None, "CERTIFICATE_CONDITIONS"),
+    ],
+)
+def test_status_descriptions_name_exactly_the_words_the_operator_writes(
+    plural: str, phases: str | None, conditions: str
+) -> None:
+    from cxbackup.api import status
+
+    props = _status_schema(plural)["properties"]
+    assert isinstance(props, dict)
+    if phases is not None:
+        described = props["phase"]["description"].rstrip(".").replace(" or ", ", ").split(", ")
+        assert described == [str(p) for p in getattr(status, phases)]
+        assert "Blocked" in described  # written when a reference is missing
+    described = props["conditions"]["description"].rstrip(".").replace(" or ", ", ").split(", ")
+    assert described == [str(c) for c in getattr(status, conditions)]

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from cxbackup.api.common import ISO_DURATION_PATTERN, CamelModel, Condition
+from cxbackup.api.status import CERTIFICATE_CONDITIONS, one_of
 
 __all__ = [
     "CertificateGenerate",
@@ -121,7 +122,7 @@ class RecordingCertificateStatus(CamelModel):
     deployed_count: int | None = Field(
         default=None, description="RecordingBackups and ExportJobs referencing this certificate."
     )
-    conditions: list[Condition] | None = Field(default=None, description="Ready, Expiring, Expired, Invalid.")
+    conditions: list[Condition] | None = Field(default=None, description=f"{one_of(CERTIFICATE_CONDITIONS)}.")
     next_rotation_time: datetime | None = Field(default=None, description="When rotation is due.")
     retired: list[RetiredCertificate] | None = Field(default=None, description="Certificates replaced.")
     observed_generation: int | None = Field(default=None, description="The generation last reconciled.")

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from cxbackup.api.common import ISO_DURATION_PATTERN, CamelModel, Condition, PodSettings, S3CredentialsRef
+from cxbackup.api.status import EXPORT_CONDITIONS, EXPORT_PHASES, one_of
 
 __all__ = [
     "MAX_GDPR_USERS",
@@ -183,9 +184,9 @@ class ExportJobStatus(CamelModel):
 
     model_config = CamelModel.model_config | {"extra": "allow"}
 
-    phase: str | None = Field(default=None, description="Pending, Running, Succeeded, Failed or Invalid.")
+    phase: str | None = Field(default=None, description=f"{one_of(EXPORT_PHASES)}.")
     observed_generation: int | None = Field(default=None, description="The generation last reconciled.")
-    conditions: list[Condition] | None = Field(default=None, description="Ready, Running, Degraded.")
+    conditions: list[Condition] | None = Field(default=None, description=f"{one_of(EXPORT_CONDITIONS)}.")
     history: list[ExportRunRecord] | None = Field(default=None, description="Runs, newest first.")
     artifacts: list[ArtifactRecord] | None = Field(default=None, description="Stored artifacts.")
     last_successful_time: datetime | None = Field(default=None, description="When a run last succeeded.")

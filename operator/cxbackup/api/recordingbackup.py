@@ -15,6 +15,7 @@ from cxbackup.api.common import (
     ProxySettings,
     S3CredentialsRef,
 )
+from cxbackup.api.status import BACKUP_CONDITIONS, BACKUP_PHASES, one_of
 
 __all__ = [
     "MAX_REPLICAS",
@@ -354,9 +355,9 @@ class RecordingBackupStatus(CamelModel):
 
     model_config = CamelModel.model_config | {"extra": "allow"}
 
-    phase: str | None = Field(default=None, description="Pending, Running, Succeeded, Failed, Suspended or Invalid.")
+    phase: str | None = Field(default=None, description=f"{one_of(BACKUP_PHASES)}.")
     observed_generation: int | None = Field(default=None, description="The generation last reconciled.")
-    conditions: list[Condition] | None = Field(default=None, description="Ready, Running, Degraded.")
+    conditions: list[Condition] | None = Field(default=None, description=f"{one_of(BACKUP_CONDITIONS)}.")
     current_run: CurrentRun | None = Field(default=None, description="The run in progress, if any.")
     shards: dict[str, ShardProgress] | None = Field(
         default=None, description="Per-shard progress of the current run, by shard index."

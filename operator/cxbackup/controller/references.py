@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from cxbackup.api.status import Phase, Reason
 from cxbackup.controller.cluster import Cluster
 
 __all__ = ["Blocked", "SecretNeed", "gather_secrets", "pvc_problem", "secret_problem"]
@@ -25,7 +26,7 @@ class Blocked(Exception):
 
     @property
     def phase(self) -> str:
-        return "Invalid" if self.invalid else "Blocked"
+        return Phase.INVALID if self.invalid else Phase.BLOCKED
 
 
 @dataclass(frozen=True)
@@ -48,13 +49,14 @@ def secret_problem(namespace: str, needs: Sequence[SecretNeed], found: Mapping[s
         have = found.get(need.name)
         if have is None:
             return Blocked(
-                "SecretNotFound",
+                Reason.SECRET_NOT_FOUND,
                 f"{need.field}: Secret {namespace}/{need.name} not found; create it with keys {', '.join(need.keys)}",
             )
         missing = [k for k in need.keys if k not in have]
         if missing:
             return Blocked(
-                "SecretKeyMissing", f"{need.field}: Secret {namespace}/{need.name} has no key {', '.join(missing)}"
+                Reason.SECRET_KEY_MISSING,
+                f"{need.field}: Secret {namespace}/{need.name} has no key {', '.join(missing)}",
             )
     return None
 
@@ -62,4 +64,4 @@ def secret_problem(namespace: str, needs: Sequence[SecretNeed], found: Mapping[s
 def pvc_problem(field: str, namespace: str, claim: str, exists: bool) -> Blocked | None:
     if exists:
         return None
-    return Blocked("PVCNotFound", f"{field}: PersistentVolumeClaim {namespace}/{claim} not found")
+    return Blocked(Reason.PVC_NOT_FOUND, f"{field}: PersistentVolumeClaim {namespace}/{claim} not found")

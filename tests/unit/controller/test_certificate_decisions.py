@@ -7,13 +7,13 @@ import functools
 from typing import Any
 
 from cxbackup.api.certificate import RecordingCertificate
+from cxbackup.api.status import CertificateReason
 from cxbackup.certs.generate import generate_pair
 from cxbackup.certs.validation import inspect_certificate
 from cxbackup.controller.certificate.decisions import (
     LABEL_CERTIFICATE,
     GeneratePair,
     KeyPair,
-    Reasons,
     SourceProblem,
     certificate_conditions,
     condition_events,
@@ -80,7 +80,7 @@ def test_generate_on_first_sight_then_read_back_only_our_own_secret() -> None:
     assert plan_source(cert, data, {LABEL_CERTIFICATE: "rc"}) == pair
     foreign = plan_source(cert, data, {})
     assert isinstance(foreign, SourceProblem)
-    assert foreign.reason == Reasons.SECRET_NOT_MANAGED
+    assert foreign.reason == CertificateReason.SECRET_NOT_MANAGED
     assert "ns/rc-tls" in foreign.message
 
 

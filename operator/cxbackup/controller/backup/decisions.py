@@ -13,7 +13,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from cxbackup.api.recordingbackup import RecordingBackup
+from cxbackup.api.recordingbackup import BackupCounts, RecordingBackup, RunRecord
+from cxbackup.api.status import Phase, Reason
 from cxbackup.controller.backup.manifests import ANNOTATION_REPLICAS, ANNOTATION_WINDOW_END, ANNOTATION_WINDOW_START
 from cxbackup.controller.jobstate import JobState, read_job_state
 from cxbackup.controller.manifests import LABEL_RUN
@@ -114,16 +115,16 @@ def account_run(backup: RecordingBackup, job: JobView, now: dt.datetime) -> RunO
     counts = {k: totals[k] for k in ("downloaded", "skipped", "failed", "bytes")}
     done = job.completion_time or now
     window = f"{iso(from_ms(job.window_start_ms))} - {iso(from_ms(job.window_end_ms))}"
-    record: dict[str, Any] = {
-        "jobName": job.name,
-        "windowStart": iso(from_ms(job.window_start_ms)),
-        "windowEnd": iso(from_ms(job.window_end_ms)),
-        "startTime": iso(job.run_start),
-        "completionTime": iso(done),
-        "result": "Succeeded" if job.succeeded else "Failed",
-        "counts": counts,
-        "message": "" if job.succeeded else job.failure_message,
-    }
+    record = RunRecord(
+        job_name=job.name,
+        window_start=from_ms(job.window_start_ms),
+        window_end=from_ms(job.window_end_ms),
+        start_time=job.run_start,
+        completion_time=done,
+        result=Phase.SUCCEEDED if job.succeeded else Phase.FAILED,
+        counts=BackupCounts(**counts),
+        message="" if job.succeeded else job.failure_message,
+    ).model_dump(by_alias=True, mode="json")
     old_history = status.model_dump(by_alias=True, mode="json").get("history") or [] if status else []
     history = [record, *[h for h in old_history if h.get("jobName") != job.name]][: backup.spec.history_limit]
     patch: dict[str, Any] = {"history": history, "counts": counts}
@@ -133,13 +134,13 @@ def account_run(backup: RecordingBackup, job: JobView, now: dt.datetime) -> RunO
         if old_end is None or new_end > old_end:
             patch["lastRecordingEndTime"] = iso(new_end)
         patch["lastSuccessfulTime"] = iso(done)
-        reason = "RunSucceeded"
+        reason = Reason.RUN_SUCCEEDED
         message = (
             f"run {job.name} backed up window {window}: {counts['downloaded']} downloaded, "
             f"{counts['skipped']} skipped, {counts['failed']} failed, {counts['bytes']} bytes"
         )
     else:
-        reason = "RunFailed"
+        reason = Reason.RUN_FAILED
         message = (
             f"run {job.name} failed ({job.failure_message or 'shard pods failed'}); window {window} stays "
             f"pending and the next run covers it again ({counts['failed']} recordings failed)"

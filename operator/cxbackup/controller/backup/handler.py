@@ -19,7 +19,8 @@ from pydantic import ValidationError
 
 from cxbackup import metrics
 from cxbackup.api.common import BACKUPS
-from cxbackup.api.recordingbackup import RecordingBackup
+from cxbackup.api.recordingbackup import CurrentRun, RecordingBackup
+from cxbackup.api.status import ConditionType, Phase, Reason
 from cxbackup.backup.errors import ConfigError
 from cxbackup.backup.window import RecordingWindow, compute_window, to_ms
 from cxbackup.controller.backup.decisions import (
@@ -62,13 +63,15 @@ def _check_spec(backup: RecordingBackup, now: dt.datetime) -> None:
         try:
             validate_schedule(spec.schedule, spec.time_zone)
         except ScheduleError as exc:
-            raise Blocked("InvalidSchedule", str(exc), invalid=True) from exc
+            raise Blocked(Reason.INVALID_SCHEDULE, str(exc), invalid=True) from exc
     try:
         base = backup_properties(backup, None)
         last_end = backup.status.last_recording_end_time if backup.status else None
         compute_window(base, now, to_ms(last_end) if last_end else None)
     except ConfigError as exc:
-        raise Blocked("InvalidSpec", f"{exc} (in the rendered config.properties; fix the spec)", invalid=True) from exc
+        raise Blocked(
+            Reason.INVALID_SPEC, f"{exc} (in the rendered config.properties; fix the spec)", invalid=True
+        ) from exc
 
 
 def _secret_needs(backup: RecordingBackup) -> list[SecretNeed]:
@@ -109,13 +112,13 @@ def _start_run(
     cluster.create_object(configmap)
     created = cluster.create_object(job)
     name = job["metadata"]["name"]
-    current = {
-        "jobName": name,
-        "windowStart": iso(from_ms(window.start_ms)),
-        "windowEnd": iso(from_ms(window.end_ms)),
-        "startTime": iso(now),
-        "replicas": backup.spec.replicas,
-    }
+    current = CurrentRun(
+        job_name=name,
+        window_start=from_ms(window.start_ms),
+        window_end=from_ms(window.end_ms),
+        start_time=now,
+        replicas=backup.spec.replicas,
+    ).model_dump(by_alias=True, mode="json")
     if not created:
         log.info("Job %s already exists; adopting it", name)
     return name if created else "", current
@@ -135,8 +138,8 @@ def reconcile_backup(
     try:
         backup = RecordingBackup.model_validate(dict(body))
     except ValidationError as exc:
-        changes["phase"] = "Invalid"
-        emit(EventSpec(True, "InvalidSpec", str(exc).splitlines()[0]))
+        changes["phase"] = Phase.INVALID
+        emit(EventSpec(True, Reason.INVALID_SPEC, str(exc).splitlines()[0]))
         return changes
     try:
         _reconcile(backup, changes, cluster, emit, now, settings, states)
@@ -183,24 +186,46 @@ def _reconcile(
             status_dump.update(outcome.status_patch)
             history_names.add(view.name)
             metrics.record_backup_run(
-                ns, name,
+                ns,
+                name,
                 result="succeeded" if outcome.succeeded else "failed",
                 seconds=outcome.seconds,
                 downloaded=outcome.counts["downloaded"],
                 skipped=outcome.counts["skipped"],
                 failed=outcome.counts["failed"],
                 nbytes=outcome.counts["bytes"],
-            )  # fmt: skip
+            )
             emit(EventSpec(not outcome.succeeded, outcome.event_reason, outcome.event_message))
             if outcome.succeeded:
-                conditions = set_condition(conditions, "Ready", "True", "LastRunSucceeded", outcome.event_message,
-                                           now=now, generation=generation)  # fmt: skip
-                conditions = set_condition(conditions, "Degraded", "False", "LastRunSucceeded", "", now=now,
-                                           generation=generation)  # fmt: skip
+                conditions = set_condition(
+                    conditions,
+                    ConditionType.READY,
+                    "True",
+                    Reason.LAST_RUN_SUCCEEDED,
+                    outcome.event_message,
+                    now=now,
+                    generation=generation,
+                )
+                conditions = set_condition(
+                    conditions,
+                    ConditionType.DEGRADED,
+                    "False",
+                    Reason.LAST_RUN_SUCCEEDED,
+                    "",
+                    now=now,
+                    generation=generation,
+                )
             else:
-                conditions = set_condition(conditions, "Degraded", "True", "RunFailed", outcome.event_message,
-                                           now=now, generation=generation)  # fmt: skip
-            changes["phase"] = "Succeeded" if outcome.succeeded else "Failed"
+                conditions = set_condition(
+                    conditions,
+                    ConditionType.DEGRADED,
+                    "True",
+                    Reason.RUN_FAILED,
+                    outcome.event_message,
+                    now=now,
+                    generation=generation,
+                )
+            changes["phase"] = Phase.SUCCEEDED if outcome.succeeded else Phase.FAILED
         cluster.patch_job_annotations(ns, view.name, {ANNOTATION_ACCOUNTED: "true"})
 
     # 2. prune old finished Jobs beyond the history limits
@@ -215,26 +240,41 @@ def _reconcile(
         slot, reason = due
         if current is not None and backup.spec.concurrency_policy == "Forbid":
             metrics.record_backup_skipped(ns, name)
-            emit(EventSpec(False, "RunSkipped", f"a run was due ({reason}) but {current.name} is still running "
-                           "(concurrencyPolicy Forbid); the next run covers its window"))  # fmt: skip
+            emit(
+                EventSpec(
+                    False,
+                    Reason.RUN_SKIPPED,
+                    f"a run was due ({reason}) but {current.name} is still running "
+                    "(concurrencyPolicy Forbid); the next run covers its window",
+                )
+            )
             _after_start(backup, changes, now, reason)
         else:
             if current is not None:
                 cluster.delete_job(ns, current.name)
                 emit(
                     EventSpec(
-                        False, "RunReplaced", f"stopped {current.name} to start a new run (concurrencyPolicy Replace)"
+                        False,
+                        Reason.RUN_REPLACED,
+                        f"stopped {current.name} to start a new run (concurrencyPolicy Replace)",
                     )
                 )
             try:
                 _check_spec(backup, now)
                 _check_references(cluster, backup)
             except Blocked as blocked:
-                old = condition(conditions, "Ready")
+                old = condition(conditions, ConditionType.READY)
                 if old is None or old.get("message") != blocked.message:
                     emit(EventSpec(True, blocked.reason, blocked.message))
-                conditions = set_condition(conditions, "Ready", "False", blocked.reason, blocked.message,
-                                           now=now, generation=generation)  # fmt: skip
+                conditions = set_condition(
+                    conditions,
+                    ConditionType.READY,
+                    "False",
+                    blocked.reason,
+                    blocked.message,
+                    now=now,
+                    generation=generation,
+                )
                 changes["phase"] = blocked.phase
                 changes["conditions"] = conditions
                 return
@@ -242,18 +282,38 @@ def _reconcile(
             changes["currentRun"] = current_run
             changes["shards"] = None
             changes["progress"] = "0%"
-            changes["phase"] = "Running"
+            changes["phase"] = Phase.RUNNING
             _after_start(backup, changes, now, reason)
             if created_name:
                 window_text = f"{current_run['windowStart']} - {current_run['windowEnd']}"
-                emit(EventSpec(False, "RunStarted", f"started {created_name} ({reason}) with {backup.spec.replicas} "
-                               f"shard(s) for window {window_text}"))  # fmt: skip
-            conditions = set_condition(conditions, "Running", "True", reason, f"run {current_run['jobName']}",
-                                       now=now, generation=generation)  # fmt: skip
-            ready = condition(conditions, "Ready")
+                emit(
+                    EventSpec(
+                        False,
+                        Reason.RUN_STARTED,
+                        f"started {created_name} ({reason}) with {backup.spec.replicas} "
+                        f"shard(s) for window {window_text}",
+                    )
+                )
+            conditions = set_condition(
+                conditions,
+                ConditionType.RUNNING,
+                "True",
+                reason,
+                f"run {current_run['jobName']}",
+                now=now,
+                generation=generation,
+            )
+            ready = condition(conditions, ConditionType.READY)
             if ready is None or ready.get("status") != "True":
-                conditions = set_condition(conditions, "Ready", "True", "RunStarted", "references resolved",
-                                           now=now, generation=generation)  # fmt: skip
+                conditions = set_condition(
+                    conditions,
+                    ConditionType.READY,
+                    "True",
+                    Reason.RUN_STARTED,
+                    "references resolved",
+                    now=now,
+                    generation=generation,
+                )
             changes["conditions"] = conditions
             with states.lock:
                 state.running = True
@@ -265,26 +325,38 @@ def _reconcile(
         changes["progress"] = progress_text(shards, current.run_id, current.replicas)
         totals = shard_totals(shards, current.run_id)
         changes["counts"] = {k: totals[k] for k in ("downloaded", "skipped", "failed", "bytes")}
-        changes["phase"] = "Running"
+        changes["phase"] = Phase.RUNNING
         shard_progress = {
-            k: (1.0 if v.get("phase") in ("Succeeded", "Failed") else
-                (int(v.get("downloaded", 0)) + int(v.get("skipped", 0)) + int(v.get("failed", 0)))
-                / max(int(v.get("total", 0)), 1))
-            for k, v in (shards or {}).items() if isinstance(v, dict) and v.get("runId") == current.run_id
-        }  # fmt: skip
-        conditions = set_condition(conditions, "Running", "True", "RunActive", f"run {current.name}",
-                                   now=now, generation=generation)  # fmt: skip
+            k: (
+                1.0
+                if v.get("phase") in ("Succeeded", "Failed")
+                else (int(v.get("downloaded", 0)) + int(v.get("skipped", 0)) + int(v.get("failed", 0)))
+                / max(int(v.get("total", 0)), 1)
+            )
+            for k, v in (shards or {}).items()
+            if isinstance(v, dict) and v.get("runId") == current.run_id
+        }
+        conditions = set_condition(
+            conditions,
+            ConditionType.RUNNING,
+            "True",
+            Reason.RUN_ACTIVE,
+            f"run {current.name}",
+            now=now,
+            generation=generation,
+        )
         conditions = _worker_pods_condition(cluster, emit, ns, current.name, conditions, now, generation)
     else:
         if status_dump.get("currentRun"):
             changes["currentRun"] = None
             changes["progress"] = "100%"
-        conditions = set_condition(conditions, "Running", "False", "Idle", "no run active", now=now,
-                                   generation=generation)  # fmt: skip
+        conditions = set_condition(
+            conditions, ConditionType.RUNNING, "False", Reason.IDLE, "no run active", now=now, generation=generation
+        )
         if backup.spec.suspend:
-            changes["phase"] = "Suspended"
+            changes["phase"] = Phase.SUSPENDED
         elif not status_dump.get("phase"):
-            changes["phase"] = "Pending"
+            changes["phase"] = Phase.PENDING
         shard_progress = {}
     with states.lock:
         state.shard_progress = shard_progress
@@ -310,16 +382,30 @@ def _worker_pods_condition(
     """Degraded (WorkerPodsNotStarting) with an Event while a run's pods cannot start (image missing,
     configuration error), so a run that waits on the node does not look merely slow."""
     stuck = [str(p) for p in pod_problems(cluster.job_pods(ns, job_name)) if p.waiting]
-    old = condition(conditions, "Degraded")
+    old = condition(conditions, ConditionType.DEGRADED)
     if stuck:
         message = f"run {job_name} cannot start: " + "; ".join(stuck)
         if old is None or old.get("message") != message:
-            emit(EventSpec(True, "WorkerPodsNotStarting", message))
-        return set_condition(conditions, "Degraded", "True", "WorkerPodsNotStarting", message,
-                             now=now, generation=generation)  # fmt: skip
-    if old is not None and old.get("reason") == "WorkerPodsNotStarting":
-        return set_condition(conditions, "Degraded", "False", "WorkerPodsStarted", f"run {job_name} pods started",
-                             now=now, generation=generation)  # fmt: skip
+            emit(EventSpec(True, Reason.WORKER_PODS_NOT_STARTING, message))
+        return set_condition(
+            conditions,
+            ConditionType.DEGRADED,
+            "True",
+            Reason.WORKER_PODS_NOT_STARTING,
+            message,
+            now=now,
+            generation=generation,
+        )
+    if old is not None and old.get("reason") == Reason.WORKER_PODS_NOT_STARTING:
+        return set_condition(
+            conditions,
+            ConditionType.DEGRADED,
+            "False",
+            Reason.WORKER_PODS_STARTED,
+            f"run {job_name} pods started",
+            now=now,
+            generation=generation,
+        )
     return list(conditions or [])
 
 
@@ -350,11 +436,18 @@ def _reconcile_audit(
             f"audit at {found['lastTime']}: {found.get('checked', 0)} recordings checked, "
             f"{found.get('missing', 0)} missing, {found.get('mismatched', 0)} size mismatches"
         )
-        old = condition(conditions, "Audited")
+        old = condition(conditions, ConditionType.AUDITED)
         if old is None or old.get("message") != message:
-            emit(EventSpec(bool(missing), "AuditMissing" if missing else "AuditPassed", message))
-        conditions = set_condition(conditions, "Audited", "True", "RecordingsMissing" if missing else "Complete",
-                                   message, now=now, generation=generation)  # fmt: skip
+            emit(EventSpec(bool(missing), Reason.AUDIT_MISSING if missing else Reason.AUDIT_PASSED, message))
+        conditions = set_condition(
+            conditions,
+            ConditionType.AUDITED,
+            "True",
+            Reason.RECORDINGS_MISSING if missing else Reason.COMPLETE,
+            message,
+            now=now,
+            generation=generation,
+        )
     end = parse_time(status.get("lastRecordingEndTime"))
     if end is None:
         return conditions
@@ -369,8 +462,15 @@ def _reconcile_audit(
             if next_after(audit_spec.schedule, backup.spec.time_zone, anchor) > now:
                 return conditions
         except ScheduleError as exc:
-            return set_condition(conditions, "Audited", "False", "InvalidSchedule", f"spec.audit.schedule: {exc}",
-                                 now=now, generation=generation)  # fmt: skip
+            return set_condition(
+                conditions,
+                ConditionType.AUDITED,
+                "False",
+                Reason.INVALID_SCHEDULE,
+                f"spec.audit.schedule: {exc}",
+                now=now,
+                generation=generation,
+            )
     days = backup.spec.source.retention_days or AUDIT_DEFAULT_RETENTION_DAYS
     start = now - dt.timedelta(days=days)
     if start >= end:
@@ -378,7 +478,7 @@ def _reconcile_audit(
     window = RecordingWindow(to_ms(start), to_ms(end))
     cluster.apply_configmap(build_audit_configmap(backup, window))
     cluster.create_object(build_audit_job(backup, run_id_for(now), window, settings.jobs, run_start=now))
-    emit(EventSpec(False, "AuditStarted", f"auditing {window.describe()} against the target"))
+    emit(EventSpec(False, Reason.AUDIT_STARTED, f"auditing {window.describe()} against the target"))
     return conditions
 
 

@@ -28,6 +28,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 
 from cxbackup.api.certificate import CertificateRotation, RecordingCertificate
+from cxbackup.api.status import CertificateReason, ConditionType
 from cxbackup.certs.rotation import parse_duration, parse_window, rotation_due
 from cxbackup.certs.validation import (
     CertificateInfo,
@@ -51,7 +52,6 @@ __all__ = [
     "EventSpec",
     "GeneratePair",
     "KeyPair",
-    "Reasons",
     "RotationPlan",
     "SourceProblem",
     "certificate_conditions",
@@ -83,28 +83,6 @@ EXPIRING_WITHIN = dt.timedelta(days=30)
 
 _VALIDITY_REASONS = {Reason.EXPIRED, Reason.NOT_YET_VALID}
 _KEY_REASONS = {Reason.KEY_INVALID, Reason.PASSWORD_REQUIRED, Reason.WRONG_PASSWORD, Reason.KEY_MISMATCH}
-
-
-class Reasons:
-    """Condition and Event reasons (constant CamelCase words). Certificate problems use certs.Reason."""
-
-    SECRET_NOT_FOUND = "SecretNotFound"  # noqa: S105 - a reason code, not a password
-    SECRET_KEY_MISSING = "SecretKeyMissing"  # noqa: S105 - a reason code, not a password
-    SECRET_NOT_MANAGED = "SecretNotManaged"  # noqa: S105 - a reason code, not a password
-    INVALID_SPEC = "InvalidSpec"
-    VALID = "CertificateValid"
-    GENERATED = "CertificateGenerated"
-    ROTATED = "CertificateRotated"
-    ROTATION_FAILED = "RotationFailed"
-    ROTATION_SCHEDULED = "RotationScheduled"
-    ROTATION_DISABLED = "RotationDisabled"
-    RENEWAL_REQUIRED = "RenewalRequired"
-    REPLACED = "CertificateReplaced"
-    NOT_EXPIRING = "NotExpiring"
-    NOT_EXPIRED = "NotExpired"
-    KEYRING_UPDATED = "KeyringUpdated"
-    SCREEN_REMOVED = "ScreenEncryptionRemoved"
-    SCREEN_ADDED = "ScreenEncryptionAdded"
 
 
 @dataclass(frozen=True)
@@ -190,20 +168,23 @@ def plan_source(
         keys = [ref.certificate_key, ref.private_key_key] + ([ref.password_key] if ref.password_key else [])
         if data is None:
             return SourceProblem(
-                Reasons.SECRET_NOT_FOUND,
+                CertificateReason.SECRET_NOT_FOUND,
                 f"spec.secretRef.name: Secret {ns}/{secret} not found; create it with keys {', '.join(keys)} "
                 "(the certificate PEM and its private key PEM)",
             )
         missing = [k for k in keys if k not in data]
         if missing:
             return SourceProblem(
-                Reasons.SECRET_KEY_MISSING, f"spec.secretRef: Secret {ns}/{secret} has no key {', '.join(missing)}"
+                CertificateReason.SECRET_KEY_MISSING,
+                f"spec.secretRef: Secret {ns}/{secret} has no key {', '.join(missing)}",
             )
         password = data[ref.password_key] if ref.password_key else None
         return KeyPair(data[ref.certificate_key], data[ref.private_key_key], password or None)
     generate = cert.spec.generate
     if generate is None:  # the CRD's CEL rule requires one of them
-        return SourceProblem(Reasons.INVALID_SPEC, "set exactly one of spec.secretRef (upload) or spec.generate")
+        return SourceProblem(
+            CertificateReason.INVALID_SPEC, "set exactly one of spec.secretRef (upload) or spec.generate"
+        )
     if data is None:
         return GeneratePair(
             generate.common_name,
@@ -215,14 +196,16 @@ def plan_source(
         )
     if (labels or {}).get(LABEL_CERTIFICATE) != _name(cert):
         return SourceProblem(
-            Reasons.SECRET_NOT_MANAGED,
+            CertificateReason.SECRET_NOT_MANAGED,
             f"Secret {ns}/{secret} exists but is not labelled {LABEL_CERTIFICATE}={_name(cert)}; the operator "
             "does not use or overwrite a Secret it did not create. Rename that Secret, or label it if it "
             "holds this certificate's pair (restored from a backup)",
         )
     missing = [k for k in (TLS_CERT, TLS_KEY) if k not in data]
     if missing:
-        return SourceProblem(Reasons.SECRET_KEY_MISSING, f"Secret {ns}/{secret} has no key {', '.join(missing)}")
+        return SourceProblem(
+            CertificateReason.SECRET_KEY_MISSING, f"Secret {ns}/{secret} has no key {', '.join(missing)}"
+        )
     return KeyPair(data[TLS_CERT], data[TLS_KEY])
 
 
@@ -318,19 +301,23 @@ def _expiring(
         threshold = min(threshold, plan.renewal)
     expires = _day(info.not_after)
     if now < threshold:
-        return "False", Reasons.NOT_EXPIRING, f"expires {expires}; renewal period from {_day(threshold)}"
+        return "False", CertificateReason.NOT_EXPIRING, f"expires {expires}; renewal period from {_day(threshold)}"
     if rotation_error is not None:
         return (
             "True",
-            Reasons.ROTATION_FAILED,
+            CertificateReason.ROTATION_FAILED,
             f"expires {expires}; rotation failed, the current pair stays in use: {rotation_error}",
         )
     if plan.automatic and plan.at is not None:
-        return "True", Reasons.ROTATION_SCHEDULED, f"expires {expires}; the operator rotates it at {_day(plan.at)}"
+        return (
+            "True",
+            CertificateReason.ROTATION_SCHEDULED,
+            f"expires {expires}; the operator rotates it at {_day(plan.at)}",
+        )
     if cert.spec.generate is not None:
         return (
             "True",
-            Reasons.ROTATION_DISABLED,
+            CertificateReason.ROTATION_DISABLED,
             (
                 f"expires {expires} and spec.rotation.enabled is false; enable rotation, or renew it yourself "
                 "(`cxbackup cert generate`) and ask your vendor to provision the new certificate"
@@ -339,7 +326,7 @@ def _expiring(
     ref = source_secret_name(cert)
     return (
         "True",
-        Reasons.RENEWAL_REQUIRED,
+        CertificateReason.RENEWAL_REQUIRED,
         (
             f"expires {expires}; uploaded certificates are not rotated automatically: generate a new key and "
             f"certificate, put them into Secret {_namespace(cert)}/{ref} before then and ask your vendor to "
@@ -361,33 +348,61 @@ def certificate_conditions(
     gen = cert.metadata.get("generation")
     info, problem = evaluation.info, evaluation.problem
     if problem is not None:
-        out = _set(conditions, "Ready", "False", problem.reason, problem.message, now, gen)
+        out = _set(conditions, ConditionType.READY, "False", problem.reason, problem.message, now, gen)
         if problem.reason in _VALIDITY_REASONS:
-            out = _set(out, "Invalid", "False", Reasons.VALID, "the certificate and key are usable otherwise", now, gen)
+            out = _set(
+                out,
+                ConditionType.INVALID,
+                "False",
+                CertificateReason.VALID,
+                "the certificate and key are usable otherwise",
+                now,
+                gen,
+            )
         else:
-            out = _set(out, "Invalid", "True", problem.reason, problem.message, now, gen)
+            out = _set(out, ConditionType.INVALID, "True", problem.reason, problem.message, now, gen)
     elif plan is not None and plan.error is not None:
-        out = _set(conditions, "Ready", "False", Reasons.INVALID_SPEC, plan.error, now, gen)
-        out = _set(out, "Invalid", "False", Reasons.VALID, "the certificate and key are valid", now, gen)
+        out = _set(conditions, ConditionType.READY, "False", CertificateReason.INVALID_SPEC, plan.error, now, gen)
+        out = _set(
+            out, ConditionType.INVALID, "False", CertificateReason.VALID, "the certificate and key are valid", now, gen
+        )
     else:
         assert info is not None
         message = f"valid until {_day(info.not_after)}; the private key matches the certificate"
-        out = _set(conditions, "Ready", "True", Reasons.VALID, message, now, gen)
-        out = _set(out, "Invalid", "False", Reasons.VALID, "the certificate and key are valid", now, gen)
+        out = _set(conditions, ConditionType.READY, "True", CertificateReason.VALID, message, now, gen)
+        out = _set(
+            out, ConditionType.INVALID, "False", CertificateReason.VALID, "the certificate and key are valid", now, gen
+        )
     if info is None:
-        for ctype in ("Expired", "Expiring"):
+        for ctype in (ConditionType.EXPIRED, ConditionType.EXPIRING):
             reason = problem.reason if problem else "Unknown"
             out = _set(out, ctype, "Unknown", reason, "the certificate could not be read", now, gen)
         return out
     if now > info.not_after:
-        out = _set(out, "Expired", "True", Reason.EXPIRED, f"expired {_day(info.not_after)}", now, gen)
+        out = _set(out, ConditionType.EXPIRED, "True", Reason.EXPIRED, f"expired {_day(info.not_after)}", now, gen)
     else:
-        out = _set(out, "Expired", "False", Reasons.NOT_EXPIRED, f"expires {_day(info.not_after)}", now, gen)
+        out = _set(
+            out,
+            ConditionType.EXPIRED,
+            "False",
+            CertificateReason.NOT_EXPIRED,
+            f"expires {_day(info.not_after)}",
+            now,
+            gen,
+        )
     if plan is None or plan.error is not None:
-        out = _set(out, "Expiring", "Unknown", Reasons.INVALID_SPEC, (plan.error or "") if plan else "", now, gen)
+        out = _set(
+            out,
+            ConditionType.EXPIRING,
+            "Unknown",
+            CertificateReason.INVALID_SPEC,
+            (plan.error or "") if plan else "",
+            now,
+            gen,
+        )
     else:
         status, reason, message = _expiring(cert, info, plan, now, rotation_error)
-        out = _set(out, "Expiring", status, reason, message, now, gen)
+        out = _set(out, ConditionType.EXPIRING, status, reason, message, now, gen)
     return out
 
 
@@ -396,8 +411,8 @@ def problem_conditions(
 ) -> list[dict[str, Any]]:
     """Ready False with the problem; the other conditions Unknown (nothing to look at)."""
     gen = cert.metadata.get("generation")
-    out = _set(conditions, "Ready", "False", problem.reason, problem.message, now, gen)
-    for ctype in ("Expired", "Expiring", "Invalid"):
+    out = _set(conditions, ConditionType.READY, "False", problem.reason, problem.message, now, gen)
+    for ctype in (ConditionType.EXPIRED, ConditionType.EXPIRING, ConditionType.INVALID):
         out = _set(out, ctype, "Unknown", problem.reason, "the key pair could not be read", now, gen)
     return out
 
@@ -415,15 +430,15 @@ def condition_events(
 ) -> list[EventSpec]:
     """Events for conditions that changed: Ready going False (or back to True), Expiring going True."""
     events: list[EventSpec] = []
-    before, after = condition(old, "Ready"), condition(new, "Ready")
+    before, after = condition(old, ConditionType.READY), condition(new, ConditionType.READY)
     if after is not None and _changed(before, after):
         if after["status"] == "False":
             events.append(EventSpec(True, after["reason"], after["message"]))
         elif before is not None and before.get("status") != "True":
             events.append(EventSpec(False, after["reason"], after["message"]))
-    before, after = condition(old, "Expiring"), condition(new, "Expiring")
+    before, after = condition(old, ConditionType.EXPIRING), condition(new, ConditionType.EXPIRING)
     # a scheduled automatic rotation is reported by its own CertificateRotated Event
-    scheduled = automatic_rotation and after is not None and after["reason"] == Reasons.ROTATION_SCHEDULED
+    scheduled = automatic_rotation and after is not None and after["reason"] == CertificateReason.ROTATION_SCHEDULED
     if after is not None and after["status"] == "True" and _changed(before, after) and not scheduled:
         events.append(EventSpec(True, after["reason"], after["message"]))
     return events
@@ -437,7 +452,7 @@ def usage_events(previous: Sequence[str] | None, current: Sequence[str]) -> list
         return [
             EventSpec(
                 True,
-                Reasons.SCREEN_REMOVED,
+                CertificateReason.SCREEN_REMOVED,
                 "screen was removed from spec.usages: screen recordings will no longer be encrypted with this "
                 "certificate once the vendor's assignment is removed (this turns off screen encryption; "
                 "recordings made before stay encrypted). Do not remove it without discussing this with your "
@@ -448,7 +463,7 @@ def usage_events(previous: Sequence[str] | None, current: Sequence[str]) -> list
         return [
             EventSpec(
                 False,
-                Reasons.SCREEN_ADDED,
+                CertificateReason.SCREEN_ADDED,
                 "screen was added to spec.usages: ask your vendor to assign this certificate to screen recording "
                 "(Screen Recording Certificates) so new screen recordings are encrypted with it",
             )

@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from cxbackup import metrics
 from cxbackup.api.certificate import RecordingCertificate
 from cxbackup.api.common import BACKUPS, CERTIFICATES, EXPORTS
+from cxbackup.api.status import CertificateReason, ConditionType
 from cxbackup.certs.generate import ParameterInvalid, generate_pair, renew
 from cxbackup.certs.validation import CertificateInfo, CertificateInvalid, inspect_certificate
 from cxbackup.controller.certificate.decisions import (
@@ -45,7 +46,6 @@ from cxbackup.controller.certificate.decisions import (
     Evaluation,
     GeneratePair,
     KeyPair,
-    Reasons,
     SourceProblem,
     certificate_conditions,
     condition_events,
@@ -137,7 +137,7 @@ def _keep_in_keyring(
     emit(
         EventSpec(
             False,
-            Reasons.KEYRING_UPDATED,
+            CertificateReason.KEYRING_UPDATED,
             f"kept serial {info.serial_number} (certificate and key) in keyring Secret {ns}/{ring_name}; back "
             "it up - every key it holds is needed to read the recordings encrypted to it",
         )
@@ -201,11 +201,16 @@ def _current_pair(
     if isinstance(source, GeneratePair):
         try:
             key_pem, cert_pem = generate_pair(
-                source.common_name, source.country, source.state, source.organization, source.validity_days,
-                source.key_size, now=now,
-            )  # fmt: skip
+                source.common_name,
+                source.country,
+                source.state,
+                source.organization,
+                source.validity_days,
+                source.key_size,
+                now=now,
+            )
         except ParameterInvalid as exc:
-            return SourceProblem(Reasons.INVALID_SPEC, f"spec.generate: {exc.message}")
+            return SourceProblem(CertificateReason.INVALID_SPEC, f"spec.generate: {exc.message}")
         generated = cluster.create_secret(
             ns,
             secret_name,
@@ -218,7 +223,9 @@ def _current_pair(
     if isinstance(source, SourceProblem):
         return source
     if isinstance(source, GeneratePair) or view is None:
-        return SourceProblem(Reasons.SECRET_NOT_FOUND, f"Secret {ns}/{secret_name} vanished after it was created")
+        return SourceProblem(
+            CertificateReason.SECRET_NOT_FOUND, f"Secret {ns}/{secret_name} vanished after it was created"
+        )
     return source, view, generated
 
 
@@ -264,9 +271,14 @@ def reconcile_certificate(
         message = f"invalid resource: {'; '.join(problems)}"
         generation = (body.get("metadata") or {}).get("generation")
         conditions = set_condition(
-            old_conditions, "Ready", "False", Reasons.INVALID_SPEC, message, now=now.replace(microsecond=0),
+            old_conditions,
+            ConditionType.READY,
+            "False",
+            CertificateReason.INVALID_SPEC,
+            message,
+            now=now.replace(microsecond=0),
             generation=generation,
-        )  # fmt: skip
+        )
         _emit_all(emit, condition_events(old_conditions, conditions, automatic_rotation=False))
         return status_changes(old_status, {"conditions": conditions})
     ns, name = _ident(cert)
@@ -292,7 +304,7 @@ def reconcile_certificate(
         emit(
             EventSpec(
                 False,
-                Reasons.GENERATED,
+                CertificateReason.GENERATED,
                 f"generated a {made.key_size}-bit RSA key and a self-signed certificate {made.subject_dn} "
                 f"(serial {made.serial_number}, expires {iso_seconds(made.not_after)}) into Secret {ns}/{secret_name}",
             )
@@ -323,7 +335,7 @@ def reconcile_certificate(
             emit(
                 EventSpec(
                     False,
-                    Reasons.ROTATED,
+                    CertificateReason.ROTATED,
                     f"rotated before expiry: serial {old_info.serial_number} "
                     f"(expires {iso_seconds(old_info.not_after)}) is retired, serial {new_info.serial_number} "
                     f"(expires {iso_seconds(new_info.not_after)}) is now in "
@@ -342,7 +354,7 @@ def reconcile_certificate(
             emit(
                 EventSpec(
                     False,
-                    Reasons.REPLACED,
+                    CertificateReason.REPLACED,
                     f"the pair in Secret {ns}/{secret_name} changed: serial {old_status.get('serialNumber')} -> "
                     f"{info.serial_number}; "
                     + (
@@ -367,6 +379,10 @@ def register(settings: OperatorSettings, cluster: Cluster) -> None:
     """Register the RecordingCertificate handlers with kopf (called once by the operator's startup).
     Deleting the resource never touches its Secrets (keys outlive it)."""
     register_reconciler(
-        CERTIFICATES, "certificates", reconcile_certificate, settings, cluster,
+        CERTIFICATES,
+        "certificates",
+        reconcile_certificate,
+        settings,
+        cluster,
         retry_delay=max(settings.reconcile_interval, 5.0),
-    )  # fmt: skip
+    )

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cxbackup.api.exportjob import ArtifactRecord, ExportJob
+from cxbackup.api.status import Reason
 from cxbackup.controller.export.manifests import ANNOTATION_SWEEP_CUTOFF, LABEL_EXPORT_TASK
 from cxbackup.controller.jobstate import JobState, read_job_state
 from cxbackup.controller.manifests import LABEL_RUN
@@ -176,8 +177,8 @@ def account_export(export: ExportJob, job: ExportJobView, messages: list[str], n
             message += f": {result.explanation}"
         elif result.notes:
             message += f" ({'; '.join(result.notes)})"
-        return ExportOutcome(patch, True, seconds, "ExportSucceeded", message, new_artifacts)
-    return ExportOutcome(patch, False, seconds, "ExportFailed", f"run {job.name} failed: {record['error']}")
+        return ExportOutcome(patch, True, seconds, Reason.EXPORT_SUCCEEDED, message, new_artifacts)
+    return ExportOutcome(patch, False, seconds, Reason.EXPORT_FAILED, f"run {job.name} failed: {record['error']}")
 
 
 def artifacts_due(export: ExportJob, now: dt.datetime) -> list[ArtifactRecord]:
@@ -209,7 +210,7 @@ def account_sweep(export: ExportJob, job: ExportJobView, now: dt.datetime) -> Sw
     """Mark the artifacts that had expired by the sweep's cutoff as expired (the sweep deleted them)."""
     if not job.succeeded:
         message = f"retention sweep {job.name} failed ({job.failure_message or 'the pod failed'}); retried later"
-        return SweepOutcome({}, False, [], "SweepFailed", message)
+        return SweepOutcome({}, False, [], Reason.SWEEP_FAILED, message)
     cutoff = job.cutoff or job.run_start
     status = export.status
     artifacts = list(status.artifacts or []) if status else []
@@ -226,4 +227,4 @@ def account_sweep(export: ExportJob, job: ExportJobView, now: dt.datetime) -> Sw
     message = f"retention sweep {job.name} deleted {len(marked)} expired artifact(s)"
     if marked:
         message += ": " + ", ".join(marked[:5]) + (f" and {len(marked) - 5} more" if len(marked) > 5 else "")
-    return SweepOutcome(patch, True, marked, "ArtifactsExpired", message)
+    return SweepOutcome(patch, True, marked, Reason.ARTIFACTS_EXPIRED, message)

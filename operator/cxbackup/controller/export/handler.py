@@ -24,6 +24,7 @@ from cxbackup import metrics
 from cxbackup.api.certificate import RecordingCertificate
 from cxbackup.api.common import CERTIFICATES, EXPORTS
 from cxbackup.api.exportjob import ExportJob, ExportJobStatus
+from cxbackup.api.status import ConditionType, Phase, Reason
 from cxbackup.controller.cluster import Cluster, ClusterError, termination_messages
 from cxbackup.controller.conditions import condition, set_condition
 from cxbackup.controller.events import Emit, EventSpec
@@ -67,9 +68,9 @@ def _request(export: ExportJob) -> ExportRequest:
             validate_schedule(export.spec.schedule, None)
         return ExportRequest.from_spec(export.spec, export.metadata["name"])
     except ScheduleError as exc:
-        raise Blocked("InvalidSchedule", f"spec.schedule: {exc}", invalid=True) from exc
+        raise Blocked(Reason.INVALID_SCHEDULE, f"spec.schedule: {exc}", invalid=True) from exc
     except ExportConfigError as exc:
-        raise Blocked("InvalidSpec", str(exc), invalid=True) from exc
+        raise Blocked(Reason.INVALID_SPEC, str(exc), invalid=True) from exc
 
 
 def _certificate(cluster: Cluster, export: ExportJob) -> CertificateSource:
@@ -80,8 +81,10 @@ def _certificate(cluster: Cluster, export: ExportJob) -> CertificateSource:
         field = "spec.certificate.recordingCertificate"
         body = cluster.read_custom(ns, CERTIFICATES, ref.recording_certificate)
         if body is None:
-            raise Blocked("CertificateNotFound", f"{field}: RecordingCertificate {ns}/{ref.recording_certificate} "
-                           "not found")  # fmt: skip
+            raise Blocked(
+                Reason.CERTIFICATE_NOT_FOUND,
+                f"{field}: RecordingCertificate {ns}/{ref.recording_certificate} not found",
+            )
         rcert = RecordingCertificate.model_validate(body)
         if rcert.spec.secret_ref is not None:
             source = CertificateSource(rcert.spec.secret_ref.name, rcert.spec.secret_ref.certificate_key)
@@ -94,9 +97,9 @@ def _certificate(cluster: Cluster, export: ExportJob) -> CertificateSource:
         what = f"{field}: the certificate Secret"
     keys = cluster.secret_keys(ns, source.secret)
     if keys is None:
-        raise Blocked("CertificateNotFound", f"{what} (Secret {ns}/{source.secret} not found)")
+        raise Blocked(Reason.CERTIFICATE_NOT_FOUND, f"{what} (Secret {ns}/{source.secret} not found)")
     if source.key not in keys:
-        raise Blocked("CertificateNotFound", f"{what} (Secret {ns}/{source.secret} has no key {source.key})")
+        raise Blocked(Reason.CERTIFICATE_NOT_FOUND, f"{what} (Secret {ns}/{source.secret} has no key {source.key})")
     return source
 
 
@@ -145,8 +148,9 @@ class _Reconcile:
         self.original_conditions = self.conditions
 
     def cond(self, ctype: str, status: str, reason: str, message: str) -> None:
-        self.conditions = set_condition(self.conditions, ctype, status, reason, message, now=self.now,
-                                        generation=self.generation)  # fmt: skip
+        self.conditions = set_condition(
+            self.conditions, ctype, status, reason, message, now=self.now, generation=self.generation
+        )
 
     def set(self, key: str, value: Any) -> None:
         """Patch one status field and see it in `self.export` for the rest of this reconciliation."""
@@ -158,10 +162,10 @@ class _Reconcile:
         self.export = self.export.model_copy(update={"status": ExportJobStatus.model_validate(status)})
 
     def blocked(self, blocked: Blocked) -> None:
-        old = condition(self.conditions, "Ready")
+        old = condition(self.conditions, ConditionType.READY)
         if old is None or old.get("message") != blocked.message:
             self.emit(EventSpec(True, blocked.reason, blocked.message))
-        self.cond("Ready", "False", blocked.reason, blocked.message)
+        self.cond(ConditionType.READY, "False", blocked.reason, blocked.message)
         self.set("phase", blocked.phase)
 
     def account(self, views: list[ExportJobView]) -> None:
@@ -183,15 +187,16 @@ class _Reconcile:
         )
         for key, value in outcome.status_patch.items():
             self.set(key, value)
-        metrics.record_export_run(self.ns, self.name, result="succeeded" if outcome.succeeded else "failed",
-                                  seconds=outcome.seconds)  # fmt: skip
+        metrics.record_export_run(
+            self.ns, self.name, result="succeeded" if outcome.succeeded else "failed", seconds=outcome.seconds
+        )
         self.emit(EventSpec(not outcome.succeeded, outcome.event_reason, outcome.event_message))
         if outcome.succeeded:
-            self.cond("Ready", "True", "LastRunSucceeded", outcome.event_message)
-            self.cond("Degraded", "False", "LastRunSucceeded", "")
+            self.cond(ConditionType.READY, "True", Reason.LAST_RUN_SUCCEEDED, outcome.event_message)
+            self.cond(ConditionType.DEGRADED, "False", Reason.LAST_RUN_SUCCEEDED, "")
         else:
-            self.cond("Degraded", "True", "RunFailed", outcome.event_message)
-        self.set("phase", "Succeeded" if outcome.succeeded else "Failed")
+            self.cond(ConditionType.DEGRADED, "True", Reason.RUN_FAILED, outcome.event_message)
+        self.set("phase", Phase.SUCCEEDED if outcome.succeeded else Phase.FAILED)
 
     def _account_sweep(self, view: ExportJobView) -> None:
         outcome = account_sweep(self.export, view, self.now)
@@ -203,7 +208,7 @@ class _Reconcile:
                 self.emit(EventSpec(False, outcome.event_reason, outcome.event_message))
         else:
             self.emit(EventSpec(True, outcome.event_reason, outcome.event_message))
-            self.cond("Degraded", "True", "SweepFailed", outcome.event_message)
+            self.cond(ConditionType.DEGRADED, "True", Reason.SWEEP_FAILED, outcome.event_message)
 
     def prune(self, views: list[ExportJobView]) -> None:
         for task in ("run", "sweep"):
@@ -215,8 +220,13 @@ class _Reconcile:
         run_id = run_id_for(self.now)
         job = build_export_sweep_job(self.export, run_id, self.settings.jobs, cutoff=self.now)
         if self.cluster.create_object(job):
-            self.emit(EventSpec(False, "SweepStarted", f"started {job['metadata']['name']}: artifacts listed in "
-                                "status have reached their expiry"))  # fmt: skip
+            self.emit(
+                EventSpec(
+                    False,
+                    Reason.SWEEP_STARTED,
+                    f"started {job['metadata']['name']}: artifacts listed in status have reached their expiry",
+                )
+            )
 
     def start_run(self, slot: dt.datetime, reason: str, request: ExportRequest, cert: CertificateSource) -> None:
         run_id = run_id_for(slot)
@@ -228,18 +238,20 @@ class _Reconcile:
         trigger = (self.export.metadata.get("annotations") or {}).get(TRIGGER_ANNOTATION)
         if trigger:
             self.set("lastTrigger", trigger)
-        self.set("phase", "Running")
+        self.set("phase", Phase.RUNNING)
         if created:
             what = f"users {', '.join(request.users)}" if request.users else "contact history"
             self.emit(
-                EventSpec(False, "ExportStarted", f"started {job_name} ({reason}): {request.type} export of {what}")
+                EventSpec(
+                    False, Reason.EXPORT_STARTED, f"started {job_name} ({reason}): {request.type} export of {what}"
+                )
             )
         else:
             log.info("Job %s already exists; adopting it", job_name)
-        self.cond("Running", "True", reason, f"run {job_name}")
-        ready = condition(self.conditions, "Ready")
+        self.cond(ConditionType.RUNNING, "True", reason, f"run {job_name}")
+        ready = condition(self.conditions, ConditionType.READY)
         if ready is None or ready.get("status") != "True":
-            self.cond("Ready", "True", "RunStarted", "certificate, credentials and store resolved")
+            self.cond(ConditionType.READY, "True", Reason.RUN_STARTED, "certificate, credentials and store resolved")
 
     def after_due(self) -> None:
         if self.export.spec.schedule:
@@ -267,9 +279,9 @@ def reconcile_export(
     try:
         export = ExportJob.model_validate(dict(body))
     except ValidationError as exc:
-        if (body.get("status") or {}).get("phase") != "Invalid":
-            emit(EventSpec(True, "InvalidSpec", str(exc).splitlines()[0]))
-        changes["phase"] = "Invalid"
+        if (body.get("status") or {}).get("phase") != Phase.INVALID:
+            emit(EventSpec(True, Reason.INVALID_SPEC, str(exc).splitlines()[0]))
+        changes["phase"] = Phase.INVALID
         return changes
     r = _Reconcile(export, changes, cluster, emit, settings, now)
     try:
@@ -294,15 +306,15 @@ def reconcile_export(
                 r.start_run(due[0], due[1], request, cert)
                 r.after_due()
         elif active:
-            r.cond("Running", "True", "RunActive", f"run {active[-1].name}")
-            r.set("phase", "Running")
+            r.cond(ConditionType.RUNNING, "True", Reason.RUN_ACTIVE, f"run {active[-1].name}")
+            r.set("phase", Phase.RUNNING)
         else:
-            r.cond("Running", "False", "Idle", "no run active")
+            r.cond(ConditionType.RUNNING, "False", Reason.IDLE, "no run active")
             phase = r.export.status.phase if r.export.status else None
             if export.spec.suspend:
-                r.set("phase", "Suspended")
-            elif not phase or phase in ("Running", "Suspended"):
-                r.set("phase", "Pending")
+                r.set("phase", Phase.SUSPENDED)
+            elif not phase or phase in (Phase.RUNNING, Phase.SUSPENDED):
+                r.set("phase", Phase.PENDING)
     except ClusterError as exc:
         changes["conditions"] = r.conditions
         raise Interrupted(changes, exc) from exc
