@@ -13,7 +13,7 @@ from typing import Any
 from cxbackup.controller.cluster import ClusterError, SecretView
 from cxbackup.controller.jobstate import ANNOTATION_ACCOUNTED
 
-__all__ = ["FakeCluster"]
+__all__ = ["FakeClock", "FakeCluster"]
 
 NS = "ns"
 
@@ -212,3 +212,13 @@ class FakeCluster:
             if meta.get("name") == name and meta.get("namespace", namespace) == namespace:
                 return copy.deepcopy(obj)
         return None
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand (`clock.now += 5`)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now

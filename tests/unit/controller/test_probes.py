@@ -11,23 +11,16 @@ import pytest
 
 from cxbackup.controller.probes import Readiness, serve_metrics_and_readiness
 from cxbackup_dev.localcluster.controlplane import free_port
+from tests.unit.controller.fakes import FakeClock
 
 
 def _get(url: str, timeout: float) -> Any:
     return urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 - http on loopback
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_not_ready_before_start_then_ready_and_the_answer_is_kept_for_ttl() -> None:
     calls: list[float] = []
-    clock = Clock()
+    clock = FakeClock()
     readiness = Readiness(lambda: calls.append(clock.now), ttl=10, clock=clock)
     assert readiness.ready() == (False, "the operator is starting")
     assert calls == []
@@ -42,7 +35,7 @@ def test_not_ready_before_start_then_ready_and_the_answer_is_kept_for_ttl() -> N
 
 
 def test_an_api_server_that_does_not_answer_makes_the_replica_unready_until_it_does() -> None:
-    clock = Clock()
+    clock = FakeClock()
     failing = [True]
 
     def check() -> None:

@@ -12,6 +12,7 @@ from cxbackup.backup.sharding import ShardAssignment
 from cxbackup.backup.window import RecordingWindow
 from cxbackup.controller.schedule import ScheduleError, expected_interval, next_after, validate_schedule
 from cxbackup.worker.status import ShardStatusReporter, reporter_from_env
+from tests.unit.controller.fakes import FakeClock
 
 NOW = dt.datetime(2026, 11, 23, 5, 0, tzinfo=dt.UTC)
 
@@ -39,23 +40,15 @@ def test_bad_schedules_name_the_field(schedule: str, zone: str | None, field: st
         validate_schedule(schedule, zone)
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 def test_reporter_throttles_and_always_writes_start_and_finish() -> None:
     writes: list[dict[str, Any]] = []
-    clock = _Clock()
+    clock = FakeClock()
     rep = ShardStatusReporter("2", "run-1", writes.append, interval=5, clock=clock)
     rep.on_start(10)
     for _ in range(3):
         rep.on_recording(RecordingResult("id", RecordingStatus.DOWNLOADED, files=1, bytes=100))
     assert len(writes) == 1
-    clock.t = 6
+    clock.now = 6
     rep.on_recording(RecordingResult("id2", RecordingStatus.SKIPPED))
     assert len(writes) == 2
     entry = writes[-1]["status"]["shards"]["2"]
