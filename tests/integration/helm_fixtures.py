@@ -6,12 +6,13 @@ and data dirs in a temp dir, not the user's.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from cxbackup_dev.localcluster.stack import build_helm, helm_env
 
 __all__ = ["Helm", "helm"]
 
@@ -37,14 +38,4 @@ class Helm:
 @pytest.fixture(scope="module")
 def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
     """helm, built once by hack/build-helm.sh (a no-op when cached)."""
-    proc = subprocess.run(
-        [str(REPO / "hack" / "build-helm.sh")], stdout=subprocess.PIPE, text=True, check=False, timeout=1200
-    )
-    assert proc.returncode == 0, "hack/build-helm.sh failed; see its output above"
-    home = tmp_path_factory.mktemp("helm-home")
-    env = {
-        **os.environ,
-        **{var: str(home / var.lower()) for var in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME")},
-        "KUBECACHEDIR": str(home / "kube-cache"),  # client-go's discovery cache, not the user's ~/.kube
-    }
-    return Helm(proc.stdout.strip().splitlines()[-1], env)
+    return Helm(build_helm(), helm_env(tmp_path_factory.mktemp("helm-home")))

@@ -39,6 +39,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from cxbackup.backup.properties import escape_key, escape_value
 from cxbackup.certs.cms import Algorithm, encrypt
 from cxbackup_dev.emulator.api import RecordingApiServer, RequestLog, RequestRecord
 from cxbackup_dev.emulator.chat import DEFAULT_CHAT_RETENTION_DAYS, ChatHistory
@@ -59,26 +60,6 @@ def _random_key_id() -> str:
     return "AKIA" + "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(16))
 
 
-def _escape_property(text: str, *, key: bool) -> str:
-    out = []
-    for i, ch in enumerate(text):
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch in "=:#!" and key:
-            out.append("\\" + ch)
-        elif ch == " " and (key or i == 0):
-            out.append("\\ ")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
 def write_properties(path: Path, properties: Mapping[str, object], *, header: str = "") -> Path:
     """Write a Java-style .properties file (None values are left out, booleans as true/false)."""
     lines = [f"# {line}" for line in header.splitlines()]
@@ -86,7 +67,7 @@ def write_properties(path: Path, properties: Mapping[str, object], *, header: st
         if value is None:
             continue
         text = ("true" if value else "false") if isinstance(value, bool) else str(value)
-        lines.append(f"{_escape_property(name, key=True)}={_escape_property(text, key=False)}")
+        lines.append(f"{escape_key(name)}={escape_value(text)}")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -25,7 +25,15 @@ from cxbackup_dev.localcluster.controlplane import REPO_ROOT, ControlPlane, Cont
 from cxbackup_dev.localcluster.images import build_image
 from cxbackup_dev.localcluster.node import HOST_NETWORK_LABEL, Node, check_host
 
-__all__ = ["LocalStack", "build_helm", "credential_secrets", "operator_env", "start_operator_process", "worker_rbac"]
+__all__ = [
+    "LocalStack",
+    "build_helm",
+    "credential_secrets",
+    "helm_env",
+    "operator_env",
+    "start_operator_process",
+    "worker_rbac",
+]
 
 CHART = REPO_ROOT / "helm" / "cxbackup"
 OPERATOR_SELECTOR = "app.kubernetes.io/component=operator"
@@ -108,6 +116,15 @@ def build_helm() -> str:
     return proc.stdout.strip().splitlines()[-1]
 
 
+def helm_env(home: Path) -> dict[str, str]:
+    """The environment helm runs with: its cache, config and data dirs under `home`, not the user's."""
+    return {
+        **os.environ,
+        **{var: str(home / var.lower()) for var in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME")},
+        "KUBECACHEDIR": str(home / "kube-cache"),  # client-go's discovery cache, not the user's ~/.kube
+    }
+
+
 @dataclass
 class LocalStack:
     """Control plane + real node + the chart installed by helm, rooted at `workdir`."""
@@ -160,13 +177,7 @@ class LocalStack:
 
     # ---- the chart ---------------------------------------------------------------------------------------
     def helm_run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        home = self.workdir / "helm-home"
-        env = {
-            **os.environ,
-            **{var: str(home / var.lower()) for var in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME")},
-            "KUBECACHEDIR": str(home / "kube-cache"),
-            "KUBECONFIG": str(self.cp.kubeconfig),
-        }
+        env = {**helm_env(self.workdir / "helm-home"), "KUBECONFIG": str(self.cp.kubeconfig)}
         proc = subprocess.run([self.helm, *args], env=env, capture_output=True, text=True, check=False, timeout=600)
         if proc.returncode != 0:
             raise ControlPlaneError(f"helm {' '.join(args[:2])} failed: {proc.stderr.strip()[:3000]}")
