@@ -13,17 +13,32 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import kopf
+from pydantic import BaseModel, ValidationError
 
 from cxbackup import metrics
 from cxbackup.api.common import GROUP, VERSION
+from cxbackup.api.status import Phase, Reason
 from cxbackup.controller.cluster import Cluster, ClusterError
-from cxbackup.controller.events import EventSpec
+from cxbackup.controller.events import Emit, EventSpec
 from cxbackup.controller.settings import OperatorSettings
 
-__all__ = ["Interrupted", "Reconciler", "register_reconciler"]
+__all__ = ["Interrupted", "Reconciler", "register_reconciler", "validated"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(model: type[M], body: Mapping[str, Any], emit: Emit) -> M | None:
+    """The resource as its model; None when it does not validate, after an InvalidSpec Event (once: not
+    again while status.phase already says Invalid). The CRD schema rejects most such bodies earlier."""
+    try:
+        return model.model_validate(dict(body))
+    except ValidationError as exc:
+        if (body.get("status") or {}).get("phase") != Phase.INVALID:
+            emit(EventSpec(True, Reason.INVALID_SPEC, str(exc).splitlines()[0]))
+        return None
 
 
 class Reconciler(Protocol):

@@ -15,8 +15,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError
-
 from cxbackup import metrics
 from cxbackup.api.common import BACKUPS
 from cxbackup.api.recordingbackup import CurrentRun, RecordingBackup
@@ -47,7 +45,7 @@ from cxbackup.controller.events import Emit, EventSpec
 from cxbackup.controller.jobstate import ANNOTATION_ACCOUNTED, pod_problems
 from cxbackup.controller.manifests import run_id_for
 from cxbackup.controller.references import Blocked, SecretNeed, gather_secrets, pvc_problem, secret_problem
-from cxbackup.controller.registration import Interrupted, register_reconciler
+from cxbackup.controller.registration import Interrupted, register_reconciler, validated
 from cxbackup.controller.schedule import ScheduleError, expected_interval, next_after, validate_schedule
 from cxbackup.controller.settings import OperatorSettings
 from cxbackup.core.times import from_ms, iso, parse_time
@@ -134,13 +132,10 @@ def reconcile_backup(
     states: metrics.ObjectStates = metrics.STATE,
 ) -> dict[str, Any]:
     """One reconciliation of one RecordingBackup; returns the status fields to write."""
+    backup = validated(RecordingBackup, body, emit)
+    if backup is None:
+        return {"phase": Phase.INVALID}
     changes: dict[str, Any] = {}
-    try:
-        backup = RecordingBackup.model_validate(dict(body))
-    except ValidationError as exc:
-        changes["phase"] = Phase.INVALID
-        emit(EventSpec(True, Reason.INVALID_SPEC, str(exc).splitlines()[0]))
-        return changes
     try:
         _reconcile(backup, changes, cluster, emit, now, settings, states)
     except ClusterError as exc:

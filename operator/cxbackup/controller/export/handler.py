@@ -18,8 +18,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError
-
 from cxbackup import metrics
 from cxbackup.api.certificate import RecordingCertificate
 from cxbackup.api.common import CERTIFICATES, EXPORTS
@@ -47,7 +45,7 @@ from cxbackup.controller.export.manifests import (
 from cxbackup.controller.jobstate import ANNOTATION_ACCOUNTED
 from cxbackup.controller.manifests import run_id_for
 from cxbackup.controller.references import Blocked, SecretNeed, gather_secrets, pvc_problem, secret_problem
-from cxbackup.controller.registration import Interrupted, register_reconciler
+from cxbackup.controller.registration import Interrupted, register_reconciler, validated
 from cxbackup.controller.schedule import ScheduleError, next_after, validate_schedule
 from cxbackup.controller.settings import OperatorSettings
 from cxbackup.core.times import iso
@@ -275,14 +273,10 @@ def reconcile_export(
     states: metrics.ObjectStates = metrics.STATE,
 ) -> dict[str, Any]:
     """One reconciliation of one ExportJob; returns the status fields to write."""
+    export = validated(ExportJob, body, emit)
+    if export is None:
+        return {"phase": Phase.INVALID}
     changes: dict[str, Any] = {}
-    try:
-        export = ExportJob.model_validate(dict(body))
-    except ValidationError as exc:
-        if (body.get("status") or {}).get("phase") != Phase.INVALID:
-            emit(EventSpec(True, Reason.INVALID_SPEC, str(exc).splitlines()[0]))
-        changes["phase"] = Phase.INVALID
-        return changes
     r = _Reconcile(export, changes, cluster, emit, settings, now)
     try:
         views = [export_job_view(j) for j in cluster.list_jobs(r.ns, f"{LABEL_EXPORT}={r.name}")]
