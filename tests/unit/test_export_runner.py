@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.x509.oid import NameOID
 
-from cxbackup.backup.redact import Redactor
 from cxbackup.certs import cms
+from cxbackup.core.redact import Redactor
 from cxbackup.export.errors import SourceAuthError, SourceUnavailableError, StoreError
 from cxbackup.export.names import parse_artifact_name
 from cxbackup.export.request import ExportRequest, TimeRange

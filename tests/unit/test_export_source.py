@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from cxbackup.backup.retry import RetryPolicy
+from cxbackup.core.retry import RetryPolicy
 from cxbackup.export.errors import (
     ExportConfigError,
     SourceAuthError,

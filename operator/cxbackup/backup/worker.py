@@ -44,13 +44,13 @@ from cxbackup.backup.errors import MediaIntegrityError, MediaMissingError, RcbsE
 from cxbackup.backup.layout import FolderFormat, recording_paths
 from cxbackup.backup.progress import LogProgressSink, ProgressSink, RecordingResult, RecordingStatus, RunSummary
 from cxbackup.backup.records import MediaFile, Recording
-from cxbackup.backup.redact import Redactor
-from cxbackup.backup.retry import RetryPolicy
 from cxbackup.backup.s3source import FileMediaSource, MediaRef, MediaSource
 from cxbackup.backup.state import advance_last_end_time, lock_name, read_last_end_time, state_file_name
 from cxbackup.backup.targets import BackupTarget, LocalFileWriter, LockHolder, TargetWriter
 from cxbackup.backup.vendor_client import VendorClient
 from cxbackup.backup.window import RecordingWindow, compute_window, format_utc
+from cxbackup.core.redact import Redactor
+from cxbackup.core.retry import RetryPolicy
 
 __all__ = ["CHUNK_BYTES", "RecordingCopier", "copy_media", "run_backup"]
 

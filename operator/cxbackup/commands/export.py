@@ -39,8 +39,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cxbackup.backup.redact import Redactor
 from cxbackup.certs.cms import CmsError, load_certificate, load_private_key
+from cxbackup.core.redact import Redactor
 from cxbackup.export.download import download_artifact
 from cxbackup.export.errors import ExportConfigError, ExportError, exit_code_for
 from cxbackup.export.names import format_iso

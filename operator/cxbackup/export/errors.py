@@ -16,7 +16,7 @@ ExportError                     base class; .temporary (a later retry may succee
 ```
 
 Messages never contain passwords, secret keys or signed URLs: clients clean them with
-cxbackup.backup.redact before raising.
+cxbackup.core.redact before raising.
 """
 
 from __future__ import annotations

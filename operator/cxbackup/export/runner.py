@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from cryptography import x509
 
-from cxbackup.backup.redact import Redactor
+from cxbackup.core.redact import Redactor
 from cxbackup.export.errors import ExportError, StoreError
 from cxbackup.export.names import artifact_name, format_iso, run_id_for
 from cxbackup.export.packaging import (
