@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 from cxbackup.backup.sharding import ShardAssignment
 from cxbackup.backup.window import RecordingWindow, ms_to_datetime
+from cxbackup.core.errors import EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE
 
 __all__ = [
     "MAX_SUMMARY_BYTES",
@@ -91,7 +92,7 @@ class RunSummary:
     last_recording_end_time: int | None = None
     checkpoint_advanced: bool = False
     error: str | None = None
-    error_exit_code: int = 5
+    error_exit_code: int = EXIT_UNAVAILABLE
 
     @property
     def total(self) -> int:
@@ -106,7 +107,7 @@ class RunSummary:
         """0 when everything worked, 1 when recordings failed, the error's code when the run stopped."""
         if self.error is not None:
             return self.error_exit_code
-        return 1 if self.failed else 0
+        return EXIT_FAILED if self.failed else EXIT_OK
 
     def add(self, result: RecordingResult) -> None:
         if result.status is RecordingStatus.DOWNLOADED:

@@ -40,7 +40,7 @@ from typing import TypeVar, cast
 
 from cxbackup.backup.config import Credentials, RcbsConfig
 from cxbackup.backup.connections import make_media_source, make_vendor_client, open_target
-from cxbackup.backup.errors import MediaIntegrityError, MediaMissingError, RcbsError, SourceError, TargetError
+from cxbackup.backup.errors import MediaIntegrityError, MediaMissingError, MediaSourceError, RcbsError, TargetError
 from cxbackup.backup.layout import FolderFormat, recording_paths
 from cxbackup.backup.progress import LogProgressSink, ProgressSink, RecordingResult, RecordingStatus, RunSummary
 from cxbackup.backup.records import MediaFile, Recording
@@ -66,7 +66,7 @@ def _with_retries(
     for attempt in range(retry.retries + 1):
         try:
             return action()
-        except SourceError as exc:
+        except MediaSourceError as exc:
             if not exc.retryable or attempt >= retry.retries:
                 raise
             delay = retry.delay(attempt, rng)

@@ -20,10 +20,11 @@ from cxbackup.backup.audit import AuditReport, AuditStatus, KeyCheck, iter_audit
 from cxbackup.backup.config import Credentials
 from cxbackup.backup.connections import make_media_source, make_vendor_client, open_target
 from cxbackup.backup.console import load_config_file, setup_logging
-from cxbackup.backup.errors import EXIT_CONFIG, RcbsError
+from cxbackup.backup.errors import RcbsError
 from cxbackup.backup.s3source import MediaSource
 from cxbackup.backup.window import RecordingWindow, compute_window, ms_to_datetime
 from cxbackup.commands.download import add_common_arguments
+from cxbackup.core.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 
 __all__ = ["register", "run"]
 
@@ -152,4 +153,4 @@ def run(args: argparse.Namespace) -> int:
     else:
         counts = ", ".join(f"{k}: {v}" for k, v in report.counts.items())
         print(f"Audit of {report.checked} recordings {window.describe()}: {counts}")
-    return 0 if report.ok else 1
+    return EXIT_OK if report.ok else EXIT_FAILED
