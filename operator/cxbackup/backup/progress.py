@@ -35,8 +35,9 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from cxbackup.backup.sharding import ShardAssignment
-from cxbackup.backup.window import RecordingWindow, ms_to_datetime
+from cxbackup.backup.window import RecordingWindow
 from cxbackup.core.errors import EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE
+from cxbackup.core.times import from_ms, iso
 
 __all__ = [
     "MAX_SUMMARY_BYTES",
@@ -129,9 +130,6 @@ class RunSummary:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        def iso(when: datetime | None) -> str | None:
-            return when.astimezone(UTC).isoformat().replace("+00:00", "Z") if when else None
-
         finished = self.finished_at or datetime.now(UTC)
         return {
             "kind": "RcbsRunSummary",
@@ -141,8 +139,8 @@ class RunSummary:
             "window": {
                 "start": self.window.start_ms,
                 "end": self.window.end_ms,
-                "startTime": iso(ms_to_datetime(self.window.start_ms)),
-                "endTime": iso(ms_to_datetime(self.window.end_ms)),
+                "startTime": iso(from_ms(self.window.start_ms)),
+                "endTime": iso(from_ms(self.window.end_ms)),
             },
             "total": self.total,
             "downloaded": self.downloaded,

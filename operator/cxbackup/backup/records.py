@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from cxbackup.backup.errors import VendorApiError
-from cxbackup.backup.window import to_ms
+from cxbackup.core.times import to_ms
 
 __all__ = [
     "HIERARCHY_KEYS",

@@ -38,23 +38,20 @@ from typing import TYPE_CHECKING
 import isodate
 
 from cxbackup.backup.errors import ConfigError
-from cxbackup.core.times import DAY_MS, to_ms
-from cxbackup.core.times import from_ms as ms_to_datetime
+from cxbackup.core.times import DAY_MS, from_ms, to_ms
 
 if TYPE_CHECKING:
     from cxbackup.backup.config import RcbsConfig
 
 __all__ = [
-    "DAY_MS",
     "Age",
     "RecordingWindow",
     "check_ages",
     "compute_window",
     "format_utc",
-    "ms_to_datetime",
     "parse_age",
     "parse_date_bound",
-    "to_ms",
+    "to_ms",  # cxbackup.core.times's, imported from here by the controller
 ]
 
 log = logging.getLogger(__name__)
@@ -64,7 +61,7 @@ _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 
 def format_utc(ms: int) -> str:
     """RCBS's log format for window bounds: `02/19/2018 13:30:14`."""
-    return ms_to_datetime(ms).strftime("%m/%d/%Y %H:%M:%S")
+    return from_ms(ms).strftime("%m/%d/%Y %H:%M:%S")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import isodate
 from cxbackup.api.common import ISO_DURATION_PATTERN
 from cxbackup.api.exportjob import MAX_GDPR_USERS, ExportJobSpec
 from cxbackup.certs.cms import Algorithm
+from cxbackup.core.times import to_ms
 from cxbackup.export.errors import ExportConfigError
 from cxbackup.export.names import format_iso, sanitize_name
 
@@ -68,11 +69,11 @@ class TimeRange:
 
     @property
     def start_ms(self) -> int:
-        return int(self.start.timestamp() * 1000)
+        return to_ms(self.start)
 
     @property
     def end_ms(self) -> int:
-        return int(self.end.timestamp() * 1000)
+        return to_ms(self.end)
 
     def describe(self) -> str:
         return f"[{format_iso(self.start)}, {format_iso(self.end)})"

@@ -22,7 +22,7 @@ from cxbackup.backup.errors import MediaMissingError, MediaSourceError
 from cxbackup.backup.records import parse_metadata_time
 from cxbackup.backup.s3source import Fetched, MediaRef
 from cxbackup.backup.vendor_client import HttpResponse, StorageEntry, TransportError, VendorClient, VendorSettings
-from cxbackup.backup.window import to_ms
+from cxbackup.core.times import to_ms
 
 PREFIX = "https://gws.example.com/api/v2"
 USER = "rcbs@customer_tenant.com"
