@@ -122,8 +122,8 @@ class RunSummary:
         self.files += result.files
         self.bytes += result.bytes
 
-    def seed_line(self) -> str:
-        """RCBS's closing line."""
+    def closing_line(self) -> str:
+        """The line RCBS logs when a run ends: the counts of downloaded, skipped and failed recordings."""
         return (
             f"Finished handling current batch: (number downloaded files: {self.downloaded} + number of "
             f"skipped files: {self.skipped} + number of failed download: {self.failed}) out of total: {self.total}"

@@ -351,7 +351,7 @@ def run_backup(
                 summary.last_recording_end_time = stored_after
         summary.finished_at = datetime.now(UTC)
     sink.on_finish(summary)
-    log.info("%s", summary.seed_line())
+    log.info("%s", summary.closing_line())
     if summary.failed:
         log.error("%d recordings failed:", summary.failed)
         for rec_id, reason in summary.failures:

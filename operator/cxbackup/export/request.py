@@ -2,7 +2,7 @@
 
 A request is validated when it is made, with the messages a user should see:
 
-- `gdprChat` needs 1 to 10 subject user ids (seed 002: chat exports are per-user GDPR requests; a
+- `gdprChat` needs 1 to 10 subject user ids (chat exports are per-user GDPR requests; a
   whole-organisation chat export is not supported); `contactHistory` takes no users.
 - The range is `start` (+ optional `end`, default: the run time) or `last` (an ISO 8601 duration back
   from the run time, e.g. `P1D`); `time_range(now)` turns it into a concrete `TimeRange` [start, end).
