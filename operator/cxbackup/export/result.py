@@ -106,12 +106,12 @@ class ExportResult:
         self.reason = reason
         self.retryable = retryable
         self.failure_exit_code = exit_code
+        self.artifacts = []
 
     def fail_by(self, error: ExportError, message: str) -> None:
         """Mark the run Failed by `error`, with `message` (its text, redacted) and the error's class name,
         retryable and exit code."""
         self.fail(message, retryable=error.retryable, reason=type(error).__name__, exit_code=error.exit_code)
-        self.artifacts = []
 
     # ------------------------------------------------------------------------------ status mapping
 
