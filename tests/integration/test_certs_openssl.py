@@ -98,9 +98,9 @@ def test_serial_and_fingerprint_agree_with_openssl(generated: Path, capsys: pyte
 
 
 @pytest.fixture(scope="module")
-def seed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def vendor_certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The vendor's documented commands, plus the Azure PKCS#8 step and an encrypted copy of the key."""
-    out = tmp_path_factory.mktemp("seed")
+    out = tmp_path_factory.mktemp("vendor-certs")
     openssl("genrsa", "-out", "tenant.key", "2048", cwd=out)
     openssl("req", "-new", "-x509", "-key", "tenant.key", "-out", "tenant.pem", "-days", "3650", "-subj", SUBJ,
             cwd=out)  # fmt: skip
@@ -114,8 +114,10 @@ def seed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_the_seed_certificate_is_read_as_the_panel_shows_it(seed: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, fields, err = inspect(capsys, seed / "tenant.pem", "--key", seed / "tenant.key")
+def test_the_vendor_certificate_is_read_as_the_panel_shows_it(
+    vendor_certs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, fields, err = inspect(capsys, vendor_certs / "tenant.pem", "--key", vendor_certs / "tenant.key")
     assert (code, err) == (0, "")
     assert fields["Subject DN"] == DN
     assert fields["Issuer DN"] == DN
@@ -123,7 +125,7 @@ def test_the_seed_certificate_is_read_as_the_panel_shows_it(seed: Path, capsys: 
     assert fields["Issued By"] == "Genesys Recording"
     assert fields["Key Size"] == "2048 bits"
     assert fields["Key Details"] == "PKCS#8 private key"  # OpenSSL 3's genrsa writes PKCS#8
-    enddate = openssl("x509", "-in", "tenant.pem", "-noout", "-enddate", cwd=seed).strip()
+    enddate = openssl("x509", "-in", "tenant.pem", "-noout", "-enddate", cwd=vendor_certs).strip()
     expires = datetime.strptime(enddate.removeprefix("notAfter="), "%b %d %H:%M:%S %Y GMT")
     assert fields["Expires"] == f"{expires:%Y-%m-%d} ({expires:%Y-%m-%d %H:%M:%S} UTC)"
 
@@ -138,10 +140,10 @@ def test_the_seed_certificate_is_read_as_the_panel_shows_it(seed: Path, capsys: 
     ],
 )
 def test_every_openssl_key_format_is_read(
-    seed: Path, capsys: pytest.CaptureFixture[str], key: str, password: str | None, details: str
+    vendor_certs: Path, capsys: pytest.CaptureFixture[str], key: str, password: str | None, details: str
 ) -> None:
     extra = ["--password", password] if password else []
-    code, fields, err = inspect(capsys, seed / "tenant.pem", "--key", seed / key, *extra)
+    code, fields, err = inspect(capsys, vendor_certs / "tenant.pem", "--key", vendor_certs / key, *extra)
     assert (code, err) == (0, "")
     assert fields["Key Details"] == details
 
@@ -149,11 +151,11 @@ def test_every_openssl_key_format_is_read(
 # --- rejections, with inputs made by openssl (or cryptography where openssl cannot backdate) -----------
 
 
-def _backdated(seed: Path, name: str, not_before: datetime, not_after: datetime) -> Path:
+def _backdated(vendor_certs: Path, name: str, not_before: datetime, not_after: datetime) -> Path:
     """A certificate for the documented openssl key with the given dates (openssl req cannot set them)."""
-    key = serialization.load_pem_private_key((seed / "tenant.key").read_bytes(), None)
+    key = serialization.load_pem_private_key((vendor_certs / "tenant.key").read_bytes(), None)
     assert isinstance(key, rsa.RSAPrivateKey)
-    subject = x509.load_pem_x509_certificate((seed / "tenant.pem").read_bytes()).subject
+    subject = x509.load_pem_x509_certificate((vendor_certs / "tenant.pem").read_bytes()).subject
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -164,7 +166,7 @@ def _backdated(seed: Path, name: str, not_before: datetime, not_after: datetime)
         .not_valid_after(not_after)
         .sign(key, hashes.SHA256())
     )
-    path = seed / name
+    path = vendor_certs / name
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return path
 
@@ -191,48 +193,50 @@ def test_an_ec_certificate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "not RSA" in _rejected(capsys, "NotRsa", tmp_path / "ec.pem")
 
 
-def test_an_expired_certificate(seed: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = _backdated(seed, "expired.pem", datetime(2015, 1, 1, tzinfo=UTC), datetime(2020, 6, 30, tzinfo=UTC))
+def test_an_expired_certificate(vendor_certs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _backdated(vendor_certs, "expired.pem", datetime(2015, 1, 1, tzinfo=UTC), datetime(2020, 6, 30, tzinfo=UTC))
     assert (
         "Certificate will expire"
         in subprocess.run(
             [OPENSSL, "x509", "-in", path, "-noout", "-checkend", "0"], capture_output=True, text=True, check=False
         ).stdout
     )
-    err = _rejected(capsys, "Expired", path, "--key", seed / "tenant.key")
+    err = _rejected(capsys, "Expired", path, "--key", vendor_certs / "tenant.key")
     assert "certificate expired on 2020-06-30 00:00:00 UTC" in err
 
 
-def test_a_certificate_not_yet_valid(seed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_certificate_not_yet_valid(vendor_certs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     start = (datetime.now(UTC) + timedelta(days=7)).replace(microsecond=0)
-    path = _backdated(seed, "future.pem", start, start + timedelta(days=365))
+    path = _backdated(vendor_certs, "future.pem", start, start + timedelta(days=365))
     verify = subprocess.run([OPENSSL, "verify", "-CAfile", path, path], capture_output=True, text=True, check=False)
     assert "certificate is not yet valid" in verify.stdout + verify.stderr
     err = _rejected(capsys, "NotYetValid", path)
     assert f"certificate is not valid until {start:%Y-%m-%d %H:%M:%S} UTC" in err
 
 
-def test_a_key_of_another_pair(seed: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    err = _rejected(capsys, "KeyMismatch", seed / "tenant.pem", "--key", seed / "other.key")
+def test_a_key_of_another_pair(vendor_certs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = _rejected(capsys, "KeyMismatch", vendor_certs / "tenant.pem", "--key", vendor_certs / "other.key")
     assert "does not match the certificate" in err
 
 
-def test_an_encrypted_key_without_or_with_a_wrong_password(seed: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    err = _rejected(capsys, "PasswordRequired", seed / "tenant.pem", "--key", seed / "encrypted.key")
+def test_an_encrypted_key_without_or_with_a_wrong_password(
+    vendor_certs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = _rejected(capsys, "PasswordRequired", vendor_certs / "tenant.pem", "--key", vendor_certs / "encrypted.key")
     assert "--password" in err and "Private Key Password" in err
     err = _rejected(
-        capsys, "WrongPassword", seed / "tenant.pem", "--key", seed / "encrypted-traditional.key",
+        capsys, "WrongPassword", vendor_certs / "tenant.pem", "--key", vendor_certs / "encrypted-traditional.key",
         "--password", "guess",
     )  # fmt: skip
     assert "wrong password" in err and "guess" not in err
 
 
 def test_garbage_and_a_pem_that_is_not_a_certificate(
-    seed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    vendor_certs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "garbage.pem").write_text("Genesys Recording certificate, honest\n")
     assert "not PEM" in _rejected(capsys, "NotPem", tmp_path / "garbage.pem")
-    err = _rejected(capsys, "NotX509", seed / "tenant.key")
+    err = _rejected(capsys, "NotX509", vendor_certs / "tenant.key")
     assert "'PRIVATE KEY', not an X.509 CERTIFICATE" in err
-    openssl("x509", "-in", "tenant.pem", "-outform", "DER", "-out", "tenant.der", cwd=seed)
-    assert "DER" in _rejected(capsys, "NotPem", seed / "tenant.der")
+    openssl("x509", "-in", "tenant.pem", "-outform", "DER", "-out", "tenant.der", cwd=vendor_certs)
+    assert "DER" in _rejected(capsys, "NotPem", vendor_certs / "tenant.der")

@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from cxbackup.backup.config import RcbsConfig
 from cxbackup.backup.crtsource import PART_BYTES, CrtS3MediaSource, select_media_transfer
-from cxbackup.backup.errors import ConfigError, MediaMissingError, SourceAuthError, SourceError, TargetError
+from cxbackup.backup.errors import ConfigError, MediaAuthError, MediaMissingError, MediaSourceError, TargetError
 from cxbackup.backup.s3source import S3Options
 from cxbackup.backup.vendor_client import StorageEntry, VendorSettings
 from cxbackup_dev.emulator import Emulator
@@ -98,7 +98,7 @@ def test_missing_object_and_wrong_secret(emulator: Emulator, tmp_path: Path) -> 
         good.download_to(good.locate("usw1", "no-such-media"), str(tmp_path / "x"))
     bad = _emulator_source(emulator, secret="wrong-secret")
     media_id = next(m["mediaId"] for r in emulator.records() for m in r["mediaFiles"])
-    with pytest.raises(SourceAuthError, match="S3 denied"):
+    with pytest.raises(MediaAuthError, match="S3 denied"):
         bad.download_to(bad.locate("usw1", media_id), str(tmp_path / "y"))
 
 
@@ -169,9 +169,9 @@ def raw_server(request: pytest.FixtureRequest) -> Iterator[RawServer]:
 @pytest.mark.parametrize(
     ("raw_server", "error", "retryable", "match"),
     [
-        ("denied", SourceAuthError, False, "AccessDenied"),
-        ("slowdown", SourceError, True, "SLOW_DOWN|SlowDown"),
-        ("truncated", SourceError, True, "S3 transfer of s3://media/k.bin failed"),
+        ("denied", MediaAuthError, False, "AccessDenied"),
+        ("slowdown", MediaSourceError, True, "SLOW_DOWN|SlowDown"),
+        ("truncated", MediaSourceError, True, "S3 transfer of s3://media/k.bin failed"),
     ],
     indirect=["raw_server"],
 )
@@ -191,7 +191,7 @@ def test_failures_map_to_the_worker_errors(
 def test_a_body_that_stops_coming_is_cancelled(raw_server: RawServer, tmp_path: Path) -> None:
     source = _source(raw_server.url, "AKIDTEST", "secret", "media", stall_seconds=1.0)
     started = time.monotonic()
-    with pytest.raises(SourceError, match="no data for 1s") as info:
+    with pytest.raises(MediaSourceError, match="no data for 1s") as info:
         source.download_to(source.locate("usw1", "k.bin"), str(tmp_path / "f"))
     assert info.value.retryable
     assert time.monotonic() - started < 7  # well before the server would have closed the connection
@@ -281,13 +281,13 @@ def test_https_endpoint_trusts_the_ca_bundle_in_aws_ca_bundle(tmp_path: Path, mo
         # the system bundle does not know the test CA: the handshake fails (a retryable transfer error)
         monkeypatch.setenv("AWS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
         untrusting = _source(server.url, "AKIDTEST", "secret", "media")
-        with pytest.raises(SourceError, match=r"S3 transfer of s3://media/k\.bin failed: AWS_IO_TLS") as info:
+        with pytest.raises(MediaSourceError, match=r"S3 transfer of s3://media/k\.bin failed: AWS_IO_TLS") as info:
             untrusting.download_to(untrusting.locate("usw1", "k.bin"), str(tmp_path / "f"))
-        assert type(info.value) is SourceError
+        assert type(info.value) is MediaSourceError
         # with the test CA the request reaches the server, which answers 403
         monkeypatch.setenv("AWS_CA_BUNDLE", str(ca))
         trusting = _source(server.url, "AKIDTEST", "secret", "media")
-        with pytest.raises(SourceAuthError, match="AccessDenied"):
+        with pytest.raises(MediaAuthError, match="AccessDenied"):
             trusting.download_to(trusting.locate("usw1", "k.bin"), str(tmp_path / "f"))
         assert any(r.startswith(b"GET /media/k.bin ") for r in server.requests)
     finally:

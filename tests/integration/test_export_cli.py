@@ -17,9 +17,9 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from cxbackup.backup.retry import RetryPolicy
 from cxbackup.certs import cms
 from cxbackup.cli import main
+from cxbackup.core.retry import RetryPolicy
 from cxbackup.export import ApiSource, ArtifactInfo, DirectoryStore, ExportRequest, run_export
 from cxbackup.export.names import artifact_name, format_iso
 from cxbackup_dev.emulator import DatasetSpec, Emulator, EndpointFaults, FaultConfig

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.x509.oid import NameOID
 
-from cxbackup.backup.redact import Redactor
 from cxbackup.certs import cms
+from cxbackup.core.redact import Redactor
 from cxbackup.export.errors import SourceAuthError, SourceUnavailableError, StoreError
 from cxbackup.export.names import parse_artifact_name
 from cxbackup.export.request import ExportRequest, TimeRange
@@ -301,3 +301,13 @@ def test_result_json_shortens_notes_and_errors_last() -> None:
     assert doc["notesOmitted"] > 0 and all(len(n) <= 200 for n in doc["notes"])
     assert doc["state"] == "Failed" and doc["reason"] == "SourceUnavailableError" and doc["retryable"] is True
     assert len(doc["users"]) == 10
+
+
+def test_a_failed_result_drops_its_artifacts_and_carries_the_exit_code() -> None:
+    artifact = ArtifactInfo(name="a.zip.p7m", size=3, sha256="0" * 64, created_at=NOW, expires_at=NOW)
+    result = ExportResult("n", "contactHistory", "20260825T001500Z", NOW, artifacts=[artifact], state="Succeeded")
+    assert result.exit_code == 0
+    result.fail("the Job failed", retryable=True, reason="JobFailed")
+    assert (result.artifacts, result.exit_code) == ([], 1)
+    result.fail_by(SourceAuthError("rejected"), "rejected")
+    assert (result.reason, result.retryable, result.exit_code) == ("SourceAuthError", False, 4)

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from cxbackup.backup.retry import RetryPolicy
+from cxbackup.core.retry import RetryPolicy
 from cxbackup.export.errors import (
     ExportConfigError,
     SourceAuthError,
@@ -136,7 +136,7 @@ def test_gives_up_after_the_retries_as_a_temporary_error() -> None:
     source, transport, sleeps = client(lambda _p, _q: HttpResponse(502, {}, b"bad gateway"))
     with pytest.raises(SourceUnavailableError, match="after 4 attempts: HTTP 502") as caught:
         list(source.contact_history(RANGE))
-    assert caught.value.temporary and len(transport.urls) == 4 and len(sleeps) == 3
+    assert caught.value.retryable and len(transport.urls) == 4 and len(sleeps) == 3
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,8 @@ from cxbackup.backup.errors import ConfigError, PropertiesSyntaxError, RcbsError
 from cxbackup.backup.layout import FolderFormat, check_relative_path, recording_folder_name, recording_paths
 from cxbackup.backup.properties import escape_key, escape_value, parse_java_properties
 from cxbackup.backup.records import Recording, parse_recordings_page
-from cxbackup.backup.window import DAY_MS, compute_window, parse_age, parse_date_bound, to_ms
+from cxbackup.backup.window import compute_window, parse_age, parse_date_bound
+from cxbackup.core.times import DAY_MS, to_ms
 
 FAST = settings(max_examples=60, deadline=None)
 NOW = st.datetimes(min_value=datetime(2001, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC))

@@ -23,7 +23,7 @@ __all__ = [
     "ExportStore",
 ]
 
-# The GDPR chat export policy (seed 002) targets one user or a small set; whole-organisation chat
+# The GDPR chat export policy targets one user or a small set; whole-organisation chat
 # exports are not supported, so the list is capped.
 MAX_GDPR_USERS = 10
 

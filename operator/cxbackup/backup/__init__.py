@@ -11,7 +11,8 @@ Modules: config (RcbsConfig, properties), properties (Java .properties syntax), 
 records (metadata pages), selection (media types, access filters), layout (paths and names),
 vendor_client (recording API), s3source (vendor S3), targets / s3target (directory, S3 bucket, locks),
 state (last recording end time), worker (the run), progress (sinks, summary), verify, audit,
-estimate, connections (clients from config), console (CLI helpers), retry, redact, errors.
+estimate, connections (clients from config), console (CLI helpers), errors. Retries, HTTP and redaction
+are cxbackup.core's.
 
 No Kubernetes here: an import-linter contract keeps kopf/kubernetes/cxbackup.controller out.
 """

@@ -9,11 +9,11 @@ from __future__ import annotations
 from cxbackup.backup.config import Credentials, RcbsConfig
 from cxbackup.backup.crtsource import CrtS3MediaSource, select_media_transfer
 from cxbackup.backup.errors import ConfigError
-from cxbackup.backup.retry import RetryPolicy
 from cxbackup.backup.s3source import S3MediaSource, S3Options, make_s3_client
 from cxbackup.backup.s3target import S3BucketTarget
 from cxbackup.backup.targets import BackupTarget, LocalDirectoryTarget
 from cxbackup.backup.vendor_client import Urllib3Transport, VendorClient, VendorSettings
+from cxbackup.core.retry import RetryPolicy
 
 __all__ = ["make_media_source", "make_vendor_client", "open_target", "source_s3_options", "target_s3_options"]
 

@@ -15,8 +15,8 @@ TLS: the system's trust store, or the CA bundle named by AWS_CA_BUNDLE (as boto3
 client has no HTTP proxy support in its Python binding: with awsProxyHost, `select_media_transfer`
 picks boto3.
 
-Failures map to the same errors as boto3's (`s3source.classify_status`): 403 -> SourceAuthError,
-404 -> MediaMissingError, other statuses and connection errors -> retryable SourceError, failures to
+Failures map to the same errors as boto3's (`s3source.classify_status`): 403 -> MediaAuthError,
+404 -> MediaMissingError, other statuses and connection errors -> retryable MediaSourceError, failures to
 write the file -> TargetError. The CRT writes an object part by part (parts of PART_BYTES); a download
 whose file has not grown for `stall_seconds` (120: a part arriving slower than about 70 KB/s) is
 cancelled and retried like a reset connection.
@@ -34,7 +34,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from cxbackup.backup.errors import ConfigError, RcbsError, SourceError, TargetError
+from cxbackup.backup.errors import ConfigError, MediaSourceError, RcbsError, TargetError
 from cxbackup.backup.s3source import Fetched, MediaRef, S3MediaSource, S3Options, classify_status, md5_from_etag
 from cxbackup.backup.vendor_client import VendorSettings
 
@@ -162,7 +162,7 @@ class CrtS3MediaSource(S3MediaSource):
             if client is None:
                 opts = self._options
                 if not (opts.access_key_id and opts.secret_access_key):
-                    raise SourceError("the CRT S3 client needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+                    raise MediaSourceError("the CRT S3 client needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
                 creds = AwsCredentialsProvider.new_static(
                     opts.access_key_id, opts.secret_access_key, opts.session_token
                 )
@@ -223,7 +223,7 @@ class CrtS3MediaSource(S3MediaSource):
                 if progress.stalled(path, self.stall_seconds):
                     meta.cancel()
                     _wait_quietly(future)
-                    raise SourceError(f"{what}: no data for {self.stall_seconds:.0f}s; cancelled") from None
+                    raise MediaSourceError(f"{what}: no data for {self.stall_seconds:.0f}s; cancelled") from None
             except AwsCrtError as exc:
                 raise _classify(exc, what, path) from exc
         h = progress.headers
@@ -273,4 +273,4 @@ def _classify(exc: BaseException, what: str, path: str) -> RcbsError:
     text = f"{name}: {getattr(exc, 'message', '')}" if name else str(exc)
     if any(name.startswith(p) for p in _FILE_ERRORS) or any(p in text for p in _FILE_ERRORS):
         return TargetError(f"writing {path} failed: {text}")
-    return SourceError(f"S3 transfer of {what} failed: {text}")
+    return MediaSourceError(f"S3 transfer of {what} failed: {text}")

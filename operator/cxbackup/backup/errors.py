@@ -1,48 +1,51 @@
 """Every exception the RCBS engine raises, and the exit code each one maps to.
 
 ```
-RcbsError                         base; .exit_code, .retryable
-├── ConfigError                   config.properties, environment or flags are wrong        exit 2
-│   ├── PropertiesSyntaxError     a malformed line (carries .line)                         exit 2
-│   └── StateFileError            last_recording_endtime*.txt cannot be read               exit 2
-├── LockHeldError                 another instance holds this target + shard (names it)   exit 3
-├── CredentialsError              credentials were rejected                                exit 4
-│   ├── VendorAuthError           GWS_USERNAME/GWS_PASSWORD rejected (HTTP 401/403)        exit 4
-│   └── SourceAuthError           the S3 keys were rejected / access denied                exit 4
-├── VendorApiError                the recording API failed (after retries, or bad data)    exit 5
-├── SourceError                   reading a media object failed                            exit 5
-│   ├── MediaMissingError         the object is not in the bucket (permanent)
-│   └── MediaIntegrityError       body shorter/longer than Content-Length, checksum differs (retryable)
-└── TargetError                   writing to the backup target failed                      exit 5
-    └── UnsafePathError           a computed path would leave the target (a bug or hostile id)
+CxbackupError (cxbackup.core.errors)
+└── RcbsError                         base of the backup engine's errors
+    ├── ConfigError                   config.properties, environment or flags are wrong        exit 2
+    │   ├── PropertiesSyntaxError     a malformed line (carries .line)                         exit 2
+    │   └── StateFileError            last_recording_endtime*.txt cannot be read               exit 2
+    ├── LockHeldError                 another instance holds this target + shard (names it)   exit 3, retryable
+    ├── CredentialsError              credentials were rejected                                exit 4
+    │   ├── VendorAuthError           GWS_USERNAME/GWS_PASSWORD rejected (HTTP 401/403)        exit 4
+    │   └── MediaAuthError            the S3 keys were rejected / access denied                exit 4
+    ├── VendorApiError                the recording API failed (after retries, or bad data)    exit 5, retryable
+    ├── MediaSourceError              reading a media object failed                            exit 5, retryable
+    │   ├── MediaMissingError         the object is not in the bucket                          exit 5
+    │   └── MediaIntegrityError       body shorter/longer than Content-Length, checksum differs exit 5, retryable
+    └── TargetError                   writing to the backup target failed                      exit 5, retryable
+        └── UnsafePathError           a computed path would leave the target (a bug or hostile id)  exit 5
 ```
 
-Per-recording failures (most SourceError / TargetError) do not abort a run: they are counted, listed
-with their reason, and make the run exit 1 without advancing the checkpoint. Errors that stop a run
-before or while listing (config, lock, credentials, the recording API giving up) are raised.
+ConfigError is also a core ConfigurationError, CredentialsError a CredentialsRejectedError, and
+VendorApiError, MediaSourceError and TargetError are UnavailableErrors (cxbackup.core.errors).
 
-`retryable` says whether trying the same operation again later may succeed (Temporary vs Permanent in the
-operator's terms). Messages never contain secrets: build them from `redact()`-ed URLs.
+Per-recording failures (most MediaSourceError / TargetError) do not abort a run: they are counted,
+listed with their reason, and make the run exit 1 without advancing the checkpoint. Errors that stop a
+run before or while listing (config, lock, credentials, the recording API giving up) are raised.
 """
 
 from __future__ import annotations
 
+from cxbackup.core.errors import (
+    EXIT_LOCKED,
+    ConfigurationError,
+    CredentialsRejectedError,
+    CxbackupError,
+    UnavailableError,
+)
+
 __all__ = [
-    "EXIT_CONFIG",
-    "EXIT_CREDENTIALS",
-    "EXIT_FAILURES",
-    "EXIT_LOCKED",
-    "EXIT_OK",
-    "EXIT_UNAVAILABLE",
     "ConfigError",
     "CredentialsError",
     "LockHeldError",
+    "MediaAuthError",
     "MediaIntegrityError",
     "MediaMissingError",
+    "MediaSourceError",
     "PropertiesSyntaxError",
     "RcbsError",
-    "SourceAuthError",
-    "SourceError",
     "StateFileError",
     "TargetError",
     "UnsafePathError",
@@ -50,25 +53,13 @@ __all__ = [
     "VendorAuthError",
 ]
 
-EXIT_OK = 0
-EXIT_FAILURES = 1
-EXIT_CONFIG = 2
-EXIT_LOCKED = 3
-EXIT_CREDENTIALS = 4
-EXIT_UNAVAILABLE = 5
+
+class RcbsError(CxbackupError):
+    """Base of every error the backup engine raises on purpose (never raised itself)."""
 
 
-class RcbsError(Exception):
-    """Base of every error the backup engine raises on purpose."""
-
-    exit_code: int = EXIT_UNAVAILABLE
-    retryable: bool = False
-
-
-class ConfigError(RcbsError):
+class ConfigError(ConfigurationError, RcbsError):
     """The configuration (config.properties, environment variables, flags) is wrong; fix it and rerun."""
-
-    exit_code = EXIT_CONFIG
 
 
 class PropertiesSyntaxError(ConfigError):
@@ -91,46 +82,38 @@ class LockHeldError(RcbsError):
     retryable = True
 
 
-class CredentialsError(RcbsError):
+class CredentialsError(CredentialsRejectedError, RcbsError):
     """Credentials were rejected; retrying with the same ones will not help."""
-
-    exit_code = EXIT_CREDENTIALS
 
 
 class VendorAuthError(CredentialsError):
     """The recording API answered 401/403 to GWS_USERNAME/GWS_PASSWORD."""
 
 
-class SourceAuthError(CredentialsError):
-    """S3 rejected AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or denied access."""
+class MediaAuthError(CredentialsError):
+    """S3 rejected AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or denied access to the media."""
 
 
-class VendorApiError(RcbsError):
+class VendorApiError(UnavailableError, RcbsError):
     """The recording API failed after retries, or answered something that is not its documented format."""
 
-    retryable = True
 
-
-class SourceError(RcbsError):
+class MediaSourceError(UnavailableError, RcbsError):
     """Reading a media object from the vendor's S3 storage failed."""
 
-    retryable = True
 
-
-class MediaMissingError(SourceError):
+class MediaMissingError(MediaSourceError):
     """The media object named by the metadata is not in the bucket."""
 
     retryable = False
 
 
-class MediaIntegrityError(SourceError):
+class MediaIntegrityError(MediaSourceError):
     """The body did not match its Content-Length or checksum (a truncated or corrupted transfer)."""
 
 
-class TargetError(RcbsError):
+class TargetError(UnavailableError, RcbsError):
     """Writing to the backup target failed."""
-
-    retryable = True
 
 
 class UnsafePathError(TargetError):

@@ -37,7 +37,7 @@ from datetime import datetime
 
 from cxbackup.backup.errors import ConfigError, UnsafePathError
 from cxbackup.backup.records import Recording
-from cxbackup.backup.window import ms_to_datetime
+from cxbackup.core.times import from_ms
 
 __all__ = [
     "DEFAULT_FOLDER_FORMAT",
@@ -202,7 +202,7 @@ def recording_paths(recording: Recording, folder_format: FolderFormat) -> Record
     if recording.start_ms is None:
         raise UnsafePathError(f"recording {recording.id!r} has no startTime; cannot place it")
     folder = recording_folder_name(recording.id)
-    time_part = folder_format.format(ms_to_datetime(recording.start_ms))
+    time_part = folder_format.format(from_ms(recording.start_ms))
     directory = f"{time_part}/{folder}" if time_part else folder
     metadata_name = f"{folder}.json"
     names = media_file_names((m.media_id for m in recording.media if m.media_id), metadata_name)

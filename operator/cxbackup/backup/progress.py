@@ -35,7 +35,9 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from cxbackup.backup.sharding import ShardAssignment
-from cxbackup.backup.window import RecordingWindow, ms_to_datetime
+from cxbackup.backup.window import RecordingWindow
+from cxbackup.core.errors import EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE
+from cxbackup.core.times import from_ms, iso
 
 __all__ = [
     "MAX_SUMMARY_BYTES",
@@ -91,7 +93,7 @@ class RunSummary:
     last_recording_end_time: int | None = None
     checkpoint_advanced: bool = False
     error: str | None = None
-    error_exit_code: int = 5
+    error_exit_code: int = EXIT_UNAVAILABLE
 
     @property
     def total(self) -> int:
@@ -106,7 +108,7 @@ class RunSummary:
         """0 when everything worked, 1 when recordings failed, the error's code when the run stopped."""
         if self.error is not None:
             return self.error_exit_code
-        return 1 if self.failed else 0
+        return EXIT_FAILED if self.failed else EXIT_OK
 
     def add(self, result: RecordingResult) -> None:
         if result.status is RecordingStatus.DOWNLOADED:
@@ -120,17 +122,14 @@ class RunSummary:
         self.files += result.files
         self.bytes += result.bytes
 
-    def seed_line(self) -> str:
-        """RCBS's closing line."""
+    def closing_line(self) -> str:
+        """The line RCBS logs when a run ends: the counts of downloaded, skipped and failed recordings."""
         return (
             f"Finished handling current batch: (number downloaded files: {self.downloaded} + number of "
             f"skipped files: {self.skipped} + number of failed download: {self.failed}) out of total: {self.total}"
         )
 
     def to_dict(self) -> dict[str, Any]:
-        def iso(when: datetime | None) -> str | None:
-            return when.astimezone(UTC).isoformat().replace("+00:00", "Z") if when else None
-
         finished = self.finished_at or datetime.now(UTC)
         return {
             "kind": "RcbsRunSummary",
@@ -140,8 +139,8 @@ class RunSummary:
             "window": {
                 "start": self.window.start_ms,
                 "end": self.window.end_ms,
-                "startTime": iso(ms_to_datetime(self.window.start_ms)),
-                "endTime": iso(ms_to_datetime(self.window.end_ms)),
+                "startTime": iso(from_ms(self.window.start_ms)),
+                "endTime": iso(from_ms(self.window.end_ms)),
             },
             "total": self.total,
             "downloaded": self.downloaded,

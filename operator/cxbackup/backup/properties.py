@@ -42,7 +42,7 @@ class PropertyLine:
     key: str
     value: str
     line: int
-    raw_value: str = ""  # the value as written, before unescaping (for seed-compatibility fix-ups)
+    raw_value: str = ""  # the value as written, before unescaping (for RCBS-compatibility fix-ups)
 
 
 def _logical_lines(text: str) -> list[tuple[int, str]]:

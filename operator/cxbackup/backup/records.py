@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from cxbackup.backup.errors import VendorApiError
-from cxbackup.backup.window import to_ms
+from cxbackup.core.times import to_ms
 
 __all__ = [
     "HIERARCHY_KEYS",
@@ -31,8 +31,8 @@ __all__ = [
 ]
 
 # Where an agent hierarchy path (e.g. /Anthony/John) may appear in a media file's `parameters` or in
-# the record itself. The seed names the agent setting "agent_hierarchy"; the camelCase spellings are
-# accepted too.
+# the record itself. The vendor's documentation names the agent setting "agent_hierarchy"; the camelCase
+# spellings are accepted too.
 HIERARCHY_KEYS = ("agentHierarchy", "agent_hierarchy", "hierarchy")
 
 _DECODER = json.JSONDecoder()

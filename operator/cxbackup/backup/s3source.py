@@ -24,7 +24,7 @@ import botocore.config
 import botocore.exceptions
 import botocore.session
 
-from cxbackup.backup.errors import MediaMissingError, RcbsError, SourceAuthError, SourceError
+from cxbackup.backup.errors import MediaAuthError, MediaMissingError, MediaSourceError, RcbsError
 from cxbackup.backup.vendor_client import StorageEntry, VendorSettings
 
 __all__ = [
@@ -155,14 +155,14 @@ def classify_status(status: int | str, code: str, message: str, what: str) -> Rc
     status = str(status or "")
     message = message or code or status
     if code in _AUTH_CODES or status == "403":
-        return SourceAuthError(f"S3 denied {what}: {code or status} {message}".strip())
+        return MediaAuthError(f"S3 denied {what}: {code or status} {message}".strip())
     if code in _MISSING_CODES or status == "404":
         return MediaMissingError(f"{what} not found in S3 ({code or status})")
     if code in _MISSING_BUCKET:
-        e = SourceError(f"{what}: bucket does not exist ({code})")
+        e = MediaSourceError(f"{what}: bucket does not exist ({code})")
         e.retryable = False
         return e
-    return SourceError(f"S3 error for {what}: {code or status} {message}".strip())
+    return MediaSourceError(f"S3 error for {what}: {code or status} {message}".strip())
 
 
 def classify_client_error(exc: Exception, what: str) -> RcbsError:
@@ -172,8 +172,8 @@ def classify_client_error(exc: Exception, what: str) -> RcbsError:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
         return classify_status(status, str(err.get("Code", "")), str(err.get("Message") or ""), what)
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
-        return SourceAuthError(f"no S3 credentials for {what}")
-    return SourceError(f"S3 transfer of {what} failed: {type(exc).__name__}: {exc}")
+        return MediaAuthError(f"no S3 credentials for {what}")
+    return MediaSourceError(f"S3 transfer of {what} failed: {type(exc).__name__}: {exc}")
 
 
 def md5_from_etag(etag: object, sse: object, sse_customer: object) -> str | None:
@@ -197,7 +197,7 @@ class _S3Stream:
         try:
             yield from self._body.iter_chunks(size)
         except (botocore.exceptions.BotoCoreError, OSError, ValueError) as exc:
-            raise SourceError(f"reading {self._what} failed: {type(exc).__name__}: {exc}") from exc
+            raise MediaSourceError(f"reading {self._what} failed: {type(exc).__name__}: {exc}") from exc
 
     def close(self) -> None:
         # closing a broken connection must not mask the real error

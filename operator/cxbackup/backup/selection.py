@@ -3,7 +3,7 @@
 mediaTypePattern
     One or more regular expressions separated by blanks; a media file is selected when its `type`
     (MIME type, e.g. `audio/mp3`) fully matches any of them (Java's `String.matches` semantics, as RCBS
-    is a Java tool). The seed prints the default as `audio\\mp3 video\\mp4`, which is garbled (in a
+    is a Java tool). RCBS's documentation prints the default as `audio\\mp3 video\\mp4`, which is garbled (in a
     properties file `\\m` reads as `m`); the default here is `audio/mp3 video/mp4`, and a pattern
     written RCBS's way (`audio\\mp3`) is read as `audio/mp3` (config.py does that before Java
     unescaping). `audio/mp3|video/mp4` (one alternation) is equivalent.

@@ -19,7 +19,7 @@ from datetime import datetime
 from cxbackup.backup.errors import StateFileError
 from cxbackup.backup.sharding import ShardAssignment
 from cxbackup.backup.targets import BackupTarget
-from cxbackup.backup.window import to_ms
+from cxbackup.core.times import to_ms
 
 __all__ = ["advance_last_end_time", "lock_name", "read_last_end_time", "state_file_name"]
 

@@ -8,7 +8,7 @@ Wire format (docs/vendor-api.md):
 
 HTTP Basic authentication on every request; urllib3 (no `requests`), optionally through an HTTP proxy
 (gwsProxyHost/gwsProxyPort). 429, 5xx, connection errors and unreadable bodies are retried with
-exponential backoff and jitter (Retry-After honoured; the loop and transport are httpget.py's);
+exponential backoff and jitter (Retry-After honoured; the loop and transport are cxbackup.core.http's);
 401/403 raise VendorAuthError "GWS_USERNAME/GWS_PASSWORD rejected by <url>" (the password never
 appears anywhere).
 
@@ -30,7 +30,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from cxbackup.backup.errors import ConfigError, VendorApiError, VendorAuthError
-from cxbackup.backup.httpget import (
+from cxbackup.backup.records import Recording, RecordingsPage, parse_recordings_page
+from cxbackup.backup.window import RecordingWindow
+from cxbackup.core.http import (
     HttpResponse,
     HttpTransport,
     RecentKeys,
@@ -41,10 +43,8 @@ from cxbackup.backup.httpget import (
     get_with_retries,
     next_offset,
 )
-from cxbackup.backup.records import Recording, RecordingsPage, parse_recordings_page
-from cxbackup.backup.redact import redact_url
-from cxbackup.backup.retry import RetryPolicy
-from cxbackup.backup.window import RecordingWindow
+from cxbackup.core.redact import redact_url
+from cxbackup.core.retry import RetryPolicy
 
 __all__ = [
     "HttpResponse",

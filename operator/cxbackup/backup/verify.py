@@ -24,9 +24,9 @@ import botocore.exceptions
 from cxbackup.backup.config import Credentials, RcbsConfig
 from cxbackup.backup.connections import make_vendor_client, source_s3_options
 from cxbackup.backup.errors import RcbsError
-from cxbackup.backup.redact import Redactor, redact_url
 from cxbackup.backup.s3source import classify_client_error, make_s3_client
 from cxbackup.backup.vendor_client import StorageEntry, VendorClient
+from cxbackup.core.redact import Redactor, redact_url
 
 __all__ = ["BucketCheck", "VerifyResult", "make_prefix_lister", "run_verify"]
 

@@ -33,28 +33,23 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import isodate
 
 from cxbackup.backup.errors import ConfigError
-from cxbackup.core.times import DAY_MS, to_ms
-from cxbackup.core.times import from_ms as ms_to_datetime
-
-if TYPE_CHECKING:
-    from cxbackup.backup.config import RcbsConfig
+from cxbackup.core.times import DAY_MS, from_ms, to_ms
 
 __all__ = [
-    "DAY_MS",
     "Age",
     "RecordingWindow",
+    "WindowSettings",
     "check_ages",
     "compute_window",
     "format_utc",
-    "ms_to_datetime",
     "parse_age",
     "parse_date_bound",
-    "to_ms",
+    "to_ms",  # cxbackup.core.times's, imported from here by the controller
 ]
 
 log = logging.getLogger(__name__)
@@ -64,7 +59,7 @@ _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 
 def format_utc(ms: int) -> str:
     """RCBS's log format for window bounds: `02/19/2018 13:30:14`."""
-    return ms_to_datetime(ms).strftime("%m/%d/%Y %H:%M:%S")
+    return from_ms(ms).strftime("%m/%d/%Y %H:%M:%S")
 
 
 @dataclass(frozen=True)
@@ -166,7 +161,32 @@ class RecordingWindow:
         return f"from {format_utc(self.start_ms)} to {format_utc(self.end_ms)} UTC"
 
 
-def compute_window(config: RcbsConfig, now: datetime, last_end_time: int | None) -> RecordingWindow:
+class WindowSettings(Protocol):
+    """The settings a window is computed from (an RcbsConfig has them all)."""
+
+    @property
+    def window_start(self) -> int | None: ...
+
+    @property
+    def window_end(self) -> int | None: ...
+
+    @property
+    def min_age(self) -> str: ...
+
+    @property
+    def max_age(self) -> str: ...
+
+    @property
+    def min_date(self) -> str | None: ...
+
+    @property
+    def max_date(self) -> str | None: ...
+
+    @property
+    def skip_last_recording_check(self) -> bool: ...
+
+
+def compute_window(config: WindowSettings, now: datetime, last_end_time: int | None) -> RecordingWindow:
     """The window of a run (see the module docstring for the rules).
 
     `last_end_time` is the stored last recording end time (epoch ms) or None when there is none.

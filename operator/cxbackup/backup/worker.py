@@ -40,17 +40,17 @@ from typing import TypeVar, cast
 
 from cxbackup.backup.config import Credentials, RcbsConfig
 from cxbackup.backup.connections import make_media_source, make_vendor_client, open_target
-from cxbackup.backup.errors import MediaIntegrityError, MediaMissingError, RcbsError, SourceError, TargetError
+from cxbackup.backup.errors import MediaIntegrityError, MediaMissingError, MediaSourceError, RcbsError, TargetError
 from cxbackup.backup.layout import FolderFormat, recording_paths
 from cxbackup.backup.progress import LogProgressSink, ProgressSink, RecordingResult, RecordingStatus, RunSummary
 from cxbackup.backup.records import MediaFile, Recording
-from cxbackup.backup.redact import Redactor
-from cxbackup.backup.retry import RetryPolicy
 from cxbackup.backup.s3source import FileMediaSource, MediaRef, MediaSource
 from cxbackup.backup.state import advance_last_end_time, lock_name, read_last_end_time, state_file_name
 from cxbackup.backup.targets import BackupTarget, LocalFileWriter, LockHolder, TargetWriter
 from cxbackup.backup.vendor_client import VendorClient
 from cxbackup.backup.window import RecordingWindow, compute_window, format_utc
+from cxbackup.core.redact import Redactor
+from cxbackup.core.retry import RetryPolicy
 
 __all__ = ["CHUNK_BYTES", "RecordingCopier", "copy_media", "run_backup"]
 
@@ -66,7 +66,7 @@ def _with_retries(
     for attempt in range(retry.retries + 1):
         try:
             return action()
-        except SourceError as exc:
+        except MediaSourceError as exc:
             if not exc.retryable or attempt >= retry.retries:
                 raise
             delay = retry.delay(attempt, rng)
@@ -351,7 +351,7 @@ def run_backup(
                 summary.last_recording_end_time = stored_after
         summary.finished_at = datetime.now(UTC)
     sink.on_finish(summary)
-    log.info("%s", summary.seed_line())
+    log.info("%s", summary.closing_line())
     if summary.failed:
         log.error("%d recordings failed:", summary.failed)
         for rec_id, reason in summary.failures:

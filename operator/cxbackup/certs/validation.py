@@ -50,6 +50,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
+from cxbackup.core.times import iso_seconds
+
 __all__ = [
     "MIN_KEY_SIZE",
     "CertificateInfo",
@@ -111,8 +113,8 @@ class CertificateInfo:
             "serialNumber": self.serial_number,
             "subjectDn": self.subject_dn,
             "issuerDn": self.issuer_dn,
-            "notBefore": _iso(self.not_before),
-            "notAfter": _iso(self.not_after),
+            "notBefore": iso_seconds(self.not_before),
+            "notAfter": iso_seconds(self.not_after),
             "keySize": self.key_size,
             "fingerprint": self.fingerprint,
             "keyDetails": self.key_details,
@@ -130,10 +132,6 @@ class CertificateInvalid(ValueError):
 
     def __str__(self) -> str:
         return self.message
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _utc_text(value: datetime) -> str:

@@ -20,10 +20,12 @@ from cxbackup.backup.audit import AuditReport, AuditStatus, KeyCheck, iter_audit
 from cxbackup.backup.config import Credentials
 from cxbackup.backup.connections import make_media_source, make_vendor_client, open_target
 from cxbackup.backup.console import load_config_file, setup_logging
-from cxbackup.backup.errors import EXIT_CONFIG, RcbsError
+from cxbackup.backup.errors import RcbsError
 from cxbackup.backup.s3source import MediaSource
-from cxbackup.backup.window import RecordingWindow, compute_window, ms_to_datetime
+from cxbackup.backup.window import RecordingWindow, compute_window
 from cxbackup.commands.download import add_common_arguments
+from cxbackup.core.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
+from cxbackup.core.times import from_ms, iso
 
 __all__ = ["register", "run"]
 
@@ -48,7 +50,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
 
 
 def _iso(ms: int | None) -> str | None:
-    return ms_to_datetime(ms).isoformat().replace("+00:00", "Z") if ms is not None else None
+    return iso(from_ms(ms)) if ms is not None else None
 
 
 def _key_check(args: argparse.Namespace) -> KeyCheck | None:
@@ -74,7 +76,7 @@ def _report_to_operator(report: AuditReport) -> None:
     report_audit(
         os.environ,
         {
-            "lastTime": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "lastTime": iso(datetime.now(UTC)),
             "checked": report.checked,
             "missing": counts.get("missing", 0) + counts.get("metadata_missing", 0),
             "mismatched": counts.get("size_mismatch", 0),
@@ -152,4 +154,4 @@ def run(args: argparse.Namespace) -> int:
     else:
         counts = ", ".join(f"{k}: {v}" for k, v in report.counts.items())
         print(f"Audit of {report.checked} recordings {window.describe()}: {counts}")
-    return 0 if report.ok else 1
+    return EXIT_OK if report.ok else EXIT_FAILED

@@ -34,6 +34,7 @@ from typing import Any
 
 from cxbackup.certs.generate import KEY_SIZES, ParameterInvalid, generate_pair, to_pkcs8
 from cxbackup.certs.validation import CertificateInfo, CertificateInvalid, Reason, inspect_certificate
+from cxbackup.core.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 
 __all__ = ["EXPIRY_WARNING", "register", "run"]
 
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         return _inspect(args)
     except _UsageError as exc:
         print(f"cxbackup cert {action}: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
 
 
 # --- generate ---------------------------------------------------------------------------------------
@@ -150,7 +151,7 @@ def _generate(args: argparse.Namespace) -> int:
         "Keep the private key safe, and keep it after the certificate expires: "
         "recordings encrypted to it cannot be played back without it."
     )
-    return 0
+    return EXIT_OK
 
 
 def _write_all(files: list[tuple[Path, bytes, int]], *, replace: bool) -> None:
@@ -292,7 +293,7 @@ def _inspect(args: argparse.Namespace) -> int:
         elif exc.info is not None:
             print(_render(exc.info))
         print(f"cxbackup cert inspect: {where}: {message} [{exc.reason}]", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     warning = _expiry_warning(info, now)
     if args.json:
         result = info.to_dict()
@@ -302,4 +303,4 @@ def _inspect(args: argparse.Namespace) -> int:
         print(_render(info))
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
-    return 0
+    return EXIT_OK

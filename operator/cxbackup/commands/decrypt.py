@@ -38,6 +38,7 @@ from pathlib import Path
 
 from cxbackup.certs.cms import CmsError, KeyFileError, load_certificates, load_private_key
 from cxbackup.certs.keyring import Keyring
+from cxbackup.core.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 
 __all__ = ["DecryptSummary", "decrypt_tree", "output_name", "register", "run"]
 
@@ -289,14 +290,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
 def run(args: argparse.Namespace) -> int:
     if args.cert and not args.key:
         print("cxbackup decrypt: --cert goes with --key", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     try:
         check_paths(Path(args.src), Path(args.out))
         keyring = load_keyring(args)
         summary = decrypt_tree(keyring, Path(args.src), Path(args.out), overwrite=args.overwrite)
     except (UsageError, KeyFileError, OSError) as exc:
         print(f"cxbackup decrypt: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     print(
         f"decrypted {len(summary.decrypted)}, copied {len(summary.copied)}, "
         f"skipped {len(summary.skipped)}, failed {len(summary.failed)}"
@@ -308,4 +309,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {warning}")
     for rel, reason in summary.failed:
         print(f"failed: {rel}: {reason}", file=sys.stderr)
-    return 0 if summary.ok else 1
+    return EXIT_OK if summary.ok else EXIT_FAILED

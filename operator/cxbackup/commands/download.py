@@ -15,11 +15,12 @@ import os
 
 from cxbackup.backup.config import Credentials, RcbsConfig
 from cxbackup.backup.console import ProgressMode, load_config_file, make_sink, setup_logging, write_summary_file
-from cxbackup.backup.errors import EXIT_CONFIG, RcbsError
+from cxbackup.backup.errors import RcbsError
 from cxbackup.backup.progress import MultiSink, ProgressSink
 from cxbackup.backup.verify import run_verify
 from cxbackup.backup.window import RecordingWindow
 from cxbackup.backup.worker import run_backup
+from cxbackup.core.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 
 __all__ = ["add_common_arguments", "register", "run"]
 
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
             config = RcbsConfig.from_values({**config.model_dump(by_alias=True), **overrides}, "command line")
         credentials = Credentials.from_env(os.environ)
         if args.verify == "s3":
-            return 0 if run_verify(config, credentials).ok else 1
+            return EXIT_OK if run_verify(config, credentials).ok else EXIT_FAILED
         summary_file = summary_file or config.summary_file
         window = None
         if (args.window_start is None) != (args.window_end is None):
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         log.error("interrupted; the last recording end time was not advanced")
-        return 130
+        return EXIT_INTERRUPTED
     if summary_file:
         write_summary_file(summary_file, summary.to_json())
     return summary.exit_code

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cxbackup.backup.estimate import estimate_disk
+from cxbackup.core.errors import EXIT_CONFIG, EXIT_OK
 
 __all__ = ["register", "run"]
 
@@ -28,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         print(f"cxbackup estimate: {exc}")
-        return 2
+        return EXIT_CONFIG
     for line in est.explain():
         print(line)
-    return 0
+    return EXIT_OK

@@ -23,7 +23,7 @@ export without records succeeds with no artifact and says why (e.g. outside chat
 
 Exit codes: 0 done (also an empty export), 1 the export failed (or a download did not verify),
 2 invalid arguments, 4 vendor credentials rejected, 5 the vendor API or the store unavailable
-(temporary: retry later).
+(retryable: retry later).
 """
 
 from __future__ import annotations
@@ -39,10 +39,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cxbackup.backup.redact import Redactor
 from cxbackup.certs.cms import CmsError, load_certificate, load_private_key
+from cxbackup.core.errors import EXIT_CONFIG, EXIT_OK
+from cxbackup.core.redact import Redactor
 from cxbackup.export.download import download_artifact
-from cxbackup.export.errors import ExportConfigError, ExportError, exit_code_for
+from cxbackup.export.errors import ExportConfigError, ExportError
 from cxbackup.export.names import format_iso
 from cxbackup.export.request import DEFAULT_PART_SIZE, EXPORT_TYPES, ExportRequest, parse_time
 from cxbackup.export.result import ExportResult
@@ -54,10 +55,6 @@ from cxbackup.export.store import ArtifactInfo, ArtifactStore, open_store
 __all__ = ["open_store_from_args", "register", "run"]
 
 log = logging.getLogger("cxbackup.export")
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 
 class _ConsoleSink:
@@ -181,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         return exc.exit_code
     except CmsError as exc:  # key or certificate files
         print(f"cxbackup export {args.export_action}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_CONFIG
     return code
 
 
@@ -216,7 +213,7 @@ def _write_result(path: str | None, text: str) -> None:
 def _failed_before_start(args: argparse.Namespace, exc: ExportError) -> int:
     if args.result_file:
         result = ExportResult(args.name, args.type, "", datetime.now(UTC).replace(microsecond=0))
-        result.fail(str(exc), retryable=exc.temporary, reason=type(exc).__name__)
+        result.fail_by(exc, str(exc))
         _write_result(args.result_file, result.to_json())
     print(f"cxbackup export run: {exc}", file=sys.stderr)
     return exc.exit_code
@@ -241,9 +238,7 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         store.close()
     _write_result(args.result_file, result.to_json())
     _print_result(result)
-    if not result.succeeded:
-        return exit_code_for(result.reason)
-    return EXIT_OK
+    return result.exit_code
 
 
 def _print_result(result: ExportResult) -> None:

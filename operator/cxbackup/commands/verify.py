@@ -14,6 +14,7 @@ from cxbackup.backup.console import load_config_file, setup_logging
 from cxbackup.backup.errors import RcbsError
 from cxbackup.backup.verify import run_verify
 from cxbackup.commands.download import add_common_arguments
+from cxbackup.core.errors import EXIT_FAILED, EXIT_OK
 
 __all__ = ["register", "run"]
 
@@ -35,4 +36,4 @@ def run(args: argparse.Namespace) -> int:
     except RcbsError as exc:
         log.error("%s", exc)
         return exc.exit_code
-    return 0 if result.ok else 1
+    return EXIT_OK if result.ok else EXIT_FAILED

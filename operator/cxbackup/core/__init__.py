@@ -1,1 +1,6 @@
-"""Helpers every part of cxbackup shares (engines, worker, controller, CLI); no Kubernetes client here."""
+"""Helpers every part of cxbackup shares (engines, worker, controller, CLI); no Kubernetes client here.
+
+Modules: errors (the error hierarchy and exit codes), times (ISO 8601 and epoch milliseconds),
+http (GET with retries for the vendor's JSON APIs), retry (backoff with jitter), redact (secrets out
+of messages).
+"""

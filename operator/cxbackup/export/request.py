@@ -2,7 +2,7 @@
 
 A request is validated when it is made, with the messages a user should see:
 
-- `gdprChat` needs 1 to 10 subject user ids (seed 002: chat exports are per-user GDPR requests; a
+- `gdprChat` needs 1 to 10 subject user ids (chat exports are per-user GDPR requests; a
   whole-organisation chat export is not supported); `contactHistory` takes no users.
 - The range is `start` (+ optional `end`, default: the run time) or `last` (an ISO 8601 duration back
   from the run time, e.g. `P1D`); `time_range(now)` turns it into a concrete `TimeRange` [start, end).
@@ -25,6 +25,7 @@ import isodate
 from cxbackup.api.common import ISO_DURATION_PATTERN
 from cxbackup.api.exportjob import MAX_GDPR_USERS, ExportJobSpec
 from cxbackup.certs.cms import Algorithm
+from cxbackup.core.times import to_ms
 from cxbackup.export.errors import ExportConfigError
 from cxbackup.export.names import format_iso, sanitize_name
 
@@ -68,11 +69,11 @@ class TimeRange:
 
     @property
     def start_ms(self) -> int:
-        return int(self.start.timestamp() * 1000)
+        return to_ms(self.start)
 
     @property
     def end_ms(self) -> int:
-        return int(self.end.timestamp() * 1000)
+        return to_ms(self.end)
 
     def describe(self) -> str:
         return f"[{format_iso(self.start)}, {format_iso(self.end)})"

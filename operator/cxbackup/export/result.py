@@ -15,10 +15,11 @@
 ```
 
 On failure `reason` is the class name of the error (errors.py: SourceAuthError, StoreError, ...) and
-`retryable` whether it is temporary. An artifact's location is the store location joined with its
-name (`ExportResult.from_json` puts it back). When everything does not fit, artifacts are left out
-from the end (`artifactsOmitted` says how many; `artifactCount`, `records` and `bytes` stay exact),
-then notes are shortened and dropped (`notesOmitted`), then the error message is shortened.
+`retryable` whether a later run may succeed; `exit_code` (not in the JSON) is the error's exit code.
+An artifact's location is the store location joined with its name (`ExportResult.from_json` puts it
+back). When everything does not fit, artifacts are left out from the end (`artifactsOmitted` says how
+many; `artifactCount`, `records` and `bytes` stay exact), then notes are shortened and dropped
+(`notesOmitted`), then the error message is shortened.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from cxbackup.api.exportjob import ArtifactRecord, ExportRunRecord
+from cxbackup.core.errors import EXIT_FAILED, EXIT_OK
+from cxbackup.export.errors import ExportError
 from cxbackup.export.names import format_iso
 from cxbackup.export.request import TimeRange
 from cxbackup.export.store import ArtifactInfo
@@ -68,6 +71,7 @@ class ExportResult:
     error: str = ""
     reason: str = ""
     retryable: bool = False
+    failure_exit_code: int = field(default=EXIT_FAILED, compare=False, repr=False)
 
     @property
     def succeeded(self) -> bool:
@@ -83,19 +87,31 @@ class ExportResult:
         return sum(a.size for a in self.artifacts)
 
     @property
+    def exit_code(self) -> int:
+        """What `cxbackup export run` exits with: 0 when it succeeded, else the error's exit code."""
+        return EXIT_OK if self.succeeded else self.failure_exit_code
+
+    @property
     def explanation(self) -> str:
         """One line for people: the error, or why the export is empty, or ''."""
         if self.state == "Failed":
             return self.error
         return "; ".join(self.notes) if self.empty else ""
 
-    def fail(self, error: str, *, retryable: bool, reason: str) -> None:
-        """Mark the run Failed: the (redacted) message, whether a retry may help, the error class name."""
+    def fail(self, error: str, *, retryable: bool, reason: str, exit_code: int = EXIT_FAILED) -> None:
+        """Mark the run Failed: the (redacted) message, whether a retry may help, the error class name
+        and its exit code."""
         self.state = "Failed"
         self.error = error
         self.reason = reason
         self.retryable = retryable
+        self.failure_exit_code = exit_code
         self.artifacts = []
+
+    def fail_by(self, error: ExportError, message: str) -> None:
+        """Mark the run Failed by `error`, with `message` (its text, redacted) and the error's class name,
+        retryable and exit code."""
+        self.fail(message, retryable=error.retryable, reason=type(error).__name__, exit_code=error.exit_code)
 
     # ------------------------------------------------------------------------------ status mapping
 

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from cryptography import x509
 
-from cxbackup.backup.redact import Redactor
+from cxbackup.core.redact import Redactor
 from cxbackup.export.errors import ExportError, StoreError
 from cxbackup.export.names import artifact_name, format_iso, run_id_for
 from cxbackup.export.packaging import (
@@ -185,7 +185,7 @@ def run_export(
         published = True
         result.state = "Succeeded"
     except ExportError as exc:
-        result.fail(redactor.clean(str(exc)), retryable=exc.temporary, reason=type(exc).__name__)
+        result.fail_by(exc, redactor.clean(str(exc)))
     except Exception as exc:
         log.exception("export %s failed unexpectedly", request.name)
         message = redactor.clean(f"unexpected error: {type(exc).__name__}: {exc}")

@@ -18,7 +18,7 @@ Pages are fetched one at a time (`RecordSource` yields `SourcePage`s), so an exp
 memory. Consecutive pages overlap by a few items and repeats (same id) are dropped, so an item removed
 by retention, or added, between two requests does not shift the offsets past an item never seen.
 
-The HTTP transport (urllib3 by default) and the retry loop are backup/httpget.py's, shared with the
+The HTTP transport (urllib3 by default) and the retry loop are cxbackup.core.http's, shared with the
 recording client; tests hand in a fake transport.
 """
 
@@ -36,7 +36,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from cxbackup.api import workerenv
-from cxbackup.backup.httpget import (
+from cxbackup.core.http import (
     HttpResponse,
     HttpTransport,
     RecentKeys,
@@ -47,8 +47,8 @@ from cxbackup.backup.httpget import (
     get_with_retries,
     next_offset,
 )
-from cxbackup.backup.redact import redact_url
-from cxbackup.backup.retry import RetryPolicy
+from cxbackup.core.redact import redact_url
+from cxbackup.core.retry import RetryPolicy
 from cxbackup.export.errors import (
     ExportConfigError,
     SourceAuthError,

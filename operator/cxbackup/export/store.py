@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cxbackup.api.exportjob import ArtifactRecord
-from cxbackup.backup.redact import Redactor
+from cxbackup.core.redact import Redactor
 from cxbackup.export.errors import ArtifactExistsError, ArtifactNotFoundError, ExportConfigError, StoreError
 from cxbackup.export.names import format_iso, parse_artifact_name, parse_stamp
 

@@ -20,6 +20,7 @@ from cxbackup.api import workerenv
 from cxbackup.api.common import GROUP, VERSION
 from cxbackup.api.workerenv import StatusResource
 from cxbackup.backup.progress import RecordingResult, RecordingStatus, RunSummary
+from cxbackup.core.times import iso
 
 __all__ = ["ShardStatusReporter", "reporter_from_env"]
 
@@ -67,7 +68,7 @@ class ShardStatusReporter:
         self.write_failures = 0
 
     def _entry(self) -> dict[str, Any]:
-        now = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+        now = iso(dt.datetime.now(dt.UTC))
         total = max(
             self._counts["total"], self._counts["downloaded"] + self._counts["skipped"] + self._counts["failed"]
         )

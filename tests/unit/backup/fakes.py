@@ -18,11 +18,11 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from cxbackup.backup.errors import MediaMissingError, SourceError
+from cxbackup.backup.errors import MediaMissingError, MediaSourceError
 from cxbackup.backup.records import parse_metadata_time
 from cxbackup.backup.s3source import Fetched, MediaRef
 from cxbackup.backup.vendor_client import HttpResponse, StorageEntry, TransportError, VendorClient, VendorSettings
-from cxbackup.backup.window import to_ms
+from cxbackup.core.times import to_ms
 
 PREFIX = "https://gws.example.com/api/v2"
 USER = "rcbs@customer_tenant.com"
@@ -183,7 +183,7 @@ class _Stream:
         for i in range(0, end, size):
             yield self.data[i : min(i + size, end)]
         if self.chunk_error:
-            raise SourceError("reading failed: ResponseStreamingError: connection reset")
+            raise MediaSourceError("reading failed: ResponseStreamingError: connection reset")
 
     def close(self) -> None:
         self.closed = True
@@ -230,7 +230,7 @@ class FakeMediaSource:
             self.in_flight -= 1
         md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
         if fault == "slowdown":
-            raise SourceError("S3 error: SlowDown Please reduce your request rate.")
+            raise MediaSourceError("S3 error: SlowDown Please reduce your request rate.")
         if fault == "truncate":
             return _Stream(data, len(data), md5, cut_at=len(data) // 2)
         if fault == "reset":

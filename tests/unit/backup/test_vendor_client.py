@@ -7,9 +7,9 @@ import base64
 import pytest
 
 from cxbackup.backup.errors import VendorApiError, VendorAuthError
-from cxbackup.backup.redact import Redactor, redact_url
-from cxbackup.backup.retry import RetryPolicy
 from cxbackup.backup.window import RecordingWindow
+from cxbackup.core.redact import Redactor, redact_url
+from cxbackup.core.retry import RetryPolicy
 
 from .fakes import DAY, HOUR, NOW_MS, PASSWORD, PREFIX, USER, FakeVendor, make_record
 

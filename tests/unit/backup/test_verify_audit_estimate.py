@@ -10,7 +10,7 @@ import pytest
 
 from cxbackup.backup.audit import AuditReport, AuditStatus, iter_audit
 from cxbackup.backup.config import Credentials, RcbsConfig
-from cxbackup.backup.errors import SourceAuthError
+from cxbackup.backup.errors import MediaAuthError
 from cxbackup.backup.estimate import estimate_disk
 from cxbackup.backup.progress import LogProgressSink, RecordingResult, RecordingStatus
 from cxbackup.backup.targets import LocalDirectoryTarget
@@ -36,7 +36,7 @@ def test_verify_prints_the_seed_lines(caplog: pytest.LogCaptureFixture) -> None:
     def lister(entry: StorageEntry) -> None:
         checked.append(entry.bucket)
         if entry.bucket.endswith("east-1"):
-            raise SourceAuthError("S3 denied s3://stage-recordings-us-east-1/PoD_tenant_2034/: AccessDenied")
+            raise MediaAuthError("S3 denied s3://stage-recordings-us-east-1/PoD_tenant_2034/: AccessDenied")
 
     with caplog.at_level(logging.INFO, logger="cxbackup"):
         result = run_verify(cfg(), CREDS, vendor=vendor.client(), lister=lister)

@@ -315,7 +315,7 @@ def test_summary_json_fits_a_termination_message() -> None:
     assert data["failed"] == 500 and data["downloaded"] == 1 and data["total"] == 501
     assert data["failuresTruncated"] is True and 0 < len(data["failures"]) < 500
     assert data["shard"] == {"index": 1, "total": 4}
-    assert s.seed_line() == (
+    assert s.closing_line() == (
         "Finished handling current batch: (number downloaded files: 1 + number of skipped files: 0 + "
         "number of failed download: 500) out of total: 501"
     )

@@ -25,8 +25,8 @@ from typing import Protocol, TypeVar
 
 import urllib3
 
-from cxbackup.backup.redact import redact_url
-from cxbackup.backup.retry import RetryPolicy
+from cxbackup.core.redact import redact_url
+from cxbackup.core.retry import RetryPolicy
 
 __all__ = [
     "PAGE_OVERLAP",

@@ -1,4 +1,4 @@
-"""The shared GET-with-retries loop and paging helpers (httpget.py); the clients' own tests cover them
+"""The shared GET-with-retries loop and paging helpers (cxbackup.core.http); the clients' own tests cover them
 through VendorClient and the export's ApiSource."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from cxbackup.backup.httpget import (
+from cxbackup.core.http import (
     HttpResponse,
     RecentKeys,
     RetriesExhausted,
@@ -18,7 +18,7 @@ from cxbackup.backup.httpget import (
     next_offset,
     retry_after,
 )
-from cxbackup.backup.retry import RetryPolicy
+from cxbackup.core.retry import RetryPolicy
 
 
 class Script:
