@@ -10,42 +10,17 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import Literal
 
 from cxbackup.backup.config import RcbsConfig, load_properties
 from cxbackup.backup.errors import ConfigError
 from cxbackup.backup.progress import LogProgressSink, ProgressSink, RichProgressSink
 
-__all__ = ["ProgressMode", "load_config_file", "make_sink", "setup_logging", "write_summary_file"]
+__all__ = ["ProgressMode", "load_config_file", "make_sink", "write_summary_file"]
 
 ProgressMode = Literal["auto", "bar", "log", "none"]
 
 log = logging.getLogger("cxbackup.backup")
-
-
-class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever sys.stderr is at the time of the record."""
-
-    @property
-    def stream(self) -> TextIO:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value: TextIO) -> None:
-        pass
-
-
-def setup_logging(verbose: bool = False) -> None:
-    """Configure the `cxbackup` logger once (idempotent)."""
-    root = logging.getLogger("cxbackup")
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    if not any(isinstance(h, _CurrentStderrHandler) for h in root.handlers):
-        handler = _CurrentStderrHandler()
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(module)s - %(message)s", "%Y-%m-%d %H:%M:%S")
-        )
-        root.addHandler(handler)
-        root.propagate = False
 
 
 def make_sink(mode: ProgressMode) -> ProgressSink | None:

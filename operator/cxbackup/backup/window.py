@@ -49,7 +49,6 @@ __all__ = [
     "format_utc",
     "parse_age",
     "parse_date_bound",
-    "to_ms",  # cxbackup.core.times's, imported from here by the controller
 ]
 
 log = logging.getLogger(__name__)

@@ -19,12 +19,13 @@ from pathlib import Path
 from cxbackup.backup.audit import AuditReport, AuditStatus, KeyCheck, iter_audit
 from cxbackup.backup.config import Credentials
 from cxbackup.backup.connections import make_media_source, make_vendor_client, open_target
-from cxbackup.backup.console import load_config_file, setup_logging
+from cxbackup.backup.console import load_config_file
 from cxbackup.backup.errors import RcbsError
 from cxbackup.backup.s3source import MediaSource
 from cxbackup.backup.window import RecordingWindow, compute_window
 from cxbackup.commands.download import add_common_arguments
 from cxbackup.core.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
+from cxbackup.core.logs import setup_logging
 from cxbackup.core.times import from_ms, iso
 
 __all__ = ["register", "run"]

@@ -14,13 +14,14 @@ import logging
 import os
 
 from cxbackup.backup.config import Credentials, RcbsConfig
-from cxbackup.backup.console import ProgressMode, load_config_file, make_sink, setup_logging, write_summary_file
+from cxbackup.backup.console import ProgressMode, load_config_file, make_sink, write_summary_file
 from cxbackup.backup.errors import RcbsError
 from cxbackup.backup.progress import MultiSink, ProgressSink
 from cxbackup.backup.verify import run_verify
 from cxbackup.backup.window import RecordingWindow
 from cxbackup.backup.worker import run_backup
 from cxbackup.core.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from cxbackup.core.logs import setup_logging
 
 __all__ = ["add_common_arguments", "register", "run"]
 

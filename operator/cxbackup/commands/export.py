@@ -41,6 +41,7 @@ from typing import Any
 
 from cxbackup.certs.cms import CmsError, load_certificate, load_private_key
 from cxbackup.core.errors import EXIT_CONFIG, EXIT_OK
+from cxbackup.core.logs import setup_logging
 from cxbackup.core.redact import Redactor
 from cxbackup.export.download import download_artifact
 from cxbackup.export.errors import ExportConfigError, ExportError
@@ -75,26 +76,6 @@ class _ConsoleSink:
 
     def note(self, text: str) -> None:
         log.warning("%s", text)
-
-
-class _StderrHandler(logging.Handler):
-    """Writes to whatever sys.stderr is when a record comes (it may be replaced, e.g. by pytest)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            sys.stderr.write(self.format(record) + "\n")
-        except Exception:
-            self.handleError(record)
-
-
-def _setup_logging(verbose: bool) -> None:
-    logger = logging.getLogger("cxbackup.export")  # the engine's loggers are all below this one
-    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
-    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s - %(message)s", "%H:%M:%S"))
-        logger.addHandler(handler)
-        logger.propagate = False
 
 
 def _add_store_arguments(p: argparse.ArgumentParser) -> None:
@@ -170,7 +151,13 @@ def open_store_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Ar
 
 
 def run(args: argparse.Namespace) -> int:
-    _setup_logging(args.verbose)
+    # the engine's loggers are all below cxbackup.export
+    setup_logging(
+        args.verbose,
+        logger="cxbackup.export",
+        fmt="%(asctime)s %(levelname)s %(name)s - %(message)s",
+        datefmt="%H:%M:%S",
+    )
     try:
         code: int = args.export_run(args, os.environ)
     except ExportError as exc:

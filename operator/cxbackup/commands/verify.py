@@ -10,11 +10,12 @@ import logging
 import os
 
 from cxbackup.backup.config import Credentials
-from cxbackup.backup.console import load_config_file, setup_logging
+from cxbackup.backup.console import load_config_file
 from cxbackup.backup.errors import RcbsError
 from cxbackup.backup.verify import run_verify
 from cxbackup.commands.download import add_common_arguments
 from cxbackup.core.errors import EXIT_FAILED, EXIT_OK
+from cxbackup.core.logs import setup_logging
 
 __all__ = ["register", "run"]
 

@@ -20,7 +20,7 @@ from cxbackup.api.common import BACKUPS
 from cxbackup.api.recordingbackup import CurrentRun, RecordingBackup
 from cxbackup.api.status import ConditionType, Phase, Reason
 from cxbackup.backup.errors import ConfigError
-from cxbackup.backup.window import RecordingWindow, compute_window, to_ms
+from cxbackup.backup.window import RecordingWindow, compute_window
 from cxbackup.controller.backup.decisions import (
     TRIGGER_ANNOTATION,
     JobView,
@@ -48,7 +48,7 @@ from cxbackup.controller.references import Blocked, SecretNeed, gather_secrets, 
 from cxbackup.controller.registration import Interrupted, register_reconciler, validated
 from cxbackup.controller.schedule import ScheduleError, expected_interval, next_after, validate_schedule
 from cxbackup.controller.settings import OperatorSettings
-from cxbackup.core.times import from_ms, iso, parse_time
+from cxbackup.core.times import from_ms, iso, parse_time, to_ms
 
 __all__ = ["reconcile_backup", "register"]
 
