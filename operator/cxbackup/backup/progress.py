@@ -62,6 +62,22 @@ class RecordingStatus(StrEnum):
     FAILED = "failed"
 
 
+class _Counts(Protocol):
+    downloaded: int
+    skipped: int
+    failed: int
+
+
+def _tally(counts: _Counts, result: RecordingResult) -> None:
+    """Count one recording's outcome as downloaded, skipped or failed."""
+    if result.status is RecordingStatus.DOWNLOADED:
+        counts.downloaded += 1
+    elif result.status is RecordingStatus.SKIPPED:
+        counts.skipped += 1
+    else:
+        counts.failed += 1
+
+
 @dataclass(frozen=True)
 class RecordingResult:
     """What happened to one recording."""
@@ -111,12 +127,8 @@ class RunSummary:
         return EXIT_FAILED if self.failed else EXIT_OK
 
     def add(self, result: RecordingResult) -> None:
-        if result.status is RecordingStatus.DOWNLOADED:
-            self.downloaded += 1
-        elif result.status is RecordingStatus.SKIPPED:
-            self.skipped += 1
-        else:
-            self.failed += 1
+        _tally(self, result)
+        if result.status is RecordingStatus.FAILED:
             if len(self.failures) < _FAILURES_KEPT:
                 self.failures.append((result.recording_id, result.reason or "unknown error"))
         self.files += result.files
@@ -219,12 +231,7 @@ class _Rates:
     def add(self, result: RecordingResult) -> None:
         self.done += 1
         self.bytes += result.bytes
-        if result.status is RecordingStatus.DOWNLOADED:
-            self.downloaded += 1
-        elif result.status is RecordingStatus.SKIPPED:
-            self.skipped += 1
-        else:
-            self.failed += 1
+        _tally(self, result)
 
     def line(self) -> str:
         elapsed = max(self.clock() - self.started, 1e-6)
