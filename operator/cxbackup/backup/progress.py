@@ -128,9 +128,8 @@ class RunSummary:
 
     def add(self, result: RecordingResult) -> None:
         _tally(self, result)
-        if result.status is RecordingStatus.FAILED:
-            if len(self.failures) < _FAILURES_KEPT:
-                self.failures.append((result.recording_id, result.reason or "unknown error"))
+        if result.status is RecordingStatus.FAILED and len(self.failures) < _FAILURES_KEPT:
+            self.failures.append((result.recording_id, result.reason or "unknown error"))
         self.files += result.files
         self.bytes += result.bytes
 
