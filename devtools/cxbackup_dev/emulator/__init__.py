@@ -1,7 +1,7 @@
 """A local stand-in for the vendor cloud: recording API, S3 with CMS-encrypted media, fault injection.
 
 It follows docs/vendor-api.md and the vendor's metadata format; it is a test double for the tests and
-the demo, not the vendor's service. Start one with `Emulator` (in-process) or `cxbackup emulator`.
+the demo, not the vendor's service. Start one with `Emulator` (in-process) or `cxbackup-dev emulator`.
 
 Modules: `dataset` (reproducible, lazy recordings), `contacts` and `chat` (contact history and
 per-user chat messages with retention, for exports), `faults` (per-endpoint fault injection), `api`
