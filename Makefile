@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml devtools/pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help venv controlplane helm promtool nodepackages lint test test-unit demo crds dashboards bench reliability lock image clean
+.PHONY: help venv controlplane helm promtool prometheus nodepackages lint test test-unit demo crds dashboards bench reliability lock image clean
 
 help:
 	@echo "make test        set up everything, lint, and run every test (unit, integration, e2e)"
@@ -43,6 +43,11 @@ helm:
 promtool:
 	@./hack/build-promtool.sh >/dev/null
 
+# Builds the Prometheus server once (cached in ~/.cache/cxbackup/tools/prometheus-<version>); the Prometheus
+# harness (devtools/cxbackup_dev/localcluster/prometheus.py) runs it against the operator's metrics.
+prometheus:
+	@./hack/build-prometheus.sh >/dev/null
+
 crds: venv
 	$(BIN)/cxbackup-dev crds
 
@@ -61,7 +66,7 @@ lint: venv
 test-unit: venv
 	$(BIN)/pytest tests/unit
 
-test: venv controlplane helm promtool nodepackages lint
+test: venv controlplane helm promtool prometheus nodepackages lint
 	$(BIN)/pytest -m "not reliability_full"
 
 demo: venv controlplane helm nodepackages
@@ -74,7 +79,7 @@ bench: venv controlplane
 	$(BIN)/python bench/run.py all
 
 # Every fault, bad-input, secret and load scenario; prints the table (and writes it as markdown).
-reliability: venv controlplane helm nodepackages
+reliability: venv controlplane helm prometheus nodepackages
 	RELIABILITY_TABLE=$(or $(RELIABILITY_TABLE),reliability-table.md) $(BIN)/pytest tests/reliability tests/unit/test_properties_hypothesis.py
 
 # The image's runtime dependencies ([project] dependencies only), pinned with hashes for Python 3.11 on x86_64 Linux

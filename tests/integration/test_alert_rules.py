@@ -1,6 +1,7 @@
 """The chart's Prometheus alerts, unit-tested with `promtool test rules` against the rendered PrometheusRule.
 
-helm renders templates/prometheusrule.yaml (files/alerts.yaml with the default `alerts` values); its
+helm renders templates/prometheusrule.yaml (files/alerts.yaml with the default `alerts` values;
+cxbackup_dev.localcluster.prometheus.chart_rule_groups, which the Prometheus harness uses too); its
 `spec` is written as a rules file next to copies of the promtool test files in data/alert-tests/,
 which feed input series and expect exact alert labels and annotations at given times. promtool is
 built from the Go module proxy by hack/build-promtool.sh (cached). Every alert of the chart must have
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from cxbackup_dev.localcluster.prometheus import chart_rule_groups
 from tests.integration.helm_fixtures import Helm
 
 pytestmark = pytest.mark.integration
@@ -40,21 +42,8 @@ def promtool() -> str:
 
 @pytest.fixture(scope="module")
 def rules(helm: Helm) -> dict[str, Any]:
-    """The `spec` (groups) of the chart's PrometheusRule, rendered with the default values."""
-    out = helm.run(
-        "template",
-        "rel",
-        str(CHART),
-        "--set",
-        "metrics.prometheusRule.enabled=true",
-        "--show-only",
-        "templates/prometheusrule.yaml",
-    ).stdout
-    docs = [doc for doc in yaml.safe_load_all(out) if doc]
-    assert [doc["kind"] for doc in docs] == ["PrometheusRule"], out
-    spec: dict[str, Any] = docs[0]["spec"]
-    assert set(spec) == {"groups"}, f"the PrometheusRule's spec is not a rules file: {sorted(spec)}"
-    return spec
+    """The chart's PrometheusRule rendered with the default values, as a rules file (`groups`)."""
+    return {"groups": chart_rule_groups(helm.run, CHART)}
 
 
 @pytest.fixture(scope="module")

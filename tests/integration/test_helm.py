@@ -270,6 +270,8 @@ def test_render_custom_values(helm: Helm) -> None:
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     assert monitor["spec"]["endpoints"][0]["interval"] == "15s"
+    # the objects' namespace label wins over the target's (tests/integration/test_prometheus_harness.py)
+    assert monitor["spec"]["endpoints"][0]["honorLabels"] is True
     service = one(docs, "Service", "rel-cxbackup")
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     rule = one(docs, "PrometheusRule", "rel-cxbackup", "backup-system")
