@@ -53,6 +53,9 @@ __all__ = [
     "CertificateState",
     "ExportState",
     "ObjectStates",
+    "initialize_backup",
+    "initialize_certificate",
+    "initialize_export",
     "record_artifacts_expired",
     "record_backup_run",
     "record_certificate_rotation",
@@ -156,6 +159,35 @@ def record_backup_run(
     for outcome, count in (("downloaded", downloaded), ("skipped", skipped), ("failed", failed)):
         BACKUP_RECORDINGS.labels(namespace, name, outcome).inc(count)
     BACKUP_BYTES.labels(namespace, name).inc(nbytes)
+
+
+_RESULTS = ("succeeded", "failed")
+
+
+def initialize_backup(namespace: str, name: str) -> None:
+    """Every counter series of a RecordingBackup at 0, before its first run ends: dashboards show 0 instead
+    of no data, and increase() sees the first failure as an increase (idempotent; called every reconcile)."""
+    for result in _RESULTS:
+        BACKUP_RUNS.labels(namespace, name, result)
+    for outcome in ("downloaded", "skipped", "failed"):
+        BACKUP_RECORDINGS.labels(namespace, name, outcome)
+    BACKUP_RUNS_SKIPPED.labels(namespace, name)
+    BACKUP_BYTES.labels(namespace, name)
+    BACKUP_DURATION.labels(namespace, name)
+
+
+def initialize_certificate(namespace: str, name: str) -> None:
+    """The rotation counters of a RecordingCertificate at 0 (see initialize_backup)."""
+    for result in _RESULTS:
+        CERT_ROTATIONS.labels(namespace, name, result)
+
+
+def initialize_export(namespace: str, name: str) -> None:
+    """The counters of an ExportJob at 0 (see initialize_backup)."""
+    for result in _RESULTS:
+        EXPORT_RUNS.labels(namespace, name, result)
+    EXPORT_DURATION.labels(namespace, name)
+    EXPORT_EXPIRED.labels(namespace, name)
 
 
 def record_backup_skipped(namespace: str, name: str) -> None:

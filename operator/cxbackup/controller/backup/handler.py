@@ -159,6 +159,7 @@ def _reconcile(
     conditions: list[dict[str, Any]] | None = status_dump.get("conditions")
     with states.lock:
         state = states.backups.setdefault((ns, name), metrics.BackupState())
+    metrics.initialize_backup(ns, name)
 
     views = [job_view(j) for j in cluster.list_jobs(ns, f"{LABEL_BACKUP}={name}")]
     views.sort(key=lambda v: v.run_start)

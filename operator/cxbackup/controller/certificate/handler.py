@@ -282,6 +282,7 @@ def reconcile_certificate(
         _emit_all(emit, condition_events(old_conditions, conditions, automatic_rotation=False))
         return status_changes(old_status, {"conditions": conditions})
     ns, name = _ident(cert)
+    metrics.initialize_certificate(ns, name)
     desired: dict[str, Any] = {"usages": list(cert.spec.usages), "observedGeneration": cert.metadata.get("generation")}
     _emit_all(emit, usage_events(old_status.get("usages"), cert.spec.usages))
     desired["deployedCount"] = count_references(

@@ -278,6 +278,7 @@ def reconcile_export(
         return {"phase": Phase.INVALID}
     changes: dict[str, Any] = {}
     r = _Reconcile(export, changes, cluster, emit, settings, now)
+    metrics.initialize_export(r.ns, r.name)
     try:
         views = [export_job_view(j) for j in cluster.list_jobs(r.ns, f"{LABEL_EXPORT}={r.name}")]
         views.sort(key=lambda v: v.run_start)
