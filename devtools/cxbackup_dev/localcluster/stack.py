@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cxbackup.api.common import CREDENTIALS_LABEL
 from cxbackup_dev.localcluster.controlplane import REPO_ROOT, ControlPlane, ControlPlaneError, free_port
 from cxbackup_dev.localcluster.images import build_image
 from cxbackup_dev.localcluster.node import HOST_NETWORK_LABEL, Node, check_host
@@ -68,10 +69,11 @@ def worker_rbac(namespace: str, service_account: str = "cxbackup-worker") -> lis
 
 
 def _secret(namespace: str, name: str, data: dict[str, str]) -> dict[str, Any]:
+    """A Secret opted in as credentials for cxbackup."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace},
+        "metadata": {"name": name, "namespace": namespace, "labels": {CREDENTIALS_LABEL: "true"}},
         "type": "Opaque",
         "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
     }
@@ -93,6 +95,7 @@ def operator_env(kubeconfig: Path, *, reconcile_interval: float = 1.0, status_in
         "KUBECONFIG": str(kubeconfig),
         "CXBACKUP_RECONCILE_INTERVAL": str(reconcile_interval),
         "CXBACKUP_STATUS_INTERVAL": str(status_interval),
+        "CXBACKUP_ALLOW_PLAIN_HTTP": "true",  # the emulator serves plain HTTP on loopback
     }
 
 
@@ -140,6 +143,8 @@ class LocalStack:
     image_archive: Path | None = field(default=None, init=False)
     metrics_port: int = field(default=0, init=False)
     health_port: int = field(default=0, init=False)
+    values: dict[str, Any] = field(default_factory=dict, init=False)
+    """The chart values the release was installed with."""
     helm: str = field(default="", init=False)
 
     @property
@@ -197,13 +202,16 @@ class LocalStack:
                 "healthPort": self.health_port,
                 "logFormat": "plain",
             },
+            # the vendor-cloud emulator serves plain HTTP on loopback
+            "security": {"allowPlainHttp": True},
         }
 
     def install_chart(self) -> None:
         self.cp.kubectl("create", "namespace", self.operator_namespace)
         self.cp.kubectl("label", "namespace", self.operator_namespace, f"{HOST_NETWORK_LABEL}=host-network")
+        self.values = self.chart_values()
         values = self.workdir / "values.yaml"
-        values.write_text(json.dumps(self.chart_values(), indent=1))
+        values.write_text(json.dumps(self.values, indent=1))
         self.helm_run(
             "install", self.release, str(CHART), "--namespace", self.operator_namespace,
             "-f", str(values), "--wait", "--timeout", "5m",

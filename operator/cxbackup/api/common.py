@@ -17,6 +17,7 @@ __all__ = [
     "API_VERSION",
     "BACKUPS",
     "CERTIFICATES",
+    "CREDENTIALS_LABEL",
     "EXPORTS",
     "GROUP",
     "GROUP",
@@ -87,16 +88,28 @@ class ProxySettings(CamelModel):
     port: int = Field(ge=1, le=65535, description="Proxy port.")
 
 
-class S3CredentialsRef(CamelModel):
-    """A Secret holding S3 credentials as AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY."""
+CREDENTIALS_LABEL = "cxbackup.io/credentials"
+"""The label (value "true") that opts a Secret in as credentials a cxbackup resource may name."""
 
-    name: str = Field(min_length=1, max_length=253, description="Name of the Secret (same namespace).")
-    access_key_id_key: str = Field(
-        default="AWS_ACCESS_KEY_ID", description="Key in the Secret holding the access key id."
+
+class S3CredentialsRef(CamelModel):
+    """A Secret holding S3 credentials under the fixed keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,
+    labelled cxbackup.io/credentials=true."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        description="Name of the Secret (same namespace), labelled cxbackup.io/credentials=true, with the keys "
+        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.",
     )
-    secret_access_key_key: str = Field(
-        default="AWS_SECRET_ACCESS_KEY", description="Key in the Secret holding the secret access key."
-    )
+
+    @property
+    def access_key_id_key(self) -> str:
+        return "AWS_ACCESS_KEY_ID"
+
+    @property
+    def secret_access_key_key(self) -> str:
+        return "AWS_SECRET_ACCESS_KEY"
 
 
 class PodSettings(CamelModel):

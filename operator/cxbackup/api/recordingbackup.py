@@ -51,11 +51,23 @@ _DATE_PATTERN = r"^([0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{13})$"
 
 
 class GwsCredentialsRef(CamelModel):
-    """A Secret holding the vendor (GWS) user name and password."""
+    """A Secret holding the vendor (GWS) user name and password under the fixed keys GWS_USERNAME and
+    GWS_PASSWORD, labelled cxbackup.io/credentials=true."""
 
-    name: str = Field(min_length=1, max_length=253, description="Name of the Secret (same namespace).")
-    username_key: str = Field(default="GWS_USERNAME", description="Key holding the user name.")
-    password_key: str = Field(default="GWS_PASSWORD", description="Key holding the password.")
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        description="Name of the Secret (same namespace), labelled cxbackup.io/credentials=true, with the keys "
+        "GWS_USERNAME and GWS_PASSWORD.",
+    )
+
+    @property
+    def username_key(self) -> str:
+        return "GWS_USERNAME"
+
+    @property
+    def password_key(self) -> str:
+        return "GWS_PASSWORD"
 
 
 class BackupSource(CamelModel):

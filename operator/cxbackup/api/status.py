@@ -67,6 +67,12 @@ class Reason(StrEnum):
     # references and spec (both kinds)
     SECRET_NOT_FOUND = "SecretNotFound"  # noqa: S105 - a reason code, not a password
     SECRET_KEY_MISSING = "SecretKeyMissing"  # noqa: S105 - a reason code, not a password
+    SECRET_NOT_LABELLED = "SecretNotLabelled"  # noqa: S105 - a reason code, not a password
+    SECRET_NOT_ALLOWED = "SecretNotAllowed"  # noqa: S105 - a reason code, not a password
+    INSECURE_ENDPOINT = "InsecureEndpoint"
+    ENDPOINT_NOT_ALLOWED = "EndpointNotAllowed"
+    PLAIN_HTTP_ALLOWED = "PlainHttpAllowed"
+    CERTIFICATE_NOT_READY = "CertificateNotReady"
     PVC_NOT_FOUND = "PVCNotFound"
     CERTIFICATE_NOT_FOUND = "CertificateNotFound"
     INVALID_SPEC = "InvalidSpec"

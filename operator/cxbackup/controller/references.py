@@ -1,4 +1,9 @@
-"""What a resource refers to (Secrets and their keys, PVCs), checked the same way for every kind.
+"""What a resource refers to (Secrets, PVCs, endpoints), checked the same way for every kind.
+
+A resource may use only what its author could already use for this purpose: a credentials Secret must be
+opted in (labelled cxbackup.io/credentials=true) and must not hold keys (a TLS Secret, a keyring, a
+certificate's pair, a service-account token); vendor and S3 endpoints must be https:// unless the installer
+allowed plain HTTP, and a vendor host must be on the installer's allowlist when there is one.
 
 The handler gathers the facts through the `Cluster` (`gather_secrets`, `Cluster.pvc_exists`), then the
 pure functions here decide and return a `Blocked` naming the field, the object and the fix (or None).
@@ -8,15 +13,41 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
+from cxbackup.api.common import CREDENTIALS_LABEL
 from cxbackup.api.status import Phase, Reason
 from cxbackup.controller.cluster import Cluster
 
-__all__ = ["Blocked", "SecretNeed", "gather_secrets", "pvc_problem", "secret_problem"]
+__all__ = [
+    "KEY_SECRET_TYPES",
+    "Blocked",
+    "EndpointPolicy",
+    "SecretFacts",
+    "SecretNeed",
+    "endpoint_problem",
+    "gather_secrets",
+    "pvc_problem",
+    "secret_problem",
+]
+
+KEY_SECRET_TYPES = frozenset(
+    {
+        "kubernetes.io/tls",
+        "kubernetes.io/service-account-token",
+        "kubernetes.io/ssh-auth",
+        "kubernetes.io/dockerconfigjson",
+        "kubernetes.io/dockercfg",
+        "bootstrap.kubernetes.io/token",
+    }
+)
+"""Secret types that hold keys or tokens, never vendor credentials."""
+# Labels of the Secrets the certificate controller keeps keys in (a certificate's pair, its keyring).
+_KEY_LABELS = ("cxbackup.io/keyring", "cxbackup.io/certificate")
 
 
 class Blocked(Exception):
-    """A run cannot start: a referenced object is missing or the spec is unusable (`invalid`)."""
+    """A run cannot start: a referenced object is missing or not allowed, or the spec is unusable (`invalid`)."""
 
     def __init__(self, reason: str, message: str, *, invalid: bool = False) -> None:
         super().__init__(message)
@@ -38,26 +69,53 @@ class SecretNeed:
     keys: tuple[str, ...]
 
 
-def gather_secrets(cluster: Cluster, namespace: str, needs: Sequence[SecretNeed]) -> dict[str, set[str] | None]:
-    """The keys of every Secret named (None for a missing one)."""
-    return {need.name: cluster.secret_keys(namespace, need.name) for need in needs}
+@dataclass(frozen=True)
+class SecretFacts:
+    """What the checks need to know of a Secret (never its values)."""
+
+    keys: frozenset[str]
+    labels: Mapping[str, str]
+    type: str
 
 
-def secret_problem(namespace: str, needs: Sequence[SecretNeed], found: Mapping[str, set[str] | None]) -> Blocked | None:
-    """The first missing Secret or key, in the order the needs are listed."""
+def gather_secrets(cluster: Cluster, namespace: str, needs: Sequence[SecretNeed]) -> dict[str, SecretFacts | None]:
+    """The facts of every Secret named (None for a missing one)."""
+    found: dict[str, SecretFacts | None] = {}
     for need in needs:
-        have = found.get(need.name)
-        if have is None:
+        view = cluster.read_secret(namespace, need.name)
+        found[need.name] = None if view is None else SecretFacts(frozenset(view.data), dict(view.labels), view.type)
+    return found
+
+
+def secret_problem(
+    namespace: str, needs: Sequence[SecretNeed], found: Mapping[str, SecretFacts | None]
+) -> Blocked | None:
+    """The first credentials Secret that is missing, holds keys, is not opted in or lacks a key."""
+    for need in needs:
+        facts = found.get(need.name)
+        where = f"{need.field}: Secret {namespace}/{need.name}"
+        if facts is None:
             return Blocked(
                 Reason.SECRET_NOT_FOUND,
-                f"{need.field}: Secret {namespace}/{need.name} not found; create it with keys {', '.join(need.keys)}",
+                f"{where} not found; create it with keys {', '.join(need.keys)} and the label {CREDENTIALS_LABEL}=true",
             )
-        missing = [k for k in need.keys if k not in have]
-        if missing:
+        key_labels = [label for label in _KEY_LABELS if label in facts.labels]
+        if facts.type in KEY_SECRET_TYPES or key_labels:
+            what = f"type {facts.type}" if facts.type in KEY_SECRET_TYPES else f"label {key_labels[0]}"
             return Blocked(
-                Reason.SECRET_KEY_MISSING,
-                f"{need.field}: Secret {namespace}/{need.name} has no key {', '.join(missing)}",
+                Reason.SECRET_NOT_ALLOWED,
+                f"{where} holds keys ({what}) and can never be used as credentials; put the credentials in a "
+                f"Secret of their own",
             )
+        if facts.labels.get(CREDENTIALS_LABEL) != "true":
+            return Blocked(
+                Reason.SECRET_NOT_LABELLED,
+                f"{where} is not labelled {CREDENTIALS_LABEL}=true; cxbackup uses only Secrets opted in as "
+                f"credentials: kubectl label secret -n {namespace} {need.name} {CREDENTIALS_LABEL}=true",
+            )
+        missing = [k for k in need.keys if k not in facts.keys]
+        if missing:
+            return Blocked(Reason.SECRET_KEY_MISSING, f"{where} has no key {', '.join(missing)}")
     return None
 
 
@@ -65,3 +123,42 @@ def pvc_problem(field: str, namespace: str, claim: str, exists: bool) -> Blocked
     if exists:
         return None
     return Blocked(Reason.PVC_NOT_FOUND, f"{field}: PersistentVolumeClaim {namespace}/{claim} not found")
+
+
+@dataclass(frozen=True)
+class EndpointPolicy:
+    """What the installer allows (chart values security.allowPlainHttp and security.vendorHosts)."""
+
+    allow_plain_http: bool = False
+    vendor_hosts: tuple[str, ...] = ()
+    """Host names (exact, or `*.example.com` for subdomains) vendor endpoints may use; empty: any."""
+
+    def host_allowed(self, host: str) -> bool:
+        if not self.vendor_hosts:
+            return True
+        host = host.lower().rstrip(".")
+        for allowed in self.vendor_hosts:
+            allowed = allowed.lower().rstrip(".")
+            if host == allowed or (allowed.startswith("*.") and host.endswith(allowed[1:])):
+                return True
+        return False
+
+
+def endpoint_problem(field: str, url: str | None, policy: EndpointPolicy, *, vendor: bool) -> Blocked | None:
+    """Whether `url` (a vendor endpoint when `vendor`, else the user's own S3) may be used."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme == "http" and not policy.allow_plain_http:
+        return Blocked(
+            Reason.INSECURE_ENDPOINT,
+            f"{field}: {parts.scheme}://{parts.hostname} is plain HTTP, which would send credentials in clear; "
+            f"use https:// (the installer can allow plain HTTP with the chart value security.allowPlainHttp)",
+        )
+    if vendor and not policy.host_allowed(parts.hostname or ""):
+        return Blocked(
+            Reason.ENDPOINT_NOT_ALLOWED,
+            f"{field}: host {parts.hostname} is not one of the vendor hosts the installer allows "
+            f"({', '.join(policy.vendor_hosts)}; chart value security.vendorHosts)",
+        )
+    return None

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from cxbackup.api import workerenv
 from cxbackup.controller.manifests import JobSettings
+from cxbackup.controller.references import EndpointPolicy
 
 __all__ = ["OperatorSettings", "load_settings"]
 
@@ -15,6 +16,7 @@ __all__ = ["OperatorSettings", "load_settings"]
 class OperatorSettings:
     reconcile_interval: float = 10.0
     jobs: JobSettings = field(default_factory=JobSettings)
+    endpoints: EndpointPolicy = field(default_factory=EndpointPolicy)
 
 
 def load_settings(env: dict[str, str] | None = None) -> OperatorSettings:
@@ -29,5 +31,9 @@ def load_settings(env: dict[str, str] | None = None) -> OperatorSettings:
             status_report_interval_seconds=float(
                 env.get(workerenv.STATUS_INTERVAL, str(defaults.status_report_interval_seconds))
             ),
+        ),
+        endpoints=EndpointPolicy(
+            allow_plain_http=env.get("CXBACKUP_ALLOW_PLAIN_HTTP", "false").lower() == "true",
+            vendor_hosts=tuple(h.strip() for h in env.get("CXBACKUP_VENDOR_HOSTS", "").split(",") if h.strip()),
         ),
     )

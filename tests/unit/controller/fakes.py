@@ -10,6 +10,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from cxbackup.api.common import CREDENTIALS_LABEL
 from cxbackup.controller.cluster import ClusterError, SecretView
 from cxbackup.controller.jobstate import ANNOTATION_ACCOUNTED
 
@@ -55,6 +56,10 @@ class FakeCluster:
         self.secrets[(namespace, name)] = SecretView(
             namespace, name, dict(data), labels or {}, {}, self._next(), "Opaque"
         )
+
+    def put_credentials(self, name: str, data: dict[str, bytes], namespace: str = NS) -> None:
+        """A Secret opted in as credentials (labelled cxbackup.io/credentials=true)."""
+        self.put(name, data, {CREDENTIALS_LABEL: "true"}, namespace)
 
     def put_pvc(self, name: str, namespace: str = NS) -> None:
         self.pvcs.add((namespace, name))

@@ -13,9 +13,11 @@ import pytest
 
 from cxbackup import metrics
 from cxbackup.controller.backup.handler import reconcile_backup
+from cxbackup.controller.cluster import SecretView
 from cxbackup.controller.conditions import condition
 from cxbackup.controller.events import EventSpec
 from cxbackup.controller.manifests import LABEL_RUN
+from cxbackup.controller.references import EndpointPolicy
 from cxbackup.controller.registration import Interrupted
 from cxbackup.controller.schedule import RUN_NOW_ANNOTATION
 from cxbackup.controller.settings import OperatorSettings
@@ -38,8 +40,8 @@ SPEC: dict[str, Any] = {
 
 def _cluster() -> FakeCluster:
     cluster = FakeCluster()
-    cluster.put("gws", {"GWS_USERNAME": b"u", "GWS_PASSWORD": b"p"})
-    cluster.put("s3", {"AWS_ACCESS_KEY_ID": b"a", "AWS_SECRET_ACCESS_KEY": b"s"})
+    cluster.put_credentials("gws", {"GWS_USERNAME": b"u", "GWS_PASSWORD": b"p"})
+    cluster.put_credentials("s3", {"AWS_ACCESS_KEY_ID": b"a", "AWS_SECRET_ACCESS_KEY": b"s"})
     cluster.put_pvc("backup")
     return cluster
 
@@ -125,7 +127,7 @@ def test_a_new_backup_starts_one_run_with_its_configmap_and_reports_it() -> None
     [
         (lambda c: c.secrets.pop(("ns", "gws")), "SecretNotFound",
          "spec.source.gwsCredentials: Secret ns/gws not found"),
-        (lambda c: c.put("s3", {"AWS_ACCESS_KEY_ID": b"a"}), "SecretKeyMissing",
+        (lambda c: c.put_credentials("s3", {"AWS_ACCESS_KEY_ID": b"a"}), "SecretKeyMissing",
          "spec.source.s3Credentials: Secret ns/s3 has no key AWS_SECRET_ACCESS_KEY"),
         (lambda c: c.pvcs.clear(), "PVCNotFound",
          "spec.target.pvc.claimName: PersistentVolumeClaim ns/backup not found"),
@@ -298,3 +300,69 @@ def test_a_failed_api_call_keeps_what_was_decided_before_it() -> None:
     h.cluster.fail.clear()
     assert "RunStarted" in _reasons(h.tick(T0 + 7 * MINUTE))
     assert len(h.status["history"]) == 1  # not accounted twice
+
+
+# ---- nobody gets more than they had: credentials Secrets and endpoints ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("secret", "reason", "says"),
+    [
+        (lambda c: c.put("gws", {"GWS_USERNAME": b"u", "GWS_PASSWORD": b"p"}), "SecretNotLabelled",
+         "is not labelled cxbackup.io/credentials=true"),
+        (lambda c: c.secrets.__setitem__(("ns", "gws"), SecretView(
+            "ns", "gws", {"GWS_USERNAME": b"u", "GWS_PASSWORD": b"p", "tls.key": b"k"},
+            {"cxbackup.io/credentials": "true"}, {}, "1", "kubernetes.io/tls")), "SecretNotAllowed",
+         "type kubernetes.io/tls"),
+        (lambda c: c.put("gws", {"GWS_USERNAME": b"u", "GWS_PASSWORD": b"p"},
+                         {"cxbackup.io/credentials": "true", "cxbackup.io/keyring": "true"}), "SecretNotAllowed",
+         "label cxbackup.io/keyring"),
+    ],
+)  # fmt: skip
+def test_only_secrets_opted_in_as_credentials_and_holding_no_keys_are_used(secret: Any, reason: str, says: str) -> None:
+    h = Harness()
+    secret(h.cluster)
+    events = h.tick(T0)
+    assert h.cluster.jobs == {} and h.status["phase"] == "Blocked"
+    assert h.cond("Ready")["reason"] == reason
+    assert (
+        "spec.source.gwsCredentials: Secret ns/gws" in h.cond("Ready")["message"] and says in h.cond("Ready")["message"]
+    )
+    assert [(e.warning, e.reason) for e in events] == [(True, reason)]
+
+
+def _tick_with(h: Harness, policy: EndpointPolicy) -> list[EventSpec]:
+    before = len(h.events)
+    h.apply(
+        reconcile_backup(
+            h.body(), cluster=h.cluster, emit=h.events.append, now=T0, settings=OperatorSettings(endpoints=policy),
+            states=h.states,
+        )
+    )  # fmt: skip
+    return h.events[before:]
+
+
+def test_plain_http_endpoints_are_refused_unless_the_installer_allows_them_and_then_announced() -> None:
+    h = Harness()
+    h.spec["source"]["s3EndpointUrl"] = "http://s3.vendor.example:9000"
+    events = _tick_with(h, EndpointPolicy())
+    assert h.cluster.jobs == {} and h.cond("Ready")["reason"] == "InsecureEndpoint"
+    assert h.cond("Ready")["message"].startswith("spec.source.s3EndpointUrl: http://s3.vendor.example is plain HTTP")
+    assert [e.reason for e in events] == ["InsecureEndpoint"]
+    events = _tick_with(h, EndpointPolicy(allow_plain_http=True))
+    assert [(e.warning, e.reason) for e in events][:1] == [(True, "PlainHttpAllowed")]
+    assert "spec.source.s3EndpointUrl" in events[0].message and "RunStarted" in _reasons(events)
+
+
+def test_vendor_hosts_outside_the_installers_allowlist_are_refused_but_not_the_users_own_bucket() -> None:
+    h = Harness()
+    h.spec["source"]["gwsUriPrefix"] = "https://attacker.example/api/v2"
+    events = _tick_with(h, EndpointPolicy(vendor_hosts=("*.vendor.example",)))
+    assert h.cluster.jobs == {} and h.cond("Ready")["reason"] == "EndpointNotAllowed"
+    assert "spec.source.gwsUriPrefix: host attacker.example" in h.cond("Ready")["message"]
+    assert [e.reason for e in events] == ["EndpointNotAllowed"]
+    h.spec["source"]["gwsUriPrefix"] = "https://api.vendor.example/api/v2"
+    h.spec["target"] = {
+        "s3": {"bucket": "mine", "endpointUrl": "https://minio.internal", "credentials": {"name": "s3"}}
+    }
+    assert "RunStarted" in _reasons(_tick_with(h, EndpointPolicy(vendor_hosts=("*.vendor.example",))))

@@ -9,6 +9,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 
 from cxbackup import metrics
@@ -388,3 +389,41 @@ def test_a_resource_being_deleted_is_left_alone() -> None:
     assert changes == {}
     assert h.states.certificates == {}
     assert ("ns", "rc-keyring") in h.cluster.secrets
+
+
+# ---- nobody gets more than they had: the operator writes only into Secrets it created --------------------------
+
+
+def test_a_keyring_secret_the_operator_did_not_create_is_never_written() -> None:
+    h = _generated(keyringSecret="victim")
+    h.cluster.put("victim", {"password": b"hunter2"}, {"app": "theirs"})
+    events = h.tick(T0)
+    assert [(e.warning, e.reason) for e in events] == [(True, "SecretNotManaged")]
+    assert h.cond("Ready")["status"] == "False"
+    assert h.cond("Ready")["message"].startswith("spec.keyringSecret: Secret ns/victim exists but is not the keyring")
+    assert h.secret("victim").data == {"password": b"hunter2"} and h.secret("victim").labels == {"app": "theirs"}
+    assert not [c for c in h.cluster.calls if c.endswith("victim")]
+    assert ("ns", "rc-tls") not in h.cluster.secrets  # nothing generated while the keyring is refused
+
+
+def test_another_certificates_keyring_is_not_shared() -> None:
+    h = _generated(keyringSecret="other-keyring")
+    h.cluster.put("other-keyring", {"1.key": b"k"}, {"cxbackup.io/keyring": "true", "cxbackup.io/certificate": "other"})
+    assert _reasons(h.tick(T0)) == ["SecretNotManaged"]
+    assert h.secret("other-keyring").data == {"1.key": b"k"}
+
+
+@pytest.mark.parametrize(
+    ("labels", "owner"),
+    [
+        ({"cxbackup.io/certificate": "other"}, "RecordingCertificate other"),
+        ({"cxbackup.io/keyring": "true", "cxbackup.io/certificate": "rc"}, "a keyring"),
+    ],
+)
+def test_an_upload_cannot_point_at_another_certificates_keys(labels: dict[str, str], owner: str) -> None:
+    key, cert = _pair("up", days=40)
+    h = Harness({"secretRef": {"name": "upload"}})
+    h.cluster.put("upload", {"tls.crt": cert, "tls.key": key}, labels)
+    assert _reasons(h.tick(T0)) == ["SecretNotManaged"]
+    assert f"holds the keys of {owner}" in h.cond("Ready")["message"]
+    assert ("ns", "rc-keyring") not in h.cluster.secrets

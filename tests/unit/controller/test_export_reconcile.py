@@ -17,6 +17,7 @@ from cxbackup import metrics
 from cxbackup.controller.conditions import condition
 from cxbackup.controller.events import EventSpec
 from cxbackup.controller.export.handler import reconcile_export
+from cxbackup.controller.references import EndpointPolicy
 from cxbackup.controller.registration import Interrupted
 from cxbackup.controller.settings import OperatorSettings
 from cxbackup.export.request import TimeRange
@@ -29,11 +30,12 @@ T0 = dt.datetime(2026, 8, 25, 0, 15, tzinfo=dt.UTC)
 MINUTE = dt.timedelta(minutes=1)
 CERTIFICATE = yaml.safe_load((REPO / "examples" / "recordingcertificate.yaml").read_text())
 CERTIFICATE["metadata"]["namespace"] = "ns"
+CERTIFICATE["status"] = {"conditions": [{"type": "Ready", "status": "True", "reason": "CertificateValid"}]}
 
 
 def _cluster() -> FakeCluster:
     cluster = FakeCluster()
-    cluster.put("gws-credentials", {"GWS_USERNAME": b"u", "GWS_PASSWORD": b"p"})
+    cluster.put_credentials("gws-credentials", {"GWS_USERNAME": b"u", "GWS_PASSWORD": b"p"})
     cluster.put("recording-cert-tls", {"tls.crt": b"cert", "tls.key": b"key"})
     cluster.objects["recordingcertificates"] = [copy.deepcopy(CERTIFICATE)]
     cluster.put_pvc("exports")
@@ -127,7 +129,7 @@ def test_a_new_export_resolves_its_certificate_and_mounts_only_the_certificate()
          "has no certificate yet (Secret ns/recording-cert-tls not found)"),
         (lambda c: c.secrets.pop(("ns", "gws-credentials")), "SecretNotFound",
          "spec.source.credentialsSecret: Secret ns/gws-credentials not found"),
-        (lambda c: c.put("gws-credentials", {"GWS_USERNAME": b"u"}), "SecretKeyMissing",
+        (lambda c: c.put_credentials("gws-credentials", {"GWS_USERNAME": b"u"}), "SecretKeyMissing",
          "spec.source.credentialsSecret: Secret ns/gws-credentials has no key GWS_PASSWORD"),
         (lambda c: c.pvcs.clear(), "PVCNotFound", "spec.store.pvc: PersistentVolumeClaim ns/exports not found"),
     ],
@@ -206,3 +208,33 @@ def test_a_failed_api_call_keeps_the_conditions_decided_before_it() -> None:
     assert "HTTP 500" in str(info.value) and "conditions" in info.value.changes
     h.cluster.fail.clear()
     assert _reasons(h.tick(T0 + MINUTE)) == ["ExportStarted"]
+
+
+def test_a_recording_certificate_that_is_not_ready_blocks_the_export() -> None:
+    h = Harness()
+    h.cluster.objects["recordingcertificates"][0]["status"] = {
+        "conditions": [{"type": "Ready", "status": "False", "reason": "Expired", "message": "expired 2026-01-01"}]
+    }
+    events = h.tick(T0)
+    assert h.cluster.jobs == {} and h.status["phase"] == "Blocked"
+    assert h.cond("Ready")["reason"] == "CertificateNotReady"
+    assert (
+        "RecordingCertificate ns/recording-cert is not Ready (Expired: expired 2026-01-01)"
+        in h.cond("Ready")["message"]
+    )
+    assert [(e.warning, e.reason) for e in events] == [(True, "CertificateNotReady")]
+
+
+def test_a_plain_http_vendor_api_is_refused_unless_allowed() -> None:
+    h = Harness()
+    h.spec["source"]["apiUriPrefix"] = "http://vendor.example/api/v2"
+    events = h.tick(T0)
+    assert h.cluster.jobs == {} and h.cond("Ready")["reason"] == "InsecureEndpoint"
+    assert h.cond("Ready")["message"].startswith("spec.source.apiUriPrefix: http://vendor.example is plain HTTP")
+    assert [e.reason for e in events] == ["InsecureEndpoint"]
+    before = len(h.events)
+    h.apply(reconcile_export(
+        h.body(), cluster=h.cluster, emit=h.events.append, now=T0 + MINUTE,
+        settings=OperatorSettings(endpoints=EndpointPolicy(allow_plain_http=True)), states=h.states,
+    ))  # fmt: skip
+    assert [e.reason for e in h.events[before:]] == ["PlainHttpAllowed", "ExportStarted"]

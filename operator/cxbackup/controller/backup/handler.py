@@ -44,7 +44,15 @@ from cxbackup.controller.conditions import condition, set_condition
 from cxbackup.controller.events import Emit, EventSpec
 from cxbackup.controller.jobstate import ANNOTATION_ACCOUNTED, pod_problems
 from cxbackup.controller.manifests import run_id_for
-from cxbackup.controller.references import Blocked, SecretNeed, gather_secrets, pvc_problem, secret_problem
+from cxbackup.controller.references import (
+    Blocked,
+    EndpointPolicy,
+    SecretNeed,
+    endpoint_problem,
+    gather_secrets,
+    pvc_problem,
+    secret_problem,
+)
 from cxbackup.controller.registration import Interrupted, register_reconciler, validated
 from cxbackup.controller.schedule import ScheduleError, expected_interval, next_after, validate_schedule
 from cxbackup.controller.settings import OperatorSettings
@@ -85,9 +93,23 @@ def _secret_needs(backup: RecordingBackup) -> list[SecretNeed]:
     return needs
 
 
-def _check_references(cluster: Cluster, backup: RecordingBackup) -> None:
-    """Gather the referenced Secrets and PVC, then raise the first problem as Blocked."""
+def _endpoints(backup: RecordingBackup) -> list[tuple[str, str | None, bool]]:
+    """(field, URL, whether it is the vendor's) of every endpoint the workers will talk to."""
+    src, target = backup.spec.source, backup.spec.target
+    return [
+        ("spec.source.gwsUriPrefix", src.gws_uri_prefix, True),
+        ("spec.source.s3EndpointUrl", src.s3_endpoint_url, True),
+        ("spec.target.s3.endpointUrl", target.s3.endpoint_url if target.s3 else None, False),
+    ]
+
+
+def _check_references(cluster: Cluster, backup: RecordingBackup, policy: EndpointPolicy) -> list[str]:
+    """Check the endpoints, then gather the referenced Secrets and PVC; raise the first problem as Blocked.
+    Returns the fields that use plain HTTP (allowed by the installer)."""
     ns = backup.metadata["namespace"]
+    for field, url, vendor in _endpoints(backup):
+        if (problem := endpoint_problem(field, url, policy, vendor=vendor)) is not None:
+            raise problem
     needs = _secret_needs(backup)
     problem = secret_problem(ns, needs, gather_secrets(cluster, ns, needs))
     pvc = backup.spec.target.pvc
@@ -95,6 +117,7 @@ def _check_references(cluster: Cluster, backup: RecordingBackup) -> None:
         problem = pvc_problem("spec.target.pvc.claimName", ns, pvc.claim_name, cluster.pvc_exists(ns, pvc.claim_name))
     if problem is not None:
         raise problem
+    return [field for field, url, _ in _endpoints(backup) if url and url.startswith("http://")]
 
 
 def _start_run(
@@ -257,7 +280,7 @@ def _reconcile(
                 )
             try:
                 _check_spec(backup, now)
-                _check_references(cluster, backup)
+                plain_http = _check_references(cluster, backup, settings.endpoints)
             except Blocked as blocked:
                 old = condition(conditions, ConditionType.READY)
                 if old is None or old.get("message") != blocked.message:
@@ -274,6 +297,15 @@ def _reconcile(
                 changes["phase"] = blocked.phase
                 changes["conditions"] = conditions
                 return
+            if plain_http:
+                emit(
+                    EventSpec(
+                        True,
+                        Reason.PLAIN_HTTP_ALLOWED,
+                        f"{', '.join(plain_http)} use plain HTTP (allowed by "
+                        "the installer): credentials and recordings cross the network unencrypted",
+                    )
+                )
             created_name, current_run = _start_run(cluster, backup, slot, now, settings)
             changes["currentRun"] = current_run
             changes["shards"] = None

@@ -60,6 +60,7 @@ __all__ = [
     "evaluate",
     "keyring_additions",
     "keyring_fingerprints",
+    "keyring_problem",
     "keyring_secret_name",
     "plan_rotation",
     "plan_source",
@@ -158,6 +159,21 @@ def keyring_secret_name(cert: RecordingCertificate) -> str:
     return cert.spec.keyring_secret or f"{_name(cert)}-keyring"
 
 
+def keyring_problem(cert: RecordingCertificate, labels: Mapping[str, str] | None) -> SourceProblem | None:
+    """None when the keyring Secret does not exist yet (the operator creates it) or is the one the operator
+    created for this certificate; otherwise the operator must not write into it."""
+    if labels is None or (labels.get(LABEL_KEYRING) == "true" and labels.get(LABEL_CERTIFICATE) == _name(cert)):
+        return None
+    field = "spec.keyringSecret" if cert.spec.keyring_secret else "the keyring Secret"
+    return SourceProblem(
+        CertificateReason.SECRET_NOT_MANAGED,
+        f"{field}: Secret {_namespace(cert)}/{keyring_secret_name(cert)} exists but is not the keyring the operator "
+        f"created for this certificate (labels {LABEL_KEYRING}=true, {LABEL_CERTIFICATE}={_name(cert)}); the "
+        "operator writes only into Secrets it created. Name a Secret that does not exist yet (the operator "
+        "creates it)",
+    )
+
+
 def plan_source(
     cert: RecordingCertificate, data: Mapping[str, bytes] | None, labels: Mapping[str, str] | None
 ) -> KeyPair | GeneratePair | SourceProblem:
@@ -171,6 +187,14 @@ def plan_source(
                 CertificateReason.SECRET_NOT_FOUND,
                 f"spec.secretRef.name: Secret {ns}/{secret} not found; create it with keys {', '.join(keys)} "
                 "(the certificate PEM and its private key PEM)",
+            )
+        owner = (labels or {}).get(LABEL_CERTIFICATE)
+        if (labels or {}).get(LABEL_KEYRING) or (owner is not None and owner != _name(cert)):
+            return SourceProblem(
+                CertificateReason.SECRET_NOT_MANAGED,
+                f"spec.secretRef.name: Secret {ns}/{secret} holds the keys of "
+                + ("a keyring" if (labels or {}).get(LABEL_KEYRING) else f"RecordingCertificate {owner}")
+                + "; an uploaded certificate must be in a Secret of its own",
             )
         missing = [k for k in keys if k not in data]
         if missing:

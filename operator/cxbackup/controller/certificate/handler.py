@@ -53,6 +53,7 @@ from cxbackup.controller.certificate.decisions import (
     evaluate,
     keyring_additions,
     keyring_fingerprints,
+    keyring_problem,
     keyring_secret_name,
     plan_rotation,
     plan_source,
@@ -289,9 +290,10 @@ def reconcile_certificate(
         name, cluster.list_custom(ns, EXPORTS), cluster.list_custom(ns, BACKUPS)
     )
 
-    # 1. the current pair (generated on first sight)
+    # 1. the current pair (generated on first sight), once the keyring is known to be ours to write
     secret_name = source_secret_name(cert)
-    current = _current_pair(cluster, cert, now)
+    ring_view = cluster.read_secret(ns, keyring_secret_name(cert))
+    current = keyring_problem(cert, ring_view.labels if ring_view else None) or _current_pair(cluster, cert, now)
     if isinstance(current, SourceProblem):
         conditions = problem_conditions(old_conditions, cert, current, now)
         _emit_all(emit, condition_events(old_conditions, conditions, automatic_rotation=False))

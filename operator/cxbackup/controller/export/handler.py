@@ -44,7 +44,15 @@ from cxbackup.controller.export.manifests import (
 )
 from cxbackup.controller.jobstate import ANNOTATION_ACCOUNTED
 from cxbackup.controller.manifests import run_id_for
-from cxbackup.controller.references import Blocked, SecretNeed, gather_secrets, pvc_problem, secret_problem
+from cxbackup.controller.references import (
+    Blocked,
+    EndpointPolicy,
+    SecretNeed,
+    endpoint_problem,
+    gather_secrets,
+    pvc_problem,
+    secret_problem,
+)
 from cxbackup.controller.registration import Interrupted, register_reconciler, validated
 from cxbackup.controller.schedule import ScheduleError, next_after, validate_schedule
 from cxbackup.controller.settings import OperatorSettings
@@ -84,6 +92,14 @@ def _certificate(cluster: Cluster, export: ExportJob) -> CertificateSource:
                 f"{field}: RecordingCertificate {ns}/{ref.recording_certificate} not found",
             )
         rcert = RecordingCertificate.model_validate(body)
+        ready = condition((body.get("status") or {}).get("conditions"), ConditionType.READY)
+        if ready is None or ready.get("status") != "True":
+            why = f" ({ready.get('reason')}: {ready.get('message')})" if ready else ""
+            raise Blocked(
+                Reason.CERTIFICATE_NOT_READY,
+                f"{field}: RecordingCertificate {ns}/{ref.recording_certificate} is not Ready{why}; the export "
+                "starts once it is",
+            )
         if rcert.spec.secret_ref is not None:
             source = CertificateSource(rcert.spec.secret_ref.name, rcert.spec.secret_ref.certificate_key)
         else:
@@ -101,10 +117,22 @@ def _certificate(cluster: Cluster, export: ExportJob) -> CertificateSource:
     return source
 
 
-def _check_references(cluster: Cluster, export: ExportJob) -> None:
-    """Gather the credentials Secrets and the store's PVC, then raise the first problem as Blocked."""
+def _endpoints(export: ExportJob) -> list[tuple[str, str | None, bool]]:
+    """(field, URL, whether it is the vendor's) of every endpoint the export pods will talk to."""
+    return [
+        ("spec.source.apiUriPrefix", export.spec.source.api_uri_prefix, True),
+        ("spec.store.s3EndpointUrl", export.spec.store.s3_endpoint_url, False),
+    ]
+
+
+def _check_references(cluster: Cluster, export: ExportJob, policy: EndpointPolicy) -> list[str]:
+    """Check the endpoints, then gather the credentials Secrets and the store's PVC; raise the first problem
+    as Blocked. Returns the fields that use plain HTTP (allowed by the installer)."""
     ns: str = export.metadata["namespace"]
     spec = export.spec
+    for field, url, vendor in _endpoints(export):
+        if (problem := endpoint_problem(field, url, policy, vendor=vendor)) is not None:
+            raise problem
     needs = [
         SecretNeed("spec.source.credentialsSecret", spec.source.credentials_secret, ("GWS_USERNAME", "GWS_PASSWORD"))
     ]
@@ -118,6 +146,7 @@ def _check_references(cluster: Cluster, export: ExportJob) -> None:
         problem = pvc_problem("spec.store.pvc", ns, spec.store.pvc, cluster.pvc_exists(ns, spec.store.pvc))
     if problem is not None:
         raise problem
+    return [field for field, url, _ in _endpoints(export) if url and url.startswith("http://")]
 
 
 class _Reconcile:
@@ -294,10 +323,20 @@ def reconcile_export(
             try:
                 request = _request(r.export)
                 cert = _certificate(cluster, r.export)
-                _check_references(cluster, r.export)
+                plain_http = _check_references(cluster, r.export, settings.endpoints)
             except Blocked as blocked:
                 r.blocked(blocked)
             else:
+                if plain_http:
+                    emit(
+                        EventSpec(
+                            True,
+                            Reason.PLAIN_HTTP_ALLOWED,
+                            f"{', '.join(plain_http)} use plain HTTP "
+                            "(allowed by the installer): credentials and customer data cross the network "
+                            "unencrypted",
+                        )
+                    )
                 r.start_run(due[0], due[1], request, cert)
                 r.after_due()
         elif active:
