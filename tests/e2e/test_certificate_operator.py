@@ -179,15 +179,39 @@ def test_uploaded_openssl_pair_usages_and_references(stack: LocalStack, tmp_path
 def test_generate_rotate_keep_every_key_and_survive_deletion(stack: LocalStack, tmp_path: Path) -> None:
     """(2) generation, (3) rotation keeping both keys without looping, (4) deletion keeps the Secrets.
 
-    A 1-day certificate with renewBefore PT23H59M59S is due 1 s after notBefore; rotation starts
-    disabled so the old certificate can be used first, then is enabled together with validityDays 30:
-    the renewed certificate is due only 29 days later (see test_a_rotated_certificate_is_not_due_again_at_once).
+    Rotation needs a certificate close to its expiry, and the CRD and the operator refuse the short
+    lifetimes and early renewals that would rotate at once. So the pair in use is one the operator
+    generated 25 days ago for 30 days (restored into `gen-tls` with the operator's label, as after a
+    backup restore): with renewBefore P10D it is due now. Rotation starts disabled so the old
+    certificate can be used first; the renewed certificate is due only 20 days later.
     """
+    # (2) generation, in a namespace of its own
+    fresh_ns = _ns(stack)
+    subject = {"commonName": "Genesys Recording", "country": "US", "state": "California", "organization": "Genesys"}
+    _apply(stack, fresh_ns, _rcert("fresh", {"generate": subject}))
+    fresh = stack.wait_for("rcert", fresh_ns, "fresh", _ready("True"), timeout=60)
+    assert fresh["status"]["subjectDn"] == SUBJECT_DN
+    stack.wait_event(fresh_ns, "RecordingCertificate", "fresh", "CertificateGenerated")
+    fresh_tls = _secret(stack, fresh_ns, "fresh-tls")
+    assert fresh_tls["type"] == "kubernetes.io/tls"
+    assert fresh_tls["metadata"]["labels"] == {"cxbackup.io/certificate": "fresh"}
+    assert "ownerReferences" not in fresh_tls["metadata"]
+
+    # (3) a generated pair 25 days into its 30 days
     ns = _ns(stack)
+    key_pem, cert_pem = generate_pair(
+        "Genesys Recording", "US", "California", "Genesys", 30, now=dt.datetime.now(dt.UTC) - dt.timedelta(days=25)
+    )
+    restored = {
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": "gen-tls", "labels": {"cxbackup.io/certificate": "gen"}},
+        "data": {"tls.crt": base64.b64encode(cert_pem).decode(), "tls.key": base64.b64encode(key_pem).decode()},
+    }  # fmt: skip
+    _apply(stack, ns, restored)
     spec = {
         "generate": {"commonName": "Genesys Recording", "country": "US", "state": "California",
-                     "organization": "Genesys", "validityDays": 1},
-        "rotation": {"enabled": False, "renewBefore": "PT23H59M59S"},
+                     "organization": "Genesys", "validityDays": 30},
+        "rotation": {"enabled": False, "renewBefore": "P10D"},
     }  # fmt: skip
     _apply(stack, ns, _rcert("gen", spec))
     body = stack.wait_for("rcert", ns, "gen", _ready("True"), timeout=60)
@@ -195,20 +219,17 @@ def test_generate_rotate_keep_every_key_and_survive_deletion(stack: LocalStack, 
     assert body["status"]["subjectDn"] == SUBJECT_DN
 
     tls = _secret(stack, ns, "gen-tls")
-    assert tls["type"] == "kubernetes.io/tls"
-    assert tls["metadata"]["labels"] == {"cxbackup.io/certificate": "gen"}
-    assert "ownerReferences" not in tls["metadata"]
     old_cert, old_key = tls["decoded"]["tls.crt"], tls["decoded"]["tls.key"]
+    assert old_cert == cert_pem
     assert str(x509.load_pem_x509_certificate(old_cert).serial_number) == old_serial
     ring = _secret(stack, ns, "gen-keyring")
     assert ring["decoded"] == {f"{old_serial}.crt": old_cert, f"{old_serial}.key": old_key}
     assert "ownerReferences" not in ring["metadata"]
-    stack.wait_event(ns, "RecordingCertificate", "gen", "CertificateGenerated")
 
     # a recording encrypted to the certificate in use before the rotation
     old_recording = cms.encrypt(b"recorded before rotation", x509.load_pem_x509_certificate(old_cert))
 
-    _patch(stack, ns, "gen", {"spec": {"rotation": {"enabled": True}, "generate": {"validityDays": 30}}})
+    _patch(stack, ns, "gen", {"spec": {"rotation": {"enabled": True}}})
     body = stack.wait_for("rcert", ns, "gen", lambda b: bool(b["status"].get("retired")), timeout=30)
     status = body["status"]
     new_serial = status["serialNumber"]
@@ -237,7 +258,7 @@ def test_generate_rotate_keep_every_key_and_survive_deletion(stack: LocalStack, 
     assert keyring.decrypt(old_recording) == b"recorded before rotation"
     assert keyring.decrypt(new_recording) == b"recorded after rotation"
 
-    # no second rotation: the renewed certificate is not due for 29 days
+    # no second rotation: the renewed certificate is not due for 20 days
     time.sleep(3)
     body = stack.get("rcert", ns, "gen")
     assert body["status"]["serialNumber"] == new_serial

@@ -80,6 +80,7 @@ BAD_BACKUPS = [
     ("spec.source.s3Credentials", _DELETE, "source.s3Credentials is required"),
     ("spec.target.pvc.subPath", "a/../../etc", "must not contain '..'"),
     ("spec.source.mediaTransfer", "fast", "spec.source.mediaTransfer"),
+    ("spec.media.typePattern", "a" * 300, "spec.media.typePattern"),
     (
         "spec.source",
         _example("recordingbackup.yaml")["spec"]["source"]
@@ -127,6 +128,7 @@ BAD_CERTS = [
     ("spec.generate.country", "USA", "spec.generate.country"),
     ("spec.usages", ["voice", "fax"], "spec.usages"),
     ("spec.secretRef", {"name": "x"}, "exactly one of secretRef"),
+    ("spec.generate.validityDays", 1, "must be at least 7 while rotation is enabled"),
 ]
 
 

@@ -33,6 +33,10 @@ class CertificateSecretRef(CamelModel):
     )
 
 
+MIN_ROTATED_VALIDITY_DAYS = 7
+"""The shortest validity of a generated certificate the operator rotates."""
+
+
 def _default_usages() -> list[Literal["voice", "screen"]]:
     return ["voice"]
 
@@ -74,7 +78,19 @@ class RecordingCertificateSpec(CamelModel):
                 {
                     "rule": "has(self.secretRef) != has(self.generate)",
                     "message": "set exactly one of secretRef (upload) or generate",
-                }
+                },
+                {
+                    "rule": "!has(self.generate) || (has(self.rotation) && has(self.rotation.enabled) && "
+                    f"!self.rotation.enabled) || self.generate.validityDays >= {MIN_ROTATED_VALIDITY_DAYS}",
+                    "message": f"generate.validityDays must be at least {MIN_ROTATED_VALIDITY_DAYS} while rotation "
+                    "is enabled: a shorter certificate would be rotated almost at once",
+                    "fieldPath": ".generate.validityDays",
+                },
+                {
+                    "rule": "!has(self.secretRef) || self.secretRef.certificateKey != self.secretRef.privateKeyKey",
+                    "message": "secretRef.certificateKey and secretRef.privateKeyKey must be different keys",
+                    "fieldPath": ".secretRef.certificateKey",
+                },
             ]
         }
     }

@@ -159,6 +159,7 @@ class BackupMedia(CamelModel):
     type_pattern: str = Field(
         default="audio/mp3|video/mp4",
         min_length=1,
+        max_length=256,
         description="Regular expression matched against each media file's MIME type (RCBS mediaTypePattern).",
     )
     metadata_only: bool = Field(
@@ -183,6 +184,7 @@ class BackupFilters(CamelModel):
     agent_hierarchy: str | None = Field(
         default=None,
         pattern=r"^/",
+        max_length=1024,
         description="Keep recordings of agents under this hierarchy path (e.g. /Anthony/John).",
     )
 

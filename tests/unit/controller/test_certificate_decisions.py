@@ -242,16 +242,33 @@ def test_invalid_rotation_settings_are_reported() -> None:
 
 
 def test_a_rotated_certificate_is_not_due_again_at_once() -> None:
-    """The e2e parameters: 1-day certificate, renewBefore PT23H59M59S (due 1 s after notBefore); the renewed
-    one with validityDays 30 is due 29 days later, so rotation does not loop."""
-    cert = _generated(rotation={"renewBefore": "PT23H59M59S"})
-    first = inspect_certificate(_pair("a", days=1).cert_pem, now=T0)
-    assert plan_rotation(cert, first, T0 + dt.timedelta(seconds=1)).due
+    """A certificate renewed 10 days before expiry is due again only 20 days after the renewal."""
+    cert = _generated(rotation={"renewBefore": "P10D"})
+    first = inspect_certificate(_pair("a", days=30, start=T0 - 25 * DAY).cert_pem, now=T0)
+    assert plan_rotation(cert, first, T0).due
     renewed_at = T0 + dt.timedelta(seconds=5)
     second = inspect_certificate(_pair("b", days=30, start=renewed_at).cert_pem, now=renewed_at)
     plan = plan_rotation(cert, second, renewed_at + dt.timedelta(minutes=5))
     assert not plan.due
-    assert plan.at == renewed_at + 29 * DAY + dt.timedelta(seconds=1)
+    assert plan.at == renewed_at + 20 * DAY
+
+
+def test_rotating_more_often_than_half_the_lifetime_is_refused() -> None:
+    """renewBefore near the lifetime would rotate at every reconcile and fill the keyring: refused, naming
+    the field and the largest allowed value."""
+    cert = _generated(rotation={"renewBefore": "PT23H59M59S"})
+    info = inspect_certificate(_pair("a", days=1).cert_pem, now=T0)
+    plan = plan_rotation(cert, info, T0 + dt.timedelta(seconds=1))
+    assert not plan.due and plan.error is not None
+    assert plan.error.startswith("spec.rotation: renewBefore PT23H59M59S is more than half the certificate's lifetime")
+
+
+def test_two_rotations_are_at_least_a_day_apart() -> None:
+    cert = _generated(rotation={"renewBefore": "P1D"})
+    info = inspect_certificate(_pair("a", days=2, start=T0).cert_pem, now=T0)
+    plan = plan_rotation(cert, info, T0 + dt.timedelta(hours=23))
+    assert not plan.due and plan.at == T0 + DAY
+    assert plan_rotation(cert, info, T0 + DAY).due
 
 
 # ---- keyring -------------------------------------------------------------------------------------------------

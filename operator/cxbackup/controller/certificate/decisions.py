@@ -284,6 +284,10 @@ def keyring_additions(data: Mapping[str, bytes], serial: str, pair: KeyPair) -> 
     return {f"{stem}.crt": pair.cert_pem, f"{stem}.key": pair.key_pem}
 
 
+MIN_ROTATION_INTERVAL = dt.timedelta(days=1)
+"""The least time between two rotations of one certificate (its notBefore and the next rotation)."""
+
+
 def plan_rotation(cert: RecordingCertificate, info: CertificateInfo, now: dt.datetime) -> RotationPlan:
     """Rotation for the current certificate: generated ones with rotation enabled are renewed by the
     operator when rotation_due says so (renewBefore default: a third of the lifetime). Others are not
@@ -296,9 +300,20 @@ def plan_rotation(cert: RecordingCertificate, info: CertificateInfo, now: dt.dat
         _, renewal = rotation_due(info.not_before, info.not_after, now, renew_before)
         if cert.spec.generate is None or not rotation.enabled:
             return RotationPlan(False, False, None, renewal if renew_before is not None else None)
+        lifetime = info.not_after - info.not_before
+        if renew_before is not None and renew_before > lifetime / 2:
+            raise ValueError(
+                f"renewBefore {rotation.renew_before} is more than half the certificate's lifetime "
+                f"({lifetime.days} days): rotating that often only fills the keyring; use at most "
+                f"{(lifetime / 2).days} days"
+            )
         due, at = rotation_due(info.not_before, info.not_after, now, renew_before, window)
     except ValueError as exc:
         return RotationPlan(False, False, None, None, f"spec.rotation: {exc}")
+    # never two rotations closer than MIN_ROTATION_INTERVAL, whatever the certificate's dates say
+    earliest = info.not_before + MIN_ROTATION_INTERVAL
+    if at < earliest:
+        due, at = now >= earliest and due, earliest
     return RotationPlan(True, due, at, renewal)
 
 
