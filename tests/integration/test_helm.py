@@ -113,6 +113,10 @@ def test_render_defaults(helm: Helm) -> None:
             "ClusterRoleBinding",
             "Deployment",
             "PodDisruptionBudget",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+            "ValidatingAdmissionPolicyBinding",
             "Role",
             "RoleBinding",
             "Service",
@@ -140,6 +144,8 @@ def test_render_defaults(helm: Helm) -> None:
     ]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env == {
+        "CXBACKUP_ALLOW_PLAIN_HTTP": "false",  # https only unless the installer allows plain HTTP
+        "CXBACKUP_VENDOR_HOSTS": "",
         "CXBACKUP_RECONCILE_INTERVAL": "10",
         "CXBACKUP_STATUS_INTERVAL": "5",
         "CXBACKUP_WORKER_IMAGE": container["image"],
@@ -434,7 +440,10 @@ def test_install_cluster_wide_and_rbac(helm: Helm, control_plane: ControlPlane, 
         assert can_i(control_plane, operator, "delete", "jobs.batch", ns)
         assert can_i(control_plane, operator, "watch", "recordingbackups.cxbackup.io", ns)
         assert can_i(control_plane, operator, "patch", "recordingbackups.cxbackup.io", ns, "status")
-        assert can_i(control_plane, operator, "update", "recordingcertificates.cxbackup.io", ns, "status")
+        assert can_i(control_plane, operator, "patch", "recordingcertificates.cxbackup.io", ns, "status")
+        assert not can_i(control_plane, operator, "update", "recordingcertificates.cxbackup.io", ns, "status")
+        assert not can_i(control_plane, operator, "update", "secrets", ns)
+        assert not can_i(control_plane, operator, "list", "configmaps", ns)
         assert can_i(control_plane, operator, "get", "secrets", ns)
         assert can_i(control_plane, operator, "create", "secrets", ns)
         assert can_i(control_plane, operator, "create", "events", ns)
@@ -462,9 +471,74 @@ def test_install_cluster_wide_and_rbac(helm: Helm, control_plane: ControlPlane, 
     assert not can_i(control_plane, worker, "patch", "recordingbackups.cxbackup.io", other, "status")
     assert not can_i(control_plane, worker, "get", "recordingbackups.cxbackup.io", other)
 
+    _admission_policies_hold(control_plane, namespace, operator, worker, f"{release}-cxbackup")
+
     helm.run("uninstall", release, "--namespace", namespace, "--kubeconfig", str(control_plane.kubeconfig))
     gone = control_plane.kubectl("get", "clusterrole", f"{release}-cxbackup", check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr
+
+
+def _as(control_plane: ControlPlane, user: str, doc: dict[str, Any], *extra: str) -> subprocess.CompletedProcess[str]:
+    """Server-side dry-run of creating `doc` as `user` (RBAC and admission run, nothing is stored)."""
+    return control_plane.kubectl(
+        "create", "--dry-run=server", f"--as={user}", *extra, "-f", "-", input_text=json.dumps(doc), check=False
+    )
+
+
+def _admission_policies_hold(control_plane: ControlPlane, ns: str, operator: str, worker: str, image_of: str) -> None:
+    """What RBAC allows the operator's account but the chart's ValidatingAdmissionPolicies refuse: anything
+    in kube-system, Jobs that are not worker Jobs (another image, another account, a hostPath), Secrets and
+    ConfigMaps without cxbackup's labels; and a worker changing another resource's status."""
+    deployment = json.loads(control_plane.kubectl("get", "deployment", image_of, "-n", ns, "-o", "json").stdout)
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+
+    def job(**changes: Any) -> dict[str, Any]:
+        pod: dict[str, Any] = {
+            "serviceAccountName": "cxbackup-worker", "restartPolicy": "Never",
+            "containers": [{"name": "w", "image": image, "args": ["download"]}],
+        }  # fmt: skip
+        pod.update(changes)
+        return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "probe", "namespace": ns},
+                "spec": {"template": {"spec": pod}}}  # fmt: skip
+
+    ok = _as(control_plane, operator, job())
+    assert ok.returncode == 0, ok.stderr
+    for bad in (
+        job(containers=[{"name": "w", "image": "evil/image:1", "args": ["x"]}]),
+        job(serviceAccountName="default"),
+        job(volumes=[{"name": "h", "hostPath": {"path": "/"}}]),
+        job(hostNetwork=True),
+    ):
+        denied = _as(control_plane, operator, bad)
+        assert denied.returncode != 0 and "creates only worker Jobs" in denied.stderr, (bad, denied.stderr)
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "probe", "namespace": ns}, "data": {}}
+    denied = _as(control_plane, operator, secret)
+    assert denied.returncode != 0 and "writes only Secrets it created" in denied.stderr, denied.stderr
+    labelled = {**secret, "metadata": {**secret["metadata"], "labels": {"cxbackup.io/certificate": "rc"}}}
+    assert _as(control_plane, operator, labelled).returncode == 0
+    labels = {"app.kubernetes.io/name": "cxbackup"}
+    cm = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "probe", "namespace": "kube-system", "labels": labels},
+    }
+    denied = _as(control_plane, operator, cm)
+    assert denied.returncode != 0 and "never writes into kube-system" in denied.stderr, denied.stderr
+
+    # a worker pod may write the status of its own resource only (its token names its pod)
+    backup = yaml.safe_load((REPO / "examples" / "recordingbackup.yaml").read_text())
+    backup["metadata"] |= {"name": "victim", "namespace": ns}
+    control_plane.kubectl("apply", "-f", "-", input_text=json.dumps(backup))
+    shards = {"status": {"shards": {"0": {"runId": "x", "phase": "Succeeded"}}}}
+    patch = ["patch", "recordingbackups.cxbackup.io", "victim", "-n", ns, "--subresource=status", "--type=merge",
+             "-p", json.dumps(shards), f"--as={worker}"]  # fmt: skip
+    other = control_plane.kubectl(*patch, "--as-user-extra=authentication.kubernetes.io/pod-name=attacker-0-abcde",
+                                  check=False)  # fmt: skip
+    assert other.returncode != 0 and "only the status of the resource whose Job" in other.stderr, other.stderr
+    own = control_plane.kubectl(*patch, "--as-user-extra=authentication.kubernetes.io/pod-name=victim-20261129-0-abcde",
+                                check=False)  # fmt: skip
+    assert own.returncode == 0, own.stderr
+    control_plane.kubectl("delete", "recordingbackups.cxbackup.io", "victim", "-n", ns)
 
 
 def test_install_namespaced_and_rbac(helm: Helm, control_plane: ControlPlane, namespace: str) -> None:
