@@ -146,6 +146,12 @@ def test_render_defaults(helm: Helm) -> None:
     assert env == {
         "CXBACKUP_ALLOW_PLAIN_HTTP": "false",  # https only unless the installer allows plain HTTP
         "CXBACKUP_VENDOR_HOSTS": "",
+        "CXBACKUP_WORKER_RESOURCES": json.dumps(
+            {"limits": {"ephemeral-storage": "2Gi", "memory": "1Gi"},
+             "requests": {"cpu": "100m", "ephemeral-storage": "64Mi", "memory": "128Mi"}}, separators=(",", ":")
+        ),  # fmt: skip
+        "CXBACKUP_WORKER_ACTIVE_DEADLINE_SECONDS": "86400",
+        "CXBACKUP_WORKER_TMP_SIZE_LIMIT": "1Gi",
         "CXBACKUP_RECONCILE_INTERVAL": "10",
         "CXBACKUP_STATUS_INTERVAL": "5",
         "CXBACKUP_WORKER_IMAGE": container["image"],

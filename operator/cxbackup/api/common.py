@@ -113,7 +113,8 @@ class S3CredentialsRef(CamelModel):
 
 
 class PodSettings(CamelModel):
-    """How the worker pods of a run are scheduled and sized."""
+    """How the worker pods of a run are scheduled and sized. They always run as the chart's worker account
+    (which may only patch the status of its own resource): a resource cannot choose another."""
 
     resources: dict[str, Any] | None = Field(
         default=None,
@@ -126,8 +127,15 @@ class PodSettings(CamelModel):
         description="Tolerations for worker pods, as in a Pod spec.",
         json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
     )
-    service_account_name: str | None = Field(
+    active_deadline_seconds: int | None = Field(
         default=None,
-        description="ServiceAccount the worker pods run as (default: the chart's worker account, "
-        "which may only patch the status of its own resources).",
+        ge=60,
+        le=7 * 86400,
+        description="Longest a run's Job may take before Kubernetes stops it (default: the chart's "
+        "worker.activeDeadlineSeconds, 24 hours).",
+    )
+    tmp_size_limit: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]+(Ki|Mi|Gi)$",
+        description="Size limit of the worker pod's /tmp, an emptyDir (default: the chart's worker.tmpSizeLimit, 1Gi).",
     )

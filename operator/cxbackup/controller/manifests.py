@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cxbackup.api.common import API_VERSION, PodSettings
 
 __all__ = [
     "CONFIG_MOUNT",
+    "DEFAULT_WORKER_RESOURCES",
     "LABEL_RUN",
     "RUN_AS",
     "TMP_MOUNT",
     "JobSettings",
+    "active_deadline",
     "restricted_container_security_context",
     "run_id_for",
+    "tmp_volume",
 ]
 
 LABEL_RUN = "cxbackup.io/run"
@@ -43,6 +46,17 @@ class JobSettings:
     image_pull_policy: str = "IfNotPresent"
     worker_service_account: str = "cxbackup-worker"
     status_report_interval_seconds: float = 5.0
+    default_resources: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_WORKER_RESOURCES))
+    """Container resources of worker pods whose resource sets none (spec.pod.resources)."""
+    active_deadline_seconds: int = 86400
+    tmp_size_limit: str = "1Gi"
+
+
+DEFAULT_WORKER_RESOURCES: Mapping[str, Any] = {
+    "requests": {"cpu": "100m", "memory": "128Mi", "ephemeral-storage": "64Mi"},
+    "limits": {"memory": "1Gi", "ephemeral-storage": "2Gi"},
+}
+"""The chart's defaults (worker.resources), used when the operator runs without the chart."""
 
 
 def run_id_for(when: dt.datetime) -> str:
@@ -79,6 +93,16 @@ def secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
+def tmp_volume(pod: PodSettings, settings: JobSettings) -> dict[str, Any]:
+    """The worker's /tmp: an emptyDir with a size limit (the spec's, else the chart's)."""
+    return {"name": "tmp", "emptyDir": {"sizeLimit": pod.tmp_size_limit or settings.tmp_size_limit}}
+
+
+def active_deadline(pod: PodSettings, settings: JobSettings) -> int:
+    """Seconds a run's Job may take before Kubernetes stops it (the spec's, else the chart's)."""
+    return pod.active_deadline_seconds or settings.active_deadline_seconds
+
+
 def worker_pod_spec(
     pod: PodSettings,
     settings: JobSettings,
@@ -88,10 +112,11 @@ def worker_pod_spec(
     automount_token: bool | None = None,
 ) -> dict[str, Any]:
     """The pod spec every worker Job uses: never restarted, the worker account, the restricted pod
-    security context, and the user's scheduling settings."""
+    security context, bounded resources (the spec's or the chart's), and the user's scheduling settings."""
+    container.setdefault("resources", dict(pod.resources or settings.default_resources))
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
-        "serviceAccountName": pod.service_account_name or settings.worker_service_account,
+        "serviceAccountName": settings.worker_service_account,
     }
     if automount_token is not None:
         pod_spec["automountServiceAccountToken"] = automount_token

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 
@@ -31,6 +32,13 @@ def load_settings(env: dict[str, str] | None = None) -> OperatorSettings:
             status_report_interval_seconds=float(
                 env.get(workerenv.STATUS_INTERVAL, str(defaults.status_report_interval_seconds))
             ),
+            default_resources=json.loads(env["CXBACKUP_WORKER_RESOURCES"])
+            if env.get("CXBACKUP_WORKER_RESOURCES")
+            else defaults.default_resources,
+            active_deadline_seconds=int(
+                env.get("CXBACKUP_WORKER_ACTIVE_DEADLINE_SECONDS", str(defaults.active_deadline_seconds))
+            ),
+            tmp_size_limit=env.get("CXBACKUP_WORKER_TMP_SIZE_LIMIT", defaults.tmp_size_limit),
         ),
         endpoints=EndpointPolicy(
             allow_plain_http=env.get("CXBACKUP_ALLOW_PLAIN_HTTP", "false").lower() == "true",

@@ -109,3 +109,24 @@ def test_an_iso_min_age_not_below_max_age_is_refused_by_the_config(bad: str) -> 
     backup = _backup(window={"minAge": bad, "maxAge": "P1D"})
     with pytest.raises(ConfigError, match="minAge"):
         backup_properties(backup, None)
+
+
+def test_worker_pods_are_bounded_by_default_and_the_spec_can_only_tighten_or_size_them() -> None:
+    """A deadline, resources and a size-limited /tmp on every Job; the spec sets its own; it cannot choose the
+    ServiceAccount its pods run as."""
+    settings = JobSettings(image="img")
+    job = build_backup_job(_backup(), "r", WINDOW, settings, run_start=NOW)
+    pod = job["spec"]["template"]["spec"]
+    assert job["spec"]["activeDeadlineSeconds"] == 86400
+    assert pod["containers"][0]["resources"]["limits"] == {"memory": "1Gi", "ephemeral-storage": "2Gi"}
+    assert [v["emptyDir"] for v in pod["volumes"] if v["name"] == "tmp"] == [{"sizeLimit": "1Gi"}]
+    assert pod["serviceAccountName"] == "cxbackup-worker"
+
+    own = {"activeDeadlineSeconds": 3600, "tmpSizeLimit": "256Mi", "resources": {"limits": {"memory": "300Mi"}}}
+    job = build_backup_job(_backup(pod=own), "r", WINDOW, settings, run_start=NOW)
+    pod = job["spec"]["template"]["spec"]
+    assert job["spec"]["activeDeadlineSeconds"] == 3600
+    assert pod["containers"][0]["resources"] == {"limits": {"memory": "300Mi"}}
+    assert [v["emptyDir"] for v in pod["volumes"] if v["name"] == "tmp"] == [{"sizeLimit": "256Mi"}]
+    with pytest.raises(ValueError, match="serviceAccountName"):
+        _backup(pod={"serviceAccountName": "namespace-admin"})

@@ -17,9 +17,11 @@ from cxbackup.controller.manifests import (
     LABEL_RUN,
     TMP_MOUNT,
     JobSettings,
+    active_deadline,
     owner_reference,
     restricted_container_security_context,
     secret_env,
+    tmp_volume,
     worker_pod_spec,
 )
 
@@ -173,9 +175,10 @@ def build_backup_job(
         {"name": workerenv.STATUS_INTERVAL, "value": str(settings.status_report_interval_seconds)},
         {"name": "HOME", "value": TMP_MOUNT},
     ]
+    pod = _pod_settings(backup)
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": f"{name}-config"}},
-        {"name": "tmp", "emptyDir": {}},
+        tmp_volume(pod, settings),
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
@@ -184,7 +187,6 @@ def build_backup_job(
     if spec.target.pvc is not None:
         volumes.append({"name": "target", "persistentVolumeClaim": {"claimName": spec.target.pvc.claim_name}})
         mounts.append({"name": "target", "mountPath": TARGET_MOUNT})
-    pod = _pod_settings(backup)
     container: dict[str, Any] = {
         "name": "worker",
         "image": settings.image,
@@ -205,8 +207,6 @@ def build_backup_job(
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-    if pod.resources:
-        container["resources"] = pod.resources
     pod_spec = worker_pod_spec(pod, settings, container, volumes)
     labels = _labels(backup, run_id)
     return {
@@ -229,6 +229,7 @@ def build_backup_job(
             "completions": spec.replicas,
             "parallelism": spec.replicas,
             "backoffLimitPerIndex": spec.backoff_limit_per_index,
+            "activeDeadlineSeconds": active_deadline(pod, settings),
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }

@@ -14,9 +14,11 @@ from cxbackup.controller.manifests import (
     LABEL_RUN,
     TMP_MOUNT,
     JobSettings,
+    active_deadline,
     owner_reference,
     restricted_container_security_context,
     secret_env,
+    tmp_volume,
     worker_pod_spec,
 )
 
@@ -103,7 +105,8 @@ def _export_job(
     """A one-pod Job (backoffLimit 0: one pod, one result) with the store and its credentials added."""
     store = export.spec.store
     env = list(env)
-    volumes = [*volumes, {"name": "tmp", "emptyDir": {}}]
+    pod = export.spec.pod or PodSettings()
+    volumes = [*volumes, tmp_volume(pod, settings)]
     mounts = [*mounts, {"name": "tmp", "mountPath": TMP_MOUNT}]
     if store.pvc is not None:
         volumes.append({"name": "store", "persistentVolumeClaim": {"claimName": store.pvc}})
@@ -116,7 +119,6 @@ def _export_job(
         if store.s3_endpoint_url:
             env.append({"name": "TARGET_AWS_ENDPOINT_URL", "value": store.s3_endpoint_url})
     env.append({"name": "HOME", "value": TMP_MOUNT})
-    pod = export.spec.pod or PodSettings()
     container: dict[str, Any] = {
         "name": "export",
         "image": settings.image,
@@ -129,8 +131,6 @@ def _export_job(
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "File",
     }
-    if pod.resources:
-        container["resources"] = pod.resources
     pod_spec = worker_pod_spec(pod, settings, container, volumes, automount_token=False)
     labels = _export_labels(export, run_id, task)
     return {
@@ -145,6 +145,7 @@ def _export_job(
         },
         "spec": {
             "backoffLimit": 0,
+            "activeDeadlineSeconds": active_deadline(pod, settings),
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }
