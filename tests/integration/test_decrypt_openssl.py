@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -347,3 +348,21 @@ def test_the_console_script(keys: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "decrypted 1, copied 0, skipped 0, failed 0" in proc.stdout
     assert (tmp_path / "m.mp3").read_bytes() == DATA
+
+
+def test_every_file_decrypt_writes_is_private_whatever_the_umask(keys: Path, tmp_path: Path) -> None:
+    src = tmp_path / "backup"
+    build_backup(src, keys / "tenant.pem")
+    (tmp_path / "one.mp3.bin").write_bytes(cms.encrypt(DATA, cms.load_certificate(keys / "tenant.pem")))
+    old = os.umask(0o002)  # a umask that lets the group and others read new files
+    try:
+        assert main(["decrypt", "--keyring", str(keys), str(src), "--out", str(tmp_path / "plain")]) == 0
+        assert main(["decrypt", "--key", str(keys / "tenant.key"), str(tmp_path / "one.mp3.bin"),
+                     "--out", str(tmp_path / "one.mp3")]) == 0  # fmt: skip
+    finally:
+        os.umask(old)
+    written = [p for p in (tmp_path / "plain").rglob("*") if p.is_file()] + [tmp_path / "one.mp3"]
+    assert len(written) > 10 and any(p.suffix == ".json" for p in written)  # decrypted media and copies
+    assert {p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in written} == {
+        p.relative_to(tmp_path).as_posix(): 0o600 for p in written
+    }

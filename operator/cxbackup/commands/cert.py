@@ -22,11 +22,7 @@ a file that cannot be read or written. Keys and passwords are never printed.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import errno
 import json
-import os
-import secrets
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +31,7 @@ from typing import Any
 from cxbackup.certs.generate import KEY_SIZES, ParameterInvalid, generate_pair, to_pkcs8
 from cxbackup.certs.validation import CertificateInfo, CertificateInvalid, Reason, inspect_certificate
 from cxbackup.core.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
+from cxbackup.core.files import NewFile
 
 __all__ = ["EXPIRY_WARNING", "register", "run"]
 
@@ -50,7 +47,6 @@ _FLAGS = {
     "key_size": "--key-size",
 }
 _KEY_REASONS = (Reason.KEY_INVALID, Reason.PASSWORD_REQUIRED, Reason.WRONG_PASSWORD)
-_NO_HARD_LINKS = {errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
 
 
 class _UsageError(Exception):
@@ -155,66 +151,22 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _write_all(files: list[tuple[Path, bytes, int]], *, replace: bool) -> None:
-    """Write every file to a temporary name first, then move each into place."""
-    staged: list[tuple[Path, Path]] = []
+    """Write every file to a temporary name first, then move each into place (cxbackup.core.files)."""
+    staged: list[NewFile] = []
     try:
         for path, data, mode in files:
-            staged.append((_stage(path, data, mode), path))
-        for tmp, path in staged:
-            _commit(tmp, path, replace=replace)
+            new = NewFile(path, mode)
+            staged.append(new)
+            new.write(data)
+            new.close()
+        for new in staged:
+            if not new.place(replace=replace):
+                raise _UsageError(f"{new.path} appeared while writing; not replacing it (pass --force)")
     except OSError as exc:
         raise _UsageError(f"cannot write {exc.filename or ''}: {exc.strerror or exc}") from None
     finally:
-        for tmp, _ in staged:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-
-
-def _stage(path: Path, data: bytes, mode: int) -> Path:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        if mode == 0o600:
-            os.fchmod(fd, mode)  # exactly owner-only for keys, whatever the umask (others get umask)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return tmp
-
-
-def _commit(tmp: Path, path: Path, *, replace: bool) -> None:
-    if replace:
-        tmp.replace(path)
-    else:
-        try:
-            os.link(tmp, path)  # fails if path appeared meanwhile: never clobbers
-        except FileExistsError:
-            raise _UsageError(f"{path} appeared while writing; not replacing it (pass --force)") from None
-        except OSError as exc:
-            if exc.errno not in _NO_HARD_LINKS:
-                raise
-            if path.exists():
-                raise _UsageError(f"{path} appeared while writing; not replacing it (pass --force)") from None
-            tmp.replace(path)
-        else:
-            tmp.unlink()
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory handles
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
-        pass
-    finally:
-        os.close(fd)
+        for new in staged:
+            new.discard()
 
 
 # --- inspect ----------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ byte. Rules:
 - `.json` (metadata), `.txt`, `.csv`, `.log` and `.properties` files are copied unchanged.
 - Hidden files (name starting with "."), `.part`/`.tmp`/`.lock` files and symlinks are skipped.
 - An existing output file is kept and counted as skipped, unless --overwrite. Every file is written
-  to a temporary name in its destination folder and renamed when complete.
+  with mode 0600 (owner only, whatever the umask: it is plaintext) to a temporary name in its
+  destination folder and renamed when complete.
 - When metadata gives a media file's `size`, a decrypted length that differs is reported as a warning.
 
 The summary counts decrypted, copied, skipped and failed files with each failure's reason; the exit
@@ -25,12 +26,8 @@ code is 1 when any file failed, 2 for a usage error (bad key, refused paths), el
 from __future__ import annotations
 
 import argparse
-import contextlib
-import errno
 import json
 import os
-import secrets
-import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,9 +36,11 @@ from pathlib import Path
 from cxbackup.certs.cms import CmsError, KeyFileError, load_certificates, load_private_key
 from cxbackup.certs.keyring import Keyring
 from cxbackup.core.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
+from cxbackup.core.files import PRIVATE_MODE, NewFile
 
 __all__ = ["DecryptSummary", "decrypt_tree", "output_name", "register", "run"]
 
+_COPY_CHUNK = 1024 * 1024
 COPIED_SUFFIXES = (".json", ".txt", ".csv", ".log", ".properties")
 SKIPPED_SUFFIXES = (".part", ".tmp", ".lock")
 MEDIA_EXTENSIONS = (".mp3", ".mp4", ".wav", ".ogg", ".opus", ".webm", ".m4a", ".mkv", ".avi", ".gsm")
@@ -107,34 +106,18 @@ def _media_info(folder: Path, warnings: list[str], root: Path) -> dict[str, tupl
 
 
 def _write_new(path: Path, data: bytes | None, source: Path | None, overwrite: bool) -> bool:
-    """Write `data` (or copy `source`) to `path` via a temporary file; False when it exists and not overwrite."""
+    """Write `data` (or copy `source`) to `path`, mode 0600, via a temporary file (cxbackup.core.files);
+    False when it exists and not overwrite."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.part"
-    try:
+    with NewFile(path, PRIVATE_MODE) as new:
         if data is not None:
-            with open(tmp, "xb") as fh:
-                fh.write(data)
+            new.write(data)
         else:
             assert source is not None
-            shutil.copyfile(source, tmp)
-            shutil.copymode(source, tmp)
-        if overwrite:
-            tmp.replace(path)
-            return True
-        try:
-            os.link(tmp, path)  # atomic, and fails when the name exists
-        except FileExistsError:
-            return False
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EMLINK, errno.EOPNOTSUPP):
-                raise
-            if path.exists():
-                return False
-            tmp.rename(path)
-        return True
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+            with open(source, "rb") as fh:
+                while chunk := fh.read(_COPY_CHUNK):
+                    new.write(chunk)
+        return new.place(replace=overwrite, sync_dir=False)
 
 
 def _classify(path: Path) -> str:
