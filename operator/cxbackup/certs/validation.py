@@ -14,6 +14,10 @@ Public API (pure: no I/O, the clock is passed in)::
         Only the key step (KeyInvalid / PasswordRequired / WrongPassword / KeyMismatch); returns the
         Key Details text, e.g. 'Openssl format private key file' or 'PKCS#8 private key'.
 
+    key_is_encrypted(key_pem) -> bool
+        Whether the first PEM private key in key_pem is password-protected (legacy Proc-Type header or
+        'BEGIN ENCRYPTED PRIVATE KEY'); False when there is none.
+
     format_dn(name) -> str
         A DN in the panel's format: certificate order, comma-separated, no spaces,
         e.g. 'CN=Genesys Recording,C=US,ST=California,O=Genesys'.
@@ -60,6 +64,7 @@ __all__ = [
     "check_private_key",
     "format_dn",
     "inspect_certificate",
+    "key_is_encrypted",
     "load_certificate",
 ]
 
@@ -231,6 +236,12 @@ def _key_details(label: bytes, block: bytes) -> tuple[str, bool]:
     if label == b"ENCRYPTED PRIVATE KEY":
         return "encrypted PKCS#8 private key", True
     return "PKCS#8 private key", False
+
+
+def key_is_encrypted(key_pem: bytes | str) -> bool:
+    """Whether the first PEM private key in key_pem is encrypted (see the module docstring)."""
+    keys = [(label, block) for label, block in _pem_blocks(_as_bytes(key_pem)) if label in _KEY_LABELS]
+    return bool(keys) and _key_details(*keys[0])[1]
 
 
 def _load_key(key_pem: bytes | str, password: bytes | str | None, info: CertificateInfo | None) -> tuple[object, str]:

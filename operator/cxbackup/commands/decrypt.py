@@ -3,6 +3,12 @@
     cxbackup decrypt (--key KEY [--cert CERT] | --keyring DIR) [--password-env VAR | --password-file F]
                      [--overwrite] SRC --out DEST
 
+With --keyring DIR (a folder of key and certificate files, such as a saved keyring Secret), each
+file's recipient picks the key, and each encrypted key opens with its own password from the file
+`<name>.password` next to it; --password-env / --password-file is the password of keys without one.
+A key that cannot be opened is named in a warning (its certificate's serial and the reason) and the
+other keys are still used; the files encrypted to it fail, saying so.
+
 SRC is one media file or a backup tree (`<folderFormat>/<callUUID>/` folders with media files next to
 `<callUUID>.json`). The output equals `openssl cms -decrypt -inform DER -binary -inkey KEY` byte for
 byte. Rules:
@@ -258,7 +264,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
     keys = p.add_mutually_exclusive_group(required=True)
     keys.add_argument("--key", metavar="KEY", help="the recording private key (PEM: PKCS#1 or PKCS#8)")
     keys.add_argument(
-        "--keyring", metavar="DIR", help="a folder of keys and certificates; each file's recipient picks the key"
+        "--keyring",
+        metavar="DIR",
+        help="a folder of keys and certificates (each key's password in <name>.password next to it); "
+        "each file's recipient picks the key",
     )
     p.add_argument("--cert", metavar="CERT", help="the certificate of --key (optional; faster key selection)")
     pw = p.add_mutually_exclusive_group()
@@ -277,6 +286,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         check_paths(Path(args.src), Path(args.out))
         keyring = load_keyring(args)
+        for unusable in keyring.unusable:
+            print(f"warning: {unusable}; files encrypted to it cannot be decrypted", file=sys.stderr)
         summary = decrypt_tree(keyring, Path(args.src), Path(args.out), overwrite=args.overwrite)
     except (UsageError, KeyFileError, OSError) as exc:
         print(f"cxbackup decrypt: {exc}", file=sys.stderr)
