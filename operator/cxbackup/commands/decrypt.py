@@ -41,6 +41,7 @@ from pathlib import Path
 
 from cxbackup.certs.cms import CmsError, KeyFileError, load_certificates, load_private_key
 from cxbackup.certs.keyring import Keyring
+from cxbackup.commands.passwords import PasswordError, add_password_arguments, password_from
 from cxbackup.core.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from cxbackup.core.files import PRIVATE_MODE, NewFile
 
@@ -223,20 +224,12 @@ def _one(
         summary.skipped.append((rel, f"{target} exists (use --overwrite to replace)"))
 
 
-def _password(args: argparse.Namespace) -> str | None:
-    if args.password_env:
-        value = os.environ.get(args.password_env)
-        if value is None:
-            raise UsageError(f"--password-env: the environment variable {args.password_env} is not set")
-        return value
-    if args.password_file:
-        return Path(args.password_file).read_text(encoding="utf-8").rstrip("\r\n")
-    return None
-
-
 def load_keyring(args: argparse.Namespace) -> Keyring:
     """The keyring the arguments name (--keyring DIR, or --key KEY with an optional --cert CERT)."""
-    password = _password(args)
+    try:
+        password = password_from(args)
+    except PasswordError as exc:
+        raise UsageError(str(exc)) from None
     if args.keyring:
         ring = Keyring.from_directory(Path(args.keyring), password)
         if not len(ring):
@@ -270,9 +263,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
         "each file's recipient picks the key",
     )
     p.add_argument("--cert", metavar="CERT", help="the certificate of --key (optional; faster key selection)")
-    pw = p.add_mutually_exclusive_group()
-    pw.add_argument("--password-env", metavar="VAR", help="environment variable holding the key password")
-    pw.add_argument("--password-file", metavar="FILE", help="file holding the key password")
+    add_password_arguments(p, what="--key, or of the --keyring keys without a <name>.password file")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("src", metavar="SRC", help="a downloaded media file or a backup folder")
     p.add_argument("--out", metavar="DEST", required=True, help="where to write (never SRC or inside it)")

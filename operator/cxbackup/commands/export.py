@@ -6,7 +6,7 @@
                         [--api-uri-prefix URL] [--result-file PATH]
     cxbackup export list --store DIR|s3://... [--json]
     cxbackup export sweep --store DIR|s3://... [--dry-run] [--json]
-    cxbackup export download NAME --store DIR|s3://... --key KEY [--password P | --password-file F]
+    cxbackup export download NAME --store DIR|s3://... --key KEY [--password-file F | --password-env VAR]
                              --out DIR [--overwrite]
 
 Times T are RFC 3339 (2026-08-24T00:00:00Z) or YYYY-MM-DD (midnight UTC); --to defaults to now.
@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from cxbackup.certs.cms import CmsError, load_certificate, load_private_key
+from cxbackup.commands.passwords import PasswordError, add_password_arguments, password_from
 from cxbackup.core.errors import EXIT_CONFIG, EXIT_OK
 from cxbackup.core.logs import setup_logging
 from cxbackup.core.redact import Redactor
@@ -130,9 +131,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
     )
     dl.add_argument("artifact", metavar="NAME", help="artifact name (see export list)")
     dl.add_argument("--key", required=True, type=Path, help="private key of the certificate (PEM or DER)")
-    pw = dl.add_mutually_exclusive_group()
-    pw.add_argument("--password", help="password of the private key")
-    pw.add_argument("--password-file", type=Path, help="file holding the password of the private key")
+    add_password_arguments(dl, legacy_flag=True)
     dl.add_argument("--out", required=True, type=Path, metavar="DIR", help="directory to extract into")
     dl.add_argument("--overwrite", action="store_true", help="replace files that exist in DIR")
     _add_store_arguments(dl)
@@ -288,12 +287,10 @@ def _sweep(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _download(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    password: str | None = args.password
-    if args.password_file is not None:
-        try:
-            password = args.password_file.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise ExportConfigError(f"{args.password_file}: cannot read ({exc.strerror})") from None
+    try:
+        password = password_from(args)
+    except PasswordError as exc:
+        raise ExportConfigError(str(exc)) from None
     key = load_private_key(args.key, password)
     store = open_store_from_args(args, env)
     try:
