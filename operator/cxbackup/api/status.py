@@ -69,6 +69,8 @@ class Reason(StrEnum):
     SECRET_KEY_MISSING = "SecretKeyMissing"  # noqa: S105 - a reason code, not a password
     PVC_NOT_FOUND = "PVCNotFound"
     CERTIFICATE_NOT_FOUND = "CertificateNotFound"
+    CERTIFICATE_NOT_READY = "CertificateNotReady"
+    """The RecordingCertificate exists but is not Ready (too small, expired, not checked yet...)."""
     INVALID_SPEC = "InvalidSpec"
     INVALID_SCHEDULE = "InvalidSchedule"
     # runs

@@ -10,6 +10,11 @@ Public API (pure: no I/O, the clock is passed in)::
     load_certificate(cert_pem) -> cryptography.x509.Certificate
         Only the parsing step (NotPem / NotX509), no validity checks; used to renew expired ones.
 
+    validate_certificate(cert, *, now) -> CertificateInfo
+        Only the certificate rules (NotRsa, KeyTooSmall, NotYetValid, Expired) for a parsed certificate:
+        what inspect_certificate checks before the key, and what an export checks before it fetches
+        anything (cxbackup.export.packaging.check_certificate).
+
     check_private_key(cert, key_pem, password=None, *, info=None) -> str
         Only the key step (KeyInvalid / PasswordRequired / WrongPassword / KeyMismatch); returns the
         Key Details text, e.g. 'Openssl format private key file' or 'PKCS#8 private key'.
@@ -66,6 +71,7 @@ __all__ = [
     "inspect_certificate",
     "key_is_encrypted",
     "load_certificate",
+    "validate_certificate",
 ]
 
 MIN_KEY_SIZE = 2048
@@ -292,8 +298,18 @@ def inspect_certificate(
     now: datetime,
 ) -> CertificateInfo:
     """Validate a recording certificate (and its key) at `now`; see the module docstring."""
-    moment = _require_aware(now)
     cert = load_certificate(cert_pem)
+    info = validate_certificate(cert, now=now)
+    if key_pem is None:
+        return info
+    details = check_private_key(cert, key_pem, password, info=info)
+    return replace(info, key_details=details)
+
+
+def validate_certificate(cert: x509.Certificate, *, now: datetime) -> CertificateInfo:
+    """The certificate rules alone (NotRsa, KeyTooSmall, NotYetValid, Expired), for a parsed certificate:
+    the one rule set for every certificate cxbackup encrypts to (recordings and exports)."""
+    moment = _require_aware(now)
     public_key = cert.public_key()
     if not isinstance(public_key, rsa.RSAPublicKey):
         raise CertificateInvalid(
@@ -314,10 +330,7 @@ def inspect_certificate(
         )
     if moment > info.not_after:
         raise CertificateInvalid(Reason.EXPIRED, f"certificate expired on {_utc_text(info.not_after)}", info)
-    if key_pem is None:
-        return info
-    details = check_private_key(cert, key_pem, password, info=info)
-    return _describe(cert, public_key.key_size, details)
+    return info
 
 
 def check_private_key(

@@ -9,6 +9,9 @@
     cxbackup export download NAME --store DIR|s3://... --key KEY [--password-file F | --password-env VAR]
                              --out DIR [--overwrite]
 
+`run` refuses a certificate `cxbackup cert inspect` refuses (not RSA, under 2048 bits, expired, not valid
+yet) with exit code 2, before it asks the vendor for anything or writes to the store.
+
 Times T are RFC 3339 (2026-08-24T00:00:00Z) or YYYY-MM-DD (midnight UTC); --to defaults to now.
 gdprChat needs 1 to 10 --user ids: chat exports are per-user GDPR requests, a whole-organisation chat
 export is not supported. The vendor API prefix comes from --api-uri-prefix or CXBACKUP_EXPORT_API,
@@ -39,7 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cxbackup.certs.cms import CmsError, load_certificate, load_private_key
+from cxbackup.certs.cms import CmsError, load_private_key
 from cxbackup.commands.passwords import PasswordError, add_password_arguments, password_from
 from cxbackup.core.errors import EXIT_CONFIG, EXIT_OK
 from cxbackup.core.logs import setup_logging
@@ -47,6 +50,7 @@ from cxbackup.core.redact import Redactor
 from cxbackup.export.download import download_artifact
 from cxbackup.export.errors import ExportConfigError, ExportError
 from cxbackup.export.names import format_iso
+from cxbackup.export.packaging import load_export_certificate
 from cxbackup.export.request import DEFAULT_PART_SIZE, EXPORT_TYPES, ExportRequest, parse_time
 from cxbackup.export.result import ExportResult
 from cxbackup.export.retention import clean_staging, sweep
@@ -208,10 +212,8 @@ def _failed_before_start(args: argparse.Namespace, exc: ExportError) -> int:
 def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         request = _request(args)
-        try:
-            certificate = load_certificate(args.cert)
-        except CmsError as exc:
-            raise ExportConfigError(str(exc)) from None
+        # refused before the vendor or the store is touched: the rules of `cert inspect`
+        certificate = load_export_certificate(args.cert, datetime.now(UTC))
         source = ApiSource.from_env(env, args.api_uri_prefix, page_size=args.page_size)
         store = open_store_from_args(args, env)
     except ExportError as exc:
