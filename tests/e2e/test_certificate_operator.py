@@ -83,11 +83,11 @@ def _metrics(stack: LocalStack) -> str:
     return text
 
 
-# README: save a keyring Secret as files for `cxbackup decrypt --keyring DIR`
+# docs/reference/recordingcertificate.md: save a keyring Secret as files for `cxbackup decrypt --keyring DIR`
 SAVE_KEYRING = (
-    'mkdir -p "$DIR" && kubectl get secret "$SECRET" -n "$NS" '
+    '(umask 077 && mkdir -p "$DIR" && kubectl get secret "$SECRET" -n "$NS" '
     "-o go-template='{{range $k, $v := .data}}{{$k}} {{$v}}{{\"\\n\"}}{{end}}' "
-    '| while read -r k v; do printf \'%s\' "$v" | base64 -d > "$DIR/$k"; done'
+    '| while read -r k v; do printf \'%s\' "$v" | base64 -d > "$DIR/$k"; done)'
 )
 
 

@@ -140,9 +140,15 @@ def test_the_vendor_certificate_is_read_as_the_panel_shows_it(
     ],
 )
 def test_every_openssl_key_format_is_read(
-    vendor_certs: Path, capsys: pytest.CaptureFixture[str], key: str, password: str | None, details: str
+    vendor_certs: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    key: str,
+    password: str | None,
+    details: str,
 ) -> None:
-    extra = ["--password", password] if password else []
+    monkeypatch.setenv("CXBACKUP_TEST_KEY_PASSWORD", password or "")
+    extra = ["--password-env", "CXBACKUP_TEST_KEY_PASSWORD"] if password else []
     code, fields, err = inspect(capsys, vendor_certs / "tenant.pem", "--key", vendor_certs / key, *extra)
     assert (code, err) == (0, "")
     assert fields["Key Details"] == details
@@ -220,13 +226,14 @@ def test_a_key_of_another_pair(vendor_certs: Path, capsys: pytest.CaptureFixture
 
 
 def test_an_encrypted_key_without_or_with_a_wrong_password(
-    vendor_certs: Path, capsys: pytest.CaptureFixture[str]
+    vendor_certs: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     err = _rejected(capsys, "PasswordRequired", vendor_certs / "tenant.pem", "--key", vendor_certs / "encrypted.key")
-    assert "--password" in err and "Private Key Password" in err
+    assert "--password-file or --password-env" in err and "Private Key Password" in err
+    monkeypatch.setenv("CXBACKUP_TEST_KEY_PASSWORD", "guess")
     err = _rejected(
         capsys, "WrongPassword", vendor_certs / "tenant.pem", "--key", vendor_certs / "encrypted-traditional.key",
-        "--password", "guess",
+        "--password-env", "CXBACKUP_TEST_KEY_PASSWORD",
     )  # fmt: skip
     assert "wrong password" in err and "guess" not in err
 

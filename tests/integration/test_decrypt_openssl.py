@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -347,3 +348,120 @@ def test_the_console_script(keys: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "decrypted 1, copied 0, skipped 0, failed 0" in proc.stdout
     assert (tmp_path / "m.mp3").read_bytes() == DATA
+
+
+def test_every_file_decrypt_writes_is_private_whatever_the_umask(keys: Path, tmp_path: Path) -> None:
+    src = tmp_path / "backup"
+    build_backup(src, keys / "tenant.pem")
+    (tmp_path / "one.mp3.bin").write_bytes(cms.encrypt(DATA, cms.load_certificate(keys / "tenant.pem")))
+    old = os.umask(0o002)  # a umask that lets the group and others read new files
+    try:
+        assert main(["decrypt", "--keyring", str(keys), str(src), "--out", str(tmp_path / "plain")]) == 0
+        assert main(["decrypt", "--key", str(keys / "tenant.key"), str(tmp_path / "one.mp3.bin"),
+                     "--out", str(tmp_path / "one.mp3")]) == 0  # fmt: skip
+    finally:
+        os.umask(old)
+    written = [p for p in (tmp_path / "plain").rglob("*") if p.is_file()] + [tmp_path / "one.mp3"]
+    assert len(written) > 10 and any(p.suffix == ".json" for p in written)  # decrypted media and copies
+    assert {p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in written} == {
+        p.relative_to(tmp_path).as_posix(): 0o600 for p in written
+    }
+
+
+# ----------------------------------------------------------------- keyrings of password-protected keys
+
+OLD_PASSWORD, NEW_PASSWORD = "0ld-upload-Pa55", "n3w-upload-Pa55"
+
+
+@pytest.fixture(scope="module")
+def uploads(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two password-protected uploads made with openssl, each with its own password: the first as OpenSSL 3's
+    `genrsa -aes256` writes it (encrypted PKCS#8), its replacement in the legacy format (Proc-Type header)."""
+    d = tmp_path_factory.mktemp("uploads")
+    subj = "/CN=Genesys Recording/C=US/ST=California/O=Genesys"
+    openssl("genrsa", "-aes256", "-passout", f"pass:{OLD_PASSWORD}", "-out", "old.key", "2048", cwd=d)
+    openssl("req", "-new", "-x509", "-key", "old.key", "-passin", f"pass:{OLD_PASSWORD}", "-out", "old.pem",
+            "-days", "30", "-subj", subj, cwd=d)  # fmt: skip
+    openssl("genrsa", "-out", "plain.key", "2048", cwd=d)
+    openssl("rsa", "-aes256", "-traditional", "-in", "plain.key", "-passout", f"pass:{NEW_PASSWORD}",
+            "-out", "new.key", cwd=d)  # fmt: skip
+    openssl("req", "-new", "-x509", "-key", "plain.key", "-out", "new.pem", "-days", "3650", "-subj", subj, cwd=d)
+    return d
+
+
+def save_keyring(uploads: Path, folder: Path, passwords: dict[str, str | None]) -> dict[str, str]:
+    """The keyring Secret's layout, saved as files: `<serial>.crt`, `<serial>.key`, `<serial>.password`;
+    returns {upload name: serial}."""
+    folder.mkdir()
+    serials: dict[str, str] = {}
+    for name, password in passwords.items():
+        serial = str(cms.load_certificate(uploads / f"{name}.pem").serial_number)
+        (folder / f"{serial}.crt").write_bytes((uploads / f"{name}.pem").read_bytes())
+        (folder / f"{serial}.key").write_bytes((uploads / f"{name}.key").read_bytes())
+        if password is not None:
+            (folder / f"{serial}.password").write_text(password)
+        serials[name] = serial
+    return serials
+
+
+def two_recordings(uploads: Path, folder: Path) -> Path:
+    """One recording encrypted to the old upload, one to the new."""
+    folder.mkdir()
+    for name in ("old", "new"):
+        cert = cms.load_certificate(uploads / f"{name}.pem")
+        (folder / f"{name}.mp3.bin").write_bytes(cms.encrypt(DATA + name.encode(), cert))
+    return folder
+
+
+def test_a_keyring_of_replaced_uploads_opens_each_key_with_its_own_password(
+    uploads: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ring = tmp_path / "keyring"
+    save_keyring(uploads, ring, {"old": OLD_PASSWORD, "new": NEW_PASSWORD})
+    src = two_recordings(uploads, tmp_path / "backup")
+    assert main(["decrypt", "--keyring", str(ring), str(src), "--out", str(tmp_path / "plain")]) == 0
+    captured = capsys.readouterr()
+    assert "decrypted 2, copied 0, skipped 0, failed 0" in captured.out and captured.err == ""
+    for name, password in (("old", OLD_PASSWORD), ("new", NEW_PASSWORD)):
+        assert (tmp_path / "plain" / f"{name}.mp3").read_bytes() == DATA + name.encode()
+        openssl("cms", "-decrypt", "-inform", "DER", "-binary", "-in", str(src / f"{name}.mp3.bin"),
+                "-inkey", str(uploads / f"{name}.key"), "-passin", f"pass:{password}",
+                "-out", str(tmp_path / f"{name}.openssl"), cwd=tmp_path)  # fmt: skip
+        assert (tmp_path / f"{name}.openssl").read_bytes() == (tmp_path / "plain" / f"{name}.mp3").read_bytes()
+
+
+def test_a_key_whose_password_is_wrong_is_named_and_the_other_still_decrypts(
+    uploads: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ring = tmp_path / "keyring"
+    serials = save_keyring(uploads, ring, {"old": "not-the-password", "new": NEW_PASSWORD})
+    src = two_recordings(uploads, tmp_path / "backup")
+    assert main(["decrypt", "--keyring", str(ring), str(src), "--out", str(tmp_path / "plain")]) == 1
+    captured = capsys.readouterr()
+    old = serials["old"]
+    assert (
+        f"warning: key {ring / old}.key (certificate serial {old}) cannot be opened: wrong password for the "
+        f"private key (password from {old}.password)" in captured.err
+    )
+    assert "decrypted 1, copied 0, skipped 0, failed 1" in captured.out
+    assert (tmp_path / "plain" / "new.mp3").read_bytes() == DATA + b"new"
+    assert "failed: old.mp3.bin: no key in the keyring (1 keys) for recipients: issuer" in captured.err
+    assert f"serial {old}; the keyring has its key, but key {ring / old}.key" in captured.err
+    assert not (tmp_path / "plain" / "old.mp3").exists()
+    assert "not-the-password" not in captured.out + captured.err
+
+
+def test_the_common_password_only_opens_keys_without_their_own(
+    uploads: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ring = tmp_path / "keyring"
+    save_keyring(uploads, ring, {"old": None, "new": NEW_PASSWORD})
+    (tmp_path / "common").write_text(OLD_PASSWORD + "\n")
+    src = two_recordings(uploads, tmp_path / "backup")
+    args = ["decrypt", "--keyring", str(ring), str(src), "--out", str(tmp_path / "plain")]
+    assert main([*args, "--password-file", str(tmp_path / "common")]) == 0
+    assert "decrypted 2" in capsys.readouterr().out
+    # without it, the old key is named with what to do, and the new one still works
+    assert main([*args, "--overwrite"]) == 1
+    err = capsys.readouterr().err
+    assert "the private key is encrypted; a password is needed: put it into" in err and ".password next to" in err

@@ -16,6 +16,10 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 from cxbackup.certs import cms
 from cxbackup.cli import main
@@ -45,7 +49,10 @@ def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
 def export_key(tmp_path_factory: pytest.TempPathFactory) -> TenantKey:
     """The customer's CDDS key pair (the certificate exports are encrypted to)."""
     d = tmp_path_factory.mktemp("export-key")
-    return generate_tenant_key(d / "cdds.key", d / "cdds.pem", common_name="CDDS export")
+    # valid from before the fixed run times some tests use (2026-08-25) until long after today
+    return generate_tenant_key(
+        d / "cdds.key", d / "cdds.pem", common_name="CDDS export", now=datetime(2026, 8, 1, tzinfo=UTC)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -402,3 +409,74 @@ def test_openssl_reads_what_the_engine_writes_with_both_ciphers(
                     json.loads(line) for line in io.TextIOWrapper(zf.open(f"chat-messages/{user}.ndjson"), "utf-8")
                 ]
         assert messages == list(emu.chat.messages(user, emu.start_ms, emu.end_ms))
+
+
+# ------------------------------------------------------------- certificates exports must not encrypt to
+
+
+def unusable_certificate(kind: str, folder: Path) -> Path:
+    """A 1024-bit certificate made with openssl, or (cryptography: openssl req cannot backdate) an expired
+    one and one not valid yet."""
+    if kind == "small":
+        request = ["req", "-new", "-x509", "-key", "small.key", "-out", "small.pem", "-days", "30", "-subj", "/CN=S"]
+        for args in (["genrsa", "-out", "small.key", "1024"], request):
+            proc = subprocess.run([OPENSSL, *args], cwd=folder, capture_output=True, text=True, check=False)
+            assert proc.returncode == 0, proc.stderr
+        return folder / "small.pem"
+    now = datetime.now(UTC)
+    start, end = (now - timedelta(days=400), now - timedelta(days=35)) if kind == "expired" else (
+        now + timedelta(days=2), now + timedelta(days=400))  # fmt: skip
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, kind)])
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(end)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    (folder / f"{kind}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return folder / f"{kind}.pem"
+
+
+@pytest.mark.parametrize(
+    ("kind", "problem"),
+    [
+        ("small", "certificate key is RSA 1024 bits; at least 2048 bits are required [KeyTooSmall]"),
+        ("expired", "certificate expired on "),
+        ("not-yet-valid", "certificate is not valid until "),
+    ],
+)
+def test_a_certificate_cert_inspect_refuses_is_refused_before_anything_is_fetched(
+    emu: Emulator, env: dict[str, str], tmp_path: Path, kind: str, problem: str
+) -> None:
+    cert = unusable_certificate(kind, tmp_path)
+    inspect = main(["cert", "inspect", str(cert)])
+    assert inspect == 1  # the rule set of cert inspect ...
+    start, end = span(emu)
+    before = len(emu.request_log())
+    store, result_file = tmp_path / "store", tmp_path / "termination-log"
+    for export_type, users in (("contactHistory", []), ("gdprChat", ["--user", emu.chat.users[0].id])):
+        proc = subprocess.run(
+            [sys.executable, "-m", "cxbackup", "export", "run", "--type", export_type, *users, "--from", start,
+             "--to", end, "--cert", str(cert), "--store", str(store), "--result-file", str(result_file)],
+            capture_output=True, text=True, env={**os.environ, **env}, cwd=REPO, check=False, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == 2, proc.stderr  # ... is the export's, with the configuration exit code
+        assert "cxbackup export run: the encryption certificate cannot be used: " in proc.stderr
+        assert problem in proc.stderr
+        result = json.loads(result_file.read_text())
+        assert (result["state"], result["reason"], result["artifactCount"]) == ("Failed", "ExportConfigError", 0)
+        assert problem in result["error"]
+    assert len(emu.request_log()) == before  # the vendor was asked nothing
+    assert not store.exists()  # and nothing was written
+
+
+def test_the_engine_refuses_such_a_certificate_too(emu: Emulator, tmp_path: Path) -> None:
+    cert = cms.load_certificate(unusable_certificate("expired", tmp_path))
+    store = DirectoryStore(tmp_path / "store")
+    request = ExportRequest("old-cert", "contactHistory", last="P1D")
+    before = len(emu.request_log())
+    with ApiSource(emu.gws_uri_prefix, emu.gws_username, emu.gws_password) as source:
+        result = run_export(request, source, store, cert)
+    assert (result.state, result.reason, result.exit_code) == ("Failed", "ExportConfigError", 2)
+    assert "certificate expired on" in (result.error or "") and "[Expired]" in (result.error or "")
+    assert len(emu.request_log()) == before and store.list() == [] and store.staging_areas() == []

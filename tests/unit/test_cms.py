@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import NameOID
 
 from cxbackup.certs import cms
-from cxbackup.certs.keyring import Keyring
+from cxbackup.certs.keyring import Keyring, secret_additions
 
 Pair = tuple[RSAPrivateKey, x509.Certificate]
 
@@ -299,3 +299,74 @@ def test_keyring_password_protected_keys(tmp_path: Path, pair_a: Pair) -> None:
         Keyring.from_directory(folder)
     ring = Keyring.from_directory(folder, password="pw")
     assert ring.decrypt(cms.encrypt(b"ok", pair_a[1])) == b"ok"
+
+
+def _legacy(key: RSAPrivateKey, password: bytes) -> bytes:
+    """An encrypted 'BEGIN RSA PRIVATE KEY' (Proc-Type/DEK-Info), what `openssl genrsa -aes256` writes."""
+    return _pem_key(key, serialization.PrivateFormat.TraditionalOpenSSL, password)
+
+
+def test_secret_additions_keep_each_encrypted_keys_password(pair_a: Pair, pair_b: Pair) -> None:
+    cert_a, key_a = _pem_cert(pair_a[1]), _legacy(pair_a[0], b"pw-A")
+    cert_b, key_b = _pem_cert(pair_b[1]), _pem_key(pair_b[0], serialization.PrivateFormat.PKCS8, b"pw-B")
+    ring = secret_additions({}, "10", cert_a, key_a, b"pw-A")
+    assert ring == {"10.crt": cert_a, "10.key": key_a, "10.password": b"pw-A"}
+    assert secret_additions(ring, "10", cert_a, key_a, b"pw-A") == {}
+    # the upload is replaced by another password-protected pair: both keys keep their own password
+    ring |= secret_additions(ring, "20", cert_b, key_b, b"pw-B")
+    assert ring["20.password"] == b"pw-B" and ring["10.password"] == b"pw-A"
+    # a keyring written before passwords were kept gets only the password added, nothing replaced
+    old = {"10.crt": cert_a, "10.key": key_a}
+    assert secret_additions(old, "10", cert_a, key_a, b"pw-A") == {"10.password": b"pw-A"}
+    # the same key with another password never replaces the stored one: it goes under a new name
+    assert secret_additions(ring, "10", cert_a, key_a, b"other").keys() == {"10-1.crt", "10-1.key", "10-1.password"}
+    # an unencrypted key needs no password (one given anyway is not stored), an empty one is none
+    plain = _pem_key(pair_a[0], serialization.PrivateFormat.PKCS8)
+    assert secret_additions({}, "3", cert_a, plain, b"ignored") == {"3.crt": cert_a, "3.key": plain}
+    assert secret_additions({}, "3", cert_a, key_a, b"") == {"3.crt": cert_a, "3.key": key_a}
+
+
+def test_keyring_secret_saved_as_files_opens_each_key_with_its_own_password(
+    tmp_path: Path, pair_a: Pair, pair_b: Pair, pair_c: Pair
+) -> None:
+    data = secret_additions({}, "10", _pem_cert(pair_a[1]), _legacy(pair_a[0], b"pw-A"), b"pw-A")
+    data |= secret_additions(data, "20", _pem_cert(pair_b[1]), _legacy(pair_b[0], b"pw-B"), b"pw-B")
+    data |= {"30.crt": _pem_cert(pair_c[1]), "30.key": _legacy(pair_c[0], b"common")}  # no password of its own
+    folder = tmp_path / "ring"
+    folder.mkdir()
+    for name, value in data.items():
+        (folder / name).write_bytes(value)
+    ring = Keyring.from_directory(folder, password="common")
+    assert (len(ring), ring.unusable) == (3, [])
+    for n, (_, cert) in enumerate((pair_a, pair_b, pair_c)):
+        assert ring.decrypt(cms.encrypt(b"recording %d" % n, cert)) == b"recording %d" % n
+    # the common password is not tried on keys with their own, and a password typed with a line break works
+    (folder / "10.password").write_bytes(b"pw-A\n")
+    assert len(Keyring.from_directory(folder, password="pw-A")) == 2  # 30 does not open with pw-A
+    assert len(Keyring.from_directory(folder, password="common")) == 3
+
+
+def test_a_key_that_cannot_be_opened_is_named_and_the_others_still_work(
+    tmp_path: Path, pair_a: Pair, pair_b: Pair
+) -> None:
+    folder = tmp_path / "ring"
+    folder.mkdir()
+    for serial, (key, cert), password in (("10", pair_a, b"pw-A"), ("5", pair_b, b"pw-B")):
+        (folder / f"{serial}.crt").write_bytes(_pem_cert(cert))
+        (folder / f"{serial}.key").write_bytes(_legacy(key, password))
+        (folder / f"{serial}.password").write_bytes(password)
+    (folder / "5.password").write_bytes(b"not the password")
+    ring = Keyring.from_directory(folder)
+    assert len(ring) == 1
+    (unusable,) = ring.unusable
+    assert unusable.serial == "5" and unusable.source == str(folder / "5.key")
+    assert "wrong password" in unusable.reason and "5.password" in unusable.reason
+    assert "not the password" not in str(unusable)
+    assert ring.decrypt(cms.encrypt(b"still readable", pair_a[1])) == b"still readable"
+    with pytest.raises(cms.NoMatchingKeyError) as info:
+        ring.decrypt(cms.encrypt(b"x", pair_b[1]), source="b.mp3.bin")
+    assert "serial 5" in str(info.value) and "the keyring has its key, but key" in str(info.value)
+    # no key at all can be opened: that is an error naming each
+    (folder / "10.password").unlink()
+    with pytest.raises(cms.KeyFileError, match=r"none of the 2 keys can be opened: .*10\.key.*a password is needed"):
+        Keyring.from_directory(folder)

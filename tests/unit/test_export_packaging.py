@@ -223,12 +223,16 @@ def test_encrypted_part_decrypts_to_the_zip(
     assert cms.decrypt(der, key, cert) == closing[0].read_zip()
 
 
-def test_certificate_checks() -> None:
+def test_certificate_checks_are_those_of_cert_inspect(rsa_pair: tuple[RSAPrivateKey, x509.Certificate]) -> None:
     ec_key = ec.generate_private_key(ec.SECP256R1())
-    with pytest.raises(ExportConfigError, match="RSA"):
+    with pytest.raises(ExportConfigError, match=r"cannot be used: certificate key is EC .*not RSA.*\[NotRsa\]"):
         check_certificate(_cert(ec_key), NOW)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 - speed; any RSA will do
-    cert = _cert(key, days=2)
-    assert check_certificate(cert, NOW) == []
-    (warning,) = check_certificate(cert, NOW + timedelta(days=3))
-    assert "expired" in warning
+    small = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 - must be refused
+    with pytest.raises(ExportConfigError, match=r"RSA 1024 bits; at least 2048 bits are required \[KeyTooSmall\]"):
+        check_certificate(_cert(small), NOW)
+    cert = _cert(rsa_pair[0], days=2)
+    check_certificate(cert, NOW)
+    with pytest.raises(ExportConfigError, match=r"certificate expired on .* \[Expired\]"):
+        check_certificate(cert, NOW + timedelta(days=3))
+    with pytest.raises(ExportConfigError, match=r"not valid until .* \[NotYetValid\]"):
+        check_certificate(cert, NOW - timedelta(days=2))

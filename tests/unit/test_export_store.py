@@ -269,7 +269,7 @@ def test_directory_sidecar_and_damaged_metadata(tmp_path: Path) -> None:
     meta = json.loads(sidecar.read_text())
     assert meta["kind"] == "CxbackupExportArtifact" and meta["sha256"] == written.sha256
     assert meta["expiresAt"] == "2026-09-24T00:15:00Z"
-    assert not list(tmp_path.glob(".*.tmp"))
+    assert not list(tmp_path.glob(".*"))  # no temporary file left
     sidecar.write_text(json.dumps({**meta, "sha256": "zz"}))
     assert store.list() == []  # damaged metadata: not recognised, so never deleted either
     assert sweep(store, NOW + timedelta(days=365)) == []

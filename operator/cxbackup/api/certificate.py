@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field
 
 from cxbackup.api.common import ISO_DURATION_PATTERN, CamelModel, Condition
-from cxbackup.api.status import CERTIFICATE_CONDITIONS, one_of
+from cxbackup.api.status import CERTIFICATE_CONDITIONS, ConditionType, one_of
 
 __all__ = [
     "CertificateGenerate",
+    "CertificateReadiness",
     "CertificateRotation",
     "CertificateSecretRef",
     "RecordingCertificate",
     "RecordingCertificateSpec",
     "RecordingCertificateStatus",
     "RetiredCertificate",
+    "certificate_readiness",
 ]
 
 
@@ -154,3 +158,34 @@ class RecordingCertificate(CamelModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     spec: RecordingCertificateSpec
     status: RecordingCertificateStatus | None = None
+
+
+@dataclass(frozen=True)
+class CertificateReadiness:
+    """Whether a RecordingCertificate may be encrypted to now; when not, the certificate's own reason
+    (KeyTooSmall, Expired, SecretNotFound ... or NotChecked) and a message saying why."""
+
+    ready: bool
+    reason: str
+    message: str
+
+
+def certificate_readiness(status: Mapping[str, Any] | None, generation: int | None = None) -> CertificateReadiness:
+    """Read a RecordingCertificate's status (the dict, as the API server returns it): ready only when its
+    Ready condition is True and, when `generation` (metadata.generation) is given, was computed from
+    that generation of the spec, so a spec the operator has not looked at yet is not trusted."""
+    conditions = (status or {}).get("conditions") or []
+    ready = next((c for c in conditions if isinstance(c, Mapping) and c.get("type") == ConditionType.READY), None)
+    if ready is None:
+        return CertificateReadiness(False, "NotChecked", "the operator has not checked the certificate yet")
+    observed = ready.get("observedGeneration")
+    if generation is not None and isinstance(observed, int) and observed < generation:
+        return CertificateReadiness(
+            False,
+            "NotChecked",
+            f"the operator has not checked generation {generation} of the spec yet (status is of {observed})",
+        )
+    if ready.get("status") != "True":
+        reason = str(ready.get("reason") or "Unknown")
+        return CertificateReadiness(False, reason, str(ready.get("message") or f"Ready is {ready.get('status')}"))
+    return CertificateReadiness(True, str(ready.get("reason") or ""), str(ready.get("message") or ""))

@@ -103,10 +103,13 @@ def key_check_from_key_file(path: Path, password: str | None = None) -> KeyCheck
 
 
 def key_check_from_keyring(directory: Path, password: str | None = None) -> KeyCheck:
-    """Decrypt with whichever key of a keyring directory the file names."""
+    """Decrypt with whichever key of a keyring directory the file names (each key with its own
+    `.password` file, else `password`); a key that cannot be opened is logged as a warning."""
     from cxbackup.certs.keyring import Keyring
 
     keyring = Keyring.from_directory(directory, password)
+    for unusable in keyring.unusable:
+        log.warning("keyring: %s", unusable)
 
     def check(data: bytes, name: str) -> int:
         return len(keyring.decrypt(data, source=name))

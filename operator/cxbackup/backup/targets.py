@@ -41,6 +41,7 @@ from typing import IO, Protocol, runtime_checkable
 
 from cxbackup.backup.errors import LockHeldError, TargetError, UnsafePathError
 from cxbackup.backup.layout import check_relative_path, is_temp_name, temp_name
+from cxbackup.core.files import fsync_dir as _fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -190,19 +191,6 @@ class _LocalWriter:
             with contextlib.suppress(FileNotFoundError):
                 self._temp.unlink()
         self._state = "closed"
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems (SMB, some FUSE) do not support it
-        pass
-    finally:
-        os.close(fd)
 
 
 class LocalDirectoryTarget:

@@ -638,21 +638,29 @@ def load_certificate(path: Path) -> x509.Certificate:
 
 
 def load_private_key(path: Path, password: bytes | str | None = None) -> RSAPrivateKey:
-    """An RSA private key from a PEM (PKCS#1, PKCS#8, encrypted PKCS#8, legacy encrypted) or DER file."""
+    """An RSA private key from a PEM (PKCS#1, PKCS#8, encrypted PKCS#8, legacy encrypted) or DER file.
+
+    A password given for a key that is not encrypted is ignored (as certs.validation does)."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise KeyFileError(f"{path}: cannot read ({exc.strerror})") from None
     pw = password.encode() if isinstance(password, str) else password
-    try:
+
+    def parse(secret: bytes | None) -> object:
         if b"-----BEGIN" in data:
-            key = serialization.load_pem_private_key(data, pw)
-        else:
-            key = serialization.load_der_private_key(data, pw)
-    except TypeError as exc:
-        if pw is None:
-            raise KeyFileError(f"{path}: the private key is encrypted; a password is needed") from None
-        raise KeyFileError(f"{path}: {exc}") from None
+            return serialization.load_pem_private_key(data, secret)
+        return serialization.load_der_private_key(data, secret)
+
+    try:
+        try:
+            key = parse(pw)
+        except TypeError:
+            if pw is None:
+                raise
+            key = parse(None)  # "password was given but the key is not encrypted"
+    except TypeError:
+        raise KeyFileError(f"{path}: the private key is encrypted; a password is needed") from None
     except ValueError as exc:
         msg = str(exc)
         if pw is not None and ("password" in msg.lower() or "decrypt" in msg.lower()):

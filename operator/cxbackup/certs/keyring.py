@@ -18,12 +18,25 @@ Accepted directory layout (`Keyring.from_directory`), searched recursively, name
 - Certificates without a key are ignored (listed in `Keyring.orphan_certificates`).
 - Hidden files and directories (names starting with ".") are skipped.
 
-Encrypted keys take the one `password` given to `from_directory`.
+Passwords: every encrypted key opens with its own password, from the file next to it with the same
+name and the suffix `.password` (`1234.key` + `1234.password`, `tls.key` + `tls.password`), exactly as
+stored (when those bytes fail and end with a line break, once more without it). Only keys without a
+`.password` file take the one `password` given to `from_directory`; a password for a key that is not
+encrypted is ignored. A key that cannot be opened (wrong or missing password, damaged file) does not
+stop the others: it is listed in `Keyring.unusable` with the serial of the certificate next to it and
+the reason, and a file encrypted to it fails with a message saying so. Only when no key at all can be
+opened does `from_directory` raise.
+
+The keyring Secret the operator keeps (`secret_additions`) has this layout as flat data keys:
+`<serial>.crt` (the certificate, PEM), `<serial>.key` (the key exactly as it was uploaded or generated:
+an encrypted key stays encrypted) and, for an encrypted key, `<serial>.password` (its password, exactly
+as the source Secret held it). Saved as files, it is a keyring folder as described above.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,10 +56,23 @@ from cxbackup.certs.cms import (
     load_private_key,
     recipients,
 )
+from cxbackup.certs.validation import key_is_encrypted
 
-__all__ = ["KEY_FILE_SUFFIXES", "Keyring", "KeyringEntry"]
+__all__ = [
+    "CERT_SUFFIX",
+    "KEY_FILE_SUFFIXES",
+    "KEY_SUFFIX",
+    "PASSWORD_SUFFIX",
+    "Keyring",
+    "KeyringEntry",
+    "UnusableKey",
+    "secret_additions",
+]
 
 KEY_FILE_SUFFIXES = (".key", ".pem", ".crt", ".cer", ".der")
+CERT_SUFFIX = ".crt"
+KEY_SUFFIX = ".key"
+PASSWORD_SUFFIX = ".password"  # noqa: S105 - a file name suffix, not a password
 
 
 @dataclass
@@ -61,6 +87,83 @@ class KeyringEntry:
         return next((c for c in self.certificates if rid.matches(c)), None)
 
 
+@dataclass(frozen=True)
+class UnusableKey:
+    """A key file of the keyring that could not be opened, the certificates next to it, and why."""
+
+    source: str
+    reason: str
+    certificates: tuple[x509.Certificate, ...] = ()
+
+    @property
+    def serial(self) -> str | None:
+        """The (decimal) serial number of the certificate stored with the key, if there is one."""
+        return str(self.certificates[0].serial_number) if self.certificates else None
+
+    def __str__(self) -> str:
+        serial = f" (certificate serial {self.serial})" if self.serial else ""
+        return f"key {self.source}{serial} cannot be opened: {self.reason}"
+
+
+def secret_additions(
+    data: Mapping[str, bytes], serial: str, cert_pem: bytes, key_pem: bytes, password: bytes | None = None
+) -> dict[str, bytes]:
+    """The data keys to add to a keyring Secret holding `data` so it holds this pair: {} when it does.
+
+    The pair is stored as `<serial>.crt` + `<serial>.key` (the key exactly as given: an encrypted key
+    stays encrypted) and, when the key is encrypted, `<serial>.password` with its password, so every
+    key in the keyring can be opened. Nothing is ever overwritten: a pair already stored without its
+    password gets only the `.password` added; a name taken by something else (another certificate
+    with the same serial, or the same key stored with another password) makes the pair go under
+    `<serial>-1`, `<serial>-2` ... instead.
+    """
+    secret = password if password and key_is_encrypted(key_pem) else None
+    stems = [name.removesuffix(CERT_SUFFIX) for name in data if name.endswith(CERT_SUFFIX)]
+    held = [s for s in sorted(stems) if data[s + CERT_SUFFIX] == cert_pem and data.get(s + KEY_SUFFIX) == key_pem]
+    if secret is None and held:
+        return {}
+    for stem in held:
+        stored = data.get(stem + PASSWORD_SUFFIX)
+        if stored == secret:
+            return {}
+        if stored is None:
+            return {stem + PASSWORD_SUFFIX: secret} if secret is not None else {}
+    stem, n = serial, 0
+    while any(stem + suffix in data for suffix in (CERT_SUFFIX, KEY_SUFFIX, PASSWORD_SUFFIX)):
+        n += 1
+        stem = f"{serial}-{n}"
+    additions = {stem + CERT_SUFFIX: cert_pem, stem + KEY_SUFFIX: key_pem}
+    if secret is not None:
+        additions[stem + PASSWORD_SUFFIX] = secret
+    return additions
+
+
+def _open_key(file: Path, common: bytes | str | None) -> RSAPrivateKey:
+    """The key in `file`, with its own `.password` file if there is one, else the common password."""
+    own_file = file.with_suffix(PASSWORD_SUFFIX)
+    try:
+        own = own_file.read_bytes() if own_file.is_file() else None
+    except OSError as exc:
+        raise KeyFileError(f"{own_file}: cannot read ({exc.strerror})") from None
+    if not own:
+        try:
+            return load_private_key(file, common)
+        except KeyFileError as exc:
+            if "password is needed" in str(exc):
+                raise KeyFileError(f"{exc}: put it into {own_file.name} next to the key") from None
+            if common is not None and "wrong password" in str(exc):
+                raise KeyFileError(f"{exc} (the common password, for keys without a .password file)") from None
+            raise
+    try:
+        return load_private_key(file, own)
+    except KeyFileError as exc:
+        stripped = own.rstrip(b"\r\n")  # a password typed into an editor ends with a line break
+        if stripped and stripped != own:
+            with contextlib.suppress(KeyFileError):
+                return load_private_key(file, stripped)
+        raise KeyFileError(f"{exc} (password from {own_file.name})") from None
+
+
 def _spki(key: RSAPrivateKey | x509.Certificate) -> bytes:
     pub = key.public_key()
     return pub.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -72,16 +175,19 @@ class Keyring:
     def __init__(self, entries: Iterable[KeyringEntry] = ()) -> None:
         self._entries: list[KeyringEntry] = []
         self.orphan_certificates: list[x509.Certificate] = []
+        self.unusable: list[UnusableKey] = []
         for entry in entries:
             self.add(entry.key, entry.certificates, source=entry.source)
 
     @classmethod
     def from_directory(cls, path: Path, password: bytes | str | None = None) -> Keyring:
-        """Load every key and certificate under `path` (see the module docstring for the layout)."""
+        """Load every key and certificate under `path` (see the module docstring for the layout and the
+        passwords). Keys that cannot be opened go to `unusable`; KeyFileError when none can be opened."""
         if not path.is_dir():
             raise KeyFileError(f"{path}: not a directory")
-        keys: list[tuple[RSAPrivateKey, str]] = []
+        key_files: list[Path] = []
         certs: list[x509.Certificate] = []
+        certs_by_stem: dict[Path, list[x509.Certificate]] = {}
         for file in sorted(path.rglob("*")):
             rel = file.relative_to(path)
             if any(part.startswith(".") for part in rel.parts) or not file.is_file():
@@ -91,18 +197,32 @@ class Keyring:
             data = file.read_bytes()
             is_pem = b"-----BEGIN" in data
             if (is_pem and b"PRIVATE KEY-----" in data) or (not is_pem and file.suffix.lower() == ".key"):
-                keys.append((load_private_key(file, password), str(file)))
+                key_files.append(file)
             if (is_pem and b"CERTIFICATE-----" in data) or (not is_pem and file.suffix.lower() != ".key"):
                 try:
-                    certs.extend(load_certificates(file))
+                    found = load_certificates(file)
                 except KeyFileError:
                     if is_pem:
                         raise
+                    continue
+                certs.extend(found)
+                certs_by_stem.setdefault(file.with_suffix(""), []).extend(found)
         ring = cls()
-        for key, source in keys:
-            ring.add(key, source=source)
+        for file in key_files:
+            try:
+                key = _open_key(file, password)
+            except KeyFileError as exc:
+                beside = tuple(certs_by_stem.get(file.with_suffix(""), ()))
+                ring.unusable.append(UnusableKey(str(file), str(exc).removeprefix(f"{file}: "), beside))
+                continue
+            ring.add(key, source=str(file))
         for cert in certs:
             ring.add_certificate(cert)
+        # a key stored twice (under another name, with another password) that opened once is not missing
+        ring.unusable = [u for u in ring.unusable if not (u.certificates and all(map(ring._has_key, u.certificates)))]
+        if key_files and not ring:
+            problems = "; ".join(str(u) for u in ring.unusable)
+            raise KeyFileError(f"{path}: none of the {len(key_files)} keys can be opened: {problems}")
         return ring
 
     def add(
@@ -138,6 +258,10 @@ class Keyring:
         if certificate not in self.orphan_certificates:
             self.orphan_certificates.append(certificate)
         return False
+
+    def _has_key(self, certificate: x509.Certificate) -> bool:
+        spki = _spki(certificate)
+        return any(_spki(e.key) == spki for e in self._entries)
 
     @property
     def entries(self) -> list[KeyringEntry]:
@@ -187,7 +311,9 @@ class Keyring:
             raise failure
         where = f"{source}: " if source else ""
         listed = "; ".join(str(r) for r in recips) or "none"
+        unopened = [u for u in self.unusable if any(r.matches(c) for r in recips for c in u.certificates)]
+        hint = "".join(f"; the keyring has its key, but {u}" for u in unopened)
         raise NoMatchingKeyError(
-            f"{where}no key in the keyring ({len(self._entries)} keys) for recipients: {listed}",
+            f"{where}no key in the keyring ({len(self._entries)} keys) for recipients: {listed}{hint}",
             recips,
         )

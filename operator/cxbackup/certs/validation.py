@@ -10,9 +10,18 @@ Public API (pure: no I/O, the clock is passed in)::
     load_certificate(cert_pem) -> cryptography.x509.Certificate
         Only the parsing step (NotPem / NotX509), no validity checks; used to renew expired ones.
 
+    validate_certificate(cert, *, now) -> CertificateInfo
+        Only the certificate rules (NotRsa, KeyTooSmall, NotYetValid, Expired) for a parsed certificate:
+        what inspect_certificate checks before the key, and what an export checks before it fetches
+        anything (cxbackup.export.packaging.check_certificate).
+
     check_private_key(cert, key_pem, password=None, *, info=None) -> str
         Only the key step (KeyInvalid / PasswordRequired / WrongPassword / KeyMismatch); returns the
         Key Details text, e.g. 'Openssl format private key file' or 'PKCS#8 private key'.
+
+    key_is_encrypted(key_pem) -> bool
+        Whether the first PEM private key in key_pem is password-protected (legacy Proc-Type header or
+        'BEGIN ENCRYPTED PRIVATE KEY'); False when there is none.
 
     format_dn(name) -> str
         A DN in the panel's format: certificate order, comma-separated, no spaces,
@@ -60,7 +69,9 @@ __all__ = [
     "check_private_key",
     "format_dn",
     "inspect_certificate",
+    "key_is_encrypted",
     "load_certificate",
+    "validate_certificate",
 ]
 
 MIN_KEY_SIZE = 2048
@@ -233,6 +244,12 @@ def _key_details(label: bytes, block: bytes) -> tuple[str, bool]:
     return "PKCS#8 private key", False
 
 
+def key_is_encrypted(key_pem: bytes | str) -> bool:
+    """Whether the first PEM private key in key_pem is encrypted (see the module docstring)."""
+    keys = [(label, block) for label, block in _pem_blocks(_as_bytes(key_pem)) if label in _KEY_LABELS]
+    return bool(keys) and _key_details(*keys[0])[1]
+
+
 def _load_key(key_pem: bytes | str, password: bytes | str | None, info: CertificateInfo | None) -> tuple[object, str]:
     data = _as_bytes(key_pem)
     blocks = _pem_blocks(data)
@@ -281,8 +298,18 @@ def inspect_certificate(
     now: datetime,
 ) -> CertificateInfo:
     """Validate a recording certificate (and its key) at `now`; see the module docstring."""
-    moment = _require_aware(now)
     cert = load_certificate(cert_pem)
+    info = validate_certificate(cert, now=now)
+    if key_pem is None:
+        return info
+    details = check_private_key(cert, key_pem, password, info=info)
+    return replace(info, key_details=details)
+
+
+def validate_certificate(cert: x509.Certificate, *, now: datetime) -> CertificateInfo:
+    """The certificate rules alone (NotRsa, KeyTooSmall, NotYetValid, Expired), for a parsed certificate:
+    the one rule set for every certificate cxbackup encrypts to (recordings and exports)."""
+    moment = _require_aware(now)
     public_key = cert.public_key()
     if not isinstance(public_key, rsa.RSAPublicKey):
         raise CertificateInvalid(
@@ -303,10 +330,7 @@ def inspect_certificate(
         )
     if moment > info.not_after:
         raise CertificateInvalid(Reason.EXPIRED, f"certificate expired on {_utc_text(info.not_after)}", info)
-    if key_pem is None:
-        return info
-    details = check_private_key(cert, key_pem, password, info=info)
-    return _describe(cert, public_key.key_size, details)
+    return info
 
 
 def check_private_key(

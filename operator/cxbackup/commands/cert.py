@@ -3,7 +3,7 @@ panel do.
 
     cxbackup cert generate --cn CN --country C --state ST --org O --days N [--key-size 2048|3072|4096]
                            --out-key FILE --out-cert FILE [--pkcs8 FILE] [--force]
-    cxbackup cert inspect CERT [--key KEY [--password P | --password-file F]] [--json]
+    cxbackup cert inspect CERT [--key KEY [--password-file F | --password-env VAR]] [--json]
 
 generate writes the key ('BEGIN RSA PRIVATE KEY', mode 0600), the self-signed certificate and, with
 --pkcs8, the key again as unencrypted PKCS#8 (the Azure private.pem). Every file goes to a temporary
@@ -14,6 +14,9 @@ inspect prints Issued To, Issued By, Serial Number, Subject DN, Issuer DN, Not B
 size, SHA-256 fingerprint and, with --key, Key Details; --json prints the same as one JSON object with
 `valid`, `reason`, `message` and `warnings` added.
 
+The password of an encrypted key comes from a file or an environment variable (cxbackup.commands.passwords);
+the old `--password P` still works but warns, since other users of the machine can see it.
+
 Exit codes: 0 fine (a warning on stderr when the certificate expires within 30 days), 1 the certificate
 or key is not usable (one line on stderr, ending with the reason code in brackets), 2 a usage error or
 a file that cannot be read or written. Keys and passwords are never printed.
@@ -22,11 +25,7 @@ a file that cannot be read or written. Keys and passwords are never printed.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import errno
 import json
-import os
-import secrets
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,7 +33,9 @@ from typing import Any
 
 from cxbackup.certs.generate import KEY_SIZES, ParameterInvalid, generate_pair, to_pkcs8
 from cxbackup.certs.validation import CertificateInfo, CertificateInvalid, Reason, inspect_certificate
+from cxbackup.commands.passwords import PasswordError, add_password_arguments, password_from
 from cxbackup.core.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
+from cxbackup.core.files import NewFile
 
 __all__ = ["EXPIRY_WARNING", "register", "run"]
 
@@ -50,7 +51,6 @@ _FLAGS = {
     "key_size": "--key-size",
 }
 _KEY_REASONS = (Reason.KEY_INVALID, Reason.PASSWORD_REQUIRED, Reason.WRONG_PASSWORD)
-_NO_HARD_LINKS = {errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
 
 
 class _UsageError(Exception):
@@ -91,11 +91,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
     )
     ins.add_argument("cert", type=Path, metavar="CERT", help="PEM certificate file")
     ins.add_argument("--key", type=Path, help="PEM private key file to check against the certificate")
-    secret = ins.add_mutually_exclusive_group()
-    secret.add_argument(
-        "--password", help="password of an encrypted key (visible to other users; prefer --password-file)"
-    )
-    secret.add_argument("--password-file", type=Path, help="file holding the password of an encrypted key")
+    add_password_arguments(ins, what="an encrypted --key", legacy_flag=True)
     ins.add_argument("--json", action="store_true", help="print one JSON object")
     ins.set_defaults(func=run)
 
@@ -155,66 +151,22 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _write_all(files: list[tuple[Path, bytes, int]], *, replace: bool) -> None:
-    """Write every file to a temporary name first, then move each into place."""
-    staged: list[tuple[Path, Path]] = []
+    """Write every file to a temporary name first, then move each into place (cxbackup.core.files)."""
+    staged: list[NewFile] = []
     try:
         for path, data, mode in files:
-            staged.append((_stage(path, data, mode), path))
-        for tmp, path in staged:
-            _commit(tmp, path, replace=replace)
+            new = NewFile(path, mode)
+            staged.append(new)
+            new.write(data)
+            new.close()
+        for new in staged:
+            if not new.place(replace=replace):
+                raise _UsageError(f"{new.path} appeared while writing; not replacing it (pass --force)")
     except OSError as exc:
         raise _UsageError(f"cannot write {exc.filename or ''}: {exc.strerror or exc}") from None
     finally:
-        for tmp, _ in staged:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-
-
-def _stage(path: Path, data: bytes, mode: int) -> Path:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        if mode == 0o600:
-            os.fchmod(fd, mode)  # exactly owner-only for keys, whatever the umask (others get umask)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return tmp
-
-
-def _commit(tmp: Path, path: Path, *, replace: bool) -> None:
-    if replace:
-        tmp.replace(path)
-    else:
-        try:
-            os.link(tmp, path)  # fails if path appeared meanwhile: never clobbers
-        except FileExistsError:
-            raise _UsageError(f"{path} appeared while writing; not replacing it (pass --force)") from None
-        except OSError as exc:
-            if exc.errno not in _NO_HARD_LINKS:
-                raise
-            if path.exists():
-                raise _UsageError(f"{path} appeared while writing; not replacing it (pass --force)") from None
-            tmp.replace(path)
-        else:
-            tmp.unlink()
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory handles
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
-        pass
-    finally:
-        os.close(fd)
+        for new in staged:
+            new.discard()
 
 
 # --- inspect ----------------------------------------------------------------------------------------
@@ -228,18 +180,12 @@ def _read(path: Path, what: str) -> bytes:
 
 
 def _password(args: argparse.Namespace) -> bytes | None:
-    if args.password is None and args.password_file is None:
-        return None
-    if args.key is None:
-        raise _UsageError("--password and --password-file need --key")
-    if args.password is not None:
-        value: bytes = args.password.encode("utf-8")
-        return value
-    data = _read(args.password_file, "password file")
-    for ending in (b"\r\n", b"\n"):
-        if data.endswith(ending):
-            return data[: -len(ending)]
-    return data
+    if args.key is None and (args.password is not None or args.password_file or args.password_env):
+        raise _UsageError("--password-file, --password-env and --password need --key")
+    try:
+        return password_from(args)
+    except PasswordError as exc:
+        raise _UsageError(str(exc)) from None
 
 
 def _render(info: CertificateInfo) -> str:
@@ -283,9 +229,9 @@ def _inspect(args: argparse.Namespace) -> int:
         where = args.key if exc.reason in _KEY_REASONS else args.cert
         message = exc.message
         if exc.reason is Reason.PASSWORD_REQUIRED:
-            message += "; pass it with --password or --password-file"
+            message += "; pass it with --password-file or --password-env"
         elif exc.reason is Reason.WRONG_PASSWORD:
-            message += " (check --password or --password-file)"
+            message += " (check --password-file or --password-env)"
         if args.json:
             result = exc.info.to_dict() if exc.info is not None else {}
             result.update(valid=False, reason=str(exc.reason), message=message, warnings=[])

@@ -3,6 +3,12 @@
     cxbackup decrypt (--key KEY [--cert CERT] | --keyring DIR) [--password-env VAR | --password-file F]
                      [--overwrite] SRC --out DEST
 
+With --keyring DIR (a folder of key and certificate files, such as a saved keyring Secret), each
+file's recipient picks the key, and each encrypted key opens with its own password from the file
+`<name>.password` next to it; --password-env / --password-file is the password of keys without one.
+A key that cannot be opened is named in a warning (its certificate's serial and the reason) and the
+other keys are still used; the files encrypted to it fail, saying so.
+
 SRC is one media file or a backup tree (`<folderFormat>/<callUUID>/` folders with media files next to
 `<callUUID>.json`). The output equals `openssl cms -decrypt -inform DER -binary -inkey KEY` byte for
 byte. Rules:
@@ -15,7 +21,8 @@ byte. Rules:
 - `.json` (metadata), `.txt`, `.csv`, `.log` and `.properties` files are copied unchanged.
 - Hidden files (name starting with "."), `.part`/`.tmp`/`.lock` files and symlinks are skipped.
 - An existing output file is kept and counted as skipped, unless --overwrite. Every file is written
-  to a temporary name in its destination folder and renamed when complete.
+  with mode 0600 (owner only, whatever the umask: it is plaintext) to a temporary name in its
+  destination folder and renamed when complete.
 - When metadata gives a media file's `size`, a decrypted length that differs is reported as a warning.
 
 The summary counts decrypted, copied, skipped and failed files with each failure's reason; the exit
@@ -25,12 +32,8 @@ code is 1 when any file failed, 2 for a usage error (bad key, refused paths), el
 from __future__ import annotations
 
 import argparse
-import contextlib
-import errno
 import json
 import os
-import secrets
-import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,10 +41,13 @@ from pathlib import Path
 
 from cxbackup.certs.cms import CmsError, KeyFileError, load_certificates, load_private_key
 from cxbackup.certs.keyring import Keyring
+from cxbackup.commands.passwords import PasswordError, add_password_arguments, password_from
 from cxbackup.core.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
+from cxbackup.core.files import PRIVATE_MODE, NewFile
 
 __all__ = ["DecryptSummary", "decrypt_tree", "output_name", "register", "run"]
 
+_COPY_CHUNK = 1024 * 1024
 COPIED_SUFFIXES = (".json", ".txt", ".csv", ".log", ".properties")
 SKIPPED_SUFFIXES = (".part", ".tmp", ".lock")
 MEDIA_EXTENSIONS = (".mp3", ".mp4", ".wav", ".ogg", ".opus", ".webm", ".m4a", ".mkv", ".avi", ".gsm")
@@ -107,34 +113,18 @@ def _media_info(folder: Path, warnings: list[str], root: Path) -> dict[str, tupl
 
 
 def _write_new(path: Path, data: bytes | None, source: Path | None, overwrite: bool) -> bool:
-    """Write `data` (or copy `source`) to `path` via a temporary file; False when it exists and not overwrite."""
+    """Write `data` (or copy `source`) to `path`, mode 0600, via a temporary file (cxbackup.core.files);
+    False when it exists and not overwrite."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.part"
-    try:
+    with NewFile(path, PRIVATE_MODE) as new:
         if data is not None:
-            with open(tmp, "xb") as fh:
-                fh.write(data)
+            new.write(data)
         else:
             assert source is not None
-            shutil.copyfile(source, tmp)
-            shutil.copymode(source, tmp)
-        if overwrite:
-            tmp.replace(path)
-            return True
-        try:
-            os.link(tmp, path)  # atomic, and fails when the name exists
-        except FileExistsError:
-            return False
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EMLINK, errno.EOPNOTSUPP):
-                raise
-            if path.exists():
-                return False
-            tmp.rename(path)
-        return True
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+            with open(source, "rb") as fh:
+                while chunk := fh.read(_COPY_CHUNK):
+                    new.write(chunk)
+        return new.place(replace=overwrite, sync_dir=False)
 
 
 def _classify(path: Path) -> str:
@@ -234,20 +224,12 @@ def _one(
         summary.skipped.append((rel, f"{target} exists (use --overwrite to replace)"))
 
 
-def _password(args: argparse.Namespace) -> str | None:
-    if args.password_env:
-        value = os.environ.get(args.password_env)
-        if value is None:
-            raise UsageError(f"--password-env: the environment variable {args.password_env} is not set")
-        return value
-    if args.password_file:
-        return Path(args.password_file).read_text(encoding="utf-8").rstrip("\r\n")
-    return None
-
-
 def load_keyring(args: argparse.Namespace) -> Keyring:
     """The keyring the arguments name (--keyring DIR, or --key KEY with an optional --cert CERT)."""
-    password = _password(args)
+    try:
+        password = password_from(args)
+    except PasswordError as exc:
+        raise UsageError(str(exc)) from None
     if args.keyring:
         ring = Keyring.from_directory(Path(args.keyring), password)
         if not len(ring):
@@ -275,12 +257,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
     keys = p.add_mutually_exclusive_group(required=True)
     keys.add_argument("--key", metavar="KEY", help="the recording private key (PEM: PKCS#1 or PKCS#8)")
     keys.add_argument(
-        "--keyring", metavar="DIR", help="a folder of keys and certificates; each file's recipient picks the key"
+        "--keyring",
+        metavar="DIR",
+        help="a folder of keys and certificates (each key's password in <name>.password next to it); "
+        "each file's recipient picks the key",
     )
     p.add_argument("--cert", metavar="CERT", help="the certificate of --key (optional; faster key selection)")
-    pw = p.add_mutually_exclusive_group()
-    pw.add_argument("--password-env", metavar="VAR", help="environment variable holding the key password")
-    pw.add_argument("--password-file", metavar="FILE", help="file holding the key password")
+    add_password_arguments(p, what="--key, or of the --keyring keys without a <name>.password file")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("src", metavar="SRC", help="a downloaded media file or a backup folder")
     p.add_argument("--out", metavar="DEST", required=True, help="where to write (never SRC or inside it)")
@@ -294,6 +277,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         check_paths(Path(args.src), Path(args.out))
         keyring = load_keyring(args)
+        for unusable in keyring.unusable:
+            print(f"warning: {unusable}; files encrypted to it cannot be decrypted", file=sys.stderr)
         summary = decrypt_tree(keyring, Path(args.src), Path(args.out), overwrite=args.overwrite)
     except (UsageError, KeyFileError, OSError) as exc:
         print(f"cxbackup decrypt: {exc}", file=sys.stderr)

@@ -6,8 +6,11 @@
                         [--api-uri-prefix URL] [--result-file PATH]
     cxbackup export list --store DIR|s3://... [--json]
     cxbackup export sweep --store DIR|s3://... [--dry-run] [--json]
-    cxbackup export download NAME --store DIR|s3://... --key KEY [--password P | --password-file F]
+    cxbackup export download NAME --store DIR|s3://... --key KEY [--password-file F | --password-env VAR]
                              --out DIR [--overwrite]
+
+`run` refuses a certificate `cxbackup cert inspect` refuses (not RSA, under 2048 bits, expired, not valid
+yet) with exit code 2, before it asks the vendor for anything or writes to the store.
 
 Times T are RFC 3339 (2026-08-24T00:00:00Z) or YYYY-MM-DD (midnight UTC); --to defaults to now.
 gdprChat needs 1 to 10 --user ids: chat exports are per-user GDPR requests, a whole-organisation chat
@@ -39,13 +42,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cxbackup.certs.cms import CmsError, load_certificate, load_private_key
+from cxbackup.certs.cms import CmsError, load_private_key
+from cxbackup.commands.passwords import PasswordError, add_password_arguments, password_from
 from cxbackup.core.errors import EXIT_CONFIG, EXIT_OK
 from cxbackup.core.logs import setup_logging
 from cxbackup.core.redact import Redactor
 from cxbackup.export.download import download_artifact
 from cxbackup.export.errors import ExportConfigError, ExportError
 from cxbackup.export.names import format_iso
+from cxbackup.export.packaging import load_export_certificate
 from cxbackup.export.request import DEFAULT_PART_SIZE, EXPORT_TYPES, ExportRequest, parse_time
 from cxbackup.export.result import ExportResult
 from cxbackup.export.retention import clean_staging, sweep
@@ -130,9 +135,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
     )
     dl.add_argument("artifact", metavar="NAME", help="artifact name (see export list)")
     dl.add_argument("--key", required=True, type=Path, help="private key of the certificate (PEM or DER)")
-    pw = dl.add_mutually_exclusive_group()
-    pw.add_argument("--password", help="password of the private key")
-    pw.add_argument("--password-file", type=Path, help="file holding the password of the private key")
+    add_password_arguments(dl, legacy_flag=True)
     dl.add_argument("--out", required=True, type=Path, metavar="DIR", help="directory to extract into")
     dl.add_argument("--overwrite", action="store_true", help="replace files that exist in DIR")
     _add_store_arguments(dl)
@@ -209,10 +212,8 @@ def _failed_before_start(args: argparse.Namespace, exc: ExportError) -> int:
 def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         request = _request(args)
-        try:
-            certificate = load_certificate(args.cert)
-        except CmsError as exc:
-            raise ExportConfigError(str(exc)) from None
+        # refused before the vendor or the store is touched: the rules of `cert inspect`
+        certificate = load_export_certificate(args.cert, datetime.now(UTC))
         source = ApiSource.from_env(env, args.api_uri_prefix, page_size=args.page_size)
         store = open_store_from_args(args, env)
     except ExportError as exc:
@@ -288,12 +289,10 @@ def _sweep(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _download(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    password: str | None = args.password
-    if args.password_file is not None:
-        try:
-            password = args.password_file.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise ExportConfigError(f"{args.password_file}: cannot read ({exc.strerror})") from None
+    try:
+        password = password_from(args)
+    except PasswordError as exc:
+        raise ExportConfigError(str(exc)) from None
     key = load_private_key(args.key, password)
     store = open_store_from_args(args, env)
     try:

@@ -8,9 +8,10 @@
    as `openssl cms -decrypt -inkey KEY` does);
 3. opens the zip and refuses unsafe member names (absolute paths, `..`, backslashes, drive letters,
    symbolic links) and members the manifest does not list;
-4. extracts every file into `out_dir`, checking its size and SHA-256 against manifest.json while
-   writing it under a temporary name; only when every file verified are they all renamed into place.
-   Existing files are not replaced unless `overwrite`.
+4. extracts every file into `out_dir` with mode 0600 (it is plaintext), checking its size and SHA-256
+   against manifest.json while writing it under a temporary name (cxbackup.core.files); only when
+   every file verified are they all moved into place. Existing files are not replaced unless
+   `overwrite`.
 
 Every failure raises IntegrityError (or ArtifactNotFoundError / StoreError from the store) and leaves
 no half-written file behind.
@@ -21,9 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
-import secrets
 import stat
 import zipfile
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from cxbackup.certs import cms
+from cxbackup.core.files import PRIVATE_MODE, NewFile
 from cxbackup.export.errors import IntegrityError
 from cxbackup.export.packaging import MANIFEST_KIND, MANIFEST_NAME
 from cxbackup.export.store import ArtifactInfo, ArtifactStore
@@ -116,48 +116,48 @@ def extract_zip(
             taken = [str(p) for p in targets.values() if p.exists()]
             if taken:
                 raise IntegrityError(f"{where}{taken[0]} exists already (use another directory, or overwrite)")
-        staged: list[tuple[Path, ExtractedFile]] = []
+        staged: list[tuple[NewFile, ExtractedFile]] = []
         try:
             for name in names:  # every file verified under a temporary name first...
                 staged.append(_extract_one(zf, name, targets[name], listed.get(name), where))
-            for tmp, done in staged:  # ...then all renamed into place
-                tmp.replace(done.path)
-        except BaseException:
-            for tmp, _ in staged:
-                tmp.unlink(missing_ok=True)
-            raise
+            for new, done in staged:  # ...then all moved into place
+                if not new.place(replace=overwrite):
+                    raise IntegrityError(f"{where}{done.path} appeared while extracting; not replacing it")
+        finally:
+            for new, _ in staged:
+                new.discard()
     return manifest, [done for _, done in staged]
 
 
 def _extract_one(
     zf: zipfile.ZipFile, name: str, target: Path, expected: dict[str, Any] | None, where: str
-) -> tuple[Path, ExtractedFile]:
-    """Write one member to a temporary name next to `target`, checked against the manifest."""
+) -> tuple[NewFile, ExtractedFile]:
+    """Write one member, mode 0600, to a temporary name next to `target`, checked against the manifest."""
     limit = int(expected["bytes"]) if expected is not None else None
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
     digest = hashlib.sha256()
     size = 0
+    new = NewFile(target, PRIVATE_MODE)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as dst, zf.open(name) as src:
+        with zf.open(name) as src:
             while chunk := src.read(_CHUNK):
                 size += len(chunk)
                 if limit is not None and size > limit:
                     raise IntegrityError(f"{where}{name} is larger than the manifest says ({limit} bytes)")
                 digest.update(chunk)
-                dst.write(chunk)
+                new.write(chunk)
+        new.close()
         sha = digest.hexdigest()
         if expected is not None and (size != limit or sha != expected.get("sha256")):
             raise IntegrityError(f"{where}{name} does not match the manifest (size or sha256)")
     except zipfile.BadZipFile as exc:
-        tmp.unlink(missing_ok=True)
+        new.discard()
         raise IntegrityError(f"{where}{name} is damaged in the archive ({exc})") from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        new.discard()
         raise
     records = int(expected["records"]) if expected is not None and "records" in expected else None
-    return tmp, ExtractedFile(name, target, size, sha, records)
+    return new, ExtractedFile(name, target, size, sha, records)
 
 
 def download_artifact(

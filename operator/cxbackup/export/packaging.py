@@ -31,6 +31,10 @@ manifest.json:
 (`users` only for gdprChat; a chat file entry also has `userId`; `notes` are the explanations known
 when the part was written, e.g. a user whose range is outside the chat retention period.)
 
+`check_certificate` refuses a certificate exports must not be encrypted to, with the rules of
+`cxbackup cert inspect` (RSA of at least 2048 bits, valid now); every export run checks it before it
+fetches anything, and `load_export_certificate` loads and checks the file an export pod is given.
+
 `encrypt_part` wraps the zip as S/MIME enveloped-data (CMS, DER) to the certificate with AES-128 or
 AES-256 (cxbackup.certs.cms), which `openssl cms -decrypt -inform DER -binary -inkey KEY` and
 `openssl smime -decrypt -binary -inform DER -inkey KEY` read. CMS encryption is not streaming, so a
@@ -54,9 +58,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from cxbackup.certs import cms
+from cxbackup.certs.validation import CertificateInvalid, validate_certificate
 from cxbackup.export.errors import ExportConfigError, PackagingError
 from cxbackup.export.names import format_iso, safe_member_name
 
@@ -77,6 +81,7 @@ __all__ = [
     "contact_csv_row",
     "csv_line",
     "encrypt_part",
+    "load_export_certificate",
     "ndjson_line",
 ]
 
@@ -163,14 +168,25 @@ def chat_member_names(users: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def check_certificate(certificate: x509.Certificate, now: datetime) -> list[str]:
-    """Refuse a certificate CMS cannot encrypt to (not RSA); warnings (expired) as notes."""
-    if not isinstance(certificate.public_key(), RSAPublicKey):
-        raise ExportConfigError("the encryption certificate must have an RSA public key (CDDS needs RSA)")
-    warnings = []
-    if certificate.not_valid_after_utc <= now:
-        warnings.append(f"the encryption certificate expired on {format_iso(certificate.not_valid_after_utc)}")
-    return warnings
+def check_certificate(certificate: x509.Certificate, now: datetime) -> None:
+    """Refuse a certificate customer data must not be encrypted to, by the rules `cxbackup cert inspect`
+    applies (cxbackup.certs.validation.validate_certificate): not RSA, RSA under 2048 bits, not valid yet,
+    expired. ExportConfigError (exit code 2) names the problem and its reason code."""
+    try:
+        validate_certificate(certificate, now=now)
+    except CertificateInvalid as exc:
+        raise ExportConfigError(f"the encryption certificate cannot be used: {exc.message} [{exc.reason}]") from None
+
+
+def load_export_certificate(path: Path, now: datetime) -> x509.Certificate:
+    """The certificate (PEM or DER file) an export run encrypts to, checked by `check_certificate`;
+    ExportConfigError when it cannot be read or used. Call it before anything is fetched or written."""
+    try:
+        certificate = cms.load_certificate(path)
+    except cms.CmsError as exc:
+        raise ExportConfigError(str(exc)) from None
+    check_certificate(certificate, now)
+    return certificate
 
 
 @dataclass(frozen=True)

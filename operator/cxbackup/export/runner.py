@@ -126,8 +126,7 @@ def run_export(
     try:
         time_range = request.time_range(started)
         result.range = time_range
-        for warning in check_certificate(certificate, started):
-            add_note(warning)
+        check_certificate(certificate, started)  # before anything is fetched: refused with ExportConfigError
 
         def on_part(part: PackedPart) -> None:
             try:

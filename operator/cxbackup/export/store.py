@@ -29,7 +29,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import re
 import secrets
 import shutil
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cxbackup.api.exportjob import ArtifactRecord
+from cxbackup.core.files import write_file
 from cxbackup.core.redact import Redactor
 from cxbackup.export.errors import ArtifactExistsError, ArtifactNotFoundError, ExportConfigError, StoreError
 from cxbackup.export.names import format_iso, parse_artifact_name, parse_stamp
@@ -264,17 +264,7 @@ class DirectoryStore:
     @staticmethod
     def _write_file(path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            tmp.replace(path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_file(path, data, mode=0o640, replace=True)
 
     def _put(self, folder: Path, data: bytes, info: ArtifactInfo) -> ArtifactInfo:
         info = _completed(info, data, str(self.root / info.name))
