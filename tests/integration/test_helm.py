@@ -103,6 +103,12 @@ def test_chart_ships_every_crd_of_crds_folder(helm: Helm) -> None:
         assert shipped[name] == crd, f"the chart's CRD {name} differs from crds/"
 
 
+WORKER_RESOURCES = {
+    "limits": {"ephemeral-storage": "2Gi", "memory": "1Gi"},
+    "requests": {"cpu": "100m", "ephemeral-storage": "64Mi", "memory": "128Mi"},
+}
+
+
 def test_render_defaults(helm: Helm) -> None:
     docs = render(helm, namespace="backup-system")
     kinds = sorted(d["kind"] for d in docs)
@@ -146,10 +152,7 @@ def test_render_defaults(helm: Helm) -> None:
     assert env == {
         "CXBACKUP_ALLOW_PLAIN_HTTP": "false",  # https only unless the installer allows plain HTTP
         "CXBACKUP_VENDOR_HOSTS": "",
-        "CXBACKUP_WORKER_RESOURCES": json.dumps(
-            {"limits": {"ephemeral-storage": "2Gi", "memory": "1Gi"},
-             "requests": {"cpu": "100m", "ephemeral-storage": "64Mi", "memory": "128Mi"}}, separators=(",", ":")
-        ),  # fmt: skip
+        "CXBACKUP_WORKER_RESOURCES": json.dumps(WORKER_RESOURCES, separators=(",", ":")),
         "CXBACKUP_WORKER_ACTIVE_DEADLINE_SECONDS": "86400",
         "CXBACKUP_WORKER_TMP_SIZE_LIMIT": "1Gi",
         "CXBACKUP_RECONCILE_INTERVAL": "10",

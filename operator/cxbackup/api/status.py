@@ -75,7 +75,6 @@ class Reason(StrEnum):
     CERTIFICATE_NOT_READY = "CertificateNotReady"
     PVC_NOT_FOUND = "PVCNotFound"
     CERTIFICATE_NOT_FOUND = "CertificateNotFound"
-    CERTIFICATE_NOT_READY = "CertificateNotReady"
     """The RecordingCertificate exists but is not Ready (too small, expired, not checked yet...)."""
     INVALID_SPEC = "InvalidSpec"
     INVALID_SCHEDULE = "InvalidSchedule"

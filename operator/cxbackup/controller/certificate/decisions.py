@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives import hashes
 
 from cxbackup.api.certificate import CertificateRotation, RecordingCertificate
 from cxbackup.api.status import CertificateReason, ConditionType
+from cxbackup.certs.keyring import secret_additions
 from cxbackup.certs.rotation import parse_duration, parse_window, rotation_due
 from cxbackup.certs.validation import (
     CertificateInfo,
@@ -268,20 +269,11 @@ def keyring_fingerprints(data: Mapping[str, bytes]) -> set[str]:
 
 
 def keyring_additions(data: Mapping[str, bytes], serial: str, pair: KeyPair) -> dict[str, bytes]:
-    """The data keys to add so the keyring holds `pair`: {} when it already does.
-
-    The pair is stored as `<serial>.crt` + `<serial>.key` (the key exactly as it was stored, encrypted
-    keys stay encrypted). A name already taken by something else (two certificates with the same serial)
-    is never overwritten: `<serial>-1`, `<serial>-2` ... are used instead.
-    """
-    for name, value in data.items():
-        if name.endswith(".crt") and value == pair.cert_pem and data.get(f"{name[:-4]}.key") == pair.key_pem:
-            return {}
-    stem, n = serial, 0
-    while f"{stem}.crt" in data or f"{stem}.key" in data:
-        n += 1
-        stem = f"{serial}-{n}"
-    return {f"{stem}.crt": pair.cert_pem, f"{stem}.key": pair.key_pem}
+    """The data keys to add so the keyring holds `pair` ({} when it already does): `<serial>.crt`,
+    `<serial>.key` (exactly as stored; an encrypted key stays encrypted) and, for an encrypted key, its
+    password as `<serial>.password`, so that every key in the keyring stays usable. Names already taken
+    are never overwritten (certs.keyring.secret_additions)."""
+    return secret_additions(data, serial, pair.cert_pem, pair.key_pem, pair.password)
 
 
 MIN_ROTATION_INTERVAL = dt.timedelta(days=1)

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cxbackup import metrics
-from cxbackup.api.certificate import RecordingCertificate
+from cxbackup.api.certificate import RecordingCertificate, certificate_readiness
 from cxbackup.api.common import CERTIFICATES, EXPORTS
 from cxbackup.api.exportjob import ExportJob, ExportJobStatus
 from cxbackup.api.status import ConditionType, Phase, Reason
@@ -92,13 +92,12 @@ def _certificate(cluster: Cluster, export: ExportJob) -> CertificateSource:
                 f"{field}: RecordingCertificate {ns}/{ref.recording_certificate} not found",
             )
         rcert = RecordingCertificate.model_validate(body)
-        ready = condition((body.get("status") or {}).get("conditions"), ConditionType.READY)
-        if ready is None or ready.get("status") != "True":
-            why = f" ({ready.get('reason')}: {ready.get('message')})" if ready else ""
+        readiness = certificate_readiness(body.get("status"), (body.get("metadata") or {}).get("generation"))
+        if not readiness.ready:
             raise Blocked(
                 Reason.CERTIFICATE_NOT_READY,
-                f"{field}: RecordingCertificate {ns}/{ref.recording_certificate} is not Ready{why}; the export "
-                "starts once it is",
+                f"{field}: RecordingCertificate {ns}/{ref.recording_certificate} is not Ready ({readiness.reason}: "
+                f"{readiness.message}); the export starts once it is",
             )
         if rcert.spec.secret_ref is not None:
             source = CertificateSource(rcert.spec.secret_ref.name, rcert.spec.secret_ref.certificate_key)
