@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 __all__ = [
     "BACKUP_AUDIT_MISSING_RECORDINGS",
     "BACKUP_BYTES_TOTAL",
+    "BACKUP_CREATED_TIMESTAMP_SECONDS",
     "BACKUP_EXPECTED_INTERVAL_SECONDS",
     "BACKUP_LAG_SECONDS",
     "BACKUP_LAST_SUCCESS_TIMESTAMP_SECONDS",
@@ -77,6 +78,7 @@ EXPORT_ARTIFACTS_EXPIRED_TOTAL: Final = "cxbackup_export_artifacts_expired_total
 # Gauges computed at scrape time from STATE.
 BACKUP_LAG_SECONDS: Final = "cxbackup_backup_lag_seconds"
 BACKUP_LAST_SUCCESS_TIMESTAMP_SECONDS: Final = "cxbackup_backup_last_success_timestamp_seconds"
+BACKUP_CREATED_TIMESTAMP_SECONDS: Final = "cxbackup_backup_created_timestamp_seconds"
 BACKUP_EXPECTED_INTERVAL_SECONDS: Final = "cxbackup_backup_expected_interval_seconds"
 BACKUP_RUNNING: Final = "cxbackup_backup_running"
 BACKUP_SHARD_PROGRESS_RATIO: Final = "cxbackup_backup_shard_progress_ratio"
@@ -101,6 +103,7 @@ METRIC_NAMES: Final = (
     EXPORT_ARTIFACTS_EXPIRED_TOTAL,
     BACKUP_LAG_SECONDS,
     BACKUP_LAST_SUCCESS_TIMESTAMP_SECONDS,
+    BACKUP_CREATED_TIMESTAMP_SECONDS,
     BACKUP_EXPECTED_INTERVAL_SECONDS,
     BACKUP_RUNNING,
     BACKUP_SHARD_PROGRESS_RATIO,
@@ -213,6 +216,8 @@ class BackupState:
 
     last_recording_end: float | None = None
     last_success: float | None = None
+    created: float | None = None
+    """metadata.creationTimestamp: what "no recent success" counts from before the first success."""
     expected_interval: float | None = None
     running: bool = False
     shard_progress: dict[str, float] = field(default_factory=dict)
@@ -263,6 +268,11 @@ class _StateCollector(Collector):
             labels=_OBJ,
         )
         last = GaugeMetricFamily(BACKUP_LAST_SUCCESS_TIMESTAMP_SECONDS, "When the last run succeeded.", labels=_OBJ)
+        created = GaugeMetricFamily(
+            BACKUP_CREATED_TIMESTAMP_SECONDS,
+            "When the RecordingBackup was created (the no-recent-success alert counts from it before a first success).",
+            labels=_OBJ,
+        )
         interval = GaugeMetricFamily(
             BACKUP_EXPECTED_INTERVAL_SECONDS,
             "Seconds between two scheduled runs (for the no-recent-success alert).",
@@ -302,6 +312,8 @@ class _StateCollector(Collector):
                 lag.add_metric(labels, max(now - b.last_recording_end, 0.0))
             if b.last_success is not None:
                 last.add_metric(labels, b.last_success)
+            if b.created is not None:
+                created.add_metric(labels, b.created)
             if b.expected_interval is not None:
                 interval.add_metric(labels, b.expected_interval)
             for shard, ratio in sorted(b.shard_progress.items()):
@@ -320,7 +332,7 @@ class _StateCollector(Collector):
         for (ns, name), e in exports:
             artifacts.add_metric([ns, name], float(e.artifacts))
             artifact_bytes.add_metric([ns, name], float(e.artifact_bytes))
-        yield from (lag, last, interval, running, progress, missing, margin, expiry, to_expiry, ready)
+        yield from (lag, last, created, interval, running, progress, missing, margin, expiry, to_expiry, ready)
         yield from (artifacts, artifact_bytes)
 
 

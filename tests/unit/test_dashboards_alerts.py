@@ -411,7 +411,12 @@ def test_default_thresholds() -> None:
     assert "several weeks before deletion" in by_name["CxbackupBackupLagHigh"]["annotations"]["description"]
     # Per backup's own schedule, not a fixed 25h: twice the expected interval.
     no_success = by_name["CxbackupNoRecentSuccess"]["expr"]
-    assert "time() - max by (namespace, name) (cxbackup_backup_last_success_timestamp_seconds)" in no_success
+    assert "time() - max by (namespace, name) (" in no_success
+    # before a first success, counted from the backup's creation
+    assert (
+        "cxbackup_backup_last_success_timestamp_seconds\n    or\n    cxbackup_backup_created_timestamp_seconds"
+        in no_success
+    )
     assert "> 2 * max by (namespace, name) (cxbackup_backup_expected_interval_seconds)" in no_success
     down = by_name["CxbackupOperatorDown"]
     assert down["expr"] == 'absent(up{job=~".*cxbackup.*"} == 1)'

@@ -116,6 +116,8 @@ def test_a_new_backup_starts_one_run_with_its_configmap_and_reports_it() -> None
     assert h.status["currentRun"]["jobName"] == job_name and h.status["currentRun"]["replicas"] == 2
     assert h.cond("Running")["status"] == "True" and h.cond("Ready")["reason"] == "RunStarted"
     assert h.states.backups[("ns", "rb")].running is True
+    # the no-recent-success alert counts from the creation until a first success
+    assert h.states.backups[("ns", "rb")].created == dt.datetime(2026, 11, 23, 4, 0, tzinfo=dt.UTC).timestamp()
     # the next tick sees the active run: no second Job, progress from the shards, no new Event
     assert h.tick(T0 + MINUTE) == []
     assert h.cluster.job_names() == [job_name]

@@ -182,6 +182,8 @@ def _reconcile(
     conditions: list[dict[str, Any]] | None = status_dump.get("conditions")
     with states.lock:
         state = states.backups.setdefault((ns, name), metrics.BackupState())
+        created = parse_time(backup.metadata.get("creationTimestamp"))
+        state.created = created.timestamp() if created else None
     metrics.initialize_backup(ns, name)
 
     views = [job_view(j) for j in cluster.list_jobs(ns, f"{LABEL_BACKUP}={name}")]
