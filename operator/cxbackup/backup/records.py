@@ -173,8 +173,8 @@ def parse_recordings_page(text: str) -> RecordingsPage:
     try:
         return _parse_page(text)
     except (ValueError, IndexError) as exc:  # json.JSONDecodeError is a ValueError
-        snippet = text[:120].replace("\n", " ")
-        raise VendorApiError(f"recording API answered something that is not a page ({exc}): {snippet!r}") from exc
+        # the parser's reason names a position, never the body: bodies stay out of messages
+        raise VendorApiError(f"recording API answered something that is not a page ({exc})") from exc
 
 
 def _parse_page(text: str) -> RecordingsPage:

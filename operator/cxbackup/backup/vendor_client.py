@@ -10,7 +10,8 @@ HTTP Basic authentication on every request; urllib3 (no `requests`), optionally 
 (gwsProxyHost/gwsProxyPort). 429, 5xx, connection errors and unreadable bodies are retried with
 exponential backoff and jitter (Retry-After honoured; the loop and transport are cxbackup.core.http's);
 401/403 raise VendorAuthError "GWS_USERNAME/GWS_PASSWORD rejected by <url>" (the password never
-appears anywhere).
+appears anywhere). Other error answers raise VendorApiError with the status and the answer's short
+code and a bounded, redacted snippet of its message (`core.http.error_detail`), never the body.
 
 Listing streams: `iter_recordings(window)` fetches one page at a time. Consecutive pages overlap by a
 few records and repeats are dropped, so a recording deleted by retention (or added) between two page
@@ -21,7 +22,6 @@ The HTTP transport is injected (`HttpTransport`); tests pass a fake one.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import random
@@ -40,10 +40,11 @@ from cxbackup.core.http import (
     RetryableAnswer,
     TransportError,
     Urllib3Transport,
+    error_detail,
     get_with_retries,
     next_offset,
 )
-from cxbackup.core.redact import redact_url
+from cxbackup.core.redact import Redactor, basic_token, redact_url
 from cxbackup.core.retry import RetryPolicy
 
 __all__ = [
@@ -123,8 +124,9 @@ class VendorClient:
             raise ConfigError("GWS_USERNAME and GWS_PASSWORD must be set")
         self.settings_url = settings_url
         self.recordings_url = recordings_url
-        token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+        token = basic_token(username, password)
         self._headers = {"Authorization": f"Basic {token}", "Accept": "application/json"}
+        self._redactor = Redactor([password, token])
         self._transport = transport or Urllib3Transport(proxy_url)
         self._retry = retry or RetryPolicy()
         self._page_size = page_size
@@ -143,8 +145,8 @@ class VendorClient:
             if resp.status in (401, 403):
                 raise VendorAuthError(f"GWS_USERNAME/GWS_PASSWORD rejected by {shown} (HTTP {resp.status})")
             if resp.status != 200:
-                snippet = resp.body[:200].decode("utf-8", "replace")
-                raise VendorApiError(f"{shown} answered HTTP {resp.status}: {snippet}")
+                detail = error_detail(resp.body, self._redactor)
+                raise VendorApiError(f"{shown} answered HTTP {resp.status}" + (f" ({detail})" if detail else ""))
             try:
                 return parse(resp.body)
             except VendorApiError as exc:
@@ -155,7 +157,7 @@ class VendorClient:
                 self._transport, url, self._headers, handle, retry=self._retry, rng=self._rng, sleep=self._sleep
             )
         except RetriesExhausted as exc:
-            raise VendorApiError(str(exc)) from None
+            raise VendorApiError(self._redactor.clean(str(exc))) from None
 
     def settings(self) -> VendorSettings:
         """The tenant's S3 storage entries (also proves the GWS credentials work)."""

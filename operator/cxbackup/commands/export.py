@@ -42,7 +42,7 @@ from typing import Any
 from cxbackup.certs.cms import CmsError, load_certificate, load_private_key
 from cxbackup.core.errors import EXIT_CONFIG, EXIT_OK
 from cxbackup.core.logs import setup_logging
-from cxbackup.core.redact import Redactor
+from cxbackup.core.redact import Redactor, basic_token
 from cxbackup.export.download import download_artifact
 from cxbackup.export.errors import ExportConfigError, ExportError
 from cxbackup.export.names import format_iso
@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         code: int = args.export_run(args, os.environ)
     except ExportError as exc:
-        print(f"cxbackup export {args.export_action}: {exc}", file=sys.stderr)
+        print(f"cxbackup export {args.export_action}: {_redactor(os.environ).clean(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except CmsError as exc:  # key or certificate files
         print(f"cxbackup export {args.export_action}: {exc}", file=sys.stderr)
@@ -197,16 +197,27 @@ def _write_result(path: str | None, text: str) -> None:
         log.error("cannot write the result to %s: %s", path, exc.strerror or exc)
 
 
-def _failed_before_start(args: argparse.Namespace, exc: ExportError) -> int:
+def _redactor(env: Mapping[str, str]) -> Redactor:
+    """Masks the run's secrets (and the Basic token of the vendor credentials) in what it reports."""
+    known = [env.get(k) for k in ("GWS_PASSWORD", "TARGET_AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY")]
+    user, password = env.get("GWS_USERNAME", ""), env.get("GWS_PASSWORD", "")
+    if user and password:
+        known.append(basic_token(user, password))
+    return Redactor(known)
+
+
+def _failed_before_start(args: argparse.Namespace, exc: ExportError, redactor: Redactor) -> int:
+    message = redactor.clean(str(exc))
     if args.result_file:
         result = ExportResult(args.name, args.type, "", datetime.now(UTC).replace(microsecond=0))
-        result.fail_by(exc, str(exc))
+        result.fail_by(exc, message)
         _write_result(args.result_file, result.to_json())
-    print(f"cxbackup export run: {exc}", file=sys.stderr)
+    print(f"cxbackup export run: {message}", file=sys.stderr)
     return exc.exit_code
 
 
 def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    redactor = _redactor(env)
     try:
         request = _request(args)
         try:
@@ -216,10 +227,9 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         source = ApiSource.from_env(env, args.api_uri_prefix, page_size=args.page_size)
         store = open_store_from_args(args, env)
     except ExportError as exc:
-        return _failed_before_start(args, exc)
-    known_secrets = [env.get(k) for k in ("GWS_PASSWORD", "TARGET_AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY")]
+        return _failed_before_start(args, exc, redactor)
     try:
-        result = run_export(request, source, store, certificate, sink=_ConsoleSink(), redactor=Redactor(known_secrets))
+        result = run_export(request, source, store, certificate, sink=_ConsoleSink(), redactor=redactor)
     finally:
         source.close()
         store.close()

@@ -5,6 +5,8 @@ client (vendor_client.py) and the export's contact and chat client (export/sourc
 
 `handle(response)` turns an answer into a value, raises its own error for an answer that will not get
 better (401, 404, ...), or raises `RetryableAnswer` for one that may (a 200 with a cut or garbled body).
+An error answer's body never goes into a message whole: `error_detail(body)` keeps its short code and
+a bounded, redacted snippet of its `message` field (JSON bodies only).
 Transport errors (connection refused or reset, timeout, short body) and statuses 408, 429 and 5xx are
 retried too, with exponential backoff and jitter, honouring Retry-After. When the attempts run out,
 `RetriesExhausted` carries the last reason; each client turns it into its own error.
@@ -16,8 +18,10 @@ two requests does not shift the offsets past an item never seen.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
+import re
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,7 +29,7 @@ from typing import Protocol, TypeVar
 
 import urllib3
 
-from cxbackup.core.redact import redact_url
+from cxbackup.core.redact import Redactor, redact_url, snippet
 from cxbackup.core.retry import RetryPolicy
 
 __all__ = [
@@ -38,6 +42,7 @@ __all__ = [
     "RetryableAnswer",
     "TransportError",
     "Urllib3Transport",
+    "error_detail",
     "get_with_retries",
     "next_offset",
     "retry_after",
@@ -67,6 +72,7 @@ class RetryableAnswer(Exception):
 
 class RetriesExhausted(Exception):
     def __init__(self, shown_url: str, attempts: int, last: str) -> None:
+        last = snippet(last, 300)
         super().__init__(f"GET {shown_url} failed after {attempts} attempts: {last}")
         self.last = last
 
@@ -105,6 +111,26 @@ class Urllib3Transport:
 
     def close(self) -> None:
         self._pool.clear()
+
+
+_CODE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def error_detail(body: bytes, redactor: Redactor | None = None) -> str:
+    """What an error answer may add to a message: its short code (`code`, `errorCode` or `error`) and a
+    snippet of its `message` (bounded, one line, redacted), from a JSON object only; "" otherwise."""
+    try:
+        data = json.loads(body[:65536])
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    code = next(
+        (str(data[k]) for k in ("code", "errorCode", "error") if isinstance(data.get(k), str) and _CODE.match(data[k])),
+        "",
+    )
+    message = snippet(data["message"], redactor=redactor) if isinstance(data.get("message"), str) else ""
+    return ": ".join(p for p in (code, message) if p)
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:

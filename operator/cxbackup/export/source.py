@@ -12,7 +12,8 @@ FROM <= t < TO in epoch milliseconds, items sorted by time. HTTP Basic authentic
 GWS_USERNAME / GWS_PASSWORD on every request (the password is never logged or put in a message).
 429, 408, 5xx, connection errors and cut bodies are retried with exponential backoff and jitter
 (Retry-After honoured); 401/403 raise SourceAuthError, 404 SourceNotFoundError, other answers
-SourceError; running out of retries raises SourceUnavailableError.
+SourceError (with the status and the answer's short code and a bounded, redacted snippet of its
+message, never the body: `core.http.error_detail`); running out of retries raises SourceUnavailableError.
 
 Pages are fetched one at a time (`RecordSource` yields `SourcePage`s), so an export holds one page in
 memory. Consecutive pages overlap by a few items and repeats (same id) are dropped, so an item removed
@@ -24,7 +25,6 @@ recording client; tests hand in a fake transport.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import random
@@ -44,10 +44,11 @@ from cxbackup.core.http import (
     RetryableAnswer,
     TransportError,
     Urllib3Transport,
+    error_detail,
     get_with_retries,
     next_offset,
 )
-from cxbackup.core.redact import redact_url
+from cxbackup.core.redact import Redactor, basic_token, redact_url
 from cxbackup.core.retry import RetryPolicy
 from cxbackup.export.errors import (
     ExportConfigError,
@@ -135,16 +136,6 @@ def _parse_page(body: bytes, offset: int) -> SourcePage:
     return SourcePage(total=int(data["total"]), offset=offset, items=items, retention=retention)
 
 
-def _message(body: bytes) -> str:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return body[:200].decode("utf-8", "replace")
-    if isinstance(data, dict) and isinstance(data.get("message"), str):
-        return str(data["message"])[:300]
-    return body[:200].decode("utf-8", "replace")
-
-
 class ApiSource:
     """Contact history and chat messages from the vendor's data APIs (see the module docstring)."""
 
@@ -167,8 +158,9 @@ class ApiSource:
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ExportConfigError(f"the page size must be between 1 and {MAX_PAGE_SIZE}")
         self.prefix = api_uri_prefix.rstrip("/")
-        token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+        token = basic_token(username, password)
         self._headers = {"Authorization": f"Basic {token}", "Accept": "application/json"}
+        self._redactor = Redactor([password, token])
         self._transport = transport or Urllib3Transport()
         self._retry = retry or RetryPolicy()
         self._page_size = page_size
@@ -206,10 +198,11 @@ class ApiSource:
         def handle(resp: HttpResponse) -> SourcePage:
             if resp.status in (401, 403):
                 raise SourceAuthError(f"GWS_USERNAME/GWS_PASSWORD rejected by {shown} (HTTP {resp.status})")
+            detail = error_detail(resp.body, self._redactor) if resp.status != 200 else ""
             if resp.status == 404:
-                raise SourceNotFoundError(f"{what}: {_message(resp.body)} (HTTP 404 from {shown})")
+                raise SourceNotFoundError(f"{what}: {detail or 'not found'} (HTTP 404 from {shown})")
             if resp.status != 200:
-                raise SourceError(f"{what}: {shown} answered HTTP {resp.status}: {_message(resp.body)}")
+                raise SourceError(f"{what}: {shown} answered HTTP {resp.status}" + (f" ({detail})" if detail else ""))
             return _parse_page(resp.body, offset)  # a cut or garbled body raises RetryableAnswer
 
         try:
@@ -217,7 +210,7 @@ class ApiSource:
                 self._transport, url, self._headers, handle, retry=self._retry, rng=self._rng, sleep=self._sleep
             )
         except RetriesExhausted as exc:
-            raise SourceUnavailableError(f"{what}: {exc}") from None
+            raise SourceUnavailableError(self._redactor.clean(f"{what}: {exc}")) from None
 
     def _pages(self, base_url: str, time_range: TimeRange, what: str) -> Iterator[SourcePage]:
         offset: int | None = 0

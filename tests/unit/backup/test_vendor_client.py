@@ -124,3 +124,27 @@ def test_redaction() -> None:
 
 def test_hour_constant_sanity() -> None:
     assert HOUR * 24 == DAY
+
+
+def test_error_answers_are_not_copied_into_the_error() -> None:
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    vendor = FakeVendor()
+    real_get = vendor.get
+    body = (
+        b'{"code": "TENANT_SUSPENDED", "message": "echo: Authorization: Basic ' + token.encode() + b'", '
+        b'"internal": "db=postgres://svc:hunter2@db.vendor.internal/rec"}'
+    ) + b" " * 5000
+
+    def answer(url: str, headers: dict[str, str]) -> object:
+        if "settings" in url:
+            from cxbackup.backup.vendor_client import HttpResponse
+
+            return HttpResponse(409, {}, body)
+        return real_get(url, headers)
+
+    vendor.get = answer  # type: ignore[method-assign,assignment]
+    with pytest.raises(VendorApiError) as info:
+        vendor.client().settings()
+    text = str(info.value)
+    assert "HTTP 409" in text and "TENANT_SUSPENDED" in text
+    assert token not in text and "hunter2" not in text and "postgres" not in text and len(text) < 300
