@@ -11,6 +11,7 @@ CxbackupError (cxbackup.core.errors)
     │   ├── VendorAuthError           GWS_USERNAME/GWS_PASSWORD rejected (HTTP 401/403)        exit 4
     │   └── MediaAuthError            the S3 keys were rejected / access denied                exit 4
     ├── VendorApiError                the recording API failed (after retries, or bad data)    exit 5, retryable
+    │   └── VendorResponseError       an answer that cannot be used: too large, unknown encoding  exit 5
     ├── MediaSourceError              reading a media object failed                            exit 5, retryable
     │   ├── MediaMissingError         the object is not in the bucket                          exit 5
     │   └── MediaIntegrityError       body shorter/longer than Content-Length, checksum differs exit 5, retryable
@@ -51,6 +52,7 @@ __all__ = [
     "UnsafePathError",
     "VendorApiError",
     "VendorAuthError",
+    "VendorResponseError",
 ]
 
 
@@ -96,6 +98,13 @@ class MediaAuthError(CredentialsError):
 
 class VendorApiError(UnavailableError, RcbsError):
     """The recording API failed after retries, or answered something that is not its documented format."""
+
+
+class VendorResponseError(VendorApiError):
+    """An answer of the recording API that asking again will not improve: larger than the size limit, or
+    in an encoding this client does not read."""
+
+    retryable = False
 
 
 class MediaSourceError(UnavailableError, RcbsError):

@@ -11,7 +11,9 @@ HTTP Basic authentication on every request; urllib3 (no `requests`), optionally 
 exponential backoff and jitter (Retry-After honoured; the loop and transport are cxbackup.core.http's);
 401/403 raise VendorAuthError "GWS_USERNAME/GWS_PASSWORD rejected by <url>" (the password never
 appears anywhere). Other error answers raise VendorApiError with the status and the answer's short
-code and a bounded, redacted snippet of its message (`core.http.error_detail`), never the body.
+code and a bounded, redacted snippet of its message (`core.http.error_detail`), never the body. No
+answer larger than `max_response_bytes` (MAX_RESPONSE_BYTES, 64 MiB, after gzip/deflate decoding) is
+held: reading stops there and VendorResponseError (not retried) names the URL and the limit.
 
 Listing streams: `iter_recordings(window)` fetches one page at a time. Consecutive pages overlap by a
 few records and repeats are dropped, so a recording deleted by retention (or added) between two page
@@ -29,10 +31,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from cxbackup.backup.errors import ConfigError, VendorApiError, VendorAuthError
+from cxbackup.backup.errors import ConfigError, VendorApiError, VendorAuthError, VendorResponseError
 from cxbackup.backup.records import Recording, RecordingsPage, parse_recordings_page
 from cxbackup.backup.window import RecordingWindow
 from cxbackup.core.http import (
+    MAX_RESPONSE_BYTES,
+    BadResponse,
     HttpResponse,
     HttpTransport,
     RecentKeys,
@@ -119,6 +123,7 @@ class VendorClient:
         page_size: int = 100,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         if not username or not password:
             raise ConfigError("GWS_USERNAME and GWS_PASSWORD must be set")
@@ -127,7 +132,8 @@ class VendorClient:
         token = basic_token(username, password)
         self._headers = {"Authorization": f"Basic {token}", "Accept": "application/json"}
         self._redactor = Redactor([password, token])
-        self._transport = transport or Urllib3Transport(proxy_url)
+        self._max_body = max_response_bytes
+        self._transport = transport or Urllib3Transport(proxy_url, max_body=max_response_bytes)
         self._retry = retry or RetryPolicy()
         self._page_size = page_size
         self._sleep = sleep
@@ -154,10 +160,19 @@ class VendorClient:
 
         try:
             return get_with_retries(
-                self._transport, url, self._headers, handle, retry=self._retry, rng=self._rng, sleep=self._sleep
+                self._transport,
+                url,
+                self._headers,
+                handle,
+                retry=self._retry,
+                rng=self._rng,
+                sleep=self._sleep,
+                max_body=self._max_body,
             )
         except RetriesExhausted as exc:
             raise VendorApiError(self._redactor.clean(str(exc))) from None
+        except BadResponse as exc:
+            raise VendorResponseError(self._redactor.clean(str(exc))) from None
 
     def settings(self) -> VendorSettings:
         """The tenant's S3 storage entries (also proves the GWS credentials work)."""

@@ -14,6 +14,8 @@ GWS_USERNAME / GWS_PASSWORD on every request (the password is never logged or pu
 (Retry-After honoured); 401/403 raise SourceAuthError, 404 SourceNotFoundError, other answers
 SourceError (with the status and the answer's short code and a bounded, redacted snippet of its
 message, never the body: `core.http.error_detail`); running out of retries raises SourceUnavailableError.
+No answer larger than `max_response_bytes` (MAX_RESPONSE_BYTES, 64 MiB, after gzip/deflate decoding) is
+held: reading stops there and SourceError (not retried) names the URL and the limit.
 
 Pages are fetched one at a time (`RecordSource` yields `SourcePage`s), so an export holds one page in
 memory. Consecutive pages overlap by a few items and repeats (same id) are dropped, so an item removed
@@ -37,6 +39,8 @@ from urllib.parse import quote
 
 from cxbackup.api import workerenv
 from cxbackup.core.http import (
+    MAX_RESPONSE_BYTES,
+    BadResponse,
     HttpResponse,
     HttpTransport,
     RecentKeys,
@@ -150,6 +154,7 @@ class ApiSource:
         page_size: int = 500,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         if not api_uri_prefix.startswith(("http://", "https://")):
             raise ExportConfigError(f"the API URI prefix must start with http:// or https:// ({API_PREFIX_ENV})")
@@ -161,7 +166,8 @@ class ApiSource:
         token = basic_token(username, password)
         self._headers = {"Authorization": f"Basic {token}", "Accept": "application/json"}
         self._redactor = Redactor([password, token])
-        self._transport = transport or Urllib3Transport()
+        self._max_body = max_response_bytes
+        self._transport = transport or Urllib3Transport(max_body=max_response_bytes)
         self._retry = retry or RetryPolicy()
         self._page_size = page_size
         self._sleep = sleep
@@ -207,10 +213,19 @@ class ApiSource:
 
         try:
             return get_with_retries(
-                self._transport, url, self._headers, handle, retry=self._retry, rng=self._rng, sleep=self._sleep
+                self._transport,
+                url,
+                self._headers,
+                handle,
+                retry=self._retry,
+                rng=self._rng,
+                sleep=self._sleep,
+                max_body=self._max_body,
             )
         except RetriesExhausted as exc:
             raise SourceUnavailableError(self._redactor.clean(f"{what}: {exc}")) from None
+        except BadResponse as exc:
+            raise SourceError(self._redactor.clean(f"{what}: {exc}")) from None
 
     def _pages(self, base_url: str, time_range: TimeRange, what: str) -> Iterator[SourcePage]:
         offset: int | None = 0
