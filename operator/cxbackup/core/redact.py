@@ -22,7 +22,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterable
-from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, quote_plus, unquote_plus, urlsplit, urlunsplit
 
 __all__ = ["SNIPPET_CHARS", "Redactor", "basic_token", "redact_url", "snippet"]
 
@@ -44,6 +44,7 @@ _AWS_SECRET = re.compile(
     r"(?<![A-Za-z0-9/+=])(?=[A-Za-z0-9/+]{0,39}[A-Z])(?=[A-Za-z0-9/+]{0,39}[a-z])(?=[A-Za-z0-9/+]{0,39}[0-9])"
     r"[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"
 )
+_TRAILING = ").,;:!?]}"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _MASK = "***"
 
@@ -75,11 +76,20 @@ def redact_url(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return _MASK
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, _MASK if _SENSITIVE_QUERY.search(k) else v) for k, v in pairs], safe=",/*")
+    query = "&".join(_mask_pair(pair) for pair in parts.query.split("&")) if parts.query else ""
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def _mask_pair(pair: str) -> str:
+    """`key=value` of a query, with the value masked when the key names a secret (encoding kept)."""
+    key, sep, _ = pair.partition("=")
+    return f"{key}={_MASK}" if sep and _SENSITIVE_QUERY.search(unquote_plus(key)) else pair
+
+
+def _redact_url_in_text(match: re.Match[str]) -> str:
+    url = match.group(0)
+    core = url.rstrip(_TRAILING)  # "(see https://host/x)." ends the URL before ")."
+    return redact_url(core) + url[len(core) :]
 
 
 def _forms(secret: str) -> set[str]:
@@ -96,7 +106,7 @@ class Redactor:
     def clean(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, _MASK)
-        text = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+        text = _URL_IN_TEXT.sub(_redact_url_in_text, text)
         text = _AUTH_HEADER.sub(lambda m: m.group(1) + _MASK, text)
         text = _AUTH_TOKEN.sub(lambda m: m.group(1) + m.group(2) + _MASK, text)
         text = _ASSIGNED.sub(lambda m: m.group(1) + _MASK, text)

@@ -129,3 +129,9 @@ def test_error_answers_contribute_a_code_and_a_snippet_never_the_body() -> None:
 def test_a_transport_failure_quoted_in_retries_exhausted_is_redacted_and_bounded() -> None:
     exc = RetriesExhausted("https://h/x", 3, "ProxyError: http://user:pa/ss@proxy:3128 " + "x" * 1000)
     assert "pa/ss" not in str(exc) and len(exc.last) <= 300
+
+
+def test_urls_in_text_keep_their_encoding_and_trailing_punctuation() -> None:
+    text = "no page (https://h/api/v2/recordings?startTimeRange=1,2&limit=100&offset=0). Then https://h/x?a=%2F."
+    assert Redactor().clean(text) == text
+    assert redact_url("https://h/x?q=a%20b&X-Amz-Signature=s%2Fg") == "https://h/x?q=a%20b&X-Amz-Signature=***"
