@@ -148,7 +148,7 @@ class Recording:
 @dataclass(frozen=True)
 class RecordingsPage:
     total: int
-    offset: int
+    offset: int | None  # as the page names it; None when it does not
     recordings: Sequence[Recording]
 
 
@@ -179,7 +179,7 @@ def parse_recordings_page(text: str) -> RecordingsPage:
 
 def _parse_page(text: str) -> RecordingsPage:
     total: int | None = None
-    offset = 0
+    offset: int | None = None
     recordings: list[Recording] = []
     saw_recordings = False
     i = _expect(text, 0, "{")
@@ -226,5 +226,5 @@ def _parse_page(text: str) -> RecordingsPage:
     if not saw_recordings:
         raise ValueError("no 'recordings' array")
     if total is None:
-        total = offset + len(recordings)
+        total = (offset or 0) + len(recordings)
     return RecordingsPage(total=total, offset=offset, recordings=recordings)

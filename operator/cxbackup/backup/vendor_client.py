@@ -17,7 +17,10 @@ held: reading stops there and VendorResponseError (not retried) names the URL an
 
 Listing streams: `iter_recordings(window)` fetches one page at a time. Consecutive pages overlap by a
 few records and repeats are dropped, so a recording deleted by retention (or added) between two page
-requests does not shift the offsets past a record that was never seen.
+requests does not shift the offsets past a record that was never seen. A listing that stops making
+sense (a `total` that lies, offsets that do not advance, the same page again, an empty page before the
+total: `core.http.Pager`) raises VendorListingError naming the problem instead of paging forever or
+ending early; the run then fails without advancing its checkpoint.
 
 The HTTP transport is injected (`HttpTransport`); tests pass a fake one.
 """
@@ -31,7 +34,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from cxbackup.backup.errors import ConfigError, VendorApiError, VendorAuthError, VendorResponseError
+from cxbackup.backup.errors import ConfigError, VendorApiError, VendorAuthError, VendorListingError, VendorResponseError
 from cxbackup.backup.records import Recording, RecordingsPage, parse_recordings_page
 from cxbackup.backup.window import RecordingWindow
 from cxbackup.core.http import (
@@ -39,14 +42,14 @@ from cxbackup.core.http import (
     BadResponse,
     HttpResponse,
     HttpTransport,
-    RecentKeys,
+    ListingError,
+    Pager,
     RetriesExhausted,
     RetryableAnswer,
     TransportError,
     Urllib3Transport,
     error_detail,
     get_with_retries,
-    next_offset,
 )
 from cxbackup.core.redact import Redactor, basic_token, redact_url
 from cxbackup.core.retry import RetryPolicy
@@ -207,11 +210,13 @@ class VendorClient:
         """Every recording of the window, one page in memory at a time (see the module docstring)."""
         if window.is_empty:
             return
-        offset: int | None = 0
-        recent = RecentKeys(self._page_size)
-        while offset is not None:
+        pager = Pager("the recording API", self._page_size)
+        while pager.offset is not None:
+            offset = pager.offset
             page = self.page(window, offset)
-            for rec in page.recordings:
-                if recent.fresh(rec.id or rec.raw_json):
-                    yield rec
-            offset = next_offset(offset, len(page.recordings), page.total)
+            try:
+                fresh = pager.take(offset, page.total, [rec.id or rec.raw_json for rec in page.recordings], page.offset)
+            except ListingError as exc:
+                shown = redact_url(self.page_url(window, self._page_size, offset))
+                raise VendorListingError(f"{exc} ({shown})") from None
+            yield from (rec for rec, new in zip(page.recordings, fresh, strict=True) if new)

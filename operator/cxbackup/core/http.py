@@ -22,7 +22,16 @@ retried too, with exponential backoff and jitter, honouring Retry-After. When th
 
 Paging (both APIs page with limit/offset over a time range): consecutive pages overlap by a few items
 (`next_offset`) and `RecentKeys` drops the repeats, so an item removed by retention (or added) between
-two requests does not shift the offsets past an item never seen.
+two requests does not shift the offsets past an item never seen. `Pager` does both and checks that the
+listing makes sense, raising `ListingError` (naming the problem, the offset and the total) instead of
+paging forever or ending early:
+
+- a page that echoes another offset than the one asked for (the offsets do not advance);
+- an empty page before `total` (the listing would end early and silently miss items);
+- the same page again for a later offset, or MAX_STALE_PAGES pages in a row with nothing new (a `total`
+  that lies while the pages repeat);
+- more pages than the first page's `total` allows at its page size, plus PAGE_SLACK pages and 10 %
+  (a `total` that lies while pages keep coming).
 """
 
 from __future__ import annotations
@@ -45,11 +54,15 @@ from cxbackup.core.retry import RetryPolicy
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
+    "MAX_STALE_PAGES",
     "PAGE_OVERLAP",
+    "PAGE_SLACK",
     "RETRY_STATUS",
     "BadResponse",
     "HttpResponse",
     "HttpTransport",
+    "ListingError",
+    "Pager",
     "RecentKeys",
     "ResponseTooLarge",
     "RetriesExhausted",
@@ -66,6 +79,10 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({408, 429}) | frozenset(range(500, 600))
 PAGE_OVERLAP = 5
+PAGE_SLACK = 3
+"""Pages a listing may take beyond what its first `total` allows (plus 10 %): items added meanwhile."""
+MAX_STALE_PAGES = 3
+"""Pages in a row that bring nothing new before a listing is given up as not advancing."""
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 """The largest body (after decoding) a client holds; a page of 1000 recordings is a few MB."""
 _READ_CHUNK = 64 * 1024
@@ -333,3 +350,77 @@ class RecentKeys:
         self._order.append(key)
         self._keys.add(key)
         return True
+
+
+class ListingError(Exception):
+    """A paged listing stopped making sense (see the module docstring); the message names the problem."""
+
+
+class Pager:
+    """The offsets of one paged listing (`offset`, None when done) and the checks of every page.
+
+    pager = Pager("the recording API", page_size)
+    while pager.offset is not None:
+        offset = pager.offset
+        page = fetch(offset)
+        fresh = pager.take(offset, page.total, [key(item) for item in page.items], page.echoed_offset)
+        yield from (item for item, new in zip(page.items, fresh) if new)
+    """
+
+    def __init__(self, api: str, page_size: int, *, slack: int = PAGE_SLACK) -> None:
+        self.offset: int | None = 0
+        self._api = api
+        self._recent = RecentKeys(page_size)
+        self._slack = slack
+        self._pages = 0
+        self._budget: int | None = None
+        self._first_total = 0
+        self._stale = 0
+        self._previous: tuple[int, list[str]] | None = None
+
+    def _fail(self, problem: str) -> ListingError:
+        self.offset = None
+        return ListingError(f"{self._api} {problem}")
+
+    def take(self, offset: int, total: int, keys: list[str], echoed_offset: int | None = None) -> list[bool]:
+        """Check the page asked for at `offset` (its `total`, its items' keys, the offset it names) and
+        move on; returns which items are new. Raises ListingError when the listing makes no sense."""
+        n = len(keys)
+        self._pages += 1
+        if echoed_offset is not None and echoed_offset != offset:
+            raise self._fail(
+                f"answered offset {echoed_offset} to a request for offset {offset}: the offsets do not advance"
+            )
+        if total < 0:
+            raise self._fail(f"answered total={total} at offset {offset}")
+        if n == 0 and offset < total:
+            raise self._fail(
+                f"returned an empty page at offset {offset} although total={total}: the listing ends early"
+            )
+        fresh = [self._recent.fresh(k) for k in keys]
+        following = next_offset(offset, n, total)
+        if self._pages == 1:
+            self._first_total = total
+            if following is not None:
+                expected = 1 + -(-(total - n) // (following - offset))
+                self._budget = expected + self._slack + expected // 10
+        if following is not None:
+            if self._previous is not None and self._previous[1] == keys:
+                raise self._fail(
+                    f"returned the same page for offset {offset} as for offset {self._previous[0]} (total={total}): "
+                    "its pages do not advance"
+                )
+            self._stale = 0 if any(fresh) else self._stale + 1
+            if self._stale >= MAX_STALE_PAGES:
+                raise self._fail(
+                    f"kept returning pages with nothing new up to offset {offset} ({self._stale} in a row, "
+                    f"total={total}): its total does not match its pages"
+                )
+            if self._budget is not None and self._pages >= self._budget:
+                raise self._fail(
+                    f"kept returning pages past total={self._first_total} at offset {offset} "
+                    f"({self._pages} pages; at most {self._budget} expected)"
+                )
+        self._previous = (offset, keys)
+        self.offset = following
+        return fresh

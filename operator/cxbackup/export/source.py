@@ -19,7 +19,10 @@ held: reading stops there and SourceError (not retried) names the URL and the li
 
 Pages are fetched one at a time (`RecordSource` yields `SourcePage`s), so an export holds one page in
 memory. Consecutive pages overlap by a few items and repeats (same id) are dropped, so an item removed
-by retention, or added, between two requests does not shift the offsets past an item never seen.
+by retention, or added, between two requests does not shift the offsets past an item never seen. A
+listing that stops making sense (a `total` that lies, offsets that do not advance, the same page again,
+an empty page before the total: `core.http.Pager`) raises SourceError naming the problem; the export
+fails and publishes nothing.
 
 The HTTP transport (urllib3 by default) and the retry loop are cxbackup.core.http's, shared with the
 recording client; tests hand in a fake transport.
@@ -43,14 +46,14 @@ from cxbackup.core.http import (
     BadResponse,
     HttpResponse,
     HttpTransport,
-    RecentKeys,
+    ListingError,
+    Pager,
     RetriesExhausted,
     RetryableAnswer,
     TransportError,
     Urllib3Transport,
     error_detail,
     get_with_retries,
-    next_offset,
 )
 from cxbackup.core.redact import Redactor, basic_token, redact_url
 from cxbackup.core.retry import RetryPolicy
@@ -99,6 +102,7 @@ class SourcePage:
     offset: int
     items: list[dict[str, Any]]
     retention: ChatRetention | None = None
+    echoed_offset: int | None = None  # the offset the answer names, when it names one
 
 
 class RecordSource(Protocol):
@@ -137,7 +141,14 @@ def _parse_page(body: bytes, offset: int) -> SourcePage:
             range_outside=bool(raw.get("rangeOutsideRetention")),
             range_truncated=bool(raw.get("rangeTruncated")),
         )
-    return SourcePage(total=int(data["total"]), offset=offset, items=items, retention=retention)
+    echoed = data.get("offset")
+    return SourcePage(
+        total=int(data["total"]),
+        offset=offset,
+        items=items,
+        retention=retention,
+        echoed_offset=echoed if isinstance(echoed, int) and not isinstance(echoed, bool) else None,
+    )
 
 
 class ApiSource:
@@ -228,21 +239,24 @@ class ApiSource:
             raise SourceError(self._redactor.clean(f"{what}: {exc}")) from None
 
     def _pages(self, base_url: str, time_range: TimeRange, what: str) -> Iterator[SourcePage]:
-        offset: int | None = 0
-        recent = RecentKeys(self._page_size)
-        while offset is not None:
+        pager = Pager(f"the vendor API ({what})", self._page_size)
+        while pager.offset is not None:
+            offset = pager.offset
             url = (
                 f"{base_url}?startTimeRange={time_range.start_ms},{time_range.end_ms}"
                 f"&limit={self._page_size}&offset={offset}"
             )
             page = self._get_page(url, offset, what)
-            fresh = [
-                item
+            keys = [
+                str(item["id"]) if item.get("id") is not None else json.dumps(item, sort_keys=True)
                 for item in page.items
-                if recent.fresh(str(item["id"]) if item.get("id") is not None else json.dumps(item, sort_keys=True))
             ]
+            try:
+                new = pager.take(offset, page.total, keys, page.echoed_offset)
+            except ListingError as exc:
+                raise SourceError(self._redactor.clean(f"{exc} ({redact_url(url)})")) from None
+            fresh = [item for item, is_new in zip(page.items, new, strict=True) if is_new]
             yield SourcePage(page.total, offset, fresh, page.retention)
-            offset = next_offset(offset, len(page.items), page.total)
 
     def contact_history(self, time_range: TimeRange) -> Iterator[SourcePage]:
         """Every contact of the range, one page at a time."""

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from cxbackup.backup.errors import VendorApiError, VendorAuthError
+from cxbackup.backup.errors import VendorApiError, VendorAuthError, VendorListingError
 from cxbackup.backup.window import RecordingWindow
 from cxbackup.core.redact import Redactor, redact_url
 from cxbackup.core.retry import RetryPolicy
@@ -148,3 +148,20 @@ def test_error_answers_are_not_copied_into_the_error() -> None:
     text = str(info.value)
     assert "HTTP 409" in text and "TENANT_SUSPENDED" in text
     assert token not in text and "hunter2" not in text and "postgres" not in text and len(text) < 300
+
+
+@pytest.mark.parametrize(
+    ("fault", "problem"),
+    [
+        ("repeat", r"the recording API returned the same page for offset \d+ as for offset \d+ \(total=1100\)"),
+        ("stuck", r"the recording API answered offset 0 to a request for offset 95: the offsets do not advance"),
+    ],
+)
+def test_a_listing_that_stops_making_sense_ends_with_an_error(fault: str, problem: str) -> None:
+    vendor = FakeVendor(records(100))
+    vendor.listing_fault = fault
+    with pytest.raises(VendorListingError, match=problem) as info:
+        list(vendor.client(page_size=100).iter_recordings(RecordingWindow(0, NOW_MS)))
+    assert len(vendor.requests) <= 5
+    assert f"{PREFIX}/recordings?startTimeRange=0," in str(info.value)  # which listing, without credentials
+    assert info.value.exit_code == 5
