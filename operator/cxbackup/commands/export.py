@@ -7,7 +7,7 @@
     cxbackup export list --store DIR|s3://... [--json]
     cxbackup export sweep --store DIR|s3://... [--dry-run] [--json]
     cxbackup export download NAME --store DIR|s3://... --key KEY [--password P | --password-file F]
-                             --out DIR [--overwrite]
+                             --out DIR [--overwrite] [--max-artifact-bytes N] [--max-unpacked-bytes N]
 
 Times T are RFC 3339 (2026-08-24T00:00:00Z) or YYYY-MM-DD (midnight UTC); --to defaults to now.
 gdprChat needs 1 to 10 --user ids: chat exports are per-user GDPR requests, a whole-organisation chat
@@ -20,6 +20,8 @@ TARGET_AWS_REGION.
 `run` prints a summary and each artifact (name, size, sha256, expiry) on stdout, progress on stderr,
 and writes the result JSON (at most 4096 bytes, for a termination message) to --result-file. An
 export without records succeeds with no artifact and says why (e.g. outside chat retention).
+`download` refuses an artifact stored larger than --max-artifact-bytes (1 GiB) or unpacking to more than
+--max-unpacked-bytes (4 GiB); raise them for parts made with a larger --part-size.
 
 Exit codes: 0 done (also an empty export), 1 the export failed (or a download did not verify),
 2 invalid arguments, 4 vendor credentials rejected, 5 the vendor API or the store unavailable
@@ -43,7 +45,7 @@ from cxbackup.certs.cms import CmsError, load_certificate, load_private_key
 from cxbackup.core.errors import EXIT_CONFIG, EXIT_OK
 from cxbackup.core.logs import setup_logging
 from cxbackup.core.redact import Redactor, basic_token
-from cxbackup.export.download import download_artifact
+from cxbackup.export.download import MAX_ARTIFACT_BYTES, MAX_UNPACKED_BYTES, ArchiveLimits, download_artifact
 from cxbackup.export.errors import ExportConfigError, ExportError
 from cxbackup.export.names import format_iso
 from cxbackup.export.request import DEFAULT_PART_SIZE, EXPORT_TYPES, ExportRequest, parse_time
@@ -135,6 +137,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
     pw.add_argument("--password-file", type=Path, help="file holding the password of the private key")
     dl.add_argument("--out", required=True, type=Path, metavar="DIR", help="directory to extract into")
     dl.add_argument("--overwrite", action="store_true", help="replace files that exist in DIR")
+    dl.add_argument(
+        "--max-artifact-bytes",
+        type=int,
+        default=MAX_ARTIFACT_BYTES,
+        metavar="BYTES",
+        help=f"largest stored artifact read (default {MAX_ARTIFACT_BYTES}; held in memory twice)",
+    )
+    dl.add_argument(
+        "--max-unpacked-bytes",
+        type=int,
+        default=MAX_UNPACKED_BYTES,
+        metavar="BYTES",
+        help=f"most an artifact may unpack to (default {MAX_UNPACKED_BYTES})",
+    )
     _add_store_arguments(dl)
     dl.set_defaults(func=run, export_run=_download)
 
@@ -307,7 +323,8 @@ def _download(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     key = load_private_key(args.key, password)
     store = open_store_from_args(args, env)
     try:
-        result = download_artifact(store, args.artifact, key, args.out, overwrite=args.overwrite)
+        limits = ArchiveLimits(max_artifact_bytes=args.max_artifact_bytes, max_unpacked_bytes=args.max_unpacked_bytes)
+        result = download_artifact(store, args.artifact, key, args.out, overwrite=args.overwrite, limits=limits)
     finally:
         store.close()
     m = result.manifest
