@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from cxbackup.backup.errors import VendorApiError
+from cxbackup.core.redact import snippet
 from cxbackup.core.times import to_ms
 
 __all__ = [
@@ -126,7 +127,7 @@ class Recording:
         try:
             start_ms = parse_metadata_time(data.get("startTime"))
         except ValueError as exc:
-            problem = problem or f"bad startTime: {exc}"
+            problem = problem or f"bad startTime: {snippet(str(exc))}"  # a reason quotes vendor data: cut
         region = data.get("region")
         media_json = data.get("mediaFiles")
         media = tuple(MediaFile.from_json(m) for m in media_json) if isinstance(media_json, list) else ()
