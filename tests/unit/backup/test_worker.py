@@ -318,6 +318,21 @@ def test_a_listing_that_stops_making_sense_fails_the_run_without_checkpoint(
     assert again.ok and again.checkpoint_advanced and again.total == 30
 
 
+def test_a_page_over_the_size_limit_fails_the_run_without_checkpoint(world: World) -> None:
+    summary = run_backup(
+        world.config(),
+        CREDS,
+        now=NOW,
+        sink=Sink(),
+        vendor=world.vendor.client(max_response_bytes=4000),
+        source=world.source,
+        sleep=lambda _s: None,
+    )
+    assert summary.error is not None and "larger than the limit of 4000 bytes" in summary.error, summary.error
+    assert summary.exit_code == 5 and not summary.checkpoint_advanced
+    assert not list(world.root.glob("last_recording_endtime*.txt"))
+
+
 def test_bad_records_fail_without_stopping_the_others(tmp_path: Path) -> None:
     recs = dataset(5)
     recs.append({"startTime": recs[0]["startTime"], "mediaFiles": []})  # no id
