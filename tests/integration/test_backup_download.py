@@ -183,6 +183,30 @@ def test_retries_survive_ten_percent_server_errors(emulator: Emulator, tmp_path:
     check_target(emulator, tmp_path / "t", emulator.records())
 
 
+def test_a_recording_api_whose_total_lies_fails_the_run_without_checkpoint(emulator: Emulator, tmp_path: Path) -> None:
+    """The emulator's `lying_total` fault: totals ten times too large, the last page served again past the
+    real end. `cxbackup download` stops with exit 5 and an error naming the problem, writes no checkpoint,
+    and the next run (without the fault) backs the window up."""
+    cfg = emulator.write_config(tmp_path / "c.properties", target_dir=tmp_path / "t")
+    summary_file = tmp_path / "summary.json"
+    before = len(emulator.request_log("recordings"))
+    emulator.set_faults(FaultConfig({"recordings": EndpointFaults(lying_total=True)}))
+    try:
+        result = run_cli(["download", "-config", str(cfg), "--summary-file", str(summary_file)], emulator.env(), 60)
+        lied = emulator.counters.get("recordings.lying_total", 0)
+    finally:
+        emulator.set_faults(None)
+    assert result.returncode == 5, result.stderr[-2000:]
+    error = summary_of(summary_file)["error"]
+    assert "the recording API kept returning pages with nothing new up to offset" in error, error
+    assert "total=" in error and emulator.gws_password not in error
+    assert lied > 0 and len(emulator.request_log("recordings")) - before < 30
+    assert not list((tmp_path / "t").glob("last_recording_endtime*"))
+    again = in_process(emulator, cfg)
+    assert again.ok and again.checkpoint_advanced
+    check_target(emulator, tmp_path / "t", emulator.records())
+
+
 def test_s3_target(emulator: Emulator, tmp_path: Path) -> None:
     env = emulator.env()
     client = boto3.client(

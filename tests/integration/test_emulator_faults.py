@@ -110,6 +110,21 @@ def test_api_fail_first_and_throttle(emulator: Emulator) -> None:
     assert resp.status == 429 and resp.headers["retry-after"] == "3"
 
 
+def test_api_lying_total(emulator: Emulator) -> None:
+    """Totals ten times too large (plus a page); past the real end, the last page again."""
+    import json
+
+    real = len(list(emulator.records()))
+    emulator.set_faults(FaultConfig({"recordings": EndpointFaults(lying_total=True)}))
+    first = json.loads(raw_api(emulator, recordings_path(emulator)).body)
+    assert first["total"] == 10 * real + 5 and len(first["recordings"]) == 5
+    past = f"/recordings?startTimeRange={emulator.start_ms},{emulator.end_ms}&limit=5&offset={real + 40}"
+    page = json.loads(raw_api(emulator, past).body)
+    assert page["offset"] == real + 40 and page["total"] == 10 * real + 5
+    assert [r["id"] for r in page["recordings"]] == [r["id"] for r in list(emulator.records())[-5:]]
+    assert emulator.counters["recordings.lying_total"] >= 2
+
+
 def test_api_truncated_body(emulator: Emulator) -> None:
     emulator.set_faults(FaultConfig({"recordings": EndpointFaults(truncate_rate=1.0)}))
     resp = raw_api(emulator, recordings_path(emulator))

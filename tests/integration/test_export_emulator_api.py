@@ -106,3 +106,29 @@ def test_faults_apply_to_the_new_endpoints(emu: Emulator, tmp_path: Path) -> Non
     after = emu.counters
     assert after["contacts.errors"] - before.get("contacts.errors", 0) == 2
     assert after["chat.errors"] - before.get("chat.errors", 0) == 1
+
+
+def test_an_export_fails_when_the_contact_total_lies(emu: Emulator) -> None:
+    """`lying_total` on the contact-history endpoint: the export client stops with SourceError naming the
+    problem after a few requests instead of paging on."""
+    from cxbackup.export.errors import SourceError
+    from cxbackup.export.request import TimeRange
+    from cxbackup.export.source import ApiSource
+
+    time_range = TimeRange(
+        datetime.fromtimestamp(emu.start_ms / 1000, UTC), datetime.fromtimestamp(emu.end_ms / 1000, UTC)
+    )
+    before = len(emu.request_log("contacts"))
+    problem = r"kept returning pages with nothing new up to offset \d+ \(3 in a row, total=625\)"
+    emu.set_faults(FaultConfig({"contacts": EndpointFaults(lying_total=True)}))
+    try:
+        with (
+            ApiSource(emu.gws_uri_prefix, emu.gws_username, emu.gws_password, page_size=25) as source,
+            pytest.raises(SourceError, match=problem),
+        ):
+            list(source.contact_history(time_range))
+    finally:
+        emu.set_faults(None)
+    assert len(emu.request_log("contacts")) - before < 10
+    with ApiSource(emu.gws_uri_prefix, emu.gws_username, emu.gws_password, page_size=25) as source:
+        assert sum(len(p.items) for p in source.contact_history(time_range)) == 60

@@ -166,3 +166,45 @@ def test_configuration_errors() -> None:
         ApiSource("ftp://x", "u", "p")
     source = ApiSource.from_env({"GWS_USERNAME": "u", "GWS_PASSWORD": "p"}, "https://vendor.example/api")
     assert source.prefix == "https://vendor.example/api"
+
+
+def test_error_answers_keep_a_code_and_a_short_clean_snippet_never_the_body() -> None:
+    token = base64.b64encode(f"gws:{PASSWORD}".encode()).decode()
+    echo = json.dumps(
+        {
+            "code": "BAD_RANGE",
+            "message": f"rejected Authorization: Basic {token} for gws:{PASSWORD} " + "detail " * 200,
+            "trace": "java.lang.IllegalStateException at com.vendor.internal.Secretive(Secretive.java:42)",
+        }
+    ).encode()
+    html = b"<html><body><pre>stack trace: com.vendor.internal.Secretive</pre></body></html>" * 50
+    for status, body, code in ((400, echo, "BAD_RANGE"), (500, html, "")):
+        source, _, _ = client(lambda _p, _q, s=status, b=body: HttpResponse(s, {}, b))
+        with pytest.raises(SourceError) as caught:
+            list(source.contact_history(RANGE))
+        text = str(caught.value)
+        assert f"HTTP {status}" in text and code in text and len(text) < 400, text
+        assert "Secretive" not in text and "<html>" not in text and "detail detail" not in text[-30:]
+        assert PASSWORD not in text and token not in text
+
+
+def test_a_listing_that_stops_making_sense_is_an_error_not_an_endless_loop() -> None:
+    items = [{"id": f"c{i}"} for i in range(120)]
+
+    def lying(_path: str, query: dict[str, list[str]]) -> HttpResponse:
+        offset, limit = int(query["offset"][0]), int(query["limit"][0])
+        served = min(offset, len(items) - limit)  # past the real end: the last page again
+        return ok({"total": 10 * len(items), "offset": offset, "items": items[served : served + limit]})
+
+    source, transport, _ = client(lying, page_size=50)
+    with pytest.raises(SourceError, match=r"contact history\) returned the same page for offset \d+") as caught:
+        list(source.contact_history(RANGE))
+    assert not caught.value.retryable and len(transport.urls) < 10
+
+    def stuck(_path: str, query: dict[str, list[str]]) -> HttpResponse:
+        return ok({"total": 1000, "offset": 0, "items": items[:50]})  # ignores the offset
+
+    source, transport, _ = client(stuck, page_size=50)
+    with pytest.raises(SourceError, match="answered offset 0 to a request for offset 45: the offsets do not advance"):
+        list(source.chat_messages("u1", RANGE))
+    assert len(transport.urls) == 2

@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from cxbackup.export.errors import ArtifactExistsError, ArtifactNotFoundError, StoreError
+from cxbackup.export.errors import ArtifactExistsError, ArtifactNotFoundError, IntegrityError, StoreError
 from cxbackup.export.names import artifact_name
 from cxbackup.export.retention import SweepError, clean_staging, sweep
 from cxbackup.export.store import (
+    MAX_SIDECAR_BYTES,
     STAGING_DIR,
     ArtifactInfo,
     ArtifactStore,
@@ -283,3 +284,17 @@ def test_s3_metadata_must_match_the_object() -> None:
     body, meta = store.client.objects[key]
     store.client.objects[key] = (body + b"!", meta)  # replaced behind our back: size differs
     assert store.list() == []
+
+
+def test_reads_are_bounded(store: ArtifactStore) -> None:
+    """`get(name, max_bytes)` refuses more than the limit without reading on; a sidecar over 64 KiB is
+    not read (not ours)."""
+    store.write(b"x" * 5000, info(1))
+    assert len(store.get(name(1), max_bytes=5000)[0]) == 5000
+    with pytest.raises(IntegrityError, match="holds more than 4999 bytes; not read"):
+        store.get(name(1), max_bytes=4999)
+    if isinstance(store, DirectoryStore):
+        sidecar = store.root / (name(1) + ".json")
+        meta = json.loads(sidecar.read_text())
+        sidecar.write_text(json.dumps({**meta, "padding": " " * (MAX_SIDECAR_BYTES + 1)}))
+        assert store.list() == []

@@ -3,6 +3,7 @@
     cxbackup-dev emulator [--port N] [--s3-port N] [--seed N] [--hours N | --days N] [--start WHEN]
                       [--recordings-per-hour N] [--screen-fraction F] [--media eager|lazy|none]
                       [--error-rate F] [--error-status N] [--throttle-rate F] [--latency-ms N] ...
+                      [--lying-total]
                       [--write-config PATH [--target-dir DIR]] [--key-out PATH] [--cert-out PATH]
                       [--ready-file PATH]
 
@@ -129,6 +130,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
     faults.add_argument("--reset-rate", type=_rate, default=0.0, help="share of responses reset mid-body")
     faults.add_argument("--truncate-rate", type=_rate, default=0.0, help="share of responses cut short")
     faults.add_argument(
+        "--lying-total",
+        action="store_true",
+        help="paged API answers report a total ten times too large and repeat the last page past the end",
+    )
+    faults.add_argument(
         "--fault-endpoints",
         default=",".join(ENDPOINTS),
         help=f"comma-separated endpoints the faults apply to (default {','.join(ENDPOINTS)})",
@@ -151,6 +157,7 @@ def _fault_config(args: argparse.Namespace) -> FaultConfig | None:
         spike_s=args.spike_ms / 1000,
         reset_rate=args.reset_rate,
         truncate_rate=args.truncate_rate,
+        lying_total=args.lying_total,
     )
     if not faults.active:
         return None

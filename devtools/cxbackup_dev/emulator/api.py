@@ -14,7 +14,8 @@ name). A path segment `{name}` matches one non-empty segment, handed to the hand
   `GET {prefix}/chat/users/{userId}/messages?...` (emulator/chat.py) have their wire formats in those
   modules' docstrings; `{prefix}/chat/messages` and `{prefix}/chat/users` (no subject user) are a 400.
 - Every request needs HTTP Basic credentials (401 otherwise). Faults are drawn before authentication,
-  as a load balancer in front of the service would fail.
+  as a load balancer in front of the service would fail; the `lying_total` fault changes a paged
+  answer after the route made it (`_lie_about_total`).
 """
 
 from __future__ import annotations
@@ -170,7 +171,10 @@ class _ApiHandler(FaultAwareHandler):
             return
         fn: Callable[[dict[str, list[str]]], Any] = getattr(self, f"_route_{handler}")
         try:
-            payload = fn(parse_qs(url.query, keep_blank_values=True))
+            query = parse_qs(url.query, keep_blank_values=True)
+            payload = fn(query)
+            if plan.lying_total:
+                payload = _lie_about_total(fn, query, payload)
         except _BadRequest as exc:
             body = {"statusCode": exc.status, "message": str(exc)}
             self._json(exc.status, body, FaultPlan(delay_s=plan.delay_s), endpoint, method)
@@ -235,6 +239,19 @@ class _ApiHandler(FaultAwareHandler):
 
     def _route_chat_without_user(self, _query: dict[str, list[str]]) -> Any:
         raise _BadRequest(ORG_EXPORT_REFUSED)
+
+
+def _lie_about_total(route: Callable[[dict[str, list[str]]], Any], query: dict[str, list[str]], payload: Any) -> Any:
+    """A paged answer with a `total` ten times too large (plus a page); an offset past the real end gets
+    the last real page again (the offset it names stays the one asked for)."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("total"), int):
+        return payload
+    items_key = "recordings" if "recordings" in payload else "items"
+    total = payload["total"]
+    limit = min(_int_param(query, "limit", DEFAULT_LIMIT), MAX_LIMIT)
+    if not payload.get(items_key) and total > 0:
+        payload = route({**query, "offset": [str(max(0, total - limit))]})
+    return {**payload, "total": total * 10 + limit, "offset": _int_param(query, "offset", 0)}
 
 
 def _time_range(query: dict[str, list[str]]) -> tuple[int, int]:

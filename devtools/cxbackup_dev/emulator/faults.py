@@ -17,6 +17,9 @@ Per endpoint:
 - `fail_first`: the first N matching requests get `error_status`, whatever the rates (deterministic
   retry tests without probabilities).
 - `match`: apply only to requests whose path contains this text (e.g. one media id).
+- `lying_total`: paged API endpoints (recordings, contacts, chat) report a `total` ten times too large
+  (plus a page) and answer an offset past the real end with the last page again, as a server that
+  clamps offsets would: a client that trusts `total` pages on and on through repeated pages.
 
 `counters` says how many requests each endpoint saw and how many of each fault it injected.
 """
@@ -48,6 +51,7 @@ class EndpointFaults:
     truncate_rate: float = 0.0
     fail_first: int = 0
     match: str | None = None
+    lying_total: bool = False
 
     def __post_init__(self) -> None:
         for name in ("error_rate", "throttle_rate", "spike_rate", "reset_rate", "truncate_rate"):
@@ -70,6 +74,7 @@ class EndpointFaults:
                 self.reset_rate,
                 self.truncate_rate,
                 self.fail_first,
+                self.lying_total,
             )
         )
 
@@ -110,6 +115,7 @@ class FaultPlan:
     retry_after: int | None = None
     reset_at: float | None = None  # fraction of the body to send before a connection reset
     truncate_at: float | None = None  # fraction of the body to send before closing
+    lying_total: bool = False  # a paged answer misstates its total (see EndpointFaults)
 
     @property
     def breaks_body(self) -> bool:
@@ -170,7 +176,9 @@ class FaultInjector:
                 return FaultPlan(delay_s=delay, truncate_at=rng.uniform(0.1, 0.9))
             if delay:
                 self.counters[f"{endpoint}.delayed"] += 1
-            return FaultPlan(delay_s=delay)
+            if f.lying_total:
+                self.counters[f"{endpoint}.lying_total"] += 1
+            return FaultPlan(delay_s=delay, lying_total=f.lying_total)
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:

@@ -75,6 +75,7 @@ from cxbackup.backup.properties import escape_key, escape_value, parse_java_prop
 from cxbackup.backup.selection import DEFAULT_MEDIA_TYPE_PATTERN, AccessFilter, MediaTypeSelector
 from cxbackup.backup.sharding import ShardAssignment
 from cxbackup.backup.window import check_ages, parse_age, parse_date_bound
+from cxbackup.core.redact import basic_token
 
 __all__ = [
     "KNOWN_UNSUPPORTED",
@@ -473,6 +474,19 @@ class Credentials:
             target_secret_access_key=env.get("TARGET_AWS_SECRET_ACCESS_KEY") or None,
             target_session_token=env.get("TARGET_AWS_SESSION_TOKEN") or None,
         )
+
+    def secrets(self) -> list[str]:
+        """Every secret value, and the HTTP Basic token of the GWS credentials, for a Redactor."""
+        values = [
+            self.gws_password,
+            self.aws_secret_access_key,
+            self.aws_session_token,
+            self.target_secret_access_key,
+            self.target_session_token,
+        ]
+        if self.gws_username and self.gws_password:
+            values.append(basic_token(self.gws_username, self.gws_password))
+        return [v for v in values if v]
 
     def require_gws(self) -> tuple[str, str]:
         if not self.gws_username or not self.gws_password:

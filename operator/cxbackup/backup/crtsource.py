@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 MediaTransfer = Literal["auto", "crt", "boto3"]
 
 _ERROR_CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
-_ERROR_MESSAGE = re.compile(rb"<Message>([^<]{1,500})</Message>")
+_ERROR_MESSAGE = re.compile(rb"<Message>([^<]{1,500})</Message>")  # classify_status keeps a short snippet
 _DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 # CRT errors about the local file, not the network: the target's problem.
 _FILE_ERRORS = ("AWS_ERROR_FILE", "AWS_ERROR_NO_SPACE", "AWS_ERROR_NO_PERMISSION", "AWS_ERROR_MAX_FDS_EXCEEDED")

@@ -11,6 +11,8 @@ CxbackupError (cxbackup.core.errors)
     │   ├── VendorAuthError           GWS_USERNAME/GWS_PASSWORD rejected (HTTP 401/403)        exit 4
     │   └── MediaAuthError            the S3 keys were rejected / access denied                exit 4
     ├── VendorApiError                the recording API failed (after retries, or bad data)    exit 5, retryable
+    │   ├── VendorResponseError       an answer that cannot be used: too large, unknown encoding  exit 5
+    │   └── VendorListingError        the listing makes no sense: a lying total, stuck offsets  exit 5, retryable
     ├── MediaSourceError              reading a media object failed                            exit 5, retryable
     │   ├── MediaMissingError         the object is not in the bucket                          exit 5
     │   └── MediaIntegrityError       body shorter/longer than Content-Length, checksum differs exit 5, retryable
@@ -51,6 +53,8 @@ __all__ = [
     "UnsafePathError",
     "VendorApiError",
     "VendorAuthError",
+    "VendorListingError",
+    "VendorResponseError",
 ]
 
 
@@ -96,6 +100,19 @@ class MediaAuthError(CredentialsError):
 
 class VendorApiError(UnavailableError, RcbsError):
     """The recording API failed after retries, or answered something that is not its documented format."""
+
+
+class VendorResponseError(VendorApiError):
+    """An answer of the recording API that asking again will not improve: larger than the size limit, or
+    in an encoding this client does not read."""
+
+    retryable = False
+
+
+class VendorListingError(VendorApiError):
+    """The recording API's pages stopped making sense (a `total` that lies, offsets that do not advance,
+    the same page again, an empty page before the total); the window is not finished, so the run fails
+    without advancing its checkpoint and the next run lists it again."""
 
 
 class MediaSourceError(UnavailableError, RcbsError):

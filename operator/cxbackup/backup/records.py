@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from cxbackup.backup.errors import VendorApiError
+from cxbackup.core.redact import snippet
 from cxbackup.core.times import to_ms
 
 __all__ = [
@@ -126,7 +127,7 @@ class Recording:
         try:
             start_ms = parse_metadata_time(data.get("startTime"))
         except ValueError as exc:
-            problem = problem or f"bad startTime: {exc}"
+            problem = problem or f"bad startTime: {snippet(str(exc))}"  # a reason quotes vendor data: cut
         region = data.get("region")
         media_json = data.get("mediaFiles")
         media = tuple(MediaFile.from_json(m) for m in media_json) if isinstance(media_json, list) else ()
@@ -148,7 +149,7 @@ class Recording:
 @dataclass(frozen=True)
 class RecordingsPage:
     total: int
-    offset: int
+    offset: int | None  # as the page names it; None when it does not
     recordings: Sequence[Recording]
 
 
@@ -173,13 +174,13 @@ def parse_recordings_page(text: str) -> RecordingsPage:
     try:
         return _parse_page(text)
     except (ValueError, IndexError) as exc:  # json.JSONDecodeError is a ValueError
-        snippet = text[:120].replace("\n", " ")
-        raise VendorApiError(f"recording API answered something that is not a page ({exc}): {snippet!r}") from exc
+        # the parser's reason names a position, never the body: bodies stay out of messages
+        raise VendorApiError(f"recording API answered something that is not a page ({exc})") from exc
 
 
 def _parse_page(text: str) -> RecordingsPage:
     total: int | None = None
-    offset = 0
+    offset: int | None = None
     recordings: list[Recording] = []
     saw_recordings = False
     i = _expect(text, 0, "{")
@@ -226,5 +227,5 @@ def _parse_page(text: str) -> RecordingsPage:
     if not saw_recordings:
         raise ValueError("no 'recordings' array")
     if total is None:
-        total = offset + len(recordings)
+        total = (offset or 0) + len(recordings)
     return RecordingsPage(total=total, offset=offset, recordings=recordings)

@@ -26,6 +26,7 @@ import botocore.session
 
 from cxbackup.backup.errors import MediaAuthError, MediaMissingError, MediaSourceError, RcbsError
 from cxbackup.backup.vendor_client import StorageEntry, VendorSettings
+from cxbackup.core.redact import snippet
 
 __all__ = [
     "Fetched",
@@ -151,9 +152,11 @@ def make_s3_client(options: S3Options, region: str | None = None) -> Any:
 
 
 def classify_status(status: int | str, code: str, message: str, what: str) -> RcbsError:
-    """Map an S3 error response (HTTP status, S3 error code, message) to our error tree."""
+    """Map an S3 error response (HTTP status, S3 error code, message) to our error tree; of the
+    server's message only a bounded, redacted snippet is kept."""
     status = str(status or "")
-    message = message or code or status
+    code = snippet(code, 64)
+    message = snippet(message or code or status)
     if code in _AUTH_CODES or status == "403":
         return MediaAuthError(f"S3 denied {what}: {code or status} {message}".strip())
     if code in _MISSING_CODES or status == "404":
@@ -173,7 +176,7 @@ def classify_client_error(exc: Exception, what: str) -> RcbsError:
         return classify_status(status, str(err.get("Code", "")), str(err.get("Message") or ""), what)
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
         return MediaAuthError(f"no S3 credentials for {what}")
-    return MediaSourceError(f"S3 transfer of {what} failed: {type(exc).__name__}: {exc}")
+    return MediaSourceError(f"S3 transfer of {what} failed: {type(exc).__name__}: {snippet(str(exc), 300)}")
 
 
 def md5_from_etag(etag: object, sse: object, sse_customer: object) -> str | None:

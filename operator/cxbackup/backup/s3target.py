@@ -1,9 +1,15 @@
 """An S3 bucket + prefix as the backup target (the customer's own storage).
 
-Files are objects `<targetS3Prefix><relative path>`. A writer spools to a local temporary file and
-uploads it on commit(), so an object appears complete or not at all (an S3 PUT or multipart upload is
-atomic) and a killed run leaves nothing under a final key; there are no temporary objects to clean up.
-(Aborted multipart uploads are the bucket's lifecycle rule's business.)
+Files are objects `<targetS3Prefix><relative path>`. A writer streams: it buffers at most one part
+(`part_size`, S3_PART_BYTES = 8 MiB) in memory and nothing on disk. An object that fits in one part is
+one PUT on commit(); a larger one becomes a multipart upload whose parts are sent while the data comes
+in, and which commit() completes. Either way the object appears complete or not at all (a PUT and the
+completion of a multipart upload are atomic), only on commit(), so the worker still verifies the
+source's size and MD5 before anything is visible, and a killed run leaves nothing under a final key.
+Every PUT and part carries its Content-MD5, so S3 refuses bytes damaged on the way; a completed
+multipart upload is checked with a HEAD against the bytes written. abort() aborts the multipart upload
+(one a killed run left behind is the bucket's lifecycle rule's business: AbortIncompleteMultipartUpload).
+Small reads (the state file, the lock) read at most MAX_SMALL_OBJECT_BYTES.
 
 Lock: the object `<prefix>.rcbs-lock-<i>-of-<N>` is created with a conditional PUT (`If-None-Match: *`),
 holding the holder's pid/host/start and an expiry. While the run lasts a heartbeat thread renews the
@@ -14,26 +20,34 @@ best-effort check-then-write, with a warning.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import json
 import logging
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import IO, Any
+from typing import Any
 
 import botocore.exceptions
 
 from cxbackup.backup.errors import LockHeldError, TargetError
 from cxbackup.backup.layout import check_relative_path
 from cxbackup.backup.targets import LockHolder, TargetWriter
+from cxbackup.core.redact import snippet
 
-__all__ = ["S3BucketTarget"]
+__all__ = ["MAX_SMALL_OBJECT_BYTES", "S3_PART_BYTES", "S3BucketTarget"]
 
 log = logging.getLogger(__name__)
 
 LOCK_TTL_SECONDS = 600.0
+S3_PART_BYTES = 8 * 1024 * 1024
+"""Part size of multipart uploads, and the most a writer holds in memory (S3's minimum part is 5 MiB)."""
+MAX_PARTS = 10_000  # S3's limit: with 8 MiB parts, objects up to 78 GiB
+MAX_SMALL_OBJECT_BYTES = 64 * 1024
+"""The most read of the state file or the lock object (each is under 1 KB)."""
+_BOTO_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
 
 
 def _code(exc: botocore.exceptions.ClientError) -> str:
@@ -41,34 +55,101 @@ def _code(exc: botocore.exceptions.ClientError) -> str:
     return str(err.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
 
 
+def _md5_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode("ascii")
+
+
 class _S3Writer:
-    def __init__(self, target: S3BucketTarget, key: str) -> None:
+    """Streams one object (see the module docstring)."""
+
+    def __init__(self, target: S3BucketTarget, key: str, part_size: int) -> None:
         self._target = target
         self._key = key
-        self._spool: IO[bytes] | None = tempfile.TemporaryFile(prefix="cxbackup-")  # noqa: SIM115
+        self._part_size = part_size
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self._closed = False
         self.bytes_written = 0
 
+    @property
+    def _where(self) -> str:
+        return f"s3://{self._target.bucket}/{self._key}"
+
+    def _failed(self, what: str, exc: Exception) -> TargetError:
+        return TargetError(f"{what} {self._where} failed: {snippet(str(exc), 300)}")
+
     def write(self, data: bytes) -> None:
-        assert self._spool is not None, "writer already closed"
-        self._spool.write(data)
+        assert not self._closed, "writer already closed"
+        self._buffer += data
         self.bytes_written += len(data)
+        while len(self._buffer) >= self._part_size:
+            part = bytes(self._buffer[: self._part_size])
+            del self._buffer[: self._part_size]
+            self._upload_part(part)
+
+    def _upload_part(self, part: bytes) -> None:
+        client, bucket = self._target.client, self._target.bucket
+        try:
+            if self._upload_id is None:
+                self._upload_id = str(client.create_multipart_upload(Bucket=bucket, Key=self._key)["UploadId"])
+            number = len(self._parts) + 1
+            if number > MAX_PARTS:
+                raise TargetError(f"{self._where}: more than {MAX_PARTS} parts of {self._part_size} bytes")
+            resp = client.upload_part(
+                Bucket=bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=part,
+                ContentMD5=_md5_b64(part),
+            )
+        except _BOTO_ERRORS as exc:
+            raise self._failed("upload to", exc) from exc
+        self._parts.append({"PartNumber": number, "ETag": resp["ETag"]})
 
     def commit(self) -> None:
-        assert self._spool is not None, "writer already closed"
-        spool, self._spool = self._spool, None
+        assert not self._closed, "writer already closed"
+        client, bucket = self._target.client, self._target.bucket
         try:
-            spool.flush()
-            spool.seek(0)
-            self._target.client.upload_fileobj(spool, self._target.bucket, self._key)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise TargetError(f"upload to s3://{self._target.bucket}/{self._key} failed: {exc}") from exc
-        finally:
-            spool.close()
+            if self._upload_id is None:
+                body = bytes(self._buffer)
+                self._buffer = bytearray()
+                try:
+                    client.put_object(Bucket=bucket, Key=self._key, Body=body, ContentMD5=_md5_b64(body))
+                except _BOTO_ERRORS as exc:
+                    raise self._failed("upload to", exc) from exc
+            else:
+                if self._buffer:
+                    part = bytes(self._buffer)
+                    self._buffer = bytearray()
+                    self._upload_part(part)
+                try:
+                    client.complete_multipart_upload(
+                        Bucket=bucket, Key=self._key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
+                    )
+                    self._upload_id = None
+                    stored = int(client.head_object(Bucket=bucket, Key=self._key)["ContentLength"])
+                except _BOTO_ERRORS as exc:
+                    raise self._failed("completing the upload to", exc) from exc
+                if stored != self.bytes_written:
+                    with contextlib.suppress(*_BOTO_ERRORS):
+                        client.delete_object(Bucket=bucket, Key=self._key)
+                    raise TargetError(f"{self._where}: stored {stored} bytes of the {self.bytes_written} written")
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
 
     def abort(self) -> None:
-        if self._spool is not None:
-            self._spool.close()
-            self._spool = None
+        self._buffer = bytearray()
+        self._closed = True
+        upload_id, self._upload_id = self._upload_id, None
+        if upload_id is not None:
+            with contextlib.suppress(*_BOTO_ERRORS):
+                self._target.client.abort_multipart_upload(
+                    Bucket=self._target.bucket, Key=self._key, UploadId=upload_id
+                )
 
 
 class S3BucketTarget:
@@ -82,9 +163,13 @@ class S3BucketTarget:
         *,
         clock: Callable[[], float] = time.time,
         lock_ttl: float = LOCK_TTL_SECONDS,
+        part_size: int = S3_PART_BYTES,
     ) -> None:
+        if part_size < 5 * 1024 * 1024:
+            raise ValueError("S3 parts are at least 5 MiB")
         if prefix and not prefix.endswith("/"):
             prefix += "/"
+        self.part_size = part_size
         self.client = client
         self.bucket = bucket
         self.prefix = prefix.lstrip("/")
@@ -106,7 +191,7 @@ class S3BucketTarget:
                 return None
             raise TargetError(f"cannot check s3://{self.bucket}/{self.key(path)}: {_code(exc)}") from exc
         except botocore.exceptions.BotoCoreError as exc:
-            raise TargetError(f"cannot check s3://{self.bucket}/{self.key(path)}: {exc}") from exc
+            raise TargetError(f"cannot check s3://{self.bucket}/{self.key(path)}: {snippet(str(exc), 300)}") from exc
         return int(head["ContentLength"])
 
     def exists(self, path: str, size: int | None = None) -> bool:
@@ -114,25 +199,32 @@ class S3BucketTarget:
         return actual is not None and (size is None or actual == size)
 
     def open_writer(self, path: str, *, sync_dir: bool = True) -> TargetWriter:
-        return _S3Writer(self, self.key(path))
+        return _S3Writer(self, self.key(path), self.part_size)
 
-    def read_bytes(self, path: str) -> bytes:
+    def read_bytes(self, path: str, max_bytes: int | None = None) -> bytes:
+        """The object's bytes; TargetError, without reading on, when it holds more than `max_bytes`."""
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=self.key(path))["Body"]
-            return bytes(body.read())
+            try:
+                data = bytes(body.read() if max_bytes is None else body.read(max_bytes + 1))
+            finally:
+                body.close()
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise TargetError(f"cannot read s3://{self.bucket}/{self.key(path)}: {exc}") from exc
+            raise TargetError(f"cannot read s3://{self.bucket}/{self.key(path)}: {snippet(str(exc), 300)}") from exc
+        if max_bytes is not None and len(data) > max_bytes:
+            raise TargetError(f"s3://{self.bucket}/{self.key(path)} holds more than {max_bytes} bytes; not read")
+        return data
 
     def read_text(self, path: str) -> str | None:
         if self.size_of(path) is None:
             return None
-        return self.read_bytes(path).decode("utf-8")
+        return self.read_bytes(path, MAX_SMALL_OBJECT_BYTES).decode("utf-8")
 
     def write_text_atomic(self, path: str, text: str) -> None:
         try:
             self.client.put_object(Bucket=self.bucket, Key=self.key(path), Body=text.encode("utf-8"))
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise TargetError(f"cannot write s3://{self.bucket}/{self.key(path)}: {exc}") from exc
+            raise TargetError(f"cannot write s3://{self.bucket}/{self.key(path)}: {snippet(str(exc), 300)}") from exc
 
     def remove_stale_temp(self, directory: str, only_for: str | None = None) -> int:
         return 0
@@ -158,7 +250,11 @@ class S3BucketTarget:
             if _code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
-        text = obj["Body"].read().decode("utf-8", "replace")
+        body = obj["Body"]
+        try:
+            text = body.read(MAX_SMALL_OBJECT_BYTES).decode("utf-8", "replace")  # a longer one is not a lock of ours
+        finally:
+            body.close()
         try:
             expires = float(json.loads(text).get("expires", 0))
         except (ValueError, AttributeError, TypeError):

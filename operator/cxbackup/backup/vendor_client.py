@@ -10,18 +10,23 @@ HTTP Basic authentication on every request; urllib3 (no `requests`), optionally 
 (gwsProxyHost/gwsProxyPort). 429, 5xx, connection errors and unreadable bodies are retried with
 exponential backoff and jitter (Retry-After honoured; the loop and transport are cxbackup.core.http's);
 401/403 raise VendorAuthError "GWS_USERNAME/GWS_PASSWORD rejected by <url>" (the password never
-appears anywhere).
+appears anywhere). Other error answers raise VendorApiError with the status and the answer's short
+code and a bounded, redacted snippet of its message (`core.http.error_detail`), never the body. No
+answer larger than `max_response_bytes` (MAX_RESPONSE_BYTES, 64 MiB, after gzip/deflate decoding) is
+held: reading stops there and VendorResponseError (not retried) names the URL and the limit.
 
 Listing streams: `iter_recordings(window)` fetches one page at a time. Consecutive pages overlap by a
 few records and repeats are dropped, so a recording deleted by retention (or added) between two page
-requests does not shift the offsets past a record that was never seen.
+requests does not shift the offsets past a record that was never seen. A listing that stops making
+sense (a `total` that lies, offsets that do not advance, the same page again, an empty page before the
+total: `core.http.Pager`) raises VendorListingError naming the problem instead of paging forever or
+ending early; the run then fails without advancing its checkpoint.
 
 The HTTP transport is injected (`HttpTransport`); tests pass a fake one.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import random
@@ -29,21 +34,24 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from cxbackup.backup.errors import ConfigError, VendorApiError, VendorAuthError
+from cxbackup.backup.errors import ConfigError, VendorApiError, VendorAuthError, VendorListingError, VendorResponseError
 from cxbackup.backup.records import Recording, RecordingsPage, parse_recordings_page
 from cxbackup.backup.window import RecordingWindow
 from cxbackup.core.http import (
+    MAX_RESPONSE_BYTES,
+    BadResponse,
     HttpResponse,
     HttpTransport,
-    RecentKeys,
+    ListingError,
+    Pager,
     RetriesExhausted,
     RetryableAnswer,
     TransportError,
     Urllib3Transport,
+    error_detail,
     get_with_retries,
-    next_offset,
 )
-from cxbackup.core.redact import redact_url
+from cxbackup.core.redact import Redactor, basic_token, redact_url
 from cxbackup.core.retry import RetryPolicy
 
 __all__ = [
@@ -118,14 +126,17 @@ class VendorClient:
         page_size: int = 100,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         if not username or not password:
             raise ConfigError("GWS_USERNAME and GWS_PASSWORD must be set")
         self.settings_url = settings_url
         self.recordings_url = recordings_url
-        token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+        token = basic_token(username, password)
         self._headers = {"Authorization": f"Basic {token}", "Accept": "application/json"}
-        self._transport = transport or Urllib3Transport(proxy_url)
+        self._redactor = Redactor([password, token])
+        self._max_body = max_response_bytes
+        self._transport = transport or Urllib3Transport(proxy_url, max_body=max_response_bytes)
         self._retry = retry or RetryPolicy()
         self._page_size = page_size
         self._sleep = sleep
@@ -143,8 +154,8 @@ class VendorClient:
             if resp.status in (401, 403):
                 raise VendorAuthError(f"GWS_USERNAME/GWS_PASSWORD rejected by {shown} (HTTP {resp.status})")
             if resp.status != 200:
-                snippet = resp.body[:200].decode("utf-8", "replace")
-                raise VendorApiError(f"{shown} answered HTTP {resp.status}: {snippet}")
+                detail = error_detail(resp.body, self._redactor)
+                raise VendorApiError(f"{shown} answered HTTP {resp.status}" + (f" ({detail})" if detail else ""))
             try:
                 return parse(resp.body)
             except VendorApiError as exc:
@@ -152,10 +163,19 @@ class VendorClient:
 
         try:
             return get_with_retries(
-                self._transport, url, self._headers, handle, retry=self._retry, rng=self._rng, sleep=self._sleep
+                self._transport,
+                url,
+                self._headers,
+                handle,
+                retry=self._retry,
+                rng=self._rng,
+                sleep=self._sleep,
+                max_body=self._max_body,
             )
         except RetriesExhausted as exc:
-            raise VendorApiError(str(exc)) from None
+            raise VendorApiError(self._redactor.clean(str(exc))) from None
+        except BadResponse as exc:
+            raise VendorResponseError(self._redactor.clean(str(exc))) from None
 
     def settings(self) -> VendorSettings:
         """The tenant's S3 storage entries (also proves the GWS credentials work)."""
@@ -190,11 +210,13 @@ class VendorClient:
         """Every recording of the window, one page in memory at a time (see the module docstring)."""
         if window.is_empty:
             return
-        offset: int | None = 0
-        recent = RecentKeys(self._page_size)
-        while offset is not None:
+        pager = Pager("the recording API", self._page_size)
+        while pager.offset is not None:
+            offset = pager.offset
             page = self.page(window, offset)
-            for rec in page.recordings:
-                if recent.fresh(rec.id or rec.raw_json):
-                    yield rec
-            offset = next_offset(offset, len(page.recordings), page.total)
+            try:
+                fresh = pager.take(offset, page.total, [rec.id or rec.raw_json for rec in page.recordings], page.offset)
+            except ListingError as exc:
+                shown = redact_url(self.page_url(window, self._page_size, offset))
+                raise VendorListingError(f"{exc} ({shown})") from None
+            yield from (rec for rec, new in zip(page.recordings, fresh, strict=True) if new)

@@ -80,7 +80,7 @@ def run_verify(
     lister: PrefixLister | None = None,
 ) -> VerifyResult:
     """Check GWS and S3 access (see the module docstring); raises only ConfigError (missing settings)."""
-    redactor = Redactor([credentials.gws_password, credentials.aws_secret_access_key, credentials.aws_session_token])
+    redactor = Redactor(credentials.secrets())
     if vendor is None:
         credentials.require_gws()  # a ConfigError (exit 2), not a failed check
     try:

@@ -54,6 +54,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+MAX_AGE_YEARS = 1000
+"""The longest age accepted: longer ones cannot be subtracted from a date (datetime ends at year 1)."""
+_AGE_REFERENCE = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 def format_utc(ms: int) -> str:
@@ -85,7 +88,10 @@ def parse_age(value: str | int, property_name: str) -> Age:
     """Parse whole days (`2`) or an ISO 8601 duration (`PT30M`); errors name the property."""
     text = str(value).strip()
     if re.fullmatch(r"\d+", text):
-        return Age(text=text, duration=timedelta(days=int(text)))
+        days = int(text)
+        if days > MAX_AGE_YEARS * 366:
+            raise ConfigError(f"{property_name}={text!r}: at most {MAX_AGE_YEARS} years")
+        return Age(text=text, duration=timedelta(days=days))
     if not text.upper().startswith("P") or text.upper() == "P" or text.upper().endswith("T"):
         raise ConfigError(
             f"{property_name}={text!r}: expected whole days (e.g. 2) or an ISO 8601 duration "
@@ -93,6 +99,8 @@ def parse_age(value: str | int, property_name: str) -> Age:
         )
     try:
         duration = isodate.parse_duration(text.upper())
+    except OverflowError:
+        raise ConfigError(f"{property_name}={text!r}: at most {MAX_AGE_YEARS} years") from None
     except (isodate.ISO8601Error, ValueError) as exc:
         raise ConfigError(f"{property_name}={text!r}: not an ISO 8601 duration ({exc})") from exc
     negative = (
@@ -102,6 +110,12 @@ def parse_age(value: str | int, property_name: str) -> Age:
     )
     if negative:
         raise ConfigError(f"{property_name}={text!r}: must not be negative")
+    try:
+        too_long = _AGE_REFERENCE - duration < _AGE_REFERENCE.replace(year=2100 - MAX_AGE_YEARS)
+    except (OverflowError, ValueError):
+        too_long = True
+    if too_long:
+        raise ConfigError(f"{property_name}={text!r}: at most {MAX_AGE_YEARS} years")
     return Age(text=text, duration=duration)
 
 

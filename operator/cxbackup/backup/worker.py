@@ -293,15 +293,7 @@ def run_backup(
     if target is None:
         target = open_target(config, credentials)
     shard = config.shard
-    redactor = Redactor(
-        [
-            credentials.gws_password,
-            credentials.aws_secret_access_key,
-            credentials.aws_session_token,
-            credentials.target_secret_access_key,
-            credentials.target_session_token,
-        ]
-    )
+    redactor = Redactor(credentials.secrets())
     holder = LockHolder.current(started.isoformat(timespec="seconds"), shard.label)
     with target.lock(lock_name(shard), holder):
         explicit = window is not None or config.window_start is not None

@@ -26,6 +26,7 @@ from cxbackup.backup.window import RecordingWindow, compute_window
 from cxbackup.commands.download import add_common_arguments
 from cxbackup.core.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from cxbackup.core.logs import setup_logging
+from cxbackup.core.redact import Redactor
 from cxbackup.core.times import from_ms, iso
 
 __all__ = ["register", "run"]
@@ -133,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
                 detail = f"  ({'; '.join(entry.problems)})" if entry.problems else ""
                 print(f"{entry.status.value:<16} {entry.recording_id} {_iso(entry.start_ms)}{detail}")
     except RcbsError as exc:
-        log.error("%s", exc)
+        log.error("%s", Redactor(Credentials.from_env(os.environ).secrets()).clean(str(exc)))
         return exc.exit_code
     except ValueError as exc:
         log.error("%s", exc)

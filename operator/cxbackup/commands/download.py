@@ -22,6 +22,7 @@ from cxbackup.backup.window import RecordingWindow
 from cxbackup.backup.worker import run_backup
 from cxbackup.core.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from cxbackup.core.logs import setup_logging
+from cxbackup.core.redact import Redactor
 
 __all__ = ["add_common_arguments", "register", "run"]
 
@@ -58,6 +59,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
     summary_file: str | None = args.summary_file
+    redactor = Redactor(Credentials.from_env(os.environ).secrets())
     try:
         config = load_config_file(args.config)
         overrides = {
@@ -86,9 +88,10 @@ def run(args: argparse.Namespace) -> int:
                 return EXIT_CONFIG
         summary = run_backup(config, credentials, window=window, sink=_sink(args.progress, config))
     except RcbsError as exc:
-        log.error("%s", exc)
+        message = redactor.clean(str(exc))
+        log.error("%s", message)
         if summary_file:
-            write_summary_file(summary_file, _error_json(str(exc)))
+            write_summary_file(summary_file, _error_json(message))
         return exc.exit_code
     except KeyboardInterrupt:
         log.error("interrupted; the last recording end time was not advanced")

@@ -7,7 +7,7 @@
     cxbackup export list --store DIR|s3://... [--json]
     cxbackup export sweep --store DIR|s3://... [--dry-run] [--json]
     cxbackup export download NAME --store DIR|s3://... --key KEY [--password-file F | --password-env VAR]
-                             --out DIR [--overwrite]
+                             --out DIR [--overwrite] [--max-artifact-bytes N] [--max-unpacked-bytes N]
 
 `run` refuses a certificate `cxbackup cert inspect` refuses (not RSA, under 2048 bits, expired, not valid
 yet) with exit code 2, before it asks the vendor for anything or writes to the store.
@@ -23,6 +23,8 @@ TARGET_AWS_REGION.
 `run` prints a summary and each artifact (name, size, sha256, expiry) on stdout, progress on stderr,
 and writes the result JSON (at most 4096 bytes, for a termination message) to --result-file. An
 export without records succeeds with no artifact and says why (e.g. outside chat retention).
+`download` refuses an artifact stored larger than --max-artifact-bytes (1 GiB) or unpacking to more than
+--max-unpacked-bytes (4 GiB); raise them for parts made with a larger --part-size.
 
 Exit codes: 0 done (also an empty export), 1 the export failed (or a download did not verify),
 2 invalid arguments, 4 vendor credentials rejected, 5 the vendor API or the store unavailable
@@ -46,8 +48,8 @@ from cxbackup.certs.cms import CmsError, load_private_key
 from cxbackup.commands.passwords import PasswordError, add_password_arguments, password_from
 from cxbackup.core.errors import EXIT_CONFIG, EXIT_OK
 from cxbackup.core.logs import setup_logging
-from cxbackup.core.redact import Redactor
-from cxbackup.export.download import download_artifact
+from cxbackup.core.redact import Redactor, basic_token
+from cxbackup.export.download import MAX_ARTIFACT_BYTES, MAX_UNPACKED_BYTES, ArchiveLimits, download_artifact
 from cxbackup.export.errors import ExportConfigError, ExportError
 from cxbackup.export.names import format_iso
 from cxbackup.export.packaging import load_export_certificate
@@ -138,6 +140,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
     add_password_arguments(dl, legacy_flag=True)
     dl.add_argument("--out", required=True, type=Path, metavar="DIR", help="directory to extract into")
     dl.add_argument("--overwrite", action="store_true", help="replace files that exist in DIR")
+    dl.add_argument(
+        "--max-artifact-bytes",
+        type=int,
+        default=MAX_ARTIFACT_BYTES,
+        metavar="BYTES",
+        help=f"largest stored artifact read (default {MAX_ARTIFACT_BYTES}; held in memory twice)",
+    )
+    dl.add_argument(
+        "--max-unpacked-bytes",
+        type=int,
+        default=MAX_UNPACKED_BYTES,
+        metavar="BYTES",
+        help=f"most an artifact may unpack to (default {MAX_UNPACKED_BYTES})",
+    )
     _add_store_arguments(dl)
     dl.set_defaults(func=run, export_run=_download)
 
@@ -164,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         code: int = args.export_run(args, os.environ)
     except ExportError as exc:
-        print(f"cxbackup export {args.export_action}: {exc}", file=sys.stderr)
+        print(f"cxbackup export {args.export_action}: {_redactor(os.environ).clean(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except CmsError as exc:  # key or certificate files
         print(f"cxbackup export {args.export_action}: {exc}", file=sys.stderr)
@@ -200,16 +216,27 @@ def _write_result(path: str | None, text: str) -> None:
         log.error("cannot write the result to %s: %s", path, exc.strerror or exc)
 
 
-def _failed_before_start(args: argparse.Namespace, exc: ExportError) -> int:
+def _redactor(env: Mapping[str, str]) -> Redactor:
+    """Masks the run's secrets (and the Basic token of the vendor credentials) in what it reports."""
+    known = [env.get(k) for k in ("GWS_PASSWORD", "TARGET_AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY")]
+    user, password = env.get("GWS_USERNAME", ""), env.get("GWS_PASSWORD", "")
+    if user and password:
+        known.append(basic_token(user, password))
+    return Redactor(known)
+
+
+def _failed_before_start(args: argparse.Namespace, exc: ExportError, redactor: Redactor) -> int:
+    message = redactor.clean(str(exc))
     if args.result_file:
         result = ExportResult(args.name, args.type, "", datetime.now(UTC).replace(microsecond=0))
-        result.fail_by(exc, str(exc))
+        result.fail_by(exc, message)
         _write_result(args.result_file, result.to_json())
-    print(f"cxbackup export run: {exc}", file=sys.stderr)
+    print(f"cxbackup export run: {message}", file=sys.stderr)
     return exc.exit_code
 
 
 def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    redactor = _redactor(env)
     try:
         request = _request(args)
         # refused before the vendor or the store is touched: the rules of `cert inspect`
@@ -217,10 +244,9 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         source = ApiSource.from_env(env, args.api_uri_prefix, page_size=args.page_size)
         store = open_store_from_args(args, env)
     except ExportError as exc:
-        return _failed_before_start(args, exc)
-    known_secrets = [env.get(k) for k in ("GWS_PASSWORD", "TARGET_AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY")]
+        return _failed_before_start(args, exc, redactor)
     try:
-        result = run_export(request, source, store, certificate, sink=_ConsoleSink(), redactor=Redactor(known_secrets))
+        result = run_export(request, source, store, certificate, sink=_ConsoleSink(), redactor=redactor)
     finally:
         source.close()
         store.close()
@@ -296,7 +322,8 @@ def _download(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     key = load_private_key(args.key, password)
     store = open_store_from_args(args, env)
     try:
-        result = download_artifact(store, args.artifact, key, args.out, overwrite=args.overwrite)
+        limits = ArchiveLimits(max_artifact_bytes=args.max_artifact_bytes, max_unpacked_bytes=args.max_unpacked_bytes)
+        result = download_artifact(store, args.artifact, key, args.out, overwrite=args.overwrite, limits=limits)
     finally:
         store.close()
     m = result.manifest

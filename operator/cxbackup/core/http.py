@@ -5,19 +5,43 @@ client (vendor_client.py) and the export's contact and chat client (export/sourc
 
 `handle(response)` turns an answer into a value, raises its own error for an answer that will not get
 better (401, 404, ...), or raises `RetryableAnswer` for one that may (a 200 with a cut or garbled body).
+An error answer's body never goes into a message whole: `error_detail(body)` keeps its short code and
+a bounded, redacted snippet of its `message` field (JSON bodies only).
+
+Size: no answer is held in memory beyond a limit, `MAX_RESPONSE_BYTES` (64 MiB, far above a page of
+1000 records; a client can be given another `max_body`). `Urllib3Transport` refuses a Content-Length
+over it before reading, reads the body in chunks and decodes gzip and deflate itself, incrementally, so
+that never more than the limit (plus one chunk) is decoded: a small compressed body that would inflate
+to gigabytes fails as soon as its output passes the limit. `get_with_retries` applies the same limit to
+whatever a transport returns. Exceeding it raises `ResponseTooLarge` (a `BadResponse`), which is not
+retried (the same request would get the same answer) and names the URL (redacted) and the limit; each
+client turns it into its own, non-retryable error.
 Transport errors (connection refused or reset, timeout, short body) and statuses 408, 429 and 5xx are
 retried too, with exponential backoff and jitter, honouring Retry-After. When the attempts run out,
 `RetriesExhausted` carries the last reason; each client turns it into its own error.
 
 Paging (both APIs page with limit/offset over a time range): consecutive pages overlap by a few items
 (`next_offset`) and `RecentKeys` drops the repeats, so an item removed by retention (or added) between
-two requests does not shift the offsets past an item never seen.
+two requests does not shift the offsets past an item never seen. `Pager` does both and checks that the
+listing makes sense, raising `ListingError` (naming the problem, the offset and the total) instead of
+paging forever or ending early:
+
+- a page that echoes another offset than the one asked for (the offsets do not advance);
+- an empty page before `total` (the listing would end early and silently miss items);
+- the same page again for a later offset, or MAX_STALE_PAGES pages in a row with nothing new (a `total`
+  that lies while the pages repeat);
+- more pages than the first page's `total` allows at its page size, plus PAGE_SLACK pages and 10 %
+  (a `total` that lies while pages keep coming).
 """
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import random
+import re
+import zlib
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,19 +49,27 @@ from typing import Protocol, TypeVar
 
 import urllib3
 
-from cxbackup.core.redact import redact_url
+from cxbackup.core.redact import Redactor, redact_url, snippet
 from cxbackup.core.retry import RetryPolicy
 
 __all__ = [
+    "MAX_RESPONSE_BYTES",
+    "MAX_STALE_PAGES",
     "PAGE_OVERLAP",
+    "PAGE_SLACK",
     "RETRY_STATUS",
+    "BadResponse",
     "HttpResponse",
     "HttpTransport",
+    "ListingError",
+    "Pager",
     "RecentKeys",
+    "ResponseTooLarge",
     "RetriesExhausted",
     "RetryableAnswer",
     "TransportError",
     "Urllib3Transport",
+    "error_detail",
     "get_with_retries",
     "next_offset",
     "retry_after",
@@ -47,6 +79,15 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({408, 429}) | frozenset(range(500, 600))
 PAGE_OVERLAP = 5
+PAGE_SLACK = 3
+"""Pages a listing may take beyond what its first `total` allows (plus 10 %): items added meanwhile."""
+MAX_STALE_PAGES = 3
+"""Pages in a row that bring nothing new before a listing is given up as not advancing."""
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+"""The largest body (after decoding) a client holds; a page of 1000 recordings is a few MB."""
+_READ_CHUNK = 64 * 1024
+_DECODE_PIECE = 1024 * 1024
+_ACCEPT_ENCODING = "gzip, deflate"
 T = TypeVar("T")
 
 
@@ -65,8 +106,87 @@ class RetryableAnswer(Exception):
     """Raised by a response handler: this answer may be better next time (the message says why)."""
 
 
+class BadResponse(Exception):
+    """The answer cannot be used and asking again will not help (not retried)."""
+
+
+class ResponseTooLarge(BadResponse):
+    """The body, decoded, is larger than the client's limit."""
+
+    def __init__(self, shown_url: str, limit: int, what: str = "") -> None:
+        detail = f" ({what})" if what else ""
+        super().__init__(
+            f"the answer of {shown_url} is larger than the limit of {limit} bytes{detail}; "
+            "it was not read further and is not retried"
+        )
+        self.limit = limit
+
+
+class _LimitedDecoder:
+    """Decodes a Content-Encoding (identity, gzip, deflate) chunk by chunk, never producing more than
+    `limit` bytes in all: zlib's `max_length` stops inflating one byte past the limit."""
+
+    def __init__(self, encoding: str, limit: int, shown_url: str) -> None:
+        self._limit = limit
+        self._shown = shown_url
+        self._total = 0
+        self._fed = False
+        codings = [c.strip().lower() for c in encoding.split(",") if c.strip() and c.strip().lower() != "identity"]
+        if len(codings) > 1 or (codings and codings[0] not in ("gzip", "x-gzip", "deflate")):
+            raise BadResponse(f"the answer of {shown_url} has an unsupported Content-Encoding {encoding[:40]!r}")
+        self._coding = codings[0] if codings else ""
+        self._zlib = self._new()
+
+    def _new(self, raw_deflate: bool = False) -> zlib._Decompress | None:
+        if self._coding in ("gzip", "x-gzip"):
+            return zlib.decompressobj(16 + zlib.MAX_WBITS)
+        if self._coding == "deflate":
+            return zlib.decompressobj(-zlib.MAX_WBITS if raw_deflate else zlib.MAX_WBITS)
+        return None
+
+    def _count(self, data: bytes) -> bytes:
+        self._total += len(data)
+        if self._total > self._limit:
+            raise ResponseTooLarge(self._shown, self._limit, "decoded" if self._coding else "")
+        return data
+
+    def feed(self, data: bytes, write: Callable[[bytes], object]) -> None:
+        """Decode `data` and `write` the output, in pieces of at most _DECODE_PIECE bytes."""
+        if self._zlib is None:
+            write(self._count(data))
+            return
+        while data:
+            d = self._zlib
+            assert d is not None
+            try:
+                chunk = d.decompress(data, min(_DECODE_PIECE, self._limit - self._total + 1))
+            except zlib.error:
+                if self._coding == "deflate" and not self._fed:  # deflate sent raw, without the zlib header
+                    self._fed = True
+                    self._zlib = self._new(raw_deflate=True)
+                    continue
+                raise TransportError(f"the {self._coding} body is damaged") from None
+            self._fed = True
+            write(self._count(chunk))
+            data = d.unconsumed_tail
+            if d.eof:
+                data = d.unused_data
+                if not data or self._coding == "deflate":
+                    break  # after the end of a deflate stream nothing counts
+                self._zlib = self._new()  # gzip: the next member
+
+    def finish(self, write: Callable[[bytes], object]) -> None:
+        d = self._zlib
+        if d is None:
+            return
+        write(self._count(d.flush(self._limit - self._total + 1)))
+        if self._fed and not d.eof:
+            raise TransportError(f"the {self._coding} body ends early")
+
+
 class RetriesExhausted(Exception):
     def __init__(self, shown_url: str, attempts: int, last: str) -> None:
+        last = snippet(last, 300)
         super().__init__(f"GET {shown_url} failed after {attempts} attempts: {last}")
         self.last = last
 
@@ -78,9 +198,18 @@ class HttpTransport(Protocol):
 
 
 class Urllib3Transport:
-    """urllib3 pool (or proxy pool); bodies are read fully and checked against Content-Length."""
+    """urllib3 pool (or proxy pool); bodies are read in chunks up to `max_body` bytes (decoded), decoded
+    here (gzip, deflate), and checked against Content-Length."""
 
-    def __init__(self, proxy_url: str | None = None, *, pool_size: int = 4, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        proxy_url: str | None = None,
+        *,
+        pool_size: int = 4,
+        timeout: float = 60.0,
+        max_body: int = MAX_RESPONSE_BYTES,
+    ) -> None:
+        self.max_body = max_body
         t = urllib3.Timeout(connect=min(10.0, timeout), read=timeout)
         retries = urllib3.Retry(total=0, redirect=3, raise_on_redirect=False, raise_on_status=False)
         self._pool: urllib3.PoolManager = (
@@ -90,21 +219,62 @@ class Urllib3Transport:
         )
 
     def get(self, url: str, headers: Mapping[str, str]) -> HttpResponse:
+        sent = dict(headers)
+        if not any(k.lower() == "accept-encoding" for k in sent):
+            sent["Accept-Encoding"] = _ACCEPT_ENCODING
         try:
-            resp = self._pool.request("GET", url, headers=dict(headers), preload_content=False)
+            resp = self._pool.request("GET", url, headers=sent, preload_content=False, decode_content=False)
             try:
-                body = resp.read(decode_content=True, cache_content=False)
-                declared = resp.headers.get("Content-Length")
-                if declared is not None and not resp.headers.get("Content-Encoding") and len(body) != int(declared):
-                    raise TransportError(f"short body: {len(body)} of {declared} bytes")
+                body = self._read(resp, redact_url(url))
+            except BaseException:
+                resp.close()  # the rest of the body is not read: the connection cannot be reused
+                raise
             finally:
                 resp.release_conn()
         except urllib3.exceptions.HTTPError as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}") from exc
         return HttpResponse(status=resp.status, headers={k.lower(): v for k, v in resp.headers.items()}, body=body)
 
+    def _read(self, resp: urllib3.BaseHTTPResponse, shown: str) -> bytes:
+        declared_text = resp.headers.get("Content-Length")
+        declared = int(declared_text) if declared_text and declared_text.strip().isdigit() else None
+        if declared is not None and declared > self.max_body:
+            raise ResponseTooLarge(shown, self.max_body, f"Content-Length {declared}")
+        decoder = _LimitedDecoder(resp.headers.get("Content-Encoding", ""), self.max_body, shown)
+        body = io.BytesIO()
+        raw = 0
+        for chunk in resp.stream(_READ_CHUNK, decode_content=False):
+            raw += len(chunk)
+            if raw > self.max_body:
+                raise ResponseTooLarge(shown, self.max_body)
+            decoder.feed(chunk, body.write)
+        if declared is not None and raw != declared:
+            raise TransportError(f"short body: {raw} of {declared} bytes")
+        decoder.finish(body.write)
+        return body.getvalue()
+
     def close(self) -> None:
         self._pool.clear()
+
+
+_CODE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def error_detail(body: bytes, redactor: Redactor | None = None) -> str:
+    """What an error answer may add to a message: its short code (`code`, `errorCode` or `error`) and a
+    snippet of its `message` (bounded, one line, redacted), from a JSON object only; "" otherwise."""
+    try:
+        data = json.loads(body[:65536])
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    code = next(
+        (str(data[k]) for k in ("code", "errorCode", "error") if isinstance(data.get(k), str) and _CODE.match(data[k])),
+        "",
+    )
+    message = snippet(data["message"], redactor=redactor) if isinstance(data.get("message"), str) else ""
+    return ": ".join(p for p in (code, message) if p)
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
@@ -127,8 +297,10 @@ def get_with_retries(
     retry: RetryPolicy,
     rng: random.Random,
     sleep: Callable[[float], None],
+    max_body: int = MAX_RESPONSE_BYTES,
 ) -> T:
-    """See the module docstring. The URL is logged without credentials."""
+    """See the module docstring. The URL is logged without credentials. BadResponse (from the transport
+    or for a body over `max_body`) is raised at once."""
     shown = redact_url(url)
     last = ""
     for attempt in range(retry.retries + 1):
@@ -138,6 +310,8 @@ def get_with_retries(
         except TransportError as exc:
             last = str(exc)
         else:
+            if len(resp.body) > max_body:
+                raise ResponseTooLarge(shown, max_body)
             if resp.status in RETRY_STATUS:
                 last = f"HTTP {resp.status}"
                 wait = retry_after(resp.headers)
@@ -176,3 +350,77 @@ class RecentKeys:
         self._order.append(key)
         self._keys.add(key)
         return True
+
+
+class ListingError(Exception):
+    """A paged listing stopped making sense (see the module docstring); the message names the problem."""
+
+
+class Pager:
+    """The offsets of one paged listing (`offset`, None when done) and the checks of every page.
+
+    pager = Pager("the recording API", page_size)
+    while pager.offset is not None:
+        offset = pager.offset
+        page = fetch(offset)
+        fresh = pager.take(offset, page.total, [key(item) for item in page.items], page.echoed_offset)
+        yield from (item for item, new in zip(page.items, fresh) if new)
+    """
+
+    def __init__(self, api: str, page_size: int, *, slack: int = PAGE_SLACK) -> None:
+        self.offset: int | None = 0
+        self._api = api
+        self._recent = RecentKeys(page_size)
+        self._slack = slack
+        self._pages = 0
+        self._budget: int | None = None
+        self._first_total = 0
+        self._stale = 0
+        self._previous: tuple[int, list[str]] | None = None
+
+    def _fail(self, problem: str) -> ListingError:
+        self.offset = None
+        return ListingError(f"{self._api} {problem}")
+
+    def take(self, offset: int, total: int, keys: list[str], echoed_offset: int | None = None) -> list[bool]:
+        """Check the page asked for at `offset` (its `total`, its items' keys, the offset it names) and
+        move on; returns which items are new. Raises ListingError when the listing makes no sense."""
+        n = len(keys)
+        self._pages += 1
+        if echoed_offset is not None and echoed_offset != offset:
+            raise self._fail(
+                f"answered offset {echoed_offset} to a request for offset {offset}: the offsets do not advance"
+            )
+        if total < 0:
+            raise self._fail(f"answered total={total} at offset {offset}")
+        if n == 0 and offset < total:
+            raise self._fail(
+                f"returned an empty page at offset {offset} although total={total}: the listing ends early"
+            )
+        fresh = [self._recent.fresh(k) for k in keys]
+        following = next_offset(offset, n, total)
+        if self._pages == 1:
+            self._first_total = total
+            if following is not None:
+                expected = 1 + -(-(total - n) // (following - offset))
+                self._budget = expected + self._slack + expected // 10
+        if following is not None:
+            if self._previous is not None and self._previous[1] == keys:
+                raise self._fail(
+                    f"returned the same page for offset {offset} as for offset {self._previous[0]} (total={total}): "
+                    "its pages do not advance"
+                )
+            self._stale = 0 if any(fresh) else self._stale + 1
+            if self._stale >= MAX_STALE_PAGES:
+                raise self._fail(
+                    f"kept returning pages with nothing new up to offset {offset} ({self._stale} in a row, "
+                    f"total={total}): its total does not match its pages"
+                )
+            if self._budget is not None and self._pages >= self._budget:
+                raise self._fail(
+                    f"kept returning pages past total={self._first_total} at offset {offset} "
+                    f"({self._pages} pages; at most {self._budget} expected)"
+                )
+        self._previous = (offset, keys)
+        self.offset = following
+        return fresh

@@ -2,19 +2,24 @@
 
 `download_artifact(store, name, key, out_dir)`:
 
-1. reads the artifact and its metadata from the store and checks the SHA-256 of the stored bytes
+1. refuses an artifact whose stored size is over `limits.max_artifact_bytes` before reading it, then
+   reads the artifact and its metadata from the store and checks the SHA-256 of the stored bytes
    against the metadata (a damaged or replaced file is refused before anything is decrypted);
 2. decrypts the CMS enveloped-data with the private key (cxbackup.certs.cms, trying every recipient,
    as `openssl cms -decrypt -inkey KEY` does);
-3. opens the zip and refuses unsafe member names (absolute paths, `..`, backslashes, drive letters,
-   symbolic links) and members the manifest does not list;
-4. extracts every file into `out_dir` with mode 0600 (it is plaintext), checking its size and SHA-256
-   against manifest.json while writing it under a temporary name (cxbackup.core.files); only when
-   every file verified are they all moved into place. Existing files are not replaced unless
-   `overwrite`.
+3. opens the zip and, before extracting anything, refuses more than `limits.max_members` members,
+   unsafe member names (absolute paths, `..`, backslashes, drive letters, symbolic links), members the
+   manifest does not list or lists with another size, a manifest declared larger than
+   `limits.max_manifest_bytes`, and members whose declared sizes add up to more than
+   `limits.max_unpacked_bytes` (a zip bomb is refused from its directory, without inflating it);
+4. extracts every file into `out_dir` with mode 0600 (it is plaintext), streaming it in 1 MiB chunks and
+   checking its size and SHA-256 against manifest.json while writing it under a temporary name
+   (cxbackup.core.files; the bytes actually inflated are counted against the same budgets); only when
+   every file verified are they all moved into place. Existing files are not replaced unless `overwrite`.
 
 Every failure raises IntegrityError (or ArtifactNotFoundError / StoreError from the store) and leaves
-no half-written file behind.
+no half-written file behind. The decrypted zip is held in memory (CMS decryption is not streaming), so
+an artifact costs about twice its stored size in memory: the reason for `max_artifact_bytes`.
 """
 
 from __future__ import annotations
@@ -37,10 +42,41 @@ from cxbackup.export.errors import IntegrityError
 from cxbackup.export.packaging import MANIFEST_KIND, MANIFEST_NAME
 from cxbackup.export.store import ArtifactInfo, ArtifactStore
 
-__all__ = ["DownloadResult", "ExtractedFile", "check_member_name", "download_artifact", "extract_zip"]
+__all__ = [
+    "MAX_ARTIFACT_BYTES",
+    "MAX_MANIFEST_BYTES",
+    "MAX_MEMBERS",
+    "MAX_UNPACKED_BYTES",
+    "ArchiveLimits",
+    "DownloadResult",
+    "ExtractedFile",
+    "check_member_name",
+    "download_artifact",
+    "extract_zip",
+]
+
+MAX_ARTIFACT_BYTES = 1024 * 1024 * 1024
+"""The largest stored artifact downloaded (1 GiB; a default part is at most 256 MiB uncompressed)."""
+MAX_UNPACKED_BYTES = 4 * 1024 * 1024 * 1024
+"""The most an artifact's files may add up to, uncompressed (4 GiB)."""
+MAX_MEMBERS = 1000
+"""The most files an artifact's zip may hold (a part holds a manifest and at most a dozen files)."""
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+"""The largest manifest.json read (4 MiB; a real one is a few KB)."""
 
 _CHUNK = 1024 * 1024
 _DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    """The budgets of one download (see the module docstring); raise them for parts made with a larger
+    --part-size."""
+
+    max_artifact_bytes: int = MAX_ARTIFACT_BYTES
+    max_unpacked_bytes: int = MAX_UNPACKED_BYTES
+    max_members: int = MAX_MEMBERS
+    max_manifest_bytes: int = MAX_MANIFEST_BYTES
 
 
 @dataclass(frozen=True)
@@ -80,10 +116,52 @@ def _is_symlink(info: zipfile.ZipInfo) -> bool:
     return stat.S_ISLNK(info.external_attr >> 16)
 
 
+def _read_manifest(zf: zipfile.ZipFile, limits: ArchiveLimits, where: str) -> dict[str, Any]:
+    try:
+        info = zf.getinfo(MANIFEST_NAME)
+    except KeyError:
+        raise IntegrityError(f"{where}the archive has no {MANIFEST_NAME}") from None
+    if info.file_size > limits.max_manifest_bytes:
+        raise IntegrityError(
+            f"{where}{MANIFEST_NAME} declares {info.file_size} bytes, over the limit of "
+            f"{limits.max_manifest_bytes} bytes; not read"
+        )
+    try:
+        with zf.open(info) as src:
+            text = src.read(limits.max_manifest_bytes + 1)
+        if len(text) > limits.max_manifest_bytes:
+            raise IntegrityError(f"{where}{MANIFEST_NAME} is over the limit of {limits.max_manifest_bytes} bytes")
+        manifest = json.loads(text)
+    except (ValueError, zipfile.BadZipFile) as exc:
+        raise IntegrityError(f"{where}{MANIFEST_NAME} is unreadable ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND:
+        raise IntegrityError(f"{where}{MANIFEST_NAME} is not a cxbackup export manifest")
+    return manifest
+
+
+def _check_budget(members: list[zipfile.ZipInfo], limits: ArchiveLimits, where: str) -> None:
+    """Refuse an archive whose directory already says it is too big: no member is inflated."""
+    declared = 0
+    for info in members:
+        declared += info.file_size
+        if declared > limits.max_unpacked_bytes:
+            raise IntegrityError(
+                f"{where}the archive declares more than {limits.max_unpacked_bytes} bytes uncompressed "
+                f"(reached at {info.filename!r}, {info.file_size} bytes); nothing was extracted"
+            )
+
+
 def extract_zip(
-    data: bytes, out_dir: Path, *, overwrite: bool = False, source: str = ""
+    data: bytes,
+    out_dir: Path,
+    *,
+    overwrite: bool = False,
+    source: str = "",
+    limits: ArchiveLimits | None = None,
 ) -> tuple[dict[str, Any], list[ExtractedFile]]:
-    """Extract an export zip into `out_dir` after checking names and manifest (see the module docstring)."""
+    """Extract an export zip into `out_dir` after checking names, budgets and manifest (see the module
+    docstring)."""
+    limits = limits or ArchiveLimits()
     where = f"{source}: " if source else ""
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
@@ -91,25 +169,30 @@ def extract_zip(
         raise IntegrityError(f"{where}the decrypted content is not a zip ({exc})") from None
     with zf:
         members = zf.infolist()
+        if len(members) > limits.max_members:
+            raise IntegrityError(
+                f"{where}the archive holds {len(members)} files, over the limit of {limits.max_members}"
+            )
         for info in members:
             check_member_name(info.filename)
             if info.is_dir() or _is_symlink(info):
                 raise IntegrityError(f"{where}unexpected directory or link in the archive: {info.filename!r}")
         if len({m.filename for m in members}) != len(members):
             raise IntegrityError(f"{where}the archive names a file twice")
-        try:
-            manifest = json.loads(zf.read(MANIFEST_NAME))
-        except KeyError:
-            raise IntegrityError(f"{where}the archive has no {MANIFEST_NAME}") from None
-        except (ValueError, zipfile.BadZipFile) as exc:
-            raise IntegrityError(f"{where}{MANIFEST_NAME} is unreadable ({exc})") from None
-        if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND:
-            raise IntegrityError(f"{where}{MANIFEST_NAME} is not a cxbackup export manifest")
+        _check_budget(members, limits, where)
+        manifest = _read_manifest(zf, limits, where)
         listed = {str(f.get("name")): f for f in manifest.get("files", []) if isinstance(f, dict)}
         present = {m.filename for m in members if m.filename != MANIFEST_NAME}
         if present != set(listed):
             extra = sorted(present ^ set(listed))
             raise IntegrityError(f"{where}the archive and its manifest disagree about {extra[:3]}")
+        for info in members:
+            expected = listed.get(info.filename)
+            if expected is not None and expected.get("bytes") != info.file_size:
+                raise IntegrityError(
+                    f"{where}{info.filename} is {info.file_size} bytes in the archive but "
+                    f"{expected.get('bytes')!r} in the manifest; nothing was extracted"
+                )
         names = [MANIFEST_NAME, *sorted(present)]
         targets = {n: out_dir.joinpath(*check_member_name(n).parts) for n in names}
         if not overwrite:
@@ -117,9 +200,10 @@ def extract_zip(
             if taken:
                 raise IntegrityError(f"{where}{taken[0]} exists already (use another directory, or overwrite)")
         staged: list[tuple[NewFile, ExtractedFile]] = []
+        budget = [limits.max_unpacked_bytes]  # what may still be inflated, counted while extracting
         try:
             for name in names:  # every file verified under a temporary name first...
-                staged.append(_extract_one(zf, name, targets[name], listed.get(name), where))
+                staged.append(_extract_one(zf, name, targets[name], listed.get(name), where, budget))
             for new, done in staged:  # ...then all moved into place
                 if not new.place(replace=overwrite):
                     raise IntegrityError(f"{where}{done.path} appeared while extracting; not replacing it")
@@ -130,9 +214,10 @@ def extract_zip(
 
 
 def _extract_one(
-    zf: zipfile.ZipFile, name: str, target: Path, expected: dict[str, Any] | None, where: str
+    zf: zipfile.ZipFile, name: str, target: Path, expected: dict[str, Any] | None, where: str, budget: list[int]
 ) -> tuple[NewFile, ExtractedFile]:
-    """Write one member, mode 0600, to a temporary name next to `target`, checked against the manifest."""
+    """Write one member, mode 0600, to a temporary name next to `target`, checked against the manifest and
+    the remaining uncompressed budget (`budget[0]`, lowered by what is written)."""
     limit = int(expected["bytes"]) if expected is not None else None
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
@@ -142,6 +227,9 @@ def _extract_one(
         with zf.open(name) as src:
             while chunk := src.read(_CHUNK):
                 size += len(chunk)
+                budget[0] -= len(chunk)
+                if budget[0] < 0:
+                    raise IntegrityError(f"{where}the archive inflates past its uncompressed budget at {name}")
                 if limit is not None and size > limit:
                     raise IntegrityError(f"{where}{name} is larger than the manifest says ({limit} bytes)")
                 digest.update(chunk)
@@ -161,10 +249,23 @@ def _extract_one(
 
 
 def download_artifact(
-    store: ArtifactStore, name: str, key: RSAPrivateKey, out_dir: Path, *, overwrite: bool = False
+    store: ArtifactStore,
+    name: str,
+    key: RSAPrivateKey,
+    out_dir: Path,
+    *,
+    overwrite: bool = False,
+    limits: ArchiveLimits | None = None,
 ) -> DownloadResult:
     """Fetch, verify, decrypt and extract one artifact (see the module docstring)."""
-    data, info = store.get(name)
+    limits = limits or ArchiveLimits()
+    stored = store.info(name).size
+    if stored > limits.max_artifact_bytes:
+        raise IntegrityError(
+            f"{name}: the artifact is {stored} bytes, over the limit of {limits.max_artifact_bytes} bytes "
+            "(--max-artifact-bytes); not read"
+        )
+    data, info = store.get(name, max_bytes=limits.max_artifact_bytes)
     actual = hashlib.sha256(data).hexdigest()
     if len(data) != info.size or actual != info.sha256:
         raise IntegrityError(
@@ -175,5 +276,6 @@ def download_artifact(
         plaintext = cms.decrypt_with_key(data, key, source=name)
     except cms.CmsError as exc:
         raise IntegrityError(str(exc)) from None
-    manifest, files = extract_zip(plaintext, out_dir, overwrite=overwrite, source=name)
+    del data  # the encrypted copy is not needed while extracting
+    manifest, files = extract_zip(plaintext, out_dir, overwrite=overwrite, source=name, limits=limits)
     return DownloadResult(info, manifest, files)

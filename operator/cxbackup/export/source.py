@@ -12,11 +12,17 @@ FROM <= t < TO in epoch milliseconds, items sorted by time. HTTP Basic authentic
 GWS_USERNAME / GWS_PASSWORD on every request (the password is never logged or put in a message).
 429, 408, 5xx, connection errors and cut bodies are retried with exponential backoff and jitter
 (Retry-After honoured); 401/403 raise SourceAuthError, 404 SourceNotFoundError, other answers
-SourceError; running out of retries raises SourceUnavailableError.
+SourceError (with the status and the answer's short code and a bounded, redacted snippet of its
+message, never the body: `core.http.error_detail`); running out of retries raises SourceUnavailableError.
+No answer larger than `max_response_bytes` (MAX_RESPONSE_BYTES, 64 MiB, after gzip/deflate decoding) is
+held: reading stops there and SourceError (not retried) names the URL and the limit.
 
 Pages are fetched one at a time (`RecordSource` yields `SourcePage`s), so an export holds one page in
 memory. Consecutive pages overlap by a few items and repeats (same id) are dropped, so an item removed
-by retention, or added, between two requests does not shift the offsets past an item never seen.
+by retention, or added, between two requests does not shift the offsets past an item never seen. A
+listing that stops making sense (a `total` that lies, offsets that do not advance, the same page again,
+an empty page before the total: `core.http.Pager`) raises SourceError naming the problem; the export
+fails and publishes nothing.
 
 The HTTP transport (urllib3 by default) and the retry loop are cxbackup.core.http's, shared with the
 recording client; tests hand in a fake transport.
@@ -24,7 +30,6 @@ recording client; tests hand in a fake transport.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import random
@@ -37,17 +42,20 @@ from urllib.parse import quote
 
 from cxbackup.api import workerenv
 from cxbackup.core.http import (
+    MAX_RESPONSE_BYTES,
+    BadResponse,
     HttpResponse,
     HttpTransport,
-    RecentKeys,
+    ListingError,
+    Pager,
     RetriesExhausted,
     RetryableAnswer,
     TransportError,
     Urllib3Transport,
+    error_detail,
     get_with_retries,
-    next_offset,
 )
-from cxbackup.core.redact import redact_url
+from cxbackup.core.redact import Redactor, basic_token, redact_url
 from cxbackup.core.retry import RetryPolicy
 from cxbackup.export.errors import (
     ExportConfigError,
@@ -94,6 +102,7 @@ class SourcePage:
     offset: int
     items: list[dict[str, Any]]
     retention: ChatRetention | None = None
+    echoed_offset: int | None = None  # the offset the answer names, when it names one
 
 
 class RecordSource(Protocol):
@@ -132,17 +141,14 @@ def _parse_page(body: bytes, offset: int) -> SourcePage:
             range_outside=bool(raw.get("rangeOutsideRetention")),
             range_truncated=bool(raw.get("rangeTruncated")),
         )
-    return SourcePage(total=int(data["total"]), offset=offset, items=items, retention=retention)
-
-
-def _message(body: bytes) -> str:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return body[:200].decode("utf-8", "replace")
-    if isinstance(data, dict) and isinstance(data.get("message"), str):
-        return str(data["message"])[:300]
-    return body[:200].decode("utf-8", "replace")
+    echoed = data.get("offset")
+    return SourcePage(
+        total=int(data["total"]),
+        offset=offset,
+        items=items,
+        retention=retention,
+        echoed_offset=echoed if isinstance(echoed, int) and not isinstance(echoed, bool) else None,
+    )
 
 
 class ApiSource:
@@ -159,6 +165,7 @@ class ApiSource:
         page_size: int = 500,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         if not api_uri_prefix.startswith(("http://", "https://")):
             raise ExportConfigError(f"the API URI prefix must start with http:// or https:// ({API_PREFIX_ENV})")
@@ -167,9 +174,11 @@ class ApiSource:
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ExportConfigError(f"the page size must be between 1 and {MAX_PAGE_SIZE}")
         self.prefix = api_uri_prefix.rstrip("/")
-        token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+        token = basic_token(username, password)
         self._headers = {"Authorization": f"Basic {token}", "Accept": "application/json"}
-        self._transport = transport or Urllib3Transport()
+        self._redactor = Redactor([password, token])
+        self._max_body = max_response_bytes
+        self._transport = transport or Urllib3Transport(max_body=max_response_bytes)
         self._retry = retry or RetryPolicy()
         self._page_size = page_size
         self._sleep = sleep
@@ -206,35 +215,48 @@ class ApiSource:
         def handle(resp: HttpResponse) -> SourcePage:
             if resp.status in (401, 403):
                 raise SourceAuthError(f"GWS_USERNAME/GWS_PASSWORD rejected by {shown} (HTTP {resp.status})")
+            detail = error_detail(resp.body, self._redactor) if resp.status != 200 else ""
             if resp.status == 404:
-                raise SourceNotFoundError(f"{what}: {_message(resp.body)} (HTTP 404 from {shown})")
+                raise SourceNotFoundError(f"{what}: {detail or 'not found'} (HTTP 404 from {shown})")
             if resp.status != 200:
-                raise SourceError(f"{what}: {shown} answered HTTP {resp.status}: {_message(resp.body)}")
+                raise SourceError(f"{what}: {shown} answered HTTP {resp.status}" + (f" ({detail})" if detail else ""))
             return _parse_page(resp.body, offset)  # a cut or garbled body raises RetryableAnswer
 
         try:
             return get_with_retries(
-                self._transport, url, self._headers, handle, retry=self._retry, rng=self._rng, sleep=self._sleep
+                self._transport,
+                url,
+                self._headers,
+                handle,
+                retry=self._retry,
+                rng=self._rng,
+                sleep=self._sleep,
+                max_body=self._max_body,
             )
         except RetriesExhausted as exc:
-            raise SourceUnavailableError(f"{what}: {exc}") from None
+            raise SourceUnavailableError(self._redactor.clean(f"{what}: {exc}")) from None
+        except BadResponse as exc:
+            raise SourceError(self._redactor.clean(f"{what}: {exc}")) from None
 
     def _pages(self, base_url: str, time_range: TimeRange, what: str) -> Iterator[SourcePage]:
-        offset: int | None = 0
-        recent = RecentKeys(self._page_size)
-        while offset is not None:
+        pager = Pager(f"the vendor API ({what})", self._page_size)
+        while pager.offset is not None:
+            offset = pager.offset
             url = (
                 f"{base_url}?startTimeRange={time_range.start_ms},{time_range.end_ms}"
                 f"&limit={self._page_size}&offset={offset}"
             )
             page = self._get_page(url, offset, what)
-            fresh = [
-                item
+            keys = [
+                str(item["id"]) if item.get("id") is not None else json.dumps(item, sort_keys=True)
                 for item in page.items
-                if recent.fresh(str(item["id"]) if item.get("id") is not None else json.dumps(item, sort_keys=True))
             ]
+            try:
+                new = pager.take(offset, page.total, keys, page.echoed_offset)
+            except ListingError as exc:
+                raise SourceError(self._redactor.clean(f"{exc} ({redact_url(url)})")) from None
+            fresh = [item for item, is_new in zip(page.items, new, strict=True) if is_new]
             yield SourcePage(page.total, offset, fresh, page.retention)
-            offset = next_offset(offset, len(page.items), page.total)
 
     def contact_history(self, time_range: TimeRange) -> Iterator[SourcePage]:
         """Every contact of the range, one page at a time."""

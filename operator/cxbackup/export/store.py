@@ -21,6 +21,9 @@ stamp). If publishing itself fails half-way, the parts already published are del
 - Directory: a file is written to a temporary name in the same directory, fsync'ed and renamed; the
   data file first, then its sidecar, so a sidecar always describes a complete file.
 - S3: put, then a HEAD checks the stored size (the SDK checks the body's checksum on upload).
+
+Reading is bounded: `get(name, max_bytes)` refuses an artifact holding more (IntegrityError) without
+reading past the limit, and a sidecar over MAX_SIDECAR_BYTES (64 KiB) is not read (not ours).
 """
 
 from __future__ import annotations
@@ -41,11 +44,18 @@ from typing import Any, Protocol
 from cxbackup.api.exportjob import ArtifactRecord
 from cxbackup.core.files import write_file
 from cxbackup.core.redact import Redactor
-from cxbackup.export.errors import ArtifactExistsError, ArtifactNotFoundError, ExportConfigError, StoreError
+from cxbackup.export.errors import (
+    ArtifactExistsError,
+    ArtifactNotFoundError,
+    ExportConfigError,
+    IntegrityError,
+    StoreError,
+)
 from cxbackup.export.names import format_iso, parse_artifact_name, parse_stamp
 
 __all__ = [
     "ARTIFACT_KIND",
+    "MAX_SIDECAR_BYTES",
     "S3_METADATA_KEY",
     "SIDECAR_SUFFIX",
     "STAGING_DIR",
@@ -212,8 +222,9 @@ class ArtifactStore(Protocol):
         """One artifact's metadata (ArtifactNotFoundError unless it is a recognised artifact)."""
         ...
 
-    def get(self, name: str) -> tuple[bytes, ArtifactInfo]:
-        """An artifact's stored bytes and metadata."""
+    def get(self, name: str, max_bytes: int | None = None) -> tuple[bytes, ArtifactInfo]:
+        """An artifact's stored bytes and metadata; IntegrityError, without reading it all, when it holds
+        more than `max_bytes`."""
         ...
 
     def delete(self, name: str) -> ArtifactInfo:
@@ -223,6 +234,14 @@ class ArtifactStore(Protocol):
     def close(self) -> None:
         """Release connections (S3); the store is not used afterwards."""
         ...
+
+
+MAX_SIDECAR_BYTES = 64 * 1024
+"""The largest metadata sidecar read (a real one is under 1 KB); a larger one is not ours."""
+
+
+def _too_large(name: str, location: str, max_bytes: int) -> IntegrityError:
+    return IntegrityError(f"{name} in {location} holds more than {max_bytes} bytes; not read")
 
 
 def _checked(name: str) -> str:
@@ -290,8 +309,11 @@ class DirectoryStore:
         if parse_artifact_name(name) is None or not (folder / name).is_file():
             return None
         try:
-            data = json.loads((folder / (name + SIDECAR_SUFFIX)).read_bytes())
-            info = ArtifactInfo.from_metadata(data, location=str(self.root / name))
+            with (folder / (name + SIDECAR_SUFFIX)).open("rb") as fh:
+                raw = fh.read(MAX_SIDECAR_BYTES + 1)
+            if len(raw) > MAX_SIDECAR_BYTES:
+                return None
+            info = ArtifactInfo.from_metadata(json.loads(raw), location=str(self.root / name))
         except (OSError, ValueError):
             return None
         return info if info.name == name else None
@@ -348,10 +370,13 @@ class DirectoryStore:
             raise ArtifactNotFoundError(f"no artifact {name} in {self.location}")
         return info
 
-    def get(self, name: str) -> tuple[bytes, ArtifactInfo]:
+    def get(self, name: str, max_bytes: int | None = None) -> tuple[bytes, ArtifactInfo]:
         info = self.info(name)
-        with self._io(f"cannot read {name}"):
-            return (self.root / name).read_bytes(), info
+        with self._io(f"cannot read {name}"), (self.root / name).open("rb") as fh:
+            data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
+        if max_bytes is not None and len(data) > max_bytes:
+            raise _too_large(name, self.location, max_bytes)
+        return data, info
 
     def delete(self, name: str) -> ArtifactInfo:
         info = self.info(name)
@@ -529,15 +554,19 @@ class S3ArtifactStore:
             raise ArtifactNotFoundError(f"no artifact {name} in {self.location}")
         return info
 
-    def get(self, name: str) -> tuple[bytes, ArtifactInfo]:
+    def get(self, name: str, max_bytes: int | None = None) -> tuple[bytes, ArtifactInfo]:
         info = self.info(name)
         with self._io(f"cannot read {name}"):
             resp = self.client.get_object(Bucket=self.bucket, Key=self._key(name))
             body = resp["Body"]
             try:
-                data = body.read()
+                if max_bytes is not None and int(resp.get("ContentLength", -1)) > max_bytes:
+                    raise _too_large(name, self.location, max_bytes)
+                data = body.read() if max_bytes is None else body.read(max_bytes + 1)
             finally:
                 body.close()
+        if max_bytes is not None and len(data) > max_bytes:
+            raise _too_large(name, self.location, max_bytes)
         return bytes(data), info
 
     def delete(self, name: str) -> ArtifactInfo:

@@ -105,6 +105,9 @@ class FakeVendor:
         self.lock = threading.Lock()
         self.retry_after: str | None = None
         self.on_page: Any = None  # callback(offset) before answering a recordings page
+        # a server whose total lies ("repeat": past the real end it serves the last page again, as if it
+        # clamped the offset) or whose offsets do not advance ("stuck": it always serves the first page)
+        self.listing_fault: str | None = None
 
     def client(self, **kwargs: Any) -> VendorClient:
         defaults: dict[str, Any] = {
@@ -157,10 +160,15 @@ class FakeVendor:
                     (r for r in self.records if lo <= parse_metadata_time(r["startTime"]) < hi),
                     key=lambda r: (parse_metadata_time(r["startTime"]), r.get("id", "")),
                 )
-            page = matching[offset : offset + limit]
+            total, served = len(matching), offset
+            if self.listing_fault == "repeat" and matching:
+                total, served = 10 * len(matching) + limit, min(offset, max(0, len(matching) - limit))
+            elif self.listing_fault == "stuck" and matching:
+                total, served, offset = 10 * len(matching) + limit, 0, 0
+            page = matching[served : served + limit]
             # pretty-printed records, like the vendor's sample, to exercise raw-text preservation
             recs = ",\n  ".join(json.dumps(r, indent=2) for r in page)
-            text = f'{{"total": {len(matching)}, "offset": {offset}, "recordings": [\n  {recs}\n]}}'
+            text = f'{{"total": {total}, "offset": {offset}, "recordings": [\n  {recs}\n]}}'
             return HttpResponse(200, {}, text.encode())
         return HttpResponse(404, {}, b"{}")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -209,6 +211,9 @@ def test_credentials_from_env_never_show_secrets() -> None:
     creds.require_aws()
     assert "pa55word" not in repr(creds) and "wJalr" not in repr(creds)
     assert creds.aws_endpoint_url == "http://127.0.0.1:1"
+    # what a Redactor is given: every secret and the Basic token the recording API is sent
+    token = base64.b64encode(b"u@t.com:pa55word!").decode()
+    assert set(creds.secrets()) == {"pa55word!", "wJalrXUtnFEMI/K7MDENG", token}
     with pytest.raises(ConfigError, match="GWS_PASSWORD"):
         Credentials.from_env({"GWS_USERNAME": "u"}).require_gws()
     with pytest.raises(ConfigError, match="AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"):

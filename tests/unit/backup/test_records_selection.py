@@ -129,3 +129,18 @@ def test_filters_combine_with_and() -> None:
     assert not f.matches(rec(partitions=["/sales"], hierarchy="/Bob"))
     assert AccessFilter().matches(rec(media=[]))
     assert not AccessFilter(access_groups=("/",)).matches(rec(media=[]))
+
+
+def test_a_bad_record_is_described_briefly_without_echoing_its_data() -> None:
+    """A record's problem becomes a failure reason in the status: vendor data in it is cut short."""
+    value = {"echo": "Authorization: Basic dXNlcjpzM2NyM3Q=", "padding": "x" * 10_000}
+    rec = Recording.from_json({"id": "REC1", "startTime": value}, "{}")
+    assert rec.problem is not None and rec.problem.startswith("bad startTime: not a time")
+    assert len(rec.problem) < 160 and "dXNlcjpzM2NyM3Q" not in rec.problem
+
+
+def test_a_page_that_is_not_a_page_is_reported_without_its_body() -> None:
+    body = '{"total": 1, "recordings": [{"id": "A", "secretField": "hunter2-' + "z" * 500 + '"'
+    with pytest.raises(VendorApiError) as info:
+        parse_recordings_page(body)
+    assert "hunter2" not in str(info.value) and len(str(info.value)) < 200

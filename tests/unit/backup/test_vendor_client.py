@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from cxbackup.backup.errors import VendorApiError, VendorAuthError
+from cxbackup.backup.errors import VendorApiError, VendorAuthError, VendorListingError
 from cxbackup.backup.window import RecordingWindow
 from cxbackup.core.redact import Redactor, redact_url
 from cxbackup.core.retry import RetryPolicy
@@ -124,3 +124,44 @@ def test_redaction() -> None:
 
 def test_hour_constant_sanity() -> None:
     assert HOUR * 24 == DAY
+
+
+def test_error_answers_are_not_copied_into_the_error() -> None:
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    vendor = FakeVendor()
+    real_get = vendor.get
+    body = (
+        b'{"code": "TENANT_SUSPENDED", "message": "echo: Authorization: Basic ' + token.encode() + b'", '
+        b'"internal": "db=postgres://svc:hunter2@db.vendor.internal/rec"}'
+    ) + b" " * 5000
+
+    def answer(url: str, headers: dict[str, str]) -> object:
+        if "settings" in url:
+            from cxbackup.backup.vendor_client import HttpResponse
+
+            return HttpResponse(409, {}, body)
+        return real_get(url, headers)
+
+    vendor.get = answer  # type: ignore[method-assign,assignment]
+    with pytest.raises(VendorApiError) as info:
+        vendor.client().settings()
+    text = str(info.value)
+    assert "HTTP 409" in text and "TENANT_SUSPENDED" in text
+    assert token not in text and "hunter2" not in text and "postgres" not in text and len(text) < 300
+
+
+@pytest.mark.parametrize(
+    ("fault", "problem"),
+    [
+        ("repeat", r"the recording API returned the same page for offset \d+ as for offset \d+ \(total=1100\)"),
+        ("stuck", r"the recording API answered offset 0 to a request for offset 95: the offsets do not advance"),
+    ],
+)
+def test_a_listing_that_stops_making_sense_ends_with_an_error(fault: str, problem: str) -> None:
+    vendor = FakeVendor(records(100))
+    vendor.listing_fault = fault
+    with pytest.raises(VendorListingError, match=problem) as info:
+        list(vendor.client(page_size=100).iter_recordings(RecordingWindow(0, NOW_MS)))
+    assert len(vendor.requests) <= 5
+    assert f"{PREFIX}/recordings?startTimeRange=0," in str(info.value)  # which listing, without credentials
+    assert info.value.exit_code == 5

@@ -295,6 +295,44 @@ def test_listing_failure_stops_the_run_without_checkpoint(world: World) -> None:
     assert data["result"] == "Failed" and data["error"]
 
 
+@pytest.mark.parametrize(
+    ("fault", "problem"),
+    [
+        ("repeat", "the recording API returned the same page for offset"),
+        ("stuck", "the recording API answered offset 0 to a request for offset"),
+    ],
+)
+def test_a_listing_that_stops_making_sense_fails_the_run_without_checkpoint(
+    world: World, fault: str, problem: str
+) -> None:
+    """A total that lies (the last page comes again and again) or offsets that do not advance: the run
+    stops with an error naming the problem (exit 5) instead of paging forever, and the checkpoint stays."""
+    world.vendor.listing_fault = fault
+    summary, _ = world.run()
+    assert summary.error is not None and problem in summary.error, summary.error
+    assert summary.exit_code == 5 and not summary.ok and not summary.checkpoint_advanced
+    assert not list(world.root.glob("last_recording_endtime*.txt"))
+    assert len(world.vendor.requests) < 20  # a handful of pages per day chunk, not an endless loop
+    world.vendor.listing_fault = None
+    again, _ = world.run()  # the next run covers the same window again
+    assert again.ok and again.checkpoint_advanced and again.total == 30
+
+
+def test_a_page_over_the_size_limit_fails_the_run_without_checkpoint(world: World) -> None:
+    summary = run_backup(
+        world.config(),
+        CREDS,
+        now=NOW,
+        sink=Sink(),
+        vendor=world.vendor.client(max_response_bytes=4000),
+        source=world.source,
+        sleep=lambda _s: None,
+    )
+    assert summary.error is not None and "larger than the limit of 4000 bytes" in summary.error, summary.error
+    assert summary.exit_code == 5 and not summary.checkpoint_advanced
+    assert not list(world.root.glob("last_recording_endtime*.txt"))
+
+
 def test_bad_records_fail_without_stopping_the_others(tmp_path: Path) -> None:
     recs = dataset(5)
     recs.append({"startTime": recs[0]["startTime"], "mediaFiles": []})  # no id

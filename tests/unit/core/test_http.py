@@ -4,12 +4,14 @@ through VendorClient and the export's ApiSource."""
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import pytest
 
 from cxbackup.core.http import (
     HttpResponse,
+    ListingError,
+    Pager,
     RecentKeys,
     RetriesExhausted,
     RetryableAnswer,
@@ -90,3 +92,78 @@ def test_retry_after_any_case_and_only_numbers() -> None:
     assert retry_after({"retry-after": "3"}) == 3.0
     assert retry_after({"RETRY-AFTER": "soon"}) is None
     assert retry_after({}) is None
+
+
+# -- listings that stop making sense ---------------------------------------------------------------
+
+
+def listing(
+    pager: Pager, server: Callable[[int], tuple[int, list[str], int | None]], max_requests: int = 10_000
+) -> list[str]:
+    """Drive `pager` against server(offset) -> (total, keys, echoed offset); the keys it yields."""
+    got: list[str] = []
+    requests = 0
+    while pager.offset is not None:
+        requests += 1
+        assert requests <= max_requests, "the listing did not stop"
+        offset = pager.offset
+        total, keys, echoed = server(offset)
+        got += [k for k, new in zip(keys, pager.take(offset, total, keys, echoed), strict=True) if new]
+    return got
+
+
+ITEMS = [f"r{i:04d}" for i in range(250)]
+
+
+def honest(offset: int, limit: int = 100, items: list[str] = ITEMS) -> tuple[int, list[str], int | None]:
+    return len(items), items[offset : offset + limit], offset
+
+
+def test_an_honest_listing_ends_with_every_item_once() -> None:
+    assert listing(Pager("the API", 100), honest) == ITEMS
+    capped = listing(Pager("the API", 100), lambda o: honest(o, limit=30))  # the server serves 30, not 100
+    assert capped == ITEMS
+    grown: list[str] = list(ITEMS)
+
+    def growing(offset: int) -> tuple[int, list[str], int | None]:  # late arrivals: a few items per page
+        grown.extend(f"s{len(grown):04d}" for _ in range(5))
+        return honest(offset, items=grown)
+
+    assert listing(Pager("the API", 100), growing)[:250] == ITEMS
+
+
+def test_a_total_that_lies_while_old_pages_come_again_stops_with_an_error() -> None:
+    def clamping(offset: int) -> tuple[int, list[str], int | None]:
+        real = min(offset, len(ITEMS) - 100)  # clamps offsets past the end: the last page again
+        return 10 * len(ITEMS), ITEMS[real : real + 100], offset
+
+    with pytest.raises(ListingError, match=r"same page for offset 285 as for offset 190 \(total=2500\)"):
+        listing(Pager("the API", 100), clamping, max_requests=20)
+
+    def shuffling(offset: int) -> tuple[int, list[str], int | None]:
+        first = ITEMS[:100]
+        return 10 * len(ITEMS), first if offset % 2 else first[::-1], offset  # old items, never the same page
+
+    with pytest.raises(ListingError, match=r"nothing new up to offset \d+ \(3 in a row, total=2500\)"):
+        listing(Pager("the API", 100), shuffling, max_requests=20)
+
+
+def test_a_total_that_lies_while_new_pages_keep_coming_stops_after_the_page_budget() -> None:
+    requests = {"n": 0}
+
+    def endless(offset: int) -> tuple[int, list[str], int | None]:
+        requests["n"] += 1
+        return offset + 1000, [f"x{i}" for i in range(offset, offset + 100)], offset  # always 1000 more
+
+    with pytest.raises(ListingError, match=r"kept returning pages past total=1000 at offset \d+ \(15 pages"):
+        listing(Pager("the API", 100), endless)
+    # 1000 items at 95 per page take 11 pages; the budget adds 3 pages and 10 %
+    assert requests["n"] == 15
+
+
+def test_an_empty_page_before_the_total_is_an_error_not_the_end() -> None:
+    def short(offset: int) -> tuple[int, list[str], int | None]:
+        return 250, ITEMS[offset : min(offset + 100, 150)], offset  # says 250, has 150
+
+    with pytest.raises(ListingError, match=r"empty page at offset 150 although total=250: the listing ends early"):
+        listing(Pager("the API", 100), short)
