@@ -35,6 +35,7 @@ __all__ = [
     "binaries_dir",
     "build_binaries",
     "free_port",
+    "stop_process",
 ]
 
 K8S_VERSION = os.environ.get("K8S_VERSION", "v1.37.2")
@@ -60,6 +61,18 @@ def build_binaries() -> Path:
     if proc.returncode != 0:
         raise ControlPlaneError(f"{script} failed with exit code {proc.returncode}; see its output above")
     return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, grace: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL after `grace` seconds; waits for the process either way (None or gone: nothing)."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def free_port() -> int:
@@ -358,15 +371,7 @@ class ControlPlane:
         self._wait("kube-apiserver", f"{self.server}/readyz", 90, tls=True)
 
     def _stop_one(self, name: str) -> None:
-        proc = self._procs.pop(name, None)
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(self._procs.pop(name, None))
 
     def stop(self) -> None:
         for name in ("kube-controller-manager", "kube-apiserver", "etcd"):

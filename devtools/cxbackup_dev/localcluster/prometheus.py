@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from cxbackup_dev.localcluster.controlplane import REPO_ROOT, free_port
+from cxbackup_dev.localcluster.controlplane import REPO_ROOT, free_port, stop_process
 
 __all__ = [
     "PROMETHEUS_VERSION",
@@ -402,14 +402,7 @@ class Prometheus:
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 15 s; waits for the process either way. Idempotent."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
 
     def __enter__(self) -> Prometheus:
         return self.start()
