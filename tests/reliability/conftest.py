@@ -72,7 +72,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
     rows = config.stash.get(_ROWS, [])
     if not rows:
         return
-    order = {"worker": 0, "operator": 1, "bad-input": 2, "secrets": 3, "load": 4}
+    order = {"worker": 0, "operator": 1, "bad-input": 2, "secrets": 3, "attack": 4, "load": 5}
     rows = sorted(rows, key=lambda r: order.get(r.level, 9))  # stable: scenarios keep their order in a group
     table = render_markdown(rows, title="Reliability")
     terminalreporter.write_sep("=", "reliability table")
