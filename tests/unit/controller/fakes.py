@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
+from cxbackup import metrics
 from cxbackup.api.common import CREDENTIALS_LABEL
 from cxbackup.controller.cluster import ClusterError, SecretView
+from cxbackup.controller.conditions import condition
+from cxbackup.controller.events import EventSpec
 from cxbackup.controller.jobstate import ANNOTATION_ACCOUNTED
+from cxbackup.controller.settings import OperatorSettings
 
-__all__ = ["FakeClock", "FakeCluster"]
+__all__ = ["FakeClock", "FakeCluster", "ReconcileHarness"]
 
 NS = "ns"
 
@@ -227,3 +232,55 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+@dataclass
+class ReconcileHarness:
+    """One resource reconciled as the kopf timer would, through `reconciler`, with its status changes
+    applied like the API server applies a merge patch (None removes a field). Subclasses name the resource
+    and the reconciler; `events` collects what the reconciler posts."""
+
+    spec: dict[str, Any]
+    cluster: FakeCluster = field(default_factory=FakeCluster)
+    status: dict[str, Any] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    events: list[EventSpec] = field(default_factory=list)
+    states: metrics.ObjectStates = field(default_factory=metrics.ObjectStates)
+    generation: int = 1
+    last_changes: dict[str, Any] = field(default_factory=dict)
+
+    name: ClassVar[str] = "obj"
+    created: ClassVar[str] = "2026-01-01T00:00:00Z"
+    reconciler: ClassVar[Callable[..., dict[str, Any]]]
+
+    def body(self) -> dict[str, Any]:
+        meta = {
+            "name": self.name, "namespace": NS, "uid": "u", "generation": self.generation,
+            "creationTimestamp": self.created, "annotations": dict(self.annotations),
+        }  # fmt: skip
+        return {"metadata": meta, "spec": copy.deepcopy(self.spec), "status": copy.deepcopy(self.status)}
+
+    def reconcile(self, now: dt.datetime, settings: OperatorSettings | None = None) -> dict[str, Any]:
+        return type(self).reconciler(
+            self.body(), cluster=self.cluster, emit=self.events.append, now=now,
+            settings=settings or OperatorSettings(), states=self.states,
+        )  # fmt: skip
+
+    def tick(self, now: dt.datetime, settings: OperatorSettings | None = None) -> list[EventSpec]:
+        """One reconcile; returns the Events it posted."""
+        before = len(self.events)
+        self.apply(self.reconcile(now, settings))
+        return self.events[before:]
+
+    def apply(self, changes: dict[str, Any]) -> None:
+        for key, value in changes.items():
+            if value is None:
+                self.status.pop(key, None)
+            else:
+                self.status[key] = copy.deepcopy(value)
+        self.last_changes = changes
+
+    def cond(self, ctype: str) -> dict[str, Any]:
+        found = condition(self.status.get("conditions"), ctype)
+        assert found is not None, ctype
+        return found

@@ -7,21 +7,19 @@ from __future__ import annotations
 import copy
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
-from cxbackup import metrics
 from cxbackup.controller.backup.handler import reconcile_backup
 from cxbackup.controller.cluster import SecretView
-from cxbackup.controller.conditions import condition
 from cxbackup.controller.events import EventSpec
 from cxbackup.controller.manifests import LABEL_RUN
 from cxbackup.controller.references import EndpointPolicy
 from cxbackup.controller.registration import Interrupted
 from cxbackup.controller.schedule import RUN_NOW_ANNOTATION
 from cxbackup.controller.settings import OperatorSettings
-from tests.unit.controller.fakes import FakeCluster
+from tests.unit.controller.fakes import FakeCluster, ReconcileHarness
 
 T0 = dt.datetime(2026, 11, 23, 5, 0, tzinfo=dt.UTC)
 MINUTE = dt.timedelta(minutes=1)
@@ -47,44 +45,15 @@ def _cluster() -> FakeCluster:
 
 
 @dataclass
-class Harness:
-    """One RecordingBackup: reconcile it as the timer would, applying status changes like the API."""
+class Harness(ReconcileHarness):
+    """One RecordingBackup, with the Secrets and PVC it names."""
 
     spec: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(SPEC))
     cluster: FakeCluster = field(default_factory=_cluster)
-    status: dict[str, Any] = field(default_factory=dict)
-    annotations: dict[str, str] = field(default_factory=dict)
-    events: list[EventSpec] = field(default_factory=list)
-    states: metrics.ObjectStates = field(default_factory=metrics.ObjectStates)
-    generation: int = 1
 
-    def body(self) -> dict[str, Any]:
-        meta = {
-            "name": "rb", "namespace": "ns", "uid": "u", "generation": self.generation,
-            "creationTimestamp": "2026-11-23T04:00:00Z", "annotations": dict(self.annotations),
-        }  # fmt: skip
-        return {"metadata": meta, "spec": copy.deepcopy(self.spec), "status": copy.deepcopy(self.status)}
-
-    def tick(self, now: dt.datetime) -> list[EventSpec]:
-        before = len(self.events)
-        changes = reconcile_backup(
-            self.body(), cluster=self.cluster, emit=self.events.append, now=now, settings=OperatorSettings(),
-            states=self.states,
-        )  # fmt: skip
-        self.apply(changes)
-        return self.events[before:]
-
-    def apply(self, changes: dict[str, Any]) -> None:
-        for key, value in changes.items():
-            if value is None:
-                self.status.pop(key, None)
-            else:
-                self.status[key] = copy.deepcopy(value)
-
-    def cond(self, ctype: str) -> dict[str, Any]:
-        found = condition(self.status.get("conditions"), ctype)
-        assert found is not None, ctype
-        return found
+    name: ClassVar[str] = "rb"
+    created: ClassVar[str] = "2026-11-23T04:00:00Z"
+    reconciler = staticmethod(reconcile_backup)
 
     def run_job(self) -> str:
         names = [n for n in self.cluster.job_names() if n.startswith("rb-") and "audit" not in n]
@@ -291,10 +260,7 @@ def test_a_failed_api_call_keeps_what_was_decided_before_it() -> None:
     h.annotations[RUN_NOW_ANNOTATION] = "again"
     h.cluster.fail.add("create_object")
     with pytest.raises(Interrupted) as info:
-        reconcile_backup(
-            h.body(), cluster=h.cluster, emit=h.events.append, now=T0 + 6 * MINUTE, settings=OperatorSettings(),
-            states=h.states,
-        )  # fmt: skip
+        h.reconcile(T0 + 6 * MINUTE)
     assert "HTTP 500" in str(info.value)
     assert info.value.changes["history"][0]["jobName"] == name  # the accounting is written
     assert info.value.changes["phase"] == "Succeeded"
@@ -333,25 +299,14 @@ def test_only_secrets_opted_in_as_credentials_and_holding_no_keys_are_used(secre
     assert [(e.warning, e.reason) for e in events] == [(True, reason)]
 
 
-def _tick_with(h: Harness, policy: EndpointPolicy) -> list[EventSpec]:
-    before = len(h.events)
-    h.apply(
-        reconcile_backup(
-            h.body(), cluster=h.cluster, emit=h.events.append, now=T0, settings=OperatorSettings(endpoints=policy),
-            states=h.states,
-        )
-    )  # fmt: skip
-    return h.events[before:]
-
-
 def test_plain_http_endpoints_are_refused_unless_the_installer_allows_them_and_then_announced() -> None:
     h = Harness()
     h.spec["source"]["s3EndpointUrl"] = "http://s3.vendor.example:9000"
-    events = _tick_with(h, EndpointPolicy())
+    events = h.tick(T0, OperatorSettings(endpoints=EndpointPolicy()))
     assert h.cluster.jobs == {} and h.cond("Ready")["reason"] == "InsecureEndpoint"
     assert h.cond("Ready")["message"].startswith("spec.source.s3EndpointUrl: http://s3.vendor.example is plain HTTP")
     assert [e.reason for e in events] == ["InsecureEndpoint"]
-    events = _tick_with(h, EndpointPolicy(allow_plain_http=True))
+    events = h.tick(T0, OperatorSettings(endpoints=EndpointPolicy(allow_plain_http=True)))
     assert [(e.warning, e.reason) for e in events][:1] == [(True, "PlainHttpAllowed")]
     assert "spec.source.s3EndpointUrl" in events[0].message and "RunStarted" in _reasons(events)
 
@@ -359,7 +314,7 @@ def test_plain_http_endpoints_are_refused_unless_the_installer_allows_them_and_t
 def test_vendor_hosts_outside_the_installers_allowlist_are_refused_but_not_the_users_own_bucket() -> None:
     h = Harness()
     h.spec["source"]["gwsUriPrefix"] = "https://attacker.example/api/v2"
-    events = _tick_with(h, EndpointPolicy(vendor_hosts=("*.vendor.example",)))
+    events = h.tick(T0, OperatorSettings(endpoints=EndpointPolicy(vendor_hosts=("*.vendor.example",))))
     assert h.cluster.jobs == {} and h.cond("Ready")["reason"] == "EndpointNotAllowed"
     assert "spec.source.gwsUriPrefix: host attacker.example" in h.cond("Ready")["message"]
     assert [e.reason for e in events] == ["EndpointNotAllowed"]
@@ -367,4 +322,6 @@ def test_vendor_hosts_outside_the_installers_allowlist_are_refused_but_not_the_u
     h.spec["target"] = {
         "s3": {"bucket": "mine", "endpointUrl": "https://minio.internal", "credentials": {"name": "s3"}}
     }
-    assert "RunStarted" in _reasons(_tick_with(h, EndpointPolicy(vendor_hosts=("*.vendor.example",))))
+    assert "RunStarted" in _reasons(
+        h.tick(T0, OperatorSettings(endpoints=EndpointPolicy(vendor_hosts=("*.vendor.example",))))
+    )

@@ -3,11 +3,10 @@ rotation (and its failure: nothing lost), uploads, Events only on change, status
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import functools
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -17,9 +16,8 @@ from cxbackup.certs.generate import generate_pair
 from cxbackup.certs.validation import inspect_certificate, load_certificate
 from cxbackup.controller.certificate.handler import reconcile_certificate
 from cxbackup.controller.cluster import SecretView
-from cxbackup.controller.conditions import condition
 from cxbackup.controller.events import EventSpec
-from tests.unit.controller.fakes import FakeCluster
+from tests.unit.controller.fakes import ReconcileHarness
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
@@ -34,38 +32,11 @@ def _pair(seed: str, days: int = 365, start: dt.datetime = T0) -> tuple[bytes, b
 
 
 @dataclass
-class Harness:
-    """One RecordingCertificate: reconcile it as the timer would, applying status changes like the API."""
+class Harness(ReconcileHarness):
+    """One RecordingCertificate."""
 
-    spec: dict[str, Any]
-    cluster: FakeCluster = field(default_factory=FakeCluster)
-    status: dict[str, Any] = field(default_factory=dict)
-    events: list[EventSpec] = field(default_factory=list)
-    states: metrics.ObjectStates = field(default_factory=metrics.ObjectStates)
-    generation: int = 1
-    last_changes: dict[str, Any] = field(default_factory=dict)
-
-    def body(self) -> dict[str, Any]:
-        meta = {"name": "rc", "namespace": "ns", "generation": self.generation, "uid": "u"}
-        return {"metadata": meta, "spec": copy.deepcopy(self.spec), "status": copy.deepcopy(self.status)}
-
-    def tick(self, now: dt.datetime) -> list[EventSpec]:
-        before = len(self.events)
-        changes = reconcile_certificate(
-            self.body(), cluster=self.cluster, emit=self.events.append, now=now, states=self.states
-        )
-        for key, value in changes.items():
-            if value is None:
-                self.status.pop(key, None)
-            else:
-                self.status[key] = copy.deepcopy(value)
-        self.last_changes = changes
-        return self.events[before:]
-
-    def cond(self, ctype: str) -> dict[str, Any]:
-        found = condition(self.status.get("conditions"), ctype)
-        assert found is not None, ctype
-        return found
+    name: ClassVar[str] = "rc"
+    reconciler = staticmethod(reconcile_certificate)
 
     def secret(self, name: str) -> SecretView:
         view = self.cluster.secrets.get(("ns", name))

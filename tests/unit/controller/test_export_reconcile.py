@@ -8,13 +8,11 @@ import copy
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import yaml
 
-from cxbackup import metrics
-from cxbackup.controller.conditions import condition
 from cxbackup.controller.events import EventSpec
 from cxbackup.controller.export.handler import reconcile_export
 from cxbackup.controller.references import EndpointPolicy
@@ -23,7 +21,7 @@ from cxbackup.controller.settings import OperatorSettings
 from cxbackup.export.request import TimeRange
 from cxbackup.export.result import ExportResult
 from cxbackup.export.store import ArtifactInfo
-from tests.unit.controller.fakes import FakeCluster
+from tests.unit.controller.fakes import FakeCluster, ReconcileHarness
 
 REPO = Path(__file__).resolve().parents[3]
 T0 = dt.datetime(2026, 8, 25, 0, 15, tzinfo=dt.UTC)
@@ -43,44 +41,17 @@ def _cluster() -> FakeCluster:
 
 
 @dataclass
-class Harness:
-    """One ExportJob (the repository's example): reconcile it as the timer would."""
+class Harness(ReconcileHarness):
+    """One ExportJob (the repository's example), with the certificate, Secrets and PVC it names."""
 
     spec: dict[str, Any] = field(
         default_factory=lambda: yaml.safe_load((REPO / "examples" / "exportjob.yaml").read_text())["spec"]
     )
     cluster: FakeCluster = field(default_factory=_cluster)
-    status: dict[str, Any] = field(default_factory=dict)
-    events: list[EventSpec] = field(default_factory=list)
-    states: metrics.ObjectStates = field(default_factory=metrics.ObjectStates)
 
-    def body(self) -> dict[str, Any]:
-        meta = {"name": "gdpr", "namespace": "ns", "uid": "u", "generation": 1,
-                "creationTimestamp": "2026-08-25T00:10:00Z"}  # fmt: skip
-        return {"metadata": meta, "spec": copy.deepcopy(self.spec), "status": copy.deepcopy(self.status)}
-
-    def reconcile(self, now: dt.datetime) -> dict[str, Any]:
-        return reconcile_export(
-            self.body(), cluster=self.cluster, emit=self.events.append, now=now, settings=OperatorSettings(),
-            states=self.states,
-        )  # fmt: skip
-
-    def tick(self, now: dt.datetime) -> list[EventSpec]:
-        before = len(self.events)
-        self.apply(self.reconcile(now))
-        return self.events[before:]
-
-    def apply(self, changes: dict[str, Any]) -> None:
-        for key, value in changes.items():
-            if value is None:
-                self.status.pop(key, None)
-            else:
-                self.status[key] = copy.deepcopy(value)
-
-    def cond(self, ctype: str) -> dict[str, Any]:
-        found = condition(self.status.get("conditions"), ctype)
-        assert found is not None, ctype
-        return found
+    name: ClassVar[str] = "gdpr"
+    created: ClassVar[str] = "2026-08-25T00:10:00Z"
+    reconciler = staticmethod(reconcile_export)
 
 
 def _reasons(events: list[EventSpec]) -> list[str]:
@@ -232,9 +203,5 @@ def test_a_plain_http_vendor_api_is_refused_unless_allowed() -> None:
     assert h.cluster.jobs == {} and h.cond("Ready")["reason"] == "InsecureEndpoint"
     assert h.cond("Ready")["message"].startswith("spec.source.apiUriPrefix: http://vendor.example is plain HTTP")
     assert [e.reason for e in events] == ["InsecureEndpoint"]
-    before = len(h.events)
-    h.apply(reconcile_export(
-        h.body(), cluster=h.cluster, emit=h.events.append, now=T0 + MINUTE,
-        settings=OperatorSettings(endpoints=EndpointPolicy(allow_plain_http=True)), states=h.states,
-    ))  # fmt: skip
-    assert [e.reason for e in h.events[before:]] == ["PlainHttpAllowed", "ExportStarted"]
+    events = h.tick(T0 + MINUTE, OperatorSettings(endpoints=EndpointPolicy(allow_plain_http=True)))
+    assert [e.reason for e in events] == ["PlainHttpAllowed", "ExportStarted"]
