@@ -50,8 +50,9 @@ _MASK = "***"
 
 
 def basic_token(username: str, password: str) -> str:
-    """The credentials as HTTP Basic sends them: base64 of `username:password`."""
-    return base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    """The credentials as HTTP Basic sends them: base64 of `username:password` (bytes that were not UTF-8 in
+    the environment, which Python keeps as surrogate escapes, as they were)."""
+    return base64.b64encode(f"{username}:{password}".encode("utf-8", "surrogateescape")).decode("ascii")
 
 
 def _strip_userinfo(url: str) -> str:
@@ -93,7 +94,8 @@ def _redact_url_in_text(match: re.Match[str]) -> str:
 
 
 def _forms(secret: str) -> set[str]:
-    return {secret, quote(secret, safe=""), quote_plus(secret, safe=""), quote(secret)}
+    raw = secret.encode("utf-8", "surrogateescape")  # as the environment gave it, UTF-8 or not
+    return {secret, quote(raw, safe=""), quote_plus(raw, safe=""), quote(raw)}
 
 
 class Redactor:
