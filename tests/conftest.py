@@ -55,11 +55,11 @@ def kube_env(control_plane: ControlPlane) -> dict[str, str]:
     return {**os.environ, "KUBECONFIG": str(control_plane.kubeconfig)}
 
 
-def installed_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+def installed_stack(tmp_path_factory: pytest.TempPathFactory, *, hardened: bool = False) -> Iterator[LocalStack]:
     """The product installed by its chart on a real node (one node per machine: the e2e and reliability
     packages each have one, package-scoped); after it stops, the machine must be as it was before."""
     before = host_snapshot()
-    with LocalStack(tmp_path_factory.mktemp("stack")) as s:
+    with LocalStack(tmp_path_factory.mktemp("stack"), hardened=hardened) as s:
         yield s
     after = host_snapshot()
     changed = {k: (before[k], after[k]) for k in before if before[k] != after[k]}

@@ -9,7 +9,6 @@ import itertools
 import json
 import subprocess
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ pytestmark = pytest.mark.e2e
 
 
 def _ns(stack: LocalStack, emu: Emulator) -> str:
-    ns = f"e2e-{uuid.uuid4().hex[:8]}"
+    ns = stack.new_namespace("e2e")
     stack.prepare_namespace(ns, emu.env())
     return ns
 

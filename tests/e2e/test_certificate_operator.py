@@ -11,7 +11,6 @@ import os
 import subprocess
 import time
 import urllib.request
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,9 +33,7 @@ SUBJECT_DN = "CN=Genesys Recording,C=US,ST=California,O=Genesys"
 
 
 def _ns(stack: LocalStack) -> str:
-    ns = f"e2e-cert-{uuid.uuid4().hex[:8]}"
-    stack.create_namespace(ns)
-    return ns
+    return stack.new_namespace("e2e-cert")
 
 
 def _rcert(name: str, spec: dict[str, Any]) -> dict[str, Any]:

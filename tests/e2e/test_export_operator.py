@@ -12,7 +12,6 @@ import io
 import json
 import subprocess
 import time
-import uuid
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +29,7 @@ PAST = "2020-01-01T00:00:00Z"
 
 
 def _ns(stack: LocalStack, emu: Emulator) -> str:
-    ns = f"e2e-ej-{uuid.uuid4().hex[:8]}"
+    ns = stack.new_namespace("e2e-ej")
     stack.prepare_namespace(ns, emu.env())
     return ns
 

@@ -11,7 +11,6 @@ are 30 s), so the test takes about as long as the runs it watches.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -123,7 +122,7 @@ def test_alerts_fire_and_every_dashboard_shows_the_resources_status(
     stack: LocalStack, emulator: Emulator, prometheus: Prometheus
 ) -> None:
     prom = prometheus
-    ns = f"e2e-obs-{uuid.uuid4().hex[:8]}"
+    ns = stack.new_namespace("e2e-obs")
     stack.prepare_namespace(ns, emulator.env())
     selector = f'namespace="{ns}", name="rb"'
 

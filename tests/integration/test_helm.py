@@ -306,6 +306,18 @@ def test_render_custom_values(helm: Helm) -> None:
         assert json.loads(text)["uid"] == Path(file_name).stem
 
 
+def test_private_ca_reaches_the_operator_only_when_set(helm: Helm, tmp_path: Path) -> None:
+    from cxbackup_dev.emulator import TestCA
+
+    ca = TestCA.create(tmp_path)
+    (container,) = one(render(helm), "Deployment", "rel-cxbackup")["spec"]["template"]["spec"]["containers"]
+    assert "CXBACKUP_CA_CERTIFICATES" not in {e["name"] for e in container["env"]}
+    docs = render(helm, "--set-file", f"security.caCertificates={ca.cert_path}")
+    (container,) = one(docs, "Deployment", "rel-cxbackup")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["CXBACKUP_CA_CERTIFICATES"] == ca.pem
+
+
 @pytest.mark.parametrize(
     ("flag", "setting", "message"),
     [
@@ -321,6 +333,7 @@ def test_render_custom_values(helm: Helm) -> None:
         ("--set-json", 'watchNamespaces=["Team_A"]', "/watchNamespaces/0"),
         ("--set", "replicas=3", "additional properties 'replicas' not allowed"),
         ("--set", "rbac.clusterWide=false", "rbac.clusterWide=false needs watchNamespaces"),
+        ("--set", "security.caCertificates=not-a-pem", "/security/caCertificates"),
     ],
 )
 def test_wrong_values_fail_naming_the_value(helm: Helm, flag: str, setting: str, message: str) -> None:

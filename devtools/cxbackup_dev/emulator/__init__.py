@@ -15,6 +15,7 @@ from __future__ import annotations
 from cxbackup_dev.emulator.core import Emulator, MediaMode, write_properties
 from cxbackup_dev.emulator.dataset import HOUR_MS, Dataset, DatasetSpec, Record, StorageEntry, format_time, parse_time
 from cxbackup_dev.emulator.faults import EndpointFaults, FaultConfig, FaultInjector, FaultPlan
+from cxbackup_dev.emulator.tls import TestCA
 
 __all__ = [
     "HOUR_MS",
@@ -28,6 +29,7 @@ __all__ = [
     "MediaMode",
     "Record",
     "StorageEntry",
+    "TestCA",
     "format_time",
     "parse_time",
     "write_properties",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -29,12 +30,16 @@ _CHUNK = 64 * 1024
 
 
 class LoopbackServer(ThreadingHTTPServer):
-    """A threading HTTP server on 127.0.0.1 that runs in its own thread until `stop()`."""
+    """A threading HTTP server on 127.0.0.1 that runs in its own thread until `stop()`; HTTPS when given a
+    server-side `tls` context (the handshake happens in the connection's own thread, at its first read)."""
 
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, port: int, handler: type[BaseHTTPRequestHandler], name: str) -> None:
+    def __init__(
+        self, port: int, handler: type[BaseHTTPRequestHandler], name: str, tls: ssl.SSLContext | None = None
+    ) -> None:
+        self._tls = tls
         self._open: set[socket.socket] = set()
         self._reset: set[socket.socket] = set()
         self._conn_lock = threading.Lock()
@@ -48,7 +53,7 @@ class LoopbackServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self._tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         self._thread = threading.Thread(
@@ -70,6 +75,8 @@ class LoopbackServer(ThreadingHTTPServer):
 
     def get_request(self) -> tuple[Any, Any]:
         conn, addr = super().get_request()
+        if self._tls is not None:
+            conn = self._tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
         with self._conn_lock:
             self._open.add(conn)
         return conn, addr

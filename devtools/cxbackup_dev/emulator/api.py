@@ -24,6 +24,7 @@ import base64
 import binascii
 import hmac
 import json
+import ssl
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -292,6 +293,7 @@ class RecordingApiServer:
         port: int = 0,
         api_path: str = "/api/v2",
         requests: RequestLog | None = None,
+        tls: ssl.SSLContext | None = None,
         contacts: ContactHistory | None = None,
         chat: ChatHistory | None = None,
     ) -> None:
@@ -304,7 +306,7 @@ class RecordingApiServer:
         self.api_path = "/" + api_path.strip("/")
         self.requests = requests or RequestLog()
         handler = type("ApiHandler", (_ApiHandler,), {"api": self})
-        self._server = LoopbackServer(port, handler, "recording-api")
+        self._server = LoopbackServer(port, handler, "recording-api", tls)
 
     @property
     def port(self) -> int:

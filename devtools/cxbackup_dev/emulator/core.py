@@ -48,6 +48,7 @@ from cxbackup_dev.emulator.dataset import Dataset, DatasetSpec, Record, StorageE
 from cxbackup_dev.emulator.faults import FaultConfig, FaultInjector
 from cxbackup_dev.emulator.s3 import MotoProcess, S3Proxy, S3Store
 from cxbackup_dev.emulator.tenant import TenantKey, generate_tenant_key, load_tenant_key
+from cxbackup_dev.emulator.tls import TestCA
 
 __all__ = ["Emulator", "MediaMode", "write_properties"]
 
@@ -99,6 +100,7 @@ class Emulator:
         upload_workers: int = 4,
         chat_retention_days: int = DEFAULT_CHAT_RETENTION_DAYS,
         chat_clock: Callable[[], datetime] | None = None,
+        tls: TestCA | None = None,
     ) -> None:
         if (tenant_key_path is None) != (tenant_cert_path is None):
             raise ValueError("give both tenant_key_path and tenant_cert_path, or neither")
@@ -130,6 +132,7 @@ class Emulator:
         self._store: S3Store | None = None
         self._proxy: S3Proxy | None = None
         self._api: RecordingApiServer | None = None
+        self._tls = tls
         self._started = False
 
     # ------------------------------------------------------------------------------- lifecycle
@@ -172,6 +175,7 @@ class Emulator:
                 port=self._s3_port,
                 requests=self.requests,
                 on_object_read=self._on_object_read if self.media_mode == "lazy" else None,
+                tls=self._tls.server_context("s3") if self._tls else None,
             )
             self._proxy.start()
             self._api = RecordingApiServer(
@@ -184,6 +188,7 @@ class Emulator:
                 requests=self.requests,
                 contacts=self._contacts,
                 chat=self._chat,
+                tls=self._tls.server_context("api") if self._tls else None,
             )
             self._api.start()
         except BaseException:

@@ -19,6 +19,7 @@ import http.client
 import os
 import secrets
 import selectors
+import ssl
 import subprocess
 import sys
 import threading
@@ -245,6 +246,7 @@ class S3Proxy:
         *,
         port: int = 0,
         requests: RequestLog | None = None,
+        tls: ssl.SSLContext | None = None,
         on_object_read: Callable[[str, str], None] | None = None,
     ) -> None:
         self.upstream_port = upstream_port
@@ -253,7 +255,7 @@ class S3Proxy:
         self.requests = requests or RequestLog()
         self.on_object_read = on_object_read
         handler = type("S3ProxyHandler", (_ProxyHandler,), {"proxy": self})
-        self._server = LoopbackServer(port, handler, "s3-proxy")
+        self._server = LoopbackServer(port, handler, "s3-proxy", tls)
 
     @property
     def url(self) -> str:

@@ -7,6 +7,13 @@ real containers from the same image. `prepare_namespace` creates what a Recordin
 namespace: the vendor credentials as Secrets (from the emulator), a PVC bound to a local PersistentVolume
 on the node, and the worker's ServiceAccount with a Role that may only patch the status of cxbackup
 resources. Everything stops in reverse order and the machine is left as it was.
+
+With `hardened=True` the chart is installed as docs/security.md tells a production installer to: per
+namespace (`rbac.clusterWide=false`, `watchNamespaces` = a pool of tenant namespaces made before the install,
+handed out by `new_namespace`; the chart, not the test, makes the worker accounts), plain HTTP refused, and a
+private certificate authority (`test_ca`, which signs the emulator's HTTPS certificates) given as
+`security.caCertificates`. Without it the chart is installed cluster-wide with plain HTTP allowed (for the
+emulator's fault injection and for attacks from any namespace).
 """
 
 from __future__ import annotations
@@ -17,11 +24,13 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cxbackup.api.common import CREDENTIALS_LABEL
+from cxbackup_dev.emulator.tls import TestCA
 from cxbackup_dev.localcluster.controlplane import REPO_ROOT, ControlPlane, ControlPlaneError, free_port
 from cxbackup_dev.localcluster.images import build_image
 from cxbackup_dev.localcluster.node import HOST_NETWORK_LABEL, Node, check_host
@@ -137,6 +146,14 @@ class LocalStack:
     status_interval: int = 1
     operator_namespace: str = "cxbackup-system"
     release: str = "cxbackup"
+    hardened: bool = False
+    """Per-namespace install, https only, a private CA (see the module's text)."""
+    pool_size: int = 32
+    """Tenant namespaces a hardened install watches (each test takes fresh ones with `new_namespace`)."""
+    test_ca: TestCA | None = field(default=None, init=False)
+    """The CA of the emulator's HTTPS certificates, trusted by worker pods (hardened installs only)."""
+    pool: list[str] = field(default_factory=list, init=False)
+    _next: int = field(default=0, init=False)
     control_plane: ControlPlane | None = field(default=None, init=False)
     node: Node | None = field(default=None, init=False)
     image: str = field(default="", init=False)
@@ -174,6 +191,11 @@ class LocalStack:
             )
             self.node.start()
             self.node.install_host_network_policy()
+            if self.hardened:
+                self.test_ca = TestCA.create(self.workdir / "test-ca")
+                self.pool = [f"tenant-{i:02d}" for i in range(1, self.pool_size + 1)]
+                for namespace in self.pool:
+                    self.create_namespace(namespace)
             self.install_chart()
         except BaseException:
             self.stop()
@@ -202,8 +224,16 @@ class LocalStack:
                 "healthPort": self.health_port,
                 "logFormat": "plain",
             },
-            # the vendor-cloud emulator serves plain HTTP on loopback
-            "security": {"allowPlainHttp": True},
+            **(self._hardened_values() if self.hardened else {"security": {"allowPlainHttp": True}}),
+        }
+
+    def _hardened_values(self) -> dict[str, Any]:
+        assert self.test_ca is not None
+        return {
+            "rbac": {"clusterWide": False},
+            "watchNamespaces": self.pool,
+            "security": {"allowPlainHttp": False, "caCertificates": self.test_ca.pem},
+            "admissionPolicy": {"enabled": True},
         }
 
     def install_chart(self) -> None:
@@ -300,13 +330,27 @@ class LocalStack:
         self.cp.kubectl("create", "namespace", namespace, check=False)
         self.cp.kubectl("label", "--overwrite", "namespace", namespace, f"{HOST_NETWORK_LABEL}=host-network")
 
+    def new_namespace(self, prefix: str = "e2e") -> str:
+        """A fresh namespace the operator watches: the next of the pool (hardened), else a new one."""
+        if not self.hardened:
+            namespace = f"{prefix}-{uuid.uuid4().hex[:8]}"
+            self.create_namespace(namespace)
+            return namespace
+        if self._next >= len(self.pool):
+            raise ControlPlaneError(f"all {len(self.pool)} watched namespaces are taken; raise pool_size")
+        self._next += 1
+        return self.pool[self._next - 1]
+
     def prepare_namespace(self, namespace: str, emulator_env: dict[str, str], *, pvc: str = "recordings") -> None:
-        """Secrets gws-credentials and vendor-s3, a PVC on a local PersistentVolume, and the worker's RBAC."""
+        """Secrets gws-credentials and vendor-s3, a PVC on a local PersistentVolume, and (unless the chart
+        made it, in a hardened install) the worker's RBAC."""
+        if self.hardened and namespace not in self.pool:
+            raise ControlPlaneError(f"{namespace} is not watched by the hardened install; use new_namespace()")
         self.create_namespace(namespace)
         self.apply(
             *credential_secrets(namespace, emulator_env),
             *self.local_volume(namespace, pvc),
-            *worker_rbac(namespace),
+            *([] if self.hardened else worker_rbac(namespace)),
         )
 
     def local_volume(self, namespace: str, claim: str) -> list[dict[str, Any]]:

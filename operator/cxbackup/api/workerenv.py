@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from cxbackup.core.tls import CA_CERTIFICATES
+
 __all__ = [
+    "CA_CERTIFICATES",
     "EXPORT_API",
     "RUN_ID",
     "STATUS_INTERVAL",
@@ -21,6 +24,7 @@ STATUS_INTERVAL = "CXBACKUP_STATUS_INTERVAL"
 """Seconds between two status writes of one pod (the operator's `status_report_interval_seconds`)."""
 EXPORT_API = "CXBACKUP_EXPORT_API"
 """The vendor's API prefix an export pod talks to."""
+# CA_CERTIFICATES (cxbackup.core.tls): PEM of extra certificate authorities every worker command trusts.
 
 
 @dataclass(frozen=True)

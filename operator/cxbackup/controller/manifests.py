@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cxbackup.api import workerenv
 from cxbackup.api.common import API_VERSION, PodSettings
 
 __all__ = [
@@ -50,6 +51,8 @@ class JobSettings:
     """Container resources of worker pods whose resource sets none (spec.pod.resources)."""
     active_deadline_seconds: int = 86400
     tmp_size_limit: str = "1Gi"
+    ca_certificates: str = ""
+    """PEM of extra certificate authorities worker pods trust (the chart's security.caCertificates)."""
 
 
 DEFAULT_WORKER_RESOURCES: Mapping[str, Any] = {
@@ -114,6 +117,8 @@ def worker_pod_spec(
     """The pod spec every worker Job uses: never restarted, the worker account, the restricted pod
     security context, bounded resources (the spec's or the chart's), and the user's scheduling settings."""
     container.setdefault("resources", dict(pod.resources or settings.default_resources))
+    if settings.ca_certificates:
+        container.setdefault("env", []).append({"name": workerenv.CA_CERTIFICATES, "value": settings.ca_certificates})
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "serviceAccountName": settings.worker_service_account,

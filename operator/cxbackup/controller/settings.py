@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from cxbackup.api import workerenv
 from cxbackup.controller.manifests import JobSettings
 from cxbackup.controller.references import EndpointPolicy
+from cxbackup.core.tls import check_ca_certificates
 
 __all__ = ["OperatorSettings", "load_settings"]
 
@@ -18,6 +19,14 @@ class OperatorSettings:
     reconcile_interval: float = 10.0
     jobs: JobSettings = field(default_factory=JobSettings)
     endpoints: EndpointPolicy = field(default_factory=EndpointPolicy)
+
+
+def _ca_certificates(env: dict[str, str]) -> str:
+    """The extra CAs for worker pods, checked once at start (an error names the chart value)."""
+    pem = env.get(workerenv.CA_CERTIFICATES, "").strip()
+    if pem:
+        check_ca_certificates(pem, where=f"security.caCertificates ({workerenv.CA_CERTIFICATES})")
+    return pem
 
 
 def load_settings(env: dict[str, str] | None = None) -> OperatorSettings:
@@ -39,6 +48,7 @@ def load_settings(env: dict[str, str] | None = None) -> OperatorSettings:
                 env.get("CXBACKUP_WORKER_ACTIVE_DEADLINE_SECONDS", str(defaults.active_deadline_seconds))
             ),
             tmp_size_limit=env.get("CXBACKUP_WORKER_TMP_SIZE_LIMIT", defaults.tmp_size_limit),
+            ca_certificates=_ca_certificates(env),
         ),
         endpoints=EndpointPolicy(
             allow_plain_http=env.get("CXBACKUP_ALLOW_PLAIN_HTTP", "false").lower() == "true",

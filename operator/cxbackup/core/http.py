@@ -41,6 +41,7 @@ import json
 import logging
 import random
 import re
+import ssl
 import zlib
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -51,6 +52,7 @@ import urllib3
 
 from cxbackup.core.redact import Redactor, redact_url, snippet
 from cxbackup.core.retry import RetryPolicy
+from cxbackup.core.tls import CA_CERTIFICATES
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
@@ -68,6 +70,7 @@ __all__ = [
     "RetriesExhausted",
     "RetryableAnswer",
     "TransportError",
+    "UntrustedCertificate",
     "Urllib3Transport",
     "error_detail",
     "get_with_retries",
@@ -120,6 +123,31 @@ class ResponseTooLarge(BadResponse):
             "it was not read further and is not retried"
         )
         self.limit = limit
+
+
+class UntrustedCertificate(BadResponse):
+    """The server's TLS certificate failed verification: asking again will not help."""
+
+    def __init__(self, shown_url: str, detail: str) -> None:
+        super().__init__(
+            f"the certificate of {shown_url} is not trusted ({detail}); if a private certificate authority signed "
+            f"it, give that CA's certificate in {CA_CERTIFICATES} (the chart's security.caCertificates)"
+        )
+
+
+def _verification_failure(exc: BaseException) -> str | None:
+    """The certificate verification error behind a urllib3 error, if that is what it is."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return str(current.verify_message or current.reason or "verification failed")
+        todo.extend([getattr(current, "reason", None), current.__cause__, current.__context__])
+    return None
 
 
 class _LimitedDecoder:
@@ -232,6 +260,9 @@ class Urllib3Transport:
             finally:
                 resp.release_conn()
         except urllib3.exceptions.HTTPError as exc:
+            untrusted = _verification_failure(exc)
+            if untrusted is not None:
+                raise UntrustedCertificate(redact_url(url), untrusted) from None
             raise TransportError(f"{type(exc).__name__}: {exc}") from exc
         return HttpResponse(status=resp.status, headers={k.lower(): v for k, v in resp.headers.items()}, body=body)
 

@@ -32,6 +32,11 @@ def _backup(**spec_changes: Any) -> RecordingBackup:
     return RecordingBackup.model_validate(doc)
 
 
+def _container(job: dict[str, Any]) -> dict[str, Any]:
+    container: dict[str, Any] = job["spec"]["template"]["spec"]["containers"][0]
+    return container
+
+
 def test_indexed_job_has_one_completion_per_shard() -> None:
     job = build_backup_job(_backup(replicas=4), "r1", WINDOW, JobSettings(), run_start=NOW)
     spec = job["spec"]
@@ -130,3 +135,28 @@ def test_worker_pods_are_bounded_by_default_and_the_spec_can_only_tighten_or_siz
     assert [v["emptyDir"] for v in pod["volumes"] if v["name"] == "tmp"] == [{"sizeLimit": "256Mi"}]
     with pytest.raises(ValueError, match="serviceAccountName"):
         _backup(pod={"serviceAccountName": "namespace-admin"})
+
+
+def test_private_ca_reaches_every_worker_container_and_only_when_set(tmp_path: Path) -> None:
+    from cxbackup_dev.emulator import TestCA
+
+    pem = TestCA.create(tmp_path).pem
+    plain = build_backup_job(_backup(), "r", WINDOW, JobSettings(), run_start=NOW)
+    assert "CXBACKUP_CA_CERTIFICATES" not in {e["name"] for e in _container(plain).get("env", [])}
+    job = build_backup_job(_backup(), "r", WINDOW, JobSettings(ca_certificates=pem), run_start=NOW)
+    env = {e["name"]: e for e in _container(job)["env"]}
+    assert env["CXBACKUP_CA_CERTIFICATES"] == {"name": "CXBACKUP_CA_CERTIFICATES", "value": pem}
+
+
+def test_operator_refuses_a_ca_setting_that_is_not_a_ca_naming_the_chart_value(tmp_path: Path) -> None:
+    from cxbackup.controller.settings import load_settings
+    from cxbackup.core.errors import ConfigurationError
+    from cxbackup_dev.emulator import TestCA
+
+    ca = TestCA.create(tmp_path)
+    assert load_settings({"CXBACKUP_CA_CERTIFICATES": ca.pem}).jobs.ca_certificates == ca.pem.strip()
+    server = ca.issue_server("srv")[0].read_text().split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----"
+    with pytest.raises(ConfigurationError, match=r"security\.caCertificates .*is not a CA certificate"):
+        load_settings({"CXBACKUP_CA_CERTIFICATES": server})
+    with pytest.raises(ConfigurationError, match=r"security\.caCertificates .*not PEM"):
+        load_settings({"CXBACKUP_CA_CERTIFICATES": "-----BEGIN CERTIFICATE-----\nxx\n-----END CERTIFICATE-----"})

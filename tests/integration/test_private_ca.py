@@ -1,0 +1,71 @@
+"""HTTPS endpoints signed by a private certificate authority: trusted only when the CA is given.
+
+The emulator serves its recording API and S3 over HTTPS with certificates of a test CA that nothing on
+the machine trusts. `cxbackup download` refuses them at once (no retries, a message naming the fix), and
+backs up every recording when the CA is given in CXBACKUP_CA_CERTIFICATES.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cxbackup.core.errors import EXIT_CONFIG
+from cxbackup_dev.emulator import DatasetSpec, Emulator, TestCA
+from tests.integration.test_backup_download import check_target, run_cli
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def test_ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
+    return TestCA.create(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(scope="module")
+def https_emulator(tmp_path_factory: pytest.TempPathFactory, test_ca: TestCA) -> Iterator[Emulator]:
+    spec = DatasetSpec(start=dt.datetime(2026, 11, 1, tzinfo=dt.UTC), hours=2, recordings_per_hour=3, seed=5)
+    with Emulator(spec, tmp_path_factory.mktemp("emulator"), tls=test_ca) as emu:
+        yield emu
+
+
+def test_endpoints_are_https(https_emulator: Emulator) -> None:
+    assert https_emulator.gws_uri_prefix.startswith("https://")
+    assert https_emulator.s3_endpoint.startswith("https://")
+
+
+def test_untrusted_certificate_is_refused_at_once(https_emulator: Emulator, tmp_path: Path) -> None:
+    config = https_emulator.write_config(tmp_path / "config.properties", target_dir=tmp_path / "target")
+    answered = len(https_emulator.request_log("settings"))
+    proc = run_cli(["download", "-config", str(config)], https_emulator.env(), timeout=60)
+    assert proc.returncode != 0
+    assert "is not trusted" in proc.stderr and "CXBACKUP_CA_CERTIFICATES" in proc.stderr, proc.stderr[-2000:]
+    assert len(https_emulator.request_log("settings")) == answered  # no request got through the handshake
+    assert not [p for p in (tmp_path / "target").rglob("*.json")]
+
+
+def test_download_over_https_with_the_ca(https_emulator: Emulator, test_ca: TestCA, tmp_path: Path) -> None:
+    config = https_emulator.write_config(tmp_path / "config.properties", target_dir=tmp_path / "target")
+    env = {**https_emulator.env(), "CXBACKUP_CA_CERTIFICATES": test_ca.pem}
+    proc = run_cli(["download", "-config", str(config)], env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert check_target(https_emulator, tmp_path / "target", https_emulator.records()) > 0
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("not a certificate", "not PEM certificates"),
+        ("server", "is not a CA certificate"),
+    ],
+)
+def test_bad_ca_certificates_exit_2(test_ca: TestCA, tmp_path: Path, value: str, message: str) -> None:
+    if value == "server":
+        cert_path, _ = test_ca.issue_server("not-a-ca")
+        value = cert_path.read_text().split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n"
+    proc = run_cli(["audit", "--help"], {"CXBACKUP_CA_CERTIFICATES": value}, timeout=60)
+    assert proc.returncode == EXIT_CONFIG
+    assert "CXBACKUP_CA_CERTIFICATES" in proc.stderr and message in proc.stderr, proc.stderr
