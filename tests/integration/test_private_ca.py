@@ -53,6 +53,7 @@ def test_download_over_https_with_the_ca(https_emulator: Emulator, test_ca: Test
     proc = run_cli(["download", "-config", str(config)], env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert check_target(https_emulator, tmp_path / "target", https_emulator.records()) > 0
+    assert list((tmp_path / "target").glob("last_recording_endtime*"))
 
 
 @pytest.mark.parametrize(
@@ -69,3 +70,22 @@ def test_bad_ca_certificates_exit_2(test_ca: TestCA, tmp_path: Path, value: str,
     proc = run_cli(["audit", "--help"], {"CXBACKUP_CA_CERTIFICATES": value}, timeout=60)
     assert proc.returncode == EXIT_CONFIG
     assert "CXBACKUP_CA_CERTIFICATES" in proc.stderr and message in proc.stderr, proc.stderr
+
+
+def test_untrusted_s3_fails_each_recording_once_naming_the_fix(
+    https_emulator: Emulator, test_ca: TestCA, tmp_path: Path
+) -> None:
+    """The recording API trusted (OpenSSL's SSL_CERT_FILE, which urllib3 reads) and the S3 endpoint not (the
+    AWS CRT does not read it): media transfers fail without the retries a transient error gets."""
+    config = https_emulator.write_config(tmp_path / "config.properties", target_dir=tmp_path / "target")
+    gets = len(https_emulator.request_log("s3"))
+    proc = run_cli(
+        ["download", "-config", str(config)], {**https_emulator.env(), "SSL_CERT_FILE": str(test_ca.cert_path)}
+    )
+    assert proc.returncode != 0
+    assert "TLS (SSL) negotiation failed" in proc.stderr and "CXBACKUP_CA_CERTIFICATES" in proc.stderr, proc.stderr[
+        -2000:
+    ]
+    assert len(https_emulator.request_log("s3")) == gets
+    assert not list((tmp_path / "target").glob("last_recording_endtime*"))  # the checkpoint did not advance
+    assert not [p for p in (tmp_path / "target").rglob("*.bin")]

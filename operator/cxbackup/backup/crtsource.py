@@ -37,6 +37,7 @@ from typing import Any, Literal
 from cxbackup.backup.errors import ConfigError, MediaSourceError, RcbsError, TargetError
 from cxbackup.backup.s3source import Fetched, MediaRef, S3MediaSource, S3Options, classify_status, md5_from_etag
 from cxbackup.backup.vendor_client import VendorSettings
+from cxbackup.core.tls import CA_CERTIFICATES
 
 __all__ = ["CrtS3MediaSource", "MediaTransfer", "crt_available", "select_media_transfer"]
 
@@ -257,6 +258,9 @@ def _wait_quietly(future: Any) -> None:
         future.result(timeout=30)
 
 
+_TLS_NEGOTIATION = "AWS_IO_TLS_ERROR_NEGOTIATION_FAILURE"
+
+
 def _classify(exc: BaseException, what: str, path: str) -> RcbsError:
     status = getattr(exc, "status_code", None)
     if status:
@@ -273,4 +277,13 @@ def _classify(exc: BaseException, what: str, path: str) -> RcbsError:
     text = f"{name}: {getattr(exc, 'message', '')}" if name else str(exc)
     if any(name.startswith(p) for p in _FILE_ERRORS) or any(p in text for p in _FILE_ERRORS):
         return TargetError(f"writing {path} failed: {text}")
+    if name == _TLS_NEGOTIATION:
+        # almost always a certificate the trust store does not hold: the same on every attempt
+        error = MediaSourceError(
+            f"S3 transfer of {what} failed: {text}; if the endpoint's certificate is signed by a private "
+            f"certificate authority, give that CA's certificate in {CA_CERTIFICATES} (the chart's "
+            "security.caCertificates)"
+        )
+        error.retryable = False
+        return error
     return MediaSourceError(f"S3 transfer of {what} failed: {text}")
