@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -73,14 +74,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from cxbackup.core.errors import ConfigurationError
-    from cxbackup.core.tls import trust_extra_cas
+    if os.environ.get("CXBACKUP_CA_CERTIFICATES", "").strip():
+        from cxbackup.core.errors import ConfigurationError
+        from cxbackup.core.tls import trust_extra_cas
 
-    try:
-        trust_extra_cas()  # every command's HTTPS clients trust the CAs of CXBACKUP_CA_CERTIFICATES
-    except ConfigurationError as exc:
-        print(f"cxbackup: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        try:
+            trust_extra_cas()  # every command's HTTPS clients trust these CAs too
+        except ConfigurationError as exc:
+            print(f"cxbackup: error: {exc}", file=sys.stderr)
+            return exc.exit_code
     return CXBACKUP.main(argv)
 
 

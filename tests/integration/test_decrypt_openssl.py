@@ -465,3 +465,20 @@ def test_the_common_password_only_opens_keys_without_their_own(
     assert main([*args, "--overwrite"]) == 1
     err = capsys.readouterr().err
     assert "the private key is encrypted; a password is needed: put it into" in err and ".password next to" in err
+
+
+def test_a_damaged_large_file_leaves_no_output_and_the_others_are_decrypted(keys: Path, tmp_path: Path) -> None:
+    """Decryption streams into a temporary file (the padding is checked last): a file damaged at its end
+    leaves neither an output file nor a temporary one, and does not stop the rest of the tree."""
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    src.mkdir()
+    plain = os.urandom(9 << 20)
+    (tmp_path / "plain").write_bytes(plain)
+    openssl("cms", "-encrypt", "-binary", "-outform", "DER", "-aes256", "-in", "plain", "-out", "src/good.mp3.bin",
+            str(keys / "tenant.pem"), cwd=tmp_path)  # fmt: skip
+    damaged = bytearray((src / "good.mp3.bin").read_bytes())
+    damaged[-17] ^= 0x01  # the last block's padding no longer checks
+    (src / "bad.mp3.bin").write_bytes(bytes(damaged))
+    assert main(["decrypt", "--keyring", str(keys), str(src), "--out", str(dest)]) == 1
+    assert (dest / "good.mp3").read_bytes() == plain
+    assert sorted(p.name for p in dest.iterdir()) == ["good.mp3"]  # no bad.mp3, no .bad.mp3.*.part

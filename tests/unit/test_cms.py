@@ -370,3 +370,50 @@ def test_a_key_that_cannot_be_opened_is_named_and_the_others_still_work(
     (folder / "10.password").unlink()
     with pytest.raises(cms.KeyFileError, match=r"none of the 2 keys can be opened: .*10\.key.*a password is needed"):
         Keyring.from_directory(folder)
+
+
+class _Recorder(cms.MemoryOutput):
+    """An Output that remembers the size of every write and how often it was rewound."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+        self.rewinds = 0
+
+    def write(self, data: bytes | memoryview, /) -> int:  # type: ignore[override]
+        self.sizes.append(len(data))
+        return super().write(data)
+
+    def rewind(self) -> None:
+        self.rewinds += 1
+        super().rewind()
+
+
+def test_large_content_is_streamed_in_bounded_pieces_from_a_mapped_file(pair_a: Pair, tmp_path: Path) -> None:
+    import mmap
+    import os
+
+    key, cert = pair_a
+    plain = os.urandom(9 * (1 << 20) + 5)  # three steps of 4 MiB at most, and a last partial block
+    path = tmp_path / "big.p7m"
+    path.write_bytes(cms.encrypt(plain, cert, "AES-256"))
+    out = _Recorder()
+    with path.open("rb") as fh:
+        data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        assert cms.decrypt_with_key_into(data, key, out) == len(plain)
+        assert cms.decrypt_into(data, key, cert, cms.MemoryOutput()) == len(plain)
+    assert out.getvalue() == plain
+    assert max(out.sizes) <= 4 << 20 and len(out.sizes) >= 3
+    assert out.rewinds == 0
+
+
+@pytest.mark.parametrize("sizes", [[3, 5, 10, 2], [1] * 9, [16], [4, 4, 4], [0, 7, 0, 9]])
+def test_ciphertext_pieces_are_regrouped_without_loss(sizes: list[int]) -> None:
+    data = bytes(range(sum(sizes)))
+    pieces, at = [], 0
+    for n in sizes:
+        pieces.append(memoryview(data)[at : at + n])
+        at += n
+    chunks = list(cms._chunks(pieces, 4))
+    assert b"".join(bytes(c) for c in chunks) == data
+    assert all(0 < len(c) <= 4 for c in chunks)

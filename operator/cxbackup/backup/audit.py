@@ -90,14 +90,24 @@ class AuditReport:
         return self.checked == self.counts[AuditStatus.OK.value]
 
 
+class _Discard:
+    """Where a key check's plaintext goes: only its length is wanted, so it is never kept."""
+
+    def write(self, data: bytes | memoryview, /) -> None:
+        pass
+
+    def rewind(self) -> None:
+        pass
+
+
 def key_check_from_key_file(path: Path, password: str | None = None) -> KeyCheck:
     """Decrypt with one private key (like `openssl cms -decrypt -inkey KEY`)."""
-    from cxbackup.certs.cms import decrypt_with_key, load_private_key
+    from cxbackup.certs.cms import decrypt_with_key_into, load_private_key
 
     key = load_private_key(path, password)
 
     def check(data: bytes, name: str) -> int:
-        return len(decrypt_with_key(data, key, source=name))
+        return decrypt_with_key_into(data, key, _Discard(), source=name)
 
     return check
 
@@ -112,7 +122,7 @@ def key_check_from_keyring(directory: Path, password: str | None = None) -> KeyC
         log.warning("keyring: %s", unusable)
 
     def check(data: bytes, name: str) -> int:
-        return len(keyring.decrypt(data, source=name))
+        return keyring.decrypt_into(data, _Discard(), source=name)
 
     return check
 

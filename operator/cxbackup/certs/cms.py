@@ -30,14 +30,15 @@ Messages name the file (the `source` argument) and the recipients; they never co
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import io
+import mmap
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol, TypeAlias
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import padding as sympadding
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding as asympadding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
@@ -47,16 +48,21 @@ from cryptography.x509.oid import ObjectIdentifier
 
 __all__ = [
     "Algorithm",
+    "CmsData",
     "CmsError",
     "DecryptError",
     "EnvelopeInfo",
     "KeyFileError",
+    "MemoryOutput",
     "NoMatchingKeyError",
     "NotCmsError",
+    "Output",
     "RecipientId",
     "UnsupportedCmsError",
     "decrypt",
+    "decrypt_into",
     "decrypt_with_key",
+    "decrypt_with_key_into",
     "encrypt",
     "inspect",
     "key_matches_certificate",
@@ -68,6 +74,30 @@ __all__ = [
 ]
 
 Algorithm = Literal["AES-128", "AES-256"]
+CmsData: TypeAlias = bytes | mmap.mmap
+"""A CMS file's bytes: in memory, or mapped (`mmap`, read-only) so a large file is never copied."""
+
+_Bytes: TypeAlias = bytes | mmap.mmap | memoryview
+
+_STREAM_CHUNK = 4 << 20
+"""Bytes of ciphertext decrypted per step when streaming: memory stays at about twice this."""
+
+
+class Output(Protocol):
+    """Where decrypted bytes go: `write` them in order; `rewind` drops what was written (to try another key)."""
+
+    def write(self, data: bytes | memoryview, /) -> object: ...
+
+    def rewind(self) -> None: ...
+
+
+class MemoryOutput(io.BytesIO):
+    """An `Output` in memory (`getvalue()` is the plaintext)."""
+
+    def rewind(self) -> None:
+        self.seek(0)
+        self.truncate()
+
 
 _OID_DATA = "1.2.840.113549.1.7.1"
 _OID_ENVELOPED_DATA = "1.2.840.113549.1.7.3"
@@ -196,7 +226,7 @@ class _Tlv:
     next: int  # first byte after this element (after the end-of-contents octets when indefinite)
 
 
-def _read_tlv(data: bytes, pos: int, limit: int, depth: int = 0) -> _Tlv:
+def _read_tlv(data: _Bytes, pos: int, limit: int, depth: int = 0) -> _Tlv:
     if depth > _MAX_DEPTH:
         raise _Malformed("nesting too deep")
     if pos >= limit:
@@ -242,7 +272,7 @@ def _read_tlv(data: bytes, pos: int, limit: int, depth: int = 0) -> _Tlv:
     return _Tlv(cls, constructed, number, offset, pos, end, end)
 
 
-def _children(data: bytes, tlv: _Tlv) -> list[_Tlv]:
+def _children(data: _Bytes, tlv: _Tlv) -> list[_Tlv]:
     out: list[_Tlv] = []
     cur = tlv.start
     while cur < tlv.end:
@@ -257,7 +287,7 @@ def _expect(tlv: _Tlv, cls: int, number: int, what: str) -> None:
         raise _Malformed(f"expected {what}")
 
 
-def _oid(data: bytes, tlv: _Tlv) -> str:
+def _oid(data: CmsData, tlv: _Tlv) -> str:
     _expect(tlv, 0, 6, "an OBJECT IDENTIFIER")
     raw = data[tlv.start : tlv.end]
     if not raw:
@@ -274,12 +304,12 @@ def _oid(data: bytes, tlv: _Tlv) -> str:
     return ".".join(str(a) for a in head + arcs[1:])
 
 
-def _integer(data: bytes, tlv: _Tlv) -> int:
+def _integer(data: CmsData, tlv: _Tlv) -> int:
     _expect(tlv, 0, 2, "an INTEGER")
     return int.from_bytes(data[tlv.start : tlv.end], "big", signed=True)
 
 
-def _octets(data: bytes, tlv: _Tlv, depth: int = 0) -> bytes:
+def _octets(data: CmsData, tlv: _Tlv, depth: int = 0) -> bytes:
     """The content of an OCTET STRING (or an implicitly tagged one), primitive or constructed (BER)."""
     if not tlv.constructed:
         return data[tlv.start : tlv.end]
@@ -301,7 +331,7 @@ def _decode_string(tag: int, raw: bytes) -> str:
     return raw.decode("utf-8")
 
 
-def _name(data: bytes, tlv: _Tlv) -> x509.Name | None:
+def _name(data: CmsData, tlv: _Tlv) -> x509.Name | None:
     """Decode a Name for display and comparison; None when it holds attribute types we cannot rebuild."""
     try:
         from cryptography.x509.name import _ASN1Type
@@ -351,11 +381,22 @@ class _Envelope:
     info: EnvelopeInfo
     key_trans: list[_KeyTrans]
     iv: bytes | None
-    ciphertext: bytes
+    ciphertext: list[memoryview]
+    """The encrypted content as views into the file's bytes (several when BER splits it), never copied."""
 
 
-def _parse(data: bytes, source: str | None, *, need_content: bool) -> _Envelope:
+def _octet_pieces(data: memoryview, tlv: _Tlv, depth: int = 0) -> list[memoryview]:
+    """The content of an OCTET STRING as views into `data`: one, or one per piece of a constructed one."""
+    if not tlv.constructed:
+        return [data[tlv.start : tlv.end]]
+    if depth > _MAX_DEPTH:
+        raise _Malformed("nesting too deep")
+    return [piece for c in _children(data, tlv) for piece in _octet_pieces(data, c, depth + 1)]
+
+
+def _parse(data: CmsData, source: str | None, *, need_content: bool) -> _Envelope:
     where = _named(source)
+    view = memoryview(data)
     try:
         outer = _read_tlv(data, 0, len(data))
     except _Malformed as exc:
@@ -416,9 +457,9 @@ def _parse(data: bytes, source: str | None, *, need_content: bool) -> _Envelope:
         iv: bytes | None = None
         if len(alg_parts) > 1 and alg_parts[1].cls == 0 and alg_parts[1].number == 4:
             iv = _octets(data, alg_parts[1])
-        ciphertext = b""
+        ciphertext: list[memoryview] = []
         if need_content and len(eci_parts) > 2:
-            ciphertext = _octets(data, eci_parts[2])
+            ciphertext = _octet_pieces(view, eci_parts[2])
     except (_Malformed, IndexError) as exc:
         detail = str(exc) if isinstance(exc, _Malformed) else "missing fields"
         raise DecryptError(f"{where}damaged CMS enveloped-data ({detail})") from None
@@ -431,19 +472,19 @@ def _parse(data: bytes, source: str | None, *, need_content: bool) -> _Envelope:
 # ------------------------------------------------------------------------------------- public API
 
 
-def looks_like_cms(data: bytes) -> bool:
+def looks_like_cms(data: CmsData) -> bool:
     """Cheap check: does `data` start like CMS enveloped-data? (Reads only the first few bytes.)"""
     head = data[:32]
     marker = bytes.fromhex("06092a864886f70d010703")  # OID 1.2.840.113549.1.7.3
     return len(head) > 2 and head[0] == 0x30 and marker in head
 
 
-def inspect(data: bytes, *, source: str | None = None) -> EnvelopeInfo:
+def inspect(data: CmsData, *, source: str | None = None) -> EnvelopeInfo:
     """Recipients and algorithms of a CMS enveloped-data file, without decrypting it."""
     return _parse(data, source, need_content=False).info
 
 
-def recipients(der: bytes, *, source: str | None = None) -> list[RecipientId]:
+def recipients(der: CmsData, *, source: str | None = None) -> list[RecipientId]:
     """The key-transport recipients of a CMS enveloped-data file (DER or BER)."""
     return inspect(der, source=source).recipients
 
@@ -470,13 +511,24 @@ def key_matches_certificate(key: RSAPrivateKey, certificate: x509.Certificate) -
     return key.public_key().public_bytes(enc, fmt) == certificate.public_key().public_bytes(enc, fmt)
 
 
-def decrypt(der: bytes, key: RSAPrivateKey, certificate: x509.Certificate, *, source: str | None = None) -> bytes:
-    """Decrypt CMS enveloped-data addressed to `certificate` with its private `key`.
+def decrypt(der: CmsData, key: RSAPrivateKey, certificate: x509.Certificate, *, source: str | None = None) -> bytes:
+    """Decrypt CMS enveloped-data addressed to `certificate` with its private `key` (see `decrypt_into`)."""
+    out = MemoryOutput()
+    decrypt_into(der, key, certificate, out, source=source)
+    return out.getvalue()
+
+
+def decrypt_into(
+    der: CmsData, key: RSAPrivateKey, certificate: x509.Certificate, out: Output, *, source: str | None = None
+) -> int:
+    """Decrypt CMS enveloped-data addressed to `certificate` with its private `key`, streaming the plaintext
+    to `out` in pieces of about 4 MiB; the number of bytes written.
 
     Raises NotCmsError, NoMatchingKeyError (the file is not for this certificate), UnsupportedCmsError,
-    DecryptError (truncated, corrupt, or `key` is not the certificate's key).
+    DecryptError (truncated, corrupt, or `key` is not the certificate's key). The padding is checked only at
+    the end: after an error, what `out` received is not the plaintext, so write to a temporary file.
     """
-    env = _parse(der, source, need_content=False)
+    env = _parse(der, source, need_content=True)
     where = _named(source)
     mine = [kt for kt in env.key_trans if kt.rid.matches(certificate)]
     if not mine:
@@ -489,22 +541,22 @@ def decrypt(der: bytes, key: RSAPrivateKey, certificate: x509.Certificate, *, so
         raise DecryptError(
             f"{where}the private key does not belong to the certificate {RecipientId.of_certificate(certificate)}"
         )
-    fast = env.info.definite_length and env.info.content_algorithm in ("AES-128-CBC", "AES-256-CBC")
-    if fast and mine[0].key_algorithm == _OID_RSA_ENCRYPTION:
-        try:
-            return pkcs7.pkcs7_decrypt_der(der, certificate, key, [])
-        except (ValueError, UnsupportedAlgorithm):
-            pass  # fall through to the primitive path, which gives a precise reason
-    full = _parse(der, source, need_content=True)
-    kt = next(k for k in full.key_trans if k.rid.matches(certificate))
-    cek = _unwrap(kt, key, where)
+    cek = _unwrap(mine[0], key, where)
     if cek is None:
-        raise DecryptError(f"{where}the content key for {kt.rid} does not decrypt (wrong key or damaged file)")
-    return _decrypt_content(full, cek, where)
+        raise DecryptError(f"{where}the content key for {mine[0].rid} does not decrypt (wrong key or damaged file)")
+    return _decrypt_content(env, cek, where, out.write)
 
 
-def decrypt_with_key(der: bytes, key: RSAPrivateKey, *, source: str | None = None) -> bytes:
-    """Decrypt with a private key alone, trying every recipient (what `openssl cms -inkey KEY` does).
+def decrypt_with_key(der: CmsData, key: RSAPrivateKey, *, source: str | None = None) -> bytes:
+    """Decrypt with a private key alone, trying every recipient (see `decrypt_with_key_into`)."""
+    out = MemoryOutput()
+    decrypt_with_key_into(der, key, out, source=source)
+    return out.getvalue()
+
+
+def decrypt_with_key_into(der: CmsData, key: RSAPrivateKey, out: Output, *, source: str | None = None) -> int:
+    """Decrypt with a private key alone, trying every recipient (what `openssl cms -inkey KEY` does),
+    streaming to `out` as `decrypt_into` does; `out` is rewound before each further recipient.
 
     Raises NoMatchingKeyError when the key opens no recipient's content key.
     """
@@ -516,8 +568,10 @@ def decrypt_with_key(der: bytes, key: RSAPrivateKey, *, source: str | None = Non
         cek = _pkcs1_unwrap(key, kt.encrypted_key)
         if cek is None:
             continue
+        if failure is not None:
+            out.rewind()
         try:
-            return _decrypt_content(env, cek, where)
+            return _decrypt_content(env, cek, where, out.write)
         except DecryptError as exc:
             failure = exc
     if failure is not None:
@@ -578,7 +632,28 @@ def _pkcs1_unwrap(key: RSAPrivateKey, block: bytes) -> bytes | None:
     return em[sep + 1 :]
 
 
-def _decrypt_content(env: _Envelope, cek: bytes, where: str) -> bytes:
+def _chunks(pieces: list[memoryview], size: int) -> Iterator[memoryview]:
+    """The pieces regrouped into views of at most `size` bytes (large pieces sliced, small ones gathered)."""
+    staged = bytearray()
+    for piece in pieces:
+        while len(piece):
+            if not staged and len(piece) >= size:
+                yield piece[:size]
+                piece = piece[size:]
+                continue
+            take = size - len(staged)
+            staged += piece[:take]
+            piece = piece[take:]
+            if len(staged) == size:
+                yield memoryview(bytes(staged))
+                staged.clear()
+    if staged:
+        yield memoryview(bytes(staged))
+
+
+def _decrypt_content(env: _Envelope, cek: bytes, where: str, write: Callable[[memoryview], object]) -> int:
+    """Decrypt the content with `cek` and write the plaintext in order; the last block is held back until
+    its padding is checked. The bytes written."""
     oid = env.info.content_algorithm_oid
     known = _CONTENT_CIPHERS.get(oid)
     if known is None:
@@ -596,15 +671,31 @@ def _decrypt_content(env: _Envelope, cek: bytes, where: str) -> bytes:
     block = cipher_alg.block_size // 8
     if env.iv is None or len(env.iv) != block:
         raise DecryptError(f"{where}damaged CMS enveloped-data (missing or bad IV)")
-    if not env.ciphertext or len(env.ciphertext) % block:
+    total = sum(len(piece) for piece in env.ciphertext)
+    if not total or total % block:
         raise DecryptError(f"{where}damaged CMS enveloped-data (ciphertext is not whole {name} blocks)")
     decryptor = Cipher(cipher_alg, modes.CBC(env.iv)).decryptor()
-    padded = decryptor.update(env.ciphertext) + decryptor.finalize()
-    unpadder = sympadding.PKCS7(cipher_alg.block_size).unpadder()
-    try:
-        return unpadder.update(padded) + unpadder.finalize()
-    except ValueError:
-        raise DecryptError(f"{where}bad padding after {name} decryption (wrong key or damaged file)") from None
+    buffer = bytearray(_STREAM_CHUNK + block)
+    view = memoryview(buffer)
+    held = b""  # the last plaintext block so far: it carries the padding
+    written = 0
+    for chunk in _chunks(env.ciphertext, _STREAM_CHUNK):
+        n = decryptor.update_into(chunk, buffer)
+        if not n:
+            continue
+        if held:
+            write(memoryview(held))
+            written += len(held)
+        if n > block:
+            write(view[: n - block])
+            written += n - block
+        held = bytes(view[n - block : n])
+    decryptor.finalize()
+    pad = held[-1] if held else 0
+    if not 1 <= pad <= block or held[-pad:] != bytes([pad]) * pad:
+        raise DecryptError(f"{where}bad padding after {name} decryption (wrong key or damaged file)")
+    write(memoryview(held)[: block - pad])
+    return written + block - pad
 
 
 # -------------------------------------------------------------------------------------- key files

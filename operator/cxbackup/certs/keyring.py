@@ -45,12 +45,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from cxbackup.certs.cms import (
+    CmsData,
     DecryptError,
     KeyFileError,
+    MemoryOutput,
     NoMatchingKeyError,
+    Output,
     RecipientId,
-    decrypt,
-    decrypt_with_key,
+    decrypt_into,
+    decrypt_with_key_into,
     key_matches_certificate,
     load_certificates,
     load_private_key,
@@ -281,28 +284,42 @@ class Keyring:
                 return entry, cert
         return None
 
-    def decrypt(self, der: bytes, *, source: str | None = None) -> bytes:
-        """Decrypt a CMS file with whichever key its recipients name.
+    def decrypt(self, der: CmsData, *, source: str | None = None) -> bytes:
+        """Decrypt a CMS file with whichever key its recipients name (see `decrypt_into`)."""
+        out = MemoryOutput()
+        self.decrypt_into(der, out, source=source)
+        return out.getvalue()
 
-        Keys with a certificate are chosen by recipient; keys without one are then tried in turn.
-        Raises NoMatchingKeyError listing the recipients (issuer DN + serial) when no key opens it.
+    def decrypt_into(self, der: CmsData, out: Output, *, source: str | None = None) -> int:
+        """Decrypt a CMS file with whichever key its recipients name, streaming to `out`; the bytes written.
+
+        Keys with a certificate are chosen by recipient; keys without one are then tried in turn (`out` is
+        rewound before each further try). Raises NoMatchingKeyError listing the recipients (issuer DN +
+        serial) when no key opens it; after any error `out` holds no usable plaintext.
         """
         recips = recipients(der, source=source)
         failure: DecryptError | None = None
+        tried = False
         for rid in recips:
             found = self.find(rid)
             if found is None:
                 continue
             entry, cert = found
+            if tried:
+                out.rewind()
+            tried = True
             try:
-                return decrypt(der, entry.key, cert, source=source)
+                return decrypt_into(der, entry.key, cert, out, source=source)
             except DecryptError as exc:
                 failure = exc
         for entry in self._entries:
             if entry.certificates:
                 continue
+            if tried:
+                out.rewind()
+            tried = True
             try:
-                return decrypt_with_key(der, entry.key, source=source)
+                return decrypt_with_key_into(der, entry.key, out, source=source)
             except NoMatchingKeyError:
                 continue
             except DecryptError as exc:

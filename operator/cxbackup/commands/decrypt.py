@@ -32,7 +32,9 @@ code is 1 when any file failed, 2 for a usage error (bad key, refused paths), el
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import mmap
 import os
 import sys
 from collections.abc import Iterator
@@ -112,19 +114,31 @@ def _media_info(folder: Path, warnings: list[str], root: Path) -> dict[str, tupl
     return info
 
 
-def _write_new(path: Path, data: bytes | None, source: Path | None, overwrite: bool) -> bool:
-    """Write `data` (or copy `source`) to `path`, mode 0600, via a temporary file (cxbackup.core.files);
-    False when it exists and not overwrite."""
+def _copy_new(path: Path, source: Path, overwrite: bool) -> bool:
+    """Copy `source` to `path`, mode 0600, via a temporary file (cxbackup.core.files); False when it exists
+    and not overwrite."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with NewFile(path, PRIVATE_MODE) as new:
-        if data is not None:
-            new.write(data)
-        else:
-            assert source is not None
-            with open(source, "rb") as fh:
-                while chunk := fh.read(_COPY_CHUNK):
-                    new.write(chunk)
+        with open(source, "rb") as fh:
+            while chunk := fh.read(_COPY_CHUNK):
+                new.write(chunk)
         return new.place(replace=overwrite, sync_dir=False)
+
+
+def _decrypt_new(keyring: Keyring, source: Path, path: Path, rel: str, overwrite: bool) -> tuple[int, bool]:
+    """Decrypt `source` into `path` as `_copy_new` copies: the file is mapped, not read into memory, and the
+    plaintext streamed into the temporary file, which is dropped on any error. (Bytes, whether placed.)"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(source, "rb") as fh, NewFile(path, PRIVATE_MODE) as new:
+        if os.fstat(fh.fileno()).st_size == 0:
+            size = keyring.decrypt_into(b"", new, source=rel)  # raises: not CMS
+        else:
+            data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            size = keyring.decrypt_into(data, new, source=rel)
+            # unmapped now; after an error, when the traceback's views into it are gone
+            with contextlib.suppress(BufferError):
+                data.close()
+        return size, new.place(replace=overwrite, sync_dir=False)
 
 
 def _classify(path: Path) -> str:
@@ -203,14 +217,13 @@ def _one(
         return
     try:
         if action == "copy":
-            written = _write_new(target, None, path, overwrite)
+            written = _copy_new(target, path, overwrite)
             bucket = summary.copied
         else:
-            plain = keyring.decrypt(path.read_bytes(), source=rel)
+            size, written = _decrypt_new(keyring, path, target, rel, overwrite)
             expected = info.get(path.name, (None, None))[1]
-            if expected is not None and expected != len(plain):
-                summary.warnings.append(f"{rel}: metadata size is {expected} bytes, decrypted {len(plain)}")
-            written = _write_new(target, plain, None, overwrite)
+            if expected is not None and expected != size:
+                summary.warnings.append(f"{rel}: metadata size is {expected} bytes, decrypted {size}")
             bucket = summary.decrypted
     except CmsError as exc:
         summary.failed.append((rel, str(exc).removeprefix(f"{rel}: ")))

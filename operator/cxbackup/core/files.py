@@ -63,9 +63,15 @@ class NewFile:
             self.temp.unlink(missing_ok=True)
             raise
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         assert self._file is not None, f"{self.temp} is closed"
         self._file.write(data)
+
+    def rewind(self) -> None:
+        """Drop what was written so far (the file is empty again)."""
+        assert self._file is not None, f"{self.temp} is closed"
+        self._file.seek(0)
+        self._file.truncate()
 
     def close(self) -> None:
         """Flush, fsync and close the temporary file (done by `place()` too)."""

@@ -18,7 +18,7 @@
    every file verified are they all moved into place. Existing files are not replaced unless `overwrite`.
 
 Every failure raises IntegrityError (or ArtifactNotFoundError / StoreError from the store) and leaves
-no half-written file behind. The decrypted zip is held in memory (CMS decryption is not streaming), so
+no half-written file behind. The decrypted zip is held in memory (the zip reader needs the whole artifact), so
 an artifact costs about twice its stored size in memory: the reason for `max_artifact_bytes`.
 """
 
