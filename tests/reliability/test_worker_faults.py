@@ -7,6 +7,7 @@ visible, the checkpoint untouched by failed runs and equal to the window end aft
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import os
 import signal
@@ -235,8 +236,8 @@ class FullDiskTarget(LocalDirectoryTarget):
         self.budget = budget
         self.state_full = state_full
 
-    def open_writer(self, path: str, *, sync_dir: bool = True) -> TargetWriter:
-        inner = super().open_writer(path, sync_dir=sync_dir)
+    def open_writer(self, path: str, *, sync_dir: bool = True, retain_until: dt.datetime | None = None) -> TargetWriter:
+        inner = super().open_writer(path, sync_dir=sync_dir, retain_until=retain_until)
         if self.state_full and path.startswith("last_recording_endtime"):
             return _FullDiskWriter(inner, _Budget(0))
         return _FullDiskWriter(inner, self.budget)

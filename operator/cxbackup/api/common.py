@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from cxbackup.core.times import ISO_DURATION_PATTERN
+
 __all__ = [
     "API_VERSION",
     "API_VERSION",
@@ -41,9 +43,8 @@ BACKUPS = "recordingbackups"
 EXPORTS = "exportjobs"
 CERTIFICATES = "recordingcertificates"
 
-# ISO 8601 durations (P[n]Y[n]M[n]DT[n]H[n]M[n]S, RCBS's form, plus weeks). RE2 and Rust regex have no
-# look-around, so "P" and "PT" alone pass this pattern; the CEL rules and the engines reject them.
-ISO_DURATION_PATTERN = r"^P([0-9]+Y)?([0-9]+M)?([0-9]+W)?([0-9]+D)?(T([0-9]+H)?([0-9]+M)?([0-9]+S)?)?$"
+# ISO_DURATION_PATTERN (cxbackup.core.times): P[n]Y[n]M[n]DT[n]H[n]M[n]S, RCBS's form, plus weeks. RE2 and
+# Rust regex have no look-around, so "P" and "PT" alone pass it; the CEL rules and the engines reject them.
 
 
 class CamelModel(BaseModel):

@@ -45,6 +45,11 @@ Our own properties:
     targetS3Region          region of the target bucket
                             (credentials: TARGET_AWS_ACCESS_KEY_ID / TARGET_AWS_SECRET_ACCESS_KEY /
                             TARGET_AWS_SESSION_TOKEN; without them boto3's default chain, e.g. IRSA)
+    retentionPeriod         how long backed-up recordings are kept, an ISO 8601 duration from each
+                            recording's start time (P7Y, P18M, P90D) [not set: kept forever]
+    targetS3ObjectLock      GOVERNANCE or COMPLIANCE: every recording object of targetS3Bucket is
+                            written under S3 Object Lock in that mode, retained until its start time
+                            plus retentionPeriod (needs both, and a bucket created with Object Lock)
     windowStart/windowEnd   explicit window in epoch ms, [windowStart, windowEnd); both or neither;
                             override minAge/maxAge/minDate/maxDate and the stored end time (the operator
                             computes one window for all shards and passes it this way)
@@ -76,6 +81,7 @@ from cxbackup.backup.selection import DEFAULT_MEDIA_TYPE_PATTERN, AccessFilter, 
 from cxbackup.backup.sharding import ShardAssignment
 from cxbackup.backup.window import check_ages, parse_age, parse_date_bound
 from cxbackup.core.redact import basic_token
+from cxbackup.core.times import Period, parse_period
 
 __all__ = [
     "KNOWN_UNSUPPORTED",
@@ -154,6 +160,8 @@ class RcbsConfig(BaseModel):
     target_s3_prefix: str = Field(default="", alias="targetS3Prefix")
     target_s3_endpoint_url: str | None = Field(default=None, alias="targetS3EndpointUrl")
     target_s3_region: str | None = Field(default=None, alias="targetS3Region")
+    retention_period: str | None = Field(default=None, alias="retentionPeriod")
+    target_s3_object_lock: Literal["GOVERNANCE", "COMPLIANCE"] | None = Field(default=None, alias="targetS3ObjectLock")
     window_start: int | None = Field(default=None, ge=0, alias="windowStart")
     window_end: int | None = Field(default=None, ge=0, alias="windowEnd")
     summary_file: str | None = Field(default=None, alias="summaryFile")
@@ -169,6 +177,11 @@ class RcbsConfig(BaseModel):
     @classmethod
     def _date_text(cls, value: object) -> object:
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("target_s3_object_lock", mode="before")
+    @classmethod
+    def _lock_mode(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("partitions", "access_groups", "agent_hierarchy", mode="before")
     @classmethod
@@ -255,6 +268,16 @@ class RcbsConfig(BaseModel):
             )
         if self.target_dir and self.target_s3_bucket:
             raise ConfigError("set either targetDir or targetS3Bucket, not both")
+        if self.retention_period is not None:
+            try:
+                parse_period(self.retention_period)
+            except ValueError as exc:
+                raise ConfigError(f"retentionPeriod: {exc}") from None
+        if self.target_s3_object_lock and not (self.target_s3_bucket and self.retention_period):
+            raise ConfigError(
+                "targetS3ObjectLock needs targetS3Bucket and retentionPeriod: objects are retained until each "
+                "recording's start time plus retentionPeriod"
+            )
         for host, port, name in (
             (self.aws_proxy_host, self.aws_proxy_port, "awsProxy"),
             (self.gws_proxy_host, self.gws_proxy_port, "gwsProxy"),
@@ -277,6 +300,11 @@ class RcbsConfig(BaseModel):
         return self
 
     # -- derived values ---------------------------------------------------------------------------
+
+    @property
+    def retention(self) -> Period | None:
+        """How long backed-up recordings are kept (from each one's start), when set."""
+        return parse_period(self.retention_period) if self.retention_period else None
 
     @property
     def shard(self) -> ShardAssignment:

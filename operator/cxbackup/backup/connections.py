@@ -79,7 +79,11 @@ def open_target(config: RcbsConfig, credentials: Credentials, *, create: bool = 
     """The configured target: targetDir or targetS3Bucket (+ targetS3Prefix)."""
     if config.target_s3_bucket:
         client = make_s3_client(target_s3_options(config, credentials))
-        return S3BucketTarget(client, config.target_s3_bucket, config.target_s3_prefix)
+        target = S3BucketTarget(
+            client, config.target_s3_bucket, config.target_s3_prefix, object_lock=config.target_s3_object_lock
+        )
+        target.check_object_lock()
+        return target
     if config.target_dir:
         return LocalDirectoryTarget(config.target_dir, create=create)
     raise ConfigError("targetDir is required (or targetS3Bucket for an S3 target)")

@@ -11,6 +11,12 @@ multipart upload is checked with a HEAD against the bytes written. abort() abort
 (one a killed run left behind is the bucket's lifecycle rule's business: AbortIncompleteMultipartUpload).
 Small reads (the state file, the lock) read at most MAX_SMALL_OBJECT_BYTES.
 
+Object Lock (`targetS3ObjectLock`): each recording's objects (metadata and media) are written with
+ObjectLockMode and ObjectLockRetainUntilDate = the recording's start + `retentionPeriod`, in the PUT or
+when the multipart upload is created, so the version is immutable from the moment it exists. The state
+file and the lock are rewritten and never locked. `check_object_lock` refuses a bucket without Object Lock
+before anything is written.
+
 Lock: the object `<prefix>.rcbs-lock-<i>-of-<N>` is created with a conditional PUT (`If-None-Match: *`),
 holding the holder's pid/host/start and an expiry. While the run lasts a heartbeat thread renews the
 expiry with `If-Match: <etag>`; release deletes the object. A lock whose expiry passed (its holder died
@@ -28,11 +34,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import botocore.exceptions
 
-from cxbackup.backup.errors import LockHeldError, TargetError
+from cxbackup.backup.errors import ConfigError, LockHeldError, TargetError
 from cxbackup.backup.layout import check_relative_path
 from cxbackup.backup.targets import LockHolder, TargetWriter
 from cxbackup.core.redact import snippet
@@ -62,9 +69,10 @@ def _md5_b64(data: bytes) -> str:
 class _S3Writer:
     """Streams one object (see the module docstring)."""
 
-    def __init__(self, target: S3BucketTarget, key: str, part_size: int) -> None:
+    def __init__(self, target: S3BucketTarget, key: str, part_size: int, retain_until: datetime | None = None) -> None:
         self._target = target
         self._key = key
+        self._lock: dict[str, Any] = target.lock_arguments(retain_until)
         self._part_size = part_size
         self._buffer = bytearray()
         self._upload_id: str | None = None
@@ -92,7 +100,8 @@ class _S3Writer:
         client, bucket = self._target.client, self._target.bucket
         try:
             if self._upload_id is None:
-                self._upload_id = str(client.create_multipart_upload(Bucket=bucket, Key=self._key)["UploadId"])
+                created = client.create_multipart_upload(Bucket=bucket, Key=self._key, **self._lock)
+                self._upload_id = str(created["UploadId"])
             number = len(self._parts) + 1
             if number > MAX_PARTS:
                 raise TargetError(f"{self._where}: more than {MAX_PARTS} parts of {self._part_size} bytes")
@@ -116,7 +125,7 @@ class _S3Writer:
                 body = bytes(self._buffer)
                 self._buffer = bytearray()
                 try:
-                    client.put_object(Bucket=bucket, Key=self._key, Body=body, ContentMD5=_md5_b64(body))
+                    client.put_object(Bucket=bucket, Key=self._key, Body=body, ContentMD5=_md5_b64(body), **self._lock)
                 except _BOTO_ERRORS as exc:
                     raise self._failed("upload to", exc) from exc
             else:
@@ -164,6 +173,7 @@ class S3BucketTarget:
         clock: Callable[[], float] = time.time,
         lock_ttl: float = LOCK_TTL_SECONDS,
         part_size: int = S3_PART_BYTES,
+        object_lock: str | None = None,
     ) -> None:
         if part_size < 5 * 1024 * 1024:
             raise ValueError("S3 parts are at least 5 MiB")
@@ -176,6 +186,34 @@ class S3BucketTarget:
         self.description = f"s3://{bucket}/{self.prefix}"
         self._clock = clock
         self._ttl = lock_ttl
+        self.object_lock = object_lock
+        """GOVERNANCE or COMPLIANCE: recordings are written under S3 Object Lock in this mode."""
+
+    def lock_arguments(self, retain_until: datetime | None) -> dict[str, Any]:
+        """The Object Lock arguments of a PUT or multipart upload of a recording retained until then."""
+        if self.object_lock is None or retain_until is None:
+            return {}
+        return {"ObjectLockMode": self.object_lock, "ObjectLockRetainUntilDate": retain_until}
+
+    def check_object_lock(self) -> None:
+        """ConfigError unless the bucket has Object Lock enabled (a bucket gets it only when created)."""
+        if self.object_lock is None:
+            return
+        failed = f"reading the Object Lock configuration of s3://{self.bucket} failed"
+        try:
+            conf = self.client.get_object_lock_configuration(Bucket=self.bucket)["ObjectLockConfiguration"]
+            enabled = conf.get("ObjectLockEnabled") == "Enabled"
+        except botocore.exceptions.ClientError as exc:
+            if _code(exc) not in ("ObjectLockConfigurationNotFoundError", "InvalidRequest", "NotImplemented"):
+                raise TargetError(f"{failed}: {snippet(str(exc), 300)}") from exc
+            enabled = False
+        except botocore.exceptions.BotoCoreError as exc:
+            raise TargetError(f"{failed}: {snippet(str(exc), 300)}") from exc
+        if not enabled:
+            raise ConfigError(
+                f"targetS3ObjectLock={self.object_lock}: the bucket {self.bucket} has no Object Lock; S3 enables it "
+                "only when a bucket is created (aws s3api create-bucket --object-lock-enabled-for-bucket)"
+            )
 
     def __repr__(self) -> str:
         return f"S3BucketTarget({self.description!r})"
@@ -198,8 +236,8 @@ class S3BucketTarget:
         actual = self.size_of(path)
         return actual is not None and (size is None or actual == size)
 
-    def open_writer(self, path: str, *, sync_dir: bool = True) -> TargetWriter:
-        return _S3Writer(self, self.key(path), self.part_size)
+    def open_writer(self, path: str, *, sync_dir: bool = True, retain_until: datetime | None = None) -> TargetWriter:
+        return _S3Writer(self, self.key(path), self.part_size, retain_until)
 
     def read_bytes(self, path: str, max_bytes: int | None = None) -> bytes:
         """The object's bytes; TargetError, without reading on, when it holds more than `max_bytes`."""

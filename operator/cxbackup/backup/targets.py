@@ -36,6 +36,7 @@ import os
 import socket
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Protocol, runtime_checkable
 
@@ -115,7 +116,10 @@ class BackupTarget(Protocol):
 
     def exists(self, path: str, size: int | None = None) -> bool: ...
 
-    def open_writer(self, path: str, *, sync_dir: bool = True) -> TargetWriter: ...
+    def open_writer(self, path: str, *, sync_dir: bool = True, retain_until: datetime | None = None) -> TargetWriter:
+        """A writer for `path`; `retain_until`: the recording's retention end, which a target with an
+        immutability feature (S3 Object Lock) enforces and others ignore."""
+        ...
 
     def read_bytes(self, path: str) -> bytes: ...
 
@@ -253,7 +257,7 @@ class LocalDirectoryTarget:
         actual = self.size_of(path)
         return actual is not None and (size is None or actual == size)
 
-    def open_writer(self, path: str, *, sync_dir: bool = True) -> TargetWriter:
+    def open_writer(self, path: str, *, sync_dir: bool = True, retain_until: datetime | None = None) -> TargetWriter:
         final = self.resolve(path)
         try:
             if final.parent not in self._made:

@@ -51,6 +51,7 @@ from cxbackup.backup.vendor_client import VendorClient
 from cxbackup.backup.window import RecordingWindow, compute_window, format_utc
 from cxbackup.core.redact import Redactor
 from cxbackup.core.retry import RetryPolicy
+from cxbackup.core.times import Period, from_ms
 
 __all__ = ["CHUNK_BYTES", "RecordingCopier", "copy_media", "run_backup"]
 
@@ -155,6 +156,7 @@ def copy_media(
     sleep: Callable[[float], None] = time.sleep,
     rng: random.Random | None = None,
     sync_dir: bool = True,
+    retain_until: datetime | None = None,
 ) -> int:
     """Copy one media object into `path` (temporary name, verified, renamed); returns its size.
 
@@ -164,7 +166,7 @@ def copy_media(
     """
 
     def attempt() -> int:
-        writer = target.open_writer(path, sync_dir=sync_dir)
+        writer = target.open_writer(path, sync_dir=sync_dir, retain_until=retain_until)
         try:
             if _is_a(source, FileMediaSource) and _is_a(writer, LocalFileWriter):
                 verify = _fetch_into(cast(FileMediaSource, source), ref, cast(LocalFileWriter, writer), path)
@@ -194,6 +196,8 @@ class RecordingCopier:
     metadata_only: bool = False
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random | None = None
+    retention: Period | None = None
+    """Kept for this long from each recording's start: the target's immutability (Object Lock) ends then."""
 
     def __post_init__(self) -> None:
         # one generator for the backoff jitter of all threads (seeding one per recording costs more)
@@ -213,6 +217,11 @@ class RecordingCopier:
 
         files = 0
         written = 0
+        retain_until = (
+            from_ms(recording.start_ms) + self.retention
+            if self.retention is not None and recording.start_ms is not None
+            else None
+        )
         if not self.metadata_only:
             assert self.source is not None, "a media source is needed unless metadataOnly"
             source = self.source
@@ -233,13 +242,14 @@ class RecordingCopier:
                         continue
                     log.info("%s has %d bytes but S3 has %d; downloading it again", path, have, expected)
                 written += copy_media(
-                    source, ref, self.target, path, retry=self.retry, sleep=self.sleep, rng=rng, sync_dir=False
-                )
+                    source, ref, self.target, path, retry=self.retry, sleep=self.sleep, rng=rng, sync_dir=False,
+                    retain_until=retain_until,
+                )  # fmt: skip
                 files += 1
         if files == 0 and size_of(paths.metadata) is not None:
             return RecordingResult(recording.id, RecordingStatus.SKIPPED)
         data = recording.raw_json.encode("utf-8")
-        writer = self.target.open_writer(paths.metadata)
+        writer = self.target.open_writer(paths.metadata, retain_until=retain_until)
         try:
             writer.write(data)
             writer.commit()
@@ -321,6 +331,7 @@ def run_backup(
             metadata_only=config.metadata_only,
             sleep=sleep,
             rng=rng,
+            retention=config.retention,
         )
         try:
             total = vendor.count(window)

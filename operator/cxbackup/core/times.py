@@ -3,8 +3,30 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+from typing import TypeAlias
 
-__all__ = ["DAY_MS", "EPOCH", "from_ms", "iso", "iso_seconds", "parse_time", "to_ms"]
+import isodate
+
+__all__ = [
+    "DAY_MS",
+    "EPOCH",
+    "ISO_DURATION_PATTERN",
+    "Period",
+    "from_ms",
+    "iso",
+    "iso_seconds",
+    "parse_period",
+    "parse_time",
+    "to_ms",
+]
+
+Period: TypeAlias = dt.timedelta | isodate.Duration
+"""An ISO 8601 duration: years and months are calendar ones (isodate does the arithmetic)."""
+
+ISO_DURATION_PATTERN = r"^P([0-9]+Y)?([0-9]+M)?([0-9]+W)?([0-9]+D)?(T([0-9]+H)?([0-9]+M)?([0-9]+S)?)?$"
+"""The ISO 8601 durations cxbackup accepts (also the CRDs' pattern)."""
+_PERIOD_RE = re.compile(ISO_DURATION_PATTERN)
 
 
 def iso(when: dt.datetime) -> str:
@@ -39,3 +61,16 @@ def to_ms(when: dt.datetime) -> int:
 def from_ms(ms: int) -> dt.datetime:
     """The aware UTC time of epoch milliseconds."""
     return EPOCH + dt.timedelta(milliseconds=ms)
+
+
+def parse_period(text: str) -> Period:
+    """A positive ISO 8601 duration such as P7Y, P18M, P30D or PT12H; ValueError saying what is wrong."""
+    value = text.strip().upper()
+    if not _PERIOD_RE.match(value) or value in ("P", "PT") or value.endswith("T"):
+        raise ValueError(f"{text!r} is not an ISO 8601 duration such as P7Y, P30D or PT12H")
+    parsed = isodate.parse_duration(value)
+    base = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+    if base + parsed <= base:
+        raise ValueError(f"{text!r}: the duration must be longer than zero")
+    result: Period = parsed
+    return result
