@@ -87,6 +87,18 @@ BAD_BACKUPS = [
         | {"mediaTransfer": "crt", "awsProxy": {"host": "proxy.corp", "port": 3128}},
         "mediaTransfer crt cannot use awsProxy",
     ),
+    (
+        "spec.target",
+        {"s3": {"bucket": "archive", "credentials": {"name": "s"}, "objectLock": "COMPLIANCE"}},
+        "target.s3.objectLock needs retention.keepFor",
+    ),
+    (
+        "spec.target",
+        {"s3": {"bucket": "archive", "credentials": {"name": "s"}, "objectLock": "FOREVER"}},
+        "spec.target.s3.objectLock",
+    ),
+    ("spec.retention", {"keepFor": "PT"}, "an empty duration"),
+    ("spec.retention", {"keepFor": "7 years"}, "spec.retention.keepFor"),
 ]
 
 

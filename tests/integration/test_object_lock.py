@@ -85,9 +85,7 @@ def test_every_recording_object_is_locked_until_its_retention_end(emulator: Emul
     assert client.head_object(Bucket="locked-backup", Key=key, VersionId=version)["ContentLength"] > 0
 
 
-def test_a_bucket_without_object_lock_is_refused_before_anything_is_written(
-    emulator: Emulator, tmp_path: Path
-) -> None:
+def test_a_bucket_without_object_lock_is_refused_before_anything_is_written(emulator: Emulator, tmp_path: Path) -> None:
     client = _client(emulator)
     client.create_bucket(Bucket="plain-backup")
     cfg = emulator.write_config(

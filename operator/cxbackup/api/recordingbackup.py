@@ -33,6 +33,7 @@ __all__ = [
     "RecordingBackup",
     "RecordingBackupSpec",
     "RecordingBackupStatus",
+    "RetentionSpec",
     "RunRecord",
     "S3Target",
     "ShardProgress",
@@ -214,6 +215,29 @@ class S3Target(CamelModel):
     endpoint_url: str | None = Field(default=None, pattern=r"^https?://", description="Endpoint (default AWS).")
     region: str | None = Field(default=None, description="Region of the bucket.")
     credentials: S3CredentialsRef = Field(description="Secret with credentials for the target bucket.")
+    object_lock: Literal["GOVERNANCE", "COMPLIANCE"] | None = Field(
+        default=None,
+        description="Write every recording object under S3 Object Lock in this mode, retained until the "
+        "recording's start plus retention.keepFor: nobody (COMPLIANCE: not even the bucket's owner) deletes or "
+        "overwrites it earlier. The bucket must have been created with Object Lock.",
+    )
+
+
+class RetentionSpec(CamelModel):
+    """How long backed-up recordings are kept."""
+
+    keep_for: str = Field(
+        min_length=2,
+        max_length=32,
+        pattern=ISO_DURATION_PATTERN,
+        description="ISO 8601 duration from each recording's start time, e.g. P7Y, P18M, P90D: the retention "
+        "end, which target.s3.objectLock enforces.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "self != 'P' && self != 'PT' && !self.endsWith('T')", "message": "an empty duration"}
+            ]
+        },
+    )
 
 
 class BackupTarget(CamelModel):
@@ -264,6 +288,12 @@ class RecordingBackupSpec(CamelModel):
                     "message": "timeZone needs a schedule",
                     "fieldPath": ".timeZone",
                 },
+                {
+                    "rule": "!has(self.target.s3) || !has(self.target.s3.objectLock) || has(self.retention)",
+                    "message": "target.s3.objectLock needs retention.keepFor (objects are locked until each "
+                    "recording's start plus keepFor)",
+                    "fieldPath": ".target.s3.objectLock",
+                },
             ]
         }
     }
@@ -273,6 +303,7 @@ class RecordingBackupSpec(CamelModel):
     media: BackupMedia = Field(default_factory=BackupMedia, description="Media selection and layout.")
     filters: BackupFilters | None = Field(default=None, description="Optional access-control filters.")
     target: BackupTarget = Field(description="Where recordings are written.")
+    retention: RetentionSpec | None = Field(default=None, description="How long backed-up recordings are kept.")
     replicas: int = Field(
         default=1,
         ge=1,

@@ -89,6 +89,14 @@ def test_configmap_renders_a_config_the_worker_parses() -> None:
     assert "GWS_PASSWORD" not in cm["data"]["config.properties"]
 
 
+def test_retention_and_object_lock_reach_the_worker_config() -> None:
+    s3 = {"bucket": "archive", "credentials": {"name": "archive"}, "objectLock": "COMPLIANCE"}
+    backup = _backup(target={"s3": s3}, retention={"keepFor": "P7Y"})
+    config = backup_properties(backup, WINDOW)
+    assert (config.retention_period, config.target_s3_object_lock) == ("P7Y", "COMPLIANCE")
+    assert backup_properties(_backup(), WINDOW).retention is None
+
+
 def test_s3_target_properties_and_credentials() -> None:
     backup = _backup(target={"s3": {"bucket": "my-archive", "prefix": "rec/", "credentials": {"name": "archive"}}})
     config = backup_properties(backup, WINDOW)

@@ -107,6 +107,9 @@ def backup_properties(backup: RecordingBackup, window: RecordingWindow | None) -
         optional["targetS3Prefix"] = target.s3.prefix or None
         optional["targetS3EndpointUrl"] = target.s3.endpoint_url
         optional["targetS3Region"] = target.s3.region
+        optional["targetS3ObjectLock"] = target.s3.object_lock
+    if spec.retention is not None:
+        optional["retentionPeriod"] = spec.retention.keep_for
     values.update({k: v for k, v in optional.items() if v is not None})
     return RcbsConfig.from_values(values, source_name=f"RecordingBackup {backup.metadata.get('name')}")
 
