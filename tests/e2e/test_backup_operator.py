@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from cxbackup_dev.emulator import Emulator, FaultConfig
+from cxbackup_dev.emulator import Emulator, FaultConfig, parse_time
 from cxbackup_dev.emulator.faults import EndpointFaults
 from cxbackup_dev.localcluster.stack import LocalStack
 
@@ -326,3 +326,49 @@ def test_the_periodic_audit_reports_missing_recordings(stack: LocalStack, emulat
     assert _metric(stack, "cxbackup_backup_audit_missing_recordings", ns) == 1.0
     margin = _metric(stack, "cxbackup_backup_retention_margin_seconds", ns)
     assert margin is not None and margin < 30 * 86400
+
+
+def test_backup_into_an_s3_bucket_under_object_lock(stack: LocalStack, emulator: Emulator) -> None:
+    """An S3 target with Object Lock, through the operator: every recording object of the run is locked
+    until its start plus retention.keepFor, and the state file is not."""
+    import boto3
+    import isodate
+
+    ns = _ns(stack, emulator)
+    env = emulator.env()
+    assert stack.test_ca is not None
+    client = boto3.client(
+        "s3", endpoint_url=emulator.s3_endpoint, region_name="us-east-1", verify=str(stack.test_ca.cert_path),
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )  # fmt: skip
+    client.create_bucket(Bucket="archive", ObjectLockEnabledForBucket=True)
+    target = {
+        "s3": {
+            "bucket": "archive",
+            "prefix": "cc/",
+            "endpointUrl": emulator.s3_endpoint,
+            "credentials": {"name": "vendor-s3"},  # the emulator's S3 holds the target bucket too
+            "objectLock": "GOVERNANCE",
+        }
+    }
+    _apply(stack, ns, _backup(emulator, target=target, retention={"keepFor": "P90D"}))
+    body = _wait_runs(stack, ns, 1, timeout=240)
+    assert _runs(body)[0]["result"] == "Succeeded", _runs(body)[0]
+    expected = _expected(emulator, body)
+    assert expected
+    records = {r["id"]: r for r in emulator.records()}
+    keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket="archive")
+            for o in page.get("Contents", [])]  # fmt: skip
+    locked = {k.rsplit("/", 2)[-2] for k in keys if k.endswith(".json")}
+    assert locked == expected
+    for key in keys:
+        head = client.head_object(Bucket="archive", Key=key)
+        if key == "cc/last_recording_endtime.txt":
+            assert "ObjectLockMode" not in head
+            continue
+        rec = records[key.rsplit("/", 2)[-2]]
+        start = dt.datetime.fromtimestamp(parse_time(rec["startTime"]) / 1000, dt.UTC)
+        assert head["ObjectLockMode"] == "GOVERNANCE", key
+        assert abs(head["ObjectLockRetainUntilDate"] - (start + isodate.parse_duration("P90D"))) < dt.timedelta(
+            seconds=1
+        ), key
