@@ -17,6 +17,7 @@ import pytest
 from cxbackup_dev.emulator import Emulator, FaultConfig, parse_time
 from cxbackup_dev.emulator.faults import EndpointFaults
 from cxbackup_dev.localcluster.stack import LocalStack
+from tests.resources import apply, history, recording_backup
 
 pytestmark = pytest.mark.e2e
 
@@ -28,39 +29,13 @@ def _ns(stack: LocalStack, emu: Emulator) -> str:
 
 
 def _backup(emu: Emulator, **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "apiVersion": "cxbackup.io/v1alpha1",
-        "kind": "RecordingBackup",
-        "metadata": {"name": "rb"},
-        "spec": {
-            "source": {
-                "gwsUriPrefix": emu.gws_uri_prefix,
-                "gwsCredentials": {"name": "gws-credentials"},
-                "s3Credentials": {"name": "vendor-s3"},
-                "s3EndpointUrl": emu.s3_endpoint,
-                "retentionDays": 30,
-            },
-            "window": {"minAge": 0, "maxAge": 1},
-            "target": {"pvc": {"claimName": "recordings", "subPath": "cc"}},
-            "replicas": 1,
-            "concurrency": 4,
-            "backoffLimitPerIndex": 2,
-        },
-    }
-    body["spec"].update(spec)
-    return body
-
-
-def _apply(stack: LocalStack, ns: str, body: dict[str, Any]) -> None:
-    stack.cp.kubectl("apply", "-n", ns, "-f", "-", input_text=json.dumps(body))
-
-
-def _runs(body: dict[str, Any]) -> list[dict[str, Any]]:
-    return list(body.get("status", {}).get("history") or [])
+    """The e2e tests' backup: folder cc, 4 downloads at a time, 2 retries per shard."""
+    defaults = {"target": {"pvc": {"claimName": "recordings", "subPath": "cc"}}, "concurrency": 4}
+    return recording_backup(emu, "rb", **(defaults | {"backoffLimitPerIndex": 2} | spec))
 
 
 def _wait_runs(stack: LocalStack, ns: str, count: int, timeout: float = 180) -> dict[str, Any]:
-    return stack.wait_for("rb", ns, "rb", lambda b: len(_runs(b)) >= count, timeout=timeout)
+    return stack.wait_for("rb", ns, "rb", lambda b: len(history(b)) >= count, timeout=timeout)
 
 
 def _tree(stack: LocalStack, ns: str) -> dict[str, list[Path]]:
@@ -79,7 +54,7 @@ def _hidden(stack: LocalStack, ns: str) -> list[Path]:
 
 
 def _expected(emu: Emulator, body: dict[str, Any]) -> set[str]:
-    run = _runs(body)[0]
+    run = history(body)[0]
     lo = int(dt.datetime.fromisoformat(run["windowStart"].replace("Z", "+00:00")).timestamp() * 1000)
     hi = int(dt.datetime.fromisoformat(run["windowEnd"].replace("Z", "+00:00")).timestamp() * 1000)
     return {r["id"] for r in emu.records(lo, hi)}
@@ -89,9 +64,9 @@ def test_one_shot_backup_with_three_shards_covers_every_recording_once(
     stack: LocalStack, emulator: Emulator, tmp_path: Path
 ) -> None:
     ns = _ns(stack, emulator)
-    _apply(stack, ns, _backup(emulator, replicas=3))
+    apply(stack, ns, _backup(emulator, replicas=3))
     body = _wait_runs(stack, ns, 1)
-    run = _runs(body)[0]
+    run = history(body)[0]
     assert run["result"] == "Succeeded", run
     expected = _expected(emulator, body)
     assert len(expected) > 10
@@ -147,9 +122,9 @@ def test_one_shot_backup_with_three_shards_covers_every_recording_once(
 def test_a_failed_run_keeps_the_checkpoint_and_the_next_run_completes(stack: LocalStack, emulator: Emulator) -> None:
     ns = _ns(stack, emulator)
     emulator.set_faults(FaultConfig(endpoints={"s3": EndpointFaults(error_rate=1.0, error_status=500)}))
-    _apply(stack, ns, _backup(emulator, replicas=2, backoffLimitPerIndex=1))
+    apply(stack, ns, _backup(emulator, replicas=2, backoffLimitPerIndex=1))
     body = _wait_runs(stack, ns, 1)
-    assert _runs(body)[0]["result"] == "Failed"
+    assert history(body)[0]["result"] == "Failed"
     assert "lastRecordingEndTime" not in body["status"]
     assert body["status"]["phase"] == "Failed"
     degraded = next(c for c in body["status"]["conditions"] if c["type"] == "Degraded")
@@ -157,7 +132,7 @@ def test_a_failed_run_keeps_the_checkpoint_and_the_next_run_completes(stack: Loc
     emulator.set_faults(None)
     stack.cp.kubectl("annotate", "rb", "rb", "-n", ns, "cxbackup.io/run-now=retry-1")
     body = _wait_runs(stack, ns, 2)
-    latest = _runs(body)[0]
+    latest = history(body)[0]
     assert latest["result"] == "Succeeded", latest
     assert body["status"]["lastRecordingEndTime"] == latest["windowEnd"]
     assert set(_tree(stack, ns)) == _expected(emulator, body)
@@ -166,7 +141,7 @@ def test_a_failed_run_keeps_the_checkpoint_and_the_next_run_completes(stack: Loc
 def test_a_killed_shard_pod_is_retried_and_nothing_is_lost(stack: LocalStack, emulator: Emulator) -> None:
     ns = _ns(stack, emulator)
     emulator.set_faults(FaultConfig(endpoints={"s3": EndpointFaults(latency_s=0.2)}))
-    _apply(stack, ns, _backup(emulator, replicas=2, concurrency=1))
+    apply(stack, ns, _backup(emulator, replicas=2, concurrency=1))
     deadline = time.monotonic() + 60
     killed = False
     while time.monotonic() < deadline and not killed:
@@ -180,7 +155,7 @@ def test_a_killed_shard_pod_is_retried_and_nothing_is_lost(stack: LocalStack, em
     assert killed
     emulator.set_faults(None)
     body = _wait_runs(stack, ns, 1)
-    assert _runs(body)[0]["result"] == "Succeeded"
+    assert history(body)[0]["result"] == "Succeeded"
     tree = _tree(stack, ns)
     assert set(tree) == _expected(emulator, body)
     assert _hidden(stack, ns) == []
@@ -188,9 +163,9 @@ def test_a_killed_shard_pod_is_retried_and_nothing_is_lost(stack: LocalStack, em
 
 def test_a_schedule_runs_again_and_downloads_only_new_recordings(stack: LocalStack, emulator: Emulator) -> None:
     ns = _ns(stack, emulator)
-    _apply(stack, ns, _backup(emulator, schedule="* * * * *"))
+    apply(stack, ns, _backup(emulator, schedule="* * * * *"))
     first = _wait_runs(stack, ns, 1)
-    assert _runs(first)[0]["result"] == "Succeeded"
+    assert history(first)[0]["result"] == "Succeeded"
     before = set(_tree(stack, ns))
     # A new call two seconds from now. Runs start on minute boundaries; keep clear of one so the run that
     # covers the new call lists it after it exists (a window is by start time, as in RCBS).
@@ -204,9 +179,9 @@ def test_a_schedule_runs_again_and_downloads_only_new_recordings(stack: LocalSta
     assert new["id"] in _tree(stack, ns)
     # the run that wrote it is accounted once its Job completes
     body = stack.wait_for(
-        "rb", ns, "rb", lambda b: len(_runs(b)) >= 2 and not b["status"].get("currentRun"), timeout=120
+        "rb", ns, "rb", lambda b: len(history(b)) >= 2 and not b["status"].get("currentRun"), timeout=120
     )
-    later = _runs(body)[:-1]  # newest first; the last one is the first run
+    later = history(body)[:-1]  # newest first; the last one is the first run
     assert later, "no second run"
     for run in later:
         assert run["result"] == "Succeeded"
@@ -215,7 +190,7 @@ def test_a_schedule_runs_again_and_downloads_only_new_recordings(stack: LocalSta
         in_window = {r["id"] for r in emulator.records(lo, hi)}
         assert run["counts"]["downloaded"] == len(in_window), run  # only new recordings, none twice
         assert run["counts"]["skipped"] == 0
-    newest_first = _runs(body)
+    newest_first = history(body)
     for newer, older in itertools.pairwise(newest_first):
         assert newer["windowStart"] == older["windowEnd"]  # contiguous windows: nothing missed
     assert new["id"] not in before
@@ -224,7 +199,7 @@ def test_a_schedule_runs_again_and_downloads_only_new_recordings(stack: LocalSta
 
 def test_suspend_stops_new_runs(stack: LocalStack, emulator: Emulator) -> None:
     ns = _ns(stack, emulator)
-    _apply(stack, ns, _backup(emulator, suspend=True))
+    apply(stack, ns, _backup(emulator, suspend=True))
     stack.wait_for("rb", ns, "rb", lambda b: b.get("status", {}).get("phase") == "Suspended", timeout=60)
     stack.cp.kubectl("annotate", "rb", "rb", "-n", ns, "cxbackup.io/run-now=now")
     time.sleep(4)
@@ -232,7 +207,7 @@ def test_suspend_stops_new_runs(stack: LocalStack, emulator: Emulator) -> None:
     assert jobs == []
     stack.cp.kubectl("patch", "rb", "rb", "-n", ns, "--type=merge", "-p", '{"spec":{"suspend":false}}')
     body = _wait_runs(stack, ns, 1)
-    assert _runs(body)[0]["result"] == "Succeeded"
+    assert history(body)[0]["result"] == "Succeeded"
 
 
 def test_changing_replicas_between_runs_downloads_each_recording_once(stack: LocalStack, emulator: Emulator) -> None:
@@ -241,14 +216,14 @@ def test_changing_replicas_between_runs_downloads_each_recording_once(stack: Loc
     lo = str(emulator.start_ms)
     hi = str(int((day + dt.timedelta(hours=5)).timestamp() * 1000))
     # minDate/maxDate pin the window (RCBS's order: minDate is the newer bound), so both runs cover it
-    _apply(stack, ns, _backup(emulator, replicas=2, window={"minDate": hi, "maxDate": lo}))
+    apply(stack, ns, _backup(emulator, replicas=2, window={"minDate": hi, "maxDate": lo}))
     first = _wait_runs(stack, ns, 1)
-    assert _runs(first)[0]["result"] == "Succeeded"
+    assert history(first)[0]["result"] == "Succeeded"
     expected = _expected(emulator, first)
-    assert _runs(first)[0]["counts"]["downloaded"] == len(expected)
+    assert history(first)[0]["counts"]["downloaded"] == len(expected)
     stack.cp.kubectl("patch", "rb", "rb", "-n", ns, "--type=merge", "-p", '{"spec":{"replicas":3}}')
     second = _wait_runs(stack, ns, 2)
-    latest = _runs(second)[0]
+    latest = history(second)[0]
     assert latest["result"] == "Succeeded"
     assert latest["counts"]["downloaded"] == 0
     assert latest["counts"]["skipped"] == len(expected)
@@ -259,7 +234,7 @@ def test_deleting_the_resource_removes_jobs_and_configmaps_but_keeps_the_data(
     stack: LocalStack, emulator: Emulator
 ) -> None:
     ns = _ns(stack, emulator)
-    _apply(stack, ns, _backup(emulator))
+    apply(stack, ns, _backup(emulator))
     _wait_runs(stack, ns, 1)
     kept = set(_tree(stack, ns))
     assert kept
@@ -280,7 +255,7 @@ def test_a_missing_secret_gives_a_condition_and_an_event_and_no_job(stack: Local
     ns = _ns(stack, emulator)
     body = _backup(emulator)
     body["spec"]["source"]["gwsCredentials"] = {"name": "does-not-exist"}
-    _apply(stack, ns, body)
+    apply(stack, ns, body)
     got = stack.wait_for("rb", ns, "rb", lambda b: b.get("status", {}).get("phase") == "Blocked", timeout=60)
     ready = next(c for c in got["status"]["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "False" and ready["reason"] == "SecretNotFound"
@@ -301,11 +276,11 @@ def _metric(stack: LocalStack, name: str, ns: str) -> float | None:
 
 def test_the_periodic_audit_reports_missing_recordings(stack: LocalStack, emulator: Emulator) -> None:
     ns = _ns(stack, emulator)
-    _apply(stack, ns, _backup(emulator, audit={"enabled": True, "schedule": "* * * * *"}))
+    apply(stack, ns, _backup(emulator, audit={"enabled": True, "schedule": "* * * * *"}))
     first = stack.wait_for("rb", ns, "rb", lambda b: (b.get("status", {}).get("audit") or {}).get("lastTime"))
     audit = first["status"]["audit"]
     assert audit["missing"] == 0 and audit["checked"] > 10, audit
-    assert _runs(first)[0]["result"] == "Succeeded"
+    assert history(first)[0]["result"] == "Succeeded"
     done = stack.wait_for(
         "rb", ns, "rb", lambda b: any(c["type"] == "Audited" for c in b["status"].get("conditions", [])), timeout=30
     )
@@ -351,9 +326,9 @@ def test_backup_into_an_s3_bucket_under_object_lock(stack: LocalStack, emulator:
             "objectLock": "GOVERNANCE",
         }
     }
-    _apply(stack, ns, _backup(emulator, target=target, retention={"keepFor": "P90D"}))
+    apply(stack, ns, _backup(emulator, target=target, retention={"keepFor": "P90D"}))
     body = _wait_runs(stack, ns, 1, timeout=240)
-    assert _runs(body)[0]["result"] == "Succeeded", _runs(body)[0]
+    assert history(body)[0]["result"] == "Succeeded", history(body)[0]
     expected = _expected(emulator, body)
     assert expected
     records = {r["id"]: r for r in emulator.records()}

@@ -25,6 +25,7 @@ from cxbackup.certs.generate import generate_pair
 from cxbackup.certs.keyring import Keyring
 from cxbackup_dev.localcluster.controlplane import REPO_ROOT
 from cxbackup_dev.localcluster.stack import LocalStack
+from tests.resources import apply, recording_certificate
 
 pytestmark = pytest.mark.e2e
 
@@ -34,19 +35,6 @@ SUBJECT_DN = "CN=Genesys Recording,C=US,ST=California,O=Genesys"
 
 def _ns(stack: LocalStack) -> str:
     return stack.new_namespace("e2e-cert")
-
-
-def _rcert(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "cxbackup.io/v1alpha1",
-        "kind": "RecordingCertificate",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
-
-
-def _apply(stack: LocalStack, ns: str, body: dict[str, Any]) -> None:
-    stack.cp.kubectl("apply", "-n", ns, "-f", "-", input_text=json.dumps(body))
 
 
 def _patch(stack: LocalStack, ns: str, name: str, patch: dict[str, Any]) -> None:
@@ -122,7 +110,11 @@ def test_uploaded_openssl_pair_usages_and_references(stack: LocalStack, tmp_path
     not_after = dt.datetime.strptime(end, "%b %d %H:%M:%S %Y %Z").strftime("%Y-%m-%dT%H:%M:%SZ")
     files = [f"--from-file=tls.crt={tmp_path / 'tenant.pem'}", f"--from-file=tls.key={tmp_path / 'tenant.key'}"]
     stack.cp.kubectl("create", "secret", "generic", "tenant", "-n", ns, *files)
-    _apply(stack, ns, _rcert("recording-cert", {"secretRef": {"name": "tenant"}, "usages": ["voice", "screen"]}))
+    apply(
+        stack,
+        ns,
+        recording_certificate("recording-cert", {"secretRef": {"name": "tenant"}, "usages": ["voice", "screen"]}),
+    )
 
     body = stack.wait_for("rcert", ns, "recording-cert", _ready("True"), timeout=60)
     status = body["status"]
@@ -160,7 +152,7 @@ def test_uploaded_openssl_pair_usages_and_references(stack: LocalStack, tmp_path
     # (7) an ExportJob naming the certificate counts as a deployment
     export = yaml.safe_load((REPO_ROOT / "examples" / "exportjob.yaml").read_text())
     assert export["spec"]["certificate"] == {"recordingCertificate": "recording-cert"}
-    _apply(stack, ns, export)
+    apply(stack, ns, export)
     stack.wait_for("rcert", ns, "recording-cert", lambda b: b["status"].get("deployedCount") == 1, timeout=30)
     row = stack.cp.kubectl("get", "rcert", "recording-cert", "-n", ns, "--no-headers").stdout.split()
     assert "1" in row
@@ -185,7 +177,7 @@ def test_generate_rotate_keep_every_key_and_survive_deletion(stack: LocalStack, 
     # (2) generation, in a namespace of its own
     fresh_ns = _ns(stack)
     subject = {"commonName": "Genesys Recording", "country": "US", "state": "California", "organization": "Genesys"}
-    _apply(stack, fresh_ns, _rcert("fresh", {"generate": subject}))
+    apply(stack, fresh_ns, recording_certificate("fresh", {"generate": subject}))
     fresh = stack.wait_for("rcert", fresh_ns, "fresh", _ready("True"), timeout=60)
     assert fresh["status"]["subjectDn"] == SUBJECT_DN
     stack.wait_event(fresh_ns, "RecordingCertificate", "fresh", "CertificateGenerated")
@@ -204,13 +196,13 @@ def test_generate_rotate_keep_every_key_and_survive_deletion(stack: LocalStack, 
         "metadata": {"name": "gen-tls", "labels": {"cxbackup.io/certificate": "gen"}},
         "data": {"tls.crt": base64.b64encode(cert_pem).decode(), "tls.key": base64.b64encode(key_pem).decode()},
     }  # fmt: skip
-    _apply(stack, ns, restored)
+    apply(stack, ns, restored)
     spec = {
         "generate": {"commonName": "Genesys Recording", "country": "US", "state": "California",
                      "organization": "Genesys", "validityDays": 30},
         "rotation": {"enabled": False, "renewBefore": "P10D"},
     }  # fmt: skip
-    _apply(stack, ns, _rcert("gen", spec))
+    apply(stack, ns, recording_certificate("gen", spec))
     body = stack.wait_for("rcert", ns, "gen", _ready("True"), timeout=60)
     old_serial = body["status"]["serialNumber"]
     assert body["status"]["subjectDn"] == SUBJECT_DN
@@ -289,9 +281,9 @@ def test_key_mismatch_and_missing_secret_are_reported_once(stack: LocalStack) ->
         "metadata": {"name": "mismatch"},
         "data": {"tls.crt": base64.b64encode(cert).decode(), "tls.key": base64.b64encode(other_key).decode()},
     }
-    _apply(stack, ns, secret)
-    _apply(stack, ns, _rcert("mismatch", {"secretRef": {"name": "mismatch"}}))
-    _apply(stack, ns, _rcert("missing", {"secretRef": {"name": "does-not-exist"}}))
+    apply(stack, ns, secret)
+    apply(stack, ns, recording_certificate("mismatch", {"secretRef": {"name": "mismatch"}}))
+    apply(stack, ns, recording_certificate("missing", {"secretRef": {"name": "does-not-exist"}}))
 
     body = stack.wait_for("rcert", ns, "mismatch", _ready("False", "KeyMismatch"), timeout=60)
     assert _cond(body, "Invalid")["reason"] == "KeyMismatch"

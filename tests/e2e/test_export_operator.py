@@ -22,6 +22,7 @@ import pytest
 from cxbackup.certs.generate import generate_pair
 from cxbackup_dev.emulator import Emulator
 from cxbackup_dev.localcluster.stack import LocalStack
+from tests.resources import apply, export_job, generated_certificate
 
 pytestmark = pytest.mark.e2e
 
@@ -34,26 +35,8 @@ def _ns(stack: LocalStack, emu: Emulator) -> str:
     return ns
 
 
-def _apply(stack: LocalStack, ns: str, body: dict[str, Any]) -> None:
-    stack.cp.kubectl("apply", "-n", ns, "-f", "-", input_text=json.dumps(body))
-
-
 def _export(name: str, emu: Emulator, certificate: dict[str, str], **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "apiVersion": "cxbackup.io/v1alpha1",
-        "kind": "ExportJob",
-        "metadata": {"name": name},
-        "spec": {
-            "type": "contactHistory",
-            "source": {"apiUriPrefix": emu.gws_uri_prefix, "credentialsSecret": "gws-credentials"},
-            "range": {"last": "PT12H"},
-            "certificate": certificate,
-            "store": {"pvc": "recordings", "subPath": "exports"},
-            "retentionDays": 30,
-        },
-    }
-    body["spec"].update(spec)
-    return body
+    return export_job(emu, name, **({"certificate": certificate, "retentionDays": 30} | spec))
 
 
 def _finished(body: dict[str, Any]) -> bool:
@@ -96,19 +79,12 @@ def test_exports_run_decrypt_and_expired_artifacts_are_swept(
     stack: LocalStack, emulator: Emulator, tmp_path: Path
 ) -> None:
     ns = _ns(stack, emulator)
-    rcert = {
-        "apiVersion": "cxbackup.io/v1alpha1",
-        "kind": "RecordingCertificate",
-        "metadata": {"name": "rc"},
-        "spec": {"generate": {"commonName": "Genesys Recording", "country": "US", "state": "California",
-                              "organization": "Genesys"}},
-    }  # fmt: skip
-    _apply(stack, ns, rcert)
+    apply(stack, ns, generated_certificate("rc", commonName="Genesys Recording", organization="Genesys"))
     stack.wait_for("rcert", ns, "rc", _ready_any, timeout=60)
     user = emulator.chat.users[0].id
     cert = {"recordingCertificate": "rc"}
-    _apply(stack, ns, _export("contacts", emulator, cert))
-    _apply(stack, ns, _export("gdpr", emulator, cert, type="gdprChat", users=[user], range={"last": "P1D"}))
+    apply(stack, ns, _export("contacts", emulator, cert))
+    apply(stack, ns, _export("gdpr", emulator, cert, type="gdprChat", users=[user], range={"last": "P1D"}))
     contacts = stack.wait_for("ej", ns, "contacts", _finished, timeout=60)
     gdpr = stack.wait_for("ej", ns, "gdpr", _finished, timeout=60)
 
@@ -182,12 +158,12 @@ def test_outside_chat_retention_is_empty_and_missing_certificate_blocks(stack: L
         "metadata": {"name": "export-cert"},
         "data": {"tls.crt": base64.b64encode(cert_pem).decode()},
     }
-    _apply(stack, ns, secret)
+    apply(stack, ns, secret)
     user = emulator.chat.users[1].id
     old = _export("old", emulator, {"secret": "export-cert"}, type="gdprChat", users=[user],
                   range={"from": "2020-01-01T00:00:00Z", "to": "2020-02-01T00:00:00Z"})  # fmt: skip
-    _apply(stack, ns, old)
-    _apply(stack, ns, _export("nocert", emulator, {"recordingCertificate": "missing"}))
+    apply(stack, ns, old)
+    apply(stack, ns, _export("nocert", emulator, {"recordingCertificate": "missing"}))
 
     body = stack.wait_for("ej", ns, "old", _finished, timeout=60)
     run = body["status"]["history"][0]

@@ -10,10 +10,8 @@ are 30 s), so the test takes about as long as the runs it watches.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -28,6 +26,7 @@ from cxbackup_dev.localcluster.prometheus import (
     sample_value,
 )
 from cxbackup_dev.localcluster.stack import CHART, LocalStack
+from tests.resources import apply, export_job, generated_certificate, history, recording_backup
 
 pytestmark = pytest.mark.e2e
 
@@ -55,63 +54,6 @@ def prometheus(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> I
         yield prom
 
 
-def _apply(stack: LocalStack, ns: str, body: dict[str, Any]) -> None:
-    stack.cp.kubectl("apply", "-n", ns, "-f", "-", input_text=json.dumps(body))
-
-
-def _history(body: dict[str, Any]) -> list[dict[str, Any]]:
-    return list(body.get("status", {}).get("history") or [])
-
-
-def _backup(emu: Emulator) -> dict[str, Any]:
-    return {
-        "apiVersion": "cxbackup.io/v1alpha1",
-        "kind": "RecordingBackup",
-        "metadata": {"name": "rb"},
-        "spec": {
-            "source": {
-                "gwsUriPrefix": emu.gws_uri_prefix,
-                "gwsCredentials": {"name": "gws-credentials"},
-                "s3Credentials": {"name": "vendor-s3"},
-                "s3EndpointUrl": emu.s3_endpoint,
-                "retentionDays": 30,
-            },
-            "window": {"minAge": 0, "maxAge": 1},
-            "target": {"pvc": {"claimName": "recordings", "subPath": "cc"}},
-            "replicas": 2,
-            "backoffLimitPerIndex": 1,
-            "schedule": "0 3 * * *",
-            "audit": {"enabled": True},
-        },
-    }
-
-
-def _certificate() -> dict[str, Any]:
-    return {
-        "apiVersion": "cxbackup.io/v1alpha1",
-        "kind": "RecordingCertificate",
-        "metadata": {"name": "rc"},
-        "spec": {"generate": {"commonName": "Genesys Recording", "country": "US", "state": "California",
-                              "organization": "Genesys"}},
-    }  # fmt: skip
-
-
-def _export(emu: Emulator) -> dict[str, Any]:
-    return {
-        "apiVersion": "cxbackup.io/v1alpha1",
-        "kind": "ExportJob",
-        "metadata": {"name": "contacts"},
-        "spec": {
-            "type": "contactHistory",
-            "source": {"apiUriPrefix": emu.gws_uri_prefix, "credentialsSecret": "gws-credentials"},
-            "range": {"last": "PT12H"},
-            "certificate": {"recordingCertificate": "rc"},
-            "store": {"pvc": "recordings", "subPath": "exports"},
-            "retentionDays": 30,
-        },
-    }
-
-
 def _one(prom: Prometheus, expr: str, at: float | None = None) -> float:
     result = prom.query(expr, at=at)
     assert len(result) == 1, (expr, result)
@@ -128,21 +70,33 @@ def test_alerts_fire_and_every_dashboard_shows_the_resources_status(
 
     # a failed run: the vendor's S3 answers 500 to every request
     emulator.set_faults(FaultConfig(endpoints={"s3": EndpointFaults(error_rate=1.0, error_status=500)}))
-    _apply(stack, ns, _backup(emulator))
-    body = stack.wait_for("rb", ns, "rb", lambda b: len(_history(b)) >= 1, timeout=240)
-    assert _history(body)[0]["result"] == "Failed"
+    apply(
+        stack,
+        ns,
+        recording_backup(
+            emulator,
+            "rb",
+            target={"pvc": {"claimName": "recordings", "subPath": "cc"}},
+            replicas=2,
+            backoffLimitPerIndex=1,
+            schedule="0 3 * * *",
+            audit={"enabled": True},
+        ),
+    )
+    body = stack.wait_for("rb", ns, "rb", lambda b: len(history(b)) >= 1, timeout=240)
+    assert history(body)[0]["result"] == "Failed"
     alert = prom.wait_for_alert("CxbackupBackupRunFailed", {"namespace": ns, "name": "rb"}, timeout=60)
     assert alert["labels"]["severity"] and alert["annotations"]["runbook"]
 
     # a successful run (watched while its shards are active), a certificate and an export beside it
     emulator.set_faults(None)
-    _apply(stack, ns, _certificate())
+    apply(stack, ns, generated_certificate("rc", commonName="Genesys Recording", organization="Genesys"))
     stack.cp.kubectl("annotate", "rb", "rb", "-n", ns, "cxbackup.io/run-now=retry-1")
     prom.wait_for(f"cxbackup_backup_shard_progress_ratio{{{selector}}}", timeout=120)
-    body = stack.wait_for("rb", ns, "rb", lambda b: len(_history(b)) >= 2, timeout=240)
-    run = _history(body)[0]
+    body = stack.wait_for("rb", ns, "rb", lambda b: len(history(b)) >= 2, timeout=240)
+    run = history(body)[0]
     assert run["result"] == "Succeeded", run
-    _apply(stack, ns, _export(emulator))
+    apply(stack, ns, export_job(emulator, retentionDays=30))
     export = stack.wait_for(
         "ej", ns, "contacts", lambda b: b.get("status", {}).get("phase") in ("Succeeded", "Failed"), timeout=120
     )
@@ -151,8 +105,8 @@ def test_alerts_fire_and_every_dashboard_shows_the_resources_status(
     status = body["status"]
 
     # the values Prometheus holds are the resources' own
-    downloaded = sum(h["counts"]["downloaded"] for h in _history(body))
-    written = sum(h["counts"]["bytes"] for h in _history(body))
+    downloaded = sum(h["counts"]["downloaded"] for h in history(body))
+    written = sum(h["counts"]["bytes"] for h in history(body))
     assert downloaded > 0 and written > 0
     prom.wait_for(f"cxbackup_backup_bytes_total{{{selector}}} == {written}", timeout=30)
     prom.wait_for(f"cxbackup_backup_audit_missing_recordings{{{selector}}} == {status['audit']['missing']}", timeout=30)

@@ -14,7 +14,8 @@ import pytest
 from cxbackup_dev.emulator import Emulator, FaultConfig
 from cxbackup_dev.emulator.faults import EndpointFaults
 from cxbackup_dev.localcluster.stack import LocalStack
-from tests.e2e.test_backup_operator import _apply, _backup, _expected, _hidden, _ns, _runs, _tree, _wait_runs
+from tests.e2e.test_backup_operator import _backup, _expected, _hidden, _ns, _tree, _wait_runs
+from tests.resources import apply, history
 
 pytestmark = pytest.mark.e2e
 
@@ -45,7 +46,7 @@ def _condition(body: dict[str, Any], ctype: str) -> dict[str, Any]:
 
 def _completes_the_window(stack: LocalStack, ns: str, emulator: Emulator, runs: int) -> None:
     body = _wait_runs(stack, ns, runs, timeout=240)
-    latest = _runs(body)[0]
+    latest = history(body)[0]
     assert latest["result"] == "Succeeded", latest
     assert body["status"]["lastRecordingEndTime"] == latest["windowEnd"]
     assert set(_tree(stack, ns)) >= _expected(emulator, body)
@@ -57,9 +58,9 @@ def test_a_worker_killed_by_its_memory_limit_is_named_and_the_next_run_completes
 ) -> None:
     ns = _ns(stack, emulator)
     small = {"resources": {"requests": {"memory": "40Mi"}, "limits": {"memory": "40Mi"}}}
-    _apply(stack, ns, _backup(emulator, pod=small, backoffLimitPerIndex=0))
+    apply(stack, ns, _backup(emulator, pod=small, backoffLimitPerIndex=0))
     body = _wait_runs(stack, ns, 1, timeout=240)
-    run = _runs(body)[0]
+    run = history(body)[0]
     assert run["result"] == "Failed"
     assert "OOMKilled" in run["message"] and "spec.pod.resources.limits.memory" in run["message"], run
     assert "lastRecordingEndTime" not in body["status"]
@@ -76,7 +77,7 @@ def test_a_worker_killed_by_its_memory_limit_is_named_and_the_next_run_completes
 def test_a_worker_pod_deleted_mid_run_is_replaced_and_nothing_is_lost(stack: LocalStack, emulator: Emulator) -> None:
     ns = _ns(stack, emulator)
     emulator.set_faults(FaultConfig(endpoints={"s3": EndpointFaults(latency_s=0.2)}))
-    _apply(stack, ns, _backup(emulator, replicas=2, concurrency=1))
+    apply(stack, ns, _backup(emulator, replicas=2, concurrency=1))
     victim = _wait_running_pod(stack, ns)
     time.sleep(1.5)
     stack.cp.kubectl("delete", "pod", "-n", ns, victim["metadata"]["name"], "--wait=false")
@@ -92,7 +93,7 @@ def test_a_missing_worker_image_is_reported_and_the_run_goes_on_once_it_is_back(
     ns = _ns(stack, emulator)
     stack.node.ctr("images", "rm", stack.image)
     try:
-        _apply(stack, ns, _backup(emulator))
+        apply(stack, ns, _backup(emulator))
         body = stack.wait_for(
             "rb", ns, "rb",
             lambda b: any(c["reason"] == "WorkerPodsNotStarting" for c in b.get("status", {}).get("conditions", [])),
@@ -114,7 +115,7 @@ def test_the_operator_pod_deleted_mid_run_is_replaced_and_adopts_the_running_job
 ) -> None:
     ns = _ns(stack, emulator)
     emulator.set_faults(FaultConfig(endpoints={"s3": EndpointFaults(latency_s=0.2)}))
-    _apply(stack, ns, _backup(emulator, concurrency=1))
+    apply(stack, ns, _backup(emulator, concurrency=1))
     _wait_running_pod(stack, ns)
     old = stack.wait_operator_ready()
     stack.cp.kubectl("delete", "pod", "-n", stack.operator_namespace, old["metadata"]["name"], "--wait=false")
@@ -129,7 +130,7 @@ def test_kubelet_stopped_and_started_during_a_run(stack: LocalStack, emulator: E
     assert stack.node is not None
     ns = _ns(stack, emulator)
     emulator.set_faults(FaultConfig(endpoints={"s3": EndpointFaults(latency_s=0.1)}))
-    _apply(stack, ns, _backup(emulator, concurrency=1))
+    apply(stack, ns, _backup(emulator, concurrency=1))
     _wait_running_pod(stack, ns)
     stack.node.stop_kubelet()
     time.sleep(8)

@@ -12,6 +12,7 @@ from typing import Any
 from cxbackup_dev.emulator import Emulator
 from cxbackup_dev.localcluster.stack import LocalStack
 from tests.reliability.table import Row, assess_target
+from tests.resources import history, recording_backup
 
 LABEL = "cxbackup.io/recordingbackup"
 
@@ -23,40 +24,12 @@ def new_namespace(stack: LocalStack, emu: Emulator, prefix: str = "rel") -> str:
 
 
 def backup_body(emu: Emulator, name: str = "rb", **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "apiVersion": "cxbackup.io/v1alpha1",
-        "kind": "RecordingBackup",
-        "metadata": {"name": name},
-        "spec": {
-            "source": {
-                "gwsUriPrefix": emu.gws_uri_prefix,
-                "gwsCredentials": {"name": "gws-credentials"},
-                "s3Credentials": {"name": "vendor-s3"},
-                "s3EndpointUrl": emu.s3_endpoint,
-                "retentionDays": 30,
-            },
-            "window": {"minAge": 0, "maxAge": 1},
-            "target": {"pvc": {"claimName": "recordings", "subPath": name}},
-            "replicas": 1,
-            "concurrency": 2,
-            "backoffLimitPerIndex": 3,
-        },
-    }
-    body["spec"].update(spec)
-    return body
-
-
-def apply(stack: LocalStack, ns: str, *bodies: dict[str, Any]) -> None:
-    text = "\n---\n".join(json.dumps(b) for b in bodies)
-    stack.cp.kubectl("apply", "-n", ns, "-f", "-", input_text=text)
+    """The scenarios' backup: 2 downloads at a time, 3 retries per shard."""
+    return recording_backup(emu, name, **({"concurrency": 2, "backoffLimitPerIndex": 3} | spec))
 
 
 def kube_json(stack: LocalStack, *args: str) -> Any:
     return json.loads(stack.cp.kubectl("get", *args, "-o", "json").stdout)
-
-
-def runs(body: dict[str, Any]) -> list[dict[str, Any]]:
-    return list(body.get("status", {}).get("history") or [])
 
 
 def jobs_of(stack: LocalStack, ns: str, name: str = "rb") -> list[dict[str, Any]]:
@@ -103,15 +76,15 @@ def run_row(
     notes: str = "",
 ) -> Row:
     """The row of a one-shot run that must have succeeded exactly once with exactly one Job."""
-    history = runs(body)
+    done = history(body)
     status = body.get("status", {})
     jobs = jobs_of(stack, ns, name)
     problems: list[str] = []
-    if len(history) != 1:
-        problems.append(f"{len(history)} runs in history")
+    if len(done) != 1:
+        problems.append(f"{len(done)} runs in history")
     if len(jobs) != 1:
         problems.append(f"{len(jobs)} Jobs: {[j['metadata']['name'] for j in jobs]}")
-    run = history[0] if history else {}
+    run = done[0] if done else {}
     ok_run = run.get("result") == "Succeeded"
     if not ok_run:
         problems.append(f"run result {run.get('result')}")
@@ -132,7 +105,7 @@ def run_row(
         duplicates=report.duplicates + max(0, len(jobs) - 1),
         partial_files=len(report.partial_files),
         checkpoint_ok=checkpoint_ok,
-        ok=ok_run and report.complete and checkpoint_ok and len(jobs) == 1 and len(history) == 1 and len(records) > 0,
+        ok=ok_run and report.complete and checkpoint_ok and len(jobs) == 1 and len(done) == 1 and len(records) > 0,
         notes=text,
         level="operator",
     )

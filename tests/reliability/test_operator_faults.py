@@ -19,16 +19,15 @@ import pytest
 from cxbackup_dev.emulator import Emulator, EndpointFaults, FaultConfig
 from cxbackup_dev.localcluster.stack import LocalStack, start_operator_process
 from tests.reliability.operator_helpers import (
-    apply,
     backup_body,
     jobs_of,
     kube_json,
     new_namespace,
     run_row,
-    runs,
     wait_running_pod,
 )
 from tests.reliability.table import Row
+from tests.resources import apply, history
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reliability_full]
 
@@ -43,11 +42,11 @@ def wait_done(stack: LocalStack, ns: str, name: str = "rb", timeout: float = 240
         if proc.returncode == 0:
             body = json.loads(proc.stdout)
             status = body.get("status", {})
-            if runs(body) and not status.get("currentRun"):
+            if history(body) and not status.get("currentRun"):
                 return body, early
             jobs = jobs_of(stack, ns, name)
             unfinished = any(not (j.get("status") or {}).get("succeeded") for j in jobs)
-            if status.get("lastRecordingEndTime") and unfinished and not runs(body):
+            if status.get("lastRecordingEndTime") and unfinished and not history(body):
                 early = True
         time.sleep(0.3)
     raise TimeoutError(f"rb {ns}/{name} did not finish; status {json.dumps(body.get('status'))[:1500]}")
@@ -140,7 +139,7 @@ def test_a_backup_whose_pvc_is_missing_is_blocked_without_a_job(stack: LocalStac
     stack.apply(*stack.local_volume(ns, "no-such-claim"))  # the claim, bound to a volume on the node
     stack.cp.kubectl("annotate", "rb", "rb", "-n", ns, "cxbackup.io/run-now=after-pvc")
     done, early = wait_done(stack, ns)
-    records = len(runs(done))
+    records = len(history(done))
     r = row(
         Row(
             scenario="CR referencing a missing PVC (then created)",
@@ -153,7 +152,7 @@ def test_a_backup_whose_pvc_is_missing_is_blocked_without_a_job(stack: LocalStac
             and named
             and warned
             and no_job
-            and runs(done)[0]["result"] == "Succeeded",
+            and history(done)[0]["result"] == "Succeeded",
             notes=f"Ready={ready['status']} {ready['reason']}: {ready['message'][:120]}; Warning event {warned}; "
             f"Jobs while blocked: {0 if no_job else 'SOME'}",
             level="bad-input",

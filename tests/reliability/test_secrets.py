@@ -17,37 +17,14 @@ import pytest
 
 from cxbackup_dev.emulator import Emulator, EndpointFaults, FaultConfig
 from cxbackup_dev.localcluster.stack import LocalStack
-from tests.reliability.operator_helpers import apply, backup_body, kube_json, new_namespace, run_row
+from tests.reliability.operator_helpers import backup_body, kube_json, new_namespace, run_row
 from tests.reliability.table import Row
 from tests.reliability.test_operator_faults import wait_done
+from tests.resources import apply, export_job, generated_certificate
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reliability_full]
 
 SECRET_ENV = ("GWS_PASSWORD", "AWS_SECRET_ACCESS_KEY")
-
-
-def _certificate() -> dict[str, Any]:
-    return {
-        "apiVersion": "cxbackup.io/v1alpha1",
-        "kind": "RecordingCertificate",
-        "metadata": {"name": "rc"},
-        "spec": {"generate": {"commonName": "Rec", "country": "US", "state": "California", "organization": "Org"}},
-    }
-
-
-def _export(emu: Emulator) -> dict[str, Any]:
-    return {
-        "apiVersion": "cxbackup.io/v1alpha1",
-        "kind": "ExportJob",
-        "metadata": {"name": "contacts"},
-        "spec": {
-            "type": "contactHistory",
-            "source": {"apiUriPrefix": emu.gws_uri_prefix, "credentialsSecret": "gws-credentials"},
-            "range": {"last": "PT12H"},
-            "certificate": {"recordingCertificate": "rc"},
-            "store": {"pvc": "recordings", "subPath": "exports"},
-        },
-    }
 
 
 def _ready(body: dict[str, Any]) -> bool:
@@ -84,9 +61,9 @@ def test_no_secret_in_logs_events_status_metrics_configmaps_jobs_or_command_line
     sampler.start()
     try:
         apply(stack, ns, backup_body(op_emu, replicas=2))
-        apply(stack, ns, _certificate())
+        apply(stack, ns, generated_certificate("rc"))
         stack.wait_for("rcert", ns, "rc", _ready, timeout=90)
-        apply(stack, ns, _export(op_emu))
+        apply(stack, ns, export_job(op_emu))
         body, early = wait_done(stack, ns)
         export = stack.wait_for("ej", ns, "contacts", _export_finished, timeout=120)
     finally:

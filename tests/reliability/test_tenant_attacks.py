@@ -18,8 +18,9 @@ import pytest
 
 from cxbackup_dev.emulator import Emulator
 from cxbackup_dev.localcluster.stack import LocalStack
-from tests.reliability.operator_helpers import apply, backup_body, kube_json, new_namespace
+from tests.reliability.operator_helpers import backup_body, kube_json, new_namespace
 from tests.reliability.table import Row
+from tests.resources import apply, export_job, recording_certificate
 
 pytestmark = pytest.mark.e2e
 
@@ -64,13 +65,7 @@ def _secret(
 
 
 def _certificate(name: str, **spec: Any) -> dict[str, Any]:
-    generate = {"commonName": "Rec", "country": "US", "state": "California", "organization": "Org"}
-    return {
-        "apiVersion": "cxbackup.io/v1alpha1",
-        "kind": "RecordingCertificate",
-        "metadata": {"name": name},
-        "spec": spec or {"generate": generate},
-    }
+    return recording_certificate(name, spec or None)
 
 
 def _stealing(emu: Emulator, name: str, secret: str, url: str) -> dict[str, Any]:
@@ -169,18 +164,10 @@ def test_a_tenant_cannot_turn_the_operator_against_keys_and_secrets(
     apply(stack, ns, _certificate("borrowed", secretRef={"name": "rc-tls"}))
     refused = _refused(stack, "rcert", ns, "borrowed", "SecretNotManaged", "spec.secretRef.name")
     attack("an uploaded certificate names another certificate's key pair", refused)
-    export = {
-        "apiVersion": "cxbackup.io/v1alpha1",
-        "kind": "ExportJob",
-        "metadata": {"name": "exfiltrate"},
-        "spec": {
-            "type": "contactHistory",
-            "source": {"apiUriPrefix": attacker, "credentialsSecret": "gws-credentials"},
-            "range": {"last": "PT1H"},
-            "certificate": {"recordingCertificate": "borrowed"},
-            "store": {"pvc": "recordings", "subPath": "exports"},
-        },
-    }
+    source = {"apiUriPrefix": attacker, "credentialsSecret": "gws-credentials"}
+    export = export_job(
+        emu, "exfiltrate", source=source, range={"last": "PT1H"}, certificate={"recordingCertificate": "borrowed"}
+    )
     apply(stack, ns, export)
     attack(
         "an export encrypts to a certificate that is not Ready",

@@ -230,8 +230,9 @@ class RetentionSpec(CamelModel):
         min_length=2,
         max_length=32,
         pattern=ISO_DURATION_PATTERN,
-        description="ISO 8601 duration from each recording's start time, e.g. P7Y, P18M, P90D: the retention "
-        "end, which target.s3.objectLock enforces.",
+        description="ISO 8601 duration from each recording's start time, e.g. P7Y, P18M, P90D: each recording's "
+        "retention end, until which target.s3.objectLock keeps it unchangeable. Recordings are not deleted "
+        "when it passes.",
         json_schema_extra={
             "x-kubernetes-validations": [
                 {"rule": "self != 'P' && self != 'PT' && !self.endsWith('T')", "message": "an empty duration"}

@@ -45,8 +45,8 @@ Our own properties:
     targetS3Region          region of the target bucket
                             (credentials: TARGET_AWS_ACCESS_KEY_ID / TARGET_AWS_SECRET_ACCESS_KEY /
                             TARGET_AWS_SESSION_TOKEN; without them boto3's default chain, e.g. IRSA)
-    retentionPeriod         how long backed-up recordings are kept, an ISO 8601 duration from each
-                            recording's start time (P7Y, P18M, P90D) [not set: kept forever]
+    retentionPeriod         each recording's retention end, an ISO 8601 duration from its start time
+                            (P7Y, P18M, P90D), which targetS3ObjectLock enforces [not set]
     targetS3ObjectLock      GOVERNANCE or COMPLIANCE: every recording object of targetS3Bucket is
                             written under S3 Object Lock in that mode, retained until its start time
                             plus retentionPeriod (needs both, and a bucket created with Object Lock)
