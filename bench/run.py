@@ -984,19 +984,23 @@ interleaved with s5cmd, best of {WHATIF_REPEATS}. Speed-up is against "as is" in
 WAN_RECORDINGS = int(os.environ.get("BENCH_WAN_RECORDINGS", "1000"))
 WAN_RTTS = [float(x) for x in os.environ.get("BENCH_WAN_RTTS", "0,20,80").split(",") if x.strip()]
 WAN_PEERS = ("s5cmd", "rclone")
-# cxbackup's settings to run, "label=prop:value,prop:value" separated by ";" (default: its defaults)
+# cxbackup's settings to run: "label=prop:value,prop:value[@patch,patch]" separated by ";" (patches:
+# bench/whatif.py's, e.g. fixedcrt); default: its defaults only
 WAN_CXBACKUP = os.environ.get("BENCH_WAN_CXBACKUP", "cxbackup=")
 WAN_DELAY_API = os.environ.get("BENCH_WAN_DELAY_API", "1") == "1"
 WAN_TIMEOUT = float(os.environ.get("BENCH_WAN_TIMEOUT", "300"))
 
 
-def _wan_variants() -> dict[str, dict[str, object]]:
-    out: dict[str, dict[str, object]] = {}
+def _wan_variants() -> dict[str, tuple[dict[str, object], str]]:
+    """label -> (properties, whatif.py patches or "")."""
+    out: dict[str, tuple[dict[str, object], str]] = {}
     for item in WAN_CXBACKUP.split(";"):
-        label, _, props = item.partition("=")
+        label, _, spec = item.partition("=")
         if not label.strip():
             continue
-        out[label.strip()] = {k: v for k, _, v in (p.partition(":") for p in props.split(",") if p.strip())}
+        props, _, patches = spec.partition("@")
+        parsed = {k: v for k, _, v in (p.partition(":") for p in props.split(",") if p.strip())}
+        out[label.strip()] = (parsed, patches.strip())
     return out
 
 
@@ -1010,6 +1014,7 @@ def bench_wan() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     variants = _wan_variants()
     runs: dict[str, dict[str, list[Any]]] = {}
+    load_before = os.getloadavg()[1]
     with _source(WAN_RECORDINGS) as src:
         st = src.stats()
         log(
@@ -1025,14 +1030,16 @@ def bench_wan() -> None:
                 api_props["gwsUriPrefix"] = toxi.proxy("api", src.api.uri_prefix)
             dest = WORK / "dest"
             contenders: dict[str, tuple[list[str], dict[str, str]]] = {}
-            for label, props in variants.items():
+            whatif = str(Path(__file__).resolve().parent / "whatif.py")
+            # when one variant is patched, all start through whatif.py (the same start-up for each)
+            via_whatif = any(patches for _, patches in variants.values())
+            for label, (props, patches) in variants.items():
                 # not _cxbackup_cmd: what is not set here is the worker's own default
                 cfg_path = WORK / f"wan-{label.replace(' ', '_')}.properties"
                 cfg = src.write_config(cfg_path, dest, awsEndpointUrl=s3_url, **api_props, **props)
-                contenders[label] = (
-                    [CXBACKUP, "download", "-config", str(cfg), "--progress", "none"],
-                    {**os.environ, **src.env()},
-                )
+                cli = ["download", "-config", str(cfg), "--progress", "none"]
+                argv = [PY, whatif, patches or "none", "--", *cli] if via_whatif else [CXBACKUP, *cli]
+                contenders[label] = (argv, {**os.environ, **src.env()})
             peers = _peer_commands(src, dest, s3_url)
             contenders.update({k: v for k, v in peers.items() if k in WAN_PEERS})
             for rtt in WAN_RTTS:
@@ -1057,10 +1064,15 @@ def bench_wan() -> None:
             fresh_dir(dest)
         finally:
             toxi.stop()
-    _report_wan(runs, st, variants)
+    _report_wan(runs, st, variants, (load_before, os.getloadavg()[1]))
 
 
-def _report_wan(runs: dict[str, dict[str, list[Any]]], st: Any, variants: dict[str, dict[str, object]]) -> None:
+def _report_wan(
+    runs: dict[str, dict[str, list[Any]]],
+    st: Any,
+    variants: dict[str, tuple[dict[str, object], str]],
+    load: tuple[float, float],
+) -> None:
     mb = st.bytes / MB
     first = next(iter(variants))
     rows = []
@@ -1084,7 +1096,9 @@ def _report_wan(runs: dict[str, dict[str, list[Any]]], st: Any, variants: dict[s
         )
     line = "wan (peer time / cxbackup time, >1 = cxbackup faster): " + " | ".join(parts)
     settings = "; ".join(
-        f"`{k}`: {', '.join(f'{p}={v}' for p, v in props.items()) or 'its defaults'}" for k, props in variants.items()
+        f"`{k}`: {', '.join(f'{p}={v}' for p, v in props.items()) or 'its defaults'}"
+        + (f" with bench/whatif.py `{patches}`" if patches else "")
+        for k, (props, patches) in variants.items()
     )
     md = f"""### 9. WAN: round-trip time between the worker and S3
 
@@ -1095,13 +1109,16 @@ Round trips of {", ".join(runs)} ms: a `latency` toxic of half the round trip on
 holds every chunk that crosses the proxy for that time, without a bandwidth limit; the TCP handshake
 to the proxy is local, so a new connection costs no extra round trip here, unlike a real link with TLS).
 At 0 ms the proxy is there without a toxic, so every round trip pays the same proxy cost.
-Rounds are interleaved (one run of each tool per round), best of {REPEATS} by wall time; CPU s and
-peak RSS come from wait4() on each tool (its process tree, not the S3 server or toxiproxy); CPU ms per
-object = CPU s / {st.objects} objects. Connections: ESTABLISHED TCP connections to the proxy's port,
-sampled every 50 ms from /proc/net/tcp (max, and mean over the samples with any). cxbackup settings:
+Rounds are interleaved (one run of each tool per round), best of {REPEATS} by wall time. CPU s: wait4()
+on each tool (its process tree; not the S3 server, toxiproxy or the recording API); CPU ms per object =
+CPU s / {st.objects} objects; peak RSS: the tool's VmHWM, sampled. Connections: ESTABLISHED TCP
+connections to the proxy's S3 port, sampled every 100 ms through sock_diag netlink as `ss` does (max,
+and mean over the samples with any). cxbackup settings:
 {settings}; s5cmd `--numworkers {S5CMD_WORKERS}`; rclone `--transfers {RCLONE_TRANSFERS}
 --checkers {2 * RCLONE_TRANSFERS}`. cxbackup also lists metadata, writes `<callUUID>.json` and the
-layout, fsyncs and checks size and MD5 of every object; the peers only copy the objects.
+layout, fsyncs and checks size and MD5 of every object; the peers only copy the objects. The machine's
+5-minute load average was {load[0]:.1f} before and {load[1]:.1f} after the run (2 cores: other work ran
+alongside; compare the ratios within a round trip, not across runs).
 
 | RTT ms | tool | wall s | MB/s | CPU s | CPU ms/object | peak RSS MiB | conns max / mean | peer / {first} | runs (s) |
 |---|---|---|---|---|---|---|---|---|---|
@@ -1123,8 +1140,70 @@ ORDER = ["throughput", "shards", "hash", "listing", "operator", "crypto", "profi
 GOAL = "**Goal:** cxbackup at least as fast as s5cmd on this workload while also writing metadata and layout."
 
 
+_SUMMARY_PREFIX = {
+    "throughput:": "throughput",
+    "shards:": "shards",
+    "hash:": "hash",
+    "listing:": "listing",
+    "operator:": "operator",
+    "crypto": "crypto",
+    "profile": "profile",
+    "what-if:": "whatif",
+    "wan": "wan",
+}
+
+
+def _wan_status(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
+    """One sentence: cxbackup (its first variant) against s5cmd at each round-trip time."""
+    parts = []
+    for rtt, by_tool in runs.items():
+        if "s5cmd" not in by_tool or not by_tool:
+            continue
+        cx = min(r["wall"] for r in next(iter(by_tool.values())))
+        s5 = min(r["wall"] for r in by_tool["s5cmd"])
+        parts.append(f"{rtt} ms {s5 / cx:.0%}")
+    if not parts:
+        return ""
+    return "WAN (section 9), cxbackup's speed as a share of s5cmd's at each round trip: " + ", ".join(parts) + "."
+
+
+def _kept_sections() -> tuple[dict[str, dict[str, Any]], str]:
+    """The sections of the RESULTS.md in the repository (benchmarks not run on this machine keep
+    them: the store under ~/.cache is this machine's only) and its goal paragraph."""
+    import re
+
+    if not RESULTS_MD.exists():
+        return {}, ""
+    text = RESULTS_MD.read_text()
+    out: dict[str, dict[str, Any]] = {}
+    goal = next((ln for ln in text.splitlines() if ln.startswith("**Goal")), "")
+    goal = re.sub(r" \(issue \d+\)", "", goal).partition(" WAN (section 9)")[0]
+    summary = text.partition("## Summary lines")[2].partition("## Details")[0]
+    lines = {}
+    for ln in summary.splitlines():
+        name = _SUMMARY_PREFIX.get(ln.split(" ", 1)[0]) if ln.strip() else None
+        if name:
+            lines[name] = ln
+    details = text.partition("## Details")[2]
+    for part in re.split(r"(?m)^(?=### \d+\. )", details):
+        m = re.match(r"### (\d+)\. ", part)
+        if not m or not 1 <= int(m[1]) <= len(ORDER):
+            continue
+        name = ORDER[int(m[1]) - 1]
+        body, _, rest = part.partition("\n_Run: ")
+        out[name] = {
+            "name": name,
+            "line": lines.get(name, ""),
+            "markdown": body.rstrip() + "\n",
+            "at": rest.partition("._")[0],
+            "data": {},
+        }
+    return out, goal
+
+
 def write_results_md(tool_info: dict[str, str]) -> None:
-    res = load_results()
+    kept, kept_goal = _kept_sections()
+    res = {**kept, **load_results()}
     m = machine()
     status = ""
     if "throughput" in res and "runs" in res["throughput"]["data"]:
@@ -1152,6 +1231,9 @@ def write_results_md(tool_info: dict[str, str]) -> None:
                 f"{s5w:.2f} s in that run: "
                 f"{s5w / cand[k]:.0%} of s5cmd's speed."
             )
+    goal = GOAL + " " + status if status else kept_goal or GOAL
+    if "wan" in res and "runs" in res["wan"]["data"]:
+        goal += " " + _wan_status(res["wan"]["data"]["runs"])
     lines = [
         "# Benchmark results",
         "",
@@ -1159,7 +1241,7 @@ def write_results_md(tool_info: dict[str, str]) -> None:
         "on this machine are noisy (other work runs at the same time): peers are run interleaved in the",
         "same process tree and every figure is the best of several runs, so compare the ratios.",
         "",
-        GOAL + " " + status,
+        goal,
         "",
         "What limits it, and what to change: bench/README.md, 'Findings'.",
         "",
