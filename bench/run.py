@@ -44,7 +44,7 @@ from common import (
 
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 RECORDINGS = int(os.environ.get("BENCH_RECORDINGS", "2000"))
-CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "16"))  # cxbackup's default
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "64"))  # cxbackup's default
 S5CMD_WORKERS = 256  # s5cmd's documented default --numworkers
 AWS_MAX_CONCURRENT = 32  # aws s3 max_concurrent_requests (default 10; the docs tell to raise it for many small files)
 RCLONE_TRANSFERS = 32  # rclone --transfers (default 4; the docs tell to raise it for many small files)
@@ -890,8 +890,8 @@ WHATIF_REPEATS = int(os.environ.get("BENCH_WHATIF_REPEATS", "2"))
 WHATIF: list[tuple[str, str, int, int, dict[str, object]]] = [
     # (label, patches for bench/whatif.py, processes, concurrency, extra properties)
     ("as is", "none", 1, CONCURRENCY, {}),
-    ("concurrency 32", "none", 1, 32, {}),
-    ("concurrency 64", "none", 1, 64, {}),
+    ("concurrency 16 (the default before)", "none", 1, 16, {}),
+    ("concurrency 128", "none", 1, 128, {}),
     ("2 processes (2 shards)", "none", 2, CONCURRENCY, {}),
     ("without the MD5 check", "nomd5", 1, CONCURRENCY, {}),
     ("without fsync", "nofsync", 1, CONCURRENCY, {}),
@@ -985,8 +985,8 @@ WAN_RECORDINGS = int(os.environ.get("BENCH_WAN_RECORDINGS", "1000"))
 WAN_RTTS = [float(x) for x in os.environ.get("BENCH_WAN_RTTS", "0,20,80").split(",") if x.strip()]
 WAN_PEERS = ("s5cmd", "rclone")
 # cxbackup's settings to run: "label=prop:value,prop:value[@patch,patch]" separated by ";" (patches:
-# bench/whatif.py's, e.g. fixedcrt); default: its defaults only
-WAN_CXBACKUP = os.environ.get("BENCH_WAN_CXBACKUP", "cxbackup=")
+# bench/whatif.py's, e.g. fixedcrt); default: its defaults, and the concurrency it had before (16)
+WAN_CXBACKUP = os.environ.get("BENCH_WAN_CXBACKUP", "cxbackup=;cxbackup concurrency 16=concurrency:16")
 WAN_DELAY_API = os.environ.get("BENCH_WAN_DELAY_API", "1") == "1"
 WAN_TIMEOUT = float(os.environ.get("BENCH_WAN_TIMEOUT", "300"))
 
