@@ -1167,14 +1167,21 @@ def _wan_status(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
     return "WAN (section 9), cxbackup's speed as a share of s5cmd's at each round trip: " + ", ".join(parts) + "."
 
 
-def _kept_sections() -> tuple[dict[str, dict[str, Any]], str]:
+def _kept_sections() -> tuple[dict[str, dict[str, Any]], str, list[str]]:
     """The sections of the RESULTS.md in the repository (benchmarks not run on this machine keep
-    them: the store under ~/.cache is this machine's only) and its goal paragraph."""
+    them: the store under ~/.cache is this machine's only), its goal paragraph, and the machine table
+    those sections were run on."""
     import re
 
     if not RESULTS_MD.exists():
-        return {}, ""
+        return {}, "", []
     text = RESULTS_MD.read_text()
+    machine_md = text.partition("## Machine")[2].partition("\n## ")[0]
+    kept_machine = [ln for ln in machine_md.splitlines() if ln.startswith("| ") and not ln.startswith("| |")]
+    if "### Machine of the kept sections" in machine_md:  # written before: its own table is the one
+        kept_machine = [
+            ln for ln in machine_md.partition("### Machine of the kept sections")[2].splitlines() if ln.startswith("| ")
+        ][1:]
     out: dict[str, dict[str, Any]] = {}
     goal = next((ln for ln in text.splitlines() if ln.startswith("**Goal")), "")
     goal = re.sub(r" \(issue \d+\)", "", goal).partition(" WAN (section 9)")[0]
@@ -1198,12 +1205,26 @@ def _kept_sections() -> tuple[dict[str, dict[str, Any]], str]:
             "at": rest.partition("._")[0],
             "data": {},
         }
-    return out, goal
+    return out, goal, kept_machine
 
 
 def write_results_md(tool_info: dict[str, str]) -> None:
-    kept, kept_goal = _kept_sections()
-    res = {**kept, **load_results()}
+    kept, kept_goal, kept_machine = _kept_sections()
+    fresh = load_results()
+    res = {**kept, **fresh}
+    kept_names = [n for n in ORDER if n in kept and n not in fresh]
+    this_machine = [f"| {k} | {v} |" for k, v in machine().items()]
+    kept_machine = [ln for ln in kept_machine if ln.split("|")[1].strip() in machine()]
+    other_machine: list[str] = []
+    if kept_names and kept_machine and kept_machine != this_machine:
+        other_machine = [
+            "",
+            f"### Machine of the kept sections ({', '.join(kept_names)}: run earlier, on another machine)",
+            "",
+            "| | |",
+            "|---|---|",
+            *kept_machine,
+        ]
     m = machine()
     status = ""
     if "throughput" in res and "runs" in res["throughput"]["data"]:
@@ -1251,6 +1272,7 @@ def write_results_md(tool_info: dict[str, str]) -> None:
         "|---|---|",
         *[f"| {k} | {v} |" for k, v in m.items()],
         *[f"| {k} | {v} |" for k, v in tool_info.items()],
+        *other_machine,
         "",
         "## Summary lines",
         "",
