@@ -803,6 +803,13 @@ def _collapse(raw: Path) -> tuple[int, Counter[str], Counter[str]]:
     return total, self_t, incl
 
 
+def _home(path: Path) -> str:
+    """`path` with the home folder written as ~ (results name no machine's folders)."""
+    home = str(Path.home())
+    text = str(path)
+    return "~" + text[len(home) :] if text.startswith(home + "/") else text
+
+
 def bench_profile() -> None:
     t = tools(("python",))
     spy = t.venv_bin("py-spy")
@@ -855,7 +862,7 @@ def bench_profile() -> None:
         )
         sections.append(f"""#### {mode}: {what}
 
-Run of {r.wall:.1f} s under the profiler, {total} samples at 100 Hz (raw stacks: `{WORK}/profile-{mode}.txt`).
+Run of {r.wall:.1f} s under the profiler, {total} samples at 100 Hz (raw stacks: `{_home(WORK)}/profile-{mode}.txt`).
 
 | self share | function |
 |---|---|
