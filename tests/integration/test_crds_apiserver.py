@@ -42,7 +42,7 @@ def test_defaults_are_applied(control_plane: ControlPlane, namespace: str) -> No
     code, out = _apply(control_plane, namespace, doc)
     assert code == 0, out
     got = json.loads(control_plane.kubectl("get", "rb", "recordings", "-n", namespace, "-o", "json").stdout)
-    assert got["spec"]["concurrency"] == 16
+    assert got["spec"]["concurrency"] == 64
     assert got["spec"]["concurrencyPolicy"] == "Forbid"
 
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from cxbackup.backup.config import RcbsConfig
-from cxbackup.backup.crtsource import PART_BYTES, CrtS3MediaSource, select_media_transfer
+from cxbackup.backup.crtsource import CrtS3MediaSource, select_media_transfer
 from cxbackup.backup.errors import ConfigError, MediaAuthError, MediaMissingError, MediaSourceError, TargetError
 from cxbackup.backup.s3source import S3Options
 from cxbackup.backup.vendor_client import StorageEntry, VendorSettings
@@ -36,7 +37,7 @@ ODD_KEYS = [
 ]
 
 
-def _source(endpoint: str, access: str, secret: str, bucket: str, prefix: str = "", **kw: float) -> CrtS3MediaSource:
+def _source(endpoint: str, access: str, secret: str, bucket: str, prefix: str = "", **kw: Any) -> CrtS3MediaSource:
     settings = VendorSettings("t", (StorageEntry("usw1", "us-east-1", bucket, prefix),))
     options = S3Options(access_key_id=access, secret_access_key=secret, endpoint_url=endpoint, region="us-east-1")
     return CrtS3MediaSource(settings, options, **kw)
@@ -81,10 +82,11 @@ def test_keys_that_need_encoding_are_signed_and_fetched(emulator: Emulator, tmp_
 
 
 def test_an_object_larger_than_a_part_is_fetched_in_ranges(emulator: Emulator, tmp_path: Path) -> None:
-    body = b"".join(i.to_bytes(4, "big") for i in range((2 * PART_BYTES + 12345) // 4))
+    source = _emulator_source(emulator)
+    part = source.sizing.part_bytes
+    body = b"".join(i.to_bytes(4, "big") for i in range((2 * part + 12345) // 4))
     _put(emulator, "big.bin", body)
     logged = len(emulator.request_log("s3"))
-    source = _emulator_source(emulator)
     fetched = source.download_to(source.locate("usw1", "big.bin"), str(tmp_path / "big"))
     assert (tmp_path / "big").read_bytes() == body
     assert fetched.content_length == len(body)
@@ -195,6 +197,108 @@ def test_a_body_that_stops_coming_is_cancelled(raw_server: RawServer, tmp_path: 
         source.download_to(source.locate("usw1", "k.bin"), str(tmp_path / "f"))
     assert info.value.retryable
     assert time.monotonic() - started < 7  # well before the server would have closed the connection
+
+
+class HoldingServer:
+    """HTTP/1.1 on 127.0.0.1, one thread per connection, that holds every GET until `hold` requests are
+    waiting at once (or `patience` seconds passed), then answers all of them: the most requests a
+    client had in flight is `peak`."""
+
+    def __init__(self, hold: int, patience: float = 3.0) -> None:
+        self.hold = hold
+        self.patience = patience
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stop = threading.Event()
+        self.cond = threading.Condition()
+        self.waiting = 0
+        self.peak = 0
+        self.threads: list[threading.Thread] = []
+        self.acceptor = threading.Thread(target=self._accept, daemon=True)
+        self.acceptor.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://localhost:{self.port}"
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self.threads.append(t)
+            t.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.settimeout(0.2)
+        body = b"held body"
+        etag = hashlib.md5(body, usedforsecurity=False).hexdigest()
+        with conn:
+            while not self.stop.is_set():
+                try:
+                    data = conn.recv(65536)
+                except TimeoutError:
+                    continue  # an idle kept-alive connection: look at `stop` again
+                except OSError:
+                    return
+                if not data:
+                    return
+                with self.cond:
+                    self.waiting += 1
+                    self.peak = max(self.peak, self.waiting)
+                    self.cond.notify_all()
+                    self.cond.wait_for(lambda: self.waiting >= self.hold or self.stop.is_set(), self.patience)
+                    self.hold = 0  # the first batch was held: answer everything from now on
+                    self.cond.notify_all()
+                    self.waiting -= 1
+                # the CRT asks for the first part as a range: the whole (small) object is that range
+                head = (
+                    f"HTTP/1.1 206 Partial Content\r\nContent-Length: {len(body)}\r\n"
+                    f'Content-Range: bytes 0-{len(body) - 1}/{len(body)}\r\nETag: "{etag}"\r\n\r\n'
+                )
+                try:
+                    conn.sendall(head.encode() + body)
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        self.stop.set()
+        with self.cond:
+            self.cond.notify_all()
+        self.acceptor.join(timeout=5)
+        for t in self.threads:
+            t.join(timeout=5)
+        self.sock.close()
+
+
+def test_as_many_gets_in_flight_as_downloads(tmp_path: Path) -> None:
+    """With `downloads=N` the CRT client lets N GETs wait on the server at once (with its memory limit
+    fixed at 256 MiB and 8 MiB parts it admitted 16, whatever the worker's concurrency)."""
+    downloads = 24
+    server = HoldingServer(hold=downloads)
+    try:
+        source = _source(server.url, "AKIDTEST", "secret", "media", downloads=downloads)
+        errors: list[BaseException] = []
+
+        def fetch(i: int) -> None:
+            try:
+                fetched = source.download_to(source.locate("usw1", f"k{i}.bin"), str(tmp_path / f"f{i}"))
+                assert fetched.content_length == len(b"held body")
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=fetch, args=(i,)) for i in range(downloads)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert not errors, errors
+        assert server.peak == downloads
+    finally:
+        server.close()
 
 
 def test_a_file_that_cannot_be_written_is_a_target_error(emulator: Emulator, tmp_path: Path) -> None:

@@ -312,7 +312,12 @@ class RecordingBackupSpec(CamelModel):
         description="Number of shards: pods that split the recordings of a run by a hash of the id "
         "(RCBS totalRcbsInstances).",
     )
-    concurrency: int = Field(default=16, ge=1, le=256, description="Concurrent downloads per shard.")
+    concurrency: int = Field(
+        default=64,
+        ge=1,
+        le=256,
+        description="Concurrent downloads per shard: objects in flight at once.",
+    )
     schedule: str | None = Field(
         default=None,
         min_length=9,

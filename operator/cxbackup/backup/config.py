@@ -27,7 +27,7 @@ Our own properties:
     awsEndpointUrl          S3 endpoint of the vendor storage for a non-AWS S3 (same as the
                             AWS_ENDPOINT_URL environment variable, which wins when both are set)
     awsRegion               region for the vendor S3 clients; default: each storage entry's awsRegion
-    concurrency             parallel downloads per instance [16]
+    concurrency             parallel downloads per instance (objects in flight) [64]
     mediaTransfer           how media objects are fetched [auto]: crt = the AWS Common Runtime's native
                             S3 client writes each object straight into its temporary file (much less
                             CPU; TLS trusts AWS_CA_BUNDLE when set); boto3 = streamed through Python;
@@ -149,7 +149,7 @@ class RcbsConfig(BaseModel):
     # ours
     aws_endpoint_url: str | None = Field(default=None, alias="awsEndpointUrl")
     aws_region: str | None = Field(default=None, alias="awsRegion")
-    concurrency: int = Field(default=16, ge=1, le=256, alias="concurrency")
+    concurrency: int = Field(default=64, ge=1, le=256, alias="concurrency")
     media_transfer: Literal["auto", "crt", "boto3"] = Field(default="auto", alias="mediaTransfer")
     retries: int = Field(default=6, ge=0, le=20, alias="retries")
     page_size: int = Field(default=100, ge=1, le=1000, alias="pageSize")

@@ -55,7 +55,7 @@ def make_media_source(config: RcbsConfig, credentials: Credentials, settings: Ve
     if config.target_s3_bucket and requested == "auto":
         requested = "boto3"  # objects are streamed into the target bucket: no local file to write
     if select_media_transfer(requested, options) == "crt":
-        return CrtS3MediaSource(settings, options)
+        return CrtS3MediaSource(settings, options, downloads=config.concurrency)
     return S3MediaSource(settings, options)
 
 

@@ -17,9 +17,9 @@ picks boto3.
 
 Failures map to the same errors as boto3's (`s3source.classify_status`): 403 -> MediaAuthError,
 404 -> MediaMissingError, other statuses and connection errors -> retryable MediaSourceError, failures to
-write the file -> TargetError. The CRT writes an object part by part (parts of PART_BYTES); a download
-whose file has not grown for `stall_seconds` (120: a part arriving slower than about 70 KB/s) is
-cancelled and retried like a reset connection.
+write the file -> TargetError. The CRT writes an object part by part (the part size follows the
+number of downloads in flight, see `crt_sizing`: 8 MiB down to 256 KiB); a download whose file has not
+grown for `stall_seconds` (120) is cancelled and retried like a reset connection.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from cxbackup.backup.s3source import Fetched, MediaRef, S3MediaSource, S3Options
 from cxbackup.backup.vendor_client import VendorSettings
 from cxbackup.core.tls import CA_CERTIFICATES
 
-__all__ = ["CrtS3MediaSource", "MediaTransfer", "crt_available", "select_media_transfer"]
+__all__ = ["CrtS3MediaSource", "CrtSizing", "MediaTransfer", "crt_available", "crt_sizing", "select_media_transfer"]
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +51,56 @@ _DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 # CRT errors about the local file, not the network: the target's problem.
 _FILE_ERRORS = ("AWS_ERROR_FILE", "AWS_ERROR_NO_SPACE", "AWS_ERROR_NO_PERMISSION", "AWS_ERROR_MAX_FDS_EXCEEDED")
 
-PART_BYTES = 8 << 20  # the CRT's own default; larger objects are fetched as parallel ranged GETs
-# The CRT's buffer pool; its default scales with the throughput target (2 GiB and more), too much for a
-# worker pod. 256 MiB (the least it accepts) holds 32 parts: with `concurrency` requests in flight at
-# most and most recordings far smaller than a part, downloads are not held back by it.
-MEMORY_LIMIT_BYTES = 256 << 20
+# How the CRT S3 client is sized (see `crt_sizing`). Its own rules (aws-c-s3): every GET it starts holds
+# one part buffer (part_size bytes, whatever the object's size) out of a pool of memory_limit less
+# CRT_RESERVED_BYTES, which it keeps for itself (connections, bookkeeping) and never hands out; it opens
+# throughput_target_gbps / 0.4 connections; an object larger than a part is fetched as parallel ranged
+# GETs of one part each. Left at a fixed 256 MiB / 8 MiB parts / 10 Gbps, that admitted 16 GETs at
+# once whatever `concurrency` said: on a link with a 80 ms round trip, the download took the round
+# trips of 16 GETs at a time.
+CRT_RESERVED_BYTES = 128 << 20
+CRT_MIN_MEMORY_LIMIT = 256 << 20  # the least the CRT accepts
+# Part buffers of all GETs in flight together, at any concurrency: the memory the downloads may hold.
+BUFFER_BUDGET_BYTES = CRT_MIN_MEMORY_LIMIT - CRT_RESERVED_BYTES
+MAX_PART_BYTES = 8 << 20  # the CRT's own default part size
+MIN_PART_BYTES = 256 << 10  # a voice file (100-200 KB) still fits one GET
+REQUESTS_PER_DOWNLOAD = 2  # GETs in flight per download slot: room for the ranged parts of large objects
+_GBPS_PER_CONNECTION = 0.4  # the CRT's ratio of throughput target to connections
+
+
+@dataclass(frozen=True)
+class CrtSizing:
+    """What the CRT S3 client is told, derived from the number of downloads in flight."""
+
+    requests: int  # GETs (whole objects or ranges) in flight at most, each on its own connection
+    part_bytes: int
+    memory_limit: int
+    throughput_target_gbps: float
+
+    @property
+    def buffer_bytes(self) -> int:
+        """The most the part buffers can hold at once."""
+        return self.memory_limit - CRT_RESERVED_BYTES
+
+
+def crt_sizing(downloads: int) -> CrtSizing:
+    """Size the CRT client so that `downloads` objects (the worker's `concurrency`: one download per
+    thread) can be in flight at once, each with room for REQUESTS_PER_DOWNLOAD GETs, within a fixed
+    budget of part buffers (BUFFER_BUDGET_BYTES, 128 MiB): the part size shrinks as downloads grow,
+    from 8 MiB (up to 8 downloads) to 256 KiB (256, the most `concurrency` allows), and an object larger
+    than a part is fetched as parallel ranged GETs. So the memory limit stays 256 MiB, of which at most
+    128 MiB are part buffers, at every concurrency; only past 256 downloads would it grow (256 KiB per
+    GET).
+
+    The connections follow the requests: throughput target = requests x 0.4 Gbps (the CRT's ratio; once
+    the memory limit is given, the target sets nothing else)."""
+    requests = max(1, downloads) * REQUESTS_PER_DOWNLOAD
+    part = BUFFER_BUDGET_BYTES // requests
+    part = max(MIN_PART_BYTES, min(MAX_PART_BYTES, part & ~0xFFFF))  # whole 64 KiB
+    memory = max(CRT_MIN_MEMORY_LIMIT, CRT_RESERVED_BYTES + requests * part)
+    return CrtSizing(requests, part, memory, round(requests * _GBPS_PER_CONNECTION, 1))
+
+
 _shared_lock = threading.Lock()
 _shared_bootstrap: Any = None
 
@@ -141,13 +186,15 @@ class CrtS3MediaSource(S3MediaSource):
         options: S3Options,
         *,
         stall_seconds: float = 120.0,
-        throughput_target_gbps: float = 10.0,
+        downloads: int = 16,
     ) -> None:
+        """`downloads`: how many objects the caller fetches at once (the worker's `concurrency`); the
+        CRT client is sized for them (`crt_sizing`)."""
         super().__init__(settings, options)
         self._crt_clients: dict[str, Any] = {}
         self._crt_lock = threading.Lock()
         self.stall_seconds = stall_seconds
-        self._gbps = throughput_target_gbps
+        self.sizing = crt_sizing(downloads)
         endpoint = options.endpoint_url
         self._endpoint = urllib.parse.urlsplit(endpoint) if endpoint else None
 
@@ -174,9 +221,9 @@ class CrtS3MediaSource(S3MediaSource):
                     region=region,
                     credential_provider=creds,
                     tls_mode=s3.S3RequestTlsMode.ENABLED if tls else s3.S3RequestTlsMode.DISABLED,
-                    throughput_target_gbps=self._gbps,
-                    part_size=PART_BYTES,
-                    memory_limit=MEMORY_LIMIT_BYTES,
+                    throughput_target_gbps=self.sizing.throughput_target_gbps,
+                    part_size=self.sizing.part_bytes,
+                    memory_limit=self.sizing.memory_limit,
                     connect_timeout_ms=10_000,
                     # one retry policy for every download: the worker's (`retries`, with backoff)
                     retry_config=s3.S3RetryConfig(retry_mode=s3.S3RetryMode.NONE),

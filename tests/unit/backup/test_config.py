@@ -77,7 +77,7 @@ def test_defaults_follow_the_seed() -> None:
     assert not config.media_selector.matches("audio/wav")
     assert config.encryption_format == "AES-128"
     assert (config.metadata_only, config.use_payload_signing) == (False, False)
-    assert (config.total_rcbs_instances, config.rcbs_instance_id, config.concurrency) == (1, 0, 16)
+    assert (config.total_rcbs_instances, config.rcbs_instance_id, config.concurrency) == (1, 0, 64)
 
 
 def test_unknown_keys_warn_with_suggestion() -> None:
