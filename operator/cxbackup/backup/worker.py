@@ -15,9 +15,11 @@
    crtsource.py; otherwise 1 MiB chunks through Python), checks Content-Length and the MD5 (ETag)
    when S3 gives one, fsyncs and renames; retries with backoff on 429/5xx/SlowDown/reset/truncated
    bodies; then writes `<callUUID>.json` last and fsyncs the folder once (making every rename in it
-   durable). A recording whose media and metadata are all present is "skipped".
-5. When the whole window finished with zero failures, stores the window end as the last recording end
-   time (never backwards). Logs RCBS's summary line and the failed ids with reasons.
+   durable). A recording whose media and metadata are all present is "skipped". Either way, the
+   recording then gets its entry in the shard's search index (index.py; directory targets), committed
+   in batches; a failed recording gets none.
+5. When the whole window finished with zero failures and the index is committed, stores the window
+   end as the last recording end time (never backwards). Logs RCBS's summary line and the failed ids with reasons.
 
 Everything that does I/O is passed in (vendor client, media source, target, sleep), so tests run the
 real logic against fakes; `connections.py` builds the real ones.
@@ -30,6 +32,7 @@ import hashlib
 import logging
 import os
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -41,12 +44,14 @@ from typing import TypeVar, cast
 from cxbackup.backup.config import Credentials, RcbsConfig
 from cxbackup.backup.connections import make_media_source, make_vendor_client, open_target
 from cxbackup.backup.errors import MediaIntegrityError, MediaMissingError, MediaSourceError, RcbsError, TargetError
-from cxbackup.backup.layout import FolderFormat, recording_paths
+from cxbackup.backup.index import INDEX_DIR, IndexWriter, ShardIndex, entry_from_recording, shard_index_name
+from cxbackup.backup.layout import FolderFormat, RecordingPaths, recording_paths
 from cxbackup.backup.progress import LogProgressSink, ProgressSink, RecordingResult, RecordingStatus, RunSummary
 from cxbackup.backup.records import MediaFile, Recording
 from cxbackup.backup.s3source import FileMediaSource, MediaRef, MediaSource
+from cxbackup.backup.sharding import ShardAssignment
 from cxbackup.backup.state import advance_last_end_time, lock_name, read_last_end_time, state_file_name
-from cxbackup.backup.targets import BackupTarget, LocalFileWriter, LockHolder, TargetWriter
+from cxbackup.backup.targets import BackupTarget, LocalDirectoryTarget, LocalFileWriter, LockHolder, TargetWriter
 from cxbackup.backup.vendor_client import VendorClient
 from cxbackup.backup.window import RecordingWindow, compute_window, format_utc
 from cxbackup.core.redact import Redactor
@@ -194,6 +199,7 @@ class RecordingCopier:
     metadata_only: bool = False
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random | None = None
+    index: IndexWriter | None = None
 
     def __post_init__(self) -> None:
         # one generator for the backoff jitter of all threads (seeding one per recording costs more)
@@ -237,6 +243,7 @@ class RecordingCopier:
                 )
                 files += 1
         if files == 0 and size_of(paths.metadata) is not None:
+            self._index(recording, paths, media, present)
             return RecordingResult(recording.id, RecordingStatus.SKIPPED)
         data = recording.raw_json.encode("utf-8")
         writer = self.target.open_writer(paths.metadata)
@@ -249,7 +256,38 @@ class RecordingCopier:
         except BaseException:
             writer.abort()
             raise
+        self._index(recording, paths, media, present)
         return RecordingResult(recording.id, RecordingStatus.DOWNLOADED, files=files + 1, bytes=written + len(data))
+
+    def _index(
+        self, recording: Recording, paths: RecordingPaths, media: list[MediaFile], present: dict[str, int] | None
+    ) -> None:
+        """Add the entry of a recording whose files are all in place (called after the metadata's rename)."""
+        if self.index is None:
+            return
+        stored: set[str] = set()
+        if not self.metadata_only:
+            stored = {m.media_id for m in media if m.media_id is not None}
+            if present:  # media of an earlier run with other mediaTypes are backed up as well
+                stored.update(mid for mid, path in paths.media.items() if path.rpartition("/")[2] in present)
+        self.index.add_entry(lambda: entry_from_recording(recording, paths, stored))
+
+
+def _open_index(target: BackupTarget, shard: ShardAssignment) -> tuple[IndexWriter | None, str | None]:
+    """The shard's index writer (directory targets); (None, why) when the file cannot be opened."""
+    if not isinstance(target, LocalDirectoryTarget):
+        log.info("The search index is kept for directory targets only; this target gets none")
+        return None, None
+    name = shard_index_name(shard)
+    try:
+        folder = target.resolve(INDEX_DIR)
+        folder.mkdir(mode=0o700, exist_ok=True)
+        return IndexWriter(ShardIndex(target.resolve(f"{INDEX_DIR}/{name}"))), None
+    except (OSError, sqlite3.Error, RcbsError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        message = f"the search index {INDEX_DIR}/{name} cannot be opened ({reason})"
+        log.error("%s; the backup goes on without it", message)
+        return None, message
 
 
 def _log_config(config: RcbsConfig, target: BackupTarget, window: RecordingWindow, explicit: bool) -> None:
@@ -313,6 +351,7 @@ def run_backup(
             metadata_only=config.metadata_only,
             last_recording_end_time=stored,
         )
+        index, index_error = _open_index(target, shard)
         copier = RecordingCopier(
             target=target,
             source=source,
@@ -321,6 +360,7 @@ def run_backup(
             metadata_only=config.metadata_only,
             sleep=sleep,
             rng=rng,
+            index=index,
         )
         try:
             total = vendor.count(window)
@@ -329,6 +369,14 @@ def run_backup(
         except RcbsError as exc:
             summary.error = redactor.clean(str(exc))
             summary.error_exit_code = exc.exit_code
+            log.error("Run stopped: %s", summary.error)
+        if index is not None:
+            index_error = index.close()
+            if index_error is None:
+                log.info("Search index: %d recordings added or updated", index.added)
+        if index_error is not None and summary.error is None:
+            summary.error = redactor.clean(f"{index_error}; rebuild it with `cxbackup index`")
+            summary.error_exit_code = TargetError.exit_code
             log.error("Run stopped: %s", summary.error)
         if summary.ok:
             try:

@@ -1,0 +1,585 @@
+"""The search index of a backup target: what was backed up, queryable with SQLite (stdlib sqlite3).
+
+Where it lives (directory targets):
+
+    <target>/.cxbackup-index/shard-<i>-of-<N>.sqlite3     one file per shard, mode 0600
+
+Why one file per shard: several worker pods (one per shard) write to one volume at once, often a
+network file system, where SQLite's file locks cannot be trusted to keep two writers apart. Each file
+here has exactly one writer, the process that holds the shard's lock for the run (targets.py), so
+SQLite's locking never has to arbitrate between writers. The journal is the classic rollback journal
+(`journal_mode=DELETE`, `synchronous=FULL`), not WAL, which needs shared memory a network file system
+does not give. Readers (`cxbackup search`) open the files read-only, so they never write, not even to
+roll back a journal, and merge the results of all files (a recording found in two files, after the
+number of shards changed, is shown once).
+
+What an entry means: the recording's files are complete under their final names. The worker adds the
+entry after `<callUUID>.json` (written last) is renamed into place and its folder fsynced, and also for
+a recording it skipped because it is already complete; entries are committed in batches
+(FLUSH_EVERY recordings or FLUSH_SECONDS), and always before the shard's last recording end time
+advances. A crash loses at most the uncommitted batch: those recordings are complete in the tree but
+not yet in the index, the checkpoint did not advance, so the next run covers the same window, finds
+them complete, and adds them. A recording whose download failed never gets an entry.
+
+The tree is the ground truth: `rebuild_index` (the `cxbackup index` command) reads every
+`<callUUID>/<callUUID>.json` in the tree and the media files next to it, and writes the shard files
+anew (each under a temporary name, renamed into place while holding that shard's lock).
+
+Schema (SCHEMA_VERSION): `recordings` (one row per recording: id, start and stop time, caller, dialed,
+folder, digest), `numbers` (every phone number of the recording, digits only and reversed so that "ends
+with" is a range scan), `names` (agent and user names and agent ids, lower case), `tags` (partitions
+`p` and access groups `g`), `media` (id, type, size, file name in the folder or NULL when not backed
+up), and `recording_text` (FTS5 over the distinct text values of the metadata; a plain table searched
+with LIKE when the sqlite3 library lacks FTS5).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cxbackup.backup.errors import TargetError
+from cxbackup.backup.layout import RecordingPaths, is_temp_name, media_file_names
+from cxbackup.backup.records import Recording, parse_metadata_time
+from cxbackup.backup.sharding import ShardAssignment, shard_of
+from cxbackup.core.files import PRIVATE_MODE, fsync_dir
+
+__all__ = [
+    "FLUSH_EVERY",
+    "FLUSH_SECONDS",
+    "INDEX_DIR",
+    "SCHEMA_VERSION",
+    "IndexEntry",
+    "IndexWriter",
+    "MediaEntry",
+    "RebuildSummary",
+    "ShardIndex",
+    "digits_of",
+    "entry_from_recording",
+    "index_files",
+    "open_readonly",
+    "rebuild_index",
+    "shard_index_name",
+]
+
+log = logging.getLogger("cxbackup.backup")
+
+INDEX_DIR = ".cxbackup-index"
+SCHEMA_VERSION = 1
+FLUSH_EVERY = 500
+FLUSH_SECONDS = 5.0
+_NAME = re.compile(r"^shard-(\d+)-of-(\d+)\.sqlite3$")
+_PHONE_CHARS = set("+0123456789 -().")
+_MAX_TEXT_VALUE = 512  # longer text values (base64 blobs, say) are not useful to search for
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS recordings (
+    rec INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    start_ms INTEGER,
+    stop_ms INTEGER,
+    caller TEXT,
+    dialed TEXT,
+    folder TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    indexed_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS recordings_start ON recordings (start_ms);
+CREATE TABLE IF NOT EXISTS numbers (digits_rev TEXT NOT NULL, rec INTEGER NOT NULL,
+    PRIMARY KEY (digits_rev, rec)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS numbers_rec ON numbers (rec);
+CREATE TABLE IF NOT EXISTS names (name TEXT NOT NULL, rec INTEGER NOT NULL,
+    PRIMARY KEY (name, rec)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS names_rec ON names (rec);
+CREATE TABLE IF NOT EXISTS tags (kind TEXT NOT NULL, value TEXT NOT NULL, rec INTEGER NOT NULL,
+    PRIMARY KEY (kind, value, rec)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tags_rec ON tags (rec);
+CREATE TABLE IF NOT EXISTS media (rec INTEGER NOT NULL, media_id TEXT NOT NULL, type TEXT, size INTEGER,
+    name TEXT, PRIMARY KEY (rec, media_id)) WITHOUT ROWID;
+"""
+_FTS = "CREATE VIRTUAL TABLE IF NOT EXISTS recording_text USING fts5(text, tokenize = 'unicode61')"
+_PLAIN_TEXT = "CREATE TABLE IF NOT EXISTS recording_text (rowid INTEGER PRIMARY KEY, text TEXT NOT NULL)"
+
+
+def shard_index_name(shard: ShardAssignment) -> str:
+    return f"shard-{shard.label}.sqlite3"
+
+
+def digits_of(value: str) -> str:
+    """The digits of a phone number (`+1 (647) 838-9001` -> `16478389001`)."""
+    return "".join(c for c in value if c.isdigit() and c.isascii())
+
+
+def _phone(value: object) -> str | None:
+    """The digits of `value` when it looks like a phone number (only phone characters, >= 3 digits)."""
+    if not isinstance(value, str) or not value or not set(value) <= _PHONE_CHARS:
+        return None
+    digits = digits_of(value)
+    return digits if len(digits) >= 3 else None
+
+
+@dataclass(frozen=True)
+class MediaEntry:
+    media_id: str
+    type: str | None
+    size: int | None
+    name: str | None  # file name in the recording's folder; None when this media file was not backed up
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """What the index knows about one recording."""
+
+    id: str
+    start_ms: int | None
+    stop_ms: int | None
+    caller: str | None
+    dialed: str | None
+    folder: str
+    metadata: str  # file name of the metadata in the folder
+    numbers: frozenset[str]  # digits
+    names: frozenset[str]  # lower case
+    partitions: frozenset[str]
+    access_groups: frozenset[str]
+    media: tuple[MediaEntry, ...]
+    text: str
+    digest: str = field(compare=False)
+
+
+def _leaf_strings(value: object, out: dict[str, None]) -> None:
+    if isinstance(value, str):
+        text = value.strip()
+        if text and len(text) <= _MAX_TEXT_VALUE:
+            out[text] = None
+    elif isinstance(value, dict):
+        for v in value.values():
+            _leaf_strings(v, out)
+    elif isinstance(value, list):
+        for v in value:
+            _leaf_strings(v, out)
+
+
+def _time(value: object) -> int | None:
+    try:
+        return parse_metadata_time(value)
+    except (ValueError, TypeError):
+        return None
+
+
+def _add_name(names: set[str], value: object) -> None:
+    if isinstance(value, str) and value.strip():
+        names.add(value.strip().lower())
+
+
+def _from_contact(contact: object, numbers: set[str], names: set[str]) -> None:
+    if isinstance(contact, dict):
+        _add_name(names, contact.get("userName"))
+        if (digits := _phone(contact.get("phoneNumber"))) is not None:
+            numbers.add(digits)
+
+
+def entry_from_recording(recording: Recording, paths: RecordingPaths, stored: Iterable[str]) -> IndexEntry:
+    """The index entry of `recording`, placed at `paths`, with the media ids in `stored` backed up."""
+    data = json.loads(recording.raw_json)
+    if not isinstance(data, dict):
+        data = {}
+    return _entry(recording, data, paths.directory, paths.metadata.rpartition("/")[2], paths.media, set(stored))
+
+
+def _entry(
+    recording: Recording,
+    data: Mapping[str, Any],
+    folder: str,
+    metadata_name: str,
+    media_paths: Mapping[str, str],
+    stored: set[str],
+) -> IndexEntry:
+    numbers: set[str] = set()
+    names: set[str] = set()
+    caller = data.get("callerPhoneNumber")
+    dialed = data.get("dialedPhoneNumber")
+    for value in (caller, dialed):
+        if (digits := _phone(value)) is not None:
+            numbers.add(digits)
+    events = data.get("eventHistory")
+    for event in events if isinstance(events, list) else ():
+        if isinstance(event, dict):
+            _from_contact(event.get("contact"), numbers, names)
+    media_json = data.get("mediaFiles")
+    for m in media_json if isinstance(media_json, list) else ():
+        params = m.get("parameters") if isinstance(m, dict) else None
+        if not isinstance(params, dict):
+            continue
+        for key in ("username", "userName", "agentId", "agentName"):
+            _add_name(names, params.get(key))
+        _from_contact(params.get("contact"), numbers, names)
+        for key in ("ani", "dnis", "recordDN", "agentID", "phoneNumber"):
+            if (digits := _phone(params.get(key))) is not None:
+                numbers.add(digits)
+    media = tuple(
+        MediaEntry(
+            media_id=m.media_id,
+            type=m.type,
+            size=m.size,
+            name=media_paths[m.media_id].rpartition("/")[2] if m.media_id in stored else None,
+        )
+        for m in recording.media
+        if m.media_id is not None
+    )
+    text: dict[str, None] = {}
+    _leaf_strings(data, text)
+    digest_src = recording.raw_json + "\0" + folder + "\0" + "\0".join(sorted(m.media_id for m in media if m.name))
+    return IndexEntry(
+        id=recording.id,
+        start_ms=recording.start_ms,
+        stop_ms=_time(data.get("stopTime")),
+        caller=caller if isinstance(caller, str) else None,
+        dialed=dialed if isinstance(dialed, str) else None,
+        folder=folder,
+        metadata=metadata_name,
+        numbers=frozenset(numbers),
+        names=frozenset(names),
+        partitions=frozenset(p for m in recording.media for p in m.partitions),
+        access_groups=frozenset(g for m in recording.media for g in m.access_groups),
+        media=media,
+        text="\n".join(text),
+        digest=hashlib.sha256(digest_src.encode("utf-8", "surrogatepass")).hexdigest()[:32],
+    )
+
+
+def _create_private(path: Path) -> None:
+    """Create `path` empty, owner-only, when it does not exist (SQLite gives its journal the same mode)."""
+    with contextlib.suppress(FileExistsError):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE)
+        os.fchmod(fd, PRIVATE_MODE)
+        os.close(fd)
+
+
+class ShardIndex:
+    """One index file opened for writing (by the one process that holds its shard's lock)."""
+
+    def __init__(self, path: Path, *, durable: bool = True) -> None:
+        self.path = path
+        _create_private(path)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            self._db.execute("PRAGMA journal_mode=DELETE")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
+            self._db.execute("PRAGMA foreign_keys=OFF")
+            self._db.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            version = self._meta("schema")
+            if version is None:
+                self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+                try:
+                    self._db.execute(_FTS)
+                    fts = "fts5"
+                except sqlite3.OperationalError:  # a sqlite3 library built without FTS5
+                    self._db.execute(_PLAIN_TEXT)
+                    fts = "like"
+                self._db.execute("INSERT INTO meta VALUES ('text', ?)", (fts,))
+            elif version != str(SCHEMA_VERSION):
+                raise TargetError(
+                    f"{path.name} has index schema {version}, this version writes {SCHEMA_VERSION}: "
+                    "rebuild the index with `cxbackup index`"
+                )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def add(self, entries: Iterable[IndexEntry], *, now_ms: int | None = None) -> int:
+        """Insert or replace `entries` in one transaction; returns how many changed."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        db = self._db
+        changed = 0
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for e in entries:
+                row = db.execute("SELECT rec, digest FROM recordings WHERE id = ?", (e.id,)).fetchone()
+                if row is not None:
+                    if row[1] == e.digest:
+                        continue
+                    self._delete(row[0])
+                rec = db.execute(
+                    "INSERT INTO recordings (id, start_ms, stop_ms, caller, dialed, folder, metadata, digest, "
+                    "indexed_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (e.id, e.start_ms, e.stop_ms, e.caller, e.dialed, e.folder, e.metadata, e.digest, now_ms),
+                ).lastrowid
+                db.executemany("INSERT INTO numbers VALUES (?, ?)", [(d[::-1], rec) for d in e.numbers])
+                db.executemany("INSERT INTO names VALUES (?, ?)", [(n, rec) for n in e.names])
+                db.executemany(
+                    "INSERT INTO tags VALUES (?, ?, ?)",
+                    [("p", v, rec) for v in e.partitions] + [("g", v, rec) for v in e.access_groups],
+                )
+                db.executemany(
+                    "INSERT OR REPLACE INTO media VALUES (?, ?, ?, ?, ?)",
+                    [(rec, m.media_id, m.type, m.size, m.name) for m in e.media],
+                )
+                db.execute("INSERT INTO recording_text (rowid, text) VALUES (?, ?)", (rec, e.text))
+                changed += 1
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+        return changed
+
+    def _delete(self, rec: int) -> None:
+        for table in ("numbers", "names", "tags", "media"):
+            self._db.execute(f"DELETE FROM {table} WHERE rec = ?", (rec,))  # noqa: S608 - fixed names
+        self._db.execute("DELETE FROM recording_text WHERE rowid = ?", (rec,))
+        self._db.execute("DELETE FROM recordings WHERE rec = ?", (rec,))
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM recordings").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class IndexWriter:
+    """The worker's side: entries from the download threads, committed in batches (thread-safe).
+
+    The first failure is kept in `error` and indexing stops (the backup goes on); the run then ends
+    with that error and without advancing its checkpoint, so nothing claims a window the index lacks.
+    """
+
+    def __init__(
+        self, index: ShardIndex, *, every: int = FLUSH_EVERY, seconds: float = FLUSH_SECONDS, clock: Any = time
+    ) -> None:
+        self._index = index
+        self._every = every
+        self._seconds = seconds
+        self._clock = clock
+        self._pending: list[IndexEntry] = []
+        self._lock = threading.Lock()
+        self._last = clock.monotonic()
+        self.error: str | None = None
+        self.added = 0
+
+    def add_entry(self, make: Callable[[], IndexEntry]) -> None:
+        """Add the entry `make()` builds; a failure to build it stops indexing like a failed commit."""
+        if self.error is not None:
+            return
+        try:
+            entry = make()
+        except Exception as exc:
+            with self._lock:
+                if self.error is None:
+                    self.error = f"indexing a recording failed: {type(exc).__name__}: {exc}"
+                    log.error("%s", self.error)
+            return
+        self.add(entry)
+
+    def add(self, entry: IndexEntry) -> None:
+        with self._lock:
+            if self.error is not None:
+                return
+            self._pending.append(entry)
+            if len(self._pending) >= self._every or self._clock.monotonic() - self._last >= self._seconds:
+                self._flush()
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        self._last = self._clock.monotonic()
+        if not batch:
+            return
+        try:
+            self.added += self._index.add(batch)
+        except (sqlite3.Error, OSError) as exc:
+            self.error = f"updating the search index {self._index.path.name} failed: {exc}"
+            log.error("%s; the backup goes on, rebuild the index with `cxbackup index`", self.error)
+
+    def close(self) -> str | None:
+        """Commit what is pending and close the file; returns the error, if any."""
+        with self._lock:
+            if self.error is None:
+                self._flush()
+            with contextlib.suppress(sqlite3.Error):
+                self._index.close()
+            return self.error
+
+
+def index_files(index_dir: Path) -> list[Path]:
+    """The index files in `index_dir` (sorted), ignoring anything else there."""
+    try:
+        names = sorted(e.name for e in os.scandir(index_dir) if e.is_file())
+    except FileNotFoundError:
+        return []
+    return [index_dir / n for n in names if _NAME.match(n)]
+
+
+def open_readonly(path: Path) -> sqlite3.Connection:
+    """Open an index file for reading only: a reader never writes (not even a journal rollback)."""
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+    db.execute("PRAGMA query_only=ON")
+    return db
+
+
+# ============================================================================== rebuild from the tree
+
+
+@dataclass
+class RebuildSummary:
+    recordings: int = 0
+    files: dict[str, int] = field(default_factory=dict)  # index file name -> recordings
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (metadata path, why not indexed)
+    removed: list[str] = field(default_factory=list)  # index files of an old shard layout, removed
+
+
+def iter_tree(root: Path) -> Iterator[tuple[str, Path]]:
+    """(folder relative to root, metadata file) of every `<name>/<name>.json` in the tree (hidden
+    folders, such as the index's own, are not entered)."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        here = Path(dirpath)
+        meta = f"{here.name}.json"
+        if here != root and meta in filenames:
+            yield here.relative_to(root).as_posix(), here / meta
+
+
+def entry_from_folder(root: Path, folder: str, metadata: Path) -> IndexEntry:
+    """The entry of the recording whose metadata is `metadata` (ValueError when it cannot be read)."""
+    raw = metadata.read_bytes().decode("utf-8")
+    data = json.loads(raw)
+    recording = Recording.from_json(data, raw)
+    if recording.problem:
+        raise ValueError(recording.problem)
+    names = media_file_names((m.media_id for m in recording.media if m.media_id), metadata.name)
+    present = {
+        e.name for e in os.scandir(metadata.parent) if e.is_file(follow_symlinks=False) and not is_temp_name(e.name)
+    }
+    stored = {mid for mid, name in names.items() if name in present}
+    paths = {mid: f"{folder}/{name}" for mid, name in names.items()}
+    return _entry(recording, data, folder, metadata.name, paths, stored)
+
+
+def rebuild_index(
+    root: Path,
+    total: int,
+    *,
+    lock: Callable[[str], contextlib.AbstractContextManager[object]],
+    progress: Callable[[int], object] | None = None,
+) -> RebuildSummary:
+    """Write the index of the tree at `root` anew, as `total` shard files.
+
+    `lock(label)` is a context manager taking shard `label`'s lock (the backup's own). Every shard's
+    lock is taken first and held until the new files are in place, so no run adds entries meanwhile
+    (a running backup makes this raise LockHeldError before anything is written). Index files of
+    another number of shards are removed (under their locks too).
+    """
+    index_dir = root / INDEX_DIR
+    index_dir.mkdir(mode=0o700, exist_ok=True)
+    summary = RebuildSummary()
+    shards = [ShardAssignment(i, total) for i in range(total)]
+    with contextlib.ExitStack() as locks:
+        # every lock first: a run writing meanwhile would add entries the new files do not have
+        for s in shards:
+            locks.enter_context(lock(s.label))
+        others = [p for p in index_files(index_dir) if p.name not in {shard_index_name(s) for s in shards}]
+        for p in others:
+            m = _NAME.match(p.name)
+            assert m is not None
+            locks.enter_context(lock(f"{m[1]}-of-{m[2]}"))
+        _rebuild_locked(root, index_dir, shards, others, summary, progress)
+    return summary
+
+
+def _rebuild_locked(
+    root: Path,
+    index_dir: Path,
+    shards: list[ShardAssignment],
+    others: list[Path],
+    summary: RebuildSummary,
+    progress: Callable[[int], object] | None,
+) -> None:
+    total = len(shards)
+    temps: dict[str, Path] = {}
+    writers: dict[str, ShardIndex] = {}
+    try:
+        for s in shards:
+            name = shard_index_name(s)
+            temp = index_dir / f".{name}.part-{os.urandom(4).hex()}"
+            temps[name] = temp
+            writers[name] = ShardIndex(temp, durable=False)  # made durable by one fsync before the rename
+        batches: dict[str, list[IndexEntry]] = {name: [] for name in writers}
+        for folder, metadata in iter_tree(root):
+            try:
+                entry = entry_from_folder(root, folder, metadata)
+            except (OSError, ValueError, UnicodeDecodeError) as exc:
+                summary.skipped.append((f"{folder}/{metadata.name}", str(exc)[:200]))
+                continue
+            name = shard_index_name(shards[shard_of(entry.id, total)])
+            batches[name].append(entry)
+            summary.recordings += 1
+            if len(batches[name]) >= 2000:
+                writers[name].add(batches[name])
+                batches[name] = []
+            if progress is not None and summary.recordings % 10000 == 0:
+                progress(summary.recordings)
+        for name, batch in batches.items():
+            writers[name].add(batch)
+            summary.files[name] = writers[name].count()
+            writers[name].close()
+            _fsync_file(temps[name])
+        for name, temp in temps.items():
+            final = index_dir / name
+            _settle(final)
+            temp.replace(final)
+        for p in others:
+            _settle(p)
+            p.unlink()
+            summary.removed.append(p.name)
+        fsync_dir(index_dir)
+        temps.clear()
+    finally:
+        for w in writers.values():
+            with contextlib.suppress(sqlite3.Error):
+                w.close()
+        for temp in temps.values():
+            for leftover in (temp, temp.with_name(temp.name + "-journal")):
+                leftover.unlink(missing_ok=True)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _settle(path: Path) -> None:
+    """Before `path` is replaced or removed: let SQLite roll back a journal a crashed writer left (a
+    journal left next to a new file would be played into it), then remove the journal."""
+    if not path.exists():
+        return
+    journal = path.with_name(path.name + "-journal")
+    if journal.exists():
+        with contextlib.suppress(sqlite3.Error):
+            db = sqlite3.connect(path)
+            try:
+                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            finally:
+                db.close()
+        journal.unlink(missing_ok=True)

@@ -1,0 +1,291 @@
+"""The search index: entries, the shard files, the worker's updates, crashes and the rebuild from the tree."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cxbackup.backup import index as index_mod
+from cxbackup.backup.errors import LockHeldError
+from cxbackup.backup.index import (
+    INDEX_DIR,
+    IndexWriter,
+    ShardIndex,
+    entry_from_recording,
+    index_files,
+    rebuild_index,
+)
+from cxbackup.backup.layout import FolderFormat, recording_paths
+from cxbackup.backup.records import Recording
+from cxbackup.backup.search import SearchQuery, search_index
+from cxbackup.backup.sharding import shard_of
+from cxbackup.backup.targets import LocalDirectoryTarget, LockHolder
+from cxbackup_dev.emulator.dataset import Dataset, DatasetSpec
+
+from .fakes import NOW_MS
+from .test_worker import World, dataset
+
+FMT = FolderFormat.parse("yyyy/MM/dd/HH")
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(tmp_path, dataset())
+
+
+def emulator_records(n: int = 20) -> list[dict[str, Any]]:
+    """Records as the emulator makes them (eventHistory, parameters, screen recordings)."""
+    ds = Dataset(DatasetSpec(hours=2, recordings_per_hour=n // 2, seed=3, screen_fraction=0.5))
+    return list(ds.iter_records())
+
+
+def recording(rec: dict[str, Any]) -> Recording:
+    return Recording.from_json(rec, json.dumps(rec))
+
+
+def ids_in(root: Path, **criteria: Any) -> list[str]:
+    return [m.id for m in search_index(root / INDEX_DIR, SearchQuery(limit=10_000, **criteria)).matches]
+
+
+def rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def test_an_entry_holds_numbers_people_groups_media_and_text() -> None:
+    rec = next(r for r in emulator_records() if len(r["mediaFiles"]) == 2)
+    voice, screen = rec["mediaFiles"]
+    paths = recording_paths(recording(rec), FMT)
+    entry = entry_from_recording(recording(rec), paths, {voice["mediaId"]})
+    assert entry.id == rec["id"] and entry.caller == rec["callerPhoneNumber"]
+    assert entry.dialed == rec["dialedPhoneNumber"]
+    assert entry.stop_ms is not None and entry.start_ms is not None and entry.stop_ms > entry.start_ms
+    assert rec["callerPhoneNumber"].lstrip("+") in entry.numbers
+    assert voice["parameters"]["recordDN"].lstrip("+") in entry.numbers  # the agent's phone (eventHistory)
+    assert voice["parameters"]["username"] in entry.names and voice["parameters"]["agentId"] in entry.names
+    assert entry.partitions == frozenset(voice["partitions"]) and entry.access_groups == frozenset(
+        voice["accessgroups"]
+    )
+    media = {m.media_id: m for m in entry.media}
+    assert media[voice["mediaId"]].name == voice["mediaId"] and media[voice["mediaId"]].size == int(voice["size"])
+    assert media[screen["mediaId"]].name is None  # in the metadata, not backed up
+    assert media[screen["mediaId"]].type == "video/mp4"
+    assert voice["parameters"]["agentHierarchy"] in entry.text.split("\n")
+    disposition = next(
+        e["data"]["updated"]["DispositionCode"] for e in rec["eventHistory"] if "updated" in e.get("data", {})
+    )
+    assert disposition in entry.text.split("\n")
+    assert entry.folder == paths.directory and entry.metadata == f"{rec['id']}.json"
+
+
+def test_shard_file_is_private_and_upserts_only_what_changed(tmp_path: Path) -> None:
+    recs = emulator_records()
+    path = tmp_path / "shard-0-of-1.sqlite3"
+    idx = ShardIndex(path)
+    entries = [entry_from_recording(recording(r), recording_paths(recording(r), FMT), ()) for r in recs]
+    assert idx.add(entries) == len(recs)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert idx.add(entries) == 0  # same metadata, same files: nothing to do
+    changed = dict(recs[0], callerPhoneNumber="+15550001111")
+    assert idx.add([entry_from_recording(recording(changed), recording_paths(recording(changed), FMT), ())]) == 1
+    assert idx.count() == len(recs)
+    idx.close()
+    assert rows(path, "SELECT count(*) FROM numbers WHERE digits_rev = '11110005551'") == [(1,)]
+    assert rows(path, f"SELECT caller FROM recordings WHERE id = '{recs[0]['id']}'") == [("+15550001111",)]  # noqa: S608
+    assert rows(path, "SELECT count(*) FROM recordings") == [(len(recs),)]
+    assert rows(path, "SELECT value FROM meta WHERE key = 'text'") == [("fts5",)]
+
+
+def test_the_writer_commits_in_batches_and_stops_at_the_first_failure(tmp_path: Path) -> None:
+    recs = emulator_records()
+    entries = [entry_from_recording(recording(r), recording_paths(recording(r), FMT), ()) for r in recs]
+    idx = ShardIndex(tmp_path / "shard-0-of-1.sqlite3")
+    writer = IndexWriter(idx, every=5, seconds=3600)
+    for e in entries[:7]:
+        writer.add(e)
+    assert rows(idx.path, "SELECT count(*) FROM recordings") == [(5,)]  # one batch committed, 2 pending
+    writer.add_entry(lambda: (_ for _ in ()).throw(ValueError("bad record")))
+    assert writer.error is not None and "bad record" in writer.error
+    writer.add(entries[8])  # ignored once failed
+    assert writer.close() == writer.error
+    assert rows(idx.path, "SELECT count(*) FROM recordings") == [(5,)]
+
+
+def test_the_backup_run_indexes_what_it_backed_up(world: World) -> None:
+    summary, _ = world.run(world.config(partitions="/sales"))
+    assert summary.ok and summary.downloaded == 8
+    files = index_files(world.root / INDEX_DIR)
+    assert [f.name for f in files] == ["shard-0-of-1.sqlite3"]
+    assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
+    assert stat.S_IMODE((world.root / INDEX_DIR).stat().st_mode) == 0o700
+    sales = [r["id"] for r in world.records if r["mediaFiles"][0]["partitions"] == ["/sales"]]
+    assert sorted(ids_in(world.root)[:0] or ids_in(world.root, agents=("agent_103001",))) == sorted(sales)
+    match = search_index(world.root / INDEX_DIR, SearchQuery(ids=(sales[0],))).matches[0]
+    for m in match.media:
+        assert m.path is not None and (world.root / m.path).is_file()
+    assert (world.root / match.metadata).is_file()
+
+
+def test_a_failed_recording_is_not_in_the_index_until_a_later_run_completes_it(world: World) -> None:
+    victim = world.records[10]
+    mid = victim["mediaFiles"][0]["mediaId"]
+    data = world.source.objects.pop(mid)
+    summary, _ = world.run()
+    assert summary.failed == 1 and not summary.checkpoint_advanced
+    indexed = ids_in(world.root, start_from=0)
+    assert victim["id"] not in indexed and len(indexed) == 29
+    world.source.objects[mid] = data
+    summary2, _ = world.run()
+    assert summary2.ok and victim["id"] in ids_in(world.root, start_from=0)
+
+
+def test_a_crash_before_the_commit_is_repaired_by_the_next_run(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files complete but the batch not committed (the process died): the checkpoint did not move, so the
+    next run covers the window, skips the complete recordings and indexes them."""
+
+    def crash(self: IndexWriter) -> str | None:
+        raise KeyboardInterrupt  # the pod is killed before the last batch is committed
+
+    monkeypatch.setattr(IndexWriter, "close", crash)
+    with pytest.raises(KeyboardInterrupt):
+        world.run()
+    assert not (world.root / "last_recording_endtime.txt").exists()
+    assert ids_in(world.root, start_from=0) == []  # every file is there, nothing in the index yet
+    monkeypatch.undo()
+    summary, _ = world.run()
+    assert summary.skipped == 30 and summary.ok
+    assert len(ids_in(world.root, start_from=0)) == 30
+
+
+def test_an_index_that_cannot_be_written_fails_the_run_without_checkpoint(world: World) -> None:
+    (world.root / INDEX_DIR).mkdir(parents=True)
+    (world.root / INDEX_DIR / "shard-0-of-1.sqlite3").write_bytes(b"this is not a database" * 100)
+    summary, _ = world.run()
+    assert summary.downloaded == 30  # the backup itself goes on
+    assert summary.error is not None and "search index" in summary.error and "cxbackup index" in summary.error
+    assert summary.exit_code == 5 and not summary.checkpoint_advanced
+
+
+def test_shards_write_their_own_files_and_search_merges_them(world: World) -> None:
+    for i in range(3):
+        assert world.run(world.config(totalRcbsInstances=3, rcbsInstanceId=i))[0].ok
+    files = index_files(world.root / INDEX_DIR)
+    assert [f.name for f in files] == [f"shard-{i}-of-3.sqlite3" for i in range(3)]
+    for i, f in enumerate(files):
+        for (rec_id,) in rows(f, "SELECT id FROM recordings"):
+            assert shard_of(rec_id, 3) == i
+    result = search_index(world.root / INDEX_DIR, SearchQuery(start_from=0, limit=7))
+    assert result.total == 30 and len(result.matches) == 7
+    starts = [m.start_ms for m in result.matches]
+    assert starts == sorted(starts) and result.matches[0].id == world.records[0]["id"]
+
+
+@contextlib.contextmanager
+def no_lock(label: str) -> Iterator[None]:
+    yield
+
+
+def target_lock(root: Path) -> Any:
+    target = LocalDirectoryTarget(root)
+    holder = LockHolder(pid=os.getpid(), host="h", started_at="now", shard="index")
+
+    @contextlib.contextmanager
+    def lock(label: str) -> Iterator[None]:
+        with target.lock(f".rcbs-lock-{label}", holder):
+            yield
+
+    return lock
+
+
+def test_rebuild_from_the_tree_matches_what_the_runs_wrote(world: World) -> None:
+    for i in range(2):
+        assert world.run(world.config(totalRcbsInstances=2, rcbsInstanceId=i))[0].ok
+    before = {
+        f.name: rows(f, "SELECT id, folder, digest FROM recordings ORDER BY id")
+        for f in index_files(world.root / INDEX_DIR)
+    }
+    for f in index_files(world.root / INDEX_DIR):
+        f.unlink()
+    summary = rebuild_index(world.root, 2, lock=target_lock(world.root))
+    assert summary.recordings == 30 and not summary.skipped
+    after = {
+        f.name: rows(f, "SELECT id, folder, digest FROM recordings ORDER BY id")
+        for f in index_files(world.root / INDEX_DIR)
+    }
+    assert after == before  # the same entries, digests included
+    assert [p.name for p in (world.root / INDEX_DIR).iterdir()] and not [
+        p for p in (world.root / INDEX_DIR).iterdir() if p.name.startswith(".")
+    ]
+
+
+def test_rebuild_with_another_shard_count_replaces_the_old_files(world: World) -> None:
+    assert world.run(world.config(totalRcbsInstances=1))[0].ok
+    summary = rebuild_index(world.root, 3, lock=target_lock(world.root))
+    assert summary.removed == ["shard-0-of-1.sqlite3"]
+    assert [f.name for f in index_files(world.root / INDEX_DIR)] == [f"shard-{i}-of-3.sqlite3" for i in range(3)]
+    assert len(ids_in(world.root, start_from=0)) == 30
+
+
+def test_rebuild_skips_unreadable_metadata_and_ignores_partial_files(world: World) -> None:
+    assert world.run()[0].ok
+    broken = world.paths(world.records[3])
+    (world.root / broken.metadata).write_text("{not json")
+    partial = world.paths(world.records[4])
+    (world.root / partial.metadata).unlink()  # a recording whose metadata never got written: not complete
+    (world.root / partial.directory / f".{world.records[4]['id']}.json.part-0123abcd").write_text("{}")
+    summary = rebuild_index(world.root, 1, lock=no_lock)
+    assert summary.recordings == 28
+    assert [p for p, _ in summary.skipped] == [broken.metadata]
+    indexed = ids_in(world.root, start_from=0)
+    assert world.records[3]["id"] not in indexed and world.records[4]["id"] not in indexed
+
+
+def test_rebuild_refuses_while_a_backup_run_holds_a_lock_and_replaces_nothing(world: World) -> None:
+    assert world.run()[0].ok
+    before = (world.root / INDEX_DIR / "shard-0-of-1.sqlite3").read_bytes()
+    other = LocalDirectoryTarget(world.root)
+    holder = LockHolder(pid=999, host="worker-pod", started_at="then", shard="0-of-1")
+    with other.lock(".rcbs-lock-0-of-1", holder), pytest.raises(LockHeldError, match="worker-pod"):
+        rebuild_index(world.root, 1, lock=target_lock(world.root))
+    assert (world.root / INDEX_DIR / "shard-0-of-1.sqlite3").read_bytes() == before
+    assert sorted(p.name for p in (world.root / INDEX_DIR).iterdir()) == ["shard-0-of-1.sqlite3"]
+
+
+def test_a_journal_left_by_a_crashed_writer_is_rolled_back_before_a_rebuild_replaces_the_file(tmp_path: Path) -> None:
+    recs = dataset(5)
+    root = tmp_path / "t"
+    small = World(tmp_path, recs)
+    small.root = root
+    assert small.run()[0].ok
+    stale = root / INDEX_DIR / "shard-0-of-1.sqlite3-journal"
+    stale.write_bytes(b"")  # an empty journal is not hot; the rebuild still removes it
+    rebuild_index(root, 1, lock=no_lock)
+    assert not stale.exists()
+    assert len(ids_in(root, start_from=0)) == 5
+
+
+def test_readers_never_write(world: World) -> None:
+    assert world.run()[0].ok
+    path = index_files(world.root / INDEX_DIR)[0]
+    db = index_mod.open_readonly(path)
+    with pytest.raises(sqlite3.OperationalError):
+        db.execute("DELETE FROM recordings")
+    db.close()
+
+
+def test_metadata_only_runs_index_media_without_paths(world: World) -> None:
+    assert world.run(world.config(metadataOnly=True), source=None)[0].ok
+    match = search_index(world.root / INDEX_DIR, SearchQuery(ids=(world.records[0]["id"],))).matches[0]
+    assert match.media and all(m.path is None for m in match.media)
+    assert (match.start_ms or 0) < NOW_MS
