@@ -25,12 +25,13 @@ The tree is the ground truth: `rebuild_index` (the `cxbackup index` command) rea
 `<callUUID>/<callUUID>.json` in the tree and the media files next to it, and writes the shard files
 anew (each under a temporary name, renamed into place while holding that shard's lock).
 
-Schema (SCHEMA_VERSION): `recordings` (one row per recording: id, start and stop time, caller, dialed,
-folder, digest), `numbers` (every phone number of the recording, digits only and reversed so that "ends
-with" is a range scan), `names` (agent and user names and agent ids, lower case), `tags` (partitions
-`p` and access groups `g`), `media` (id, type, size, file name in the folder or NULL when not backed
-up), and `recording_text` (FTS5 over the distinct text values of the metadata; a plain table searched
-with LIKE when the sqlite3 library lacks FTS5).
+Schema (SCHEMA_VERSION): `recordings` (one row per recording: id, start and stop time, caller,
+dialed, folder, digest of what the entry was made from), `numbers` (every phone number of the
+recording, digits only and reversed so that "ends with" is a range scan), `names` (agent and user
+names and agent ids, lower case), `tags` (partitions `p` and access groups `g`), `media` (id, type,
+size, whether it is backed up, its file name when that is not the media id), and `recording_text`
+(FTS5 over the distinct text values of the metadata, holding
+no copy of the text; a plain table searched with LIKE when the sqlite3 library lacks FTS5).
 """
 
 from __future__ import annotations
@@ -86,14 +87,13 @@ _MAX_TEXT_VALUE = 512  # longer text values (base64 blobs, say) are not useful t
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS recordings (
-    rec INTEGER PRIMARY KEY,
+    rec INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
     start_ms INTEGER,
     stop_ms INTEGER,
     caller TEXT,
     dialed TEXT,
     folder TEXT NOT NULL,
-    metadata TEXT NOT NULL,
     digest TEXT NOT NULL,
     indexed_ms INTEGER NOT NULL
 );
@@ -108,9 +108,16 @@ CREATE TABLE IF NOT EXISTS tags (kind TEXT NOT NULL, value TEXT NOT NULL, rec IN
     PRIMARY KEY (kind, value, rec)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tags_rec ON tags (rec);
 CREATE TABLE IF NOT EXISTS media (rec INTEGER NOT NULL, media_id TEXT NOT NULL, type TEXT, size INTEGER,
-    name TEXT, PRIMARY KEY (rec, media_id)) WITHOUT ROWID;
+    stored INTEGER NOT NULL, name TEXT, PRIMARY KEY (rec, media_id)) WITHOUT ROWID;
 """
-_FTS = "CREATE VIRTUAL TABLE IF NOT EXISTS recording_text USING fts5(text, tokenize = 'unicode61')"
+# Only which recordings hold a word: no copy of the text (content=''), no positions (detail=none: a
+# search is for words that all appear, never for phrases), no sizes (columnsize=0: no ranking). A
+# contentless table cannot delete a row; when a recording's entry is replaced, its old row stays behind
+# under the old `rec`, which AUTOINCREMENT never hands out again, so it matches no recording.
+_FTS = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS recording_text USING fts5(text, tokenize = 'unicode61', content = '', "
+    "detail = none, columnsize = 0)"
+)
 _PLAIN_TEXT = "CREATE TABLE IF NOT EXISTS recording_text (rowid INTEGER PRIMARY KEY, text TEXT NOT NULL)"
 
 
@@ -149,7 +156,6 @@ class IndexEntry:
     caller: str | None
     dialed: str | None
     folder: str
-    metadata: str  # file name of the metadata in the folder
     numbers: frozenset[str]  # digits
     names: frozenset[str]  # lower case
     partitions: frozenset[str]
@@ -160,16 +166,18 @@ class IndexEntry:
 
 
 def _leaf_strings(value: object, out: dict[str, None]) -> None:
-    if isinstance(value, str):
-        text = value.strip()
-        if text and len(text) <= _MAX_TEXT_VALUE:
-            out[text] = None
-    elif isinstance(value, dict):
-        for v in value.values():
-            _leaf_strings(v, out)
-    elif isinstance(value, list):
-        for v in value:
-            _leaf_strings(v, out)
+    """Every distinct text value in `value` (a JSON document), depth first."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if type(v) is str:
+            text = v.strip()
+            if text and len(text) <= _MAX_TEXT_VALUE:
+                out[text] = None
+        elif type(v) is dict:
+            stack.extend(reversed(v.values()))
+        elif type(v) is list:
+            stack.extend(reversed(v))
 
 
 def _time(value: object) -> int | None:
@@ -196,14 +204,13 @@ def entry_from_recording(recording: Recording, paths: RecordingPaths, stored: It
     data = json.loads(recording.raw_json)
     if not isinstance(data, dict):
         data = {}
-    return _entry(recording, data, paths.directory, paths.metadata.rpartition("/")[2], paths.media, set(stored))
+    return _entry(recording, data, paths.directory, paths.media, set(stored))
 
 
 def _entry(
     recording: Recording,
     data: Mapping[str, Any],
     folder: str,
-    metadata_name: str,
     media_paths: Mapping[str, str],
     stored: set[str],
 ) -> IndexEntry:
@@ -249,14 +256,13 @@ def _entry(
         caller=caller if isinstance(caller, str) else None,
         dialed=dialed if isinstance(dialed, str) else None,
         folder=folder,
-        metadata=metadata_name,
         numbers=frozenset(numbers),
         names=frozenset(names),
         partitions=frozenset(p for m in recording.media for p in m.partitions),
         access_groups=frozenset(g for m in recording.media for g in m.access_groups),
         media=media,
         text="\n".join(text),
-        digest=hashlib.sha256(digest_src.encode("utf-8", "surrogatepass")).hexdigest()[:32],
+        digest=hashlib.sha256(digest_src.encode("utf-8", "surrogatepass")).hexdigest()[:16],
     )
 
 
@@ -298,6 +304,7 @@ class ShardIndex:
                     f"{path.name} has index schema {version}, this version writes {SCHEMA_VERSION}: "
                     "rebuild the index with `cxbackup index`"
                 )
+            self._text = self._meta("text")
             self._db.execute("COMMIT")
         except BaseException:
             self._db.close()
@@ -321,9 +328,9 @@ class ShardIndex:
                         continue
                     self._delete(row[0])
                 rec = db.execute(
-                    "INSERT INTO recordings (id, start_ms, stop_ms, caller, dialed, folder, metadata, digest, "
-                    "indexed_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (e.id, e.start_ms, e.stop_ms, e.caller, e.dialed, e.folder, e.metadata, e.digest, now_ms),
+                    "INSERT INTO recordings (id, start_ms, stop_ms, caller, dialed, folder, digest, indexed_ms) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (e.id, e.start_ms, e.stop_ms, e.caller, e.dialed, e.folder, e.digest, now_ms),
                 ).lastrowid
                 db.executemany("INSERT INTO numbers VALUES (?, ?)", [(d[::-1], rec) for d in e.numbers])
                 db.executemany("INSERT INTO names VALUES (?, ?)", [(n, rec) for n in e.names])
@@ -332,8 +339,11 @@ class ShardIndex:
                     [("p", v, rec) for v in e.partitions] + [("g", v, rec) for v in e.access_groups],
                 )
                 db.executemany(
-                    "INSERT OR REPLACE INTO media VALUES (?, ?, ?, ?, ?)",
-                    [(rec, m.media_id, m.type, m.size, m.name) for m in e.media],
+                    "INSERT OR REPLACE INTO media VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (rec, m.media_id, m.type, m.size, m.name is not None, m.name if m.name != m.media_id else None)
+                        for m in e.media
+                    ],
                 )
                 db.execute("INSERT INTO recording_text (rowid, text) VALUES (?, ?)", (rec, e.text))
                 changed += 1
@@ -347,7 +357,8 @@ class ShardIndex:
     def _delete(self, rec: int) -> None:
         for table in ("numbers", "names", "tags", "media"):
             self._db.execute(f"DELETE FROM {table} WHERE rec = ?", (rec,))  # noqa: S608 - fixed names
-        self._db.execute("DELETE FROM recording_text WHERE rowid = ?", (rec,))
+        if self._text == "like":  # an FTS5 row stays behind (see _FTS)
+            self._db.execute("DELETE FROM recording_text WHERE rowid = ?", (rec,))
         self._db.execute("DELETE FROM recordings WHERE rec = ?", (rec,))
 
     def count(self) -> int:
@@ -471,7 +482,7 @@ def entry_from_folder(root: Path, folder: str, metadata: Path) -> IndexEntry:
     }
     stored = {mid for mid, name in names.items() if name in present}
     paths = {mid: f"{folder}/{name}" for mid, name in names.items()}
-    return _entry(recording, data, folder, metadata.name, paths, stored)
+    return _entry(recording, data, folder, paths, stored)
 
 
 def rebuild_index(

@@ -16,6 +16,7 @@ Results are ordered by start time (then id), at most `limit` of them; `total` co
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -71,16 +72,25 @@ def parse_time_bound(text: str) -> int:
     return to_ms(when)
 
 
+_WORD = re.compile(r"[^\W_]+")
+
+
 def fts_query(text: str) -> str:
-    """An FTS5 query where every word of `text` must appear; ValueError when there is no word."""
-    words = text.split()
-    if not words:
-        raise ValueError("the text to search for is empty")
+    """An FTS5 query where every word of `text` must appear; ValueError when there is no word.
+
+    Words are split as the index's tokenizer splits them (letters and digits; everything else separates
+    words, so `no-sale` is the words `no` and `sale`); each is quoted, so nothing in `text` is FTS5
+    syntax. A word ending in `*` matches as a prefix.
+    """
     parts = []
-    for word in words:
-        prefix = word.endswith("*") and len(word) > 1
-        core = word[:-1] if prefix else word
-        parts.append('"' + core.replace('"', '""') + '"' + ("*" if prefix else ""))
+    for word in text.split():
+        prefix = word.endswith("*")
+        tokens = _WORD.findall(word)
+        for i, token in enumerate(tokens):
+            star = "*" if prefix and i == len(tokens) - 1 else ""
+            parts.append(f'"{token}"{star}')
+    if not parts:
+        raise ValueError(f"{text!r} has no word to search for (letters or digits)")
     return " ".join(parts)
 
 
@@ -151,16 +161,14 @@ def build_where(query: SearchQuery, *, fts: bool = True) -> tuple[str, list[obje
             clauses.append("r.rec IN (SELECT rowid FROM recording_text WHERE recording_text MATCH ?)")
             params.append(fts_query(query.text))
         else:
-            words = query.text.split()
-            like = " AND ".join("text LIKE ? ESCAPE '\\'" for _ in words)
+            words = _WORD.findall(query.text)  # letters and digits only: nothing for LIKE to interpret
+            like = " AND ".join("text LIKE ?" for _ in words)
             clauses.append(f"r.rec IN (SELECT rowid FROM recording_text WHERE {like})")  # noqa: S608 - placeholders
-            for w in words:
-                w = w[:-1] if w.endswith("*") and len(w) > 1 else w
-                params.append("%" + w.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+            params.extend(f"%{w}%" for w in words)
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-_COLUMNS = "r.rec, r.id, r.start_ms, r.stop_ms, r.caller, r.dialed, r.folder, r.metadata"
+_COLUMNS = "r.rec, r.id, r.start_ms, r.stop_ms, r.caller, r.dialed, r.folder"
 
 
 def build_select(query: SearchQuery, *, fts: bool = True) -> tuple[str, list[object]]:
@@ -242,8 +250,10 @@ def _details(db: sqlite3.Connection, row: Sequence[object]) -> Match:
     names = tuple(r[0] for r in db.execute("SELECT name FROM names WHERE rec = ? ORDER BY name", (rec,)))
     tags = db.execute("SELECT kind, value FROM tags WHERE rec = ? ORDER BY kind, value", (rec,)).fetchall()
     media = tuple(
-        MediaMatch(media_id=m[0], type=m[1], size=m[2], path=f"{folder}/{m[3]}" if m[3] is not None else None)
-        for m in db.execute("SELECT media_id, type, size, name FROM media WHERE rec = ? ORDER BY media_id", (rec,))
+        MediaMatch(media_id=m[0], type=m[1], size=m[2], path=f"{folder}/{m[4] or m[0]}" if m[3] else None)
+        for m in db.execute(
+            "SELECT media_id, type, size, stored, name FROM media WHERE rec = ? ORDER BY media_id", (rec,)
+        )
     )
     return Match(
         id=str(row[1]),
@@ -252,7 +262,7 @@ def _details(db: sqlite3.Connection, row: Sequence[object]) -> Match:
         caller=row[4],  # type: ignore[arg-type]
         dialed=row[5],  # type: ignore[arg-type]
         folder=folder,
-        metadata=f"{folder}/{row[7]}",
+        metadata=f"{folder}/{folder.rpartition('/')[2]}.json",  # layout.py: <folder>/<folder>.json
         names=names,
         partitions=tuple(v for k, v in tags if k == "p"),
         access_groups=tuple(v for k, v in tags if k == "g"),
@@ -266,38 +276,45 @@ def _uses_fts(db: sqlite3.Connection) -> bool:
 
 
 def search_index(index_dir: Path, query: SearchQuery, *, count: bool = True) -> SearchResult:
-    """Run `query` over every index file in `index_dir` and merge (by start time, each id once)."""
+    """Run `query` over every index file in `index_dir` and merge (by start time, each id once).
+
+    Each file gives its first `limit` matches; the details (names, groups, media) are read only for the
+    `limit` shown after the merge.
+    """
     files = index_files(index_dir)
-    found: dict[str, tuple[tuple[int, str], Match]] = {}
+    found: dict[str, tuple[tuple[int, str], sqlite3.Connection, Sequence[object]]] = {}
     total = 0
-    recordings = 0
     first: int | None = None
     last: int | None = None
-    for path in files:
-        db = open_readonly(path)
-        try:
+    dbs: list[sqlite3.Connection] = []
+    try:
+        for path in files:
+            db = open_readonly(path)
+            dbs.append(db)
             fts = _uses_fts(db)
             sql, params = build_select(query, fts=fts)
-            for row in db.execute(sql, params).fetchall():
-                match = _details(db, row)
-                key = (match.start_ms if match.start_ms is not None else -1, match.id)
-                found.setdefault(match.id, (key, match))
+            for row in db.execute(sql, params):
+                start = row[2] if isinstance(row[2], int) else -1
+                found.setdefault(str(row[1]), ((start, str(row[1])), db, row))
             if count:
                 sql, params = build_count(query, fts=fts)
                 total += int(db.execute(sql, params).fetchone()[0])
             lo = db.execute("SELECT min(start_ms) FROM recordings").fetchone()[0]
             hi = db.execute("SELECT max(start_ms) FROM recordings").fetchone()[0]
-            if not found:  # only needed to explain an empty result (a full count costs a scan)
-                recordings += int(db.execute("SELECT count(*) FROM recordings").fetchone()[0])
             if lo is not None:
                 first = lo if first is None else min(first, lo)
                 last = hi if last is None else max(last, hi)
-        finally:
+        shown = sorted(found.values(), key=lambda item: item[0])[: query.limit]
+        matches = [_details(db, row) for _, db, row in shown]
+        recordings = 0
+        if not matches:  # only to explain an empty result (a full count costs a scan)
+            recordings = sum(int(db.execute("SELECT count(*) FROM recordings").fetchone()[0]) for db in dbs)
+    finally:
+        for db in dbs:
             db.close()
-    ordered = [m for _, m in sorted(found.values(), key=lambda km: km[0])][: query.limit]
     return SearchResult(
-        matches=ordered,
-        total=total if count else len(ordered),
+        matches=matches,
+        total=total if count else len(matches),
         files=len(files),
         coverage=Coverage(recordings, first, last),
     )

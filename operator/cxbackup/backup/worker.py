@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import os
 import random
@@ -44,7 +45,7 @@ from typing import TypeVar, cast
 from cxbackup.backup.config import Credentials, RcbsConfig
 from cxbackup.backup.connections import make_media_source, make_vendor_client, open_target
 from cxbackup.backup.errors import MediaIntegrityError, MediaMissingError, MediaSourceError, RcbsError, TargetError
-from cxbackup.backup.index import INDEX_DIR, IndexWriter, ShardIndex, entry_from_recording, shard_index_name
+from cxbackup.backup.index import INDEX_DIR, IndexEntry, IndexWriter, ShardIndex, entry_from_recording, shard_index_name
 from cxbackup.backup.layout import FolderFormat, RecordingPaths, recording_paths
 from cxbackup.backup.progress import LogProgressSink, ProgressSink, RecordingResult, RecordingStatus, RunSummary
 from cxbackup.backup.records import MediaFile, Recording
@@ -243,7 +244,7 @@ class RecordingCopier:
                 )
                 files += 1
         if files == 0 and size_of(paths.metadata) is not None:
-            self._index(recording, paths, media, present)
+            self._index(recording, paths, media, present, on_disk=True)
             return RecordingResult(recording.id, RecordingStatus.SKIPPED)
         data = recording.raw_json.encode("utf-8")
         writer = self.target.open_writer(paths.metadata)
@@ -260,17 +261,44 @@ class RecordingCopier:
         return RecordingResult(recording.id, RecordingStatus.DOWNLOADED, files=files + 1, bytes=written + len(data))
 
     def _index(
-        self, recording: Recording, paths: RecordingPaths, media: list[MediaFile], present: dict[str, int] | None
+        self,
+        recording: Recording,
+        paths: RecordingPaths,
+        media: list[MediaFile],
+        present: dict[str, int] | None,
+        *,
+        on_disk: bool = False,
     ) -> None:
-        """Add the entry of a recording whose files are all in place (called after the metadata's rename)."""
-        if self.index is None:
+        """Add the entry of a recording whose files are all in place (after the metadata's rename, or
+        when it was skipped as complete: then from the metadata file in the tree, which is what the
+        entry must describe even if the vendor's record changed since)."""
+        index = self.index
+        if index is None:
             return
-        stored: set[str] = set()
-        if not self.metadata_only:
-            stored = {m.media_id for m in media if m.media_id is not None}
-            if present:  # media of an earlier run with other mediaTypes are backed up as well
-                stored.update(mid for mid, path in paths.media.items() if path.rpartition("/")[2] in present)
-        self.index.add_entry(lambda: entry_from_recording(recording, paths, stored))
+        selected = set() if self.metadata_only else {m.media_id for m in media if m.media_id is not None}
+
+        def make() -> IndexEntry:
+            rec, where = recording, paths
+            if on_disk:
+                rec, where = self._from_disk(recording, paths)
+            stored = {mid for mid in selected if mid in where.media}
+            if present:  # media backed up by an earlier run (other mediaTypes) are in the folder as well
+                stored.update(mid for mid, path in where.media.items() if path.rpartition("/")[2] in present)
+            return entry_from_recording(rec, where, stored)
+
+        index.add_entry(make)
+
+    def _from_disk(self, recording: Recording, paths: RecordingPaths) -> tuple[Recording, RecordingPaths]:
+        try:
+            raw = self.target.read_bytes(paths.metadata).decode("utf-8")
+            disk = Recording.from_json(json.loads(raw), raw)
+            disk_paths = recording_paths(disk, self.folder_format)
+        except (OSError, ValueError, RcbsError) as exc:
+            log.debug("%s cannot be read back (%s); indexing the listed record", paths.metadata, exc)
+            return recording, paths
+        if disk.id != recording.id or disk_paths.directory != paths.directory or disk.problem:
+            return recording, paths
+        return disk, disk_paths
 
 
 def _open_index(target: BackupTarget, shard: ShardAssignment) -> tuple[IndexWriter | None, str | None]:

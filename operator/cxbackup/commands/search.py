@@ -234,9 +234,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = search_index(index_dir, query)
     except sqlite3.Error as exc:
+        if getattr(exc, "sqlite_errorname", "") == "SQLITE_READONLY_ROLLBACK":
+            why = (
+                "a backup run stopped while writing it, and a search never writes: the next backup run of "
+                "that shard repairs it, or rebuild the index with"
+            )
+        else:
+            why = f"{exc}; rebuild the index with"
         print(
-            f"cxbackup search: an index file in {index_dir} cannot be read ({exc}); rebuild the index with "
-            f"`cxbackup index --target {root}`",
+            f"cxbackup search: an index file in {index_dir} cannot be read ({why} `cxbackup index --target {root}`)",
             file=sys.stderr,
         )
         return EXIT_UNAVAILABLE

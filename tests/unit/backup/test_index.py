@@ -86,7 +86,7 @@ def test_an_entry_holds_numbers_people_groups_media_and_text() -> None:
         e["data"]["updated"]["DispositionCode"] for e in rec["eventHistory"] if "updated" in e.get("data", {})
     )
     assert disposition in entry.text.split("\n")
-    assert entry.folder == paths.directory and entry.metadata == f"{rec['id']}.json"
+    assert entry.folder == paths.directory
 
 
 def test_shard_file_is_private_and_upserts_only_what_changed(tmp_path: Path) -> None:
@@ -289,3 +289,68 @@ def test_metadata_only_runs_index_media_without_paths(world: World) -> None:
     match = search_index(world.root / INDEX_DIR, SearchQuery(ids=(world.records[0]["id"],))).matches[0]
     assert match.media and all(m.path is None for m in match.media)
     assert (match.start_ms or 0) < NOW_MS
+
+
+def test_a_skipped_recording_is_indexed_from_the_metadata_in_the_tree(world: World) -> None:
+    """The vendor's record changed since the backup (the files did not): the entry describes the tree."""
+    assert world.run()[0].ok
+    for f in (world.root / INDEX_DIR).iterdir():
+        f.unlink()
+    world.vendor.records[5] = dict(world.records[5], callerPhoneNumber="+15550009999")
+    (world.root / "last_recording_endtime.txt").unlink()  # the same window again
+    summary, _ = world.run()
+    assert summary.skipped == 30
+    match = search_index(world.root / INDEX_DIR, SearchQuery(ids=(world.records[5]["id"],))).matches[0]
+    assert match.caller == world.records[5]["callerPhoneNumber"]
+    assert ids_in(world.root, phones=("5550009999",)) == []
+
+
+def test_a_replaced_entry_leaves_no_match_behind(tmp_path: Path) -> None:
+    rec = emulator_records()[0]
+    word = "Zanzibar"
+    (tmp_path / INDEX_DIR).mkdir()
+    idx = ShardIndex(tmp_path / INDEX_DIR / "shard-0-of-1.sqlite3")
+    first = dict(rec, callType=word)
+    idx.add([entry_from_recording(recording(first), recording_paths(recording(first), FMT), ())])
+    assert ids_in(tmp_path, text=word) == [rec["id"]]
+    idx.add([entry_from_recording(recording(rec), recording_paths(recording(rec), FMT), ())])
+    idx.close()
+    assert ids_in(tmp_path, text=word) == []  # the old text row stays, under a rec no recording has
+    result = search_index(tmp_path / INDEX_DIR, SearchQuery(text=word))
+    assert result.total == 0
+    assert ids_in(tmp_path, text=rec["callType"]) == [rec["id"]]
+
+
+def test_search_refuses_a_file_a_crashed_writer_left_and_the_next_writer_repairs_it(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cxbackup.cli import main
+
+    assert world.run()[0].ok
+    path = index_files(world.root / INDEX_DIR)[0]
+    # a writer in the middle of a large transaction (its changes spilled into the file), then "killed":
+    # the file and its hot journal are copied as they are at that moment
+    scratch = world.root.parent / "scratch"
+    scratch.mkdir()
+    (scratch / path.name).write_bytes(path.read_bytes())
+    db = sqlite3.connect(scratch / path.name, isolation_level=None)
+    db.execute("PRAGMA cache_size=5")
+    db.execute("BEGIN IMMEDIATE")
+    db.executemany("INSERT INTO meta VALUES (?, ?)", [(f"k{i}", "x" * 800) for i in range(3000)])
+    journal = scratch / f"{path.name}-journal"
+    assert journal.exists()
+    crashed_db = (scratch / path.name).read_bytes()
+    crashed_journal = journal.read_bytes()
+    db.execute("ROLLBACK")
+    db.close()
+    path.write_bytes(crashed_db)
+    path.with_name(f"{path.name}-journal").write_bytes(crashed_journal)
+
+    assert main(["search", "--target", str(world.root), "--agent", "agent_103001"]) == 5
+    err = capsys.readouterr().err
+    assert "a backup run stopped while writing it" in err and "cxbackup index" in err
+    assert path.with_name(f"{path.name}-journal").exists()  # the search wrote nothing
+    (world.root / "last_recording_endtime.txt").unlink()
+    assert world.run()[0].ok  # the shard's next run opens the file for writing: SQLite rolls the journal back
+    assert main(["search", "--target", str(world.root), "--agent", "agent_103001"]) == 0
+    assert "30 matches" in capsys.readouterr().out

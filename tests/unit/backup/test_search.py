@@ -146,15 +146,18 @@ def test_values_are_parameters_never_sql(root: Path) -> None:
     assert find(root, text='NEAR("a" "b") OR *') == []  # FTS5 syntax is taken as words
 
 
-def test_fts_query_quotes_every_word() -> None:
-    assert fts_query('sale "quoted" pre*') == '"sale" """quoted""" "pre"*'
-    with pytest.raises(ValueError, match="empty"):
+def test_fts_query_splits_words_like_the_tokenizer_and_quotes_them() -> None:
+    assert fts_query('sale "quoted" pre* no-sale') == '"sale" "quoted" "pre"* "no" "sale"'
+    assert fts_query("agent_103001 callb*") == '"agent" "103001" "callb"*'
+    with pytest.raises(ValueError, match="no word"):
         fts_query("   ")
+    with pytest.raises(ValueError, match="no word"):
+        fts_query('" * -- ()')
 
 
-def test_like_fallback_escapes_wildcards() -> None:
-    where, params = build_where(SearchQuery(text="100%_done"), fts=False)
-    assert "LIKE" in where and params == ["%100\\%\\_done%"]
+def test_like_fallback_takes_words_only() -> None:
+    where, params = build_where(SearchQuery(text="100%_done x*"), fts=False)
+    assert "LIKE" in where and params == ["%100%", "%done%", "%x%"]
 
 
 @pytest.mark.parametrize(
