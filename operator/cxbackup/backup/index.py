@@ -187,8 +187,12 @@ def _time(value: object) -> int | None:
         return None
 
 
+# what the metadata names a participant without a user (the caller, typically): not a name to search for
+_NO_USER = "unknown"
+
+
 def _add_name(names: set[str], value: object) -> None:
-    if isinstance(value, str) and value.strip():
+    if isinstance(value, str) and value.strip() and value.strip().lower() != _NO_USER:
         names.add(value.strip().lower())
 
 

@@ -188,7 +188,7 @@ def _table(result: SearchResult) -> list[str]:
             m.id,
             m.caller or "-",
             m.dialed or "-",
-            ",".join(n for n in m.names if n != "unknown") or "-",
+            ",".join(m.names) or "-",
             f"{sum(1 for x in m.media if x.path)}/{len(m.media)}",
             m.folder,
         )

@@ -74,6 +74,7 @@ def test_an_entry_holds_numbers_people_groups_media_and_text() -> None:
     assert rec["callerPhoneNumber"].lstrip("+") in entry.numbers
     assert voice["parameters"]["recordDN"].lstrip("+") in entry.numbers  # the agent's phone (eventHistory)
     assert voice["parameters"]["username"] in entry.names and voice["parameters"]["agentId"] in entry.names
+    assert "unknown" not in entry.names  # the caller's placeholder user name
     assert entry.partitions == frozenset(voice["partitions"]) and entry.access_groups == frozenset(
         voice["accessgroups"]
     )
