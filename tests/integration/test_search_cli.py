@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from cxbackup.backup.index import INDEX_DIR
@@ -187,7 +188,51 @@ def test_a_recording_whose_download_failed_is_not_in_the_index(
     assert len(found(target, "--from", "1970-01-01")) == len(others)
 
 
-def test_search_with_an_s3_target_config_says_it_is_not_indexed(emulator: Emulator, tmp_path: Path) -> None:
-    cfg = emulator.write_config(tmp_path / "config.properties", targetS3Bucket="backup-bucket")
-    result = run_cli(["search", "-config", str(cfg), "--agent", "a"], {}, timeout=60)
-    assert result.returncode == 2 and "directory targets only" in result.stderr, result.stderr
+def test_s3_target_backup_then_search_through_the_config(emulator: Emulator, tmp_path: Path) -> None:
+    env = emulator.env()
+    client = boto3.client(
+        "s3",
+        endpoint_url=emulator.s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    client.create_bucket(Bucket="search-backup")
+    cfg = emulator.write_config(
+        tmp_path / "c.properties",
+        targetS3Bucket="search-backup",
+        targetS3Prefix="rcbs/",
+        targetS3EndpointUrl=emulator.s3_endpoint,
+    )
+    target_env = {
+        **env,
+        "TARGET_AWS_ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"],
+        "TARGET_AWS_SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"],
+    }
+    result = run_cli(["download", "-config", str(cfg), "--progress", "none"], target_env)
+    assert result.returncode == 0, result.stderr
+    keys = {
+        o["Key"] for o in client.list_objects_v2(Bucket="search-backup", Prefix="rcbs/.cxbackup-index/")["Contents"]
+    }
+    assert keys == {"rcbs/.cxbackup-index/shard-0-of-1.sqlite3"}
+    records = list(emulator.records())
+    rec = records[3]
+    user = rec["mediaFiles"][0]["parameters"]["username"]
+    found = run_cli(["search", "-config", str(cfg), "--agent", user, "--json", "--limit", "1000"], target_env)
+    assert found.returncode == 0, found.stderr
+    doc = json.loads(found.stdout)
+    expected = [r for r in records if r["mediaFiles"][0]["parameters"]["username"] == user]
+    assert [r["id"] for r in doc["recordings"]] == in_order(expected)
+    hit = next(r for r in doc["recordings"] if r["id"] == rec["id"])
+    for m in hit["media"]:  # paths are relative to the target: under the prefix in the bucket
+        assert client.head_object(Bucket="search-backup", Key=f"rcbs/{m['path']}")["ContentLength"] > 0
+    # the rebuild from the tree is for folders
+    refused = run_cli(["index", "-config", str(cfg)], target_env)
+    assert refused.returncode == 2 and "targetDir only" in refused.stderr
+    # a bucket without an index (no run yet) says so
+    client.create_bucket(Bucket="empty-backup")
+    empty = emulator.write_config(
+        tmp_path / "e.properties", targetS3Bucket="empty-backup", targetS3EndpointUrl=emulator.s3_endpoint
+    )
+    none = run_cli(["search", "-config", str(empty), "--agent", user], target_env)
+    assert none.returncode == 2 and "has no search index; backup runs into the bucket create it" in none.stderr

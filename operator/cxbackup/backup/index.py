@@ -1,8 +1,11 @@
 """The search index of a backup target: what was backed up, queryable with SQLite (stdlib sqlite3).
 
-Where it lives (directory targets):
+Where it lives:
 
     <target>/.cxbackup-index/shard-<i>-of-<N>.sqlite3     one file per shard, mode 0600
+
+(An S3 target holds the same files as objects; a run works on a local copy of its shard's object and
+uploads it whole at the end: `open_copied_index`.)
 
 Why one file per shard: several worker pods (one per shard) write to one volume at once, often a
 network file system, where SQLite's file locks cannot be trusted to keep two writers apart. Each file
@@ -42,26 +45,32 @@ import json
 import logging
 import os
 import re
+import shutil
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
-from cxbackup.backup.errors import TargetError
+from cxbackup.backup.errors import RcbsError, TargetError
 from cxbackup.backup.layout import RecordingPaths, is_temp_name, media_file_names
 from cxbackup.backup.records import Recording, parse_metadata_time
 from cxbackup.backup.sharding import ShardAssignment, shard_of
+from cxbackup.backup.targets import TargetWriter
 from cxbackup.core.files import PRIVATE_MODE, fsync_dir
 
 __all__ = [
     "FLUSH_EVERY",
     "FLUSH_SECONDS",
     "INDEX_DIR",
+    "NAME_PATTERN",
     "SCHEMA_VERSION",
     "IndexEntry",
+    "IndexSession",
+    "IndexStore",
     "IndexWriter",
     "MediaEntry",
     "RebuildSummary",
@@ -69,6 +78,8 @@ __all__ = [
     "digits_of",
     "entry_from_recording",
     "index_files",
+    "open_copied_index",
+    "open_local_index",
     "open_readonly",
     "rebuild_index",
     "shard_index_name",
@@ -80,7 +91,9 @@ INDEX_DIR = ".cxbackup-index"
 SCHEMA_VERSION = 1
 FLUSH_EVERY = 500
 FLUSH_SECONDS = 5.0
-_NAME = re.compile(r"^shard-(\d+)-of-(\d+)\.sqlite3$")
+WRITER_CACHE_KIB = 16384  # SQLite's page cache of a writer (default 2 MiB): a million entries' b-trees
+NAME_PATTERN = re.compile(r"^shard-(\d+)-of-(\d+)\.sqlite3$")
+"""Names of index files (other names in the folder are ignored)."""
 _PHONE_CHARS = set("+0123456789 -().")
 _MAX_TEXT_VALUE = 512  # longer text values (base64 blobs, say) are not useful to search for
 
@@ -288,6 +301,7 @@ class ShardIndex:
         try:
             self._db.execute("PRAGMA journal_mode=DELETE")
             self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
+            self._db.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
             self._db.execute("PRAGMA foreign_keys=OFF")
             self._db.execute("BEGIN IMMEDIATE")
             for statement in _SCHEMA.split(";"):
@@ -435,13 +449,80 @@ class IndexWriter:
             return self.error
 
 
+@runtime_checkable
+class IndexStore(Protocol):
+    """A target where the index cannot be updated in place (an S3 bucket): it is downloaded, worked on as a
+    local copy, and uploaded whole at the end of the run."""
+
+    def download_to(self, path: str, dest: Path) -> bool: ...
+
+    def open_writer(self, path: str, *, sync_dir: bool = True) -> TargetWriter: ...
+
+
+@dataclass
+class IndexSession:
+    """A run's index: the writer the download threads feed, and what finishing it takes."""
+
+    writer: IndexWriter
+    publish: Callable[[], None] | None = None  # upload of the local copy, after the last commit
+    cleanup: Callable[[], None] | None = None
+
+    def finish(self) -> str | None:
+        """Commit, close, publish; returns the error that makes the index incomplete, if any."""
+        error = self.writer.close()
+        try:
+            if error is None and self.publish is not None:
+                try:
+                    self.publish()
+                except (OSError, RcbsError) as exc:
+                    error = f"uploading the search index failed: {exc}"
+                    log.error("%s", error)
+        finally:
+            if self.cleanup is not None:
+                self.cleanup()
+        return error
+
+
+def open_local_index(path: Path) -> IndexSession:
+    """The index file at `path`, written in place (a directory target)."""
+    return IndexSession(IndexWriter(ShardIndex(path)))
+
+
+def open_copied_index(store: IndexStore, path: str) -> IndexSession:
+    """Object `path` of `store` as a local copy in a private temporary folder, uploaded by `finish()`
+    (whole, as one object: readers see the old file or the new one). A crash loses the copy; the object
+    keeps its last version, and the next run covers the window again (its checkpoint did not move)."""
+    workdir = Path(tempfile.mkdtemp(prefix="cxbackup-index-"))
+    local = workdir / path.rpartition("/")[2]
+    try:
+        if store.download_to(path, local):
+            log.info("Search index: working on a copy of %s (%d bytes)", path, local.stat().st_size)
+        writer = IndexWriter(ShardIndex(local, durable=False))  # the upload is what makes it durable
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+
+    def publish() -> None:
+        out = store.open_writer(path)
+        try:
+            with open(local, "rb") as f:
+                while chunk := f.read(8 << 20):
+                    out.write(chunk)
+            out.commit()
+        except BaseException:
+            out.abort()
+            raise
+
+    return IndexSession(writer, publish, lambda: shutil.rmtree(workdir, ignore_errors=True))
+
+
 def index_files(index_dir: Path) -> list[Path]:
     """The index files in `index_dir` (sorted), ignoring anything else there."""
     try:
         names = sorted(e.name for e in os.scandir(index_dir) if e.is_file())
     except FileNotFoundError:
         return []
-    return [index_dir / n for n in names if _NAME.match(n)]
+    return [index_dir / n for n in names if NAME_PATTERN.match(n)]
 
 
 def open_readonly(path: Path) -> sqlite3.Connection:
@@ -513,7 +594,7 @@ def rebuild_index(
             locks.enter_context(lock(s.label))
         others = [p for p in index_files(index_dir) if p.name not in {shard_index_name(s) for s in shards}]
         for p in others:
-            m = _NAME.match(p.name)
+            m = NAME_PATTERN.match(p.name)
             assert m is not None
             locks.enter_context(lock(f"{m[1]}-of-{m[2]}"))
         _rebuild_locked(root, index_dir, shards, others, summary, progress)

@@ -16,8 +16,8 @@
    when S3 gives one, fsyncs and renames; retries with backoff on 429/5xx/SlowDown/reset/truncated
    bodies; then writes `<callUUID>.json` last and fsyncs the folder once (making every rename in it
    durable). A recording whose media and metadata are all present is "skipped". Either way, the
-   recording then gets its entry in the shard's search index (index.py; directory targets), committed
-   in batches; a failed recording gets none.
+   recording then gets its entry in the shard's search index (index.py; a local copy uploaded at the
+   end for an S3 target), committed in batches; a failed recording gets none.
 5. When the whole window finished with zero failures and the index is committed, stores the window
    end as the last recording end time (never backwards). Logs RCBS's summary line and the failed ids with reasons.
 
@@ -45,7 +45,17 @@ from typing import TypeVar, cast
 from cxbackup.backup.config import Credentials, RcbsConfig
 from cxbackup.backup.connections import make_media_source, make_vendor_client, open_target
 from cxbackup.backup.errors import MediaIntegrityError, MediaMissingError, MediaSourceError, RcbsError, TargetError
-from cxbackup.backup.index import INDEX_DIR, IndexEntry, IndexWriter, ShardIndex, entry_from_recording, shard_index_name
+from cxbackup.backup.index import (
+    INDEX_DIR,
+    IndexEntry,
+    IndexSession,
+    IndexStore,
+    IndexWriter,
+    entry_from_recording,
+    open_copied_index,
+    open_local_index,
+    shard_index_name,
+)
 from cxbackup.backup.layout import FolderFormat, RecordingPaths, recording_paths
 from cxbackup.backup.progress import LogProgressSink, ProgressSink, RecordingResult, RecordingStatus, RunSummary
 from cxbackup.backup.records import MediaFile, Recording
@@ -301,21 +311,22 @@ class RecordingCopier:
         return disk, disk_paths
 
 
-def _open_index(target: BackupTarget, shard: ShardAssignment) -> tuple[IndexWriter | None, str | None]:
-    """The shard's index writer (directory targets); (None, why) when the file cannot be opened."""
-    if not isinstance(target, LocalDirectoryTarget):
-        log.info("The search index is kept for directory targets only; this target gets none")
-        return None, None
-    name = shard_index_name(shard)
+def _open_index(target: BackupTarget, shard: ShardAssignment) -> tuple[IndexSession | None, str | None]:
+    """The shard's index (index.py); (None, why) when it cannot be opened (the backup goes on)."""
+    name = f"{INDEX_DIR}/{shard_index_name(shard)}"
     try:
-        folder = target.resolve(INDEX_DIR)
-        folder.mkdir(mode=0o700, exist_ok=True)
-        return IndexWriter(ShardIndex(target.resolve(f"{INDEX_DIR}/{name}"))), None
+        if isinstance(target, LocalDirectoryTarget):
+            target.resolve(INDEX_DIR).mkdir(mode=0o700, exist_ok=True)
+            return open_local_index(target.resolve(name)), None
+        if _is_a(target, IndexStore):
+            return open_copied_index(cast(IndexStore, target), name), None
     except (OSError, sqlite3.Error, RcbsError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
-        message = f"the search index {INDEX_DIR}/{name} cannot be opened ({reason})"
+        message = f"the search index {name} cannot be opened ({reason})"
         log.error("%s; the backup goes on without it", message)
         return None, message
+    log.info("This target keeps no search index")
+    return None, None
 
 
 def _log_config(config: RcbsConfig, target: BackupTarget, window: RecordingWindow, explicit: bool) -> None:
@@ -379,7 +390,7 @@ def run_backup(
             metadata_only=config.metadata_only,
             last_recording_end_time=stored,
         )
-        index, index_error = _open_index(target, shard)
+        session, index_error = _open_index(target, shard)
         copier = RecordingCopier(
             target=target,
             source=source,
@@ -388,7 +399,7 @@ def run_backup(
             metadata_only=config.metadata_only,
             sleep=sleep,
             rng=rng,
-            index=index,
+            index=session.writer if session is not None else None,
         )
         try:
             total = vendor.count(window)
@@ -398,10 +409,10 @@ def run_backup(
             summary.error = redactor.clean(str(exc))
             summary.error_exit_code = exc.exit_code
             log.error("Run stopped: %s", summary.error)
-        if index is not None:
-            index_error = index.close()
+        if session is not None:
+            index_error = session.finish()
             if index_error is None:
-                log.info("Search index: %d recordings added or updated", index.added)
+                log.info("Search index: %d recordings added or updated", session.writer.added)
         if index_error is not None and summary.error is None:
             summary.error = redactor.clean(f"{index_error}; rebuild it with `cxbackup index`")
             summary.error_exit_code = TargetError.exit_code

@@ -10,6 +10,7 @@ these digits), --agent (agent or user name, or agent id; case ignored), --from/-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sqlite3
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cxbackup.backup.errors import ConfigError, RcbsError
 from cxbackup.backup.index import INDEX_DIR, index_files
 from cxbackup.backup.search import (
     MAX_LIMIT,
@@ -73,7 +75,9 @@ def _value(text: str) -> str:
 def add_target_arguments(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--target", type=Path, metavar="DIR", help="the backup target folder (targetDir)")
-    where.add_argument("-config", "--config", dest="config", metavar="FILE", help="config.properties: its targetDir")
+    where.add_argument(
+        "-config", "--config", dest="config", metavar="FILE", help="config.properties: its targetDir or S3 bucket"
+    )
     p.add_argument("--verbose", action="store_true", help="debug logging")
 
 
@@ -87,14 +91,49 @@ def resolve_target_dir(args: argparse.Namespace) -> Path:
 
     config = load_config_file(args.config)
     if config.target_dir is None:
-        raise TargetChoiceError(
-            f"-config {args.config}: the target is an S3 bucket; the search index is kept for directory "
-            "targets only (targetDir)"
-        )
+        raise TargetChoiceError(f"-config {args.config}: the target is an S3 bucket; this works on targetDir only")
     path = Path(config.target_dir)
     if not path.is_dir():
         raise TargetChoiceError(f"-config {args.config}: targetDir {path} is not a folder")
     return path
+
+
+def _s3_index_copy(config_path: str, stack: contextlib.ExitStack) -> tuple[Path, str]:
+    """The index files of the config's S3 target, downloaded into a private temporary folder (removed on
+    exit); (that folder, the target's description)."""
+    import os
+    import shutil
+    import tempfile
+
+    from cxbackup.backup.config import Credentials
+    from cxbackup.backup.connections import open_target
+    from cxbackup.backup.console import load_config_file
+    from cxbackup.backup.index import NAME_PATTERN
+    from cxbackup.backup.s3target import S3BucketTarget
+
+    config = load_config_file(config_path)
+    target = open_target(config, Credentials.from_env(os.environ), create=False)
+    assert isinstance(target, S3BucketTarget)
+    root = Path(tempfile.mkdtemp(prefix="cxbackup-search-"))
+    stack.callback(shutil.rmtree, root, True)
+    (root / INDEX_DIR).mkdir()
+    names = [n for n in target.list_folder(INDEX_DIR) if NAME_PATTERN.match(n)]
+    for name in names:
+        log.info("Reading the search index %s%s/%s", target.description, INDEX_DIR, name)
+        target.download_to(f"{INDEX_DIR}/{name}", root / INDEX_DIR / name)
+    return root, target.description
+
+
+def _index_root(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[Path, str, str]:
+    """(folder holding the index, the target's description, how to build a missing index)."""
+    if args.config is not None:
+        from cxbackup.backup.console import load_config_file
+
+        if load_config_file(args.config).target_s3_bucket:
+            root, where = _s3_index_copy(args.config, stack)
+            return root, where, "backup runs into the bucket create it"
+    root = resolve_target_dir(args)
+    return root, str(root), f"build it from the backed-up tree with `cxbackup index --target {root}`"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str) -> None:
@@ -206,19 +245,23 @@ def run(args: argparse.Namespace) -> int:
         parser.error("give at least one of --phone, --agent, --from, --to, --partition, --access-group, --id, --text")
     if args.start_from is not None and args.start_to is not None and args.start_from >= args.start_to:
         parser.error(f"argument --to: {_iso(args.start_to)} is not after --from {_iso(args.start_from)}")
-    try:
-        root = resolve_target_dir(args)
-    except TargetChoiceError as exc:
-        parser.error(str(exc))
-    except Exception as exc:  # the configuration cannot be read: ConfigError
-        parser.error(f"-config: {exc}")
+    with contextlib.ExitStack() as stack:
+        try:
+            root, where, build_hint = _index_root(args, stack)
+        except TargetChoiceError as exc:
+            parser.error(str(exc))
+        except RcbsError as exc:
+            if isinstance(exc, ConfigError):
+                parser.error(f"-config: {exc}")
+            print(f"cxbackup search: {exc}", file=sys.stderr)  # the bucket cannot be read
+            return exc.exit_code
+        return _search(args, root, where, build_hint)
+
+
+def _search(args: argparse.Namespace, root: Path, where: str, build_hint: str) -> int:
     index_dir = root / INDEX_DIR
     if not index_files(index_dir):
-        print(
-            f"cxbackup search: {root} has no search index; build it from the backed-up tree with "
-            f"`cxbackup index --target {root}` (backup runs keep it up to date afterwards)",
-            file=sys.stderr,
-        )
+        print(f"cxbackup search: {where} has no search index; {build_hint}", file=sys.stderr)
         return EXIT_CONFIG
     query = SearchQuery(
         phones=tuple(args.phone),
@@ -242,7 +285,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             why = f"{exc}; rebuild the index with"
         print(
-            f"cxbackup search: an index file in {index_dir} cannot be read ({why} `cxbackup index --target {root}`)",
+            f"cxbackup search: an index file of {where} cannot be read ({why} `cxbackup index`)",
             file=sys.stderr,
         )
         return EXIT_UNAVAILABLE
@@ -250,6 +293,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         doc: dict[str, object] = {
             "total": result.total,
+            "totalIsExact": result.total_exact,
             "shown": len(result.matches),
             "recordings": [m.to_json() for m in result.matches],
         }
@@ -264,9 +308,9 @@ def run(args: argparse.Namespace) -> int:
     for line in _table(result):
         print(line)
     if result.total > len(result.matches):
+        total = f"{result.total:,}" if result.total_exact else f"more than {result.total:,}"
         print(
-            f"{len(result.matches)} of {result.total} matches shown (in start time order); narrow the search "
-            "or raise --limit"
+            f"{len(result.matches)} of {total} matches shown (in start time order); narrow the search or raise --limit"
         )
     else:
         print(f"{result.total} {'match' if result.total == 1 else 'matches'}")

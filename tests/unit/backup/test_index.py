@@ -7,6 +7,7 @@ import json
 import os
 import sqlite3
 import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -355,3 +356,68 @@ def test_search_refuses_a_file_a_crashed_writer_left_and_the_next_writer_repairs
     assert world.run()[0].ok  # the shard's next run opens the file for writing: SQLite rolls the journal back
     assert main(["search", "--target", str(world.root), "--agent", "agent_103001"]) == 0
     assert "30 matches" in capsys.readouterr().out
+
+
+@pytest.fixture
+def bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    import boto3
+    from moto import mock_aws
+
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(key, value)
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket="backup")
+        yield client
+
+
+def s3_index(client: Any, tmp_path: Path, key: str = "rcbs/.cxbackup-index/shard-0-of-1.sqlite3") -> Path:
+    local = tmp_path / "copy" / INDEX_DIR / key.rpartition("/")[2]
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.write_bytes(client.get_object(Bucket="backup", Key=key)["Body"].read())
+    return local.parent.parent
+
+
+def test_an_s3_target_gets_its_index_as_one_object_per_shard(world: World, bucket: Any, tmp_path: Path) -> None:
+    from cxbackup.backup.s3target import S3BucketTarget
+
+    target = S3BucketTarget(bucket, "backup", "rcbs")
+    summary, _ = world.run(target=target)
+    assert summary.ok and summary.downloaded == 30
+    assert len(ids_in(s3_index(bucket, tmp_path), start_from=0)) == 30
+    # a later run with the copy: nothing lost, the new recordings added
+    world.vendor.records.append(dataset(31)[30])
+    world.source.add_for(world.vendor.records[30:])
+    bucket.delete_object(Bucket="backup", Key="rcbs/last_recording_endtime.txt")
+    summary2, _ = world.run(target=target)
+    assert summary2.ok and (summary2.downloaded, summary2.skipped) == (1, 30)
+    assert len(ids_in(s3_index(bucket, tmp_path / "2"), start_from=0)) == 31
+
+
+def test_an_index_upload_that_fails_fails_the_run_and_keeps_the_last_object(
+    world: World, bucket: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cxbackup.backup.errors import TargetError
+    from cxbackup.backup.s3target import S3BucketTarget
+
+    target = S3BucketTarget(bucket, "backup", "rcbs")
+    assert world.run(target=target)[0].ok
+    before = bucket.get_object(Bucket="backup", Key="rcbs/.cxbackup-index/shard-0-of-1.sqlite3")["Body"].read()
+    bucket.delete_object(Bucket="backup", Key="rcbs/last_recording_endtime.txt")
+    real = S3BucketTarget.open_writer
+
+    def failing(self: S3BucketTarget, path: str, *, sync_dir: bool = True) -> Any:
+        if path.startswith(INDEX_DIR):
+            raise TargetError("upload refused")
+        return real(self, path, sync_dir=sync_dir)
+
+    monkeypatch.setattr(S3BucketTarget, "open_writer", failing)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the local copy goes
+    summary, _ = world.run(target=target)
+    assert summary.skipped == 30 and summary.error is not None and "upload refused" in summary.error
+    assert not summary.checkpoint_advanced and summary.exit_code == 5
+    after = bucket.get_object(Bucket="backup", Key="rcbs/.cxbackup-index/shard-0-of-1.sqlite3")["Body"].read()
+    assert after == before
+    assert list(scratch.iterdir()) == []  # the local copy is gone

@@ -185,3 +185,24 @@ def test_queries_refuse_bad_values() -> None:
         SearchQuery(limit=0)
     with pytest.raises(ValueError, match="digits"):
         SearchQuery(phones=("+1555",))
+
+
+def test_partitions_are_listed_alone_and_checked_per_candidate_otherwise(
+    root: Path, records: list[dict[str, Any]]
+) -> None:
+    alone, _ = build_where(SearchQuery(partitions=("/sales",)))
+    assert "r.rec IN (SELECT rec FROM tags" in alone
+    narrowed, _ = build_where(SearchQuery(partitions=("/sales",), start_from=0, access_groups=("/emea",)))
+    assert "r.rec IN (SELECT rec FROM tags" not in narrowed and narrowed.count("EXISTS (SELECT 1 FROM tags") == 2
+    both = [i for i in find(root, partitions=("/sales",)) if i in find(root, access_groups=("/emea",))]
+    assert find(root, partitions=("/sales",), access_groups=("/emea",), start_from=0) == both
+
+
+def test_counts_stop_at_the_cap_and_say_so(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cxbackup.backup import search as search_mod
+
+    monkeypatch.setattr(search_mod, "COUNT_CAP", 5)
+    result = search_index(root / INDEX_DIR, SearchQuery(start_from=0, limit=3))
+    assert (result.total, result.total_exact, len(result.matches)) == (10, False, 3)  # 5 per file, 2 files
+    exact = search_index(root / INDEX_DIR, SearchQuery(ids=(result.matches[1].id,)))  # [0] is in both files
+    assert (exact.total, exact.total_exact) == (1, True)
