@@ -29,12 +29,13 @@ The tree is the ground truth: `rebuild_index` (the `cxbackup index` command) rea
 anew (each under a temporary name, renamed into place while holding that shard's lock).
 
 Schema (SCHEMA_VERSION): `recordings` (one row per recording: id, start and stop time, caller,
-dialed, folder, digest of what the entry was made from), `numbers` (every phone number of the
-recording, digits only and reversed so that "ends with" is a range scan), `names` (agent and user
-names and agent ids, lower case), `tags` (partitions `p` and access groups `g`), `media` (id, type,
-size, whether it is backed up, its file name when that is not the media id), and `recording_text`
-(FTS5 over the distinct text values of the metadata, holding
-no copy of the text; a plain table searched with LIKE when the sqlite3 library lacks FTS5).
+dialed, folder, digest of what the entry was made from, its text zlib-compressed), `numbers` (every
+phone number of the recording, digits only and reversed so that "ends with" is a range scan), `names`
+(agent and user names and agent ids, lower case), `tags` (partitions `p` and access groups `g`),
+`media` (id, type, size, whether it is backed up, its file name when that is not the media id), and
+`recording_text` (FTS5 over the distinct text values of the metadata, contentless; a plain table
+searched with LIKE when the sqlite3 library lacks FTS5). `ShardIndex.remove` takes recordings out
+without a trace in the file (for erasure).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ import sqlite3
 import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,7 +110,8 @@ CREATE TABLE IF NOT EXISTS recordings (
     dialed TEXT,
     folder TEXT NOT NULL,
     digest TEXT NOT NULL,
-    indexed_ms INTEGER NOT NULL
+    indexed_ms INTEGER NOT NULL,
+    text_z BLOB
 );
 CREATE INDEX IF NOT EXISTS recordings_start ON recordings (start_ms);
 CREATE TABLE IF NOT EXISTS numbers (digits_rev TEXT NOT NULL, rec INTEGER NOT NULL,
@@ -123,10 +126,11 @@ CREATE INDEX IF NOT EXISTS tags_rec ON tags (rec);
 CREATE TABLE IF NOT EXISTS media (rec INTEGER NOT NULL, media_id TEXT NOT NULL, type TEXT, size INTEGER,
     stored INTEGER NOT NULL, name TEXT, PRIMARY KEY (rec, media_id)) WITHOUT ROWID;
 """
-# Only which recordings hold a word: no copy of the text (content=''), no positions (detail=none: a
-# search is for words that all appear, never for phrases), no sizes (columnsize=0: no ranking). A
-# contentless table cannot delete a row; when a recording's entry is replaced, its old row stays behind
-# under the old `rec`, which AUTOINCREMENT never hands out again, so it matches no recording.
+# Only which recordings hold a word: no copy of the text in the table (content=''), no positions
+# (detail=none: a search is for words that all appear, never for phrases), no sizes (columnsize=0: no
+# ranking). Removing a row from a contentless table takes the very text it was given, so that text is
+# kept zlib-compressed in recordings.text_z (a third of its size): a replaced or removed entry takes its
+# words out of the index.
 _FTS = (
     "CREATE VIRTUAL TABLE IF NOT EXISTS recording_text USING fts5(text, tokenize = 'unicode61', content = '', "
     "detail = none, columnsize = 0)"
@@ -302,6 +306,7 @@ class ShardIndex:
             self._db.execute("PRAGMA journal_mode=DELETE")
             self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
             self._db.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
+            self._db.execute("PRAGMA secure_delete=ON")  # freed pages are zeroed: removed means gone
             self._db.execute("PRAGMA foreign_keys=OFF")
             self._db.execute("BEGIN IMMEDIATE")
             for statement in _SCHEMA.split(";"):
@@ -345,10 +350,11 @@ class ShardIndex:
                     if row[1] == e.digest:
                         continue
                     self._delete(row[0])
+                text_z = zlib.compress(e.text.encode("utf-8", "surrogatepass")) if self._text == "fts5" else None
                 rec = db.execute(
-                    "INSERT INTO recordings (id, start_ms, stop_ms, caller, dialed, folder, digest, indexed_ms) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (e.id, e.start_ms, e.stop_ms, e.caller, e.dialed, e.folder, e.digest, now_ms),
+                    "INSERT INTO recordings (id, start_ms, stop_ms, caller, dialed, folder, digest, indexed_ms, "
+                    "text_z) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (e.id, e.start_ms, e.stop_ms, e.caller, e.dialed, e.folder, e.digest, now_ms, text_z),
                 ).lastrowid
                 db.executemany("INSERT INTO numbers VALUES (?, ?)", [(d[::-1], rec) for d in e.numbers])
                 db.executemany("INSERT INTO names VALUES (?, ?)", [(n, rec) for n in e.names])
@@ -375,9 +381,37 @@ class ShardIndex:
     def _delete(self, rec: int) -> None:
         for table in ("numbers", "names", "tags", "media"):
             self._db.execute(f"DELETE FROM {table} WHERE rec = ?", (rec,))  # noqa: S608 - fixed names
-        if self._text == "like":  # an FTS5 row stays behind (see _FTS)
+        if self._text == "fts5":
+            (text_z,) = self._db.execute("SELECT text_z FROM recordings WHERE rec = ?", (rec,)).fetchone()
+            if text_z is not None:
+                text = zlib.decompress(text_z).decode("utf-8", "surrogatepass")
+                self._db.execute(
+                    "INSERT INTO recording_text (recording_text, rowid, text) VALUES ('delete', ?, ?)", (rec, text)
+                )
+        else:
             self._db.execute("DELETE FROM recording_text WHERE rowid = ?", (rec,))
         self._db.execute("DELETE FROM recordings WHERE rec = ?", (rec,))
+
+    def remove(self, ids: Iterable[str]) -> int:
+        """Remove the entries of recordings `ids` (an erasure), then merge the text index so nothing of them
+        is left in its pages (freed pages are zeroed); returns how many were there."""
+        db = self._db
+        removed = 0
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for rec_id in ids:
+                row = db.execute("SELECT rec FROM recordings WHERE id = ?", (rec_id,)).fetchone()
+                if row is not None:
+                    self._delete(row[0])
+                    removed += 1
+            if removed and self._text == "fts5":
+                db.execute("INSERT INTO recording_text (recording_text) VALUES ('optimize')")
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+        return removed
 
     def count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM recordings").fetchone()[0])

@@ -329,6 +329,14 @@ def _open_index(target: BackupTarget, shard: ShardAssignment) -> tuple[IndexSess
     return None, None
 
 
+def _abandon(session: IndexSession) -> None:
+    try:
+        session.writer.close()
+    finally:
+        if session.cleanup is not None:
+            session.cleanup()
+
+
 def _log_config(config: RcbsConfig, target: BackupTarget, window: RecordingWindow, explicit: bool) -> None:
     log.info("Min-age:%s", config.min_age)
     log.info("Max-age:%s", config.max_age)
@@ -409,12 +417,21 @@ def run_backup(
             summary.error = redactor.clean(str(exc))
             summary.error_exit_code = exc.exit_code
             log.error("Run stopped: %s", summary.error)
+        except BaseException:
+            if session is not None:  # interrupted: commit what is complete, publish nothing, clean up
+                _abandon(session)
+            raise
         if session is not None:
             index_error = session.finish()
             if index_error is None:
                 log.info("Search index: %d recordings added or updated", session.writer.added)
         if index_error is not None and summary.error is None:
-            summary.error = redactor.clean(f"{index_error}; rebuild it with `cxbackup index`")
+            hint = (
+                "rebuild it with `cxbackup index`"
+                if isinstance(target, LocalDirectoryTarget)
+                else "the next run covers this window and writes it again"
+            )
+            summary.error = redactor.clean(f"{index_error}; {hint}")
             summary.error_exit_code = TargetError.exit_code
             log.error("Run stopped: %s", summary.error)
         if summary.ok:

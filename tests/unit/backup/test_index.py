@@ -317,10 +317,31 @@ def test_a_replaced_entry_leaves_no_match_behind(tmp_path: Path) -> None:
     assert ids_in(tmp_path, text=word) == [rec["id"]]
     idx.add([entry_from_recording(recording(rec), recording_paths(recording(rec), FMT), ())])
     idx.close()
-    assert ids_in(tmp_path, text=word) == []  # the old text row stays, under a rec no recording has
+    assert ids_in(tmp_path, text=word) == []
     result = search_index(tmp_path / INDEX_DIR, SearchQuery(text=word))
     assert result.total == 0
     assert ids_in(tmp_path, text=rec["callType"]) == [rec["id"]]
+    path = tmp_path / INDEX_DIR / "shard-0-of-1.sqlite3"
+    assert rows(path, f"SELECT count(*) FROM recording_text WHERE recording_text MATCH '{word}'") == [(0,)]  # noqa: S608
+
+
+def test_removed_entries_leave_nothing_in_the_file(tmp_path: Path) -> None:
+    """What an erasure needs: after `remove`, not a byte of the recording's entry is in the index file."""
+    recs = emulator_records()
+    victim = dict(recs[3], callType="Zanzibar77", callerPhoneNumber="+4915112345678")
+    recs[3] = victim
+    path = tmp_path / "shard-0-of-1.sqlite3"
+    idx = ShardIndex(path)
+    idx.add([entry_from_recording(recording(r), recording_paths(recording(r), FMT), ()) for r in recs])
+    data = path.read_bytes().lower()
+    assert b"zanzibar77" in data and victim["id"].lower().encode() in data
+    assert idx.remove([victim["id"], "not-indexed"]) == 1
+    idx.close()
+    data = path.read_bytes().lower()
+    for trace in (b"zanzibar77", victim["id"].lower().encode(), b"4915112345678", b"8765432115194"):
+        assert trace not in data, trace
+    assert not path.with_name(path.name + "-journal").exists()
+    assert rows(path, "SELECT count(*) FROM recordings") == [(len(recs) - 1,)]
 
 
 def test_search_refuses_a_file_a_crashed_writer_left_and_the_next_writer_repairs_it(
@@ -421,3 +442,31 @@ def test_an_index_upload_that_fails_fails_the_run_and_keeps_the_last_object(
     after = bucket.get_object(Bucket="backup", Key="rcbs/.cxbackup-index/shard-0-of-1.sqlite3")["Body"].read()
     assert after == before
     assert list(scratch.iterdir()) == []  # the local copy is gone
+
+
+def test_an_interrupted_run_commits_what_is_complete_and_cleans_up(
+    world: World, bucket: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cxbackup.backup.s3target import S3BucketTarget
+
+    pages: list[int] = []
+
+    def stop(offset: int) -> None:
+        pages.append(offset)
+        if len(pages) % 4 == 0:  # the count, then a page a day: Ctrl-C while listing the window's last day
+            raise KeyboardInterrupt
+
+    world.vendor.on_page = stop
+    with pytest.raises(KeyboardInterrupt):
+        world.run()
+    indexed = set(ids_in(world.root, start_from=0))
+    complete = {p.stem for p in world.root.rglob("*.json")}
+    assert 0 < len(indexed) < 30 and indexed == complete  # committed on the way out, only what is complete
+    # an S3 target: nothing is uploaded, the local copy is removed
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    with pytest.raises(KeyboardInterrupt):
+        world.run(target=S3BucketTarget(bucket, "backup", "rcbs"))
+    assert "Contents" not in bucket.list_objects_v2(Bucket="backup", Prefix="rcbs/.cxbackup-index/")
+    assert list(scratch.iterdir()) == []
