@@ -226,13 +226,17 @@ def test_s3_target_backup_then_search_through_the_config(emulator: Emulator, tmp
     hit = next(r for r in doc["recordings"] if r["id"] == rec["id"])
     for m in hit["media"]:  # paths are relative to the target: under the prefix in the bucket
         assert client.head_object(Bucket="search-backup", Key=f"rcbs/{m['path']}")["ContentLength"] > 0
-    # the rebuild from the tree is for folders
-    refused = run_cli(["index", "-config", str(cfg)], target_env)
-    assert refused.returncode == 2 and "targetDir only" in refused.stderr
+    # the index is rebuilt from the bucket's objects alone, with the same answers
+    client.delete_object(Bucket="search-backup", Key="rcbs/.cxbackup-index/shard-0-of-1.sqlite3")
+    rebuilt = run_cli(["index", "-config", str(cfg)], target_env)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert rebuilt.stdout.startswith(f"Indexed {len(records)} recordings of s3://search-backup/rcbs/")
+    again = run_cli(["search", "-config", str(cfg), "--agent", user, "--json", "--limit", "1000"], target_env)
+    assert again.returncode == 0 and json.loads(again.stdout) == doc
     # a bucket without an index (no run yet) says so
     client.create_bucket(Bucket="empty-backup")
     empty = emulator.write_config(
         tmp_path / "e.properties", targetS3Bucket="empty-backup", targetS3EndpointUrl=emulator.s3_endpoint
     )
     none = run_cli(["search", "-config", str(empty), "--agent", user], target_env)
-    assert none.returncode == 2 and "has no search index; backup runs into the bucket create it" in none.stderr
+    assert none.returncode == 2 and "has no search index; build it from the bucket with `cxbackup index" in none.stderr

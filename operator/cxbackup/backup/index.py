@@ -53,6 +53,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -84,6 +85,7 @@ __all__ = [
     "open_local_index",
     "open_readonly",
     "rebuild_index",
+    "rebuild_object_index",
     "shard_index_name",
 ]
 
@@ -577,31 +579,186 @@ class RebuildSummary:
     removed: list[str] = field(default_factory=list)  # index files of an old shard layout, removed
 
 
-def iter_tree(root: Path) -> Iterator[tuple[str, Path]]:
-    """(folder relative to root, metadata file) of every `<name>/<name>.json` in the tree (hidden
-    folders, such as the index's own, are not entered)."""
+@dataclass(frozen=True)
+class TreeFolder:
+    """A recording's folder found in the tree: its path, the names of the files in it, and its metadata."""
+
+    folder: str  # relative to the target
+    metadata_name: str
+    files: frozenset[str]
+    read: Callable[[], bytes]  # the metadata file's bytes
+
+
+def iter_tree(root: Path) -> Iterator[TreeFolder]:
+    """Every `<name>/<name>.json` folder under `root` (hidden folders, such as the index's own, are not
+    entered; temporary files are not files of the recording)."""
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         here = Path(dirpath)
         meta = f"{here.name}.json"
         if here != root and meta in filenames:
-            yield here.relative_to(root).as_posix(), here / meta
+            yield TreeFolder(
+                folder=here.relative_to(root).as_posix(),
+                metadata_name=meta,
+                files=frozenset(n for n in filenames if not is_temp_name(n)),
+                read=(here / meta).read_bytes,
+            )
 
 
-def entry_from_folder(root: Path, folder: str, metadata: Path) -> IndexEntry:
-    """The entry of the recording whose metadata is `metadata` (ValueError when it cannot be read)."""
-    raw = metadata.read_bytes().decode("utf-8")
+class ObjectTree(Protocol):
+    """A bucket seen as a tree: every object's path relative to the target, in key order, and reads."""
+
+    def iter_files(self) -> Iterator[tuple[str, int]]: ...
+
+    def read_bytes(self, path: str, max_bytes: int | None = None) -> bytes: ...
+
+
+MAX_METADATA_BYTES = 16 << 20
+"""The most read of one metadata object in a rebuild."""
+
+
+def iter_object_tree(store: ObjectTree) -> Iterator[TreeFolder]:
+    """Every `<name>/<name>.json` folder of a bucket, from one listing (the objects of a folder are
+    consecutive in key order); hidden folders are skipped."""
+    current: str | None = None
+    names: set[str] = set()
+
+    def done(folder: str | None, files: set[str]) -> Iterator[TreeFolder]:
+        if folder is None:
+            return
+        base = folder.rpartition("/")[2]
+        if f"{base}.json" in files:
+            meta = f"{folder}/{base}.json"
+            yield TreeFolder(
+                folder, f"{base}.json", frozenset(files), lambda: store.read_bytes(meta, MAX_METADATA_BYTES)
+            )
+
+    for path, _size in store.iter_files():
+        folder, _, name = path.rpartition("/")
+        if not folder or any(part.startswith(".") for part in folder.split("/")):
+            continue
+        if folder != current:
+            yield from done(current, names)
+            current, names = folder, set()
+        names.add(name)
+    yield from done(current, names)
+
+
+def entry_from_tree(item: TreeFolder, raw_bytes: bytes | None = None) -> IndexEntry:
+    """The entry of the recording in `item` (ValueError when its metadata cannot be used)."""
+    raw = (item.read() if raw_bytes is None else raw_bytes).decode("utf-8")
     data = json.loads(raw)
     recording = Recording.from_json(data, raw)
     if recording.problem:
         raise ValueError(recording.problem)
-    names = media_file_names((m.media_id for m in recording.media if m.media_id), metadata.name)
-    present = {
-        e.name for e in os.scandir(metadata.parent) if e.is_file(follow_symlinks=False) and not is_temp_name(e.name)
-    }
-    stored = {mid for mid, name in names.items() if name in present}
-    paths = {mid: f"{folder}/{name}" for mid, name in names.items()}
-    return _entry(recording, data, folder, paths, stored)
+    names = media_file_names((m.media_id for m in recording.media if m.media_id), item.metadata_name)
+    stored = {mid for mid, name in names.items() if name in item.files}
+    paths = {mid: f"{item.folder}/{name}" for mid, name in names.items()}
+    return _entry(recording, data, item.folder, paths, stored)
+
+
+def _read_ahead(items: Iterable[TreeFolder], workers: int) -> Iterator[tuple[TreeFolder, bytes | Exception]]:
+    """(folder, its metadata bytes or the error reading them), `workers` reads at a time (a bucket answers
+    each GET in milliseconds: one at a time, a million would take hours)."""
+    if workers <= 1:
+        for item in items:
+            try:
+                yield item, item.read()
+            except (OSError, RcbsError) as exc:
+                yield item, exc
+        return
+
+    def read(item: TreeFolder) -> bytes | Exception:
+        try:
+            return item.read()
+        except (OSError, RcbsError) as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="index-read") as pool:
+        batch: list[TreeFolder] = []
+        for item in items:
+            batch.append(item)
+            if len(batch) >= 16 * workers:
+                yield from zip(batch, pool.map(read, batch), strict=True)
+                batch = []
+        yield from zip(batch, pool.map(read, batch), strict=True)
+
+
+class _Placement(Protocol):
+    """Where rebuilt index files go."""
+
+    def existing(self) -> list[str]: ...
+
+    def scratch(self) -> Path: ...
+
+    def place(self, name: str, temp: Path) -> None: ...
+
+    def remove(self, name: str) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class _FolderPlacement:
+    def __init__(self, index_dir: Path) -> None:
+        self.index_dir = index_dir
+        index_dir.mkdir(mode=0o700, exist_ok=True)
+
+    def existing(self) -> list[str]:
+        return [p.name for p in index_files(self.index_dir)]
+
+    def scratch(self) -> Path:
+        return self.index_dir  # same file system: the rename is atomic
+
+    def place(self, name: str, temp: Path) -> None:
+        _fsync_file(temp)
+        final = self.index_dir / name
+        _settle(final)
+        temp.replace(final)
+
+    def remove(self, name: str) -> None:
+        _settle(self.index_dir / name)
+        (self.index_dir / name).unlink()
+
+    def finish(self) -> None:
+        fsync_dir(self.index_dir)
+
+
+class IndexObjectStore(IndexStore, ObjectTree, Protocol):
+    """What a rebuild needs of a bucket: the tree, uploads, deletes and the index folder's listing."""
+
+    def list_folder(self, directory: str) -> dict[str, int]: ...
+
+    def delete(self, path: str) -> None: ...
+
+
+class _ObjectPlacement:
+    def __init__(self, store: IndexObjectStore, stack: contextlib.ExitStack) -> None:
+        self.store = store
+        self._scratch = Path(tempfile.mkdtemp(prefix="cxbackup-index-"))
+        stack.callback(shutil.rmtree, self._scratch, True)
+
+    def existing(self) -> list[str]:
+        return sorted(n for n in self.store.list_folder(INDEX_DIR) if NAME_PATTERN.match(n))
+
+    def scratch(self) -> Path:
+        return self._scratch
+
+    def place(self, name: str, temp: Path) -> None:
+        out = self.store.open_writer(f"{INDEX_DIR}/{name}")
+        try:
+            with open(temp, "rb") as f:
+                while chunk := f.read(8 << 20):
+                    out.write(chunk)
+            out.commit()
+        except BaseException:
+            out.abort()
+            raise
+
+    def remove(self, name: str) -> None:
+        self.store.delete(f"{INDEX_DIR}/{name}")
+
+    def finish(self) -> None:
+        pass
 
 
 def rebuild_index(
@@ -618,30 +775,57 @@ def rebuild_index(
     (a running backup makes this raise LockHeldError before anything is written). Index files of
     another number of shards are removed (under their locks too).
     """
-    index_dir = root / INDEX_DIR
-    index_dir.mkdir(mode=0o700, exist_ok=True)
+    return _rebuild(iter_tree(root), _FolderPlacement(root / INDEX_DIR), total, lock, progress, workers=1)
+
+
+def rebuild_object_index(
+    store: IndexObjectStore,
+    total: int,
+    *,
+    lock: Callable[[str], contextlib.AbstractContextManager[object]],
+    progress: Callable[[int], object] | None = None,
+    workers: int = 16,
+) -> RebuildSummary:
+    """`rebuild_index` for a bucket: one listing, `workers` metadata reads at a time, the new files built in
+    a private temporary folder and uploaded whole."""
+    with contextlib.ExitStack() as stack:
+        placement = _ObjectPlacement(store, stack)
+        return _rebuild(iter_object_tree(store), placement, total, lock, progress, workers=workers)
+
+
+def _rebuild(
+    tree: Iterable[TreeFolder],
+    placement: _Placement,
+    total: int,
+    lock: Callable[[str], contextlib.AbstractContextManager[object]],
+    progress: Callable[[int], object] | None,
+    *,
+    workers: int,
+) -> RebuildSummary:
     summary = RebuildSummary()
     shards = [ShardAssignment(i, total) for i in range(total)]
+    wanted = {shard_index_name(s) for s in shards}
     with contextlib.ExitStack() as locks:
         # every lock first: a run writing meanwhile would add entries the new files do not have
         for s in shards:
             locks.enter_context(lock(s.label))
-        others = [p for p in index_files(index_dir) if p.name not in {shard_index_name(s) for s in shards}]
-        for p in others:
-            m = NAME_PATTERN.match(p.name)
+        others = [n for n in placement.existing() if n not in wanted]
+        for name in others:
+            m = NAME_PATTERN.match(name)
             assert m is not None
             locks.enter_context(lock(f"{m[1]}-of-{m[2]}"))
-        _rebuild_locked(root, index_dir, shards, others, summary, progress)
+        _rebuild_locked(tree, placement, shards, others, summary, progress, workers)
     return summary
 
 
 def _rebuild_locked(
-    root: Path,
-    index_dir: Path,
+    tree: Iterable[TreeFolder],
+    placement: _Placement,
     shards: list[ShardAssignment],
-    others: list[Path],
+    others: list[str],
     summary: RebuildSummary,
     progress: Callable[[int], object] | None,
+    workers: int,
 ) -> None:
     total = len(shards)
     temps: dict[str, Path] = {}
@@ -649,15 +833,17 @@ def _rebuild_locked(
     try:
         for s in shards:
             name = shard_index_name(s)
-            temp = index_dir / f".{name}.part-{os.urandom(4).hex()}"
+            temp = placement.scratch() / f".{name}.part-{os.urandom(4).hex()}"
             temps[name] = temp
-            writers[name] = ShardIndex(temp, durable=False)  # made durable by one fsync before the rename
+            writers[name] = ShardIndex(temp, durable=False)  # made durable when it is put in place
         batches: dict[str, list[IndexEntry]] = {name: [] for name in writers}
-        for folder, metadata in iter_tree(root):
+        for item, raw in _read_ahead(tree, workers):
             try:
-                entry = entry_from_folder(root, folder, metadata)
-            except (OSError, ValueError, UnicodeDecodeError) as exc:
-                summary.skipped.append((f"{folder}/{metadata.name}", str(exc)[:200]))
+                if isinstance(raw, Exception):
+                    raise raw
+                entry = entry_from_tree(item, raw)
+            except (OSError, ValueError, UnicodeDecodeError, RcbsError) as exc:
+                summary.skipped.append((f"{item.folder}/{item.metadata_name}", str(exc)[:200]))
                 continue
             name = shard_index_name(shards[shard_of(entry.id, total)])
             batches[name].append(entry)
@@ -671,16 +857,12 @@ def _rebuild_locked(
             writers[name].add(batch)
             summary.files[name] = writers[name].count()
             writers[name].close()
-            _fsync_file(temps[name])
         for name, temp in temps.items():
-            final = index_dir / name
-            _settle(final)
-            temp.replace(final)
-        for p in others:
-            _settle(p)
-            p.unlink()
-            summary.removed.append(p.name)
-        fsync_dir(index_dir)
+            placement.place(name, temp)
+        for name in others:
+            placement.remove(name)
+            summary.removed.append(name)
+        placement.finish()
         temps.clear()
     finally:
         for w in writers.values():

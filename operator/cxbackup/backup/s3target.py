@@ -254,6 +254,21 @@ class S3BucketTarget:
             raise TargetError(f"cannot list s3://{self.bucket}/{prefix}: {snippet(str(exc), 300)}") from exc
         return found
 
+    def iter_files(self) -> Iterator[tuple[str, int]]:
+        """(path relative to the target, size) of every object under the prefix, in key order."""
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for obj in page.get("Contents", []):
+                    yield str(obj["Key"])[len(self.prefix) :], int(obj["Size"])
+        except _BOTO_ERRORS as exc:
+            raise TargetError(f"cannot list {self.description}: {snippet(str(exc), 300)}") from exc
+
+    def delete(self, path: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self.key(path))
+        except _BOTO_ERRORS as exc:
+            raise TargetError(f"cannot delete s3://{self.bucket}/{self.key(path)}: {snippet(str(exc), 300)}") from exc
+
     def read_text(self, path: str) -> str | None:
         if self.size_of(path) is None:
             return None

@@ -1,4 +1,5 @@
-"""`cxbackup index (--target DIR | -config FILE) [--shards N]`: rebuild the search index from the tree.
+"""`cxbackup index (--target DIR | -config FILE) [--shards N]`: rebuild the search index from the tree (a
+folder, or with -config an S3 target's bucket).
 
 Reads every recording's metadata (`<callUUID>/<callUUID>.json`) and the media files next to it, and
 writes the index files anew (one per shard) under temporary names, renamed into place. It holds every
@@ -15,12 +16,14 @@ import logging
 import re
 import sqlite3
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cxbackup.backup.errors import RcbsError
-from cxbackup.backup.index import INDEX_DIR, index_files, rebuild_index
+from cxbackup.backup.config import RcbsConfig
+from cxbackup.backup.errors import ConfigError, RcbsError
+from cxbackup.backup.index import INDEX_DIR, RebuildSummary, index_files, rebuild_index, rebuild_object_index
+from cxbackup.backup.s3target import S3BucketTarget
 from cxbackup.backup.sharding import ShardAssignment
 from cxbackup.backup.state import lock_name
 from cxbackup.backup.targets import LocalDirectoryTarget, LockHolder
@@ -65,19 +68,38 @@ def detect_shards(root: Path) -> int | None:
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
     parser: argparse.ArgumentParser = args.parser
+    config = None
     try:
+        if args.config is not None:
+            from cxbackup.backup.console import load_config_file
+
+            config = load_config_file(args.config)
+        if config is not None and config.target_s3_bucket:
+            return _run_bucket(args, config)
         root = resolve_target_dir(args)
     except TargetChoiceError as exc:
         parser.error(str(exc))
-    except Exception as exc:  # the configuration cannot be read: ConfigError
+    except ConfigError as exc:
         parser.error(f"-config: {exc}")
-    total = args.shards
-    if total is None and args.config is not None:
-        from cxbackup.backup.console import load_config_file
-
-        total = load_config_file(args.config).total_rcbs_instances
+    total = args.shards or (config.total_rcbs_instances if config is not None else None)
     total = total or detect_shards(root) or 1
     target = LocalDirectoryTarget(root, create=False)
+    log.info("Indexing %s as %d shard file(s)", root, total)
+    try:
+        summary = rebuild_index(
+            target.root, total, lock=_locker(target), progress=lambda n: log.info("%d recordings read", n)
+        )
+    except RcbsError as exc:  # LockHeldError (exit 3), TargetError
+        log.error("%s; nothing was replaced", exc)
+        return exc.exit_code
+    except (OSError, sqlite3.Error) as exc:
+        log.error("writing the index in %s failed: %s; nothing was replaced", root / INDEX_DIR, exc)
+        return EXIT_UNAVAILABLE
+    return _report(summary, str(root))
+
+
+def _locker(target: LocalDirectoryTarget | S3BucketTarget) -> Callable[[str], contextlib.AbstractContextManager[None]]:
+    """Shard label -> the backup's own lock of that shard on `target`."""
     holder = LockHolder.current(datetime.now(UTC).isoformat(timespec="seconds"), "index")
 
     @contextlib.contextmanager
@@ -86,17 +108,36 @@ def run(args: argparse.Namespace) -> int:
         with target.lock(lock_name(ShardAssignment(int(index), int(of))), holder):
             yield
 
-    log.info("Indexing %s as %d shard file(s)", root, total)
+    return lock
+
+
+def _run_bucket(args: argparse.Namespace, config: RcbsConfig) -> int:
+    """The rebuild of an S3 target's index: one listing of the bucket, 16 metadata reads at a time."""
+    import os
+
+    from cxbackup.backup.config import Credentials
+    from cxbackup.backup.connections import open_target
+
+    total = args.shards or config.total_rcbs_instances
     try:
-        summary = rebuild_index(target.root, total, lock=lock, progress=lambda n: log.info("%d recordings read", n))
-    except RcbsError as exc:  # LockHeldError (exit 3), TargetError
+        target = open_target(config, Credentials.from_env(os.environ), create=False)
+        assert isinstance(target, S3BucketTarget)
+        log.info("Indexing %s as %d shard file(s)", target.description, total)
+        summary = rebuild_object_index(
+            target, total, lock=_locker(target), progress=lambda n: log.info("%d recordings read", n)
+        )
+    except RcbsError as exc:  # LockHeldError (exit 3), TargetError (the bucket cannot be read or written)
         log.error("%s; nothing was replaced", exc)
         return exc.exit_code
     except (OSError, sqlite3.Error) as exc:
-        log.error("writing the index in %s failed: %s; nothing was replaced", root / INDEX_DIR, exc)
+        log.error("building the index failed: %s; nothing was replaced", exc)
         return EXIT_UNAVAILABLE
+    return _report(summary, target.description)
+
+
+def _report(summary: RebuildSummary, where: str) -> int:
     files = ", ".join(f"{n}: {c}" for n, c in summary.files.items())
-    print(f"Indexed {summary.recordings} recordings of {root} ({files})")
+    print(f"Indexed {summary.recordings} recordings of {where} ({files})")
     for name in summary.removed:
         print(f"Removed {name} (another number of shards)")
     if summary.skipped:

@@ -131,7 +131,7 @@ def _index_root(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[
 
         if load_config_file(args.config).target_s3_bucket:
             root, where = _s3_index_copy(args.config, stack)
-            return root, where, "backup runs into the bucket create it"
+            return root, where, f"build it from the bucket with `cxbackup index -config {args.config}`"
     root = resolve_target_dir(args)
     return root, str(root), f"build it from the backed-up tree with `cxbackup index --target {root}`"
 

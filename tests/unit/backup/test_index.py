@@ -470,3 +470,56 @@ def test_an_interrupted_run_commits_what_is_complete_and_cleans_up(
         world.run(target=S3BucketTarget(bucket, "backup", "rcbs"))
     assert "Contents" not in bucket.list_objects_v2(Bucket="backup", Prefix="rcbs/.cxbackup-index/")
     assert list(scratch.iterdir()) == []
+
+
+def test_rebuild_of_a_bucket_matches_what_the_runs_wrote(world: World, bucket: Any, tmp_path: Path) -> None:
+    from cxbackup.backup.index import rebuild_object_index
+    from cxbackup.backup.s3target import S3BucketTarget
+
+    target = S3BucketTarget(bucket, "backup", "rcbs")
+    for i in range(2):
+        assert world.run(world.config(totalRcbsInstances=2, rcbsInstanceId=i), target=target)[0].ok
+    key = "rcbs/.cxbackup-index/shard-{}-of-2.sqlite3"
+    before = {i: rows(s3_index(bucket, tmp_path / f"b{i}", key.format(i)) / INDEX_DIR / f"shard-{i}-of-2.sqlite3",
+                      "SELECT id, folder, digest FROM recordings ORDER BY id") for i in range(2)}  # fmt: skip
+    broken = world.paths(world.records[7]).metadata
+    bucket.put_object(Bucket="backup", Key=f"rcbs/{broken}", Body=b"{not json")
+    bucket.put_object(Bucket="backup", Key="rcbs/.hidden/X/X.json", Body=b"{}")  # hidden folders are not read
+    for i in range(2):
+        bucket.delete_object(Bucket="backup", Key=key.format(i))
+    bucket.put_object(Bucket="backup", Key="rcbs/.cxbackup-index/shard-0-of-1.sqlite3", Body=b"old layout")
+
+    summary = rebuild_object_index(target, 2, lock=target_lock_s3(target), workers=4)
+    assert summary.recordings == 29 and [p for p, _ in summary.skipped] == [broken]
+    assert summary.removed == ["shard-0-of-1.sqlite3"]
+    after = {i: rows(s3_index(bucket, tmp_path / f"a{i}", key.format(i)) / INDEX_DIR / f"shard-{i}-of-2.sqlite3",
+                     "SELECT id, folder, digest FROM recordings ORDER BY id") for i in range(2)}  # fmt: skip
+    victim = world.records[7]["id"]
+    assert {i: [r for r in rows_ if r[0] != victim] for i, rows_ in before.items()} == after
+    listed = bucket.list_objects_v2(Bucket="backup", Prefix="rcbs/.cxbackup-index/")["Contents"]
+    assert sorted(o["Key"] for o in listed) == [key.format(0), key.format(1)]
+
+
+def test_rebuild_of_a_bucket_refuses_while_a_run_holds_a_lock(world: World, bucket: Any) -> None:
+    from cxbackup.backup.index import rebuild_object_index
+    from cxbackup.backup.s3target import S3BucketTarget
+
+    target = S3BucketTarget(bucket, "backup", "rcbs")
+    assert world.run(target=target)[0].ok
+    before = bucket.get_object(Bucket="backup", Key="rcbs/.cxbackup-index/shard-0-of-1.sqlite3")["Body"].read()
+    holder = LockHolder(pid=999, host="worker-pod", started_at="then", shard="0-of-1")
+    with target.lock(".rcbs-lock-0-of-1", holder), pytest.raises(LockHeldError, match="worker-pod"):
+        rebuild_object_index(S3BucketTarget(bucket, "backup", "rcbs"), 1, lock=target_lock_s3(target))
+    after = bucket.get_object(Bucket="backup", Key="rcbs/.cxbackup-index/shard-0-of-1.sqlite3")["Body"].read()
+    assert after == before
+
+
+def target_lock_s3(target: Any) -> Any:
+    holder = LockHolder(pid=os.getpid(), host="h", started_at="now", shard="index")
+
+    @contextlib.contextmanager
+    def lock(label: str) -> Iterator[None]:
+        with target.lock(f".rcbs-lock-{label}", holder):
+            yield
+
+    return lock
