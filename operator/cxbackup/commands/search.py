@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -101,7 +102,6 @@ def resolve_target_dir(args: argparse.Namespace) -> Path:
 def _s3_index_copy(config_path: str, stack: contextlib.ExitStack) -> tuple[Path, str]:
     """The index files of the config's S3 target, downloaded into a private temporary folder (removed on
     exit); (that folder, the target's description)."""
-    import os
     import shutil
     import tempfile
 
@@ -260,8 +260,18 @@ def run(args: argparse.Namespace) -> int:
 
 def _search(args: argparse.Namespace, root: Path, where: str, build_hint: str) -> int:
     index_dir = root / INDEX_DIR
-    if not index_files(index_dir):
+    files = index_files(index_dir)
+    if not files:
         print(f"cxbackup search: {where} has no search index; {build_hint}", file=sys.stderr)
+        return EXIT_CONFIG
+    unreadable = [p for p in files if not os.access(p, os.R_OK)]
+    if unreadable:
+        owner = unreadable[0].stat().st_uid
+        print(
+            f"cxbackup search: {unreadable[0]} is readable by its owner only (user id {owner}; it holds phone "
+            "numbers): run the search as that user",
+            file=sys.stderr,
+        )
         return EXIT_CONFIG
     query = SearchQuery(
         phones=tuple(args.phone),

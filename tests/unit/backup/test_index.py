@@ -523,3 +523,16 @@ def target_lock_s3(target: Any) -> Any:
             yield
 
     return lock
+
+
+def test_search_names_the_owner_of_an_index_it_may_not_read(
+    world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cxbackup.cli import main
+    from cxbackup.commands import search as search_cmd
+
+    assert world.run()[0].ok
+    monkeypatch.setattr(search_cmd.os, "access", lambda path, mode: False)  # as another user (tests run as root)
+    assert main(["search", "--target", str(world.root), "--agent", "agent_103001"]) == 2
+    err = capsys.readouterr().err
+    assert "is readable by its owner only" in err and f"user id {os.getuid()}" in err
