@@ -884,6 +884,7 @@ WHATIF: list[tuple[str, str, int, int, dict[str, object]]] = [
     ("without the MD5 check", "nomd5", 1, CONCURRENCY, {}),
     ("without fsync", "nofsync", 1, CONCURRENCY, {}),
     ("without MD5 check and fsync (the peers' guarantees)", "nomd5,nofsync", 1, CONCURRENCY, {}),
+    ("without the search index", "noindex", 1, CONCURRENCY, {}),
     ("before: mediaTransfer=boto3 (media through Python)", "none", 1, CONCURRENCY, {"mediaTransfer": "boto3"}),
 ]
 

@@ -45,6 +45,7 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import re
 import shutil
 import sqlite3
@@ -423,66 +424,95 @@ class ShardIndex:
 
 
 class IndexWriter:
-    """The worker's side: entries from the download threads, committed in batches (thread-safe).
+    """The worker's side: entries from the download threads, built and committed in batches by one
+    thread of its own, so that a download thread only hands over a recording and goes on (a commit of
+    a batch, with its fsyncs, never holds up the downloads).
 
     The first failure is kept in `error` and indexing stops (the backup goes on); the run then ends
     with that error and without advancing its checkpoint, so nothing claims a window the index lacks.
+    At most QUEUE_LIMIT recordings wait for the thread; beyond that a download thread waits.
     """
 
-    def __init__(
-        self, index: ShardIndex, *, every: int = FLUSH_EVERY, seconds: float = FLUSH_SECONDS, clock: Any = time
-    ) -> None:
+    QUEUE_LIMIT = 10_000
+
+    def __init__(self, index: ShardIndex, *, every: int = FLUSH_EVERY, seconds: float = FLUSH_SECONDS) -> None:
         self._index = index
         self._every = every
         self._seconds = seconds
-        self._clock = clock
+        self._queue: queue.Queue[Callable[[], IndexEntry] | None] = queue.Queue(self.QUEUE_LIMIT)
         self._pending: list[IndexEntry] = []
-        self._lock = threading.Lock()
-        self._last = clock.monotonic()
+        self._closed = False
         self.error: str | None = None
         self.added = 0
+        self._thread = threading.Thread(target=self._run, name="index-writer", daemon=True)
+        self._thread.start()
 
     def add_entry(self, make: Callable[[], IndexEntry]) -> None:
-        """Add the entry `make()` builds; a failure to build it stops indexing like a failed commit."""
-        if self.error is not None:
-            return
-        try:
-            entry = make()
-        except Exception as exc:
-            with self._lock:
-                if self.error is None:
-                    self.error = f"indexing a recording failed: {type(exc).__name__}: {exc}"
-                    log.error("%s", self.error)
-            return
-        self.add(entry)
+        """Queue the entry `make()` builds (on the writer's thread; a failure there stops indexing)."""
+        if self.error is None and not self._closed:
+            self._queue.put(make)
 
     def add(self, entry: IndexEntry) -> None:
-        with self._lock:
-            if self.error is not None:
-                return
-            self._pending.append(entry)
-            if len(self._pending) >= self._every or self._clock.monotonic() - self._last >= self._seconds:
+        self.add_entry(lambda: entry)
+
+    def wait_idle(self) -> None:
+        """Wait until every queued entry is built and either committed or pending (for tests)."""
+        self._queue.join()
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self._seconds
+        while True:
+            try:
+                make = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0))
+            except queue.Empty:
                 self._flush()
+                deadline = time.monotonic() + self._seconds
+                continue
+            try:
+                if make is None:
+                    return
+                if self.error is not None:
+                    continue
+                try:
+                    self._pending.append(make())
+                except Exception as exc:
+                    self._fail(f"indexing a recording failed: {type(exc).__name__}: {exc}")
+                    continue
+                if len(self._pending) >= self._every or time.monotonic() >= deadline:
+                    self._flush()
+                    deadline = time.monotonic() + self._seconds
+            finally:
+                self._queue.task_done()
+
+    def _fail(self, message: str) -> None:
+        self.error = message
+        self._pending = []
+        log.error("%s; the backup goes on, rebuild the index with `cxbackup index`", message)
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
-        self._last = self._clock.monotonic()
-        if not batch:
+        if not batch or self.error is not None:
             return
         try:
             self.added += self._index.add(batch)
         except (sqlite3.Error, OSError) as exc:
-            self.error = f"updating the search index {self._index.path.name} failed: {exc}"
-            log.error("%s; the backup goes on, rebuild the index with `cxbackup index`", self.error)
+            self._fail(f"updating the search index {self._index.path.name} failed: {exc}")
+
+    def _stop(self, *, commit: bool) -> None:
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join()
+        if commit:
+            self._flush()
+        self._pending = []
+        with contextlib.suppress(sqlite3.Error):
+            self._index.close()
 
     def close(self) -> str | None:
-        """Commit what is pending and close the file; returns the error, if any."""
-        with self._lock:
-            if self.error is None:
-                self._flush()
-            with contextlib.suppress(sqlite3.Error):
-                self._index.close()
-            return self.error
+        """Build and commit everything queued, close the file; returns the error, if any."""
+        self._stop(commit=True)
+        return self.error
 
 
 @runtime_checkable

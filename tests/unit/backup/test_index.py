@@ -8,6 +8,7 @@ import os
 import sqlite3
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -116,12 +117,30 @@ def test_the_writer_commits_in_batches_and_stops_at_the_first_failure(tmp_path: 
     writer = IndexWriter(idx, every=5, seconds=3600)
     for e in entries[:7]:
         writer.add(e)
+    writer.wait_idle()
     assert rows(idx.path, "SELECT count(*) FROM recordings") == [(5,)]  # one batch committed, 2 pending
     writer.add_entry(lambda: (_ for _ in ()).throw(ValueError("bad record")))
+    writer.wait_idle()
     assert writer.error is not None and "bad record" in writer.error
     writer.add(entries[8])  # ignored once failed
     assert writer.close() == writer.error
     assert rows(idx.path, "SELECT count(*) FROM recordings") == [(5,)]
+
+
+def test_the_writer_commits_on_time_and_downloads_never_wait_for_a_commit(tmp_path: Path) -> None:
+    recs = emulator_records()
+    entries = [entry_from_recording(recording(r), recording_paths(recording(r), FMT), ()) for r in recs]
+    idx = ShardIndex(tmp_path / "shard-0-of-1.sqlite3")
+    writer = IndexWriter(idx, every=1000, seconds=0.2)
+    started = time.monotonic()
+    for e in entries[:3]:
+        writer.add(e)
+    assert time.monotonic() - started < 0.1  # handed over, not committed, by the calling thread
+    deadline = time.monotonic() + 10
+    while rows(idx.path, "SELECT count(*) FROM recordings") != [(3,)] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert rows(idx.path, "SELECT count(*) FROM recordings") == [(3,)]  # committed after `seconds`
+    assert writer.close() is None and writer.added == 3
 
 
 def test_the_backup_run_indexes_what_it_backed_up(world: World) -> None:
@@ -157,7 +176,8 @@ def test_a_crash_before_the_commit_is_repaired_by_the_next_run(world: World, mon
     next run covers the window, skips the complete recordings and indexes them."""
 
     def crash(self: IndexWriter) -> str | None:
-        raise KeyboardInterrupt  # the pod is killed before the last batch is committed
+        self._stop(commit=False)  # the pod is killed before the last batch is committed
+        raise KeyboardInterrupt
 
     monkeypatch.setattr(IndexWriter, "close", crash)
     with pytest.raises(KeyboardInterrupt):
