@@ -10,6 +10,7 @@ PATCHES is a comma-separated list (or "none"):
 - nofsync:  no fsync at all, of files or folders (the peers' behaviour).
 - fixedcrt: the CRT S3 client sized as it was before it followed `concurrency` (memory limit 256 MiB,
             8 MiB parts, 10 Gbps target: 16 GETs in flight at most), for before/after runs.
+- noindex:  no search index (what keeping it costs a run).
 
 Neither is a proposal: both guard the backup (a corrupt transfer, a power loss right after a rename).
 """
@@ -38,11 +39,17 @@ def _patch_fixedcrt() -> None:
     crtsource.crt_sizing = lambda downloads: fixed  # looked up when the source is built
 
 
+def _patch_noindex() -> None:
+    from cxbackup.backup import worker
+
+    worker._open_index = lambda target, shard: (None, None)  # type: ignore[assignment]
+
+
 def main() -> int:
     argv = sys.argv[1:]
     sep = argv.index("--")
     patches = {p for p in argv[0].split(",") if p and p != "none"} if sep > 0 else set()
-    unknown = patches - {"nomd5", "nofsync", "fixedcrt"}
+    unknown = patches - {"nomd5", "nofsync", "fixedcrt", "noindex"}
     if unknown:
         print(f"unknown patches: {sorted(unknown)}", file=sys.stderr)
         return 2
@@ -52,6 +59,8 @@ def main() -> int:
         _patch_nofsync()
     if "fixedcrt" in patches:
         _patch_fixedcrt()
+    if "noindex" in patches:
+        _patch_noindex()
     from cxbackup.cli import main as cli_main
 
     return cli_main(argv[sep + 1 :])

@@ -29,6 +29,8 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("export", "encrypted contact-history and GDPR chat exports", "export"),
     ("cert", "generate, inspect and validate recording certificates", "cert"),
     ("estimate", "estimate the disk space a day of recordings needs", "estimate"),
+    ("search", "find backed-up recordings by phone number, agent, time, partition or text", "search"),
+    ("index", "rebuild the search index of a backup target from its files", "index"),
 ]
 
 

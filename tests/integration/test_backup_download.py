@@ -19,6 +19,7 @@ import boto3
 import pytest
 
 from cxbackup.backup.config import Credentials, parse_properties
+from cxbackup.backup.index import INDEX_DIR
 from cxbackup.backup.progress import RunSummary
 from cxbackup.backup.worker import run_backup
 from cxbackup.certs.cms import decrypt_with_key, load_private_key
@@ -77,7 +78,9 @@ def check_target(
     actual = {
         str(p.relative_to(root))
         for p in root.rglob("*")
-        if p.is_file() and not p.name.startswith(("last_recording_endtime", ".rcbs-lock-"))
+        if p.is_file()
+        and not p.name.startswith(("last_recording_endtime", ".rcbs-lock-"))
+        and p.relative_to(root).parts[0] != INDEX_DIR  # the search index, tested in test_search_cli.py
     }
     assert actual == expected_files  # nothing else: no duplicates, no temporary files
     return media_count

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from cxbackup.backup.index import INDEX_DIR
+from cxbackup.backup.search import SearchQuery, search_index
 from cxbackup.backup.targets import LocalDirectoryTarget, LockHolder
 from cxbackup_dev.emulator import Emulator, EndpointFaults, FaultConfig
 from tests.integration.test_backup_download import check_target, folder_of, get_count, run_cli, summary_of
@@ -81,7 +83,9 @@ def test_kill_9_mid_run_then_rerun(emulator: Emulator, tmp_path: Path) -> None:
     assert not (target / "last_recording_endtime.txt").exists()  # no checkpoint for a broken run
     # every file under its final name is complete: media are the full objects, metadata parses
     complete_media = [
-        p for p in target.rglob("*") if p.is_file() and not p.name.startswith(".") and p.suffix != ".json"
+        p
+        for p in target.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and p.suffix != ".json" and INDEX_DIR not in p.parts
     ]
     by_id = {m["mediaId"]: m for r in records for m in r["mediaFiles"]}
     from cxbackup.certs.cms import decrypt_with_key, load_private_key
@@ -91,6 +95,9 @@ def test_kill_9_mid_run_then_rerun(emulator: Emulator, tmp_path: Path) -> None:
         if p.name.startswith("last_recording_endtime"):
             continue
         assert decrypt_with_key(p.read_bytes(), key) == emulator.media_plaintext(by_id[p.name]["mediaId"])
+    # the search index names only recordings whose files are complete (it may lag: at most one batch)
+    indexed = {m.id for m in search_index(target / INDEX_DIR, SearchQuery(start_from=0, limit=1000)).matches}
+    assert indexed <= {p.stem for p in done_json}
 
     # whatever temporary files the kill left, plant one more, as a crash in another folder of the window would
     unfinished = next(r for r in records if not (target / folder_of(r) / f"{r['id']}.json").exists())
@@ -105,6 +112,8 @@ def test_kill_9_mid_run_then_rerun(emulator: Emulator, tmp_path: Path) -> None:
     assert not stale.exists()
     assert get_count(emulator) - before == media - len(complete_media)  # finished files are not fetched again
     assert (target / "last_recording_endtime.txt").read_text() == f"{emulator.end_ms}\n"
+    indexed = [m.id for m in search_index(target / INDEX_DIR, SearchQuery(start_from=0, limit=1000)).matches]
+    assert sorted(indexed) == sorted(r["id"] for r in records)  # the rerun indexed what the kill left out
 
 
 def test_a_second_instance_with_the_same_shard_refuses_to_start(emulator: Emulator, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cxbackup.backup.index import INDEX_DIR
 from cxbackup.backup.layout import is_temp_name, media_file_names, recording_folder_name
 from cxbackup.certs.cms import decrypt_with_key, load_private_key
 
@@ -149,7 +150,12 @@ def assess_target(
         identical += good
         if not good and len(problems) < 5:
             problems.append(f"{rec['id']} missing or different")
-    files = [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+    # the search index (.cxbackup-index/) is bookkeeping too: its own tests are tests/unit/backup/test_index.py
+    files = (
+        [p for p in root.rglob("*") if p.is_file() and INDEX_DIR not in p.relative_to(root).parts]
+        if root.exists()
+        else []
+    )
     rel = [str(p.relative_to(root)) for p in files]
     partial = [r for r, p in zip(rel, files, strict=True) if is_temp_name(p.name)]
     unexpected = [

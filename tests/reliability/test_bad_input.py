@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from cxbackup.backup.config import Credentials, parse_properties
+from cxbackup.backup.index import INDEX_DIR
 from cxbackup.backup.worker import run_backup
 from cxbackup.certs.cms import encrypt
 from cxbackup_dev.emulator import DatasetSpec, Emulator
@@ -415,7 +416,7 @@ def test_cms_files_not_cms_or_for_another_key(setup: Setup, tmp_path: Path, row:
     ids = {p.parent.name for p in (garbage, foreign)}
     audit_named = audit.returncode == 1 and all(i in audit.stdout for i in ids)
     sibling_files = [p for p in target.rglob("*") if p.is_file() and p.suffix not in (".bin", ".json", ".txt")
-                     and not p.name.startswith(".rcbs-lock")]  # fmt: skip
+                     and not p.name.startswith(".rcbs-lock") and INDEX_DIR not in p.parts]  # fmt: skip
     ok = (
         dec.returncode != 0
         and names_both

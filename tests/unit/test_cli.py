@@ -8,7 +8,7 @@ import sys
 from cxbackup.cli import COMMANDS, build_parser
 from cxbackup_dev.cli import COMMANDS as DEV_COMMANDS
 
-USER_COMMANDS = {"operator", "download", "verify", "decrypt", "audit", "export", "cert", "estimate"}
+USER_COMMANDS = {"operator", "download", "verify", "decrypt", "audit", "export", "cert", "estimate", "search", "index"}
 DEV_TOOLS = {"emulator", "demo", "crds"}
 
 

@@ -31,10 +31,12 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import botocore.exceptions
@@ -252,6 +254,58 @@ class S3BucketTarget:
         if max_bytes is not None and len(data) > max_bytes:
             raise TargetError(f"s3://{self.bucket}/{self.key(path)} holds more than {max_bytes} bytes; not read")
         return data
+
+    def download_to(self, path: str, dest: Path) -> bool:
+        """Copy object `path` into the new local file `dest` (streamed, owner-only); False when there is no
+        such object."""
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self.key(path))["Body"]
+        except botocore.exceptions.ClientError as exc:
+            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise TargetError(f"cannot read s3://{self.bucket}/{self.key(path)}: {_code(exc)}") from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise TargetError(f"cannot read s3://{self.bucket}/{self.key(path)}: {snippet(str(exc), 300)}") from exc
+        try:
+            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                while chunk := body.read(1 << 20):
+                    out.write(chunk)
+        except _BOTO_ERRORS as exc:
+            raise TargetError(f"reading s3://{self.bucket}/{self.key(path)} failed: {snippet(str(exc), 300)}") from exc
+        finally:
+            body.close()
+        return True
+
+    def list_folder(self, directory: str) -> dict[str, int]:
+        """{name: size} of the objects directly under `directory`."""
+        prefix = self.key(directory) + "/"
+        found: dict[str, int] = {}
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix, Delimiter="/"
+            )
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    found[str(obj["Key"])[len(prefix) :]] = int(obj["Size"])
+        except _BOTO_ERRORS as exc:
+            raise TargetError(f"cannot list s3://{self.bucket}/{prefix}: {snippet(str(exc), 300)}") from exc
+        return found
+
+    def iter_files(self) -> Iterator[tuple[str, int]]:
+        """(path relative to the target, size) of every object under the prefix, in key order."""
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for obj in page.get("Contents", []):
+                    yield str(obj["Key"])[len(self.prefix) :], int(obj["Size"])
+        except _BOTO_ERRORS as exc:
+            raise TargetError(f"cannot list {self.description}: {snippet(str(exc), 300)}") from exc
+
+    def delete(self, path: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self.key(path))
+        except _BOTO_ERRORS as exc:
+            raise TargetError(f"cannot delete s3://{self.bucket}/{self.key(path)}: {snippet(str(exc), 300)}") from exc
 
     def read_text(self, path: str) -> str | None:
         if self.size_of(path) is None:

@@ -15,9 +15,11 @@
    crtsource.py; otherwise 1 MiB chunks through Python), checks Content-Length and the MD5 (ETag)
    when S3 gives one, fsyncs and renames; retries with backoff on 429/5xx/SlowDown/reset/truncated
    bodies; then writes `<callUUID>.json` last and fsyncs the folder once (making every rename in it
-   durable). A recording whose media and metadata are all present is "skipped".
-5. When the whole window finished with zero failures, stores the window end as the last recording end
-   time (never backwards). Logs RCBS's summary line and the failed ids with reasons.
+   durable). A recording whose media and metadata are all present is "skipped". Either way, the
+   recording then gets its entry in the shard's search index (index.py; a local copy uploaded at the
+   end for an S3 target), committed in batches; a failed recording gets none.
+5. When the whole window finished with zero failures and the index is committed, stores the window
+   end as the last recording end time (never backwards). Logs RCBS's summary line and the failed ids with reasons.
 
 Everything that does I/O is passed in (vendor client, media source, target, sleep), so tests run the
 real logic against fakes; `connections.py` builds the real ones.
@@ -27,9 +29,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import os
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -41,12 +45,24 @@ from typing import TypeVar, cast
 from cxbackup.backup.config import Credentials, RcbsConfig
 from cxbackup.backup.connections import make_media_source, make_vendor_client, open_target
 from cxbackup.backup.errors import MediaIntegrityError, MediaMissingError, MediaSourceError, RcbsError, TargetError
-from cxbackup.backup.layout import FolderFormat, recording_paths
+from cxbackup.backup.index import (
+    INDEX_DIR,
+    IndexEntry,
+    IndexSession,
+    IndexStore,
+    IndexWriter,
+    entry_from_recording,
+    open_copied_index,
+    open_local_index,
+    shard_index_name,
+)
+from cxbackup.backup.layout import FolderFormat, RecordingPaths, recording_paths
 from cxbackup.backup.progress import LogProgressSink, ProgressSink, RecordingResult, RecordingStatus, RunSummary
 from cxbackup.backup.records import MediaFile, Recording
 from cxbackup.backup.s3source import FileMediaSource, MediaRef, MediaSource
+from cxbackup.backup.sharding import ShardAssignment
 from cxbackup.backup.state import advance_last_end_time, lock_name, read_last_end_time, state_file_name
-from cxbackup.backup.targets import BackupTarget, LocalFileWriter, LockHolder, TargetWriter
+from cxbackup.backup.targets import BackupTarget, LocalDirectoryTarget, LocalFileWriter, LockHolder, TargetWriter
 from cxbackup.backup.vendor_client import VendorClient
 from cxbackup.backup.window import RecordingWindow, compute_window, format_utc
 from cxbackup.core.redact import Redactor
@@ -198,6 +214,7 @@ class RecordingCopier:
     rng: random.Random | None = None
     retention: Period | None = None
     """Kept for this long from each recording's start: the target's immutability (Object Lock) ends then."""
+    index: IndexWriter | None = None
 
     def __post_init__(self) -> None:
         # one generator for the backoff jitter of all threads (seeding one per recording costs more)
@@ -247,6 +264,7 @@ class RecordingCopier:
                 )  # fmt: skip
                 files += 1
         if files == 0 and size_of(paths.metadata) is not None:
+            self._index(recording, paths, media, present, on_disk=True)
             return RecordingResult(recording.id, RecordingStatus.SKIPPED)
         data = recording.raw_json.encode("utf-8")
         writer = self.target.open_writer(paths.metadata, retain_until=retain_until)
@@ -259,7 +277,74 @@ class RecordingCopier:
         except BaseException:
             writer.abort()
             raise
+        self._index(recording, paths, media, present)
         return RecordingResult(recording.id, RecordingStatus.DOWNLOADED, files=files + 1, bytes=written + len(data))
+
+    def _index(
+        self,
+        recording: Recording,
+        paths: RecordingPaths,
+        media: list[MediaFile],
+        present: dict[str, int] | None,
+        *,
+        on_disk: bool = False,
+    ) -> None:
+        """Add the entry of a recording whose files are all in place (after the metadata's rename, or
+        when it was skipped as complete: then from the metadata file in the tree, which is what the
+        entry must describe even if the vendor's record changed since)."""
+        index = self.index
+        if index is None:
+            return
+        selected = set() if self.metadata_only else {m.media_id for m in media if m.media_id is not None}
+
+        def make() -> IndexEntry:
+            rec, where = recording, paths
+            if on_disk:
+                rec, where = self._from_disk(recording, paths)
+            stored = {mid for mid in selected if mid in where.media}
+            if present:  # media backed up by an earlier run (other mediaTypes) are in the folder as well
+                stored.update(mid for mid, path in where.media.items() if path.rpartition("/")[2] in present)
+            return entry_from_recording(rec, where, stored)
+
+        index.add_entry(make)
+
+    def _from_disk(self, recording: Recording, paths: RecordingPaths) -> tuple[Recording, RecordingPaths]:
+        try:
+            raw = self.target.read_bytes(paths.metadata).decode("utf-8")
+            disk = Recording.from_json(json.loads(raw), raw)
+            disk_paths = recording_paths(disk, self.folder_format)
+        except (OSError, ValueError, RcbsError) as exc:
+            log.debug("%s cannot be read back (%s); indexing the listed record", paths.metadata, exc)
+            return recording, paths
+        if disk.id != recording.id or disk_paths.directory != paths.directory or disk.problem:
+            return recording, paths
+        return disk, disk_paths
+
+
+def _open_index(target: BackupTarget, shard: ShardAssignment) -> tuple[IndexSession | None, str | None]:
+    """The shard's index (index.py); (None, why) when it cannot be opened (the backup goes on)."""
+    name = f"{INDEX_DIR}/{shard_index_name(shard)}"
+    try:
+        if isinstance(target, LocalDirectoryTarget):
+            target.resolve(INDEX_DIR).mkdir(mode=0o700, exist_ok=True)
+            return open_local_index(target.resolve(name)), None
+        if _is_a(target, IndexStore):
+            return open_copied_index(cast(IndexStore, target), name), None
+    except (OSError, sqlite3.Error, RcbsError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        message = f"the search index {name} cannot be opened ({reason})"
+        log.error("%s; the backup goes on without it", message)
+        return None, message
+    log.info("This target keeps no search index")
+    return None, None
+
+
+def _abandon(session: IndexSession) -> None:
+    try:
+        session.writer.close()
+    finally:
+        if session.cleanup is not None:
+            session.cleanup()
 
 
 def _log_config(config: RcbsConfig, target: BackupTarget, window: RecordingWindow, explicit: bool) -> None:
@@ -323,6 +408,7 @@ def run_backup(
             metadata_only=config.metadata_only,
             last_recording_end_time=stored,
         )
+        session, index_error = _open_index(target, shard)
         copier = RecordingCopier(
             target=target,
             source=source,
@@ -332,6 +418,7 @@ def run_backup(
             sleep=sleep,
             rng=rng,
             retention=config.retention,
+            index=session.writer if session is not None else None,
         )
         try:
             total = vendor.count(window)
@@ -340,6 +427,23 @@ def run_backup(
         except RcbsError as exc:
             summary.error = redactor.clean(str(exc))
             summary.error_exit_code = exc.exit_code
+            log.error("Run stopped: %s", summary.error)
+        except BaseException:
+            if session is not None:  # interrupted: commit what is complete, publish nothing, clean up
+                _abandon(session)
+            raise
+        if session is not None:
+            index_error = session.finish()
+            if index_error is None:
+                log.info("Search index: %d recordings added or updated", session.writer.added)
+        if index_error is not None and summary.error is None:
+            hint = (
+                "rebuild it with `cxbackup index`"
+                if isinstance(target, LocalDirectoryTarget)
+                else "the next run covers this window and writes it again"
+            )
+            summary.error = redactor.clean(f"{index_error}; {hint}")
+            summary.error_exit_code = TargetError.exit_code
             log.error("Run stopped: %s", summary.error)
         if summary.ok:
             try:

@@ -13,6 +13,7 @@ import pytest
 from cxbackup.backup import targets
 from cxbackup.backup.config import Credentials, RcbsConfig
 from cxbackup.backup.errors import LockHeldError
+from cxbackup.backup.index import INDEX_DIR
 from cxbackup.backup.layout import FolderFormat, recording_paths
 from cxbackup.backup.progress import RecordingResult, RecordingStatus, RunSummary
 from cxbackup.backup.records import Recording
@@ -114,7 +115,12 @@ class World:
         return recording_paths(Recording.from_json(rec, json.dumps(rec, indent=2)), FMT)
 
     def files(self) -> set[str]:
-        return {str(p.relative_to(self.root)) for p in self.root.rglob("*") if p.is_file()}
+        """The backed-up tree: every file but the search index's (tested in test_index.py)."""
+        return {
+            str(p.relative_to(self.root))
+            for p in self.root.rglob("*")
+            if p.is_file() and p.relative_to(self.root).parts[0] != INDEX_DIR
+        }
 
 
 @pytest.fixture(params=["stream", "file"])

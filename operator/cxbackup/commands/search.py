@@ -1,0 +1,327 @@
+"""`cxbackup search (--target DIR | -config FILE) [criteria] [--json]`: find backed-up recordings.
+
+Criteria (all must match; a repeated option matches any of its values): --phone (a number ending with
+these digits), --agent (agent or user name, or agent id; case ignored), --from/--to (start time),
+--partition, --access-group, --id, --text (words in the metadata). Prints a table, or JSON with
+--json. Exit codes: 0 done (also when nothing matches: the output says why), 2 bad input or no index,
+5 an index file cannot be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sqlite3
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cxbackup.backup.errors import ConfigError, RcbsError
+from cxbackup.backup.index import INDEX_DIR, index_files
+from cxbackup.backup.search import (
+    MAX_LIMIT,
+    SearchQuery,
+    SearchResult,
+    fts_query,
+    parse_phone,
+    parse_time_bound,
+    search_index,
+)
+from cxbackup.core.errors import EXIT_CONFIG, EXIT_OK, EXIT_UNAVAILABLE
+from cxbackup.core.logs import setup_logging
+
+__all__ = ["add_target_arguments", "register", "resolve_target_dir", "run"]
+
+log = logging.getLogger("cxbackup.backup")
+
+
+class TargetChoiceError(Exception):
+    """The target named on the command line cannot be searched or indexed (the message says why)."""
+
+
+def _arg(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """An argparse type from a parser raising ValueError (argparse then names the option, exit 2)."""
+
+    def convert(text: str) -> object:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+def _limit(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        raise ValueError(f"{text!r} is not a number from 1 to {MAX_LIMIT}")
+    return int(text)
+
+
+def _text(text: str) -> str:
+    fts_query(text)
+    return text
+
+
+def _value(text: str) -> str:
+    if not text.strip():
+        raise ValueError("an empty value matches nothing")
+    return text.strip()
+
+
+def add_target_arguments(p: argparse.ArgumentParser) -> None:
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--target", type=Path, metavar="DIR", help="the backup target folder (targetDir)")
+    where.add_argument(
+        "-config", "--config", dest="config", metavar="FILE", help="config.properties: its targetDir or S3 bucket"
+    )
+    p.add_argument("--verbose", action="store_true", help="debug logging")
+
+
+def resolve_target_dir(args: argparse.Namespace) -> Path:
+    """The target folder from --target or from the config's targetDir (TargetChoiceError otherwise)."""
+    if args.target is not None:
+        if not args.target.is_dir():
+            raise TargetChoiceError(f"--target {args.target}: no such folder")
+        return Path(args.target)
+    from cxbackup.backup.console import load_config_file
+
+    config = load_config_file(args.config)
+    if config.target_dir is None:
+        raise TargetChoiceError(f"-config {args.config}: the target is an S3 bucket; this works on targetDir only")
+    path = Path(config.target_dir)
+    if not path.is_dir():
+        raise TargetChoiceError(f"-config {args.config}: targetDir {path} is not a folder")
+    return path
+
+
+def _s3_index_copy(config_path: str, stack: contextlib.ExitStack) -> tuple[Path, str]:
+    """The index files of the config's S3 target, downloaded into a private temporary folder (removed on
+    exit); (that folder, the target's description)."""
+    import shutil
+    import tempfile
+
+    from cxbackup.backup.config import Credentials
+    from cxbackup.backup.connections import open_target
+    from cxbackup.backup.console import load_config_file
+    from cxbackup.backup.index import NAME_PATTERN
+    from cxbackup.backup.s3target import S3BucketTarget
+
+    config = load_config_file(config_path)
+    target = open_target(config, Credentials.from_env(os.environ), create=False)
+    assert isinstance(target, S3BucketTarget)
+    root = Path(tempfile.mkdtemp(prefix="cxbackup-search-"))
+    stack.callback(shutil.rmtree, root, True)
+    (root / INDEX_DIR).mkdir()
+    names = [n for n in target.list_folder(INDEX_DIR) if NAME_PATTERN.match(n)]
+    for name in names:
+        log.info("Reading the search index %s%s/%s", target.description, INDEX_DIR, name)
+        target.download_to(f"{INDEX_DIR}/{name}", root / INDEX_DIR / name)
+    return root, target.description
+
+
+def _index_root(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[Path, str, str]:
+    """(folder holding the index, the target's description, how to build a missing index)."""
+    if args.config is not None:
+        from cxbackup.backup.console import load_config_file
+
+        if load_config_file(args.config).target_s3_bucket:
+            root, where = _s3_index_copy(args.config, stack)
+            return root, where, f"build it from the bucket with `cxbackup index -config {args.config}`"
+    root = resolve_target_dir(args)
+    return root, str(root), f"build it from the backed-up tree with `cxbackup index --target {root}`"
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str) -> None:
+    p = sub.add_parser(
+        name,
+        help=help_text,
+        description=(__doc__ or "").split("\n\n")[0],
+        epilog="Example: cxbackup search --target /backup --phone '+1 647 838 9001' --from 2026-11-01 --to 2026-12-01",
+    )
+    add_target_arguments(p)
+    p.add_argument(
+        "--phone",
+        action="append",
+        default=[],
+        type=_arg(parse_phone),
+        metavar="NUMBER",
+        help="a phone number (caller, dialed, or of a participant); matches numbers ending with it",
+    )
+    p.add_argument(
+        "--agent",
+        action="append",
+        default=[],
+        type=_arg(_value),
+        metavar="NAME",
+        help="agent or user name, or agent id (case ignored)",
+    )
+    p.add_argument(
+        "--from",
+        dest="start_from",
+        type=_arg(parse_time_bound),
+        metavar="TIME",
+        help="recordings that started at or after TIME (2026-11-20, 2026-11-20T10:00, ...Z, epoch ms; UTC "
+        "when no zone is given)",
+    )
+    p.add_argument(
+        "--to", dest="start_to", type=_arg(parse_time_bound), metavar="TIME", help="recordings that started before TIME"
+    )
+    p.add_argument("--partition", action="append", default=[], type=_arg(_value), metavar="P", help="partition")
+    p.add_argument("--access-group", action="append", default=[], type=_arg(_value), metavar="G", help="access group")
+    p.add_argument("--id", action="append", default=[], type=_arg(_value), metavar="ID", help="recording id (callUUID)")
+    p.add_argument(
+        "--text",
+        type=_arg(_text),
+        metavar="WORDS",
+        help="words that must all appear in the metadata (word* for a prefix)",
+    )
+    p.add_argument("--limit", type=_arg(_limit), default=100, metavar="N", help="show at most N (default 100)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=run, parser=p)
+
+
+def _iso(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _criteria(args: argparse.Namespace) -> str:
+    parts = [f"--phone {p}" for p in args.phone] + [f"--agent {a}" for a in args.agent]
+    parts += [f"--partition {p}" for p in args.partition] + [f"--access-group {g}" for g in args.access_group]
+    parts += [f"--id {i}" for i in args.id]
+    if args.start_from is not None:
+        parts.append(f"--from {_iso(args.start_from)}")
+    if args.start_to is not None:
+        parts.append(f"--to {_iso(args.start_to)}")
+    if args.text is not None:
+        parts.append(f"--text {args.text!r}")
+    return " ".join(parts)
+
+
+def explain_empty(args: argparse.Namespace, result: SearchResult) -> str:
+    cov = result.coverage
+    if cov.first_start_ms is None:
+        return "No recording matches: the index is empty (no backup run has completed a recording yet)."
+    held = (
+        f"the index holds {cov.recordings} recordings started from {_iso(cov.first_start_ms)} to "
+        f"{_iso(cov.last_start_ms)}"
+    )
+    if args.start_from is not None and args.start_from > cov.last_start_ms:
+        return f"No recording matches: --from is after the last indexed recording; {held}."
+    if args.start_to is not None and args.start_to <= cov.first_start_ms:
+        return f"No recording matches: --to is before the first indexed recording; {held}."
+    return f"No recording matches {_criteria(args)}; {held}."
+
+
+def _table(result: SearchResult) -> list[str]:
+    header = ("START (UTC)", "ID", "CALLER", "DIALED", "AGENTS", "MEDIA", "FOLDER")
+    rows = [
+        (
+            _iso(m.start_ms),
+            m.id,
+            m.caller or "-",
+            m.dialed or "-",
+            ",".join(m.names) or "-",
+            f"{sum(1 for x in m.media if x.path)}/{len(m.media)}",
+            m.folder,
+        )
+        for m in result.matches
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]]
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging(args.verbose)
+    parser: argparse.ArgumentParser = args.parser
+    query_args = (args.phone, args.agent, args.partition, args.access_group, args.id, args.text)
+    if not any(query_args) and args.start_from is None and args.start_to is None:
+        parser.error("give at least one of --phone, --agent, --from, --to, --partition, --access-group, --id, --text")
+    if args.start_from is not None and args.start_to is not None and args.start_from >= args.start_to:
+        parser.error(f"argument --to: {_iso(args.start_to)} is not after --from {_iso(args.start_from)}")
+    with contextlib.ExitStack() as stack:
+        try:
+            root, where, build_hint = _index_root(args, stack)
+        except TargetChoiceError as exc:
+            parser.error(str(exc))
+        except RcbsError as exc:
+            if isinstance(exc, ConfigError):
+                parser.error(f"-config: {exc}")
+            print(f"cxbackup search: {exc}", file=sys.stderr)  # the bucket cannot be read
+            return exc.exit_code
+        return _search(args, root, where, build_hint)
+
+
+def _search(args: argparse.Namespace, root: Path, where: str, build_hint: str) -> int:
+    index_dir = root / INDEX_DIR
+    files = index_files(index_dir)
+    if not files:
+        print(f"cxbackup search: {where} has no search index; {build_hint}", file=sys.stderr)
+        return EXIT_CONFIG
+    unreadable = [p for p in files if not os.access(p, os.R_OK)]
+    if unreadable:
+        owner = unreadable[0].stat().st_uid
+        print(
+            f"cxbackup search: {unreadable[0]} is readable by its owner only (user id {owner}; it holds phone "
+            "numbers): run the search as that user",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    query = SearchQuery(
+        phones=tuple(args.phone),
+        agents=tuple(args.agent),
+        partitions=tuple(args.partition),
+        access_groups=tuple(args.access_group),
+        ids=tuple(args.id),
+        start_from=args.start_from,
+        start_to=args.start_to,
+        text=args.text,
+        limit=args.limit,
+    )
+    try:
+        result = search_index(index_dir, query)
+    except sqlite3.Error as exc:
+        if getattr(exc, "sqlite_errorname", "") == "SQLITE_READONLY_ROLLBACK":
+            why = (
+                "a backup run stopped while writing it, and a search never writes: the next backup run of "
+                "that shard repairs it, or rebuild the index with"
+            )
+        else:
+            why = f"{exc}; rebuild the index with"
+        print(
+            f"cxbackup search: an index file of {where} cannot be read ({why} `cxbackup index`)",
+            file=sys.stderr,
+        )
+        return EXIT_UNAVAILABLE
+    explanation = explain_empty(args, result) if not result.matches else None
+    if args.json:
+        doc: dict[str, object] = {
+            "total": result.total,
+            "totalIsExact": result.total_exact,
+            "shown": len(result.matches),
+            "recordings": [m.to_json() for m in result.matches],
+        }
+        if explanation:
+            doc["explanation"] = explanation
+        json.dump(doc, sys.stdout, indent=2)
+        print()
+        return EXIT_OK
+    if explanation:
+        print(explanation)
+        return EXIT_OK
+    for line in _table(result):
+        print(line)
+    if result.total > len(result.matches):
+        total = f"{result.total:,}" if result.total_exact else f"more than {result.total:,}"
+        print(
+            f"{len(result.matches)} of {total} matches shown (in start time order); narrow the search or raise --limit"
+        )
+    else:
+        print(f"{result.total} {'match' if result.total == 1 else 'matches'}")
+    return EXIT_OK
