@@ -8,6 +8,7 @@ import datetime as dt
 import itertools
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,16 @@ def test_one_shot_backup_with_three_shards_covers_every_recording_once(
         json.loads(p["status"]["containerStatuses"][0]["state"]["terminated"]["message"])["downloaded"] for p in pods
     ) == len(expected)
     assert {p.stat().st_uid for p in folder.iterdir()} == {10001}
+    # the search index the three shard pods kept: one file each, every backed-up recording found once
+    index = stack.pvc_dir(ns) / "cc" / ".cxbackup-index"
+    assert sorted(p.name for p in index.glob("*.sqlite3")) == [f"shard-{i}-of-3.sqlite3" for i in range(3)]
+    found = subprocess.run(
+        [sys.executable, "-m", "cxbackup", "search", "--target", str(stack.pvc_dir(ns) / "cc"), "--json",
+         "--limit", "1000"],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    doc = json.loads(found.stdout)
+    assert sorted(r["id"] for r in doc["recordings"]) == sorted(expected) and doc["total"] == len(expected)
 
 
 def test_a_failed_run_keeps_the_checkpoint_and_the_next_run_completes(stack: LocalStack, emulator: Emulator) -> None:

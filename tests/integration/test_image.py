@@ -191,6 +191,10 @@ def test_cxbackup_runs_in_the_unpacked_image_as_10001(cxbackup_image: OciArchive
     imports = "import awscrt, boto3, cryptography, kopf, kubernetes, pydantic, yaml, cxbackup.cli"
     proc = subprocess.run([*run, "python", "-c", imports], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+    # the search index's text search needs SQLite with FTS5
+    fts5 = "import sqlite3; sqlite3.connect(':memory:').execute('CREATE VIRTUAL TABLE t USING fts5(x)')"
+    proc = subprocess.run([*run, "python", "-c", fts5], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_pause_image_is_one_static_binary() -> None:
