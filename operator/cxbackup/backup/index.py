@@ -231,6 +231,14 @@ def entry_from_recording(recording: Recording, paths: RecordingPaths, stored: It
     return _entry(recording, data, paths.directory, paths.media, set(stored))
 
 
+_INT64 = 1 << 63
+
+
+def _int64(value: int | None) -> int | None:
+    """A number SQLite can store (a signed 64-bit integer), else None: metadata may claim any size."""
+    return value if value is not None and -_INT64 <= value < _INT64 else None
+
+
 def _entry(
     recording: Recording,
     data: Mapping[str, Any],
@@ -264,7 +272,7 @@ def _entry(
         MediaEntry(
             media_id=m.media_id,
             type=m.type,
-            size=m.size,
+            size=_int64(m.size),
             name=media_paths[m.media_id].rpartition("/")[2] if m.media_id in stored else None,
         )
         for m in recording.media
@@ -275,8 +283,8 @@ def _entry(
     digest_src = recording.raw_json + "\0" + folder + "\0" + "\0".join(sorted(m.media_id for m in media if m.name))
     return IndexEntry(
         id=recording.id,
-        start_ms=recording.start_ms,
-        stop_ms=_time(data.get("stopTime")),
+        start_ms=_int64(recording.start_ms),
+        stop_ms=_int64(_time(data.get("stopTime"))),
         caller=caller if isinstance(caller, str) else None,
         dialed=dialed if isinstance(dialed, str) else None,
         folder=folder,
@@ -495,7 +503,7 @@ class IndexWriter:
             return
         try:
             self.added += self._index.add(batch)
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError, OverflowError, ValueError) as exc:
             self._fail(f"updating the search index {self._index.path.name} failed: {exc}")
 
     def _stop(self, *, commit: bool) -> None:

@@ -110,6 +110,20 @@ def test_shard_file_is_private_and_upserts_only_what_changed(tmp_path: Path) -> 
     assert rows(path, "SELECT value FROM meta WHERE key = 'text'") == [("fts5",)]
 
 
+def test_a_size_sqlite_cannot_store_is_indexed_as_unknown(tmp_path: Path) -> None:
+    """Metadata may claim any size (10^20 bytes): the entry keeps the recording, without the size."""
+    rec = json.loads(json.dumps(emulator_records()[0]))
+    rec["mediaFiles"][0]["size"] = 10**20
+    entry = entry_from_recording(recording(rec), recording_paths(recording(rec), FMT), ())
+    assert entry.media[0].size is None
+    idx = ShardIndex(tmp_path / "shard-0-of-1.sqlite3")
+    assert idx.add([entry]) == 1
+    idx.close()
+    media_id = rec["mediaFiles"][0]["mediaId"]
+    sizes = rows(tmp_path / "shard-0-of-1.sqlite3", f"SELECT size FROM media WHERE media_id = '{media_id}'")  # noqa: S608
+    assert sizes == [(None,)]
+
+
 def test_the_writer_commits_in_batches_and_stops_at_the_first_failure(tmp_path: Path) -> None:
     recs = emulator_records()
     entries = [entry_from_recording(recording(r), recording_paths(recording(r), FMT), ()) for r in recs]
