@@ -577,17 +577,22 @@ def open_copied_index(store: IndexStore, path: str) -> IndexSession:
         raise
 
     def publish() -> None:
-        out = store.open_writer(path)
-        try:
-            with open(local, "rb") as f:
-                while chunk := f.read(8 << 20):
-                    out.write(chunk)
-            out.commit()
-        except BaseException:
-            out.abort()
-            raise
+        _upload(store, local, path)
 
     return IndexSession(writer, publish, lambda: shutil.rmtree(workdir, ignore_errors=True))
+
+
+def _upload(store: IndexStore, local: Path, path: str) -> None:
+    """Copy the local file to `path` in the target: whole or not at all (the target's writer)."""
+    out = store.open_writer(path)
+    try:
+        with open(local, "rb") as f:
+            while chunk := f.read(8 << 20):
+                out.write(chunk)
+        out.commit()
+    except BaseException:
+        out.abort()
+        raise
 
 
 def index_files(index_dir: Path) -> list[Path]:
@@ -782,15 +787,7 @@ class _ObjectPlacement:
         return self._scratch
 
     def place(self, name: str, temp: Path) -> None:
-        out = self.store.open_writer(f"{INDEX_DIR}/{name}")
-        try:
-            with open(temp, "rb") as f:
-                while chunk := f.read(8 << 20):
-                    out.write(chunk)
-            out.commit()
-        except BaseException:
-            out.abort()
-            raise
+        _upload(self.store, temp, f"{INDEX_DIR}/{name}")
 
     def remove(self, name: str) -> None:
         self.store.delete(f"{INDEX_DIR}/{name}")

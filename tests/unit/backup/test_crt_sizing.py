@@ -14,7 +14,6 @@ from cxbackup.backup.crtsource import (
     MIN_PART_BYTES,
     REQUESTS_PER_DOWNLOAD,
     CrtS3MediaSource,
-    crt_available,
     crt_sizing,
 )
 from cxbackup.backup.s3source import S3Options
@@ -51,8 +50,6 @@ def test_the_default_concurrency_is_no_longer_held_to_sixteen_gets() -> None:
 
 
 def test_make_media_source_sizes_the_crt_client_from_concurrency() -> None:
-    if not crt_available():
-        pytest.skip("awscrt is not installed")
     config = RcbsConfig.from_values({"gwsUriPrefix": "https://x/api", "targetDir": "/b", "concurrency": 48})
     creds = Credentials(aws_access_key_id="AKID", aws_secret_access_key="secret")
     settings = VendorSettings("t", (StorageEntry("usw1", "us-east-1", "bucket", ""),))
@@ -64,8 +61,6 @@ def test_make_media_source_sizes_the_crt_client_from_concurrency() -> None:
 @pytest.mark.parametrize("downloads", [1, 16, 64, 256])
 def test_the_crt_accepts_the_sizing(downloads: int) -> None:
     """The CRT refuses some combinations (a memory limit under 256 MiB, a part larger than it)."""
-    if not crt_available():
-        pytest.skip("awscrt is not installed")
     settings = VendorSettings("t", (StorageEntry("usw1", "us-east-1", "bucket", ""),))
     options = S3Options(access_key_id="a", secret_access_key="b", endpoint_url="http://127.0.0.1:9", region="us-east-1")
     source = CrtS3MediaSource(settings, options, downloads=downloads)
