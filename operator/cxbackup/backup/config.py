@@ -50,6 +50,15 @@ Our own properties:
     targetS3ObjectLock      GOVERNANCE or COMPLIANCE: every recording object of targetS3Bucket is
                             written under S3 Object Lock in that mode, retained until its start time
                             plus retentionPeriod (needs both, and a bucket created with Object Lock)
+    retentionSweep          off, dry-run or delete [off]: at the end of each run, the recordings of this
+                            shard that started more than retentionPeriod ago are counted (dry-run) or
+                            deleted from the target and the search index (delete), except those under
+                            a legal hold; every deletion is recorded in the target's ledger
+    legalHolds              comma-separated holds, each id:<recording id>, phone:<number> or
+                            partition:<name>; written into the target's holds (.cxbackup-ledger/
+                            holds.json) under legalHoldsSource at the start of each run, so every
+                            sweep and erasure on the target respects them
+    legalHoldsSource        the name this configuration's holds are kept under [config]
     windowStart/windowEnd   explicit window in epoch ms, [windowStart, windowEnd); both or neither;
                             override minAge/maxAge/minDate/maxDate and the stored end time (the operator
                             computes one window for all shards and passes it this way)
@@ -75,6 +84,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cxbackup.backup.errors import ConfigError
+from cxbackup.backup.holds import Hold, parse_holds_property
 from cxbackup.backup.layout import DEFAULT_FOLDER_FORMAT, FolderFormat
 from cxbackup.backup.properties import escape_key, escape_value, parse_java_properties, unescape
 from cxbackup.backup.selection import DEFAULT_MEDIA_TYPE_PATTERN, AccessFilter, MediaTypeSelector
@@ -162,6 +172,9 @@ class RcbsConfig(BaseModel):
     target_s3_region: str | None = Field(default=None, alias="targetS3Region")
     retention_period: str | None = Field(default=None, alias="retentionPeriod")
     target_s3_object_lock: Literal["GOVERNANCE", "COMPLIANCE"] | None = Field(default=None, alias="targetS3ObjectLock")
+    retention_sweep: Literal["off", "dry-run", "delete"] = Field(default="off", alias="retentionSweep")
+    legal_holds_text: str | None = Field(default=None, alias="legalHolds")
+    legal_holds_source: str = Field(default="config", min_length=1, max_length=253, alias="legalHoldsSource")
     window_start: int | None = Field(default=None, ge=0, alias="windowStart")
     window_end: int | None = Field(default=None, ge=0, alias="windowEnd")
     summary_file: str | None = Field(default=None, alias="summaryFile")
@@ -177,6 +190,11 @@ class RcbsConfig(BaseModel):
     @classmethod
     def _date_text(cls, value: object) -> object:
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("retention_sweep", mode="before")
+    @classmethod
+    def _sweep_mode(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("target_s3_object_lock", mode="before")
     @classmethod
@@ -273,6 +291,12 @@ class RcbsConfig(BaseModel):
                 parse_period(self.retention_period)
             except ValueError as exc:
                 raise ConfigError(f"retentionPeriod: {exc}") from None
+        if self.retention_sweep != "off" and not self.retention_period:
+            raise ConfigError(
+                f"retentionSweep={self.retention_sweep} needs retentionPeriod: recordings expire that long after "
+                "their start time"
+            )
+        parse_holds_property(self.legal_holds_text)
         if self.target_s3_object_lock and not (self.target_s3_bucket and self.retention_period):
             raise ConfigError(
                 "targetS3ObjectLock needs targetS3Bucket and retentionPeriod: objects are retained until each "
@@ -305,6 +329,10 @@ class RcbsConfig(BaseModel):
     def retention(self) -> Period | None:
         """How long backed-up recordings are kept (from each one's start), when set."""
         return parse_period(self.retention_period) if self.retention_period else None
+
+    @property
+    def legal_holds(self) -> tuple[Hold, ...]:
+        return parse_holds_property(self.legal_holds_text)
 
     @property
     def shard(self) -> ShardAssignment:

@@ -53,7 +53,7 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +80,7 @@ __all__ = [
     "RebuildSummary",
     "ShardIndex",
     "digits_of",
+    "editing_index",
     "entry_from_recording",
     "index_files",
     "open_copied_index",
@@ -427,6 +428,14 @@ class ShardIndex:
     def count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM recordings").fetchone()[0])
 
+    @property
+    def uses_fts(self) -> bool:
+        return self._text == "fts5"
+
+    def select(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """The rows of a read-only query (the retention sweep's and the erasure's selections)."""
+        return [tuple(row) for row in self._db.execute(sql, params)]
+
     def close(self) -> None:
         self._db.close()
 
@@ -462,6 +471,10 @@ class IndexWriter:
 
     def add(self, entry: IndexEntry) -> None:
         self.add_entry(lambda: entry)
+
+    @property
+    def path(self) -> Path:
+        return self._index.path
 
     def wait_idle(self) -> None:
         """Wait until every queued entry is built and either committed or pending (for tests)."""
@@ -541,10 +554,19 @@ class IndexSession:
     publish: Callable[[], None] | None = None  # upload of the local copy, after the last commit
     cleanup: Callable[[], None] | None = None
 
-    def finish(self) -> str | None:
-        """Commit, close, publish; returns the error that makes the index incomplete, if any."""
+    @property
+    def path(self) -> Path:
+        """The index file this run writes (a local copy for an S3 target)."""
+        return self.writer.path
+
+    def finish(self, before_publish: Callable[[Path], None] | None = None) -> str | None:
+        """Commit, close, publish; returns the error that makes the index incomplete, if any.
+        `before_publish(path)` runs on the closed file first (the run's retention sweep), when the
+        entries were committed without error."""
         error = self.writer.close()
         try:
+            if error is None and before_publish is not None:
+                before_publish(self.path)
             if error is None and self.publish is not None:
                 try:
                     self.publish()
@@ -580,6 +602,33 @@ def open_copied_index(store: IndexStore, path: str) -> IndexSession:
         _upload(store, local, path)
 
     return IndexSession(writer, publish, lambda: shutil.rmtree(workdir, ignore_errors=True))
+
+
+@contextlib.contextmanager
+def editing_index(target: object, path: str, local: Path | None) -> Iterator[ShardIndex]:
+    """Index file `path` of `target` opened for writing by a process that holds its shard's lock: in place
+    at `local` (a folder target), else (an IndexStore) a local copy uploaded when the block ends without
+    an error. Nothing is published when the block fails: the object keeps its last version."""
+    if local is not None:
+        index = ShardIndex(local)
+        try:
+            yield index
+        finally:
+            index.close()
+        return
+    assert isinstance(target, IndexStore)
+    workdir = Path(tempfile.mkdtemp(prefix="cxbackup-index-"))
+    try:
+        copy = workdir / path.rpartition("/")[2]
+        target.download_to(path, copy)
+        index = ShardIndex(copy, durable=False)
+        try:
+            yield index
+        finally:
+            index.close()
+        _upload(target, copy, path)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _upload(store: IndexStore, local: Path, path: str) -> None:

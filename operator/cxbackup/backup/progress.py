@@ -17,6 +17,10 @@ The summary JSON (`RunSummary.to_json`, written by `--summary-file`/`summaryFile
      "encryptionFormat": "AES-128", "metadataOnly": false,
      "startedAt": "<ISO>", "finishedAt": "<ISO>", "durationSeconds": 12.3,
      "error": null | "<why the run stopped>",
+     "erased": <listed recordings not downloaded because an erasure named them>,
+     "retention": null | {"keepFor": "P7Y", "expiredBefore": "<ISO>", "dryRun": false, "expired": E,
+                          "held": H, "deleted": D, "deletedBytes": B, "failed": F},
+     "retentionError": null | "<why the sweep did not run>",
      "failures": [{"id": "<callUUID>", "reason": "<redacted reason>"}], "failuresTruncated": false}
 
 Counts are recordings (RCBS's summary line says "files"; one recording is one folder).
@@ -32,9 +36,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cxbackup.backup.sharding import ShardAssignment
+
+if TYPE_CHECKING:
+    from cxbackup.backup.removal import SweepSummary
 from cxbackup.backup.window import RecordingWindow
 from cxbackup.core.errors import EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE
 from cxbackup.core.times import from_ms, iso
@@ -110,6 +117,9 @@ class RunSummary:
     checkpoint_advanced: bool = False
     error: str | None = None
     error_exit_code: int = EXIT_UNAVAILABLE
+    erased: int = 0  # listed, but erased from the backup earlier: not downloaded
+    retention: SweepSummary | None = None
+    retention_error: str | None = None
 
     @property
     def total(self) -> int:
@@ -168,6 +178,9 @@ class RunSummary:
             "finishedAt": iso(finished),
             "durationSeconds": round((finished - self.started_at).total_seconds(), 3),
             "error": self.error,
+            "erased": self.erased,
+            "retention": None if self.retention is None else self.retention.to_json(),
+            "retentionError": self.retention_error,
             "failures": [{"id": i, "reason": r} for i, r in self.failures],
             "failuresTruncated": len(self.failures) < self.failed,
         }

@@ -43,7 +43,7 @@ import botocore.exceptions
 
 from cxbackup.backup.errors import ConfigError, LockHeldError, TargetError
 from cxbackup.backup.layout import check_relative_path
-from cxbackup.backup.targets import LockHolder, TargetWriter
+from cxbackup.backup.targets import FolderRemoval, LockHolder, TargetWriter, metadata_last
 from cxbackup.core.redact import snippet
 
 __all__ = ["MAX_SMALL_OBJECT_BYTES", "S3_PART_BYTES", "S3BucketTarget"]
@@ -306,6 +306,60 @@ class S3BucketTarget:
             self.client.delete_object(Bucket=self.bucket, Key=self.key(path))
         except _BOTO_ERRORS as exc:
             raise TargetError(f"cannot delete s3://{self.bucket}/{self.key(path)}: {snippet(str(exc), 300)}") from exc
+
+    def remove_folder(self, directory: str) -> FolderRemoval:
+        """Delete every object under `directory/`, every version of it (a versioned bucket keeps old
+        versions of a deleted key; a recording is gone only when they are gone too), the metadata file's
+        last. A version S3 refuses to delete (Object Lock retention not over) is reported in `kept`."""
+        if not directory.strip("/"):
+            raise ValueError("refusing to remove the target's root")
+        prefix = self.key(directory) + "/"
+        versions: list[tuple[str, str | None, int]] = []
+        try:
+            pages = self.client.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=prefix)
+            for page in pages:
+                for v in page.get("Versions", []):
+                    versions.append((str(v["Key"]), v.get("VersionId"), int(v.get("Size", 0))))
+                for m in page.get("DeleteMarkers", []):
+                    versions.append((str(m["Key"]), m.get("VersionId"), 0))
+        except botocore.exceptions.ClientError as exc:
+            if _code(exc) not in ("NotImplemented", "501"):
+                raise TargetError(f"cannot list s3://{self.bucket}/{prefix}: {snippet(str(exc), 300)}") from exc
+            versions = [(prefix + name, None, size) for name, size in self.list_folder(directory).items()]
+        except botocore.exceptions.BotoCoreError as exc:
+            raise TargetError(f"cannot list s3://{self.bucket}/{prefix}: {snippet(str(exc), 300)}") from exc
+        names = metadata_last(directory, sorted({key[len(prefix) :] for key, _, _ in versions}))
+        order = {name: i for i, name in enumerate(names)}
+        versions.sort(key=lambda v: order[v[0][len(prefix) :]])
+        meta_key = prefix + names[-1] if names else None
+        # the metadata file's versions in a request of their own, after everything else is gone
+        groups = [[v for v in versions if v[0] != meta_key], [v for v in versions if v[0] == meta_key]]
+        files = removed = 0
+        kept: list[str] = []
+        for group in groups:
+            for start in range(0, len(group), 1000):
+                batch = group[start : start + 1000]
+                sizes = {(k, vid): size for k, vid, size in batch}
+                objects = [{"Key": k, **({"VersionId": vid} if vid else {})} for k, vid, _ in batch]
+                try:
+                    answer = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
+                except _BOTO_ERRORS as exc:
+                    raise TargetError(
+                        f"cannot delete under s3://{self.bucket}/{prefix}: {snippet(str(exc), 300)}"
+                    ) from exc
+                failed = {(str(e["Key"]), e.get("VersionId")): e for e in answer.get("Errors", [])}
+                for (key, vid), size in sizes.items():
+                    error = failed.get((key, vid)) or failed.get((key, None))
+                    if error is None:
+                        files += 1
+                        removed += size
+                    else:
+                        kept.append(
+                            f"{key[len(self.prefix) :]}: {error.get('Code')} {error.get('Message', '')}".strip()
+                        )
+            if kept:  # the metadata file stays while a media file could not be removed
+                break
+        return FolderRemoval(files, removed, tuple(kept))
 
     def read_text(self, path: str) -> str | None:
         if self.size_of(path) is None:

@@ -41,6 +41,7 @@ __all__ = [
     "parse_phone",
     "parse_time_bound",
     "search_index",
+    "where_clauses",
 ]
 
 MIN_PHONE_DIGITS = 4
@@ -134,6 +135,12 @@ def _marks(n: int) -> str:
 
 def build_where(query: SearchQuery, *, fts: bool = True) -> tuple[str, list[object]]:
     """The WHERE clause (over `recordings r`) and its parameters. Values are always parameters."""
+    clauses, params = where_clauses(query, fts=fts)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def where_clauses(query: SearchQuery, *, fts: bool = True) -> tuple[list[str], list[object]]:
+    """The conditions (over `recordings r`, all to be met) and their parameters."""
     clauses: list[str] = []
     params: list[object] = []
     if query.start_from is not None:
@@ -181,7 +188,7 @@ def build_where(query: SearchQuery, *, fts: bool = True) -> tuple[str, list[obje
             like = " AND ".join("text LIKE ?" for _ in words)
             clauses.append(f"r.rec IN (SELECT rowid FROM recording_text WHERE {like})")  # noqa: S608 - placeholders
             params.extend(f"%{w}%" for w in words)
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+    return clauses, params
 
 
 _COLUMNS = "r.rec, r.id, r.start_ms, r.stop_ms, r.caller, r.dialed, r.folder"

@@ -17,6 +17,9 @@ Paths given to a target are relative POSIX paths built by layout.py. A target:
   folder (safe: a recording belongs to one shard and each shard runs once, see the lock), or in the
   root those of one file (this shard's state file; other shards may be writing theirs).
 - `read_text` / `write_text_atomic`: the last_recording_endtime state file.
+- `remove_folder(directory)` (RemovableTarget): deletes a recording's folder and every file in it, the
+  metadata file last (a folder half removed still has its metadata, so a later sweep or erasure finds
+  it again); returns what was removed and what the target refused to remove (S3 Object Lock).
 - `lock(name, holder)`: exclusive per target and shard for the whole run, else LockHeldError naming
   the holder. Directory: `fcntl.flock` on `<target>/<name>` (released by the kernel when the process
   dies, so kill -9 leaves no stale lock; the file stays and names the last holder). S3: see s3target.py.
@@ -48,9 +51,11 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "BackupTarget",
+    "FolderRemoval",
     "LocalDirectoryTarget",
     "LocalFileWriter",
     "LockHolder",
+    "RemovableTarget",
     "TargetWriter",
 ]
 
@@ -132,6 +137,29 @@ class BackupTarget(Protocol):
     def scan_folder(self, directory: str) -> dict[str, int] | None: ...
 
     def lock(self, name: str, holder: LockHolder) -> contextlib.AbstractContextManager[None]: ...
+
+
+@dataclass(frozen=True)
+class FolderRemoval:
+    """What `remove_folder` did: files (object versions on S3) and bytes removed, and the files the
+    target refused to remove (an S3 Object Lock retention not yet over), with the reason."""
+
+    files: int = 0
+    bytes: int = 0
+    kept: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class RemovableTarget(Protocol):
+    def remove_folder(self, directory: str) -> FolderRemoval: ...
+
+    def list_folder(self, directory: str) -> dict[str, int]: ...
+
+
+def metadata_last(directory: str, names: list[str]) -> list[str]:
+    """`names` ordered so that the folder's metadata file (`<folder>/<folder>.json`) comes last."""
+    meta = f"{directory.rpartition('/')[2]}.json"
+    return sorted(names, key=lambda n: (n == meta, n))
 
 
 class _LocalWriter:
@@ -302,6 +330,59 @@ class LocalDirectoryTarget:
                     Path(entry.path).unlink()
                     removed += 1
         return removed
+
+    def list_folder(self, directory: str) -> dict[str, int]:
+        """{name: size} of the files directly in `directory` ({} when it does not exist)."""
+        folder = self.resolve(directory)
+        try:
+            return {e.name: e.stat().st_size for e in os.scandir(folder) if e.is_file(follow_symlinks=False)}
+        except FileNotFoundError:
+            return {}
+
+    def make_private_folder(self, directory: str) -> None:
+        """Make `directory` (owner-only) when it does not exist."""
+        self.resolve(directory).mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def remove_folder(self, directory: str) -> FolderRemoval:
+        """Delete the recording folder `directory`: its files (the metadata file last), then the folder,
+        then each parent left empty, up to the root (a writer that finds its folder gone makes it again)."""
+        if not directory.strip("/"):
+            raise UnsafePathError("refusing to remove the target's root")
+        folder = self.resolve(directory)
+        try:
+            entries = {e.name: e for e in os.scandir(folder)}
+        except FileNotFoundError:
+            return FolderRemoval()
+        except OSError as exc:
+            raise TargetError(f"cannot list {directory}: {exc.strerror or exc}") from exc
+        files = removed_bytes = 0
+        try:
+            for name in metadata_last(directory, list(entries)):
+                entry = entries[name]
+                if entry.is_dir(follow_symlinks=False):
+                    raise TargetError(f"{directory}/{name} is a folder; a recording folder holds only files")
+                size = entry.stat(follow_symlinks=False).st_size
+                with contextlib.suppress(FileNotFoundError):
+                    Path(entry.path).unlink()  # a symbolic link is removed itself, never what it points to
+                    files += 1
+                    removed_bytes += size
+            _fsync_dir(folder)
+            folder.rmdir()
+            parent = folder.parent
+            _fsync_dir(parent)
+            while parent != self.root and parent.is_relative_to(self.root):
+                try:
+                    parent.rmdir()
+                except OSError:  # not empty (or in use): it stays
+                    break
+                parent = parent.parent
+        except TargetError:
+            raise
+        except OSError as exc:
+            raise TargetError(f"removing {directory} failed: {exc.strerror or exc}") from exc
+        self._folders.clear()
+        self._made.clear()
+        return FolderRemoval(files, removed_bytes)
 
     def scan_folder(self, directory: str) -> dict[str, int] | None:
         """Remove our temporary files in `directory`; {name: size} of the other files there."""

@@ -40,17 +40,20 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TypeVar, cast
 
 from cxbackup.backup.config import Credentials, RcbsConfig
 from cxbackup.backup.connections import make_media_source, make_vendor_client, open_target
 from cxbackup.backup.errors import MediaIntegrityError, MediaMissingError, MediaSourceError, RcbsError, TargetError
+from cxbackup.backup.holds import LEDGER_DIR, read_holds, update_holds
 from cxbackup.backup.index import (
     INDEX_DIR,
     IndexEntry,
     IndexSession,
     IndexStore,
     IndexWriter,
+    ShardIndex,
     entry_from_recording,
     open_copied_index,
     open_local_index,
@@ -59,6 +62,7 @@ from cxbackup.backup.index import (
 from cxbackup.backup.layout import FolderFormat, RecordingPaths, recording_paths
 from cxbackup.backup.progress import LogProgressSink, ProgressSink, RecordingResult, RecordingStatus, RunSummary
 from cxbackup.backup.records import MediaFile, Recording
+from cxbackup.backup.removal import erased_ids, sweep_shard
 from cxbackup.backup.s3source import FileMediaSource, MediaRef, MediaSource
 from cxbackup.backup.sharding import ShardAssignment
 from cxbackup.backup.state import advance_last_end_time, lock_name, read_last_end_time, state_file_name
@@ -67,7 +71,7 @@ from cxbackup.backup.vendor_client import VendorClient
 from cxbackup.backup.window import RecordingWindow, compute_window, format_utc
 from cxbackup.core.redact import Redactor
 from cxbackup.core.retry import RetryPolicy
-from cxbackup.core.times import Period, from_ms
+from cxbackup.core.times import Period, from_ms, to_ms
 
 __all__ = ["CHUNK_BYTES", "RecordingCopier", "copy_media", "run_backup"]
 
@@ -347,6 +351,59 @@ def _abandon(session: IndexSession) -> None:
             session.cleanup()
 
 
+def _erased_and_holds(config: RcbsConfig, target: BackupTarget, holder: LockHolder) -> frozenset[str]:
+    """The ids erasures named (never downloaded again); first this configuration's legal holds are written
+    into the target's holds, so every later sweep or erasure respects them."""
+    try:
+        if config.legal_holds or config.legal_holds_source != "config":
+            holds = config.legal_holds
+            update_holds(target, config.legal_holds_source, lambda _current: holds, holder)
+        erased = erased_ids(target)
+    except (OSError, ValueError) as exc:
+        raise TargetError(f"reading the target's ledger ({LEDGER_DIR}) failed: {exc}") from exc
+    if erased:
+        log.info("%d erased recordings will not be backed up again", len(erased))
+    return erased
+
+
+def _sweep(
+    config: RcbsConfig, target: BackupTarget, summary: RunSummary, now: datetime, redactor: Redactor, path: Path
+) -> None:
+    """The run's retention sweep of its own shard (the shard's lock is held), on the index file at `path`
+    after this run's entries are committed; its outcome goes into `summary.retention`."""
+    assert config.retention_period is not None and config.retention is not None
+    dry_run = config.retention_sweep == "dry-run"
+    try:
+        holds = read_holds(target).all() + config.legal_holds
+        index = ShardIndex(path, durable=isinstance(target, LocalDirectoryTarget))
+        try:
+            result = sweep_shard(
+                target,
+                index,
+                keep_for=config.retention_period,
+                period=config.retention,
+                holds=holds,
+                now=now,
+                dry_run=dry_run,
+                label=config.shard.label,
+            )
+        finally:
+            index.close()
+    except (OSError, sqlite3.Error, RcbsError) as exc:
+        summary.retention_error = redactor.clean(f"the retention sweep failed: {getattr(exc, 'strerror', None) or exc}")
+        log.error("%s", summary.retention_error)
+        return
+    summary.retention = result
+    verb = "would delete" if dry_run else "deleted"
+    count = result.expired if dry_run else result.deleted
+    log.info(
+        "Retention (%s, expired before %s): %s %d recordings, %d kept under a legal hold, %d could not be deleted",
+        config.retention_period, format_utc(result.cutoff_ms), verb, count, result.held, result.failed,
+    )  # fmt: skip
+    for rec_id, why in result.failures[:20]:
+        log.error("  not deleted %s: %s", rec_id, redactor.clean(why))
+
+
 def _log_config(config: RcbsConfig, target: BackupTarget, window: RecordingWindow, explicit: bool) -> None:
     log.info("Min-age:%s", config.min_age)
     log.info("Max-age:%s", config.max_age)
@@ -394,6 +451,7 @@ def run_backup(
         explicit = window is not None or config.window_start is not None
         target.remove_stale_temp("", only_for=state_file_name(shard))
         stored = read_last_end_time(target, shard)
+        erased = _erased_and_holds(config, target, holder)
         if window is None:
             window = compute_window(config, now, None if explicit else stored)
         _log_config(config, target, window, explicit)
@@ -409,6 +467,8 @@ def run_backup(
             last_recording_end_time=stored,
         )
         session, index_error = _open_index(target, shard)
+        if config.retention_sweep != "off" and session is None and index_error is None:
+            summary.retention_error = "this target keeps no search index, which the retention sweep works from"
         copier = RecordingCopier(
             target=target,
             source=source,
@@ -423,7 +483,13 @@ def run_backup(
         try:
             total = vendor.count(window)
             sink.on_start(-(-total // shard.total) if total else 0)
-            _process_window(config, vendor, copier, window, summary, sink, redactor)
+            # with the sweep deleting, a recording past its retention is not backed up only to be deleted
+            expired_before = (
+                to_ms(now - config.retention)
+                if config.retention_sweep == "delete" and config.retention is not None
+                else None
+            )
+            _process_window(config, vendor, copier, window, summary, sink, redactor, erased, expired_before)
         except RcbsError as exc:
             summary.error = redactor.clean(str(exc))
             summary.error_exit_code = exc.exit_code
@@ -433,7 +499,10 @@ def run_backup(
                 _abandon(session)
             raise
         if session is not None:
-            index_error = session.finish()
+            sweep = None
+            if config.retention_sweep != "off":
+                sweep = functools.partial(_sweep, config, target, summary, now, redactor)
+            index_error = session.finish(before_publish=sweep)
             if index_error is None:
                 log.info("Search index: %d recordings added or updated", session.writer.added)
         if index_error is not None and summary.error is None:
@@ -478,6 +547,8 @@ def _process_window(
     summary: RunSummary,
     sink: ProgressSink,
     redactor: Redactor,
+    erased: frozenset[str] = frozenset(),
+    expired_before: int | None = None,
 ) -> None:
     shard = config.shard
     access = config.access_filter
@@ -513,6 +584,12 @@ def _process_window(
             log.info("URL: %s", vendor.page_url(chunk, config.page_size, 0))
             for rec in vendor.iter_recordings(chunk):
                 if not shard.owns(rec.id):
+                    continue
+                if rec.id in erased:
+                    summary.erased += 1
+                    continue
+                if expired_before is not None and rec.start_ms is not None and rec.start_ms < expired_before:
+                    summary.filtered += 1
                     continue
                 if rec.problem:
                     record(RecordingResult(rec.id or "<no id>", RecordingStatus.FAILED, reason=rec.problem))
