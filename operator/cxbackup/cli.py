@@ -31,6 +31,9 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("estimate", "estimate the disk space a day of recordings needs", "estimate"),
     ("search", "find backed-up recordings by phone number, agent, time, partition or text", "search"),
     ("index", "rebuild the search index of a backup target from its files", "index"),
+    ("retention", "delete backed-up recordings past their retention (dry run unless --delete)", "retention"),
+    ("erase", "erase a data subject's recordings from a backup target (dry run unless --execute)", "erase"),
+    ("hold", "legal holds: recordings no retention sweep or erasure may delete", "hold"),
 ]
 
 

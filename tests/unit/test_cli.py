@@ -8,7 +8,21 @@ import sys
 from cxbackup.cli import COMMANDS, build_parser
 from cxbackup_dev.cli import COMMANDS as DEV_COMMANDS
 
-USER_COMMANDS = {"operator", "download", "verify", "decrypt", "audit", "export", "cert", "estimate", "search", "index"}
+USER_COMMANDS = {
+    "operator",
+    "download",
+    "verify",
+    "decrypt",
+    "audit",
+    "export",
+    "cert",
+    "estimate",
+    "search",
+    "index",
+    "retention",
+    "erase",
+    "hold",
+}
 DEV_TOOLS = {"emulator", "demo", "crds"}
 
 

@@ -9,6 +9,8 @@ all shards unless `shard_only`), in the layout the worker writes (layout.py):
                        the metadata's `size`)
     metadata_missing   the media are there but `<callUUID>.json` is not
     undecryptable      (only with a key check) a media file does not decrypt with the given key/keyring
+    erased             not in the target because an erasure removed it (the target's ledger says so)
+    expired            not in the target because the retention sweep deleted it (the ledger says so)
 
 A recording gets its worst status (in the order above, bottom to top), with every problem in
 `problems`. With metadataOnly only the metadata is checked; without S3 access sizes are not compared
@@ -21,7 +23,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -53,6 +55,8 @@ KeyCheck = Callable[[bytes, str], int]
 
 
 class AuditStatus(StrEnum):
+    ERASED = "erased"
+    EXPIRED = "expired"
     OK = "ok"
     METADATA_MISSING = "metadata_missing"
     UNDECRYPTABLE = "undecryptable"
@@ -87,7 +91,8 @@ class AuditReport:
 
     @property
     def ok(self) -> bool:
-        return self.checked == self.counts[AuditStatus.OK.value]
+        fine = (AuditStatus.OK, AuditStatus.ERASED, AuditStatus.EXPIRED)
+        return self.checked == sum(self.counts[s.value] for s in fine)
 
 
 class _Discard:
@@ -191,8 +196,11 @@ def iter_audit(
     *,
     key_check: KeyCheck | None = None,
     shard_only: bool = False,
+    removed: Mapping[str, str] | None = None,
 ) -> Iterator[AuditEntry]:
-    """Audit entries of the window's recordings, in listing order, `concurrency` checks at a time."""
+    """Audit entries of the window's recordings, in listing order, `concurrency` checks at a time.
+    `removed`: recording id -> `erasure` or `retention`, the deletions the target's ledger records."""
+    removed = removed or {}
     access = config.access_filter
     selector = config.media_selector
     shard = config.shard
@@ -206,6 +214,13 @@ def iter_audit(
             if not rec.problem and not access.matches(rec):
                 continue
             if rec.media and not selector.select(rec.media):
+                continue
+            kind = removed.get(rec.id)
+            if kind is not None and target.size_of(recording_paths(rec, config.folder_format).metadata) is None:
+                status = AuditStatus.ERASED if kind == "erasure" else AuditStatus.EXPIRED
+                done: Future[AuditEntry] = Future()
+                done.set_result(AuditEntry(rec.id, rec.start_ms, status, (f"deleted ({kind}, in the ledger)",)))
+                pending.append(done)
                 continue
             pending.append(pool.submit(check, rec))
             while pending and (pending[0].done() or len(pending) >= limit):

@@ -52,6 +52,7 @@ __all__ = [
     "ErasureOutcome",
     "ErasureReport",
     "SweepSummary",
+    "deleted_ids",
     "erase",
     "erased_ids",
     "erasure_candidates",
@@ -84,23 +85,34 @@ def write_ledger(target: BackupTarget, name: str, header: dict[str, object], row
     target.write_text_atomic(name, "\n".join(lines) + "\n")
 
 
-def erased_ids(target: BackupTarget) -> frozenset[str]:
-    """Every recording id an erasure named: a backup run never downloads these again."""
+def _ledger_ids(target: BackupTarget, kinds: tuple[str, ...]) -> dict[str, str]:
+    """recording id -> kind, of the recordings the ledger files of `kinds` name (not the held ones)."""
     if not isinstance(target, RemovableTarget):
-        return frozenset()
-    ids: set[str] = set()
+        return {}
+    ids: dict[str, str] = {}
     for name in sorted(target.list_folder(LEDGER_DIR)):
-        if not name.startswith("erasure-") or not name.endswith(".jsonl"):
+        kind = name.partition("-")[0]
+        if kind not in kinds or not name.endswith(".jsonl"):
             continue
-        text = target.read_text(f"{LEDGER_DIR}/{name}") if hasattr(target, "read_text") else None
+        text = target.read_text(f"{LEDGER_DIR}/{name}")
         for line in (text or "").splitlines()[1:]:
             try:
                 row = json.loads(line)
             except ValueError:
                 continue
             if isinstance(row, dict) and isinstance(row.get("id"), str) and row.get("outcome") != "held":
-                ids.add(row["id"])
-    return frozenset(ids)
+                ids[row["id"]] = kind
+    return ids
+
+
+def erased_ids(target: BackupTarget) -> frozenset[str]:
+    """Every recording id an erasure named: a backup run never downloads these again."""
+    return frozenset(_ledger_ids(target, ("erasure",)))
+
+
+def deleted_ids(target: BackupTarget) -> dict[str, str]:
+    """recording id -> `erasure` or `retention`: every deletion the ledger records (for the audit)."""
+    return _ledger_ids(target, ("retention", "erasure"))
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """`cxbackup audit -config FILE [--key KEY | --keyring DIR] [--json]`: the vendor's list vs the target.
 
 Per recording of the config's window (all shards unless --shard-only): ok, missing, size_mismatch,
-metadata_missing, and with a key or keyring also undecryptable. Exits 1 when any recording is not ok,
-0 when all are. The window is the config's (windowStart/windowEnd, minDate/maxDate, or minAge/maxAge
+metadata_missing, and with a key or keyring also undecryptable; a recording the target's ledger says was
+erased or deleted by the retention sweep is reported as erased or expired, not as missing. Exits 1 when
+any recording is missing or damaged, 0 when all are ok, erased or expired. The window is the config's (windowStart/windowEnd, minDate/maxDate, or minAge/maxAge
 from now; the stored last recording end time is not used), or --window-start/--window-end.
 """
 
@@ -115,8 +116,11 @@ def run(args: argparse.Namespace) -> int:
         log.info("Auditing %s against %s", window.describe(), target.description)
         report = AuditReport(window=window)
         listed: list[dict[str, object]] = []
+        from cxbackup.backup.removal import deleted_ids
+
+        removed = deleted_ids(target)
         for entry in iter_audit(
-            config, window, vendor, target, source, key_check=key_check, shard_only=args.shard_only
+            config, window, vendor, target, source, key_check=key_check, shard_only=args.shard_only, removed=removed
         ):
             report.add(entry)
             if args.problems_only and entry.status is AuditStatus.OK:

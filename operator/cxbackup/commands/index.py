@@ -11,23 +11,18 @@ everything else is indexed), 2 bad input, 3 a backup run holds a lock, 5 the tar
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import re
 import sqlite3
 import sys
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 from cxbackup.backup.config import RcbsConfig
 from cxbackup.backup.errors import ConfigError, RcbsError
 from cxbackup.backup.index import INDEX_DIR, RebuildSummary, index_files, rebuild_index, rebuild_object_index
 from cxbackup.backup.s3target import S3BucketTarget
-from cxbackup.backup.sharding import ShardAssignment
-from cxbackup.backup.state import lock_name
-from cxbackup.backup.targets import LocalDirectoryTarget, LockHolder
-from cxbackup.commands.search import TargetChoiceError, add_target_arguments, resolve_target_dir
+from cxbackup.backup.targets import LocalDirectoryTarget
+from cxbackup.commands.backuptarget import TargetChoiceError, add_target_arguments, resolve_target_dir, shard_locker
 from cxbackup.core.errors import EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE
 from cxbackup.core.logs import setup_logging
 
@@ -87,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     log.info("Indexing %s as %d shard file(s)", root, total)
     try:
         summary = rebuild_index(
-            target.root, total, lock=_locker(target), progress=lambda n: log.info("%d recordings read", n)
+            target.root, total, lock=shard_locker(target, "index"), progress=lambda n: log.info("%d recordings read", n)
         )
     except RcbsError as exc:  # LockHeldError (exit 3), TargetError
         log.error("%s; nothing was replaced", exc)
@@ -96,19 +91,6 @@ def run(args: argparse.Namespace) -> int:
         log.error("writing the index in %s failed: %s; nothing was replaced", root / INDEX_DIR, exc)
         return EXIT_UNAVAILABLE
     return _report(summary, str(root))
-
-
-def _locker(target: LocalDirectoryTarget | S3BucketTarget) -> Callable[[str], contextlib.AbstractContextManager[None]]:
-    """Shard label -> the backup's own lock of that shard on `target`."""
-    holder = LockHolder.current(datetime.now(UTC).isoformat(timespec="seconds"), "index")
-
-    @contextlib.contextmanager
-    def lock(label: str) -> Iterator[None]:
-        index, _, of = label.partition("-of-")
-        with target.lock(lock_name(ShardAssignment(int(index), int(of))), holder):
-            yield
-
-    return lock
 
 
 def _run_bucket(args: argparse.Namespace, config: RcbsConfig) -> int:
@@ -124,7 +106,7 @@ def _run_bucket(args: argparse.Namespace, config: RcbsConfig) -> int:
         assert isinstance(target, S3BucketTarget)
         log.info("Indexing %s as %d shard file(s)", target.description, total)
         summary = rebuild_object_index(
-            target, total, lock=_locker(target), progress=lambda n: log.info("%d recordings read", n)
+            target, total, lock=shard_locker(target, "index"), progress=lambda n: log.info("%d recordings read", n)
         )
     except RcbsError as exc:  # LockHeldError (exit 3), TargetError (the bucket cannot be read or written)
         log.error("%s; nothing was replaced", exc)

@@ -17,7 +17,6 @@ import os
 import sqlite3
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 from cxbackup.backup.errors import ConfigError, RcbsError
@@ -31,19 +30,17 @@ from cxbackup.backup.search import (
     parse_time_bound,
     search_index,
 )
+from cxbackup.commands.backuptarget import TargetChoiceError, add_target_arguments, resolve_target_dir
 from cxbackup.core.errors import EXIT_CONFIG, EXIT_OK, EXIT_UNAVAILABLE
 from cxbackup.core.logs import setup_logging
+from cxbackup.core.times import format_ms
 
-__all__ = ["add_target_arguments", "register", "resolve_target_dir", "run"]
+__all__ = ["arg_type", "explain_empty", "nonempty", "register", "run"]
 
 log = logging.getLogger("cxbackup.backup")
 
 
-class TargetChoiceError(Exception):
-    """The target named on the command line cannot be searched or indexed (the message says why)."""
-
-
-def _arg(parse: Callable[[str], object]) -> Callable[[str], object]:
+def arg_type(parse: Callable[[str], object]) -> Callable[[str], object]:
     """An argparse type from a parser raising ValueError (argparse then names the option, exit 2)."""
 
     def convert(text: str) -> object:
@@ -67,36 +64,10 @@ def _text(text: str) -> str:
     return text
 
 
-def _value(text: str) -> str:
+def nonempty(text: str) -> str:
     if not text.strip():
         raise ValueError("an empty value matches nothing")
     return text.strip()
-
-
-def add_target_arguments(p: argparse.ArgumentParser) -> None:
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--target", type=Path, metavar="DIR", help="the backup target folder (targetDir)")
-    where.add_argument(
-        "-config", "--config", dest="config", metavar="FILE", help="config.properties: its targetDir or S3 bucket"
-    )
-    p.add_argument("--verbose", action="store_true", help="debug logging")
-
-
-def resolve_target_dir(args: argparse.Namespace) -> Path:
-    """The target folder from --target or from the config's targetDir (TargetChoiceError otherwise)."""
-    if args.target is not None:
-        if not args.target.is_dir():
-            raise TargetChoiceError(f"--target {args.target}: no such folder")
-        return Path(args.target)
-    from cxbackup.backup.console import load_config_file
-
-    config = load_config_file(args.config)
-    if config.target_dir is None:
-        raise TargetChoiceError(f"-config {args.config}: the target is an S3 bucket; this works on targetDir only")
-    path = Path(config.target_dir)
-    if not path.is_dir():
-        raise TargetChoiceError(f"-config {args.config}: targetDir {path} is not a folder")
-    return path
 
 
 def _s3_index_copy(config_path: str, stack: contextlib.ExitStack) -> tuple[Path, str]:
@@ -148,7 +119,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
         "--phone",
         action="append",
         default=[],
-        type=_arg(parse_phone),
+        type=arg_type(parse_phone),
         metavar="NUMBER",
         help="a phone number (caller, dialed, or of a participant); matches numbers ending with it",
     )
@@ -156,39 +127,41 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
         "--agent",
         action="append",
         default=[],
-        type=_arg(_value),
+        type=arg_type(nonempty),
         metavar="NAME",
         help="agent or user name, or agent id (case ignored)",
     )
     p.add_argument(
         "--from",
         dest="start_from",
-        type=_arg(parse_time_bound),
+        type=arg_type(parse_time_bound),
         metavar="TIME",
         help="recordings that started at or after TIME (2026-11-20, 2026-11-20T10:00, ...Z, epoch ms; UTC "
         "when no zone is given)",
     )
     p.add_argument(
-        "--to", dest="start_to", type=_arg(parse_time_bound), metavar="TIME", help="recordings that started before TIME"
+        "--to",
+        dest="start_to",
+        type=arg_type(parse_time_bound),
+        metavar="TIME",
+        help="recordings that started before TIME",
     )
-    p.add_argument("--partition", action="append", default=[], type=_arg(_value), metavar="P", help="partition")
-    p.add_argument("--access-group", action="append", default=[], type=_arg(_value), metavar="G", help="access group")
-    p.add_argument("--id", action="append", default=[], type=_arg(_value), metavar="ID", help="recording id (callUUID)")
+    p.add_argument("--partition", action="append", default=[], type=arg_type(nonempty), metavar="P", help="partition")
+    p.add_argument(
+        "--access-group", action="append", default=[], type=arg_type(nonempty), metavar="G", help="access group"
+    )
+    p.add_argument(
+        "--id", action="append", default=[], type=arg_type(nonempty), metavar="ID", help="recording id (callUUID)"
+    )
     p.add_argument(
         "--text",
-        type=_arg(_text),
+        type=arg_type(_text),
         metavar="WORDS",
         help="words that must all appear in the metadata (word* for a prefix)",
     )
-    p.add_argument("--limit", type=_arg(_limit), default=100, metavar="N", help="show at most N (default 100)")
+    p.add_argument("--limit", type=arg_type(_limit), default=100, metavar="N", help="show at most N (default 100)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=run, parser=p)
-
-
-def _iso(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _criteria(args: argparse.Namespace) -> str:
@@ -196,9 +169,9 @@ def _criteria(args: argparse.Namespace) -> str:
     parts += [f"--partition {p}" for p in args.partition] + [f"--access-group {g}" for g in args.access_group]
     parts += [f"--id {i}" for i in args.id]
     if args.start_from is not None:
-        parts.append(f"--from {_iso(args.start_from)}")
+        parts.append(f"--from {format_ms(args.start_from)}")
     if args.start_to is not None:
-        parts.append(f"--to {_iso(args.start_to)}")
+        parts.append(f"--to {format_ms(args.start_to)}")
     if args.text is not None:
         parts.append(f"--text {args.text!r}")
     return " ".join(parts)
@@ -209,8 +182,8 @@ def explain_empty(args: argparse.Namespace, result: SearchResult) -> str:
     if cov.first_start_ms is None:
         return "No recording matches: the index is empty (no backup run has completed a recording yet)."
     held = (
-        f"the index holds {cov.recordings} recordings started from {_iso(cov.first_start_ms)} to "
-        f"{_iso(cov.last_start_ms)}"
+        f"the index holds {cov.recordings} recordings started from {format_ms(cov.first_start_ms)} to "
+        f"{format_ms(cov.last_start_ms)}"
     )
     if args.start_from is not None and args.start_from > cov.last_start_ms:
         return f"No recording matches: --from is after the last indexed recording; {held}."
@@ -223,7 +196,7 @@ def _table(result: SearchResult) -> list[str]:
     header = ("START (UTC)", "ID", "CALLER", "DIALED", "AGENTS", "MEDIA", "FOLDER")
     rows = [
         (
-            _iso(m.start_ms),
+            format_ms(m.start_ms),
             m.id,
             m.caller or "-",
             m.dialed or "-",
@@ -244,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
     if not any(query_args) and args.start_from is None and args.start_to is None:
         parser.error("give at least one of --phone, --agent, --from, --to, --partition, --access-group, --id, --text")
     if args.start_from is not None and args.start_to is not None and args.start_from >= args.start_to:
-        parser.error(f"argument --to: {_iso(args.start_to)} is not after --from {_iso(args.start_from)}")
+        parser.error(f"argument --to: {format_ms(args.start_to)} is not after --from {format_ms(args.start_from)}")
     with contextlib.ExitStack() as stack:
         try:
             root, where, build_hint = _index_root(args, stack)

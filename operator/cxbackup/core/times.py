@@ -13,6 +13,7 @@ __all__ = [
     "EPOCH",
     "ISO_DURATION_PATTERN",
     "Period",
+    "format_ms",
     "from_ms",
     "iso",
     "iso_seconds",
@@ -37,6 +38,13 @@ def iso(when: dt.datetime) -> str:
 def iso_seconds(when: dt.datetime) -> str:
     """An aware time in UTC, whole seconds, 'Z' (as Kubernetes writes times)."""
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_ms(ms: int | None) -> str:
+    """Epoch ms for people: `2026-11-20 10:00:00Z` (`-` for an unknown time)."""
+    if ms is None:
+        return "-"
+    return from_ms(ms).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def parse_time(value: str | None) -> dt.datetime | None:

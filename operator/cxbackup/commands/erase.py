@@ -1,0 +1,139 @@
+"""`cxbackup erase (--target DIR | -config FILE) (--phone N | --agent NAME | --id ID)... --request REF
+[--from T] [--to T] [--execute] [--json]`: erase a data subject's recordings from a backup target.
+
+Without --execute (the default) it lists what would be erased and what legal holds keep; nothing is
+changed. With --execute it first records the erasure in the target's ledger
+(.cxbackup-ledger/erasure-*.jsonl: recording ids, times and the --request reference, no phone number
+or name), from which moment no backup run downloads these recordings again, even while the vendor
+still holds them; then it deletes their folders (every file; on S3 every version) and their search
+index entries, and records each one's outcome. Recordings under a legal hold (`cxbackup hold`, or the
+config's legalHolds) are refused and listed. `cxbackup audit` reports erased recordings as erased,
+not as missing.
+
+It works from the search index and holds every shard's backup lock while it runs. Exit codes: 0 done
+(also when nothing matches: the output says why), 1 some recordings could not be erased (listed; run
+it again), 2 bad input or no index, 3 a backup run holds a lock, 5 the target cannot be read or written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sqlite3
+import sys
+
+from cxbackup.backup.errors import ConfigError, RcbsError
+from cxbackup.backup.holds import read_holds
+from cxbackup.backup.removal import ErasureReport, erase
+from cxbackup.backup.search import MAX_LIMIT, SearchQuery, parse_phone, parse_time_bound
+from cxbackup.commands.backuptarget import (
+    OpenedTarget,
+    TargetChoiceError,
+    add_target_arguments,
+    all_shards_locked,
+    open_backup_target,
+)
+from cxbackup.commands.search import arg_type, nonempty
+from cxbackup.core.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE
+from cxbackup.core.logs import setup_logging
+from cxbackup.core.times import format_ms
+
+__all__ = ["register", "run"]
+
+
+def _request(text: str) -> str:
+    value = text.strip()
+    if not 1 <= len(value) <= 200 or any(not c.isprintable() for c in value):
+        raise ValueError("give a reference of 1 to 200 printable characters (a ticket or case number)")
+    return value
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str) -> None:
+    p = sub.add_parser(
+        name,
+        help=help_text,
+        description=(__doc__ or "").split("\n\n")[0],
+        epilog="Example: cxbackup erase --target /backup --phone '+1 647 838 9001' --request DSAR-2026-117   "
+        "(then add --execute)",
+    )
+    add_target_arguments(p)
+    p.add_argument("--phone", action="append", default=[], type=arg_type(parse_phone), metavar="NUMBER",
+                   help="the subject's phone number (recordings with a number ending with it)")  # fmt: skip
+    p.add_argument("--agent", action="append", default=[], type=arg_type(nonempty), metavar="NAME",
+                   help="the subject's user or agent name, or agent id (case ignored)")  # fmt: skip
+    p.add_argument("--id", action="append", default=[], type=arg_type(nonempty), metavar="ID",
+                   help="a recording id (callUUID)")  # fmt: skip
+    p.add_argument("--from", dest="start_from", type=arg_type(parse_time_bound), metavar="TIME",
+                   help="only recordings that started at or after TIME")  # fmt: skip
+    p.add_argument("--to", dest="start_to", type=arg_type(parse_time_bound), metavar="TIME",
+                   help="only recordings that started before TIME")  # fmt: skip
+    p.add_argument("--request", required=True, type=arg_type(_request), metavar="REF",
+                   help="the request's reference, kept in the ledger (a ticket number; no personal data)")  # fmt: skip
+    p.add_argument("--execute", action="store_true", help="erase (default: only list what would be erased)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=run, parser=p)
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging(args.verbose)
+    parser: argparse.ArgumentParser = args.parser
+    if not (args.phone or args.agent or args.id):
+        parser.error("give the subject: at least one of --phone, --agent, --id")
+    if args.start_from is not None and args.start_to is not None and args.start_from >= args.start_to:
+        parser.error("argument --to: it must be after --from")
+    query = SearchQuery(
+        phones=tuple(args.phone),
+        agents=tuple(args.agent),
+        ids=tuple(args.id),
+        start_from=args.start_from,
+        start_to=args.start_to,
+        limit=MAX_LIMIT,
+    )
+    try:
+        opened = open_backup_target(args)
+    except TargetChoiceError as exc:
+        parser.error(str(exc))
+    except ConfigError as exc:
+        parser.error(f"-config: {exc}")
+    except RcbsError as exc:
+        print(f"cxbackup erase: {exc}", file=sys.stderr)
+        return exc.exit_code
+    try:
+        return _erase(args, opened, query)
+    except RcbsError as exc:  # LockHeldError (3), TargetError (5)
+        print(f"cxbackup erase: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except (OSError, sqlite3.Error) as exc:
+        print(f"cxbackup erase: {opened.where}: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+
+
+def _erase(args: argparse.Namespace, opened: OpenedTarget, query: SearchQuery) -> int:
+    names = opened.index_names()
+    if not names:
+        print(f"cxbackup erase: {opened.where} has no search index; {opened.build_hint(args)}", file=sys.stderr)
+        return EXIT_CONFIG
+    with all_shards_locked(opened, names, "erase"), contextlib.ExitStack() as stack:
+        holds = read_holds(opened.target).all() + (opened.config.legal_holds if opened.config else ())
+        indexes = [stack.enter_context(opened.editing(name)) for name in names]
+        report = erase(opened.target, indexes, query, holds, request=args.request, dry_run=not args.execute)
+    _report(args, opened, report)
+    return EXIT_FAILED if report.count("failed") else EXIT_OK
+
+
+def _report(args: argparse.Namespace, opened: OpenedTarget, report: ErasureReport) -> None:
+    if args.json:
+        json.dump(report.to_json() | {"target": opened.where}, sys.stdout, indent=2)
+        print()
+        return
+    if not report.outcomes:
+        print(f"No backed-up recording of {opened.where} matches this subject; nothing to erase.")
+        return
+    counts = ", ".join(f"{report.count(k)} {k}" for k in ("to-erase", "erased", "held", "failed") if report.count(k))
+    if report.dry_run:
+        print(f"Dry run on {opened.where}: {counts}. Nothing was changed; run again with --execute to erase.")
+    else:
+        print(f"Erasure {args.request} on {opened.where}: {counts}. Recorded in {report.ledger}.")
+    for o in report.outcomes:
+        print(f"  {o.outcome:<8}  {format_ms(o.start_ms)}  {o.id}" + (f"  ({o.detail})" if o.detail else ""))

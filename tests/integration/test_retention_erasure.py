@@ -1,0 +1,205 @@
+"""Retention sweep, legal holds and erasure through the real CLI, on a folder target and on a real S3 server.
+
+`cxbackup download` backs up the emulator's recordings; then `cxbackup hold`, `cxbackup retention`,
+`cxbackup erase`, `cxbackup search` and `cxbackup audit` run as a user runs them. The S3 cases use the
+emulator's S3 server (moto), which keeps object versions and implements Object Lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cxbackup.backup.holds import LEDGER_DIR
+from cxbackup_dev.emulator import Emulator, parse_time
+from tests.integration.test_backup_download import folder_of, run_cli
+from tests.integration.test_object_lock import _client, _target_env
+
+pytestmark = pytest.mark.integration
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> Any:
+    return run_cli(list(args), env or {}, timeout=120)
+
+
+def by_start(emulator: Emulator) -> list[dict[str, Any]]:
+    return sorted(emulator.records(), key=lambda r: (parse_time(r["startTime"]), r["id"]))
+
+
+def keep_for_splitting(records: list[dict[str, Any]], n_old: int) -> str:
+    """An ISO 8601 duration that makes exactly the `n_old` oldest recordings expired (the cut half-way
+    between two starts, minutes apart, so the seconds until the command runs do not matter)."""
+    cut = (parse_time(records[n_old - 1]["startTime"]) + parse_time(records[n_old]["startTime"])) / 2
+    return f"PT{math.ceil(time.time() - cut / 1000)}S"
+
+
+def ids_found(args: list[str], env: dict[str, str] | None = None) -> list[str]:
+    out = cli("search", *args, "--from", "1970-01-01", "--json", "--limit", "1000", env=env)
+    assert out.returncode == 0, out.stderr
+    return [r["id"] for r in json.loads(out.stdout)["recordings"]]
+
+
+def test_holds_then_a_dry_run_then_the_sweep_on_a_folder(emulator: Emulator, tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    cfg = emulator.write_config(tmp_path / "c.properties", target_dir=target)
+    assert cli("download", "-config", str(cfg), "--progress", "none", env=emulator.env()).returncode == 0
+    records = by_start(emulator)
+    old = records[:10]
+    held = old[2]
+    keep = keep_for_splitting(records, 10)
+
+    added = cli("hold", "add", "--target", str(target), f"id:{held['id']}", "--reason", "case 2026-44")
+    assert added.returncode == 0, added.stderr
+    listed = cli("hold", "list", "--target", str(target))
+    assert f"id:{held['id']}" in listed.stdout and "case 2026-44" in listed.stdout
+
+    before = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
+    dry = cli("retention", "--target", str(target), "--keep-for", keep)
+    assert dry.returncode == 0, dry.stderr
+    assert "Dry run" in dry.stdout and "9 recordings" in dry.stdout and "1 kept under 1 legal hold" in dry.stdout
+    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()) == before
+
+    swept = cli("retention", "--target", str(target), "--keep-for", keep, "--delete", "--json")
+    assert swept.returncode == 0, swept.stderr
+    doc = json.loads(swept.stdout)
+    assert (doc["deleted"], doc["held"], doc["failed"], doc["dryRun"]) == (9, 1, 0, False)
+    gone = {r["id"] for r in old} - {held["id"]}
+    for rec in records:
+        assert (target / folder_of(rec)).exists() == (rec["id"] not in gone), rec["id"]
+    assert set(ids_found(["--target", str(target)])) == {r["id"] for r in records} - gone
+    (ledger,) = (target / LEDGER_DIR).glob("retention-*.jsonl")
+    lines = [json.loads(line) for line in ledger.read_text().splitlines()]
+    assert {row["id"] for row in lines[1:]} == gone and lines[0]["keepFor"] == keep
+    assert not any(r["callerPhoneNumber"] in ledger.read_text() for r in records)
+
+    # the audit tells the sweep's deletions from losses
+    audit = cli("audit", "-config", str(cfg), "--json", env=emulator.env())
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    counts = json.loads(audit.stdout)["counts"]
+    assert (counts["expired"], counts["missing"], counts["ok"]) == (9, 0, len(records) - 9)
+
+    # a hold that is lifted no longer keeps it
+    assert cli("hold", "remove", "--target", str(target), f"id:{held['id']}").returncode == 0
+    again = cli("retention", "--target", str(target), "--keep-for", keep, "--delete", "--json")
+    assert json.loads(again.stdout)["deleted"] == 1 and not (target / folder_of(held)).exists()
+
+
+def test_erasure_on_a_folder_refuses_held_and_the_next_backup_never_takes_them_back(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    target = tmp_path / "target"
+    cfg = emulator.write_config(tmp_path / "c.properties", target_dir=target)
+    assert cli("download", "-config", str(cfg), "--progress", "none", env=emulator.env()).returncode == 0
+    records = by_start(emulator)
+    agent = records[0]["mediaFiles"][0]["parameters"]["username"]  # the subject: an agent of several calls
+    subject = [r for r in records if r["mediaFiles"][0]["parameters"]["username"] == agent]
+    subject_ids = set(ids_found(["--target", str(target), "--agent", agent]))
+    assert {r["id"] for r in subject} <= subject_ids and len(subject_ids) >= 3
+    held = sorted(subject_ids)[0]
+    assert cli("hold", "add", "--target", str(target), f"id:{held}", "--reason", "litigation").returncode == 0
+
+    dry = cli("erase", "--target", str(target), "--agent", agent, "--request", "DSAR-117")
+    assert dry.returncode == 0, dry.stderr
+    assert "Dry run" in dry.stdout and f"{len(subject_ids) - 1} to-erase, 1 held" in dry.stdout
+    assert all((target / folder_of(r)).exists() for r in subject)
+    subject = [r for r in records if r["id"] in subject_ids]
+
+    done = cli("erase", "--target", str(target), "--agent", agent, "--request", "DSAR-117", "--execute", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["counts"] == {"erased": len(subject_ids) - 1, "held": 1}
+    erased = subject_ids - {held}
+    assert not erased & set(ids_found(["--target", str(target)]))
+    assert ids_found(["--target", str(target), "--agent", agent]) == [held]
+    ledger = (target / report["ledger"]).read_text()
+    assert agent not in ledger and "DSAR-117" in ledger
+    assert not any(r["callerPhoneNumber"] in ledger for r in subject)
+
+    # the vendor still has them: a backup of the whole window again does not bring them back
+    rerun = cli("download", "-config", str(cfg), "--progress", "none", env=emulator.env())
+    assert rerun.returncode == 0, rerun.stderr
+    for rec in records:
+        assert (target / folder_of(rec)).exists() == (rec["id"] not in erased), rec["id"]
+    audit = cli("audit", "-config", str(cfg), "--json", env=emulator.env())
+    counts = json.loads(audit.stdout)["counts"]
+    assert audit.returncode == 0 and (counts["erased"], counts["missing"]) == (len(erased), 0)
+
+    nobody = cli("erase", "--target", str(target), "--phone", "+1 000 000 0000", "--request", "DSAR-118")
+    assert nobody.returncode == 0 and "No backed-up recording" in nobody.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["erase", "--request", "R"], "give the subject"),
+        (["erase", "--phone", "12", "--request", "R"], "--phone"),
+        (["erase", "--phone", "+16475550000"], "--request"),
+        (["retention"], "--keep-for"),
+        (["retention", "--keep-for", "7 years"], "--keep-for"),
+        (["hold", "add", "name:bob", "--reason", "x"], "HOLD"),
+        (["hold", "add", "id:abc"], "--reason"),
+        (["hold", "remove", "id:never-set"], "no such hold"),
+    ],
+)
+def test_bad_input_exits_2_naming_the_option(tmp_path: Path, args: list[str], named: str) -> None:
+    (tmp_path / "t").mkdir()
+    where = ["--target", str(tmp_path / "t")]
+    full = [*args[:2], *where, *args[2:]] if args[0] == "hold" else [args[0], *where, *args[1:]]
+    out = cli(*full)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert named in out.stderr
+
+
+def test_s3_erasure_removes_every_version_and_object_lock_refuses_early_deletion(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    client = _client(emulator)
+    env = _target_env(emulator)
+    client.create_bucket(Bucket="versioned-backup")
+    client.put_bucket_versioning(Bucket="versioned-backup", VersioningConfiguration={"Status": "Enabled"})
+    cfg = emulator.write_config(
+        tmp_path / "v.properties", targetS3Bucket="versioned-backup", targetS3EndpointUrl=emulator.s3_endpoint
+    )
+    assert cli("download", "-config", str(cfg), "--progress", "none", env=env).returncode == 0
+    records = by_start(emulator)
+    victim = records[4]
+    prefix = folder_of(victim) + "/"
+    # a second version of its metadata, as a rewrite would leave: erasure must remove both
+    meta_key = f"{prefix}{victim['id']}.json"
+    client.put_object(Bucket="versioned-backup", Key=meta_key, Body=json.dumps(victim).encode())
+    assert len(client.list_object_versions(Bucket="versioned-backup", Prefix=prefix)["Versions"]) >= 3
+    out = cli("erase", "-config", str(cfg), "--id", victim["id"], "--request", "DSAR-9", "--execute", env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    left = client.list_object_versions(Bucket="versioned-backup", Prefix=prefix)
+    assert not left.get("Versions") and not left.get("DeleteMarkers")
+    assert victim["id"] not in ids_found(["-config", str(cfg)], env=env)
+    assert any(k["Key"].startswith(f"{LEDGER_DIR}/erasure-") for k in client.list_objects_v2(
+        Bucket="versioned-backup", Prefix=f"{LEDGER_DIR}/")["Contents"])  # fmt: skip
+    rerun = cli("download", "-config", str(cfg), "--progress", "none", env=env)
+    assert rerun.returncode == 0 and "Versions" not in client.list_object_versions(
+        Bucket="versioned-backup", Prefix=prefix
+    )
+
+    # under Object Lock (compliance, seven years) nothing is deleted early: the erasure fails, says why,
+    # and the recording stays whole and in the index
+    client.create_bucket(Bucket="locked-erase", ObjectLockEnabledForBucket=True)
+    locked = emulator.write_config(
+        tmp_path / "l.properties",
+        targetS3Bucket="locked-erase",
+        targetS3EndpointUrl=emulator.s3_endpoint,
+        retentionPeriod="P7Y",
+        targetS3ObjectLock="COMPLIANCE",
+    )
+    assert cli("download", "-config", str(locked), "--progress", "none", env=env).returncode == 0
+    refused = cli("erase", "-config", str(locked), "--id", victim["id"], "--request", "DSAR-10", "--execute", env=env)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "failed" in refused.stdout and "AccessDenied" in refused.stdout
+    head = client.head_object(Bucket="locked-erase", Key=meta_key)
+    assert head["ContentLength"] > 0 and head["ObjectLockRetainUntilDate"] > dt.datetime.now(dt.UTC)
+    assert victim["id"] in ids_found(["-config", str(locked)], env=env)
