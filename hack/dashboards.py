@@ -48,6 +48,7 @@ SELECTED = 'namespace=~"$namespace", name=~"$name"'
 PER_OBJECT = "{{namespace}}/{{name}}"
 RESULT_FAILED = 'result="failed"'
 OUTCOME_FAILED = 'outcome="failed"'
+OUTCOME_ERASED = 'outcome="erased"'
 DAY = 86400
 WEEK = 7 * DAY
 TWO_WEEKS = 14 * DAY
@@ -527,6 +528,48 @@ def backups() -> dict[str, Any]:
                 [series(f"max by (namespace, name) ({sel(m.BACKUP_AUDIT_MISSING_RECORDINGS)})")],
                 thresholds=RED_FROM_ONE,
                 threshold_lines=True,
+            ),
+            row("Retention, legal holds, erasure and the search index"),
+            timeseries_panel(
+                "Last retention sweep",
+                "Recordings past spec.retention.keepFor at the last sweep: expired (not held: deleted, or to be "
+                "deleted when the sweep is DryRun), held (kept by a legal hold), deleted, failed (could not be "
+                "deleted, e.g. under S3 Object Lock; kept and tried again next run).",
+                [
+                    series(
+                        f"sum by (state) ({sel(m.BACKUP_RETENTION_SWEEP_RECORDINGS)})",
+                        legend="{{state}}",
+                    )
+                ],
+            ),
+            timeseries_panel(
+                "Deleted by retention, and erased recordings not backed up again",
+                "Recordings the retention sweep deleted, and recordings the vendor still lists that a backup run "
+                "did not download because an erasure removed them, per interval.",
+                [
+                    series(
+                        f"sum by (namespace, name) (increase({sel(m.BACKUP_RETENTION_DELETED_TOTAL)}[$__interval]))",
+                        legend=f"{PER_OBJECT} deleted",
+                    ),
+                    series(
+                        "sum by (namespace, name) "
+                        f"(increase({sel(m.BACKUP_RECORDINGS_TOTAL, OUTCOME_ERASED)}[$__interval]))",
+                        legend=f"{PER_OBJECT} erased, skipped",
+                        ref="B",
+                    ),
+                ],
+                bars=True,
+            ),
+            timeseries_panel(
+                "Search index: recordings",
+                "Recordings in the target's search index (all shards) after the last run.",
+                [series(f"max by (namespace, name) ({sel(m.BACKUP_INDEX_RECORDINGS)})")],
+            ),
+            timeseries_panel(
+                "Search index: size",
+                "Size of the target's search index files (all shards) after the last run.",
+                [series(f"max by (namespace, name) ({sel(m.BACKUP_INDEX_BYTES)})")],
+                unit="bytes",
             ),
         ],
     )

@@ -30,10 +30,14 @@ __all__ = [
     "BACKUP_BYTES_TOTAL",
     "BACKUP_CREATED_TIMESTAMP_SECONDS",
     "BACKUP_EXPECTED_INTERVAL_SECONDS",
+    "BACKUP_INDEX_BYTES",
+    "BACKUP_INDEX_RECORDINGS",
     "BACKUP_LAG_SECONDS",
     "BACKUP_LAST_SUCCESS_TIMESTAMP_SECONDS",
     "BACKUP_RECORDINGS_TOTAL",
+    "BACKUP_RETENTION_DELETED_TOTAL",
     "BACKUP_RETENTION_MARGIN_SECONDS",
+    "BACKUP_RETENTION_SWEEP_RECORDINGS",
     "BACKUP_RUNNING",
     "BACKUP_RUNS_SKIPPED_TOTAL",
     "BACKUP_RUNS_TOTAL",
@@ -50,6 +54,7 @@ __all__ = [
     "EXPORT_RUNS_TOTAL",
     "METRIC_NAMES",
     "STATE",
+    "SWEEP_STATES",
     "BackupState",
     "CertificateState",
     "ExportState",
@@ -71,6 +76,7 @@ BACKUP_RUNS_SKIPPED_TOTAL: Final = "cxbackup_backup_runs_skipped_total"
 BACKUP_RECORDINGS_TOTAL: Final = "cxbackup_backup_recordings_total"
 BACKUP_BYTES_TOTAL: Final = "cxbackup_backup_bytes_total"
 BACKUP_RUN_DURATION_SECONDS: Final = "cxbackup_backup_run_duration_seconds"
+BACKUP_RETENTION_DELETED_TOTAL: Final = "cxbackup_backup_retention_deleted_total"
 CERTIFICATE_ROTATIONS_TOTAL: Final = "cxbackup_certificate_rotations_total"
 EXPORT_RUNS_TOTAL: Final = "cxbackup_export_runs_total"
 EXPORT_DURATION_SECONDS: Final = "cxbackup_export_duration_seconds"
@@ -84,6 +90,9 @@ BACKUP_RUNNING: Final = "cxbackup_backup_running"
 BACKUP_SHARD_PROGRESS_RATIO: Final = "cxbackup_backup_shard_progress_ratio"
 BACKUP_AUDIT_MISSING_RECORDINGS: Final = "cxbackup_backup_audit_missing_recordings"
 BACKUP_RETENTION_MARGIN_SECONDS: Final = "cxbackup_backup_retention_margin_seconds"
+BACKUP_RETENTION_SWEEP_RECORDINGS: Final = "cxbackup_backup_retention_sweep_recordings"
+BACKUP_INDEX_RECORDINGS: Final = "cxbackup_backup_index_recordings"
+BACKUP_INDEX_BYTES: Final = "cxbackup_backup_index_bytes"
 CERTIFICATE_EXPIRY_TIMESTAMP_SECONDS: Final = "cxbackup_certificate_expiry_timestamp_seconds"
 CERTIFICATE_SECONDS_TO_EXPIRY: Final = "cxbackup_certificate_seconds_to_expiry"
 CERTIFICATE_READY: Final = "cxbackup_certificate_ready"
@@ -97,6 +106,7 @@ METRIC_NAMES: Final = (
     BACKUP_RECORDINGS_TOTAL,
     BACKUP_BYTES_TOTAL,
     BACKUP_RUN_DURATION_SECONDS,
+    BACKUP_RETENTION_DELETED_TOTAL,
     CERTIFICATE_ROTATIONS_TOTAL,
     EXPORT_RUNS_TOTAL,
     EXPORT_DURATION_SECONDS,
@@ -109,6 +119,9 @@ METRIC_NAMES: Final = (
     BACKUP_SHARD_PROGRESS_RATIO,
     BACKUP_AUDIT_MISSING_RECORDINGS,
     BACKUP_RETENTION_MARGIN_SECONDS,
+    BACKUP_RETENTION_SWEEP_RECORDINGS,
+    BACKUP_INDEX_RECORDINGS,
+    BACKUP_INDEX_BYTES,
     CERTIFICATE_EXPIRY_TIMESTAMP_SECONDS,
     CERTIFICATE_SECONDS_TO_EXPIRY,
     CERTIFICATE_READY,
@@ -125,10 +138,14 @@ BACKUP_RUNS_SKIPPED = Counter(
 )
 BACKUP_RECORDINGS = Counter(
     BACKUP_RECORDINGS_TOTAL,
-    "Recordings handled by finished runs, by outcome (downloaded, skipped, failed).",
+    "Recordings handled by finished runs, by outcome (downloaded, skipped, failed; erased: listed by the vendor "
+    "but not downloaded because an erasure removed them).",
     [*_OBJ, "outcome"],
 )
 BACKUP_BYTES = Counter(BACKUP_BYTES_TOTAL, "Bytes written by finished backup runs.", _OBJ)
+BACKUP_RETENTION_DELETED = Counter(
+    BACKUP_RETENTION_DELETED_TOTAL, "Recordings the retention sweep deleted from the target.", _OBJ
+)
 BACKUP_DURATION = Histogram(
     BACKUP_RUN_DURATION_SECONDS,
     "Duration of backup runs.",
@@ -156,15 +173,21 @@ def record_backup_run(
     skipped: int,
     failed: int,
     nbytes: int,
+    erased: int = 0,
+    retention_deleted: int = 0,
 ) -> None:
     BACKUP_RUNS.labels(namespace, name, result).inc()
     BACKUP_DURATION.labels(namespace, name).observe(max(seconds, 0.0))
-    for outcome, count in (("downloaded", downloaded), ("skipped", skipped), ("failed", failed)):
+    for outcome, count in zip(_OUTCOMES, (downloaded, skipped, failed, erased), strict=True):
         BACKUP_RECORDINGS.labels(namespace, name, outcome).inc(count)
     BACKUP_BYTES.labels(namespace, name).inc(nbytes)
+    BACKUP_RETENTION_DELETED.labels(namespace, name).inc(retention_deleted)
 
 
 _RESULTS = ("succeeded", "failed")
+_OUTCOMES = ("downloaded", "skipped", "failed", "erased")
+SWEEP_STATES: Final = ("expired", "held", "deleted", "failed")
+"""The `state` label of BACKUP_RETENTION_SWEEP_RECORDINGS."""
 
 
 def initialize_backup(namespace: str, name: str) -> None:
@@ -172,9 +195,10 @@ def initialize_backup(namespace: str, name: str) -> None:
     of no data, and increase() sees the first failure as an increase (idempotent; called every reconcile)."""
     for result in _RESULTS:
         BACKUP_RUNS.labels(namespace, name, result)
-    for outcome in ("downloaded", "skipped", "failed"):
+    for outcome in _OUTCOMES:
         BACKUP_RECORDINGS.labels(namespace, name, outcome)
     BACKUP_RUNS_SKIPPED.labels(namespace, name)
+    BACKUP_RETENTION_DELETED.labels(namespace, name)
     BACKUP_BYTES.labels(namespace, name)
     BACKUP_DURATION.labels(namespace, name)
 
@@ -224,6 +248,9 @@ class BackupState:
     audit_missing: int | None = None
     oldest_unbacked_start: float | None = None
     retention_seconds: float | None = None
+    sweep: dict[str, int] | None = None  # the last run's retention sweep, by SWEEP_STATES
+    index_recordings: int | None = None
+    index_bytes: int | None = None
 
 
 @dataclass
@@ -294,6 +321,18 @@ class _StateCollector(Collector):
             "Seconds until the vendor deletes the oldest recording that is not yet backed up.",
             labels=_OBJ,
         )
+        sweep = GaugeMetricFamily(
+            BACKUP_RETENTION_SWEEP_RECORDINGS,
+            "The last retention sweep's recordings past keepFor, by state: expired (not held: deleted, or to delete "
+            "in a dry run), held (kept by a legal hold), deleted, failed (could not be deleted).",
+            labels=[*_OBJ, "state"],
+        )
+        index_recordings = GaugeMetricFamily(
+            BACKUP_INDEX_RECORDINGS, "Recordings in the target's search index after the last run.", labels=_OBJ
+        )
+        index_bytes = GaugeMetricFamily(
+            BACKUP_INDEX_BYTES, "Size of the target's search index files after the last run.", labels=_OBJ
+        )
         expiry = GaugeMetricFamily(CERTIFICATE_EXPIRY_TIMESTAMP_SECONDS, "notAfter of the certificate.", labels=_OBJ)
         to_expiry = GaugeMetricFamily(
             CERTIFICATE_SECONDS_TO_EXPIRY, "Seconds until the certificate expires.", labels=_OBJ
@@ -324,6 +363,13 @@ class _StateCollector(Collector):
                 oldest = b.oldest_unbacked_start if b.oldest_unbacked_start is not None else b.last_recording_end
                 if oldest is not None:
                     margin.add_metric(labels, oldest + b.retention_seconds - now)
+            if b.sweep is not None:
+                for state in SWEEP_STATES:
+                    sweep.add_metric([ns, name, state], float(b.sweep.get(state, 0)))
+            if b.index_recordings is not None:
+                index_recordings.add_metric(labels, float(b.index_recordings))
+            if b.index_bytes is not None:
+                index_bytes.add_metric(labels, float(b.index_bytes))
         for (ns, name), c in certs:
             ready.add_metric([ns, name], 1.0 if c.ready else 0.0)
             if c.not_after is not None:
@@ -332,7 +378,8 @@ class _StateCollector(Collector):
         for (ns, name), e in exports:
             artifacts.add_metric([ns, name], float(e.artifacts))
             artifact_bytes.add_metric([ns, name], float(e.artifact_bytes))
-        yield from (lag, last, created, interval, running, progress, missing, margin, expiry, to_expiry, ready)
+        yield from (lag, last, created, interval, running, progress, missing, margin, sweep, index_recordings)
+        yield from (index_bytes, expiry, to_expiry, ready)
         yield from (artifacts, artifact_bytes)
 
 

@@ -46,6 +46,17 @@ def test_defaults_are_applied(control_plane: ControlPlane, namespace: str) -> No
     assert got["spec"]["concurrencyPolicy"] == "Forbid"
 
 
+def test_retention_with_a_sweep_and_legal_holds_is_accepted_with_defaults(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    holds = [{"recordingId": "abc"}, {"phoneNumber": "+1 (647) 838-9001", "reason": "case 44"}, {"partition": "/x"}]
+    doc = _mutate(_example("recordingbackup.yaml"), "spec.retention", {"keepFor": "P7Y", "legalHolds": holds})
+    code, out = _apply(control_plane, namespace, doc)
+    assert code == 0, out
+    got = json.loads(control_plane.kubectl("get", "rb", "recordings", "-n", namespace, "-o", "json").stdout)
+    assert got["spec"]["retention"]["sweep"] == "Off" and got["spec"]["retention"]["legalHolds"] == holds
+
+
 def _mutate(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     doc = copy.deepcopy(doc)
     *parents, leaf = path.split(".")
@@ -99,6 +110,15 @@ BAD_BACKUPS = [
     ),
     ("spec.retention", {"keepFor": "PT"}, "an empty duration"),
     ("spec.retention", {"keepFor": "7 years"}, "spec.retention.keepFor"),
+    ("spec.retention", {"keepFor": "P7Y", "sweep": "Always"}, "spec.retention.sweep"),
+    (
+        "spec.retention",
+        {"keepFor": "P7Y", "legalHolds": [{"recordingId": "a", "partition": "/legal"}]},
+        "set exactly one of recordingId, phoneNumber, partition",
+    ),
+    ("spec.retention", {"keepFor": "P7Y", "legalHolds": [{"reason": "x"}]}, "set exactly one of"),
+    ("spec.retention", {"keepFor": "P7Y", "legalHolds": [{"phoneNumber": "12-3"}]}, "phoneNumber"),
+    ("spec.retention", {"keepFor": "P7Y", "legalHolds": [{"partition": "/a,/b"}]}, "partition"),
 ]
 
 

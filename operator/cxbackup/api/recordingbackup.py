@@ -29,14 +29,18 @@ __all__ = [
     "BackupWindow",
     "CurrentRun",
     "GwsCredentialsRef",
+    "IndexStatus",
+    "LegalHold",
     "PvcTarget",
     "RecordingBackup",
     "RecordingBackupSpec",
     "RecordingBackupStatus",
     "RetentionSpec",
+    "RetentionStatus",
     "RunRecord",
     "S3Target",
     "ShardProgress",
+    "SweepCounts",
 ]
 
 MAX_REPLICAS = 64
@@ -223,21 +227,71 @@ class S3Target(CamelModel):
     )
 
 
+class LegalHold(CamelModel):
+    """Recordings no retention sweep or erasure may delete: exactly one of recordingId, phoneNumber, partition."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "[has(self.recordingId), has(self.phoneNumber), has(self.partition)]"
+                    ".filter(x, x).size() == 1",
+                    "message": "set exactly one of recordingId, phoneNumber, partition",
+                }
+            ]
+        }
+    }
+
+    recording_id: str | None = Field(
+        default=None, min_length=1, max_length=128, pattern=r"^[^,]+$", description="One recording (callUUID)."
+    )
+    phone_number: str | None = Field(
+        default=None,
+        min_length=4,
+        max_length=32,
+        pattern=r"^[+ ().-]*([0-9][+ ().-]*){4,}$",
+        description="Every recording with a phone number ending with these digits (at least 4; + - ( ) "
+        "and spaces are ignored). The number is stored in this resource and its runs' ConfigMaps.",
+    )
+    partition: str | None = Field(
+        default=None, min_length=1, max_length=256, pattern=r"^[^,]+$", description="Every recording of a partition."
+    )
+    reason: str | None = Field(default=None, max_length=256, description="Why (a case reference), for people.")
+
+    def property_value(self) -> str:
+        if self.recording_id is not None:
+            return f"id:{self.recording_id}"
+        if self.phone_number is not None:
+            return f"phone:{self.phone_number}"
+        return f"partition:{self.partition}"
+
+
 class RetentionSpec(CamelModel):
-    """How long backed-up recordings are kept."""
+    """How long backed-up recordings are kept, and what happens after."""
 
     keep_for: str = Field(
         min_length=2,
         max_length=32,
         pattern=ISO_DURATION_PATTERN,
         description="ISO 8601 duration from each recording's start time, e.g. P7Y, P18M, P90D: each recording's "
-        "retention end, until which target.s3.objectLock keeps it unchangeable. Recordings are not deleted "
-        "when it passes.",
+        "retention end, until which target.s3.objectLock keeps it unchangeable and after which sweep may delete it.",
         json_schema_extra={
             "x-kubernetes-validations": [
                 {"rule": "self != 'P' && self != 'PT' && !self.endsWith('T')", "message": "an empty duration"}
             ]
         },
+    )
+    sweep: Literal["Off", "DryRun", "Delete"] = Field(
+        default="Off",
+        description="At the end of each run, each shard's recordings past keepFor are: Off, left alone; DryRun, "
+        "counted in status.retention and the metrics; Delete, deleted from the target and the search index (each "
+        "deletion recorded in the target's ledger), except those under a legal hold. Start with DryRun.",
+    )
+    legal_holds: list[LegalHold] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Recordings kept whatever keepFor says, and refused by erasure. Written into the target's "
+        "holds at the start of each run, so every tool working on the target respects them.",
     )
 
 
@@ -354,7 +408,38 @@ class ShardProgress(CamelModel):
     skipped: int = Field(default=0, description="Recordings already in the target.")
     failed: int = Field(default=0, description="Recordings that failed.")
     bytes: int = Field(default=0, description="Bytes written.")
+    erased: int = Field(default=0, description="Recordings not downloaded because an erasure removed them.")
+    retention: SweepCounts | None = Field(default=None, description="This shard's retention sweep.")
+    retention_error: str | None = Field(default=None, description="Why this shard's sweep did not run.")
+    index_recordings: int | None = Field(default=None, description="Recordings in this shard's index file.")
+    index_bytes: int | None = Field(default=None, description="Size of this shard's index file.")
     updated_at: datetime | None = Field(default=None, description="When the pod last reported.")
+
+
+class SweepCounts(CamelModel):
+    """The retention sweep of one shard, or of a whole run."""
+
+    dry_run: bool = Field(default=False, description="True when the sweep only counted (sweep: DryRun).")
+    expired: int = Field(default=0, description="Recordings past keepFor and not held (deleted, or to delete).")
+    held: int = Field(default=0, description="Recordings past keepFor kept by a legal hold.")
+    deleted: int = Field(default=0, description="Recordings deleted.")
+    deleted_bytes: int = Field(default=0, description="Bytes deleted.")
+    failed: int = Field(default=0, description="Recordings that could not be deleted (kept; tried again next run).")
+
+
+class RetentionStatus(SweepCounts):
+    """The last run's retention sweep."""
+
+    last_time: datetime | None = Field(default=None, description="When the run that swept finished.")
+    keep_for: str | None = Field(default=None, description="spec.retention.keepFor of that sweep.")
+    error: str | None = Field(default=None, description="Why a shard's sweep did not run, when one did not.")
+
+
+class IndexStatus(CamelModel):
+    """The search index of the target, as the last run's shards left it."""
+
+    recordings: int = Field(default=0, description="Recordings in the index.")
+    bytes: int = Field(default=0, description="Size of the index files.")
 
 
 class BackupCounts(CamelModel):
@@ -424,6 +509,8 @@ class RecordingBackupStatus(CamelModel):
     next_schedule_time: datetime | None = Field(default=None, description="When the next run is due.")
     history: list[RunRecord] | None = Field(default=None, description="The last runs, newest first.")
     audit: AuditStatus | None = Field(default=None, description="The last audit's findings.")
+    retention: RetentionStatus | None = Field(default=None, description="The last run's retention sweep.")
+    index: IndexStatus | None = Field(default=None, description="The target's search index after the last run.")
     last_run_generation: int | None = Field(
         default=None,
         description="metadata.generation when the last run started (a one-shot backup runs again "

@@ -21,6 +21,7 @@ The summary JSON (`RunSummary.to_json`, written by `--summary-file`/`summaryFile
      "retention": null | {"keepFor": "P7Y", "expiredBefore": "<ISO>", "dryRun": false, "expired": E,
                           "held": H, "deleted": D, "deletedBytes": B, "failed": F},
      "retentionError": null | "<why the sweep did not run>",
+     "indexRecordings": <recordings in the shard's search index> | null, "indexBytes": <its size> | null,
      "failures": [{"id": "<callUUID>", "reason": "<redacted reason>"}], "failuresTruncated": false}
 
 Counts are recordings (RCBS's summary line says "files"; one recording is one folder).
@@ -120,6 +121,8 @@ class RunSummary:
     erased: int = 0  # listed, but erased from the backup earlier: not downloaded
     retention: SweepSummary | None = None
     retention_error: str | None = None
+    index_recordings: int | None = None  # in this shard's search index after the run
+    index_bytes: int | None = None
 
     @property
     def total(self) -> int:
@@ -181,6 +184,8 @@ class RunSummary:
             "erased": self.erased,
             "retention": None if self.retention is None else self.retention.to_json(),
             "retentionError": self.retention_error,
+            "indexRecordings": self.index_recordings,
+            "indexBytes": self.index_bytes,
             "failures": [{"id": i, "reason": r} for i, r in self.failures],
             "failuresTruncated": len(self.failures) < self.failed,
         }

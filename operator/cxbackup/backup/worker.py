@@ -366,11 +366,28 @@ def _erased_and_holds(config: RcbsConfig, target: BackupTarget, holder: LockHold
     return erased
 
 
+def _after_index(
+    config: RcbsConfig, target: BackupTarget, summary: RunSummary, now: datetime, redactor: Redactor, path: Path
+) -> None:
+    """On the shard's index file at `path`, after this run's entries are committed and before it is published:
+    the retention sweep of this shard (its lock is held) when configured, then the index's size."""
+    if config.retention_sweep != "off":
+        _sweep(config, target, summary, now, redactor, path)
+    try:
+        index = ShardIndex(path, durable=isinstance(target, LocalDirectoryTarget))
+        try:
+            summary.index_recordings = index.count()
+        finally:
+            index.close()
+        summary.index_bytes = path.stat().st_size
+    except (OSError, sqlite3.Error) as exc:
+        log.warning("cannot count the search index %s: %s", path.name, exc)
+
+
 def _sweep(
     config: RcbsConfig, target: BackupTarget, summary: RunSummary, now: datetime, redactor: Redactor, path: Path
 ) -> None:
-    """The run's retention sweep of its own shard (the shard's lock is held), on the index file at `path`
-    after this run's entries are committed; its outcome goes into `summary.retention`."""
+    """The run's retention sweep of its own shard; its outcome goes into `summary.retention`."""
     assert config.retention_period is not None and config.retention is not None
     dry_run = config.retention_sweep == "dry-run"
     try:
@@ -499,10 +516,9 @@ def run_backup(
                 _abandon(session)
             raise
         if session is not None:
-            sweep = None
-            if config.retention_sweep != "off":
-                sweep = functools.partial(_sweep, config, target, summary, now, redactor)
-            index_error = session.finish(before_publish=sweep)
+            index_error = session.finish(
+                before_publish=functools.partial(_after_index, config, target, summary, now, redactor)
+            )
             if index_error is None:
                 log.info("Search index: %d recordings added or updated", session.writer.added)
         if index_error is not None and summary.error is None:

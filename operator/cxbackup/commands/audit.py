@@ -3,8 +3,9 @@
 Per recording of the config's window (all shards unless --shard-only): ok, missing, size_mismatch,
 metadata_missing, and with a key or keyring also undecryptable; a recording the target's ledger says was
 erased or deleted by the retention sweep is reported as erased or expired, not as missing. Exits 1 when
-any recording is missing or damaged, 0 when all are ok, erased or expired. The window is the config's (windowStart/windowEnd, minDate/maxDate, or minAge/maxAge
-from now; the stored last recording end time is not used), or --window-start/--window-end.
+any recording is missing or damaged, 0 when all are ok, erased or expired. The window is the config's
+(windowStart/windowEnd, minDate/maxDate, or minAge/maxAge from now; the stored last recording end time
+is not used), or --window-start/--window-end.
 """
 
 from __future__ import annotations

@@ -65,6 +65,7 @@ class ShardStatusReporter:
         self._last_write = float("-inf")
         self._counts = {"total": 0, "downloaded": 0, "skipped": 0, "failed": 0, "bytes": 0}
         self._phase = "Running"
+        self._final: dict[str, Any] = {}  # what only the end of the run knows (null clears an old run's value)
         self.write_failures = 0
 
     def _entry(self) -> dict[str, Any]:
@@ -72,7 +73,8 @@ class ShardStatusReporter:
         total = max(
             self._counts["total"], self._counts["downloaded"] + self._counts["skipped"] + self._counts["failed"]
         )
-        return {"runId": self._run_id, "phase": self._phase, **self._counts, "total": total, "updatedAt": now}
+        entry = {"runId": self._run_id, "phase": self._phase, **self._counts, "total": total, "updatedAt": now}
+        return entry | self._final
 
     def _write(self, force: bool) -> None:
         now = self._clock()
@@ -111,7 +113,22 @@ class ShardStatusReporter:
                 total=summary.total,
             )
             self._phase = "Succeeded" if summary.ok else "Failed"
+            self._final = {
+                "erased": summary.erased,
+                "retention": None if summary.retention is None else _sweep_counts(summary.retention.to_json()),
+                "retentionError": summary.retention_error,
+                "indexRecordings": summary.index_recordings,
+                "indexBytes": summary.index_bytes,
+            }
             self._write(force=True)
+
+
+_SWEEP_COUNTS = ("dryRun", "expired", "held", "deleted", "deletedBytes", "failed")
+
+
+def _sweep_counts(sweep: dict[str, Any]) -> dict[str, Any]:
+    """The fields of status.shards[].retention (SweepCounts) of a sweep's summary."""
+    return {k: sweep[k] for k in _SWEEP_COUNTS}
 
 
 def reporter_from_env(env: Mapping[str, str], shard: int) -> ShardStatusReporter | None:

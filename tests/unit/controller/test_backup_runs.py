@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from cxbackup.api import RecordingBackup
+from cxbackup.api.recordingbackup import RecordingBackupStatus
 from cxbackup.controller.backup.decisions import account_run, due_slot, job_view, progress_text
 from cxbackup.controller.backup.manifests import ANNOTATION_REPLICAS, ANNOTATION_WINDOW_END, ANNOTATION_WINDOW_START
 from cxbackup.controller.conditions import set_condition
@@ -103,9 +104,35 @@ def test_a_successful_run_advances_the_checkpoint() -> None:
     backup = _backup(status={"shards": shards, "lastRecordingEndTime": "1970-01-01T00:00:01Z"})
     outcome = account_run(backup, job_view(_job("j1", done="Complete")), NOW)
     assert outcome.succeeded
-    assert outcome.counts == {"downloaded": 4, "skipped": 1, "failed": 0, "bytes": 15}
+    assert outcome.counts == {
+        "downloaded": 4, "skipped": 1, "failed": 0, "bytes": 15, "erased": 0, "retentionDeleted": 0,
+    }  # fmt: skip
     assert outcome.status_patch["lastRecordingEndTime"] == "1970-01-01T00:00:02Z"
     assert outcome.status_patch["history"][0]["result"] == "Succeeded"
+    assert "retention" not in outcome.status_patch  # no shard swept
+
+
+def test_the_shards_sweeps_and_index_files_add_up_in_status() -> None:
+    sweep = {"dryRun": False, "expired": 5, "held": 1, "deleted": 4, "deletedBytes": 400, "failed": 1}
+    shards = {
+        "0": {"runId": "j1", "phase": "Succeeded", "erased": 2, "retention": sweep, "indexRecordings": 10,
+              "indexBytes": 4096},
+        "1": {"runId": "j1", "phase": "Succeeded", "retention": sweep | {"deleted": 5, "failed": 0},
+              "indexRecordings": 7, "indexBytes": 2048},
+        "2": {"runId": "j1", "phase": "Failed", "retentionError": "the retention sweep failed: disk full"},
+    }  # fmt: skip
+    backup = _backup({"retention": {"keepFor": "P7Y", "sweep": "Delete"}}, {"shards": shards})
+    outcome = account_run(backup, job_view(_job("j1", done="Complete")), NOW)
+    retention = outcome.status_patch["retention"]
+    assert (retention["expired"], retention["held"], retention["deleted"], retention["failed"]) == (10, 2, 9, 1)
+    assert retention["keepFor"] == "P7Y" and retention["deletedBytes"] == 800 and not retention["dryRun"]
+    assert retention["error"] == "the retention sweep failed: disk full"
+    assert outcome.counts["erased"] == 2 and outcome.counts["retentionDeleted"] == 9
+    assert outcome.status_patch["index"] == {"recordings": 17, "bytes": 6144}  # the Job's 2 shards
+    RecordingBackupStatus.model_validate({"retention": retention, "shards": shards})  # fits the schema
+    del shards["1"]["indexRecordings"]  # a shard that did not report its index file: no partial total
+    backup = _backup({"retention": {"keepFor": "P7Y", "sweep": "Delete"}}, {"shards": shards})
+    assert "index" not in account_run(backup, job_view(_job("j1", done="Complete")), NOW).status_patch
 
 
 def test_a_failed_run_never_advances_the_checkpoint() -> None:

@@ -97,6 +97,18 @@ def test_retention_and_object_lock_reach_the_worker_config() -> None:
     assert backup_properties(_backup(), WINDOW).retention is None
 
 
+def test_the_sweep_and_legal_holds_reach_the_worker_config_under_the_resource_name() -> None:
+    holds = [{"recordingId": "abc"}, {"phoneNumber": "+1 647 838 9001", "reason": "case 44"}, {"partition": "/legal"}]
+    backup = _backup(retention={"keepFor": "P7Y", "sweep": "DryRun", "legalHolds": holds})
+    config = backup_properties(backup, WINDOW)
+    assert config.retention_sweep == "dry-run"
+    assert [h.describe() for h in config.legal_holds] == ["id abc", "phone 16478389001", "partition /legal"]
+    assert config.legal_holds_source == f"RecordingBackup {backup.metadata['namespace']}/{backup.metadata['name']}"
+    # no holds left in the spec: the worker still writes its (now empty) list, so lifted holds are lifted
+    plain = backup_properties(_backup(retention={"keepFor": "P7Y"}), WINDOW)
+    assert plain.retention_sweep == "off" and plain.legal_holds == () and plain.legal_holds_source != "config"
+
+
 def test_s3_target_properties_and_credentials() -> None:
     backup = _backup(target={"s3": {"bucket": "my-archive", "prefix": "rec/", "credentials": {"name": "archive"}}})
     config = backup_properties(backup, WINDOW)

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from cxbackup.api.recordingbackup import ShardProgress
 from cxbackup.backup.progress import RecordingResult, RecordingStatus, RunSummary
+from cxbackup.backup.removal import SweepSummary
 from cxbackup.backup.sharding import ShardAssignment
 from cxbackup.backup.window import RecordingWindow
 from cxbackup.controller.schedule import ScheduleError, expected_interval, next_after, validate_schedule
@@ -56,8 +58,14 @@ def test_reporter_throttles_and_always_writes_start_and_finish() -> None:
     assert entry["runId"] == "run-1" and entry["phase"] == "Running"
     summary = RunSummary(shard=ShardAssignment(index=2, total=4), window=RecordingWindow(0, 1), started_at=NOW)
     summary.downloaded, summary.failed = 3, 1
+    summary.erased, summary.index_recordings, summary.index_bytes = 2, 40, 8192
+    summary.retention = SweepSummary("P7Y", 0, dry_run=True, expired=5, held=1)
     rep.on_finish(summary)
-    assert writes[-1]["status"]["shards"]["2"]["phase"] == "Failed"
+    final = writes[-1]["status"]["shards"]["2"]
+    assert final["phase"] == "Failed" and final["erased"] == 2
+    assert (final["indexRecordings"], final["indexBytes"]) == (40, 8192)
+    assert final["retention"] == {"dryRun": True, "expired": 5, "held": 1, "deleted": 0, "deletedBytes": 0, "failed": 0}
+    ShardProgress.model_validate(final)  # what the worker writes fits the status schema
 
 
 def test_reporter_survives_a_failing_api() -> None:

@@ -72,14 +72,47 @@ def due_slot(backup: RecordingBackup, jobs: list[JobView], now: dt.datetime) -> 
     )
 
 
+def _of_run(shards: dict[str, Any] | None, run_id: str) -> list[dict[str, Any]]:
+    return [s for s in (shards or {}).values() if isinstance(s, dict) and s.get("runId") == run_id]
+
+
 def shard_totals(shards: dict[str, Any] | None, run_id: str) -> dict[str, int]:
-    totals = {"total": 0, "downloaded": 0, "skipped": 0, "failed": 0, "bytes": 0}
-    for shard in (shards or {}).values():
-        if not isinstance(shard, dict) or shard.get("runId") != run_id:
-            continue
+    totals = {"total": 0, "downloaded": 0, "skipped": 0, "failed": 0, "bytes": 0, "erased": 0}
+    for shard in _of_run(shards, run_id):
         for key in totals:
             totals[key] += int(shard.get(key) or 0)
     return totals
+
+
+_SWEEP_SUMS = ("expired", "held", "deleted", "deletedBytes", "failed")
+
+
+def retention_status(
+    shards: dict[str, Any] | None, run_id: str, keep_for: str | None, when: dt.datetime
+) -> dict[str, Any] | None:
+    """status.retention from the sweeps the shards of a run reported (None when none swept)."""
+    mine = _of_run(shards, run_id)
+    sweeps = [s["retention"] for s in mine if isinstance(s.get("retention"), dict)]
+    errors = [str(s["retentionError"]) for s in mine if s.get("retentionError")]
+    if not sweeps and not errors:
+        return None
+    status: dict[str, Any] = {"lastTime": iso(when), "keepFor": keep_for}
+    status |= {k: sum(int(s.get(k) or 0) for s in sweeps) for k in _SWEEP_SUMS}
+    status["dryRun"] = any(bool(s.get("dryRun")) for s in sweeps)
+    if errors:
+        status["error"] = errors[0][:1000]
+    return status
+
+
+def index_status(shards: dict[str, Any] | None, run_id: str, replicas: int) -> dict[str, int] | None:
+    """status.index: the index files of every shard of a run (None unless all of them reported theirs)."""
+    mine = [s for s in _of_run(shards, run_id) if s.get("indexRecordings") is not None]
+    if len(mine) < replicas:
+        return None
+    return {
+        "recordings": sum(int(s["indexRecordings"]) for s in mine),
+        "bytes": sum(int(s.get("indexBytes") or 0) for s in mine),
+    }
 
 
 def progress_text(shards: dict[str, Any] | None, run_id: str, replicas: int) -> str:
@@ -128,6 +161,13 @@ def account_run(backup: RecordingBackup, job: JobView, now: dt.datetime) -> RunO
     old_history = status.model_dump(by_alias=True, mode="json").get("history") or [] if status else []
     history = [record, *[h for h in old_history if h.get("jobName") != job.name]][: backup.spec.history_limit]
     patch: dict[str, Any] = {"history": history, "counts": counts}
+    keep_for = backup.spec.retention.keep_for if backup.spec.retention else None
+    retention = retention_status(shards, job.run_id, keep_for, done)
+    if retention is not None:
+        patch["retention"] = retention
+    index = index_status(shards, job.run_id, job.replicas)
+    if index is not None:
+        patch["index"] = index
     if job.succeeded:
         old_end = status.last_recording_end_time if status else None
         new_end = from_ms(job.window_end_ms)
@@ -148,7 +188,7 @@ def account_run(backup: RecordingBackup, job: JobView, now: dt.datetime) -> RunO
     return RunOutcome(
         status_patch=patch,
         succeeded=job.succeeded,
-        counts=counts,
+        counts=counts | {"erased": totals["erased"], "retentionDeleted": int((retention or {}).get("deleted", 0))},
         seconds=(done - job.run_start).total_seconds(),
         event_reason=reason,
         event_message=message,

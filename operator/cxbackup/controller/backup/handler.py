@@ -215,6 +215,8 @@ def _reconcile(
                 skipped=outcome.counts["skipped"],
                 failed=outcome.counts["failed"],
                 nbytes=outcome.counts["bytes"],
+                erased=outcome.counts["erased"],
+                retention_deleted=outcome.counts["retentionDeleted"],
             )
             emit(EventSpec(not outcome.succeeded, outcome.event_reason, outcome.event_message))
             if outcome.succeeded:
@@ -535,6 +537,13 @@ def _update_metric_state(
             state.expected_interval = None
     days = backup.spec.source.retention_days
     state.retention_seconds = days * 86400.0 if days else None
+    sweep = status.get("retention")
+    if isinstance(sweep, dict):
+        state.sweep = {k: int(sweep.get(k) or 0) for k in metrics.SWEEP_STATES}
+    index = status.get("index")
+    if isinstance(index, dict):
+        state.index_recordings = int(index.get("recordings") or 0)
+        state.index_bytes = int(index.get("bytes") or 0)
     audit = status.get("audit") or {}
     if "missing" in audit:
         state.audit_missing = int(audit["missing"])

@@ -110,6 +110,12 @@ def backup_properties(backup: RecordingBackup, window: RecordingWindow | None) -
         optional["targetS3ObjectLock"] = target.s3.object_lock
     if spec.retention is not None:
         optional["retentionPeriod"] = spec.retention.keep_for
+        optional["retentionSweep"] = {"Off": None, "DryRun": "dry-run", "Delete": "delete"}[spec.retention.sweep]
+        optional["legalHolds"] = ",".join(h.property_value() for h in spec.retention.legal_holds) or None
+        # always: a hold removed from the spec is then removed from the target's holds too
+        optional["legalHoldsSource"] = (
+            f"RecordingBackup {backup.metadata.get('namespace')}/{backup.metadata.get('name')}"
+        )
     values.update({k: v for k, v in optional.items() if v is not None})
     return RcbsConfig.from_values(values, source_name=f"RecordingBackup {backup.metadata.get('name')}")
 
