@@ -44,7 +44,7 @@ def _tree(stack: LocalStack, ns: str) -> dict[str, list[Path]]:
     root = stack.pvc_dir(ns) / "cc"
     by_call: dict[str, list[Path]] = {}
     for path in root.rglob("*"):
-        if path.is_file() and path.name.endswith(".json"):
+        if path.is_file() and path.name.endswith(".json") and not path.parent.name.startswith("."):
             by_call.setdefault(path.parent.name, []).append(path)
     return by_call
 
@@ -358,3 +358,45 @@ def test_backup_into_an_s3_bucket_under_object_lock(stack: LocalStack, emulator:
         assert abs(head["ObjectLockRetainUntilDate"] - (start + isodate.parse_duration("P90D"))) < dt.timedelta(
             seconds=1
         ), key
+
+
+def test_retention_sweep_dry_run_then_delete_keeps_held_recordings(stack: LocalStack, emulator: Emulator) -> None:
+    """spec.retention through the operator: a DryRun run counts what is past keepFor without touching it, then
+    Delete (a spec change runs the one-shot backup again) deletes exactly those, keeping the held one; status,
+    metrics, the target's ledger and holds, and the search index agree."""
+    ns = _ns(stack, emulator)
+    first = _backup(emulator, replicas=2)
+    records = sorted(emulator.records(None, int(time.time() * 1000)), key=lambda r: parse_time(r["startTime"]))
+    n_old = 6
+    cut = (parse_time(records[n_old - 1]["startTime"]) + parse_time(records[n_old]["startTime"])) / 2
+    keep_for = f"PT{int(time.time() - cut / 1000)}S"  # the cut 7 minutes from any start: minutes of slack
+    old = {r["id"] for r in records[:n_old]}
+    held = records[1]["id"]
+    retention = {"keepFor": keep_for, "sweep": "DryRun", "legalHolds": [{"recordingId": held, "reason": "case 44"}]}
+    apply(stack, ns, first | {"spec": first["spec"] | {"retention": retention}})
+    body = _wait_runs(stack, ns, 1)
+    assert history(body)[0]["result"] == "Succeeded", history(body)[0]
+    expected = _expected(emulator, body)
+    assert old <= expected
+    status = body["status"]["retention"]
+    assert (status["dryRun"], status["expired"], status["held"], status["deleted"]) == (True, n_old - 1, 1, 0)
+    assert set(_tree(stack, ns)) == expected  # a dry run deletes nothing
+    assert body["status"]["index"]["recordings"] == len(expected)
+
+    patch = {"spec": {"retention": retention | {"sweep": "Delete"}}}
+    stack.cp.kubectl("patch", "rb", "rb", "-n", ns, "--type=merge", "-p", json.dumps(patch))
+    body = _wait_runs(stack, ns, 2)
+    assert history(body)[0]["result"] == "Succeeded", history(body)[0]
+    status = body["status"]["retention"]
+    assert (status["dryRun"], status["deleted"], status["held"], status["failed"]) == (False, n_old - 1, 1, 0)
+    assert status["keepFor"] == keep_for and status["deletedBytes"] > 0
+    assert set(_tree(stack, ns)) == expected - (old - {held})
+    assert body["status"]["index"]["recordings"] == len(expected) - (n_old - 1)
+    root = stack.pvc_dir(ns) / "cc"
+    ledger = [json.loads(line) for p in (root / ".cxbackup-ledger").glob("retention-*.jsonl")
+              for line in p.read_text().splitlines()]  # fmt: skip
+    assert {e["id"] for e in ledger if "deletedAt" in e} == old - {held}
+    holds = json.loads((root / ".cxbackup-ledger" / "holds.json").read_text())
+    assert holds["sources"][f"RecordingBackup {ns}/rb"][0]["value"] == held
+    assert _metric(stack, "cxbackup_backup_retention_deleted_total", ns) == n_old - 1
+    assert _metric(stack, "cxbackup_backup_index_recordings", ns) == len(expected) - (n_old - 1)
