@@ -37,7 +37,9 @@ __all__ = [
     "SearchQuery",
     "SearchResult",
     "build_select",
+    "explain_empty",
     "fts_query",
+    "iso_ms",
     "parse_phone",
     "parse_time_bound",
     "search_index",
@@ -340,3 +342,28 @@ def search_index(index_dir: Path, query: SearchQuery, *, count: bool = True) -> 
         files=len(files),
         coverage=Coverage(recordings, first, last),
     )
+
+
+def iso_ms(ms: int | None) -> str:
+    """Epoch ms as `2026-11-20 10:00:00Z` (UTC), `-` when unknown: how results and explanations show times."""
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def explain_empty(result: SearchResult, query: SearchQuery, criteria: str) -> str:
+    """Why nothing matched, with what the index holds: an empty index, a time range outside what it
+    covers, or criteria nothing meets. `criteria` describes the query to whoever reads the explanation
+    (the search command shows its options; an export, which is logged, describes them without values)."""
+    cov = result.coverage
+    if cov.first_start_ms is None:
+        return "No recording matches: the index is empty (no backup run has completed a recording yet)."
+    held = (
+        f"the index holds {cov.recordings} recordings started from {iso_ms(cov.first_start_ms)} to "
+        f"{iso_ms(cov.last_start_ms)}"
+    )
+    if query.start_from is not None and cov.last_start_ms is not None and query.start_from > cov.last_start_ms:
+        return f"No recording matches: --from is after the last indexed recording; {held}."
+    if query.start_to is not None and query.start_to <= cov.first_start_ms:
+        return f"No recording matches: --to is before the first indexed recording; {held}."
+    return f"No recording matches {criteria}; {held}."

@@ -17,8 +17,9 @@ import os
 import sqlite3
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cxbackup.backup.errors import ConfigError, RcbsError
 from cxbackup.backup.index import INDEX_DIR, index_files
@@ -26,7 +27,9 @@ from cxbackup.backup.search import (
     MAX_LIMIT,
     SearchQuery,
     SearchResult,
+    explain_empty,
     fts_query,
+    iso_ms,
     parse_phone,
     parse_time_bound,
     search_index,
@@ -34,13 +37,33 @@ from cxbackup.backup.search import (
 from cxbackup.core.errors import EXIT_CONFIG, EXIT_OK, EXIT_UNAVAILABLE
 from cxbackup.core.logs import setup_logging
 
-__all__ = ["add_target_arguments", "register", "resolve_target_dir", "run"]
+if TYPE_CHECKING:
+    from cxbackup.backup.config import RcbsConfig
+    from cxbackup.backup.s3target import S3BucketTarget
+    from cxbackup.backup.targets import BackupTarget
+
+__all__ = [
+    "OpenedIndex",
+    "TargetChoiceError",
+    "add_target_arguments",
+    "check_index",
+    "index_read_error",
+    "open_index",
+    "register",
+    "resolve_target_dir",
+    "run",
+    "target_dir_of",
+]
 
 log = logging.getLogger("cxbackup.backup")
 
 
 class TargetChoiceError(Exception):
     """The target named on the command line cannot be searched or indexed (the message says why)."""
+
+
+_FLAGS = ("--target", "-config")
+"""The options naming the target folder and the config file, as `cxbackup search` and `cxbackup index` spell them."""
 
 
 def _arg(parse: Callable[[str], object]) -> Callable[[str], object]:
@@ -84,34 +107,53 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
 
 def resolve_target_dir(args: argparse.Namespace) -> Path:
     """The target folder from --target or from the config's targetDir (TargetChoiceError otherwise)."""
-    if args.target is not None:
-        if not args.target.is_dir():
-            raise TargetChoiceError(f"--target {args.target}: no such folder")
-        return Path(args.target)
+    return target_dir_of(args.target, args.config)
+
+
+def target_dir_of(target: Path | None, config_path: str | None, flags: tuple[str, str] = _FLAGS) -> Path:
+    """The target folder `target`, or the targetDir of the config file (TargetChoiceError otherwise);
+    `flags` name the two options in messages."""
+    if target is not None:
+        if not target.is_dir():
+            raise TargetChoiceError(f"{flags[0]} {target}: no such folder")
+        return Path(target)
     from cxbackup.backup.console import load_config_file
 
-    config = load_config_file(args.config)
+    assert config_path is not None
+    config = load_config_file(config_path)
     if config.target_dir is None:
-        raise TargetChoiceError(f"-config {args.config}: the target is an S3 bucket; this works on targetDir only")
+        raise TargetChoiceError(f"{flags[1]} {config_path}: the target is an S3 bucket; this works on targetDir only")
     path = Path(config.target_dir)
     if not path.is_dir():
-        raise TargetChoiceError(f"-config {args.config}: targetDir {path} is not a folder")
+        raise TargetChoiceError(f"{flags[1]} {config_path}: targetDir {path} is not a folder")
     return path
 
 
-def _s3_index_copy(config_path: str, stack: contextlib.ExitStack) -> tuple[Path, str]:
+@dataclass(frozen=True)
+class OpenedIndex:
+    """A backup target opened for reading through its search index."""
+
+    root: Path
+    """The folder holding INDEX_DIR: the target folder, or a private temporary copy of an S3 target's index."""
+    where: str
+    """The target's description (its folder, or s3://bucket/prefix/)."""
+    build_hint: str
+    """How to build the index when there is none."""
+    target: BackupTarget
+    """The target itself, to read the recordings' files from."""
+
+
+def _s3_index_copy(config: RcbsConfig, stack: contextlib.ExitStack) -> tuple[Path, S3BucketTarget]:
     """The index files of the config's S3 target, downloaded into a private temporary folder (removed on
-    exit); (that folder, the target's description)."""
+    exit), and the target."""
     import shutil
     import tempfile
 
     from cxbackup.backup.config import Credentials
     from cxbackup.backup.connections import open_target
-    from cxbackup.backup.console import load_config_file
     from cxbackup.backup.index import NAME_PATTERN
     from cxbackup.backup.s3target import S3BucketTarget
 
-    config = load_config_file(config_path)
     target = open_target(config, Credentials.from_env(os.environ), create=False)
     assert isinstance(target, S3BucketTarget)
     root = Path(tempfile.mkdtemp(prefix="cxbackup-search-"))
@@ -121,19 +163,55 @@ def _s3_index_copy(config_path: str, stack: contextlib.ExitStack) -> tuple[Path,
     for name in names:
         log.info("Reading the search index %s%s/%s", target.description, INDEX_DIR, name)
         target.download_to(f"{INDEX_DIR}/{name}", root / INDEX_DIR / name)
-    return root, target.description
+    return root, target
 
 
-def _index_root(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[Path, str, str]:
-    """(folder holding the index, the target's description, how to build a missing index)."""
-    if args.config is not None:
+def open_index(
+    target: Path | None, config_path: str | None, stack: contextlib.ExitStack, flags: tuple[str, str] = _FLAGS
+) -> OpenedIndex:
+    """The target of `target` (a folder) or of the config file `config_path` (its targetDir or S3 bucket)
+    with its index; TargetChoiceError or RcbsError (ConfigError: the config; else the bucket cannot be
+    read) when it cannot be opened. `flags` name the two options in messages and hints."""
+    from cxbackup.backup.targets import LocalDirectoryTarget
+
+    if config_path is not None:
         from cxbackup.backup.console import load_config_file
 
-        if load_config_file(args.config).target_s3_bucket:
-            root, where = _s3_index_copy(args.config, stack)
-            return root, where, f"build it from the bucket with `cxbackup index -config {args.config}`"
-    root = resolve_target_dir(args)
-    return root, str(root), f"build it from the backed-up tree with `cxbackup index --target {root}`"
+        config = load_config_file(config_path)
+        if config.target_s3_bucket:
+            root, s3 = _s3_index_copy(config, stack)
+            hint = f"build it from the bucket with `cxbackup index -config {config_path}`"
+            return OpenedIndex(root, s3.description, hint, s3)
+    root = target_dir_of(target, config_path, flags)
+    hint = f"build it from the backed-up tree with `cxbackup index --target {root}`"
+    return OpenedIndex(root, str(root), hint, LocalDirectoryTarget(root, create=False))
+
+
+def check_index(index: OpenedIndex) -> str | None:
+    """Why the index cannot be searched (no index files, files readable by their owner only), or None."""
+    files = index_files(index.root / INDEX_DIR)
+    if not files:
+        return f"{index.where} has no search index; {index.build_hint}"
+    unreadable = [p for p in files if not os.access(p, os.R_OK)]
+    if unreadable:
+        owner = unreadable[0].stat().st_uid
+        return (
+            f"{unreadable[0]} is readable by its owner only (user id {owner}; it holds phone numbers): run the "
+            "search as that user"
+        )
+    return None
+
+
+def index_read_error(exc: sqlite3.Error, where: str) -> str:
+    """What to say when an index file of `where` cannot be read."""
+    if getattr(exc, "sqlite_errorname", "") == "SQLITE_READONLY_ROLLBACK":
+        why = (
+            "a backup run stopped while writing it, and a search never writes: the next backup run of "
+            "that shard repairs it, or rebuild the index with"
+        )
+    else:
+        why = f"{exc}; rebuild the index with"
+    return f"an index file of {where} cannot be read ({why} `cxbackup index`)"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str) -> None:
@@ -185,45 +263,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
     p.set_defaults(func=run, parser=p)
 
 
-def _iso(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
 def _criteria(args: argparse.Namespace) -> str:
     parts = [f"--phone {p}" for p in args.phone] + [f"--agent {a}" for a in args.agent]
     parts += [f"--partition {p}" for p in args.partition] + [f"--access-group {g}" for g in args.access_group]
     parts += [f"--id {i}" for i in args.id]
     if args.start_from is not None:
-        parts.append(f"--from {_iso(args.start_from)}")
+        parts.append(f"--from {iso_ms(args.start_from)}")
     if args.start_to is not None:
-        parts.append(f"--to {_iso(args.start_to)}")
+        parts.append(f"--to {iso_ms(args.start_to)}")
     if args.text is not None:
         parts.append(f"--text {args.text!r}")
     return " ".join(parts)
-
-
-def explain_empty(args: argparse.Namespace, result: SearchResult) -> str:
-    cov = result.coverage
-    if cov.first_start_ms is None:
-        return "No recording matches: the index is empty (no backup run has completed a recording yet)."
-    held = (
-        f"the index holds {cov.recordings} recordings started from {_iso(cov.first_start_ms)} to "
-        f"{_iso(cov.last_start_ms)}"
-    )
-    if args.start_from is not None and args.start_from > cov.last_start_ms:
-        return f"No recording matches: --from is after the last indexed recording; {held}."
-    if args.start_to is not None and args.start_to <= cov.first_start_ms:
-        return f"No recording matches: --to is before the first indexed recording; {held}."
-    return f"No recording matches {_criteria(args)}; {held}."
 
 
 def _table(result: SearchResult) -> list[str]:
     header = ("START (UTC)", "ID", "CALLER", "DIALED", "AGENTS", "MEDIA", "FOLDER")
     rows = [
         (
-            _iso(m.start_ms),
+            iso_ms(m.start_ms),
             m.id,
             m.caller or "-",
             m.dialed or "-",
@@ -244,10 +301,10 @@ def run(args: argparse.Namespace) -> int:
     if not any(query_args) and args.start_from is None and args.start_to is None:
         parser.error("give at least one of --phone, --agent, --from, --to, --partition, --access-group, --id, --text")
     if args.start_from is not None and args.start_to is not None and args.start_from >= args.start_to:
-        parser.error(f"argument --to: {_iso(args.start_to)} is not after --from {_iso(args.start_from)}")
+        parser.error(f"argument --to: {iso_ms(args.start_to)} is not after --from {iso_ms(args.start_from)}")
     with contextlib.ExitStack() as stack:
         try:
-            root, where, build_hint = _index_root(args, stack)
+            index = open_index(args.target, args.config, stack)
         except TargetChoiceError as exc:
             parser.error(str(exc))
         except RcbsError as exc:
@@ -255,23 +312,14 @@ def run(args: argparse.Namespace) -> int:
                 parser.error(f"-config: {exc}")
             print(f"cxbackup search: {exc}", file=sys.stderr)  # the bucket cannot be read
             return exc.exit_code
-        return _search(args, root, where, build_hint)
+        return _search(args, index)
 
 
-def _search(args: argparse.Namespace, root: Path, where: str, build_hint: str) -> int:
-    index_dir = root / INDEX_DIR
-    files = index_files(index_dir)
-    if not files:
-        print(f"cxbackup search: {where} has no search index; {build_hint}", file=sys.stderr)
-        return EXIT_CONFIG
-    unreadable = [p for p in files if not os.access(p, os.R_OK)]
-    if unreadable:
-        owner = unreadable[0].stat().st_uid
-        print(
-            f"cxbackup search: {unreadable[0]} is readable by its owner only (user id {owner}; it holds phone "
-            "numbers): run the search as that user",
-            file=sys.stderr,
-        )
+def _search(args: argparse.Namespace, index: OpenedIndex) -> int:
+    index_dir = index.root / INDEX_DIR
+    problem = check_index(index)
+    if problem is not None:
+        print(f"cxbackup search: {problem}", file=sys.stderr)
         return EXIT_CONFIG
     query = SearchQuery(
         phones=tuple(args.phone),
@@ -287,19 +335,9 @@ def _search(args: argparse.Namespace, root: Path, where: str, build_hint: str) -
     try:
         result = search_index(index_dir, query)
     except sqlite3.Error as exc:
-        if getattr(exc, "sqlite_errorname", "") == "SQLITE_READONLY_ROLLBACK":
-            why = (
-                "a backup run stopped while writing it, and a search never writes: the next backup run of "
-                "that shard repairs it, or rebuild the index with"
-            )
-        else:
-            why = f"{exc}; rebuild the index with"
-        print(
-            f"cxbackup search: an index file of {where} cannot be read ({why} `cxbackup index`)",
-            file=sys.stderr,
-        )
+        print(f"cxbackup search: {index_read_error(exc, index.where)}", file=sys.stderr)
         return EXIT_UNAVAILABLE
-    explanation = explain_empty(args, result) if not result.matches else None
+    explanation = explain_empty(result, query, _criteria(args)) if not result.matches else None
     if args.json:
         doc: dict[str, object] = {
             "total": result.total,
