@@ -1,9 +1,13 @@
-"""`cxbackup export`: encrypted contact-history and GDPR chat exports (CDDS), their artifacts and retention.
+"""`cxbackup export`: encrypted contact-history, GDPR chat and subject access exports, their artifacts and retention.
 
     cxbackup export run --type contactHistory|gdprChat [--user ID ...] (--from T [--to T] | --last P1D)
                         --cert PEM [--encryption AES-128|AES-256] --store DIR|s3://BUCKET/PREFIX
                         [--store-endpoint URL] [--retention-days 30] [--name NAME] [--part-size BYTES]
                         [--api-uri-prefix URL] [--result-file PATH]
+    cxbackup export run --type subjectAccess (--phone NUMBER | --agent NAME) ... [--from T] [--to T]
+                        (--backup-target DIR | --backup-config config.properties)
+                        [--decrypt-media --keyring DIR [--password-file F | --password-env VAR]]
+                        --cert PEM --store DIR|s3://BUCKET/PREFIX [the other run options]
     cxbackup export list --store DIR|s3://... [--json]
     cxbackup export sweep --store DIR|s3://... [--dry-run] [--json]
     cxbackup export download NAME --store DIR|s3://... --key KEY [--password-file F | --password-env VAR]
@@ -14,7 +18,21 @@ yet) with exit code 2, before it asks the vendor for anything or writes to the s
 
 Times T are RFC 3339 (2026-08-24T00:00:00Z) or YYYY-MM-DD (midnight UTC); --to defaults to now.
 gdprChat needs 1 to 10 --user ids: chat exports are per-user GDPR requests, a whole-organisation chat
-export is not supported. The vendor API prefix comes from --api-uri-prefix or CXBACKUP_EXPORT_API,
+export is not supported.
+
+subjectAccess (a data-protection right of access) reads the BACKUP TARGET, not the vendor: the
+recordings of the subject, found through the target's search index with the meaning of `cxbackup
+search --phone/--agent/--from/--to` (a repeated option matches any of its values; without --from/--to,
+every time), each packed as `recordings/<callUUID>/<callUUID>.json` (the metadata as stored) plus its
+media files, as stored (vendor-encrypted) or, with --decrypt-media, decrypted with the --keyring keys
+(as `cxbackup decrypt --keyring` does). The target is opened as `cxbackup search` opens it (a folder, or
+config.properties with targetDir or an S3 bucket, credentials TARGET_AWS_*). A subject with no
+recordings exits 0 with no artifact and says what the index holds; a file the index lists that is
+missing, of another size than the index recorded, or that does not decrypt fails the export naming the
+recording (exit 1, nothing stored). The phone numbers and names given are never printed, logged or put
+in the result: messages and the manifest describe them by kind and count. See export/subject.py.
+
+The vendor API prefix comes from --api-uri-prefix or CXBACKUP_EXPORT_API,
 its credentials from GWS_USERNAME / GWS_PASSWORD. An S3 store uses TARGET_AWS_ACCESS_KEY_ID /
 TARGET_AWS_SECRET_ACCESS_KEY (else AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, else boto3's chain),
 --store-endpoint or TARGET_AWS_ENDPOINT_URL (else AWS_ENDPOINT_URL) and --store-region or
@@ -27,7 +45,8 @@ export without records succeeds with no artifact and says why (e.g. outside chat
 --max-unpacked-bytes (4 GiB); raise them for parts made with a larger --part-size.
 
 Exit codes: 0 done (also an empty export), 1 the export failed (or a download did not verify),
-2 invalid arguments, 4 vendor credentials rejected, 5 the vendor API or the store unavailable
+2 invalid arguments (the message names the option) or a backup target without a search index,
+4 vendor credentials rejected, 5 the vendor API, the backup target or the store unavailable
 (retryable: retry later).
 """
 

@@ -38,8 +38,14 @@ fetches anything, and `load_export_certificate` loads and checks the file an exp
 `encrypt_part` wraps the zip as S/MIME enveloped-data (CMS, DER) to the certificate with AES-128 or
 AES-256 (cxbackup.certs.cms), which `openssl cms -decrypt -inform DER -binary -inkey KEY` and
 `openssl smime -decrypt -binary -inform DER -inkey KEY` read. CMS encryption is not streaming, so a
-part's zip and its encrypted form are in memory together while it is encrypted: about twice the
-compressed part size, the bound on an export's memory.
+part's zip and its encrypted form are in memory together while it is encrypted, with the copies the
+cryptography library makes: a peak of about four times the compressed part size (850 MB for a part of
+200 MiB of incompressible media, measured), the bound on an export's memory.
+
+A record may also be whole files (`spool_file` + `add_files`): a subjectAccess recording's metadata and
+media files, written (streamed, decrypted) into spooled files before the record is added, so its size is
+known when the part boundary is decided. `max_files` keeps such parts under what `export download`
+accepts (MAX_PART_FILES).
 """
 
 from __future__ import annotations

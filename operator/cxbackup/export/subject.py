@@ -349,7 +349,8 @@ def run_subject_export(
         if not matches:
             note(explain_empty(found, query, request.describe()))
             return
-        log.info("%s: %s of %s", request.name, _count(len(matches), "recording matches", "recordings match"), described)
+        found_text = _count(len(matches), "recording", "recordings")
+        log.info("%s: %s of the subject in %s", request.name, found_text, described)
         with tempfile.TemporaryDirectory(prefix="cxbackup-subject-", dir=spool_dir) as tmp:
             packer = _Packer(_Reader(target, Path(tmp)), packager, keyring if request.decrypt_media else None)
             for n, match in enumerate(matches, 1):
