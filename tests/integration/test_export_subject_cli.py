@@ -23,11 +23,11 @@ from cxbackup_dev.emulator import Emulator
 from cxbackup_dev.emulator.tenant import TenantKey, generate_tenant_key
 
 from .test_backup_download import folder_of, run_cli
+from .test_export_cli import OPENSSL
 from .test_search_cli import in_order
 
 pytestmark = pytest.mark.integration
 
-OPENSSL = "/usr/bin/openssl"
 RUN = ["export", "run", "--type", "subjectAccess"]
 DECRYPT = [OPENSSL, "cms", "-decrypt", "-inform", "DER", "-binary"]
 

@@ -358,7 +358,7 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     [
         (["--phone", "555 call me"], "--phone: value 1 is not a phone number"),
         (["--phone", "5550100999"], "give --backup-target or --backup-config"),
-        (["--agent", "a", "--backup-target", "/nonexistent/backup"], "--backup-target /nonexistent/backup: no such"),
+        (["--agent", "a", "--backup-target", "missing"], "--backup-target missing: no such folder"),
         (["--agent", "a", "--user", "u1", "--backup-target", "."], "--user applies to gdprChat"),
         (["--agent", "a", "--last", "P1D", "--backup-target", "."], "--last does not apply"),
         (["--agent", "a", "--decrypt-media", "--backup-target", "."], "--decrypt-media and --keyring go together"),
@@ -366,8 +366,14 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     ],
 )
 def test_the_cli_refuses_bad_input_naming_the_option_and_never_the_number(
-    args: list[str], named: str, keys: dict[str, TenantKey], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    args: list[str],
+    named: str,
+    keys: dict[str, TenantKey],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # relative folders are in the test's own
     result_file = tmp_path / "result.json"
     cert = str(keys["requester"].cert_path)
     code, _, err = run_cli(
