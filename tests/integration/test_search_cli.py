@@ -9,7 +9,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ def found(target: Path, *args: str) -> list[str]:
     return [r["id"] for r in search_json(target, *args)["recordings"]]
 
 
-def in_order(records: list[Mapping[str, Any]]) -> list[str]:
+def in_order(records: Sequence[Mapping[str, Any]]) -> list[str]:
     return [r["id"] for r in sorted(records, key=lambda r: (parse_metadata_time(r["startTime"]), r["id"]))]
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "FolderFormat",
     "RecordingPaths",
     "check_relative_path",
+    "decrypted_name",
     "is_temp_name",
     "media_file_names",
     "recording_folder_name",
@@ -59,6 +60,16 @@ _SUFFIX_HEX = 12
 _FORBIDDEN = set('/\\<>:"|?*')
 _WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL"} | {f"{p}{n}" for p in ("COM", "LPT") for n in range(1, 10)}
 _TEMP = re.compile(r"^\..+\.part-[0-9a-f]{8}$")
+MEDIA_EXTENSIONS = (".mp3", ".mp4", ".wav", ".ogg", ".opus", ".webm", ".m4a", ".mkv", ".avi", ".gsm")
+TYPE_EXTENSIONS = {
+    "audio/mp3": ".mp3",
+    "audio/mpeg": ".mp3",
+    "video/mp4": ".mp4",
+    "audio/wav": ".wav",
+    "audio/x-wav": ".wav",
+    "audio/ogg": ".ogg",
+    "video/webm": ".webm",
+}
 
 
 def _digest(original: str) -> str:
@@ -99,6 +110,17 @@ def media_file_names(media_ids: Iterable[str], metadata_name: str) -> dict[str, 
     return {
         mid: (safe_name(mid, force_suffix=True) if folded[name.casefold()] > 1 else name) for mid, name in base.items()
     }
+
+
+def decrypted_name(name: str, media_type: str | None = None) -> str:
+    """The name of a media file once decrypted (what `cxbackup decrypt` and a subjectAccess export with
+    --decrypt-media write): a trailing `.bin` removed (`..._00000001.mp3.bin` -> `..._00000001.mp3`); when
+    what is left has no media extension and the metadata gives the type, its extension is added (a screen
+    recording `W6x+..._2021_07_21_16_49_01` of type video/mp4 becomes `..._16_49_01.mp4`)."""
+    out = name[: -len(".bin")] if name.lower().endswith(".bin") and len(name) > 4 else name
+    if not out.lower().endswith(MEDIA_EXTENSIONS) and media_type:
+        out += TYPE_EXTENSIONS.get(media_type.lower(), "")
+    return out
 
 
 def temp_name(final_name: str) -> str:

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cxbackup.backup.index import digits_of, index_files, open_readonly
-from cxbackup.core.times import to_ms
+from cxbackup.core.times import format_ms, to_ms
 
 __all__ = [
     "COUNT_CAP",
@@ -37,6 +37,7 @@ __all__ = [
     "SearchQuery",
     "SearchResult",
     "build_select",
+    "explain_empty",
     "fts_query",
     "parse_phone",
     "parse_time_bound",
@@ -347,3 +348,21 @@ def search_index(index_dir: Path, query: SearchQuery, *, count: bool = True) -> 
         files=len(files),
         coverage=Coverage(recordings, first, last),
     )
+
+
+def explain_empty(result: SearchResult, query: SearchQuery, criteria: str) -> str:
+    """Why nothing matched, with what the index holds: an empty index, a time range outside what it
+    covers, or criteria nothing meets. `criteria` describes the query to whoever reads the explanation
+    (the search command shows its options; an export, which is logged, describes them without values)."""
+    cov = result.coverage
+    if cov.first_start_ms is None:
+        return "No recording matches: the index is empty (no backup run has completed a recording yet)."
+    held = (
+        f"the index holds {cov.recordings} recordings started from {format_ms(cov.first_start_ms)} to "
+        f"{format_ms(cov.last_start_ms)}"
+    )
+    if query.start_from is not None and cov.last_start_ms is not None and query.start_from > cov.last_start_ms:
+        return f"No recording matches: --from is after the last indexed recording; {held}."
+    if query.start_to is not None and query.start_to <= cov.first_start_ms:
+        return f"No recording matches: --to is before the first indexed recording; {held}."
+    return f"No recording matches {criteria}; {held}."

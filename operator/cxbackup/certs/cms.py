@@ -70,6 +70,7 @@ __all__ = [
     "load_certificates",
     "load_private_key",
     "looks_like_cms",
+    "plaintext_size_range",
     "recipients",
 ]
 
@@ -482,6 +483,25 @@ def looks_like_cms(data: CmsData) -> bool:
 def inspect(data: CmsData, *, source: str | None = None) -> EnvelopeInfo:
     """Recipients and algorithms of a CMS enveloped-data file, without decrypting it."""
     return _parse(data, source, need_content=False).info
+
+
+_BLOCK_BYTES = {"DES-EDE3-CBC": 8}  # the other known content ciphers are AES: 16-byte blocks
+
+
+def plaintext_size_range(data: CmsData, *, source: str | None = None) -> tuple[int, int] | None:
+    """The fewest and most plaintext bytes a CMS enveloped-data file can hold, known without its key: CBC
+    with PKCS#7 padding adds 1 to one block of bytes, so n ciphertext bytes hold n - block to n - 1. None
+    when the cipher is not one of ours (unknown block size). Raises what `inspect` raises; DecryptError
+    when the ciphertext is not whole blocks (a truncated file)."""
+    env = _parse(data, source, need_content=True)
+    name = env.info.content_algorithm
+    if env.info.content_algorithm_oid not in _CONTENT_CIPHERS:
+        return None
+    block = _BLOCK_BYTES.get(name, 16)
+    size = sum(len(piece) for piece in env.ciphertext)
+    if size == 0 or size % block:
+        raise DecryptError(f"{_named(source)}damaged CMS enveloped-data ({size} ciphertext bytes, not whole blocks)")
+    return size - block, size - 1
 
 
 def recipients(der: CmsData, *, source: str | None = None) -> list[RecipientId]:

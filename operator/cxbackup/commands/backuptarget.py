@@ -24,12 +24,14 @@ from cxbackup.backup.state import lock_name
 from cxbackup.backup.targets import LocalDirectoryTarget, LockHolder
 
 __all__ = [
+    "TARGET_FLAGS",
     "OpenedTarget",
     "TargetChoiceError",
     "add_target_arguments",
     "open_backup_target",
     "resolve_target_dir",
     "shard_locker",
+    "target_dir_of",
 ]
 
 _LABEL = re.compile(r"^(\d+)-of-(\d+)$")
@@ -54,18 +56,29 @@ def _load(path: str) -> RcbsConfig:
     return load_config_file(path)
 
 
+TARGET_FLAGS = ("--target", "-config")
+"""The options naming the target folder and the config file, as the target commands spell them."""
+
+
 def resolve_target_dir(args: argparse.Namespace) -> Path:
     """The target folder from --target or from the config's targetDir (TargetChoiceError otherwise)."""
-    if args.target is not None:
-        if not args.target.is_dir():
-            raise TargetChoiceError(f"--target {args.target}: no such folder")
-        return Path(args.target)
-    config = _load(args.config)
+    return target_dir_of(args.target, args.config)
+
+
+def target_dir_of(target: Path | None, config_path: str | None, flags: tuple[str, str] = TARGET_FLAGS) -> Path:
+    """The target folder `target`, or the targetDir of the config file (TargetChoiceError otherwise);
+    `flags` name the two options in messages."""
+    if target is not None:
+        if not target.is_dir():
+            raise TargetChoiceError(f"{flags[0]} {target}: no such folder")
+        return Path(target)
+    assert config_path is not None
+    config = _load(config_path)
     if config.target_dir is None:
-        raise TargetChoiceError(f"-config {args.config}: the target is an S3 bucket; this works on targetDir only")
+        raise TargetChoiceError(f"{flags[1]} {config_path}: the target is an S3 bucket; this works on targetDir only")
     path = Path(config.target_dir)
     if not path.is_dir():
-        raise TargetChoiceError(f"-config {args.config}: targetDir {path} is not a folder")
+        raise TargetChoiceError(f"{flags[1]} {config_path}: targetDir {path} is not a folder")
     return path
 
 

@@ -41,6 +41,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cxbackup.backup.layout import decrypted_name as output_name
 from cxbackup.certs.cms import CmsError, KeyFileError, load_certificates, load_private_key
 from cxbackup.certs.keyring import Keyring
 from cxbackup.commands.passwords import PasswordError, add_password_arguments, password_from
@@ -52,16 +53,6 @@ __all__ = ["DecryptSummary", "decrypt_tree", "output_name", "register", "run"]
 _COPY_CHUNK = 1024 * 1024
 COPIED_SUFFIXES = (".json", ".txt", ".csv", ".log", ".properties")
 SKIPPED_SUFFIXES = (".part", ".tmp", ".lock")
-MEDIA_EXTENSIONS = (".mp3", ".mp4", ".wav", ".ogg", ".opus", ".webm", ".m4a", ".mkv", ".avi", ".gsm")
-TYPE_EXTENSIONS = {
-    "audio/mp3": ".mp3",
-    "audio/mpeg": ".mp3",
-    "video/mp4": ".mp4",
-    "audio/wav": ".wav",
-    "audio/x-wav": ".wav",
-    "audio/ogg": ".ogg",
-    "video/webm": ".webm",
-}
 
 
 class UsageError(Exception):
@@ -81,14 +72,6 @@ class DecryptSummary:
     @property
     def ok(self) -> bool:
         return not self.failed
-
-
-def output_name(name: str, media_type: str | None = None) -> str:
-    """The decrypted file's name for a media file name (see the module docstring)."""
-    out = name[: -len(".bin")] if name.lower().endswith(".bin") and len(name) > 4 else name
-    if not out.lower().endswith(MEDIA_EXTENSIONS) and media_type:
-        out += TYPE_EXTENSIONS.get(media_type.lower(), "")
-    return out
 
 
 def _media_info(folder: Path, warnings: list[str], root: Path) -> dict[str, tuple[str | None, int | None]]:

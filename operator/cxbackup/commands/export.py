@@ -1,9 +1,13 @@
-"""`cxbackup export`: encrypted contact-history and GDPR chat exports (CDDS), their artifacts and retention.
+"""`cxbackup export`: encrypted contact-history, GDPR chat and subject access exports, their artifacts and retention.
 
     cxbackup export run --type contactHistory|gdprChat [--user ID ...] (--from T [--to T] | --last P1D)
                         --cert PEM [--encryption AES-128|AES-256] --store DIR|s3://BUCKET/PREFIX
                         [--store-endpoint URL] [--retention-days 30] [--name NAME] [--part-size BYTES]
                         [--api-uri-prefix URL] [--result-file PATH]
+    cxbackup export run --type subjectAccess (--phone NUMBER | --agent NAME) ... [--from T] [--to T]
+                        (--backup-target DIR | --backup-config config.properties)
+                        [--decrypt-media --keyring DIR [--password-file F | --password-env VAR]]
+                        --cert PEM --store DIR|s3://BUCKET/PREFIX [the other run options]
     cxbackup export list --store DIR|s3://... [--json]
     cxbackup export sweep --store DIR|s3://... [--dry-run] [--json]
     cxbackup export download NAME --store DIR|s3://... --key KEY [--password-file F | --password-env VAR]
@@ -14,7 +18,21 @@ yet) with exit code 2, before it asks the vendor for anything or writes to the s
 
 Times T are RFC 3339 (2026-08-24T00:00:00Z) or YYYY-MM-DD (midnight UTC); --to defaults to now.
 gdprChat needs 1 to 10 --user ids: chat exports are per-user GDPR requests, a whole-organisation chat
-export is not supported. The vendor API prefix comes from --api-uri-prefix or CXBACKUP_EXPORT_API,
+export is not supported.
+
+subjectAccess (a data-protection right of access) reads the BACKUP TARGET, not the vendor: the
+recordings of the subject, found through the target's search index with the meaning of `cxbackup
+search --phone/--agent/--from/--to` (a repeated option matches any of its values; without --from/--to,
+every time), each packed as `recordings/<callUUID>/<callUUID>.json` (the metadata as stored) plus its
+media files, as stored (vendor-encrypted) or, with --decrypt-media, decrypted with the --keyring keys
+(as `cxbackup decrypt --keyring` does). The target is opened as `cxbackup search` opens it (a folder, or
+config.properties with targetDir or an S3 bucket, credentials TARGET_AWS_*). A subject with no
+recordings exits 0 with no artifact and says what the index holds; a file the index lists that is
+missing, of another size than the index recorded, or that does not decrypt fails the export naming the
+recording (exit 1, nothing stored). The phone numbers and names given are never printed, logged or put
+in the result: messages and the manifest describe them by kind and count. See export/subject.py.
+
+The vendor API prefix comes from --api-uri-prefix or CXBACKUP_EXPORT_API,
 its credentials from GWS_USERNAME / GWS_PASSWORD. An S3 store uses TARGET_AWS_ACCESS_KEY_ID /
 TARGET_AWS_SECRET_ACCESS_KEY (else AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, else boto3's chain),
 --store-endpoint or TARGET_AWS_ENDPOINT_URL (else AWS_ENDPOINT_URL) and --store-region or
@@ -27,13 +45,15 @@ export without records succeeds with no artifact and says why (e.g. outside chat
 --max-unpacked-bytes (4 GiB); raise them for parts made with a larger --part-size.
 
 Exit codes: 0 done (also an empty export), 1 the export failed (or a download did not verify),
-2 invalid arguments, 4 vendor credentials rejected, 5 the vendor API or the store unavailable
+2 invalid arguments (the message names the option) or a backup target without a search index,
+4 vendor credentials rejected, 5 the vendor API, the backup target or the store unavailable
 (retryable: retry later).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -44,13 +64,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cxbackup.backup.errors import ConfigError, RcbsError
+from cxbackup.backup.index import INDEX_DIR
+from cxbackup.backup.search import MIN_PHONE_DIGITS, parse_phone
 from cxbackup.certs.cms import CmsError, load_private_key
+from cxbackup.certs.keyring import Keyring
+from cxbackup.commands.backuptarget import TargetChoiceError
+from cxbackup.commands.decrypt import UsageError, load_keyring
 from cxbackup.commands.passwords import PasswordError, add_password_arguments, password_from
+from cxbackup.commands.search import check_index, open_index
 from cxbackup.core.errors import EXIT_CONFIG, EXIT_OK
 from cxbackup.core.logs import setup_logging
 from cxbackup.core.redact import Redactor, basic_token
 from cxbackup.export.download import MAX_ARTIFACT_BYTES, MAX_UNPACKED_BYTES, ArchiveLimits, download_artifact
-from cxbackup.export.errors import ExportConfigError, ExportError
+from cxbackup.export.errors import BackupUnavailableError, ExportConfigError, ExportError
 from cxbackup.export.names import format_iso
 from cxbackup.export.packaging import load_export_certificate
 from cxbackup.export.request import DEFAULT_PART_SIZE, EXPORT_TYPES, ExportRequest, parse_time
@@ -59,10 +86,14 @@ from cxbackup.export.retention import clean_staging, sweep
 from cxbackup.export.runner import run_export
 from cxbackup.export.source import API_PREFIX_ENV, ApiSource
 from cxbackup.export.store import ArtifactInfo, ArtifactStore, open_store
+from cxbackup.export.subject import EXPORT_TYPE as SUBJECT_ACCESS
+from cxbackup.export.subject import SubjectAccessRequest, run_subject_export
 
 __all__ = ["open_store_from_args", "register", "run"]
 
 log = logging.getLogger("cxbackup.export")
+
+_BACKUP_FLAGS = ("--backup-target", "--backup-config")
 
 
 class _ConsoleSink:
@@ -97,8 +128,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
     actions = p.add_subparsers(dest="export_action", metavar="ACTION", required=True)
 
     r = actions.add_parser("run", help="run one export", description="Export records as encrypted artifacts.")
-    r.add_argument("--type", required=True, choices=EXPORT_TYPES, help="what to export")
+    r.add_argument("--type", required=True, choices=[*EXPORT_TYPES, SUBJECT_ACCESS], help="what to export")
     r.add_argument("--user", action="append", default=[], metavar="ID", help="gdprChat subject user id (1 to 10)")
+    r.add_argument(
+        "--phone",
+        action="append",
+        default=[],
+        metavar="NUMBER",
+        help="subjectAccess: the subject's phone number (recordings with a number ending with it; repeatable)",
+    )
+    r.add_argument(
+        "--agent", action="append", default=[], metavar="NAME", help="subjectAccess: agent or user name, or agent id"
+    )
+    backup = r.add_mutually_exclusive_group()
+    backup.add_argument("--backup-target", type=Path, metavar="DIR", help="subjectAccess: the backup target folder")
+    backup.add_argument(
+        "--backup-config", metavar="FILE", help="subjectAccess: config.properties naming the targetDir or S3 bucket"
+    )
+    r.add_argument(
+        "--decrypt-media", action="store_true", help="subjectAccess: decrypt the media with --keyring into the zip"
+    )
+    r.add_argument(
+        "--keyring",
+        metavar="DIR",
+        help="the tenant's recording keys and certificates (each key's password in <name>.password next to it)",
+    )
+    add_password_arguments(r, what="the --keyring keys without a <name>.password file")
     r.add_argument("--from", dest="start", metavar="T", help="range start (RFC 3339 or YYYY-MM-DD)")
     r.add_argument("--to", dest="end", metavar="T", help="range end, exclusive (default: now)")
     r.add_argument("--last", metavar="DURATION", help="ISO 8601 duration back from now, e.g. P1D")
@@ -237,7 +292,10 @@ def _failed_before_start(args: argparse.Namespace, exc: ExportError, redactor: R
 
 def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     redactor = _redactor(env)
+    if args.type == SUBJECT_ACCESS:
+        return _run_subject(args, env, redactor)
     try:
+        _refuse_subject_options(args)
         request = _request(args)
         # refused before the vendor or the store is touched: the rules of `cert inspect`
         certificate = load_export_certificate(args.cert, datetime.now(UTC))
@@ -253,6 +311,107 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     _write_result(args.result_file, result.to_json())
     _print_result(result)
     return result.exit_code
+
+
+_SUBJECT_OPTIONS = ("phone", "agent", "backup_target", "backup_config", "decrypt_media", "keyring")
+
+
+def _refuse_subject_options(args: argparse.Namespace) -> None:
+    for dest in _SUBJECT_OPTIONS:
+        if getattr(args, dest):
+            flag = "--" + dest.replace("_", "-")
+            raise ExportConfigError(f"{flag} applies only to --type {SUBJECT_ACCESS}")
+
+
+def _subject_request(args: argparse.Namespace) -> SubjectAccessRequest:
+    """The request of `--type subjectAccess`; errors name the option, never a phone number."""
+    if args.user:
+        raise ExportConfigError(f"--user applies to gdprChat; --type {SUBJECT_ACCESS} takes --phone and --agent")
+    if args.last:
+        raise ExportConfigError(f"--last does not apply to --type {SUBJECT_ACCESS}: give --from/--to, or neither")
+    phones = []
+    for n, text in enumerate(args.phone, 1):
+        try:
+            phones.append(parse_phone(text))
+        except ValueError:
+            raise ExportConfigError(
+                f"--phone: value {n} is not a phone number (digits, optionally with + - ( ) and spaces; at least "
+                f"{MIN_PHONE_DIGITS} digits)"
+            ) from None
+    times = {}
+    for flag, text in (("--from", args.start), ("--to", args.end)):
+        try:
+            times[flag] = parse_time(text) if text else None
+        except ExportConfigError as exc:
+            raise ExportConfigError(f"{flag}: {exc}") from None
+    if args.backup_target is None and args.backup_config is None:
+        raise ExportConfigError(f"--type {SUBJECT_ACCESS} reads the backup: give --backup-target or --backup-config")
+    if args.decrypt_media != bool(args.keyring):
+        raise ExportConfigError("--decrypt-media and --keyring go together (the keyring decrypts the media)")
+    return SubjectAccessRequest(
+        name=args.name,
+        phones=tuple(phones),
+        agents=tuple(args.agent),
+        start=times["--from"],
+        end=times["--to"],
+        decrypt_media=args.decrypt_media,
+        encryption=args.encryption,
+        retention_days=args.retention_days,
+        part_size=args.part_size,
+    )
+
+
+def _run_subject(args: argparse.Namespace, env: Mapping[str, str], redactor: Redactor) -> int:
+    """`export run --type subjectAccess`: the backup target and its index opened as `cxbackup search` opens
+    them, then the engine (export/subject.py)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            request = _subject_request(args)
+            certificate = load_export_certificate(args.cert, datetime.now(UTC))
+            keyring = _subject_keyring(args) if request.decrypt_media else None
+            try:
+                index = open_index(args.backup_target, args.backup_config, stack, _BACKUP_FLAGS)
+            except TargetChoiceError as exc:
+                raise ExportConfigError(str(exc)) from None
+            except RcbsError as exc:
+                if isinstance(exc, ConfigError):
+                    raise ExportConfigError(f"--backup-config: {exc}") from None
+                raise BackupUnavailableError(str(exc)) from None
+            problem = check_index(index)
+            if problem is not None:
+                raise ExportConfigError(problem)  # the hint is a `cxbackup index` command line
+            store = open_store_from_args(args, env)
+        except ExportError as exc:
+            return _failed_before_start(args, exc, redactor)
+        try:
+            result = run_subject_export(
+                request,
+                index.target,
+                index.root / INDEX_DIR,
+                store,
+                certificate,
+                keyring=keyring,
+                where=index.where,
+                sink=_ConsoleSink(),
+                redactor=redactor,
+            )
+        finally:
+            store.close()
+    _write_result(args.result_file, result.to_json())
+    _print_result(result)
+    return result.exit_code
+
+
+def _subject_keyring(args: argparse.Namespace) -> Keyring:
+    try:
+        keyring = load_keyring(argparse.Namespace(**{**vars(args), "key": None}))
+    except UsageError as exc:
+        raise ExportConfigError(str(exc)) from None
+    except CmsError as exc:
+        raise ExportConfigError(f"--keyring: {exc}") from None
+    for unusable in keyring.unusable:
+        log.warning("%s; media encrypted to it cannot be decrypted", unusable)
+    return keyring
 
 
 def _print_result(result: ExportResult) -> None:

@@ -17,7 +17,9 @@ import os
 import sqlite3
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cxbackup.backup.errors import ConfigError, RcbsError
 from cxbackup.backup.index import INDEX_DIR, index_files
@@ -25,17 +27,32 @@ from cxbackup.backup.search import (
     MAX_LIMIT,
     SearchQuery,
     SearchResult,
+    explain_empty,
     fts_query,
     parse_phone,
     parse_time_bound,
     search_index,
 )
-from cxbackup.commands.backuptarget import TargetChoiceError, add_target_arguments, resolve_target_dir
+from cxbackup.commands.backuptarget import TARGET_FLAGS, TargetChoiceError, add_target_arguments, target_dir_of
 from cxbackup.core.errors import EXIT_CONFIG, EXIT_OK, EXIT_UNAVAILABLE
 from cxbackup.core.logs import setup_logging
 from cxbackup.core.times import format_ms
 
-__all__ = ["arg_type", "explain_empty", "nonempty", "register", "run"]
+if TYPE_CHECKING:
+    from cxbackup.backup.config import RcbsConfig
+    from cxbackup.backup.s3target import S3BucketTarget
+    from cxbackup.backup.targets import BackupTarget
+
+__all__ = [
+    "OpenedIndex",
+    "arg_type",
+    "check_index",
+    "index_read_error",
+    "nonempty",
+    "open_index",
+    "register",
+    "run",
+]
 
 log = logging.getLogger("cxbackup.backup")
 
@@ -70,19 +87,31 @@ def nonempty(text: str) -> str:
     return text.strip()
 
 
-def _s3_index_copy(config_path: str, stack: contextlib.ExitStack) -> tuple[Path, str]:
+@dataclass(frozen=True)
+class OpenedIndex:
+    """A backup target opened for reading through its search index."""
+
+    root: Path
+    """The folder holding INDEX_DIR: the target folder, or a private temporary copy of an S3 target's index."""
+    where: str
+    """The target's description (its folder, or s3://bucket/prefix/)."""
+    build_hint: str
+    """How to build the index when there is none."""
+    target: BackupTarget
+    """The target itself, to read the recordings' files from."""
+
+
+def _s3_index_copy(config: RcbsConfig, stack: contextlib.ExitStack) -> tuple[Path, S3BucketTarget]:
     """The index files of the config's S3 target, downloaded into a private temporary folder (removed on
-    exit); (that folder, the target's description)."""
+    exit), and the target."""
     import shutil
     import tempfile
 
     from cxbackup.backup.config import Credentials
     from cxbackup.backup.connections import open_target
-    from cxbackup.backup.console import load_config_file
     from cxbackup.backup.index import NAME_PATTERN
     from cxbackup.backup.s3target import S3BucketTarget
 
-    config = load_config_file(config_path)
     target = open_target(config, Credentials.from_env(os.environ), create=False)
     assert isinstance(target, S3BucketTarget)
     root = Path(tempfile.mkdtemp(prefix="cxbackup-search-"))
@@ -92,19 +121,55 @@ def _s3_index_copy(config_path: str, stack: contextlib.ExitStack) -> tuple[Path,
     for name in names:
         log.info("Reading the search index %s%s/%s", target.description, INDEX_DIR, name)
         target.download_to(f"{INDEX_DIR}/{name}", root / INDEX_DIR / name)
-    return root, target.description
+    return root, target
 
 
-def _index_root(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[Path, str, str]:
-    """(folder holding the index, the target's description, how to build a missing index)."""
-    if args.config is not None:
+def open_index(
+    target: Path | None, config_path: str | None, stack: contextlib.ExitStack, flags: tuple[str, str] = TARGET_FLAGS
+) -> OpenedIndex:
+    """The target of `target` (a folder) or of the config file `config_path` (its targetDir or S3 bucket)
+    with its index; TargetChoiceError or RcbsError (ConfigError: the config; else the bucket cannot be
+    read) when it cannot be opened. `flags` name the two options in messages and hints."""
+    from cxbackup.backup.targets import LocalDirectoryTarget
+
+    if config_path is not None:
         from cxbackup.backup.console import load_config_file
 
-        if load_config_file(args.config).target_s3_bucket:
-            root, where = _s3_index_copy(args.config, stack)
-            return root, where, f"build it from the bucket with `cxbackup index -config {args.config}`"
-    root = resolve_target_dir(args)
-    return root, str(root), f"build it from the backed-up tree with `cxbackup index --target {root}`"
+        config = load_config_file(config_path)
+        if config.target_s3_bucket:
+            root, s3 = _s3_index_copy(config, stack)
+            hint = f"build it from the bucket with `cxbackup index -config {config_path}`"
+            return OpenedIndex(root, s3.description, hint, s3)
+    root = target_dir_of(target, config_path, flags)
+    hint = f"build it from the backed-up tree with `cxbackup index --target {root}`"
+    return OpenedIndex(root, str(root), hint, LocalDirectoryTarget(root, create=False))
+
+
+def check_index(index: OpenedIndex) -> str | None:
+    """Why the index cannot be searched (no index files, files readable by their owner only), or None."""
+    files = index_files(index.root / INDEX_DIR)
+    if not files:
+        return f"{index.where} has no search index; {index.build_hint}"
+    unreadable = [p for p in files if not os.access(p, os.R_OK)]
+    if unreadable:
+        owner = unreadable[0].stat().st_uid
+        return (
+            f"{unreadable[0]} is readable by its owner only (user id {owner}; it holds phone numbers): run the "
+            "search as that user"
+        )
+    return None
+
+
+def index_read_error(exc: sqlite3.Error, where: str) -> str:
+    """What to say when an index file of `where` cannot be read."""
+    if getattr(exc, "sqlite_errorname", "") == "SQLITE_READONLY_ROLLBACK":
+        why = (
+            "a backup run stopped while writing it, and a search never writes: the next backup run of "
+            "that shard repairs it, or rebuild the index with"
+        )
+    else:
+        why = f"{exc}; rebuild the index with"
+    return f"an index file of {where} cannot be read ({why} `cxbackup index`)"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str) -> None:
@@ -177,21 +242,6 @@ def _criteria(args: argparse.Namespace) -> str:
     return " ".join(parts)
 
 
-def explain_empty(args: argparse.Namespace, result: SearchResult) -> str:
-    cov = result.coverage
-    if cov.first_start_ms is None:
-        return "No recording matches: the index is empty (no backup run has completed a recording yet)."
-    held = (
-        f"the index holds {cov.recordings} recordings started from {format_ms(cov.first_start_ms)} to "
-        f"{format_ms(cov.last_start_ms)}"
-    )
-    if args.start_from is not None and args.start_from > cov.last_start_ms:
-        return f"No recording matches: --from is after the last indexed recording; {held}."
-    if args.start_to is not None and args.start_to <= cov.first_start_ms:
-        return f"No recording matches: --to is before the first indexed recording; {held}."
-    return f"No recording matches {_criteria(args)}; {held}."
-
-
 def _table(result: SearchResult) -> list[str]:
     header = ("START (UTC)", "ID", "CALLER", "DIALED", "AGENTS", "MEDIA", "FOLDER")
     rows = [
@@ -220,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
         parser.error(f"argument --to: {format_ms(args.start_to)} is not after --from {format_ms(args.start_from)}")
     with contextlib.ExitStack() as stack:
         try:
-            root, where, build_hint = _index_root(args, stack)
+            index = open_index(args.target, args.config, stack)
         except TargetChoiceError as exc:
             parser.error(str(exc))
         except RcbsError as exc:
@@ -228,23 +278,14 @@ def run(args: argparse.Namespace) -> int:
                 parser.error(f"-config: {exc}")
             print(f"cxbackup search: {exc}", file=sys.stderr)  # the bucket cannot be read
             return exc.exit_code
-        return _search(args, root, where, build_hint)
+        return _search(args, index)
 
 
-def _search(args: argparse.Namespace, root: Path, where: str, build_hint: str) -> int:
-    index_dir = root / INDEX_DIR
-    files = index_files(index_dir)
-    if not files:
-        print(f"cxbackup search: {where} has no search index; {build_hint}", file=sys.stderr)
-        return EXIT_CONFIG
-    unreadable = [p for p in files if not os.access(p, os.R_OK)]
-    if unreadable:
-        owner = unreadable[0].stat().st_uid
-        print(
-            f"cxbackup search: {unreadable[0]} is readable by its owner only (user id {owner}; it holds phone "
-            "numbers): run the search as that user",
-            file=sys.stderr,
-        )
+def _search(args: argparse.Namespace, index: OpenedIndex) -> int:
+    index_dir = index.root / INDEX_DIR
+    problem = check_index(index)
+    if problem is not None:
+        print(f"cxbackup search: {problem}", file=sys.stderr)
         return EXIT_CONFIG
     query = SearchQuery(
         phones=tuple(args.phone),
@@ -260,19 +301,9 @@ def _search(args: argparse.Namespace, root: Path, where: str, build_hint: str) -
     try:
         result = search_index(index_dir, query)
     except sqlite3.Error as exc:
-        if getattr(exc, "sqlite_errorname", "") == "SQLITE_READONLY_ROLLBACK":
-            why = (
-                "a backup run stopped while writing it, and a search never writes: the next backup run of "
-                "that shard repairs it, or rebuild the index with"
-            )
-        else:
-            why = f"{exc}; rebuild the index with"
-        print(
-            f"cxbackup search: an index file of {where} cannot be read ({why} `cxbackup index`)",
-            file=sys.stderr,
-        )
+        print(f"cxbackup search: {index_read_error(exc, index.where)}", file=sys.stderr)
         return EXIT_UNAVAILABLE
-    explanation = explain_empty(args, result) if not result.matches else None
+    explanation = explain_empty(result, query, _criteria(args)) if not result.matches else None
     if args.json:
         doc: dict[str, object] = {
             "total": result.total,

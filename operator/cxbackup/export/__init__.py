@@ -6,9 +6,12 @@ encrypted to the customer's certificate (`packaging`), kept in a directory or an
 size, SHA-256 and expiry metadata (`store`), and deleted when their retention ends (`retention`).
 `runner.run_export` ties one run together and returns an `ExportResult` (`result`); `download` gets
 an artifact back. No Kubernetes here: the controller maps an ExportJob to `cxbackup export run`.
+`subject.run_subject_export` (subjectAccess) reads a backup target instead of the vendor API: one
+person's recordings, found through the target's search index, packed the same way (not imported here:
+it brings the backup engine's reading side with it).
 
 Modules: errors (the exception tree), names (artifact names, stamps), request (ExportRequest,
-TimeRange), source, packaging, store, retention, result, runner, download.
+TimeRange), source, packaging, store, retention, result, runner, download, subject.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cxbackup.certs import cms
 from cxbackup.core.files import PRIVATE_MODE, NewFile
 from cxbackup.export.errors import IntegrityError
-from cxbackup.export.packaging import MANIFEST_KIND, MANIFEST_NAME
+from cxbackup.export.packaging import MANIFEST_KIND, MANIFEST_NAME, MAX_PART_FILES
 from cxbackup.export.store import ArtifactInfo, ArtifactStore
 
 __all__ = [
@@ -59,8 +59,9 @@ MAX_ARTIFACT_BYTES = 1024 * 1024 * 1024
 """The largest stored artifact downloaded (1 GiB; a default part is at most 256 MiB uncompressed)."""
 MAX_UNPACKED_BYTES = 4 * 1024 * 1024 * 1024
 """The most an artifact's files may add up to, uncompressed (4 GiB)."""
-MAX_MEMBERS = 1000
-"""The most files an artifact's zip may hold (a part holds a manifest and at most a dozen files)."""
+MAX_MEMBERS = MAX_PART_FILES
+"""The most files an artifact's zip may hold (a part holds a manifest and at most a dozen files, or, a
+subjectAccess part, the packager keeps it below this)."""
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 """The largest manifest.json read (4 MiB; a real one is a few KB)."""
 

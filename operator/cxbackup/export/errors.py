@@ -11,14 +11,17 @@ CxbackupError (cxbackup.core.errors)
     ├── StoreError                  the artifact store failed (I/O, S3 error) (retryable)                   5
     │   ├── ArtifactNotFoundError   no artifact of ours by that name                                        1
     │   └── ArtifactExistsError     an artifact by that name exists already; nothing is overwritten         1
+    ├── BackupUnavailableError      the backup target or its search index cannot be read (retryable)        5
+    ├── BackupContentError          the backup does not hold what its index says: a file missing, of
+    │                               another size, or a media file that does not decrypt (subjectAccess)    1
     ├── PackagingError              zip or CMS packaging failed (e.g. the certificate cannot be used)       1
     └── IntegrityError              a download does not verify: sha256, manifest, unsafe zip member, or
                                     the key does not decrypt it                                             1
 ```
 
 ExportConfigError is also a core ConfigurationError, SourceAuthError a CredentialsRejectedError, and
-SourceUnavailableError and StoreError are UnavailableErrors (cxbackup.core.errors). An ExportResult's
-`reason` is the class name of the error that failed the run.
+SourceUnavailableError, StoreError and BackupUnavailableError are UnavailableErrors (cxbackup.core.errors).
+An ExportResult's `reason` is the class name of the error that failed the run.
 
 Messages never contain passwords, secret keys or signed URLs: clients clean them with
 cxbackup.core.redact before raising.
@@ -37,6 +40,8 @@ from cxbackup.core.errors import (
 __all__ = [
     "ArtifactExistsError",
     "ArtifactNotFoundError",
+    "BackupContentError",
+    "BackupUnavailableError",
     "ExportConfigError",
     "ExportError",
     "IntegrityError",
@@ -89,6 +94,15 @@ class ArtifactExistsError(StoreError):
 
     retryable = False
     exit_code = EXIT_FAILED
+
+
+class BackupUnavailableError(UnavailableError, ExportError):
+    """The backup target a subjectAccess export reads (folder, bucket, search index) cannot be read."""
+
+
+class BackupContentError(ExportError):
+    """A recording in the backup is not what its index says (missing file, other size, does not decrypt):
+    exporting it anyway would hand the subject an incomplete or wrong copy."""
 
 
 class PackagingError(ExportError):

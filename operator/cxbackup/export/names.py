@@ -6,9 +6,9 @@ An artifact is named
     e.g. nightly-contact-history-20260824T000000Z-20260825T000000Z-20260825T001500Z-part-0001.zip.p7m
 
 where `<export>` is the sanitised export name (lower-case letters, digits and single hyphens, at most
-63 characters), `<type>` is `contact-history` or `gdpr-chat`, `<from>`/`<to>` the exported range and
-`<run>` the run's start (the run id), all UTC stamps `YYYYMMDDTHHMMSSZ`, and `<nnnn>` the part number
-from 0001. The run id makes every run's artifacts distinct, so a re-run of the same range never
+63 characters), `<type>` is `contact-history`, `gdpr-chat` or `subject-access`, `<from>`/`<to>` the
+exported range and `<run>` the run's start (the run id), all UTC stamps `YYYYMMDDTHHMMSSZ`, and `<nnnn>`
+the part number from 0001. The run id makes every run's artifacts distinct, so a re-run of the same range never
 overwrites an earlier run's files, and leftovers of a crashed run can be told apart.
 
 The store and the retention sweep only touch names `parse_artifact_name` recognises (and that have
@@ -40,11 +40,11 @@ __all__ = [
 
 ARTIFACT_SUFFIX = ".zip.p7m"
 MAX_EXPORT_NAME = 63
-TYPE_SLUGS = {"contactHistory": "contact-history", "gdprChat": "gdpr-chat"}
+TYPE_SLUGS = {"contactHistory": "contact-history", "gdprChat": "gdpr-chat", "subjectAccess": "subject-access"}
 _SLUG_TYPES = {v: k for k, v in TYPE_SLUGS.items()}
 _STAMP = r"\d{8}T\d{6}Z"
 _ARTIFACT_RE = re.compile(
-    rf"^(?P<export>[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)-(?P<type>contact-history|gdpr-chat)"
+    rf"^(?P<export>[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)-(?P<type>{'|'.join(TYPE_SLUGS.values())})"
     rf"-(?P<start>{_STAMP})-(?P<end>{_STAMP})-(?P<run>{_STAMP})-part-(?P<part>\d{{4,6}})\.zip\.p7m$"
 )
 _RUN_ID_RE = re.compile(rf"^{_STAMP}$")
@@ -102,7 +102,7 @@ class ArtifactName:
     """The parts of an artifact name."""
 
     export: str
-    type: str  # contactHistory | gdprChat
+    type: str  # contactHistory | gdprChat | subjectAccess
     start: datetime
     end: datetime
     run_id: str

@@ -38,8 +38,14 @@ fetches anything, and `load_export_certificate` loads and checks the file an exp
 `encrypt_part` wraps the zip as S/MIME enveloped-data (CMS, DER) to the certificate with AES-128 or
 AES-256 (cxbackup.certs.cms), which `openssl cms -decrypt -inform DER -binary -inkey KEY` and
 `openssl smime -decrypt -binary -inform DER -inkey KEY` read. CMS encryption is not streaming, so a
-part's zip and its encrypted form are in memory together while it is encrypted: about twice the
-compressed part size, the bound on an export's memory.
+part's zip and its encrypted form are in memory together while it is encrypted, with the copies the
+cryptography library makes: a peak of about four times the compressed part size (850 MB for a part of
+200 MiB of incompressible media, measured), the bound on an export's memory.
+
+A record may also be whole files (`spool_file` + `add_files`): a subjectAccess recording's metadata and
+media files, written (streamed, decrypted) into spooled files before the record is added, so its size is
+known when the part boundary is decided. `max_files` keeps such parts under what `export download`
+accepts (MAX_PART_FILES).
 """
 
 from __future__ import annotations
@@ -72,9 +78,11 @@ __all__ = [
     "CONTACT_NDJSON",
     "MANIFEST_KIND",
     "MANIFEST_NAME",
+    "MAX_PART_FILES",
     "ExportPackager",
     "PackedPart",
     "PartFile",
+    "SpooledFile",
     "chat_member_names",
     "check_certificate",
     "contact_chunks",
@@ -87,6 +95,9 @@ __all__ = [
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_KIND = "CxbackupExportManifest"
+MAX_PART_FILES = 1000
+"""The most files a part's zip may hold, manifest included: what `cxbackup export download` accepts by
+default (download.ArchiveLimits.max_members), so a packager bounds a part's files below it."""
 CONTACT_NDJSON = "contact-history.ndjson"
 CONTACT_CSV = "contact-history.csv"
 CHAT_DIR = "chat-messages"
@@ -244,12 +255,52 @@ class _Member:
     records: int = 0
     digest: Any = field(default_factory=hashlib.sha256)
 
-    def write(self, data: bytes, *, record: bool) -> None:
+    def write(self, data: bytes | memoryview, *, record: bool = False) -> None:
         self.spool.write(data)
         self.digest.update(data)
         self.size += len(data)
         if record:
             self.records += 1
+
+    def rewind(self) -> None:
+        """Forget what was written (cms.Output: a decryption retried with another key starts over)."""
+        self.spool.seek(0)
+        self.spool.truncate()
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.records = 0
+
+
+class SpooledFile:
+    """A file of a part written before the record it belongs to is added (`ExportPackager.spool_file`):
+    a media file streamed from the backup, whose size is known only once it is read. Its SHA-256 and size
+    are kept while it is written; it is a `cms.Output`, so a decryption can stream into it. `close()` it
+    when it is not handed to `ExportPackager.add_files`."""
+
+    def __init__(self, member: _Member) -> None:
+        self._member = member
+
+    @property
+    def name(self) -> str:
+        return self._member.name
+
+    @property
+    def size(self) -> int:
+        return self._member.size
+
+    @property
+    def sha256(self) -> str:
+        return str(self._member.digest.hexdigest())
+
+    def write(self, data: bytes | memoryview, /) -> int:
+        self._member.write(data)
+        return len(data)
+
+    def rewind(self) -> None:
+        self._member.rewind()
+
+    def close(self) -> None:
+        self._member.spool.close()
 
 
 @dataclass
@@ -264,7 +315,9 @@ class ExportPackager:
     """Streams records into parts of at most `part_size` uncompressed bytes (see the module docstring).
 
     `manifest_base` holds the manifest fields every part shares; `notes` is read when a part closes.
-    `on_part` receives each closed part and owns it from then on (it must `close()` it).
+    `on_part` receives each closed part and owns it from then on (it must `close()` it). `max_files`
+    bounds the files of a part (a record is never split, so one record may still bring more): what
+    `cxbackup export download` accepts by default (MAX_PART_FILES) when records bring files of their own.
     """
 
     def __init__(
@@ -278,9 +331,13 @@ class ExportPackager:
         notes: Sequence[str] = (),
         spool_memory: int = 8 * 1024 * 1024,
         spool_dir: Path | None = None,
+        max_files: int | None = None,
     ) -> None:
         if part_size < 1:
             raise ValueError("part_size must be >= 1")
+        if max_files is not None and max_files < 1:
+            raise ValueError("max_files must be >= 1")
+        self.max_files = max_files
         self.part_size = part_size
         self._base = dict(manifest_base)
         self._on_part = on_part
@@ -300,12 +357,56 @@ class ExportPackager:
                 size += len(self._headers.get(name, b""))
         return size
 
+    def spool_file(self, name: str) -> SpooledFile:
+        """A new file for `add_files`, spooled like the part's own files (memory up to `spool_memory`, then
+        the spool folder)."""
+        spool = tempfile.SpooledTemporaryFile(max_size=self._spool_memory, dir=self._spool_tmp)  # noqa: SIM115
+        return SpooledFile(_Member(name, spool, None))
+
+    def add_files(self, files: Sequence[SpooledFile]) -> None:
+        """Add one record made of whole files (from `spool_file`, names unique in the export), each counted
+        as one record in its manifest entry. The files are the packager's from now on (closed with the part),
+        also when this raises."""
+        if not files:
+            return
+        members = [f._member for f in files]
+        try:
+            size = sum(m.size for m in members)
+            part = self._part
+            if part is not None and part.records and self._full(part, size, len(members)):
+                self._close(last=False)
+                part = None
+            if part is None:
+                part = self._part = _OpenPart(self.parts + 1)
+        except BaseException:
+            for m in members:
+                m.spool.close()
+            raise
+        for member in members:
+            if member.name in part.members:
+                for m in members:
+                    m.spool.close()
+                raise PackagingError(f"two files named {member.name!r} in one part")
+        for member in members:
+            member.records = 1
+            part.members[member.name] = member
+            part.size += member.size
+        part.records += 1
+        self.records += 1
+
+    def _full(self, part: _OpenPart, new_bytes: int, new_files: int) -> bool:
+        """Whether a record of `new_bytes` bringing up to `new_files` new files must go to the next part."""
+        if part.size + new_bytes > self.part_size:
+            return True
+        return self.max_files is not None and len(part.members) + new_files > self.max_files
+
     def add(self, chunks: Sequence[tuple[str, bytes]], *, user_id: str | None = None) -> None:
         """Add one record, as the bytes it contributes to each file of a part."""
         if not chunks:
             return
         part = self._part
-        if part is not None and part.records and part.size + self._new_bytes(part, chunks) > self.part_size:
+        new_files = len({name for name, _ in chunks} - set(part.members)) if part is not None else 0
+        if part is not None and part.records and self._full(part, self._new_bytes(part, chunks), new_files):
             self._close(last=False)
             part = None
         if part is None:

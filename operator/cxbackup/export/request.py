@@ -33,6 +33,7 @@ __all__ = [
     "ExportRequest",
     "ExportType",
     "TimeRange",
+    "check_run_settings",
     "parse_duration",
     "parse_time",
 ]
@@ -99,6 +100,18 @@ def parse_duration(text: str) -> Period:
         raise ExportConfigError(str(exc)) from None
 
 
+def check_run_settings(name: str, encryption: str, retention_days: int, part_size: int) -> None:
+    """The settings every export type has, checked alike (ExportConfigError with the reason)."""
+    if not name.strip() or len(name) > 253:
+        raise ExportConfigError("the export needs a name of 1 to 253 characters")
+    if encryption not in ("AES-128", "AES-256"):
+        raise ExportConfigError(f"unknown encryption {encryption!r}: use AES-128 or AES-256")
+    if not 1 <= retention_days <= 3650:
+        raise ExportConfigError("retention days must be between 1 and 3650")
+    if part_size < MIN_PART_SIZE:
+        raise ExportConfigError(f"the part size must be at least {MIN_PART_SIZE} bytes")
+
+
 @dataclass(frozen=True)
 class ExportRequest:
     """One export: validated on construction (ExportConfigError with the user-facing reason)."""
@@ -114,18 +127,11 @@ class ExportRequest:
     part_size: int = DEFAULT_PART_SIZE
 
     def __post_init__(self) -> None:
-        if not self.name.strip() or len(self.name) > 253:
-            raise ExportConfigError("the export needs a name of 1 to 253 characters")
         if self.type not in EXPORT_TYPES:
             raise ExportConfigError(f"unknown export type {self.type!r}: use contactHistory or gdprChat")
+        check_run_settings(self.name, self.encryption, self.retention_days, self.part_size)
         self._check_range()
         self._check_users()
-        if self.encryption not in ("AES-128", "AES-256"):
-            raise ExportConfigError(f"unknown encryption {self.encryption!r}: use AES-128 or AES-256")
-        if not 1 <= self.retention_days <= 3650:
-            raise ExportConfigError("retention days must be between 1 and 3650")
-        if self.part_size < MIN_PART_SIZE:
-            raise ExportConfigError(f"the part size must be at least {MIN_PART_SIZE} bytes")
 
     def _check_range(self) -> None:
         for label, value in (("from", self.start), ("to", self.end)):

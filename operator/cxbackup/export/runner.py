@@ -23,13 +23,15 @@ range is outside the chat retention period of 90 days (oldest available 2026-05-
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from cryptography import x509
 
+from cxbackup.certs.cms import Algorithm
 from cxbackup.core.redact import Redactor
 from cxbackup.export.errors import ExportError, StoreError
 from cxbackup.export.names import artifact_name, format_iso, run_id_for
@@ -49,7 +51,7 @@ from cxbackup.export.result import ExportResult
 from cxbackup.export.source import ChatRetention, RecordSource
 from cxbackup.export.store import ArtifactInfo, ArtifactStore, new_staging_id
 
-__all__ = ["ExportSink", "NullSink", "retention_note", "run_export"]
+__all__ = ["ExportSink", "Filler", "NullSink", "PackagedRun", "retention_note", "run_export", "run_packaged"]
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +112,82 @@ def run_export(
 ) -> ExportResult:
     """Run one export (see the module docstring). `now` is the run's start (default: `clock()`);
     `clock` stamps createdAt of each part and the completion time (default: the system clock)."""
+    sink = sink or NullSink()
+
+    def fill(packager: ExportPackager, range_: TimeRange, result: ExportResult, note: Callable[[str], None]) -> None:
+        if request.type == "contactHistory":
+            _contacts(source, range_, packager, sink)
+            if packager.records == 0:
+                note(f"no contacts in the range {range_.describe()}")
+        else:
+            _chat(request, source, range_, packager, sink, result, note)
+
+    return run_packaged(
+        PackagedRun(
+            name=request.name,
+            type=request.type,
+            time_range=request.time_range,
+            encryption=request.encryption,
+            retention_days=request.retention_days,
+            part_size=request.part_size,
+            users=request.users,
+            manifest={"users": list(request.users)} if request.type == "gdprChat" else {},
+            headers=CONTACT_HEADERS if request.type == "contactHistory" else None,
+        ),
+        fill,
+        store,
+        certificate,
+        now=now,
+        sink=sink,
+        clock=clock,
+        redactor=redactor,
+        spool_dir=spool_dir,
+    )
+
+
+Filler = Callable[[ExportPackager, TimeRange, ExportResult, Callable[[str], None]], None]
+"""What reads the records of a run into the packager: (packager, range, result, note)."""
+
+
+@dataclass(frozen=True)
+class PackagedRun:
+    """What every export type shares in a run: its name and type, how the range follows from the start,
+    how the parts are encrypted, kept and cut, and the type's own manifest fields and CSV headers."""
+
+    name: str
+    type: str
+    time_range: Callable[[datetime], TimeRange]
+    encryption: Algorithm
+    retention_days: int
+    part_size: int
+    users: tuple[str, ...] = ()
+    manifest: Mapping[str, Any] = field(default_factory=dict)
+    headers: Mapping[str, bytes] | None = None
+    max_files: int | None = None
+
+
+def run_packaged(
+    run: PackagedRun,
+    fill: Filler,
+    store: ArtifactStore,
+    certificate: x509.Certificate,
+    *,
+    now: datetime | None = None,
+    sink: ExportSink | None = None,
+    clock: Callable[[], datetime] | None = None,
+    redactor: Redactor | None = None,
+    spool_dir: Path | None = None,
+) -> ExportResult:
+    """One run of any export type: `fill` adds the records; everything else (certificate check, parts
+    encrypted and staged, published together or discarded, the result) is the same for every type, so
+    an artifact of any type is listed, downloaded and swept alike."""
     clock = clock or (lambda: datetime.now(UTC))
     sink = sink or NullSink()
     redactor = redactor or Redactor()
     started = (now or clock()).astimezone(UTC).replace(microsecond=0)
     run_id = run_id_for(started)
     staging_id = new_staging_id(run_id)
-    result = ExportResult(request.name, request.type, run_id, started, users=request.users, store=store.location)
+    result = ExportResult(run.name, run.type, run_id, started, users=run.users, store=store.location)
     published = False
 
     def add_note(text: str) -> None:
@@ -124,23 +195,23 @@ def run_export(
         sink.note(text)
 
     try:
-        time_range = request.time_range(started)
+        time_range = run.time_range(started)
         result.range = time_range
         check_certificate(certificate, started)  # before anything is fetched: refused with ExportConfigError
 
         def on_part(part: PackedPart) -> None:
             try:
-                name = artifact_name(request.name, request.type, time_range.start, time_range.end, run_id, part.number)
-                data = encrypt_part(part, certificate, request.encryption)
+                name = artifact_name(run.name, run.type, time_range.start, time_range.end, run_id, part.number)
+                data = encrypt_part(part, certificate, run.encryption)
             finally:
                 part.close()
             created = clock().astimezone(UTC).replace(microsecond=0)
             info = ArtifactInfo.new(
                 name,
                 created,
-                request.retention_days,
-                export=request.name,
-                type=request.type,
+                run.retention_days,
+                export=run.name,
+                type=run.type,
                 run_id=run_id,
                 part=part.number,
                 last=part.last,
@@ -153,29 +224,24 @@ def run_export(
         base: dict[str, Any] = {
             "kind": MANIFEST_KIND,
             "version": 1,
-            "export": request.name,
-            "type": request.type,
+            "export": run.name,
+            "type": run.type,
             "runId": run_id,
             "range": time_range.to_json(),
+            **run.manifest,
         }
-        if request.type == "gdprChat":
-            base["users"] = list(request.users)
         packager = ExportPackager(
-            part_size=request.part_size,
+            part_size=run.part_size,
             manifest_base=base,
             on_part=on_part,
             created_at=started,
-            headers=CONTACT_HEADERS if request.type == "contactHistory" else None,
+            headers=run.headers,
             notes=result.notes,
             spool_dir=spool_dir,
+            max_files=run.max_files,
         )
         try:
-            if request.type == "contactHistory":
-                _contacts(source, time_range, packager, sink)
-                if packager.records == 0:
-                    add_note(f"no contacts in the range {time_range.describe()}")
-            else:
-                _chat(request, source, time_range, packager, sink, result, add_note)
+            fill(packager, time_range, result, add_note)
             result.records = packager.records
             packager.finish()
         finally:
@@ -186,7 +252,7 @@ def run_export(
     except ExportError as exc:
         result.fail_by(exc, redactor.clean(str(exc)))
     except Exception as exc:
-        log.exception("export %s failed unexpectedly", request.name)
+        log.exception("export %s failed unexpectedly", run.name)
         message = redactor.clean(f"unexpected error: {type(exc).__name__}: {exc}")
         result.fail(message, retryable=False, reason="InternalError")
     finally:
