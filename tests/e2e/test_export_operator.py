@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import subprocess
+import sys
 import time
 import zipfile
 from collections.abc import Callable
@@ -22,7 +23,7 @@ import pytest
 from cxbackup.certs.generate import generate_pair
 from cxbackup_dev.emulator import Emulator
 from cxbackup_dev.localcluster.stack import LocalStack
-from tests.resources import apply, export_job, generated_certificate
+from tests.resources import apply, export_job, generated_certificate, history, recording_backup
 
 pytestmark = pytest.mark.e2e
 
@@ -181,3 +182,71 @@ def test_outside_chat_retention_is_empty_and_missing_certificate_blocks(stack: L
     assert len(warnings) == 1 and warnings[0]["type"] == "Warning" and warnings[0].get("count", 1) == 1
     assert _jobs(stack, ns, "nocert") == []
     assert stack.get("ej", ns, "nocert")["status"]["phase"] == "Blocked"
+
+
+def test_a_subject_access_export_reads_the_backup_and_hands_over_the_persons_recordings(
+    stack: LocalStack, emulator: Emulator, tmp_path: Path
+) -> None:
+    """type subjectAccess: a RecordingBackup backs up into the PVC, then an ExportJob whose subject is in a Secret
+    packs that person's recordings (metadata and media as stored) into an artifact encrypted to the certificate;
+    the pod mounts the backup read-only and never sees the subject in its spec."""
+    ns = _ns(stack, emulator)
+    apply(stack, ns, generated_certificate("rc", commonName="Requester", organization="Customer"))
+    apply(stack, ns, recording_backup(emulator, "rb"))
+    backup = stack.wait_for("rb", ns, "rb", lambda b: bool(history(b)), timeout=180)
+    assert history(backup)[0]["result"] == "Succeeded", history(backup)[0]
+    stack.wait_for("rcert", ns, "rc", _ready_any, timeout=60)
+    records = list(emulator.records())
+    agent = records[0]["mediaFiles"][0]["parameters"]["username"]
+    target = stack.pvc_dir(ns) / "rb"
+    found = subprocess.run(
+        [sys.executable, "-m", "cxbackup", "search", "--target", str(target), "--agent", agent, "--json",
+         "--limit", "1000"],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    expected = {r["id"] for r in json.loads(found.stdout)["recordings"]}
+    assert expected
+    stack.cp.kubectl("create", "secret", "generic", "dsar-117", "-n", ns, f"--from-literal=subject=agent:{agent}\n")
+    stack.cp.kubectl("label", "secret", "dsar-117", "-n", ns, "cxbackup.io/credentials=true")
+    spec = {
+        "type": "subjectAccess",
+        "subject": {"secret": "dsar-117"},
+        "backup": {"recordingBackup": "rb"},
+        "certificate": {"recordingCertificate": "rc"},
+        "store": {"pvc": "recordings", "subPath": "exports"},
+    }
+    body = export_job(emulator, "dsar", **spec)
+    for vendor_only in ("source", "range"):
+        body["spec"].pop(vendor_only)
+    apply(stack, ns, body)
+    done = stack.wait_for("ej", ns, "dsar", _finished, timeout=120)
+    run = done["status"]["history"][0]
+    assert run["state"] == "Succeeded", run
+    artifacts = _check_artifacts(done, stack.pvc_dir(ns) / "exports")
+    job = _jobs(stack, ns, "dsar")[0]
+    assert agent not in json.dumps(job)  # the subject stays in its Secret
+    pod = job["spec"]["template"]["spec"]
+    backup_volume = next(v for v in pod["volumes"] if v["name"] == "backup")
+    assert backup_volume["persistentVolumeClaim"] == {"claimName": "recordings", "readOnly": True}
+
+    tls = stack.get("secret", ns, "rc-tls")
+    key = tmp_path / "key.pem"
+    key.write_bytes(base64.b64decode(tls["data"]["tls.key"]))
+    names: list[str] = []
+    for artifact in artifacts:
+        plain = subprocess.run(
+            ["openssl", "cms", "-decrypt", "-inform", "DER", "-binary", "-inkey", str(key),
+             "-in", str(stack.pvc_dir(ns) / "exports" / artifact["name"])],
+            check=True, capture_output=True, timeout=60,
+        ).stdout  # fmt: skip
+        with zipfile.ZipFile(io.BytesIO(plain)) as archive:
+            assert archive.testzip() is None
+            manifest = json.loads(archive.read("manifest.json"))
+            assert agent not in json.dumps(manifest)
+            for entry in manifest["files"]:
+                data = archive.read(entry["name"])
+                assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["bytes"]
+            names += archive.namelist()
+    assert {n.split("/")[1] for n in names if n.startswith("recordings/")} == expected
+    for rec_id in expected:
+        assert f"recordings/{rec_id}/{rec_id}.json" in names

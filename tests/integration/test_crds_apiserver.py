@@ -142,7 +142,42 @@ BAD_EXPORTS = [
         {"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
         "range.from must be before",
     ),
+    ("spec.source", _DELETE, "contactHistory and gdprChat exports need source and range"),
+    ("spec.subject", {"secret": "dsar"}, "subject and backup apply only to type subjectAccess"),
 ]
+
+SUBJECT_ACCESS = {
+    "type": "subjectAccess",
+    "subject": {"secret": "dsar-117"},
+    "backup": {"recordingBackup": "recordings"},
+    "certificate": {"recordingCertificate": "requester"},
+    "store": {"pvc": "exports"},
+}
+BAD_SUBJECT_ACCESS = [
+    ("spec.subject", _DELETE, "a subjectAccess export needs subject"),
+    ("spec.backup", _DELETE, "a subjectAccess export needs subject"),
+    ("spec.source", {"apiUriPrefix": "https://x/api/v2", "credentialsSecret": "g"}, "remove source"),
+    ("spec.range", {"last": "P30D"}, "not range.last"),
+    ("spec.users", ["u1"], "users applies only to type gdprChat"),
+]
+
+
+def test_a_subject_access_export_is_accepted(control_plane: ControlPlane, namespace: str) -> None:
+    doc = _example("exportjob.yaml")
+    doc["spec"] = dict(SUBJECT_ACCESS)
+    code, out = _apply(control_plane, namespace, doc)
+    assert code == 0, out
+
+
+@pytest.mark.parametrize(("path", "value", "expected"), BAD_SUBJECT_ACCESS, ids=[p for p, _, _ in BAD_SUBJECT_ACCESS])
+def test_invalid_subject_access_exports_are_rejected(
+    control_plane: ControlPlane, namespace: str, path: str, value: Any, expected: str
+) -> None:
+    doc = _example("exportjob.yaml")
+    doc["spec"] = dict(SUBJECT_ACCESS)
+    code, out = _apply(control_plane, namespace, _mutate(doc, path, value))
+    assert code != 0, f"accepted: {path}={value!r}"
+    assert expected in out, out
 
 
 @pytest.mark.parametrize(("path", "value", "expected"), BAD_EXPORTS, ids=[f"{p}={v!r}"[:60] for p, v, _ in BAD_EXPORTS])

@@ -363,6 +363,9 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
         (["--agent", "a", "--last", "P1D", "--backup-target", "."], "--last does not apply"),
         (["--agent", "a", "--decrypt-media", "--backup-target", "."], "--decrypt-media and --keyring go together"),
         (["--agent", "a", "--from", "yesterday", "--backup-target", "."], "--from: 'yesterday' is not a time"),
+        (["--subject-file", "subject.txt", "--backup-target", "."], "line 2 is not `phone:<number>`"),
+        (["--subject-file", "missing.txt", "--backup-target", "."], "--subject-file missing.txt: cannot be read"),
+        (["--subject-file", "empty.txt", "--backup-target", "."], "names no phone number and no agent"),
     ],
 )
 def test_the_cli_refuses_bad_input_naming_the_option_and_never_the_number(
@@ -374,6 +377,8 @@ def test_the_cli_refuses_bad_input_naming_the_option_and_never_the_number(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)  # relative folders are in the test's own
+    (tmp_path / "subject.txt").write_text("phone:+1 555 0100 999\nfax:555 0100 998\n")
+    (tmp_path / "empty.txt").write_text("# nobody\n\n")
     result_file = tmp_path / "result.json"
     cert = str(keys["requester"].cert_path)
     code, _, err = run_cli(

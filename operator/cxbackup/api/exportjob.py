@@ -13,6 +13,7 @@ from cxbackup.api.status import EXPORT_CONDITIONS, EXPORT_PHASES, one_of
 __all__ = [
     "MAX_GDPR_USERS",
     "ArtifactRecord",
+    "BackupRef",
     "ExportCertificateRef",
     "ExportJob",
     "ExportJobSpec",
@@ -21,6 +22,7 @@ __all__ = [
     "ExportRunRecord",
     "ExportSource",
     "ExportStore",
+    "SubjectRef",
 ]
 
 # The GDPR chat export policy targets one user or a small set; whole-organisation chat
@@ -111,6 +113,28 @@ class ExportStore(CamelModel):
     s3_credentials: S3CredentialsRef | None = Field(default=None, description="Credentials for the bucket.")
 
 
+class SubjectRef(CamelModel):
+    """Who a subjectAccess export is for, kept in a Secret (personal data stays out of the resource and the pod
+    spec): the key holds one `phone:<number>` or `agent:<name>` per line."""
+
+    secret: str = Field(
+        min_length=1,
+        max_length=253,
+        description="Name of a Secret in the same namespace, labelled cxbackup.io/credentials=true.",
+    )
+    key: str = Field(default="subject", min_length=1, max_length=253, description="The key holding the subject.")
+
+
+class BackupRef(CamelModel):
+    """The backup a subjectAccess export reads."""
+
+    recording_backup: str = Field(
+        min_length=1,
+        max_length=253,
+        description="Name of a RecordingBackup in the same namespace; its target (a PVC) is read, never written.",
+    )
+
+
 class ExportJobSpec(CamelModel):
     """Desired state of an ExportJob."""
 
@@ -128,15 +152,51 @@ class ExportJobSpec(CamelModel):
                     "message": "users applies only to type gdprChat",
                     "fieldPath": ".users",
                 },
+                {
+                    "rule": "self.type == 'subjectAccess' || (has(self.source) && has(self.range))",
+                    "message": "contactHistory and gdprChat exports need source and range",
+                    "fieldPath": ".source",
+                },
+                {
+                    "rule": "self.type != 'subjectAccess' || (has(self.subject) && has(self.backup))",
+                    "message": "a subjectAccess export needs subject (a Secret naming the person) and backup "
+                    "(the RecordingBackup whose target it reads)",
+                    "fieldPath": ".subject",
+                },
+                {
+                    "rule": "self.type == 'subjectAccess' || (!has(self.subject) && !has(self.backup))",
+                    "message": "subject and backup apply only to type subjectAccess",
+                    "fieldPath": ".subject",
+                },
+                {
+                    "rule": "self.type != 'subjectAccess' || !has(self.source)",
+                    "message": "a subjectAccess export reads the backup, not the vendor: remove source",
+                    "fieldPath": ".source",
+                },
+                {
+                    "rule": "self.type != 'subjectAccess' || !has(self.range) || !has(self.range.last)",
+                    "message": "a subjectAccess export takes range.from/range.to (start times of the recordings), "
+                    "not range.last",
+                    "fieldPath": ".range.last",
+                },
             ]
         }
     }
 
-    type: Literal["contactHistory", "gdprChat"] = Field(
-        description="contactHistory (CDDS contact history) or gdprChat (one user's chat messages, GDPR)."
+    type: Literal["contactHistory", "gdprChat", "subjectAccess"] = Field(
+        description="contactHistory (CDDS contact history), gdprChat (one user's chat messages, GDPR) or "
+        "subjectAccess (one person's backed-up recordings and their metadata, from the backup)."
     )
-    source: ExportSource = Field(description="The vendor API the data comes from.")
-    range: ExportRange = Field(description="The time range exported.")
+    source: ExportSource | None = Field(
+        default=None, description="The vendor API the data comes from (contactHistory, gdprChat)."
+    )
+    range: ExportRange | None = Field(
+        default=None,
+        description="The time range exported (contactHistory, gdprChat: required; subjectAccess: optional "
+        "from/to on the recordings' start times, default all).",
+    )
+    subject: SubjectRef | None = Field(default=None, description="subjectAccess: who, from a Secret.")
+    backup: BackupRef | None = Field(default=None, description="subjectAccess: the backup to read.")
     users: list[str] | None = Field(
         default=None,
         max_length=MAX_GDPR_USERS,

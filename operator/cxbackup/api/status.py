@@ -75,6 +75,7 @@ class Reason(StrEnum):
     CERTIFICATE_NOT_READY = "CertificateNotReady"
     PVC_NOT_FOUND = "PVCNotFound"
     CERTIFICATE_NOT_FOUND = "CertificateNotFound"
+    BACKUP_NOT_FOUND = "BackupNotFound"
     """The RecordingCertificate exists but is not Ready (too small, expired, not checked yet...)."""
     INVALID_SPEC = "InvalidSpec"
     INVALID_SCHEDULE = "InvalidSchedule"

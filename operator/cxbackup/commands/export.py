@@ -140,6 +140,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
     r.add_argument(
         "--agent", action="append", default=[], metavar="NAME", help="subjectAccess: agent or user name, or agent id"
     )
+    r.add_argument(
+        "--subject-file",
+        type=Path,
+        metavar="FILE",
+        help="subjectAccess: the subject, one `phone:<number>` or `agent:<name>` per line (keeps the numbers "
+        "out of the command line; the operator mounts it from a Secret)",
+    )
     backup = r.add_mutually_exclusive_group()
     backup.add_argument("--backup-target", type=Path, metavar="DIR", help="subjectAccess: the backup target folder")
     backup.add_argument(
@@ -313,7 +320,29 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return result.exit_code
 
 
-_SUBJECT_OPTIONS = ("phone", "agent", "backup_target", "backup_config", "decrypt_media", "keyring")
+_SUBJECT_OPTIONS = ("phone", "agent", "subject_file", "backup_target", "backup_config", "decrypt_media", "keyring")
+
+
+def read_subject_file(path: Path) -> tuple[list[str], list[str]]:
+    """(phone numbers, agent names) of a subject file: `phone:<number>` or `agent:<name>` per line, blank
+    lines and `#` comments ignored. Errors name the line, never its content (it is personal data)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ExportConfigError(f"--subject-file {path}: cannot be read ({type(exc).__name__})") from None
+    phones: list[str] = []
+    agents: list[str] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        kind, sep, value = line.partition(":")
+        if not sep or kind.strip().lower() not in ("phone", "agent") or not value.strip():
+            raise ExportConfigError(f"--subject-file {path}: line {n} is not `phone:<number>` or `agent:<name>`")
+        (phones if kind.strip().lower() == "phone" else agents).append(value.strip())
+    if not phones and not agents:
+        raise ExportConfigError(f"--subject-file {path}: names no phone number and no agent")
+    return phones, agents
 
 
 def _refuse_subject_options(args: argparse.Namespace) -> None:
@@ -329,8 +358,13 @@ def _subject_request(args: argparse.Namespace) -> SubjectAccessRequest:
         raise ExportConfigError(f"--user applies to gdprChat; --type {SUBJECT_ACCESS} takes --phone and --agent")
     if args.last:
         raise ExportConfigError(f"--last does not apply to --type {SUBJECT_ACCESS}: give --from/--to, or neither")
+    phone_texts, agents = list(args.phone), list(args.agent)
+    if args.subject_file is not None:
+        more_phones, more_agents = read_subject_file(args.subject_file)
+        phone_texts += more_phones
+        agents += more_agents
     phones = []
-    for n, text in enumerate(args.phone, 1):
+    for n, text in enumerate(phone_texts, 1):
         try:
             phones.append(parse_phone(text))
         except ValueError:
@@ -351,7 +385,7 @@ def _subject_request(args: argparse.Namespace) -> SubjectAccessRequest:
     return SubjectAccessRequest(
         name=args.name,
         phones=tuple(phones),
-        agents=tuple(args.agent),
+        agents=tuple(agents),
         start=times["--from"],
         end=times["--to"],
         decrypt_media=args.decrypt_media,

@@ -179,7 +179,9 @@ class ExportRequest:
 
     @classmethod
     def from_spec(cls, spec: ExportJobSpec, name: str, *, part_size: int = DEFAULT_PART_SIZE) -> ExportRequest:
-        """The request an ExportJob describes (its metadata.name as `name`)."""
+        """The request an ExportJob of a vendor type describes (its metadata.name as `name`)."""
+        if spec.range is None or spec.type == "subjectAccess":
+            raise ExportConfigError(f"spec.range: a {spec.type} export from the vendor needs the time range")
         return cls(
             name=name,
             type=spec.type,

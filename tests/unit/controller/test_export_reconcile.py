@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -205,3 +206,64 @@ def test_a_plain_http_vendor_api_is_refused_unless_allowed() -> None:
     assert [e.reason for e in events] == ["InsecureEndpoint"]
     events = h.tick(T0 + MINUTE, OperatorSettings(endpoints=EndpointPolicy(allow_plain_http=True)))
     assert [e.reason for e in events] == ["PlainHttpAllowed", "ExportStarted"]
+
+
+BACKUP = yaml.safe_load((REPO / "examples" / "recordingbackup.yaml").read_text())
+BACKUP["metadata"]["namespace"] = "ns"
+
+
+def _subject_access(h: Harness) -> Harness:
+    """The example turned into a subjectAccess export of the example RecordingBackup's PVC."""
+    for key in ("users", "source", "range"):
+        h.spec.pop(key)
+    h.spec |= {"type": "subjectAccess", "subject": {"secret": "dsar-117"}, "backup": {"recordingBackup": "recordings"}}
+    h.cluster.put_credentials("dsar-117", {"subject": b"phone:+1 647 838 9001\n"})
+    h.cluster.objects["recordingbackups"] = [copy.deepcopy(BACKUP)]
+    h.cluster.put_pvc("recordings-backup")
+    return h
+
+
+def test_a_subject_access_export_reads_the_backup_read_only_and_the_subject_from_its_secret() -> None:
+    h = _subject_access(Harness())
+    [started] = h.tick(T0)
+    assert started.reason == "ExportStarted" and "one person's backed-up recordings" in started.message
+    [name] = h.cluster.job_names()
+    job = h.cluster.job(name)
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    args = container["args"]
+    assert args[:5] == ["export", "run", "--name", "gdpr", "--type"] and args[5] == "subjectAccess"
+    assert args[args.index("--subject-file") + 1] == "/etc/cxbackup/subject/subject"
+    assert args[args.index("--backup-target") + 1] == "/backup/contact-center"  # the backup's subPath
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["backup"]["persistentVolumeClaim"] == {"claimName": "recordings-backup", "readOnly": True}
+    assert volumes["subject"]["secret"]["items"] == [{"key": "subject", "path": "subject"}]
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["backup"]["readOnly"] and mounts["subject"]["readOnly"]
+    assert "GWS_USERNAME" not in {e["name"] for e in container["env"]}  # the vendor is not asked
+    assert "838" not in json.dumps(job)  # the subject is in its Secret only
+
+
+@pytest.mark.parametrize(
+    ("change", "reason", "names"),
+    [
+        (lambda c: c.objects.pop("recordingbackups"), "BackupNotFound",
+         "spec.backup.recordingBackup: RecordingBackup ns/recordings not found"),
+        (lambda c: c.secrets.pop(("ns", "dsar-117")), "SecretNotFound", "spec.subject.secret: Secret ns/dsar-117"),
+        (lambda c: c.put("dsar-117", {"subject": b"x"}), "SecretNotLabelled", "spec.subject.secret"),
+        (lambda c: c.pvcs.discard(("ns", "recordings-backup")), "PVCNotFound",
+         "spec.backup.recordingBackup (its target.pvc.claimName)"),
+        (lambda c: c.objects["recordingbackups"][0]["spec"].update(
+            target={"s3": {"bucket": "archive", "credentials": {"name": "s"}}}), "InvalidSpec",
+         "backs up into S3"),
+    ],
+)  # fmt: skip
+def test_a_subject_access_export_without_its_backup_or_subject_is_blocked_naming_the_field(
+    change: Any, reason: str, names: str
+) -> None:
+    h = _subject_access(Harness())
+    change(h.cluster)
+    events = h.tick(T0)
+    assert h.cluster.jobs == {} and h.status["phase"] in ("Blocked", "Invalid")
+    assert h.cond("Ready")["reason"] == reason and names in h.cond("Ready")["message"], h.cond("Ready")
+    assert [(e.warning, e.reason) for e in events] == [(True, reason)]

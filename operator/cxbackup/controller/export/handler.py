@@ -16,12 +16,16 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
+
+from pydantic import ValidationError
 
 from cxbackup import metrics
 from cxbackup.api.certificate import RecordingCertificate, certificate_readiness
-from cxbackup.api.common import CERTIFICATES, EXPORTS
+from cxbackup.api.common import BACKUPS, CERTIFICATES, EXPORTS
 from cxbackup.api.exportjob import ExportJob, ExportJobStatus
+from cxbackup.api.recordingbackup import RecordingBackup
 from cxbackup.api.status import ConditionType, Phase, Reason
 from cxbackup.controller.cluster import Cluster, ClusterError, termination_messages
 from cxbackup.controller.conditions import condition, set_condition
@@ -39,8 +43,10 @@ from cxbackup.controller.export.decisions import (
 from cxbackup.controller.export.manifests import (
     LABEL_EXPORT,
     CertificateSource,
+    SubjectAccessSources,
     build_export_job,
     build_export_sweep_job,
+    subject_access_args,
 )
 from cxbackup.controller.jobstate import ANNOTATION_ACCOUNTED
 from cxbackup.controller.manifests import run_id_for
@@ -68,10 +74,24 @@ KEEP_FINISHED_JOBS = 3
 """Finished run Jobs (and, separately, sweep Jobs) kept after accounting, for `kubectl logs`."""
 
 
-def _request(export: ExportJob) -> ExportRequest:
+@dataclass(frozen=True)
+class _SubjectAccessRun:
+    """What start_run needs of a subjectAccess ExportJob (the subject itself is only in its Secret)."""
+
+    args: list[str]
+    type: str = "subjectAccess"
+    users: tuple[str, ...] = ()
+
+    def to_args(self) -> list[str]:
+        return self.args
+
+
+def _request(export: ExportJob) -> ExportRequest | _SubjectAccessRun:
     try:
         if export.spec.schedule is not None:
             validate_schedule(export.spec.schedule, None)
+        if export.spec.type == "subjectAccess":
+            return _SubjectAccessRun(subject_access_args(export))
         return ExportRequest.from_spec(export.spec, export.metadata["name"])
     except ScheduleError as exc:
         raise Blocked(Reason.INVALID_SCHEDULE, f"spec.schedule: {exc}", invalid=True) from exc
@@ -118,10 +138,48 @@ def _certificate(cluster: Cluster, export: ExportJob) -> CertificateSource:
 
 def _endpoints(export: ExportJob) -> list[tuple[str, str | None, bool]]:
     """(field, URL, whether it is the vendor's) of every endpoint the export pods will talk to."""
+    source = export.spec.source
     return [
-        ("spec.source.apiUriPrefix", export.spec.source.api_uri_prefix, True),
+        ("spec.source.apiUriPrefix", source.api_uri_prefix if source else None, True),
         ("spec.store.s3EndpointUrl", export.spec.store.s3_endpoint_url, False),
     ]
+
+
+def _subject_access(cluster: Cluster, export: ExportJob) -> SubjectAccessSources | None:
+    """The subject's Secret key and the backup's PVC of a subjectAccess export (None for other types), or
+    Blocked naming the field. Only a RecordingBackup of the export's own namespace is read, and only its PVC."""
+    spec = export.spec
+    if spec.type != "subjectAccess":
+        return None
+    assert spec.subject is not None and spec.backup is not None  # the CRD's rules
+    ns: str = export.metadata["namespace"]
+    field = "spec.backup.recordingBackup"
+    body = cluster.read_custom(ns, BACKUPS, spec.backup.recording_backup)
+    if body is None:
+        raise Blocked(
+            Reason.BACKUP_NOT_FOUND, f"{field}: RecordingBackup {ns}/{spec.backup.recording_backup} not found"
+        )
+    try:
+        backup = RecordingBackup.model_validate(body)
+    except ValidationError:
+        raise Blocked(
+            Reason.INVALID_SPEC, f"{field}: RecordingBackup {ns}/{spec.backup.recording_backup} is not valid"
+        ) from None
+    pvc = backup.spec.target.pvc
+    if pvc is None:
+        raise Blocked(
+            Reason.INVALID_SPEC,
+            f"{field}: RecordingBackup {ns}/{spec.backup.recording_backup} backs up into S3; a subjectAccess "
+            "ExportJob reads PVC targets only (for an S3 target run `cxbackup export run --type subjectAccess "
+            "--backup-config ...`)",
+            invalid=True,
+        )
+    if (problem := pvc_problem(f"{field} (its target.pvc.claimName)", ns, pvc.claim_name,
+                               cluster.pvc_exists(ns, pvc.claim_name))) is not None:  # fmt: skip
+        raise problem
+    return SubjectAccessSources(
+        CertificateSource(spec.subject.secret, spec.subject.key), pvc.claim_name, pvc.sub_path or ""
+    )
 
 
 def _check_references(cluster: Cluster, export: ExportJob, policy: EndpointPolicy) -> list[str]:
@@ -132,9 +190,15 @@ def _check_references(cluster: Cluster, export: ExportJob, policy: EndpointPolic
     for field, url, vendor in _endpoints(export):
         if (problem := endpoint_problem(field, url, policy, vendor=vendor)) is not None:
             raise problem
-    needs = [
-        SecretNeed("spec.source.credentialsSecret", spec.source.credentials_secret, ("GWS_USERNAME", "GWS_PASSWORD"))
-    ]
+    needs = []
+    if spec.source is not None:
+        needs.append(
+            SecretNeed(
+                "spec.source.credentialsSecret", spec.source.credentials_secret, ("GWS_USERNAME", "GWS_PASSWORD")
+            )
+        )
+    if spec.subject is not None:
+        needs.append(SecretNeed("spec.subject.secret", spec.subject.secret, (spec.subject.key,)))
     creds = spec.store.s3_credentials
     if spec.store.s3 is not None and creds is not None:
         needs.append(
@@ -254,9 +318,19 @@ class _Reconcile:
                 )
             )
 
-    def start_run(self, slot: dt.datetime, reason: str, request: ExportRequest, cert: CertificateSource) -> None:
+    def start_run(
+        self,
+        slot: dt.datetime,
+        reason: str,
+        request: ExportRequest | _SubjectAccessRun,
+        cert: CertificateSource,
+        subject_access: SubjectAccessSources | None = None,
+    ) -> None:
         run_id = run_id_for(slot)
-        job = build_export_job(self.export, run_id, request.to_args(), cert, self.settings.jobs, run_start=self.now)
+        job = build_export_job(
+            self.export, run_id, request.to_args(), cert, self.settings.jobs, run_start=self.now,
+            subject_access=subject_access,
+        )  # fmt: skip
         job_name: str = job["metadata"]["name"]
         created = self.cluster.create_object(job)
         self.set("history", with_running(self.export, job_name, self.now))
@@ -266,7 +340,13 @@ class _Reconcile:
             self.set("lastTrigger", trigger)
         self.set("phase", Phase.RUNNING)
         if created:
-            what = f"users {', '.join(request.users)}" if request.users else "contact history"
+            what = (
+                f"users {', '.join(request.users)}"
+                if request.users
+                else "one person's backed-up recordings"
+                if request.type == "subjectAccess"
+                else "contact history"
+            )
             self.emit(
                 EventSpec(
                     False, Reason.EXPORT_STARTED, f"started {job_name} ({reason}): {request.type} export of {what}"
@@ -323,6 +403,7 @@ def reconcile_export(
                 request = _request(r.export)
                 cert = _certificate(cluster, r.export)
                 plain_http = _check_references(cluster, r.export, settings.endpoints)
+                subject_access = _subject_access(cluster, r.export)
             except Blocked as blocked:
                 r.blocked(blocked)
             else:
@@ -336,7 +417,7 @@ def reconcile_export(
                             "unencrypted",
                         )
                     )
-                r.start_run(due[0], due[1], request, cert)
+                r.start_run(due[0], due[1], request, cert, subject_access)
                 r.after_due()
         elif active:
             r.cond(ConditionType.RUNNING, "True", Reason.RUN_ACTIVE, f"run {active[-1].name}")

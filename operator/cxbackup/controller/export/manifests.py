@@ -30,10 +30,12 @@ __all__ = [
     "LABEL_EXPORT",
     "LABEL_EXPORT_TASK",
     "CertificateSource",
+    "SubjectAccessSources",
     "build_export_job",
     "build_export_sweep_job",
     "export_job_name",
     "export_store_location",
+    "subject_access_args",
 ]
 
 LABEL_EXPORT = "cxbackup.io/exportjob"
@@ -54,6 +56,11 @@ CERT_MOUNT = "/etc/cxbackup/certificate"
 
 
 CERT_FILE = "tls.crt"
+
+
+SUBJECT_MOUNT = "/etc/cxbackup/subject"
+SUBJECT_FILE = "subject"
+BACKUP_MOUNT = "/backup"
 
 
 @dataclass(frozen=True)
@@ -151,6 +158,27 @@ def _export_job(
     }
 
 
+@dataclass(frozen=True)
+class SubjectAccessSources:
+    """What a subjectAccess run reads: the Secret key naming the subject (mounted alone, read-only) and the
+    backup's PVC (mounted read-only)."""
+
+    subject: CertificateSource
+    backup_claim: str
+    backup_sub_path: str = ""
+
+
+def subject_access_args(export: ExportJob) -> list[str]:
+    """`cxbackup export run` arguments of a subjectAccess ExportJob (without the mounts' paths)."""
+    spec = export.spec
+    args = ["--name", export.metadata["name"], "--type", "subjectAccess"]
+    if spec.range is not None and spec.range.from_ is not None:
+        args += ["--from", spec.range.from_.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")]
+    if spec.range is not None and spec.range.to is not None:
+        args += ["--to", spec.range.to.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")]
+    return [*args, "--encryption", spec.encryption, "--retention-days", str(spec.retention_days)]
+
+
 def build_export_job(
     export: ExportJob,
     run_id: str,
@@ -159,11 +187,14 @@ def build_export_job(
     settings: JobSettings,
     *,
     run_start: dt.datetime,
+    subject_access: SubjectAccessSources | None = None,
 ) -> dict[str, Any]:
     """The Job of one export run: `cxbackup export run <request args> --cert --store --result-file`.
 
-    `request_args` are `ExportRequest.to_args()`. Only the certificate key of the Secret is mounted (as
-    tls.crt, read-only): the private key never reaches the pod. Vendor credentials are secretKeyRefs.
+    `request_args` are `ExportRequest.to_args()` (or `subject_access_args`). Only the certificate key of the
+    Secret is mounted (as tls.crt, read-only): the private key never reaches the pod. Vendor credentials are
+    secretKeyRefs. A subjectAccess run gets the subject as a file (never in the pod spec) and the backup's
+    volume read-only.
     """
     src = export.spec.source
     args = [
@@ -176,11 +207,13 @@ def build_export_job(
         "--result-file",
         "/dev/termination-log",
     ]
-    env: list[dict[str, Any]] = [
-        {"name": workerenv.EXPORT_API, "value": src.api_uri_prefix},
-        secret_env("GWS_USERNAME", src.credentials_secret, "GWS_USERNAME"),
-        secret_env("GWS_PASSWORD", src.credentials_secret, "GWS_PASSWORD"),
-    ]
+    env: list[dict[str, Any]] = []
+    if src is not None:
+        env += [
+            {"name": workerenv.EXPORT_API, "value": src.api_uri_prefix},
+            secret_env("GWS_USERNAME", src.credentials_secret, "GWS_USERNAME"),
+            secret_env("GWS_PASSWORD", src.credentials_secret, "GWS_PASSWORD"),
+        ]
     volumes = [
         {
             "name": "certificate",
@@ -192,6 +225,25 @@ def build_export_job(
         }
     ]
     mounts = [{"name": "certificate", "mountPath": CERT_MOUNT, "readOnly": True}]
+    if subject_access is not None:
+        sub = subject_access.backup_sub_path.strip("/")
+        args += ["--subject-file", f"{SUBJECT_MOUNT}/{SUBJECT_FILE}"]
+        args += ["--backup-target", f"{BACKUP_MOUNT}/{sub}" if sub else BACKUP_MOUNT]
+        volumes.append(
+            {
+                "name": "subject",
+                "secret": {
+                    "secretName": subject_access.subject.secret,
+                    "items": [{"key": subject_access.subject.key, "path": SUBJECT_FILE}],
+                    "defaultMode": 0o440,  # the pod's group (fsGroup) reads it, nobody else
+                },
+            }
+        )
+        mounts.append({"name": "subject", "mountPath": SUBJECT_MOUNT, "readOnly": True})
+        volumes.append(
+            {"name": "backup", "persistentVolumeClaim": {"claimName": subject_access.backup_claim, "readOnly": True}}
+        )
+        mounts.append({"name": "backup", "mountPath": BACKUP_MOUNT, "readOnly": True})
     annotations = {ANNOTATION_RUN_START: run_start.astimezone(dt.UTC).isoformat()}
     return _export_job(export, run_id, "run", args, env, volumes, mounts, annotations, settings)
 
