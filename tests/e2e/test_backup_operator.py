@@ -275,12 +275,12 @@ def test_a_missing_secret_gives_a_condition_and_an_event_and_no_job(stack: Local
     assert json.loads(stack.cp.kubectl("get", "jobs", "-n", ns, "-o", "json").stdout)["items"] == []
 
 
-def _metric(stack: LocalStack, name: str, ns: str) -> float | None:
+def _metric(stack: LocalStack, name: str, ns: str, label: str = "") -> float | None:
     import urllib.request
 
     with urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_port}/metrics", timeout=5) as resp:
         for line in resp.read().decode().splitlines():
-            if line.startswith(name + "{") and f'namespace="{ns}"' in line:
+            if line.startswith(name + "{") and f'namespace="{ns}"' in line and label in line:
                 return float(line.rsplit(" ", 1)[1])
     return None
 
@@ -400,3 +400,36 @@ def test_retention_sweep_dry_run_then_delete_keeps_held_recordings(stack: LocalS
     assert holds["sources"][f"RecordingBackup {ns}/rb"][0]["value"] == held
     assert _metric(stack, "cxbackup_backup_retention_deleted_total", ns) == n_old - 1
     assert _metric(stack, "cxbackup_backup_index_recordings", ns) == len(expected) - (n_old - 1)
+
+
+def test_an_erased_recording_is_never_backed_up_again_by_the_operator(stack: LocalStack, emulator: Emulator) -> None:
+    """`cxbackup erase` on the backup's volume, then another run of the same window by the operator's worker
+    pods: the erased recordings stay absent (the vendor still lists them), counted as erased."""
+    ns = _ns(stack, emulator)
+    day = dt.datetime.fromtimestamp(emulator.start_ms / 1000, dt.UTC)
+    lo, hi = str(emulator.start_ms), str(int((day + dt.timedelta(hours=5)).timestamp() * 1000))
+    apply(stack, ns, _backup(emulator, replicas=2, window={"minDate": hi, "maxDate": lo}))
+    first = _wait_runs(stack, ns, 1)
+    assert history(first)[0]["result"] == "Succeeded", history(first)[0]
+    expected = _expected(emulator, first)
+    root = stack.pvc_dir(ns) / "cc"
+    agent = next(r for r in emulator.records() if r["id"] in expected)["mediaFiles"][0]["parameters"]["username"]
+    erase = subprocess.run(
+        [sys.executable, "-m", "cxbackup", "erase", "--target", str(root), "--agent", agent, "--request", "DSAR-1",
+         "--execute", "--json"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert erase.returncode == 0, erase.stderr
+    erased = {r["id"] for r in json.loads(erase.stdout)["recordings"] if r["outcome"] == "erased"}
+    assert erased and erased <= expected
+    assert set(_tree(stack, ns)) == expected - erased
+
+    stack.cp.kubectl("annotate", "rb", "rb", "-n", ns, "cxbackup.io/run-now=again", "--overwrite")
+    second = _wait_runs(stack, ns, 2)
+    assert history(second)[0]["result"] == "Succeeded", history(second)[0]
+    assert set(_tree(stack, ns)) == expected - erased  # not downloaded again
+    shards = second["status"]["shards"].values()
+    assert sum(int(s.get("erased") or 0) for s in shards) == len(erased)
+    assert history(second)[0]["counts"]["downloaded"] == 0
+    metric = _metric(stack, "cxbackup_backup_recordings_total", ns, 'outcome="erased"')
+    assert metric == len(erased)

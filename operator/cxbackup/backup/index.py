@@ -64,7 +64,7 @@ from cxbackup.backup.layout import RecordingPaths, is_temp_name, media_file_name
 from cxbackup.backup.records import Recording, parse_metadata_time
 from cxbackup.backup.sharding import ShardAssignment, shard_of
 from cxbackup.backup.targets import TargetWriter
-from cxbackup.core.files import PRIVATE_MODE, fsync_dir
+from cxbackup.core.files import PRIVATE_MODE, fsync_dir, match_owner
 
 __all__ = [
     "FLUSH_EVERY",
@@ -803,6 +803,7 @@ class _FolderPlacement:
 
     def place(self, name: str, temp: Path) -> None:
         _fsync_file(temp)
+        match_owner(temp, self.index_dir)  # owned like the folder the backup runs made: they write it next
         final = self.index_dir / name
         _settle(final)
         temp.replace(final)

@@ -46,6 +46,7 @@ from typing import IO, Protocol, runtime_checkable
 from cxbackup.backup.errors import LockHeldError, TargetError, UnsafePathError
 from cxbackup.backup.layout import check_relative_path, is_temp_name, temp_name
 from cxbackup.core.files import fsync_dir as _fsync_dir
+from cxbackup.core.files import match_owner
 
 log = logging.getLogger(__name__)
 
@@ -314,6 +315,7 @@ class LocalDirectoryTarget:
         except BaseException:
             writer.abort()
             raise
+        match_owner(self.resolve(path), self.owner_reference())
 
     def remove_stale_temp(self, directory: str, only_for: str | None = None) -> int:
         """Delete our temporary files in `directory` (only those of file `only_for`, when given)."""
@@ -331,6 +333,13 @@ class LocalDirectoryTarget:
                     removed += 1
         return removed
 
+    def owner_reference(self) -> Path:
+        """What files an administrator's command creates here should be owned like: a backup run's lock
+        file in the root (its owner is the worker's user), else the root itself."""
+        for entry in sorted(self.root.glob(".rcbs-lock-*")):
+            return entry
+        return self.root
+
     def list_folder(self, directory: str) -> dict[str, int]:
         """{name: size} of the files directly in `directory` ({} when it does not exist)."""
         folder = self.resolve(directory)
@@ -341,7 +350,10 @@ class LocalDirectoryTarget:
 
     def make_private_folder(self, directory: str) -> None:
         """Make `directory` (owner-only) when it does not exist."""
-        self.resolve(directory).mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder = self.resolve(directory)
+        if not folder.is_dir():
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            match_owner(folder, self.owner_reference())
 
     def remove_folder(self, directory: str) -> FolderRemoval:
         """Delete the recording folder `directory`: its files (the metadata file last), then the folder,
@@ -412,6 +424,7 @@ class LocalDirectoryTarget:
         path = self.resolve(name)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
+            match_owner(path, self.owner_reference())
             if self._flock(fd, path, holder):
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, (holder.to_json() + "\n").encode(), 0)

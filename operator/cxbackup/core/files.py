@@ -25,12 +25,24 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-__all__ = ["PRIVATE_MODE", "NewFile", "fsync_dir", "write_file"]
+__all__ = ["PRIVATE_MODE", "NewFile", "fsync_dir", "match_owner", "write_file"]
 
 PRIVATE_MODE = 0o600
 """Owner read and write only: private keys and anything decrypted."""
 
 _NO_HARD_LINKS = {errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
+
+
+def match_owner(path: Path, like: Path) -> None:
+    """Give `path` (just created by this process) the owner and group of `like`, when this process runs as
+    root and `like` belongs to another user: an administrator's command (run as root) on a backup volume
+    must leave files the worker (uid 10001) can still open, such as the ledger, its lock and a rebuilt
+    search index. Otherwise nothing is changed."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return
+    st = like.stat()
+    if (st.st_uid, st.st_gid) != (0, 0):
+        os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
 
 
 def fsync_dir(directory: Path) -> None:

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cxbackup.backup.errors import TargetError
-from cxbackup.backup.holds import CLI_SOURCE, HOLDS_FILE, LEDGER_DIR, Hold, parse_hold, read_holds, update_holds
+from cxbackup.backup.holds import (
+    CLI_SOURCE,
+    HOLDS_FILE,
+    HOLDS_LOCK,
+    LEDGER_DIR,
+    Hold,
+    parse_hold,
+    read_holds,
+    update_holds,
+)
 from cxbackup.backup.index import INDEX_DIR, ShardIndex
-from cxbackup.backup.removal import erase, erased_ids
+from cxbackup.backup.removal import erase, erased_ids, write_ledger
 from cxbackup.backup.search import SearchQuery
 from cxbackup.backup.targets import LocalDirectoryTarget, LockHolder
 
@@ -196,3 +206,22 @@ def test_remove_folder_stays_inside_the_target(tmp_path: Path) -> None:
     with pytest.raises(TargetError, match="root"):
         target.remove_folder("")
     assert (outside / "keep.txt").exists()
+
+
+def test_an_administrators_command_leaves_ledger_files_the_worker_user_can_open(tmp_path: Path) -> None:
+    """Run as root (as the tests are) on a volume the worker's user writes: what the command creates gets
+    the owner of the backup runs' lock file, or the worker could not read the erasures or take the lock."""
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root, as `make test` runs on the project's machines")
+    target = LocalDirectoryTarget(tmp_path)
+    (tmp_path / ".rcbs-lock-0-of-1").write_text("")
+    os.chown(tmp_path / ".rcbs-lock-0-of-1", 10001, 10001)
+    update_holds(target, CLI_SOURCE, lambda _: [parse_hold("id:abc", "case")], HOLDER)
+    write_ledger(target, f"{LEDGER_DIR}/erasure-x.jsonl", {"kind": "erasure"}, [{"id": "abc"}])
+    for path in (
+        tmp_path / LEDGER_DIR,
+        tmp_path / HOLDS_FILE,
+        tmp_path / HOLDS_LOCK,
+        tmp_path / LEDGER_DIR / "erasure-x.jsonl",
+    ):
+        assert (path.stat().st_uid, path.stat().st_gid) == (10001, 10001), path
