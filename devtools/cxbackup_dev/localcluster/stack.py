@@ -148,7 +148,7 @@ class LocalStack:
     release: str = "cxbackup"
     hardened: bool = False
     """Per-namespace install, https only, a private CA (see the module's text)."""
-    pool_size: int = 32
+    pool_size: int = 40
     """Tenant namespaces a hardened install watches (each test takes fresh ones with `new_namespace`)."""
     test_ca: TestCA | None = field(default=None, init=False)
     """The CA of the emulator's HTTPS certificates, trusted by worker pods (hardened installs only)."""
