@@ -30,6 +30,7 @@ __all__ = [
     "add_target_arguments",
     "open_backup_target",
     "resolve_target_dir",
+    "run_on_target",
     "shard_locker",
     "target_dir_of",
 ]
@@ -124,6 +125,36 @@ def open_backup_target(args: argparse.Namespace) -> OpenedTarget:
     target = open_target(config, Credentials.from_env(os.environ), create=False)
     assert isinstance(target, S3BucketTarget)
     return OpenedTarget(target, config)
+
+
+def run_on_target(args: argparse.Namespace, command: str, work: Callable[[OpenedTarget], int]) -> int:
+    """Open the target of --target/-config and run `work` on it, with the errors every target command maps
+    the same way: a bad --target or -config is a usage error (exit 2, naming the option); an RcbsError exits
+    with its code (3 a backup run holds a lock, 5 the target cannot be reached); any other I/O error is 5."""
+    import sqlite3
+    import sys
+
+    from cxbackup.backup.errors import ConfigError, RcbsError
+    from cxbackup.core.errors import EXIT_UNAVAILABLE
+
+    parser: argparse.ArgumentParser = args.parser
+    try:
+        opened = open_backup_target(args)
+    except TargetChoiceError as exc:
+        parser.error(str(exc))
+    except ConfigError as exc:
+        parser.error(f"-config: {exc}")
+    except RcbsError as exc:
+        print(f"cxbackup {command}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    try:
+        return work(opened)
+    except RcbsError as exc:
+        print(f"cxbackup {command}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except (OSError, sqlite3.Error) as exc:
+        print(f"cxbackup {command}: {opened.where}: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
 
 
 def shard_locker(

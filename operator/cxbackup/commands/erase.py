@@ -20,22 +20,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import sqlite3
 import sys
 
-from cxbackup.backup.errors import ConfigError, RcbsError
 from cxbackup.backup.holds import read_holds
 from cxbackup.backup.removal import ErasureReport, erase
 from cxbackup.backup.search import MAX_LIMIT, SearchQuery, parse_phone, parse_time_bound
 from cxbackup.commands.backuptarget import (
     OpenedTarget,
-    TargetChoiceError,
     add_target_arguments,
     all_shards_locked,
-    open_backup_target,
+    run_on_target,
 )
 from cxbackup.commands.search import arg_type, nonempty
-from cxbackup.core.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE
+from cxbackup.core.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from cxbackup.core.logs import setup_logging
 from cxbackup.core.times import format_ms
 
@@ -90,23 +87,7 @@ def run(args: argparse.Namespace) -> int:
         start_to=args.start_to,
         limit=MAX_LIMIT,
     )
-    try:
-        opened = open_backup_target(args)
-    except TargetChoiceError as exc:
-        parser.error(str(exc))
-    except ConfigError as exc:
-        parser.error(f"-config: {exc}")
-    except RcbsError as exc:
-        print(f"cxbackup erase: {exc}", file=sys.stderr)
-        return exc.exit_code
-    try:
-        return _erase(args, opened, query)
-    except RcbsError as exc:  # LockHeldError (3), TargetError (5)
-        print(f"cxbackup erase: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except (OSError, sqlite3.Error) as exc:
-        print(f"cxbackup erase: {opened.where}: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+    return run_on_target(args, "erase", lambda opened: _erase(args, opened, query))
 
 
 def _erase(args: argparse.Namespace, opened: OpenedTarget, query: SearchQuery) -> int:

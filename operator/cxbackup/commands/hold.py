@@ -19,10 +19,9 @@ import json
 import sys
 from datetime import UTC, datetime
 
-from cxbackup.backup.errors import ConfigError, RcbsError
 from cxbackup.backup.holds import CLI_SOURCE, Hold, parse_hold, read_holds, update_holds
 from cxbackup.backup.targets import BackupTarget, LockHolder
-from cxbackup.commands.backuptarget import TargetChoiceError, add_target_arguments, open_backup_target
+from cxbackup.commands.backuptarget import OpenedTarget, add_target_arguments, run_on_target
 from cxbackup.commands.search import arg_type
 from cxbackup.core.errors import EXIT_OK
 from cxbackup.core.logs import setup_logging
@@ -54,41 +53,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
 
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
+    return run_on_target(args, "hold", lambda opened: _act(args, opened))
+
+
+def _act(args: argparse.Namespace, opened: OpenedTarget) -> int:
     parser: argparse.ArgumentParser = args.parser
-    try:
-        opened = open_backup_target(args)
-    except TargetChoiceError as exc:
-        parser.error(str(exc))
-    except ConfigError as exc:
-        parser.error(f"-config: {exc}")
-    except RcbsError as exc:
-        print(f"cxbackup hold: {exc}", file=sys.stderr)
-        return exc.exit_code
-    try:
-        if args.action == "list":
-            return _list(args, opened.target, opened.config.legal_holds if opened.config else ())
-        holder = LockHolder.current(datetime.now(UTC).isoformat(timespec="seconds"), "hold")
-        wanted: list[Hold] = args.holds
-        if args.action == "add":
-            reason = args.reason.strip()
-            if not reason:
-                parser.error("argument --reason: give a reason (a case reference)")
-            new = [Hold(h.kind, h.value, reason) for h in wanted]
-            after = update_holds(opened.target, CLI_SOURCE, lambda cur: [*cur, *new], holder)
-            print(f"{len(after)} hold(s) set with `cxbackup hold` on {opened.target.description}")
-            return EXIT_OK
-        keys = {h.key() for h in wanted}
-        before = read_holds(opened.target).sources.get(CLI_SOURCE, ())
-        missing = keys - {h.key() for h in before}
-        if missing:
-            names = ", ".join(f"{k}:{v}" for k, v in sorted(missing))
-            parser.error(f"no such hold set with `cxbackup hold add`: {names} (see `cxbackup hold list`)")
-        after = update_holds(opened.target, CLI_SOURCE, lambda cur: [h for h in cur if h.key() not in keys], holder)
-        print(f"Removed {len(keys)} hold(s); {len(after)} left set with `cxbackup hold`")
+    if args.action == "list":
+        return _list(args, opened.target, opened.config.legal_holds if opened.config else ())
+    holder = LockHolder.current(datetime.now(UTC).isoformat(timespec="seconds"), "hold")
+    wanted: list[Hold] = args.holds
+    if args.action == "add":
+        reason = args.reason.strip()
+        if not reason:
+            parser.error("argument --reason: give a reason (a case reference)")
+        new = [Hold(h.kind, h.value, reason) for h in wanted]
+        after = update_holds(opened.target, CLI_SOURCE, lambda cur: [*cur, *new], holder)
+        print(f"{len(after)} hold(s) set with `cxbackup hold` on {opened.target.description}")
         return EXIT_OK
-    except RcbsError as exc:
-        print(f"cxbackup hold: {exc}", file=sys.stderr)
-        return exc.exit_code
+    keys = {h.key() for h in wanted}
+    before = read_holds(opened.target).sources.get(CLI_SOURCE, ())
+    missing = keys - {h.key() for h in before}
+    if missing:
+        names = ", ".join(f"{k}:{v}" for k, v in sorted(missing))
+        parser.error(f"no such hold set with `cxbackup hold add`: {names} (see `cxbackup hold list`)")
+    after = update_holds(opened.target, CLI_SOURCE, lambda cur: [h for h in cur if h.key() not in keys], holder)
+    print(f"Removed {len(keys)} hold(s); {len(after)} left set with `cxbackup hold`")
+    return EXIT_OK
 
 
 def _list(args: argparse.Namespace, target: BackupTarget, config_holds: tuple[Hold, ...]) -> int:

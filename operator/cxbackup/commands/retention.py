@@ -18,22 +18,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sqlite3
 import sys
 from datetime import UTC, datetime
 
-from cxbackup.backup.errors import ConfigError, RcbsError
 from cxbackup.backup.holds import read_holds
 from cxbackup.backup.removal import SweepSummary, sweep_shard
 from cxbackup.commands.backuptarget import (
     OpenedTarget,
-    TargetChoiceError,
     add_target_arguments,
     all_shards_locked,
     label_of,
-    open_backup_target,
+    run_on_target,
 )
-from cxbackup.core.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE
+from cxbackup.core.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from cxbackup.core.logs import setup_logging
 from cxbackup.core.times import Period, format_ms, parse_period
 
@@ -70,29 +67,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
 
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
-    parser: argparse.ArgumentParser = args.parser
-    try:
-        opened = open_backup_target(args)
-    except TargetChoiceError as exc:
-        parser.error(str(exc))
-    except ConfigError as exc:
-        parser.error(f"-config: {exc}")
-    except RcbsError as exc:
-        print(f"cxbackup retention: {exc}", file=sys.stderr)
-        return exc.exit_code
+    return run_on_target(args, "retention", lambda opened: _start(args, opened))
+
+
+def _start(args: argparse.Namespace, opened: OpenedTarget) -> int:
     keep = args.keep_for
     if keep is None and opened.config is not None and opened.config.retention_period:
         keep = (opened.config.retention_period, opened.config.retention)
     if keep is None:
-        parser.error("give --keep-for DURATION (or a -config with retentionPeriod)")
-    try:
-        return _sweep(args, opened, keep[0], keep[1])
-    except RcbsError as exc:  # LockHeldError (3), TargetError (5)
-        print(f"cxbackup retention: {exc}; nothing was deleted by this step", file=sys.stderr)
-        return exc.exit_code
-    except (OSError, sqlite3.Error) as exc:
-        print(f"cxbackup retention: {opened.where}: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+        args.parser.error("give --keep-for DURATION (or a -config with retentionPeriod)")
+    return _sweep(args, opened, keep[0], keep[1])
 
 
 def _sweep(args: argparse.Namespace, opened: OpenedTarget, keep_for: str, period: Period) -> int:
