@@ -203,3 +203,31 @@ def test_s3_erasure_removes_every_version_and_object_lock_refuses_early_deletion
     head = client.head_object(Bucket="locked-erase", Key=meta_key)
     assert head["ContentLength"] > 0 and head["ObjectLockRetainUntilDate"] > dt.datetime.now(dt.UTC)
     assert victim["id"] in ids_found(["-config", str(locked)], env=env)
+
+
+def test_holds_and_the_sweep_on_an_s3_target(emulator: Emulator, tmp_path: Path) -> None:
+    client = _client(emulator)
+    env = _target_env(emulator)
+    client.create_bucket(Bucket="swept-backup")
+    cfg = emulator.write_config(
+        tmp_path / "s.properties", targetS3Bucket="swept-backup", targetS3Prefix="cc/",
+        targetS3EndpointUrl=emulator.s3_endpoint,
+    )  # fmt: skip
+    assert cli("download", "-config", str(cfg), "--progress", "none", env=env).returncode == 0
+    records = by_start(emulator)
+    held = records[0]
+    added = cli("hold", "add", "-config", str(cfg), f"id:{held['id']}", "--reason", "case 7", env=env)
+    assert added.returncode == 0, added.stderr
+    listed = cli("hold", "list", "-config", str(cfg), "--json", env=env)
+    assert json.loads(listed.stdout)["cli"][0]["value"] == held["id"]
+    keep = keep_for_splitting(records, 5)
+    swept = cli("retention", "-config", str(cfg), "--keep-for", keep, "--delete", "--json", env=env)
+    assert swept.returncode == 0, swept.stderr
+    assert (json.loads(swept.stdout)["deleted"], json.loads(swept.stdout)["held"]) == (4, 1)
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket="swept-backup", Prefix="cc/")["Contents"]}
+    for i, rec in enumerate(records):
+        present = any(k.startswith(f"cc/{folder_of(rec)}/") for k in keys)
+        assert present == (i >= 5 or rec["id"] == held["id"]), rec["id"]
+    assert any(k.startswith(f"cc/{LEDGER_DIR}/retention-") for k in keys)
+    assert f"cc/{LEDGER_DIR}/holds.json" in keys
+    assert not any(k.endswith(".holds-lock") for k in keys)  # released
