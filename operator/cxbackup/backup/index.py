@@ -82,6 +82,7 @@ __all__ = [
     "digits_of",
     "editing_index",
     "entry_from_recording",
+    "fill_shard",
     "index_files",
     "open_copied_index",
     "open_local_index",
@@ -579,21 +580,42 @@ class IndexSession:
         return error
 
 
-def open_local_index(path: Path) -> IndexSession:
-    """The index file at `path`, written in place (a directory target)."""
-    return IndexSession(IndexWriter(ShardIndex(path)))
+Prefill = Callable[[ShardIndex], None]
+"""What fills a shard's index file the run finds missing, before the run's own entries (fill_shard)."""
 
 
-def open_copied_index(store: IndexStore, path: str) -> IndexSession:
+def open_local_index(path: Path, prefill: Prefill | None = None) -> IndexSession:
+    """The index file at `path`, written in place (a directory target); `prefill` runs when it is new."""
+    new = not path.exists()
+    index = ShardIndex(path)
+    try:
+        if new and prefill is not None:
+            prefill(index)
+    except BaseException:
+        index.close()
+        raise
+    return IndexSession(IndexWriter(index))
+
+
+def open_copied_index(store: IndexStore, path: str, prefill: Prefill | None = None) -> IndexSession:
     """Object `path` of `store` as a local copy in a private temporary folder, uploaded by `finish()`
     (whole, as one object: readers see the old file or the new one). A crash loses the copy; the object
-    keeps its last version, and the next run covers the window again (its checkpoint did not move)."""
+    keeps its last version, and the next run covers the window again (its checkpoint did not move).
+    `prefill` runs when there is no such object yet."""
     workdir = Path(tempfile.mkdtemp(prefix="cxbackup-index-"))
     local = workdir / path.rpartition("/")[2]
     try:
-        if store.download_to(path, local):
+        existed = store.download_to(path, local)
+        if existed:
             log.info("Search index: working on a copy of %s (%d bytes)", path, local.stat().st_size)
-        writer = IndexWriter(ShardIndex(local, durable=False))  # the upload is what makes it durable
+        index = ShardIndex(local, durable=False)  # the upload is what makes it durable
+        try:
+            if not existed and prefill is not None:
+                prefill(index)
+        except BaseException:
+            index.close()
+            raise
+        writer = IndexWriter(index)
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
@@ -734,6 +756,47 @@ def iter_object_tree(store: ObjectTree) -> Iterator[TreeFolder]:
             current, names = folder, set()
         names.add(name)
     yield from done(current, names)
+
+
+def fill_shard(
+    index: ShardIndex,
+    tree: Iterable[TreeFolder],
+    shard: ShardAssignment,
+    *,
+    workers: int = 1,
+    progress: Callable[[int], object] | None = None,
+) -> tuple[int, int]:
+    """Add to `index` the entries of the recordings of `shard` found in `tree`: what a shard's first run
+    with an index does over a target earlier versions backed up. Returns (added, metadata files that
+    could not be read). A folder named by an unchanged recording id (no `~`, see layout.py) of another
+    shard is not read at all."""
+
+    def mine(item: TreeFolder) -> bool:
+        name = item.folder.rpartition("/")[2]
+        return "~" in name or shard_of(name, shard.total) == shard.index
+
+    added = unreadable = seen = 0
+    batch: list[IndexEntry] = []
+    for item, raw in _read_ahead((t for t in tree if mine(t)), workers):
+        try:
+            if isinstance(raw, Exception):
+                raise raw
+            entry = entry_from_tree(item, raw)
+        except (OSError, ValueError, UnicodeDecodeError, RcbsError) as exc:
+            unreadable += 1
+            log.warning("Search index: %s/%s cannot be indexed: %s", item.folder, item.metadata_name, str(exc)[:200])
+            continue
+        if shard_of(entry.id, shard.total) != shard.index:
+            continue
+        batch.append(entry)
+        seen += 1
+        if len(batch) >= 2000:
+            added += index.add(batch)
+            batch = []
+            if progress is not None:
+                progress(seen)
+    added += index.add(batch)
+    return added, unreadable
 
 
 def entry_from_tree(item: TreeFolder, raw_bytes: bytes | None = None) -> IndexEntry:

@@ -53,8 +53,12 @@ from cxbackup.backup.index import (
     IndexSession,
     IndexStore,
     IndexWriter,
+    ObjectTree,
     ShardIndex,
     entry_from_recording,
+    fill_shard,
+    iter_object_tree,
+    iter_tree,
     open_copied_index,
     open_local_index,
     shard_index_name,
@@ -325,15 +329,45 @@ class RecordingCopier:
         return disk, disk_paths
 
 
-def _open_index(target: BackupTarget, shard: ShardAssignment) -> tuple[IndexSession | None, str | None]:
-    """The shard's index (index.py); (None, why) when it cannot be opened (the backup goes on)."""
+def _index_earlier_backups(target: BackupTarget, shard: ShardAssignment, index: ShardIndex) -> None:
+    """A shard with a checkpoint but no index file was backed up by a version without the index (or the
+    file was lost): index what the target already holds of this shard, once, before this run's entries."""
+    log.info(
+        "Search index: %s is new but earlier runs backed up this shard; indexing them from the target", index.path.name
+    )
+    started = time.monotonic()
+    if isinstance(target, LocalDirectoryTarget):
+        tree = iter_tree(target.root)
+        workers = 1
+    else:
+        tree = iter_object_tree(cast(ObjectTree, target))
+        workers = 16
+    added, unreadable = fill_shard(
+        index,
+        tree,
+        shard,
+        workers=workers,
+        progress=lambda n: log.info("Search index: %d earlier recordings indexed", n),
+    )
+    log.info(
+        "Search index: %d earlier recordings indexed in %.1f s%s", added, time.monotonic() - started,
+        f"; {unreadable} metadata files could not be read (see above)" if unreadable else "",
+    )  # fmt: skip
+
+
+def _open_index(
+    target: BackupTarget, shard: ShardAssignment, checkpoint: int | None = None
+) -> tuple[IndexSession | None, str | None]:
+    """The shard's index (index.py); (None, why) when it cannot be opened (the backup goes on). With a
+    `checkpoint` (earlier runs completed windows), a missing index file is first filled from the target."""
     name = f"{INDEX_DIR}/{shard_index_name(shard)}"
+    prefill = functools.partial(_index_earlier_backups, target, shard) if checkpoint is not None else None
     try:
         if isinstance(target, LocalDirectoryTarget):
             target.resolve(INDEX_DIR).mkdir(mode=0o700, exist_ok=True)
-            return open_local_index(target.resolve(name)), None
+            return open_local_index(target.resolve(name), prefill), None
         if _is_a(target, IndexStore):
-            return open_copied_index(cast(IndexStore, target), name), None
+            return open_copied_index(cast(IndexStore, target), name, prefill), None
     except (OSError, sqlite3.Error, RcbsError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         message = f"the search index {name} cannot be opened ({reason})"
@@ -483,7 +517,7 @@ def run_backup(
             metadata_only=config.metadata_only,
             last_recording_end_time=stored,
         )
-        session, index_error = _open_index(target, shard)
+        session, index_error = _open_index(target, shard, stored)
         if config.retention_sweep != "off" and session is None and index_error is None:
             summary.retention_error = "this target keeps no search index, which the retention sweep works from"
         copier = RecordingCopier(

@@ -570,3 +570,20 @@ def test_search_names_the_owner_of_an_index_it_may_not_read(
     assert main(["search", "--target", str(world.root), "--agent", "agent_103001"]) == 2
     err = capsys.readouterr().err
     assert "is readable by its owner only" in err and f"user id {os.getuid()}" in err
+
+
+def test_a_shard_without_an_index_file_but_with_a_checkpoint_indexes_what_earlier_runs_backed_up(
+    world: World,
+) -> None:
+    """After an upgrade from a version without the index (or a lost index file), the shard's next run indexes
+    the recordings already in the target, once, before its own; another shard's recordings stay out."""
+    config = world.config(totalRcbsInstances=2, rcbsInstanceId=0)
+    assert world.run(config)[0].ok
+    path = world.root / INDEX_DIR / "shard-0-of-2.sqlite3"
+    expected = sorted(r["id"] for r in world.records if shard_of(r["id"], 2) == 0)
+    assert sorted(ids_in(world.root, start_from=0)) == expected
+    path.unlink()  # as an upgrade finds it: the tree and the checkpoint, no index
+    summary, _ = world.run(config)
+    assert summary.ok and summary.downloaded == 0  # the window after the checkpoint is empty
+    assert sorted(ids_in(world.root, start_from=0)) == expected
+    assert summary.index_recordings == len(expected)
