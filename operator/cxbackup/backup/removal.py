@@ -393,11 +393,13 @@ def erase(
     # first the ledger: from now on no backup run downloads these again, whatever happens next
     write_ledger(target, report.ledger, header, rows())
     results: dict[str, Removed] = {}
+    total = sum(len(free) for _, free in plan)
     for index, free in plan:
         for start in range(0, len(free), BATCH):
             outcome = remove_batch(target, free[start : start + BATCH])
             index.remove(r.candidate.id for r in outcome if r.deleted)
             results.update((r.candidate.id, r) for r in outcome)
+            log.info("Erasure %s: %d of %d recordings handled", request, len(results), total)
     done_at = datetime.now(UTC)
     final: list[ErasureOutcome] = []
     for o in report.outcomes:
