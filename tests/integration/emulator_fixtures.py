@@ -5,11 +5,14 @@
   restore it or use `make_emulator`.
 - `make_emulator(spec=None, faults=None, **kwargs)`: a factory for a fresh emulator in the test's
   tmp_path; everything it started is stopped after the test.
+- `target_bucket(emulator)`: a boto3 client and the environment for backing up into a bucket of the
+  emulator's S3 server, and config.properties for it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ import pytest
 
 from cxbackup_dev.emulator import DatasetSpec, Emulator, FaultConfig
 
-__all__ = ["SMALL_SPEC", "emulator", "make_emulator"]
+__all__ = ["SMALL_SPEC", "TargetBucket", "emulator", "make_emulator", "target_bucket"]
 
 SMALL_SPEC = DatasetSpec(seed=11, hours=6, recordings_per_hour=5, screen_fraction=0.3)
 
@@ -43,3 +46,41 @@ def make_emulator(tmp_path: Path) -> Iterator[Callable[..., Emulator]]:
     yield make
     for emu in started:
         emu.stop()
+
+
+@dataclass(frozen=True)
+class TargetBucket:
+    """A backup target bucket on the emulator's S3 server (the customer's own storage in these tests)."""
+
+    client: Any
+    """boto3 S3 client of the emulator's S3, to create buckets and check what a run wrote."""
+    env: dict[str, str]
+    """The emulator's environment plus TARGET_AWS_* credentials, for commands writing to the bucket."""
+    emulator: Emulator
+
+    def config(self, path: Path, bucket: str, **properties: object) -> Path:
+        """A config.properties of the emulator backing up into `bucket` (created here unless it exists)."""
+        existing = {b["Name"] for b in self.client.list_buckets().get("Buckets", [])}
+        if bucket not in existing:
+            self.client.create_bucket(Bucket=bucket)
+        props: dict[str, object] = {"targetS3Bucket": bucket, "targetS3EndpointUrl": self.emulator.s3_endpoint}
+        return self.emulator.write_config(path, None, **(props | properties))
+
+
+def target_bucket(emulator: Emulator) -> TargetBucket:
+    import boto3
+
+    env = emulator.env()
+    client = boto3.client(
+        "s3",
+        endpoint_url=emulator.s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    target_env = {
+        **env,
+        "TARGET_AWS_ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"],
+        "TARGET_AWS_SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"],
+    }
+    return TargetBucket(client, target_env, emulator)

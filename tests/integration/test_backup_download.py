@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from cxbackup.backup.config import Credentials, parse_properties
@@ -24,6 +23,7 @@ from cxbackup.backup.progress import RunSummary
 from cxbackup.backup.worker import run_backup
 from cxbackup.certs.cms import decrypt_with_key, load_private_key
 from cxbackup_dev.emulator import DatasetSpec, Emulator, EndpointFaults, FaultConfig, parse_time
+from tests.integration.emulator_fixtures import target_bucket
 
 pytestmark = pytest.mark.integration
 
@@ -211,26 +211,9 @@ def test_a_recording_api_whose_total_lies_fails_the_run_without_checkpoint(emula
 
 
 def test_s3_target(emulator: Emulator, tmp_path: Path) -> None:
-    env = emulator.env()
-    client = boto3.client(
-        "s3",
-        endpoint_url=emulator.s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
-    client.create_bucket(Bucket="customer-backup")
-    cfg = emulator.write_config(
-        tmp_path / "c.properties",
-        targetS3Bucket="customer-backup",
-        targetS3Prefix="rcbs/",
-        targetS3EndpointUrl=emulator.s3_endpoint,
-    )
-    target_env = {
-        **env,
-        "TARGET_AWS_ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"],
-        "TARGET_AWS_SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"],
-    }
+    bucket = target_bucket(emulator)
+    client, target_env = bucket.client, bucket.env
+    cfg = bucket.config(tmp_path / "c.properties", "customer-backup", targetS3Prefix="rcbs/")
     summary = in_process(emulator, cfg, target_env)
     assert summary.ok and summary.downloaded == len(list(emulator.records()))
     keys = {

@@ -14,13 +14,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from cxbackup.backup.layout import decrypted_name
 from cxbackup.backup.search import parse_phone
 from cxbackup_dev.emulator import Emulator
 from cxbackup_dev.emulator.tenant import TenantKey, generate_tenant_key
+from tests.integration.emulator_fixtures import target_bucket
 
 from .test_backup_download import folder_of, run_cli
 from .test_export_cli import OPENSSL
@@ -181,26 +181,9 @@ def test_media_that_does_not_decrypt_fails_naming_the_recording_and_stores_nothi
 
 
 def test_an_s3_target_through_its_config(emulator: Emulator, requester: TenantKey, tmp_path: Path) -> None:
-    env = emulator.env()
-    client = boto3.client(
-        "s3",
-        endpoint_url=emulator.s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
-    client.create_bucket(Bucket="subject-backup")
-    cfg = emulator.write_config(
-        tmp_path / "c.properties",
-        targetS3Bucket="subject-backup",
-        targetS3Prefix="rcbs/",
-        targetS3EndpointUrl=emulator.s3_endpoint,
-    )
-    target_env = {
-        **env,
-        "TARGET_AWS_ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"],
-        "TARGET_AWS_SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"],
-    }
+    bucket = target_bucket(emulator)
+    client, target_env = bucket.client, bucket.env
+    cfg = bucket.config(tmp_path / "c.properties", "subject-backup", targetS3Prefix="rcbs/")
     backup = run_cli(["download", "-config", str(cfg), "--progress", "none"], target_env, timeout=180)
     assert backup.returncode == 0, backup.stderr
     records = list(emulator.records())

@@ -8,42 +8,21 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
 
-import boto3
 import botocore.exceptions
 import isodate
 import pytest
 
 from cxbackup.core.errors import EXIT_CONFIG
 from cxbackup_dev.emulator import Emulator, parse_time
+from tests.integration.emulator_fixtures import target_bucket
 from tests.integration.test_backup_download import folder_of, run_cli
 
 pytestmark = pytest.mark.integration
 
 
-def _client(emulator: Emulator) -> Any:
-    env = emulator.env()
-    return boto3.client(
-        "s3",
-        endpoint_url=emulator.s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
-
-
-def _target_env(emulator: Emulator) -> dict[str, str]:
-    env = emulator.env()
-    return {
-        **env,
-        "TARGET_AWS_ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"],
-        "TARGET_AWS_SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"],
-    }
-
-
 def test_every_recording_object_is_locked_until_its_retention_end(emulator: Emulator, tmp_path: Path) -> None:
-    client = _client(emulator)
+    client = target_bucket(emulator).client
     client.create_bucket(Bucket="locked-backup", ObjectLockEnabledForBucket=True)
     cfg = emulator.write_config(
         tmp_path / "c.properties",
@@ -53,7 +32,7 @@ def test_every_recording_object_is_locked_until_its_retention_end(emulator: Emul
         retentionPeriod="P7Y",
         targetS3ObjectLock="COMPLIANCE",
     )
-    proc = run_cli(["download", "-config", str(cfg)], _target_env(emulator))
+    proc = run_cli(["download", "-config", str(cfg)], target_bucket(emulator).env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     checked = 0
     for rec in emulator.records():
@@ -86,7 +65,7 @@ def test_every_recording_object_is_locked_until_its_retention_end(emulator: Emul
 
 
 def test_a_bucket_without_object_lock_is_refused_before_anything_is_written(emulator: Emulator, tmp_path: Path) -> None:
-    client = _client(emulator)
+    client = target_bucket(emulator).client
     client.create_bucket(Bucket="plain-backup")
     cfg = emulator.write_config(
         tmp_path / "c.properties",
@@ -95,7 +74,7 @@ def test_a_bucket_without_object_lock_is_refused_before_anything_is_written(emul
         retentionPeriod="P30D",
         targetS3ObjectLock="GOVERNANCE",
     )
-    proc = run_cli(["download", "-config", str(cfg)], _target_env(emulator))
+    proc = run_cli(["download", "-config", str(cfg)], target_bucket(emulator).env)
     assert proc.returncode == EXIT_CONFIG, proc.stderr[-2000:]
     assert "targetS3ObjectLock=GOVERNANCE" in proc.stderr and "plain-backup has no Object Lock" in proc.stderr
     assert client.list_objects_v2(Bucket="plain-backup").get("KeyCount", 0) == 0

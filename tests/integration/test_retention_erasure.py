@@ -18,8 +18,8 @@ import pytest
 
 from cxbackup.backup.holds import LEDGER_DIR
 from cxbackup_dev.emulator import Emulator, parse_time
+from tests.integration.emulator_fixtures import target_bucket
 from tests.integration.test_backup_download import folder_of, run_cli
-from tests.integration.test_object_lock import _client, _target_env
 
 pytestmark = pytest.mark.integration
 
@@ -159,8 +159,8 @@ def test_bad_input_exits_2_naming_the_option(tmp_path: Path, args: list[str], na
 def test_s3_erasure_removes_every_version_and_object_lock_refuses_early_deletion(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    client = _client(emulator)
-    env = _target_env(emulator)
+    bucket = target_bucket(emulator)
+    client, env = bucket.client, bucket.env
     client.create_bucket(Bucket="versioned-backup")
     client.put_bucket_versioning(Bucket="versioned-backup", VersioningConfiguration={"Status": "Enabled"})
     cfg = emulator.write_config(
@@ -206,8 +206,8 @@ def test_s3_erasure_removes_every_version_and_object_lock_refuses_early_deletion
 
 
 def test_holds_and_the_sweep_on_an_s3_target(emulator: Emulator, tmp_path: Path) -> None:
-    client = _client(emulator)
-    env = _target_env(emulator)
+    bucket = target_bucket(emulator)
+    client, env = bucket.client, bucket.env
     client.create_bucket(Bucket="swept-backup")
     cfg = emulator.write_config(
         tmp_path / "s.properties", targetS3Bucket="swept-backup", targetS3Prefix="cc/",

@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from cxbackup.backup.index import INDEX_DIR
 from cxbackup.backup.records import parse_metadata_time
 from cxbackup_dev.emulator import Emulator
+from tests.integration.emulator_fixtures import target_bucket
 
 from .test_backup_download import run_cli
 
@@ -189,26 +189,9 @@ def test_a_recording_whose_download_failed_is_not_in_the_index(
 
 
 def test_s3_target_backup_then_search_through_the_config(emulator: Emulator, tmp_path: Path) -> None:
-    env = emulator.env()
-    client = boto3.client(
-        "s3",
-        endpoint_url=emulator.s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
-    client.create_bucket(Bucket="search-backup")
-    cfg = emulator.write_config(
-        tmp_path / "c.properties",
-        targetS3Bucket="search-backup",
-        targetS3Prefix="rcbs/",
-        targetS3EndpointUrl=emulator.s3_endpoint,
-    )
-    target_env = {
-        **env,
-        "TARGET_AWS_ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"],
-        "TARGET_AWS_SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"],
-    }
+    bucket = target_bucket(emulator)
+    client, target_env = bucket.client, bucket.env
+    cfg = bucket.config(tmp_path / "c.properties", "search-backup", targetS3Prefix="rcbs/")
     result = run_cli(["download", "-config", str(cfg), "--progress", "none"], target_env)
     assert result.returncode == 0, result.stderr
     keys = {
