@@ -366,6 +366,9 @@ def test_retention_sweep_dry_run_then_delete_keeps_held_recordings(stack: LocalS
     metrics, the target's ledger and holds, and the search index agree."""
     ns = _ns(stack, emulator)
     first = _backup(emulator, replicas=2)
+    # keepFor is hours here (the emulator's recordings are hours old): without a stated vendor retention, which
+    # a deleting sweep may not undercut
+    del first["spec"]["source"]["retentionDays"]
     records = sorted(emulator.records(None, int(time.time() * 1000)), key=lambda r: parse_time(r["startTime"]))
     n_old = 6
     cut = (parse_time(records[n_old - 1]["startTime"]) + parse_time(records[n_old]["startTime"])) / 2

@@ -325,3 +325,16 @@ def test_vendor_hosts_outside_the_installers_allowlist_are_refused_but_not_the_u
     assert "RunStarted" in _reasons(
         h.tick(T0, OperatorSettings(endpoints=EndpointPolicy(vendor_hosts=("*.vendor.example",))))
     )
+
+
+def test_a_sweep_deleting_sooner_than_the_vendor_would_is_refused_naming_the_fields() -> None:
+    h = Harness()
+    h.spec["source"]["retentionDays"] = 90
+    h.spec["retention"] = {"keepFor": "P7D", "sweep": "Delete"}  # P7Y meant
+    events = h.tick(T0)
+    assert h.status["phase"] == "Invalid" and h.cond("Ready")["reason"] == "InvalidSpec"
+    message = h.cond("Ready")["message"]
+    assert "spec.retention.keepFor (P7D) is shorter than source.retentionDays (90)" in message
+    assert _reasons(events) == ["InvalidSpec"] and h.cluster.jobs == {}
+    h.spec["retention"]["sweep"] = "DryRun"  # counting is always allowed
+    assert "RunStarted" in _reasons(h.tick(T0 + MINUTE))

@@ -56,7 +56,7 @@ from cxbackup.controller.references import (
 from cxbackup.controller.registration import Interrupted, register_reconciler, validated
 from cxbackup.controller.schedule import ScheduleError, expected_interval, next_after, validate_schedule
 from cxbackup.controller.settings import OperatorSettings
-from cxbackup.core.times import from_ms, iso, parse_time, to_ms
+from cxbackup.core.times import from_ms, iso, parse_period, parse_time, to_ms
 
 __all__ = ["reconcile_backup", "register"]
 
@@ -70,6 +70,16 @@ def _check_spec(backup: RecordingBackup, now: dt.datetime) -> None:
             validate_schedule(spec.schedule, spec.time_zone)
         except ScheduleError as exc:
             raise Blocked(Reason.INVALID_SCHEDULE, str(exc), invalid=True) from exc
+    retention, vendor_days = spec.retention, spec.source.retention_days or 0
+    keep_for = retention.keep_for if retention is not None and retention.sweep == "Delete" else None
+    if keep_for is not None and now + parse_period(keep_for) < now + dt.timedelta(days=vendor_days):
+        raise Blocked(
+            Reason.INVALID_SPEC,
+            f"spec.retention.keepFor ({keep_for}) is shorter than source.retentionDays ({vendor_days}): "
+            "with sweep Delete the backup would delete recordings the vendor still holds, and stop backing them "
+            f"up; keep them at least P{vendor_days}D (or set sweep to DryRun)",
+            invalid=True,
+        )
     try:
         base = backup_properties(backup, None)
         last_end = backup.status.last_recording_end_time if backup.status else None
