@@ -548,12 +548,13 @@ def backups() -> dict[str, Any]:
                 "did not download because an erasure removed them, per interval.",
                 [
                     series(
-                        f"sum by (namespace, name) (increase({sel(m.BACKUP_RETENTION_DELETED_TOTAL)}[$__interval]))",
+                        "sum by (namespace, name) "
+                        f"(increase({sel(m.BACKUP_RETENTION_DELETED_TOTAL)}[$__rate_interval]))",
                         legend=f"{PER_OBJECT} deleted",
                     ),
                     series(
                         "sum by (namespace, name) "
-                        f"(increase({sel(m.BACKUP_RECORDINGS_TOTAL, OUTCOME_ERASED)}[$__interval]))",
+                        f"(increase({sel(m.BACKUP_RECORDINGS_TOTAL, OUTCOME_ERASED)}[$__rate_interval]))",
                         legend=f"{PER_OBJECT} erased, skipped",
                         ref="B",
                     ),

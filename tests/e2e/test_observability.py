@@ -81,6 +81,7 @@ def test_alerts_fire_and_every_dashboard_shows_the_resources_status(
             backoffLimitPerIndex=1,
             schedule="0 3 * * *",
             audit={"enabled": True},
+            retention={"keepFor": "P7Y", "sweep": "DryRun"},
         ),
     )
     body = stack.wait_for("rb", ns, "rb", lambda b: len(history(b)) >= 1, timeout=240)
@@ -111,6 +112,9 @@ def test_alerts_fire_and_every_dashboard_shows_the_resources_status(
     prom.wait_for(f"cxbackup_backup_bytes_total{{{selector}}} == {written}", timeout=30)
     prom.wait_for(f"cxbackup_backup_audit_missing_recordings{{{selector}}} == {status['audit']['missing']}", timeout=30)
     prom.wait_for(f'cxbackup_export_artifacts{{namespace="{ns}"}} == {len(export["status"]["artifacts"])}', timeout=30)
+    prom.wait_for(f"cxbackup_backup_index_recordings{{{selector}}} == {status['index']['recordings']}", timeout=30)
+    assert status["index"]["recordings"] == downloaded and status["retention"]["dryRun"] is True
+    prom.wait_for(f'cxbackup_backup_retention_sweep_recordings{{{selector}, state="expired"}} == 0', timeout=30)
     at = _one(prom, f"timestamp(cxbackup_backup_bytes_total{{{selector}}})")
     assert _one(prom, f'cxbackup_backup_recordings_total{{{selector}, outcome="downloaded"}}', at) == downloaded
     assert _one(prom, f'cxbackup_backup_runs_total{{{selector}, result="failed"}}', at) == 1
