@@ -170,7 +170,10 @@ def record_state(objs: Objects, now: float) -> None:
     """What the reconcilers record about a backup (a failed run, a skipped one, its status), a certificate
     (a failed rotation) and an export (a failed and a successful run, expired artifacts, what is stored)."""
     ns = objs.namespace
-    metrics.record_backup_run(ns, objs.backup, result="failed", seconds=42, downloaded=0, skipped=0, failed=3, nbytes=0)
+    metrics.record_backup_run(
+        ns, objs.backup, result="failed", seconds=42, downloaded=0, skipped=0, failed=3, nbytes=0, erased=2,
+        retention_deleted=3,
+    )  # fmt: skip
     metrics.record_backup_skipped(ns, objs.backup)
     metrics.record_certificate_rotation(ns, objs.certificate, ok=False)
     metrics.record_export_run(ns, objs.export, result="failed", seconds=3)
@@ -186,6 +189,9 @@ def record_state(objs: Objects, now: float) -> None:
             audit_missing=5,
             oldest_unbacked_start=now - 2 * DAY,
             retention_seconds=30 * DAY,
+            sweep={"expired": 4, "held": 1, "deleted": 3, "failed": 1},
+            index_recordings=1200,
+            index_bytes=1_560_000,
         )
         metrics.STATE.certificates[(ns, objs.certificate)] = metrics.CertificateState(
             not_after=now + 40 * DAY, ready=True
