@@ -131,7 +131,11 @@ def test_erasure_on_a_folder_refuses_held_and_the_next_backup_never_takes_them_b
     assert audit.returncode == 0 and (counts["erased"], counts["missing"]) == (len(erased), 0)
 
     nobody = cli("erase", "--target", str(target), "--phone", "+1 000 000 0000", "--request", "DSAR-118")
-    assert nobody.returncode == 0 and "No backed-up recording" in nobody.stdout
+    assert nobody.returncode == 0, nobody.stderr
+    assert nobody.stdout.startswith("No recording matches the subject's 1 phone number(s); the index holds")
+    assert "Nothing to erase" in nobody.stdout and "0000" not in nobody.stdout
+    late = cli("erase", "--target", str(target), "--agent", agent, "--from", "2100-01-01", "--request", "R")
+    assert late.returncode == 0 and "--from is after the last indexed recording" in late.stdout
 
 
 @pytest.mark.parametrize(

@@ -23,8 +23,17 @@ import json
 import sys
 
 from cxbackup.backup.holds import read_holds
+from cxbackup.backup.index import ShardIndex
 from cxbackup.backup.removal import ErasureReport, erase
-from cxbackup.backup.search import MAX_LIMIT, SearchQuery, parse_phone, parse_time_bound
+from cxbackup.backup.search import (
+    MAX_LIMIT,
+    Coverage,
+    SearchQuery,
+    SearchResult,
+    explain_empty,
+    parse_phone,
+    parse_time_bound,
+)
 from cxbackup.commands.backuptarget import (
     OpenedTarget,
     add_target_arguments,
@@ -99,17 +108,31 @@ def _erase(args: argparse.Namespace, opened: OpenedTarget, query: SearchQuery) -
         holds = read_holds(opened.target).all() + (opened.config.legal_holds if opened.config else ())
         indexes = [stack.enter_context(opened.editing(name)) for name in names]
         report = erase(opened.target, indexes, query, holds, request=args.request, dry_run=not args.execute)
-    _report(args, opened, report)
+        why = _nothing_found(indexes, query) if not report.outcomes else ""
+    _report(args, opened, report, why)
     return EXIT_FAILED if report.count("failed") else EXIT_OK
 
 
-def _report(args: argparse.Namespace, opened: OpenedTarget, report: ErasureReport) -> None:
+def _nothing_found(indexes: list[ShardIndex], query: SearchQuery) -> str:
+    """Why no recording matched, with what the index holds (the criteria by kind, never their values)."""
+    rows = [i.select("SELECT count(*), min(start_ms), max(start_ms) FROM recordings")[0] for i in indexes]
+    firsts = [r[1] for r in rows if r[1] is not None]
+    lasts = [r[2] for r in rows if r[2] is not None]
+    coverage = Coverage(sum(int(r[0]) for r in rows), min(firsts, default=None), max(lasts, default=None))
+    kinds = [f"{len(v)} {k}" for k, v in (("phone number(s)", query.phones), ("agent(s)", query.agents),
+                                           ("id(s)", query.ids)) if v]  # fmt: skip
+    result = SearchResult(matches=[], total=0, files=len(indexes), coverage=coverage)
+    return explain_empty(result, query, "the subject's " + ", ".join(kinds))
+
+
+def _report(args: argparse.Namespace, opened: OpenedTarget, report: ErasureReport, why: str) -> None:
     if args.json:
-        json.dump(report.to_json() | {"target": opened.where}, sys.stdout, indent=2)
+        doc = report.to_json() | {"target": opened.where} | ({"explanation": why} if why else {})
+        json.dump(doc, sys.stdout, indent=2)
         print()
         return
     if not report.outcomes:
-        print(f"No backed-up recording of {opened.where} matches this subject; nothing to erase.")
+        print(f"{why} Nothing to erase in {opened.where}.")
         return
     counts = ", ".join(f"{report.count(k)} {k}" for k in ("to-erase", "erased", "held", "failed") if report.count(k))
     if report.dry_run:
