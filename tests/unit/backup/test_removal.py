@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cxbackup.backup.errors import TargetError
+from cxbackup.backup.errors import LockHeldError, TargetError
 from cxbackup.backup.holds import (
     CLI_SOURCE,
     HOLDS_FILE,
@@ -225,3 +225,19 @@ def test_an_administrators_command_leaves_ledger_files_the_worker_user_can_open(
         tmp_path / LEDGER_DIR / "erasure-x.jsonl",
     ):
         assert (path.stat().st_uid, path.stat().st_gid) == (10001, 10001), path
+
+
+def test_syncing_unchanged_holds_takes_no_lock(tmp_path: Path) -> None:
+    """Every shard of every run syncs its backup's holds: with nothing to change, no lock is taken (a
+    held lock does not stop it), so shards starting together do not queue."""
+    target = LocalDirectoryTarget(tmp_path)
+    holds = [parse_hold("partition:/legal")]
+    update_holds(target, "RecordingBackup ns/rb", lambda _: holds, HOLDER)
+    before = (tmp_path / HOLDS_FILE).stat().st_mtime_ns
+    with target.lock(HOLDS_LOCK, HOLDER):  # another writer holds it
+        assert [h.describe() for h in update_holds(target, "RecordingBackup ns/rb", lambda _: holds, HOLDER)] == [
+            "partition /legal"
+        ]
+    assert (tmp_path / HOLDS_FILE).stat().st_mtime_ns == before
+    with target.lock(HOLDS_LOCK, HOLDER), pytest.raises(LockHeldError):  # a change waits for the lock
+        update_holds(target, "RecordingBackup ns/rb", lambda _: [], HOLDER, wait=0.3, sleep=lambda _s: None)
