@@ -405,9 +405,30 @@ def test_retention_sweep_dry_run_then_delete_keeps_held_recordings(stack: LocalS
     assert _metric(stack, "cxbackup_backup_index_recordings", ns) == len(expected) - (n_old - 1)
 
 
+def erase_pod_overrides(name: str, image: str, claim: str, args: list[str]) -> dict[str, Any]:
+    """The `kubectl run --overrides` of docs/cli.md (erase): `cxbackup erase` in a pod, as the worker's user,
+    on the backup's PVC."""
+    return {
+        "spec": {
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001},
+            "containers": [
+                {
+                    "name": name,
+                    "image": image,
+                    "args": ["erase", *args],
+                    "volumeMounts": [{"name": "backup", "mountPath": "/backup"}],
+                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                }
+            ],
+            "volumes": [{"name": "backup", "persistentVolumeClaim": {"claimName": claim}}],
+        }
+    }
+
+
 def test_an_erased_recording_is_never_backed_up_again_by_the_operator(stack: LocalStack, emulator: Emulator) -> None:
-    """`cxbackup erase` on the backup's volume, then another run of the same window by the operator's worker
-    pods: the erased recordings stay absent (the vendor still lists them), counted as erased."""
+    """`cxbackup erase` in a pod on the backup's volume (the documented `kubectl run`), then another run of the
+    same window by the operator's worker pods: the erased recordings stay absent (the vendor still lists them),
+    counted as erased."""
     ns = _ns(stack, emulator)
     day = dt.datetime.fromtimestamp(emulator.start_ms / 1000, dt.UTC)
     lo, hi = str(emulator.start_ms), str(int((day + dt.timedelta(hours=5)).timestamp() * 1000))
@@ -415,15 +436,16 @@ def test_an_erased_recording_is_never_backed_up_again_by_the_operator(stack: Loc
     first = _wait_runs(stack, ns, 1)
     assert history(first)[0]["result"] == "Succeeded", history(first)[0]
     expected = _expected(emulator, first)
-    root = stack.pvc_dir(ns) / "cc"
     agent = next(r for r in emulator.records() if r["id"] in expected)["mediaFiles"][0]["parameters"]["username"]
-    erase = subprocess.run(
-        [sys.executable, "-m", "cxbackup", "erase", "--target", str(root), "--agent", agent, "--request", "DSAR-1",
-         "--execute", "--json"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert erase.returncode == 0, erase.stderr
-    erased = {r["id"] for r in json.loads(erase.stdout)["recordings"] if r["outcome"] == "erased"}
+    args = ["--target", "/backup/cc", "--agent", agent, "--request", "DSAR-1", "--execute", "--json"]
+    overrides = erase_pod_overrides("erase-dsar-1", stack.image, "recordings", args)
+    stack.cp.kubectl("run", "erase-dsar-1", "-n", ns, "--restart=Never", f"--image={stack.image}",
+                     f"--overrides={json.dumps(overrides)}")  # fmt: skip
+    pod = stack.wait_for("pod", ns, "erase-dsar-1", lambda p: p["status"].get("phase") in ("Succeeded", "Failed"))
+    logs = stack.pod_logs(ns, "erase-dsar-1")
+    assert pod["status"]["phase"] == "Succeeded", logs
+    report = json.loads(logs[logs.index("{\n") :])
+    erased = {r["id"] for r in report["recordings"] if r["outcome"] == "erased"}
     assert erased and erased <= expected
     assert set(_tree(stack, ns)) == expected - erased
 
