@@ -190,9 +190,9 @@ def update_holds(
     New holds get their `since` time; the file is written only when something changed. When the file
     already holds exactly that list, nothing is locked or written (every shard of every run syncs its
     backup's holds at its start: usually a no-op, and shards must not queue for the lock)."""
-    current = read_holds(target).sources.get(source, ())
-    if [h.key() for h in current] == [h.key() for h in _unique(change(current))]:
-        return current
+    unlocked = read_holds(target).sources.get(source, ())
+    if [h.key() for h in unlocked] == [h.key() for h in _unique(change(unlocked))]:
+        return unlocked
     _ensure_ledger(target)
     with _holds_lock(target, holder, wait, sleep):
         current = read_holds(target)
