@@ -95,13 +95,20 @@ def _ledger_ids(target: BackupTarget, kinds: tuple[str, ...]) -> dict[str, str]:
         if kind not in kinds or not name.endswith(".jsonl"):
             continue
         text = target.read_text(f"{LEDGER_DIR}/{name}")
-        for line in (text or "").splitlines()[1:]:
+        for n, line in enumerate((text or "").splitlines()[1:], 2):
             try:
                 row = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(row, dict) and isinstance(row.get("id"), str) and row.get("outcome") != "held":
-                ids[row["id"]] = kind
+                rec_id, outcome = row["id"], row.get("outcome")
+                if not isinstance(rec_id, str):
+                    raise TypeError("id is not a string")
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                # never guess: an erasure that cannot be read must stop the run, not let a recording back
+                raise TargetError(
+                    f"{LEDGER_DIR}/{name} line {n} cannot be read ({type(exc).__name__}); restore the file from a "
+                    "copy of the target (it lists erased or deleted recordings)"
+                ) from None
+            if outcome != "held":
+                ids[rec_id] = kind
     return ids
 
 

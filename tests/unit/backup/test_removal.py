@@ -241,3 +241,14 @@ def test_syncing_unchanged_holds_takes_no_lock(tmp_path: Path) -> None:
     assert (tmp_path / HOLDS_FILE).stat().st_mtime_ns == before
     with target.lock(HOLDS_LOCK, HOLDER), pytest.raises(LockHeldError):  # a change waits for the lock
         update_holds(target, "RecordingBackup ns/rb", lambda _: [], HOLDER, wait=0.3, sleep=lambda _s: None)
+
+
+def test_an_unreadable_erasure_ledger_stops_the_run_instead_of_downloading_erased_recordings(tmp_path: Path) -> None:
+    world = World(tmp_path, phone_dataset())
+    assert world.run()[0].ok
+    (world.root / LEDGER_DIR).mkdir(mode=0o700)
+    (world.root / LEDGER_DIR / "erasure-20261130T000000Z-request-abc123.jsonl").write_text(
+        '{"kind": "erasure"}\n{"id": "x", "outcome": "erased"}\nnot json\n'
+    )
+    with pytest.raises(TargetError, match=r"erasure-20261130T000000Z-request-abc123.jsonl line 3 cannot be read"):
+        world.run()
