@@ -161,9 +161,13 @@ def remove_batch(target: RemovableTarget, batch: Sequence[Candidate], workers: i
         return list(pool.map(one, batch))
 
 
+def _start_time(ms: int | None) -> str | None:
+    return iso(from_ms(ms)) if ms is not None else None
+
+
 def _row(r: Removed, when: datetime) -> dict[str, object]:
     c = r.candidate
-    row: dict[str, object] = {"id": c.id, "startTime": iso(from_ms(c.start_ms)) if c.start_ms is not None else None}
+    row: dict[str, object] = {"id": c.id, "startTime": _start_time(c.start_ms)}
     if r.deleted:
         assert r.removal is not None
         row.update(deletedAt=iso(when), files=r.removal.files, bytes=r.removal.bytes)
@@ -296,6 +300,10 @@ class ErasureOutcome:
     outcome: str  # erased | held | failed | to-erase (dry run)
     detail: str = ""
 
+    def row(self, outcome: str | None = None, **extra: object) -> dict[str, object]:
+        """Its line in a report or the ledger: id, start time, outcome (or `outcome`), and `extra`."""
+        return {"id": self.id, "startTime": _start_time(self.start_ms), "outcome": outcome or self.outcome, **extra}
+
 
 def erasure_candidates(
     index: ShardIndex, query: SearchQuery, holds: Sequence[Hold]
@@ -342,15 +350,7 @@ class ErasureReport:
             "dryRun": self.dry_run,
             "ledger": self.ledger,
             "counts": {k: self.count(k) for k in ("to-erase", "erased", "held", "failed") if self.count(k)},
-            "recordings": [
-                {
-                    "id": o.id,
-                    "startTime": iso(from_ms(o.start_ms)) if o.start_ms is not None else None,
-                    "outcome": o.outcome,
-                    **({"detail": o.detail} if o.detail else {}),
-                }
-                for o in self.outcomes
-            ],
+            "recordings": [o.row(**({"detail": o.detail} if o.detail else {})) for o in self.outcomes],
         }
 
 
@@ -387,18 +387,9 @@ def erase(
     report.ledger = ledger_name("erasure", "request", when)
     header: dict[str, object] = {"kind": "erasure", "at": iso(when), "request": request}
 
-    def rows() -> list[dict[str, object]]:
-        return [
-            {
-                "id": o.id,
-                "startTime": iso(from_ms(o.start_ms)) if o.start_ms is not None else None,
-                "outcome": "pending" if o.outcome == "to-erase" else o.outcome,
-            }
-            for o in report.outcomes
-        ]
-
     # first the ledger: from now on no backup run downloads these again, whatever happens next
-    write_ledger(target, report.ledger, header, rows())
+    pending = (o.row(outcome="pending" if o.outcome == "to-erase" else o.outcome) for o in report.outcomes)
+    write_ledger(target, report.ledger, header, pending)
     results: dict[str, Removed] = {}
     total = sum(len(free) for _, free in plan)
     for index, free in plan:
@@ -419,18 +410,6 @@ def erase(
             final.append(ErasureOutcome(o.id, o.start_ms, "failed", (r.error if r else None) or "not removed"))
     report.outcomes = final
     header["completedAt"] = iso(done_at)
-    write_ledger(
-        target,
-        report.ledger,
-        header,
-        (
-            {
-                "id": o.id,
-                "startTime": iso(from_ms(o.start_ms)) if o.start_ms is not None else None,
-                "outcome": o.outcome,
-                **({"erasedAt": iso(done_at)} if o.outcome == "erased" else {}),
-            }
-            for o in final
-        ),
-    )
+    rows = (o.row(**({"erasedAt": iso(done_at)} if o.outcome == "erased" else {})) for o in final)
+    write_ledger(target, report.ledger, header, rows)
     return report

@@ -30,6 +30,7 @@ from cxbackup.commands.backuptarget import (
     label_of,
     run_on_target,
 )
+from cxbackup.commands.search import arg_type
 from cxbackup.core.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from cxbackup.core.logs import setup_logging
 from cxbackup.core.times import Period, format_ms, parse_period
@@ -40,10 +41,7 @@ log = logging.getLogger("cxbackup.backup")
 
 
 def _period(text: str) -> tuple[str, Period]:
-    try:
-        return text.strip().upper(), parse_period(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.strip().upper(), parse_period(text)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str) -> None:
@@ -56,7 +54,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
     add_target_arguments(p)
     p.add_argument(
         "--keep-for",
-        type=_period,
+        type=arg_type(_period),
         metavar="DURATION",
         help="ISO 8601 duration from each recording's start time (P7Y, P90D); default: the config's retentionPeriod",
     )
