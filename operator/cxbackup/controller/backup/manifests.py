@@ -38,6 +38,9 @@ __all__ = [
     "build_audit_job",
     "build_backup_configmap",
     "build_backup_job",
+    "build_target_configmap",
+    "target_credentials_env",
+    "target_volume",
 ]
 
 LABEL_BACKUP = "cxbackup.io/recordingbackup"
@@ -120,6 +123,54 @@ def backup_properties(backup: RecordingBackup, window: RecordingWindow | None) -
     return RcbsConfig.from_values(values, source_name=f"RecordingBackup {backup.metadata.get('name')}")
 
 
+def target_credentials_env(backup: RecordingBackup) -> list[dict[str, Any]]:
+    """The S3 target's credentials as TARGET_AWS_* secretKeyRefs (none for a PVC target)."""
+    if backup.spec.target.s3 is None:
+        return []
+    creds = backup.spec.target.s3.credentials
+    return [
+        secret_env("TARGET_AWS_ACCESS_KEY_ID", creds.name, creds.access_key_id_key),
+        secret_env("TARGET_AWS_SECRET_ACCESS_KEY", creds.name, creds.secret_access_key_key),
+    ]
+
+
+def target_volume(
+    backup: RecordingBackup, *, read_only: bool = False
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumes, mounts) that put a PVC target at TARGET_MOUNT, where backup_properties' targetDir points
+    (none for an S3 target)."""
+    pvc = backup.spec.target.pvc
+    if pvc is None:
+        return [], []
+    claim: dict[str, Any] = {"claimName": pvc.claim_name} | ({"readOnly": True} if read_only else {})
+    mount: dict[str, Any] = {"name": "target", "mountPath": TARGET_MOUNT} | ({"readOnly": True} if read_only else {})
+    return [{"name": "target", "persistentVolumeClaim": claim}], [mount]
+
+
+def build_target_configmap(
+    backup: RecordingBackup,
+    name: str,
+    owner: tuple[str, dict[str, Any]],
+    labels: dict[str, str],
+    header: str,
+) -> dict[str, Any]:
+    """A ConfigMap whose config.properties describes the backup's target (and its legal holds), for a
+    command that works on it with `-config` (erasure, subject access) in a pod with `target_volume` and
+    `target_credentials_env`. `owner` is (kind, metadata) of the resource the pod runs for."""
+    config = backup_properties(backup, None)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": backup.metadata["namespace"],
+            "labels": labels,
+            "ownerReferences": [owner_reference(owner[0], owner[1])],
+        },
+        "data": {"config.properties": config.to_properties(header=header)},
+    }
+
+
 def _labels(backup: RecordingBackup, run_id: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "cxbackup",
@@ -174,10 +225,7 @@ def build_backup_job(
         creds = src.s3_credentials
         env.append(secret_env("AWS_ACCESS_KEY_ID", creds.name, creds.access_key_id_key))
         env.append(secret_env("AWS_SECRET_ACCESS_KEY", creds.name, creds.secret_access_key_key))
-    if spec.target.s3 is not None:
-        tcreds = spec.target.s3.credentials
-        env.append(secret_env("TARGET_AWS_ACCESS_KEY_ID", tcreds.name, tcreds.access_key_id_key))
-        env.append(secret_env("TARGET_AWS_SECRET_ACCESS_KEY", tcreds.name, tcreds.secret_access_key_key))
+    env += target_credentials_env(backup)
     env += [
         {"name": workerenv.STATUS_RESOURCE, "value": str(StatusResource(BACKUPS, ns, backup.metadata["name"]))},
         {"name": workerenv.RUN_ID, "value": run_id},
@@ -193,9 +241,9 @@ def build_backup_job(
         {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
         {"name": "tmp", "mountPath": TMP_MOUNT},
     ]
-    if spec.target.pvc is not None:
-        volumes.append({"name": "target", "persistentVolumeClaim": {"claimName": spec.target.pvc.claim_name}})
-        mounts.append({"name": "target", "mountPath": TARGET_MOUNT})
+    target_volumes, target_mounts = target_volume(backup)
+    volumes += target_volumes
+    mounts += target_mounts
     container: dict[str, Any] = {
         "name": "worker",
         "image": settings.image,
