@@ -1,6 +1,6 @@
 """Generate the CustomResourceDefinitions from the pydantic models (the single source of truth).
 
-`build_crds()` returns the three CRDs as dicts; `render_crds()` returns them as YAML text keyed by file
+`build_crds()` returns the CRDs as dicts; `render_crds()` returns them as YAML text keyed by file
 name; `cxbackup-dev crds` writes them to crds/ and the Helm chart. pydantic's JSON Schema is turned into a
 Kubernetes structural schema: references inlined, Optional unwrapped, titles dropped, `dict[str, Any]`
 as preserved unknown fields, int-or-string marked, and the `x-kubernetes-*` extras kept.
@@ -15,7 +15,8 @@ import yaml
 from pydantic import BaseModel
 
 from cxbackup.api.certificate import RecordingCertificateSpec, RecordingCertificateStatus
-from cxbackup.api.common import BACKUPS, CERTIFICATES, EXPORTS, GROUP, VERSION
+from cxbackup.api.common import BACKUPS, CERTIFICATES, ERASURES, EXPORTS, GROUP, VERSION
+from cxbackup.api.erasure import RecordingErasureSpec, RecordingErasureStatus
 from cxbackup.api.exportjob import ExportJobSpec, ExportJobStatus
 from cxbackup.api.recordingbackup import RecordingBackupSpec, RecordingBackupStatus
 
@@ -92,6 +93,26 @@ KINDS: list[CrdKind] = [
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
             {"name": "Last Success", "type": "date", "jsonPath": ".status.lastSuccessfulTime"},
             {"name": "Retention", "type": "integer", "jsonPath": ".spec.retentionDays", "priority": 1},
+            _AGE,
+        ],
+    ),
+    CrdKind(
+        kind="RecordingErasure",
+        plural=ERASURES,
+        short_name="rerase",
+        description="A request to erase one person's recordings from a RecordingBackup's target (data subject "
+        "erasure): a dry run first, then, with execute, the erasure, recorded in the target's ledger.",
+        spec=RecordingErasureSpec,
+        status=RecordingErasureStatus,
+        columns=[
+            {"name": "Backup", "type": "string", "jsonPath": ".spec.recordingBackup"},
+            {"name": "Request", "type": "string", "jsonPath": ".spec.request"},
+            {"name": "Execute", "type": "boolean", "jsonPath": ".spec.execute"},
+            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            {"name": "To Erase", "type": "integer", "jsonPath": ".status.result.toErase"},
+            {"name": "Erased", "type": "integer", "jsonPath": ".status.result.erased"},
+            {"name": "Held", "type": "integer", "jsonPath": ".status.result.held"},
+            {"name": "Failed", "type": "integer", "jsonPath": ".status.result.failed", "priority": 1},
             _AGE,
         ],
     ),

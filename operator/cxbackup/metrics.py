@@ -29,6 +29,7 @@ __all__ = [
     "BACKUP_AUDIT_MISSING_RECORDINGS",
     "BACKUP_BYTES_TOTAL",
     "BACKUP_CREATED_TIMESTAMP_SECONDS",
+    "BACKUP_ERASURE_RECORDINGS_TOTAL",
     "BACKUP_EXPECTED_INTERVAL_SECONDS",
     "BACKUP_INDEX_BYTES",
     "BACKUP_INDEX_RECORDINGS",
@@ -65,6 +66,7 @@ __all__ = [
     "record_artifacts_expired",
     "record_backup_run",
     "record_certificate_rotation",
+    "record_erasure",
     "record_export_run",
     "register_state_collector",
 ]
@@ -77,6 +79,7 @@ BACKUP_RECORDINGS_TOTAL: Final = "cxbackup_backup_recordings_total"
 BACKUP_BYTES_TOTAL: Final = "cxbackup_backup_bytes_total"
 BACKUP_RUN_DURATION_SECONDS: Final = "cxbackup_backup_run_duration_seconds"
 BACKUP_RETENTION_DELETED_TOTAL: Final = "cxbackup_backup_retention_deleted_total"
+BACKUP_ERASURE_RECORDINGS_TOTAL: Final = "cxbackup_backup_erasure_recordings_total"
 CERTIFICATE_ROTATIONS_TOTAL: Final = "cxbackup_certificate_rotations_total"
 EXPORT_RUNS_TOTAL: Final = "cxbackup_export_runs_total"
 EXPORT_DURATION_SECONDS: Final = "cxbackup_export_duration_seconds"
@@ -107,6 +110,7 @@ METRIC_NAMES: Final = (
     BACKUP_BYTES_TOTAL,
     BACKUP_RUN_DURATION_SECONDS,
     BACKUP_RETENTION_DELETED_TOTAL,
+    BACKUP_ERASURE_RECORDINGS_TOTAL,
     CERTIFICATE_ROTATIONS_TOTAL,
     EXPORT_RUNS_TOTAL,
     EXPORT_DURATION_SECONDS,
@@ -146,6 +150,12 @@ BACKUP_BYTES = Counter(BACKUP_BYTES_TOTAL, "Bytes written by finished backup run
 BACKUP_RETENTION_DELETED = Counter(
     BACKUP_RETENTION_DELETED_TOTAL, "Recordings the retention sweep deleted from the target.", _OBJ
 )
+BACKUP_ERASURES = Counter(
+    BACKUP_ERASURE_RECORDINGS_TOTAL,
+    "Recordings of executed RecordingErasure requests on the backup's target, by outcome (erased; held: kept "
+    "under a legal hold; failed: not erased, to retry).",
+    [*_OBJ, "outcome"],
+)
 BACKUP_DURATION = Histogram(
     BACKUP_RUN_DURATION_SECONDS,
     "Duration of backup runs.",
@@ -184,7 +194,14 @@ def record_backup_run(
     BACKUP_RETENTION_DELETED.labels(namespace, name).inc(retention_deleted)
 
 
+def record_erasure(namespace: str, backup: str, *, erased: int, held: int, failed: int) -> None:
+    """An executed erasure on RecordingBackup `backup`'s target."""
+    for outcome, count in zip(ERASURE_OUTCOMES, (erased, held, failed), strict=True):
+        BACKUP_ERASURES.labels(namespace, backup, outcome).inc(count)
+
+
 _RESULTS = ("succeeded", "failed")
+ERASURE_OUTCOMES: Final = ("erased", "held", "failed")
 _OUTCOMES = ("downloaded", "skipped", "failed", "erased")
 SWEEP_STATES: Final = ("expired", "held", "deleted", "failed")
 """The `state` label of BACKUP_RETENTION_SWEEP_RECORDINGS."""
@@ -199,6 +216,8 @@ def initialize_backup(namespace: str, name: str) -> None:
         BACKUP_RECORDINGS.labels(namespace, name, outcome)
     BACKUP_RUNS_SKIPPED.labels(namespace, name)
     BACKUP_RETENTION_DELETED.labels(namespace, name)
+    for outcome in ERASURE_OUTCOMES:
+        BACKUP_ERASURES.labels(namespace, name, outcome)
     BACKUP_BYTES.labels(namespace, name)
     BACKUP_DURATION.labels(namespace, name)
 
@@ -276,7 +295,7 @@ class ObjectStates:
 
     def forget(self, kind: str, namespace: str, name: str) -> None:
         with self.lock:
-            getattr(self, kind).pop((namespace, name), None)
+            getattr(self, kind, {}).pop((namespace, name), None)
 
 
 STATE = ObjectStates()

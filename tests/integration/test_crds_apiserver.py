@@ -27,7 +27,9 @@ def _apply(cp: ControlPlane, ns: str, doc: dict[str, Any]) -> tuple[int, str]:
     return proc.returncode, proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("name", ["recordingbackup.yaml", "exportjob.yaml", "recordingcertificate.yaml"])
+@pytest.mark.parametrize(
+    "name", ["recordingbackup.yaml", "exportjob.yaml", "recordingcertificate.yaml", "recordingerasure.yaml"]
+)
 def test_examples_are_accepted(control_plane: ControlPlane, namespace: str, name: str) -> None:
     code, out = _apply(control_plane, namespace, _example(name))
     assert code == 0, out
@@ -224,3 +226,39 @@ def test_printer_columns(control_plane: ControlPlane, namespace: str) -> None:
         assert column in header
     listed = control_plane.kubectl("get", "cxbackup", "-n", namespace, "-o", "name").stdout
     assert "recordingbackup.cxbackup.io/recordings" in listed
+
+
+BAD_ERASURES = [
+    ("spec.request", "", "spec.request"),
+    ("spec.request", "line\nbreak", "spec.request"),
+    ("spec.recordingBackup", "", "spec.recordingBackup"),
+    ("spec.subject", _DELETE, "spec.subject"),
+    ("spec.range", {"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}, "range.from must be before"),
+    ("spec.phone", "+1 647 838 9001", "unknown field"),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"), BAD_ERASURES, ids=[f"{p}={v!r}"[:50] for p, v, _ in BAD_ERASURES]
+)
+def test_invalid_erasures_are_rejected(
+    control_plane: ControlPlane, namespace: str, path: str, value: Any, expected: str
+) -> None:
+    code, out = _apply(control_plane, namespace, _mutate(_example("recordingerasure.yaml"), path, value))
+    assert code != 0, f"accepted: {path}={value!r}"
+    assert expected in out, out
+
+
+def test_an_executed_erasure_cannot_be_changed(control_plane: ControlPlane, namespace: str) -> None:
+    doc = _example("recordingerasure.yaml")
+    assert _apply(control_plane, namespace, doc)[0] == 0
+    doc["spec"]["request"] = "DSAR-2026-118"  # a dry run may still change
+    assert _apply(control_plane, namespace, doc)[0] == 0
+    doc["spec"]["execute"] = True
+    assert _apply(control_plane, namespace, doc)[0] == 0
+    doc["spec"]["request"] = "DSAR-2026-119"
+    code, out = _apply(control_plane, namespace, doc)
+    assert code != 0 and "an executed erasure cannot be changed" in out, out
+    doc["spec"]["request"], doc["spec"]["execute"] = "DSAR-2026-118", False
+    code, out = _apply(control_plane, namespace, doc)
+    assert code != 0 and "an executed erasure cannot be changed" in out, out

@@ -463,6 +463,7 @@ def test_install_cluster_wide_and_rbac(helm: Helm, control_plane: ControlPlane, 
         assert can_i(control_plane, operator, "watch", "recordingbackups.cxbackup.io", ns)
         assert can_i(control_plane, operator, "patch", "recordingbackups.cxbackup.io", ns, "status")
         assert can_i(control_plane, operator, "patch", "recordingcertificates.cxbackup.io", ns, "status")
+        assert can_i(control_plane, operator, "patch", "recordingerasures.cxbackup.io", ns, "status")
         assert not can_i(control_plane, operator, "update", "recordingcertificates.cxbackup.io", ns, "status")
         assert not can_i(control_plane, operator, "update", "secrets", ns)
         assert not can_i(control_plane, operator, "list", "configmaps", ns)

@@ -110,6 +110,20 @@ def test_erasure_on_a_folder_refuses_held_and_the_next_backup_never_takes_them_b
     assert all((target / folder_of(r)).exists() for r in subject)
     subject = [r for r in records if r["id"] in subject_ids]
 
+    # the same dry run as a RecordingErasure's pod runs it: the subject from a file, the result as JSON
+    (tmp_path / "subject").write_text(f"# DSAR-117\nagent:{agent}\n")
+    result_file = tmp_path / "result.json"
+    as_pod = cli("erase", "--target", str(target), "--subject-file", str(tmp_path / "subject"), "--request",
+                 "DSAR-117", "--result-file", str(result_file))  # fmt: skip
+    assert as_pod.returncode == 0, as_pod.stderr
+    result = json.loads(result_file.read_text())
+    assert (result["dryRun"], result["toErase"], result["held"], result["erased"]) == (
+        True, len(subject_ids) - 1, 1, 0,
+    )  # fmt: skip
+    assert result["recordings"][0] == {"id": held, "startTime": result["recordings"][0]["startTime"],
+                                       "outcome": "held", "detail": f"legal hold: id {held} (litigation)"}  # fmt: skip
+    assert {r["id"] for r in result["recordings"]} == subject_ids and agent not in result_file.read_text()
+
     done = cli("erase", "--target", str(target), "--agent", agent, "--request", "DSAR-117", "--execute", "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
@@ -144,6 +158,7 @@ def test_erasure_on_a_folder_refuses_held_and_the_next_backup_never_takes_them_b
         (["erase", "--request", "R"], "give the subject"),
         (["erase", "--phone", "12", "--request", "R"], "--phone"),
         (["erase", "--phone", "+16475550000"], "--request"),
+        (["erase", "--subject-file", "/nonexistent", "--request", "R"], "--subject-file"),
         (["retention"], "--keep-for"),
         (["retention", "--keep-for", "7 years"], "--keep-for"),
         (["hold", "add", "name:bob", "--reason", "x"], "HOLD"),

@@ -79,12 +79,13 @@ def test_every_spec_field_is_described() -> None:
 
 
 def test_examples_validate_against_the_models() -> None:
-    from cxbackup.api import ExportJob, RecordingBackup, RecordingCertificate
+    from cxbackup.api import ExportJob, RecordingBackup, RecordingCertificate, RecordingErasure
 
     models = {
         "RecordingBackup": RecordingBackup,
         "ExportJob": ExportJob,
         "RecordingCertificate": RecordingCertificate,
+        "RecordingErasure": RecordingErasure,
     }
     for path in sorted((REPO / "examples").glob("*.yaml")):
         doc = yaml.safe_load(path.read_text())
@@ -103,6 +104,7 @@ def _status_schema(plural: str) -> dict[str, object]:
         ("recordingbackups", "BACKUP_PHASES", "BACKUP_CONDITIONS"),
         ("exportjobs", "EXPORT_PHASES", "EXPORT_CONDITIONS"),
         ("recordingcertificates", None, "CERTIFICATE_CONDITIONS"),
+        ("recordingerasures", "ERASURE_PHASES", "ERASURE_CONDITIONS"),
     ],
 )
 def test_status_descriptions_name_exactly_the_words_the_operator_writes(

@@ -1,4 +1,4 @@
-"""API types of cxbackup.io/v1alpha1: RecordingBackup, ExportJob and RecordingCertificate.
+"""API types of cxbackup.io/v1alpha1: RecordingBackup, ExportJob, RecordingCertificate and RecordingErasure.
 
 The pydantic models here are the single source of truth; crds/ is generated from them (`cxbackup-dev crds`).
 """
@@ -11,6 +11,7 @@ from cxbackup.api.certificate import (
     RecordingCertificateStatus,
 )
 from cxbackup.api.common import API_VERSION, GROUP, VERSION, Condition
+from cxbackup.api.erasure import RecordingErasure, RecordingErasureSpec, RecordingErasureStatus
 from cxbackup.api.exportjob import ExportJob, ExportJobSpec, ExportJobStatus
 from cxbackup.api.recordingbackup import RecordingBackup, RecordingBackupSpec, RecordingBackupStatus
 
@@ -28,4 +29,7 @@ __all__ = [
     "RecordingCertificate",
     "RecordingCertificateSpec",
     "RecordingCertificateStatus",
+    "RecordingErasure",
+    "RecordingErasureSpec",
+    "RecordingErasureStatus",
 ]

@@ -1,4 +1,4 @@
-"""Types shared by the three custom resources: the base model, references, conditions, pod settings.
+"""Types shared by the custom resources: the base model, references, conditions, pod settings.
 
 Only types live here (STYLE.md: "types hold only types"); field descriptions become `kubectl explain`
 text through the generated CRDs.
@@ -20,6 +20,7 @@ __all__ = [
     "BACKUPS",
     "CERTIFICATES",
     "CREDENTIALS_LABEL",
+    "ERASURES",
     "EXPORTS",
     "GROUP",
     "GROUP",
@@ -42,6 +43,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 BACKUPS = "recordingbackups"
 EXPORTS = "exportjobs"
 CERTIFICATES = "recordingcertificates"
+ERASURES = "recordingerasures"
 
 # ISO_DURATION_PATTERN (cxbackup.core.times): P[n]Y[n]M[n]DT[n]H[n]M[n]S, RCBS's form, plus weeks. RE2 and
 # Rust regex have no look-around, so "P" and "PT" alone pass it; the CEL rules and the engines reject them.

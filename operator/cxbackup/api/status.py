@@ -13,6 +13,8 @@ __all__ = [
     "BACKUP_CONDITIONS",
     "BACKUP_PHASES",
     "CERTIFICATE_CONDITIONS",
+    "ERASURE_CONDITIONS",
+    "ERASURE_PHASES",
     "EXPORT_CONDITIONS",
     "EXPORT_PHASES",
     "CertificateReason",
@@ -24,7 +26,7 @@ __all__ = [
 
 
 class Phase(StrEnum):
-    """status.phase of a RecordingBackup or an ExportJob."""
+    """status.phase of a RecordingBackup, an ExportJob or a RecordingErasure."""
 
     PENDING = "Pending"
     RUNNING = "Running"
@@ -35,10 +37,15 @@ class Phase(StrEnum):
     """A referenced Secret, PVC or certificate is missing; the run starts once it exists."""
     INVALID = "Invalid"
     """The spec cannot be used; fix it."""
+    PLANNED = "Planned"
+    """A RecordingErasure's dry run is done: its status lists what would be erased."""
 
 
-BACKUP_PHASES = tuple(Phase)
-EXPORT_PHASES = tuple(Phase)
+BACKUP_PHASES = tuple(p for p in Phase if p != Phase.PLANNED)
+EXPORT_PHASES = BACKUP_PHASES
+ERASURE_PHASES = (
+    Phase.PENDING, Phase.RUNNING, Phase.PLANNED, Phase.SUCCEEDED, Phase.FAILED, Phase.BLOCKED, Phase.INVALID,
+)  # fmt: skip
 
 
 class ConditionType(StrEnum):
@@ -53,6 +60,7 @@ class ConditionType(StrEnum):
 
 BACKUP_CONDITIONS = (ConditionType.READY, ConditionType.RUNNING, ConditionType.DEGRADED, ConditionType.AUDITED)
 EXPORT_CONDITIONS = (ConditionType.READY, ConditionType.RUNNING, ConditionType.DEGRADED)
+ERASURE_CONDITIONS = (ConditionType.READY, ConditionType.RUNNING)
 CERTIFICATE_CONDITIONS = (
     ConditionType.READY,
     ConditionType.EXPIRING,
@@ -62,7 +70,7 @@ CERTIFICATE_CONDITIONS = (
 
 
 class Reason(StrEnum):
-    """Condition and Event reasons of RecordingBackup and ExportJob (constant CamelCase words)."""
+    """Condition and Event reasons of RecordingBackup, ExportJob and RecordingErasure (constant CamelCase words)."""
 
     # references and spec (both kinds)
     SECRET_NOT_FOUND = "SecretNotFound"  # noqa: S105 - a reason code, not a password
@@ -103,6 +111,12 @@ class Reason(StrEnum):
     SWEEP_STARTED = "SweepStarted"
     SWEEP_FAILED = "SweepFailed"
     ARTIFACTS_EXPIRED = "ArtifactsExpired"
+    # erasure requests
+    WAITING_FOR_BACKUP = "WaitingForBackup"
+    ERASURE_STARTED = "ErasureStarted"
+    ERASURE_PLANNED = "ErasurePlanned"
+    ERASURE_SUCCEEDED = "ErasureSucceeded"
+    ERASURE_FAILED = "ErasureFailed"
 
 
 class CertificateReason(StrEnum):

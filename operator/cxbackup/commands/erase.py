@@ -1,5 +1,6 @@
-"""`cxbackup erase (--target DIR | -config FILE) (--phone N | --agent NAME | --id ID)... --request REF
-[--from T] [--to T] [--execute] [--json]`: erase a data subject's recordings from a backup target.
+"""`cxbackup erase (--target DIR | -config FILE) (--phone N | --agent NAME | --id ID | --subject-file FILE)...
+--request REF [--from T] [--to T] [--execute] [--json] [--result-file FILE]`: erase a data subject's recordings
+from a backup target.
 
 Without --execute (the default) it lists what would be erased and what legal holds keep; nothing is
 changed. With --execute it first records the erasure in the target's ledger
@@ -9,6 +10,10 @@ still holds them; then it deletes their folders (every file; on S3 every version
 index entries, and records each one's outcome. Recordings under a legal hold (`cxbackup hold`, or the
 config's legalHolds) are refused and listed. `cxbackup audit` reports erased recordings as erased,
 not as missing.
+
+--subject-file names the subject without putting it on the command line: `phone:<number>` or
+`agent:<name>` per line (a RecordingErasure's pod reads it from a Secret). --result-file writes the
+counts and the first recordings as JSON (what the operator puts in the RecordingErasure's status).
 
 It works from the search index and holds every shard's backup lock while it runs. Exit codes: 0 done
 (also when nothing matches: the output says why), 1 some recordings could not be erased (listed; run
@@ -21,7 +26,10 @@ import argparse
 import contextlib
 import json
 import sys
+from pathlib import Path
 
+from cxbackup.api.erasure import MAX_LISTED, ErasureRecording, ErasureResult
+from cxbackup.backup.console import write_summary_file
 from cxbackup.backup.holds import read_holds
 from cxbackup.backup.index import ShardIndex
 from cxbackup.backup.removal import ErasureReport, erase
@@ -40,12 +48,14 @@ from cxbackup.commands.backuptarget import (
     all_shards_locked,
     run_on_target,
 )
+from cxbackup.commands.export import read_subject_file
 from cxbackup.commands.search import arg_type, nonempty
 from cxbackup.core.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from cxbackup.core.logs import setup_logging
 from cxbackup.core.times import format_ms
+from cxbackup.export.errors import ExportConfigError
 
-__all__ = ["register", "run"]
+__all__ = ["RESULT_LIMIT", "register", "result_document", "run"]
 
 
 def _request(text: str) -> str:
@@ -70,6 +80,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
                    help="the subject's user or agent name, or agent id (case ignored)")  # fmt: skip
     p.add_argument("--id", action="append", default=[], type=arg_type(nonempty), metavar="ID",
                    help="a recording id (callUUID)")  # fmt: skip
+    p.add_argument("--subject-file", type=Path, metavar="FILE",
+                   help="the subject as phone:<number> / agent:<name> lines (off the command line)")  # fmt: skip
     p.add_argument("--from", dest="start_from", type=arg_type(parse_time_bound), metavar="TIME",
                    help="only recordings that started at or after TIME")  # fmt: skip
     p.add_argument("--to", dest="start_to", type=arg_type(parse_time_bound), metavar="TIME",
@@ -78,19 +90,33 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
                    help="the request's reference, kept in the ledger (a ticket number; no personal data)")  # fmt: skip
     p.add_argument("--execute", action="store_true", help="erase (default: only list what would be erased)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--result-file", metavar="FILE",
+                   help=f"also write the counts and the first {MAX_LISTED} recordings as JSON to FILE")  # fmt: skip
     p.set_defaults(func=run, parser=p)
 
 
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
     parser: argparse.ArgumentParser = args.parser
-    if not (args.phone or args.agent or args.id):
-        parser.error("give the subject: at least one of --phone, --agent, --id")
+    phones, agents = list(args.phone), list(args.agent)
+    if args.subject_file is not None:
+        try:
+            more_phones, more_agents = read_subject_file(args.subject_file)
+        except ExportConfigError as exc:
+            parser.error(str(exc))
+        for n, text in enumerate(more_phones, 1):
+            try:
+                phones.append(parse_phone(text))
+            except ValueError:
+                parser.error(f"--subject-file {args.subject_file}: phone number {n} is not a phone number")
+        agents += more_agents
+    if not (phones or agents or args.id):
+        parser.error("give the subject: at least one of --phone, --agent, --id, --subject-file")
     if args.start_from is not None and args.start_to is not None and args.start_from >= args.start_to:
         parser.error("argument --to: it must be after --from")
     query = SearchQuery(
-        phones=tuple(args.phone),
-        agents=tuple(args.agent),
+        phones=tuple(phones),
+        agents=tuple(agents),
         ids=tuple(args.id),
         start_from=args.start_from,
         start_to=args.start_to,
@@ -110,6 +136,8 @@ def _erase(args: argparse.Namespace, opened: OpenedTarget, query: SearchQuery) -
         report = erase(opened.target, indexes, query, holds, request=args.request, dry_run=not args.execute)
         why = _nothing_found(indexes, query) if not report.outcomes else ""
     _report(args, opened, report, why)
+    if args.result_file:
+        write_summary_file(args.result_file, result_document(report, why))
     return EXIT_FAILED if report.count("failed") else EXIT_OK
 
 
@@ -141,3 +169,31 @@ def _report(args: argparse.Namespace, opened: OpenedTarget, report: ErasureRepor
         print(f"Erasure {args.request} on {opened.where}: {counts}. Recorded in {report.ledger}.")
     for o in report.outcomes:
         print(f"  {o.outcome:<8}  {format_ms(o.start_ms)}  {o.id}" + (f"  ({o.detail})" if o.detail else ""))
+
+
+RESULT_LIMIT = 3500
+"""Bytes of the result document at most: a pod's termination message holds 4096."""
+
+
+def result_document(report: ErasureReport, explanation: str) -> str:
+    """The report as ErasureResult JSON: every count, and the first recordings that fit (at most MAX_LISTED
+    and RESULT_LIMIT bytes in all)."""
+    result = ErasureResult(
+        dry_run=report.dry_run,
+        to_erase=report.count("to-erase"),
+        erased=report.count("erased"),
+        held=report.count("held"),
+        failed=report.count("failed"),
+        ledger=report.ledger or "",
+        explanation=explanation[:500],
+    )
+    # held and failed ones first: they are what a person has to act on
+    order = {"failed": 0, "held": 1}
+    listed: list[ErasureRecording] = []
+    for o in sorted(report.outcomes, key=lambda o: order.get(o.outcome, 2))[:MAX_LISTED]:
+        row = o.row(**({"detail": o.detail[:200]} if o.detail else {}))
+        candidate = [*listed, ErasureRecording.model_validate(row)]
+        if len(result.model_copy(update={"recordings": candidate}).model_dump_json(by_alias=True)) > RESULT_LIMIT:
+            break
+        listed = candidate
+    return result.model_copy(update={"recordings": listed or None}).model_dump_json(by_alias=True, exclude_none=True)

@@ -15,6 +15,7 @@ from cxbackup import metrics
 from cxbackup.controller.backup import handler as backup_handler
 from cxbackup.controller.certificate import handler as certificate_handler
 from cxbackup.controller.cluster import KubeCluster
+from cxbackup.controller.erasure import handler as erasure_handler
 from cxbackup.controller.export import handler as export_handler
 from cxbackup.controller.probes import Readiness, serve_metrics_and_readiness
 from cxbackup.controller.settings import OperatorSettings, load_settings
@@ -73,6 +74,7 @@ def run_operator(options: OperatorOptions, op_settings: OperatorSettings | None 
     backup_handler.register(op_settings, cluster)
     certificate_handler.register(op_settings, cluster)
     export_handler.register(op_settings, cluster)
+    erasure_handler.register(op_settings, cluster)
 
     peering_namespace = None if not options.namespaces else options.namespaces[0]
     readiness = Readiness(

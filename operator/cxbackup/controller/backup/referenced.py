@@ -1,0 +1,69 @@
+"""A RecordingBackup that another resource works on (a RecordingErasure, a subjectAccess ExportJob): read it
+from the resource's own namespace only, and check what its pod will use of it (the target's PVC, S3
+credentials and endpoint), the same way a backup run checks them. Every problem is a `Blocked` naming the
+referring field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from cxbackup.api.common import BACKUPS
+from cxbackup.api.recordingbackup import RecordingBackup
+from cxbackup.api.status import Reason
+from cxbackup.controller.cluster import Cluster
+from cxbackup.controller.references import (
+    Blocked,
+    EndpointPolicy,
+    SecretNeed,
+    endpoint_problem,
+    gather_secrets,
+    pvc_problem,
+    secret_problem,
+)
+
+__all__ = ["ReferencedBackup", "referenced_backup"]
+
+
+@dataclass(frozen=True)
+class ReferencedBackup:
+    backup: RecordingBackup
+    plain_http: list[str]
+    """Fields whose endpoint uses plain HTTP (allowed by the installer)."""
+
+
+def referenced_backup(
+    cluster: Cluster,
+    namespace: str,
+    name: str,
+    field: str,
+    policy: EndpointPolicy,
+    extra_secrets: tuple[SecretNeed, ...] = (),
+) -> ReferencedBackup:
+    """RecordingBackup `namespace/name`, named by `field`, with its target usable; `extra_secrets` are the
+    referring resource's own Secrets, checked with the target's."""
+    body = cluster.read_custom(namespace, BACKUPS, name)
+    if body is None:
+        raise Blocked(Reason.BACKUP_NOT_FOUND, f"{field}: RecordingBackup {namespace}/{name} not found")
+    try:
+        backup = RecordingBackup.model_validate(body)
+    except ValidationError:
+        raise Blocked(Reason.INVALID_SPEC, f"{field}: RecordingBackup {namespace}/{name} is not valid") from None
+    target = backup.spec.target
+    endpoint = target.s3.endpoint_url if target.s3 else None
+    where = f"{field} (RecordingBackup {name}'s spec.target"
+    if (problem := endpoint_problem(f"{where}.s3.endpointUrl)", endpoint, policy, vendor=False)) is not None:
+        raise problem
+    needs = list(extra_secrets)
+    if target.s3 is not None:
+        c = target.s3.credentials
+        needs.append(SecretNeed(f"{where}.s3.credentials)", c.name, (c.access_key_id_key, c.secret_access_key_key)))
+    problem = secret_problem(namespace, needs, gather_secrets(cluster, namespace, needs))
+    if problem is None and target.pvc is not None:
+        exists = cluster.pvc_exists(namespace, target.pvc.claim_name)
+        problem = pvc_problem(f"{where}.pvc.claimName)", namespace, target.pvc.claim_name, exists)
+    if problem is not None:
+        raise problem
+    plain = [f"{where}.s3.endpointUrl)"] if endpoint and endpoint.startswith("http://") else []
+    return ReferencedBackup(backup, plain)

@@ -1,0 +1,145 @@
+"""Pure builders: a RecordingErasure run -> its ConfigMap (the backup's target) and its Job. No I/O."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from cxbackup.api.common import PodSettings
+from cxbackup.api.erasure import RecordingErasure
+from cxbackup.api.recordingbackup import RecordingBackup
+from cxbackup.controller.backup.manifests import build_target_configmap, target_credentials_env, target_volume
+from cxbackup.controller.jobstate import ANNOTATION_RUN_START
+from cxbackup.controller.manifests import (
+    LABEL_RUN,
+    TMP_MOUNT,
+    JobSettings,
+    active_deadline,
+    owner_reference,
+    restricted_container_security_context,
+    tmp_volume,
+    worker_pod_spec,
+)
+
+__all__ = ["LABEL_ERASURE", "build_erasure_configmap", "build_erasure_job", "erasure_job_name"]
+
+LABEL_ERASURE = "cxbackup.io/recordingerasure"
+CONFIG_DIR = "/etc/cxbackup/backup"
+SUBJECT_DIR = "/etc/cxbackup/subject"
+SUBJECT_FILE = "subject"
+RETRIES = 3
+"""Pods a run may use: an erasure that finds a backup run holding a lock (exit 3) or some recordings
+not erased (exit 1) is tried again; every try is safe (the ledger is written before anything is deleted)."""
+
+
+def erasure_job_name(erasure: RecordingErasure, run_id: str) -> str:
+    name: str = erasure.metadata["name"]
+    suffix = f"-{run_id}"
+    return name[: 63 - len(suffix)].rstrip("-.") + suffix
+
+
+def _labels(erasure: RecordingErasure, run_id: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "cxbackup",
+        "app.kubernetes.io/component": "erasure",
+        "app.kubernetes.io/managed-by": "cxbackup-operator",
+        LABEL_ERASURE: erasure.metadata["name"],
+        LABEL_RUN: run_id,
+    }
+
+
+def build_erasure_configmap(erasure: RecordingErasure, backup: RecordingBackup, run_id: str) -> dict[str, Any]:
+    """The backup's target (and its legal holds) as config.properties, owned by the RecordingErasure."""
+    name = erasure_job_name(erasure, run_id)
+    header = f"RecordingErasure {erasure.metadata['namespace']}/{erasure.metadata['name']} run {run_id}: the target "
+    header += f"of RecordingBackup {backup.metadata['name']}; written by the cxbackup operator"
+    owner = ("RecordingErasure", erasure.metadata)
+    return build_target_configmap(backup, f"{name}-config", owner, _labels(erasure, run_id), header)
+
+
+def _iso(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def erase_args(erasure: RecordingErasure) -> list[str]:
+    """`cxbackup erase` arguments of a run: the subject from its file, never on the command line."""
+    spec = erasure.spec
+    args = [
+        "erase",
+        "-config", f"{CONFIG_DIR}/config.properties",
+        "--subject-file", f"{SUBJECT_DIR}/{SUBJECT_FILE}",
+        "--request", spec.request,
+        "--result-file", "/dev/termination-log",
+    ]  # fmt: skip
+    if spec.range is not None and spec.range.from_ is not None:
+        args += ["--from", _iso(spec.range.from_)]
+    if spec.range is not None and spec.range.to is not None:
+        args += ["--to", _iso(spec.range.to)]
+    return [*args, "--execute"] if spec.execute else args
+
+
+def build_erasure_job(
+    erasure: RecordingErasure,
+    backup: RecordingBackup,
+    run_id: str,
+    settings: JobSettings,
+    *,
+    run_start: dt.datetime,
+) -> dict[str, Any]:
+    """One pod running `cxbackup erase` on the backup's target: the target as the backups reach it (PVC
+    mount or S3 credentials as secretKeyRefs), the subject's Secret key mounted alone as a file, no API
+    token (it reports through its termination message)."""
+    pod = erasure.spec.pod or PodSettings()
+    subject = erasure.spec.subject
+    target_volumes, target_mounts = target_volume(backup)
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": f"{erasure_job_name(erasure, run_id)}-config"}},
+        {
+            "name": "subject",
+            "secret": {
+                "secretName": subject.secret,
+                "items": [{"key": subject.key, "path": SUBJECT_FILE}],
+                "defaultMode": 0o440,  # the pod's group (fsGroup) reads it, nobody else
+            },
+        },
+        tmp_volume(pod, settings),
+        *target_volumes,
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        {"name": "subject", "mountPath": SUBJECT_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": TMP_MOUNT},
+        *target_mounts,
+    ]
+    container: dict[str, Any] = {
+        "name": "erase",
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["cxbackup"],
+        "args": erase_args(erasure),
+        "env": [*target_credentials_env(backup), {"name": "HOME", "value": TMP_MOUNT}],
+        "volumeMounts": mounts,
+        "securityContext": restricted_container_security_context(),
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    labels = _labels(erasure, run_id)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": erasure_job_name(erasure, run_id),
+            "namespace": erasure.metadata["namespace"],
+            "labels": labels,
+            "annotations": {ANNOTATION_RUN_START: run_start.astimezone(dt.UTC).isoformat()},
+            "ownerReferences": [owner_reference("RecordingErasure", erasure.metadata)],
+        },
+        "spec": {
+            "backoffLimit": RETRIES,
+            "activeDeadlineSeconds": active_deadline(pod, settings),
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": worker_pod_spec(pod, settings, container, volumes, automount_token=False),
+            },
+        },
+    }

@@ -1,0 +1,196 @@
+"""RecordingErasure reconcile with a fake Cluster: references, waiting for a backup run, the Job and its
+mounts, a dry run then the erasure into status, failures and retries."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import yaml
+
+from cxbackup import metrics
+from cxbackup.api.erasure import ErasureRecording, ErasureResult
+from cxbackup.controller.erasure.handler import reconcile_erasure
+from tests.unit.controller.fakes import FakeCluster, ReconcileHarness
+
+REPO = Path(__file__).resolve().parents[3]
+T0 = dt.datetime(2026, 8, 25, 0, 15, tzinfo=dt.UTC)
+MINUTE = dt.timedelta(minutes=1)
+BACKUP = yaml.safe_load((REPO / "examples" / "recordingbackup.yaml").read_text())
+BACKUP["metadata"]["namespace"] = "ns"
+
+
+def _cluster() -> FakeCluster:
+    cluster = FakeCluster()
+    cluster.put_credentials("dsar-2026-117", {"subject": b"phone:+1 647 838 9001\n"})
+    cluster.objects["recordingbackups"] = [copy.deepcopy(BACKUP)]
+    cluster.put_pvc("recordings-backup")
+    return cluster
+
+
+@dataclass
+class Harness(ReconcileHarness):
+    """The repository's example RecordingErasure, with the RecordingBackup, PVC and Secret it names."""
+
+    spec: dict[str, Any] = field(
+        default_factory=lambda: yaml.safe_load((REPO / "examples" / "recordingerasure.yaml").read_text())["spec"]
+    )
+    cluster: FakeCluster = field(default_factory=_cluster)
+
+    name: ClassVar[str] = "dsar-2026-117"
+    created: ClassVar[str] = "2026-08-25T00:10:00Z"
+    reconciler = staticmethod(reconcile_erasure)
+
+
+def _finish(h: Harness, result: ErasureResult | None, *, exit_code: int = 0, log: str = "") -> str:
+    [name] = [n for n in h.cluster.job_names() if not h.cluster.accounted(n)]
+    message = result.model_dump_json(by_alias=True, exclude_none=True) if result is not None else log
+    state = {"terminated": {"exitCode": exit_code, "message": message}}
+    h.cluster.add_pod(name, {"metadata": {"name": f"{name}-p", "creationTimestamp": "2026-08-25T00:16:00Z"},
+                             "status": {"containerStatuses": [{"name": "erase", "state": state}]}})  # fmt: skip
+    h.cluster.finish_job(name, succeeded=exit_code == 0, at=T0 + 2 * MINUTE)
+    return name
+
+
+def test_a_new_erasure_runs_a_dry_run_on_the_backups_volume_with_the_subject_as_a_file() -> None:
+    h = Harness()
+    [started] = h.tick(T0)
+    assert started.reason == "ErasureStarted" and "dry run" in started.message
+    [name] = h.cluster.job_names()
+    job = h.cluster.job(name)
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    args = container["args"]
+    assert args[:3] == ["erase", "-config", "/etc/cxbackup/backup/config.properties"]
+    assert args[args.index("--subject-file") + 1] == "/etc/cxbackup/subject/subject"
+    assert args[args.index("--request") + 1] == "DSAR-2026-117" and "--execute" not in args
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["target"]["persistentVolumeClaim"] == {"claimName": "recordings-backup"}
+    assert volumes["subject"]["secret"]["items"] == [{"key": "subject", "path": "subject"}]
+    assert pod["automountServiceAccountToken"] is False and job["spec"]["backoffLimit"] == 3
+    assert job["metadata"]["ownerReferences"][0]["kind"] == "RecordingErasure"
+    config = h.cluster.configmaps[("ns", f"{name}-config")]["data"]["config.properties"]
+    assert "targetDir=/backup/contact-center" in config and "PASSWORD" not in config
+    assert "838" not in json.dumps(job) + config  # the subject stays in its Secret
+    assert h.status["phase"] == "Running" and h.status["jobName"] == name
+
+
+def test_a_dry_run_then_execute_then_nothing_more() -> None:
+    h = Harness()
+    h.tick(T0)
+    dry = ErasureResult(dry_run=True, to_erase=4, held=1, recordings=[
+        ErasureRecording(id="r1", outcome="held", detail="legal hold: id r1 (case 7)"),
+        ErasureRecording(id="r2", outcome="to-erase"),
+    ])  # fmt: skip
+    first = _finish(h, dry)
+    [planned] = h.tick(T0 + 3 * MINUTE)
+    assert planned.reason == "ErasurePlanned" and "4 recording(s) would be erased, 1 kept" in planned.message
+    assert "spec.execute: true" in planned.message
+    assert h.status["phase"] == "Planned" and h.status["result"]["toErase"] == 4
+    assert h.status["result"]["recordings"][0] == {
+        "id": "r1",
+        "outcome": "held",
+        "detail": "legal hold: id r1 (case 7)",
+    }
+    assert h.tick(T0 + 4 * MINUTE) == [] and h.cluster.accounted(first)  # no second dry run
+
+    h.spec["execute"] = True
+    h.generation = 2
+    [started] = h.tick(T0 + 5 * MINUTE)
+    assert started.reason == "ErasureStarted" and "erasure on" in started.message
+    [second] = [n for n in h.cluster.job_names() if n != first]
+    assert h.cluster.job(second)["spec"]["template"]["spec"]["containers"][0]["args"][-1] == "--execute"
+    before = metrics.BACKUP_ERASURES.labels("ns", "recordings", "erased")._value.get()
+    _finish(h, ErasureResult(dry_run=False, erased=4, held=1, ledger=".cxbackup-ledger/erasure-x.jsonl"))
+    [done] = h.tick(T0 + 6 * MINUTE)
+    assert done.reason == "ErasureSucceeded" and "erased 4 recording(s)" in done.message
+    assert "erasure-x.jsonl" in done.message and h.status["phase"] == "Succeeded"
+    assert metrics.BACKUP_ERASURES.labels("ns", "recordings", "erased")._value.get() == before + 4
+    assert h.tick(T0 + 7 * MINUTE) == [] and len(h.cluster.job_names()) == 2
+
+
+def test_some_not_erased_fails_and_run_now_retries() -> None:
+    h = Harness()
+    h.spec["execute"] = True
+    h.tick(T0)
+    _finish(h, ErasureResult(dry_run=False, erased=2, failed=1), exit_code=1)
+    [failed] = h.tick(T0 + 3 * MINUTE)
+    assert (
+        failed.warning and failed.reason == "ErasureFailed" and "1 recording(s) could not be erased" in failed.message
+    )
+    assert h.status["phase"] == "Failed" and "cxbackup.io/run-now" in h.status["error"]
+    h.annotations["cxbackup.io/run-now"] = "1"
+    [again] = h.tick(T0 + 4 * MINUTE)
+    assert again.reason == "ErasureStarted" and h.status["lastTrigger"] == "1"
+
+
+def test_a_run_without_a_report_fails_with_what_the_pod_said() -> None:
+    h = Harness()
+    h.tick(T0)
+    _finish(h, None, exit_code=5, log="cxbackup erase: /backup/contact-center: permission denied")
+    [failed] = h.tick(T0 + 3 * MINUTE)
+    assert failed.reason == "ErasureFailed" and "permission denied" in h.status["error"]
+
+
+def test_it_waits_while_a_run_of_the_backup_is_active() -> None:
+    h = Harness()
+    h.cluster.jobs[("ns", "recordings-20260825-001000")] = {
+        "metadata": {"name": "recordings-20260825-001000", "labels": {"cxbackup.io/recordingbackup": "recordings"}},
+        "status": {},
+    }
+    [waiting] = h.tick(T0)
+    assert waiting.reason == "WaitingForBackup" and h.cluster.job_names() == ["recordings-20260825-001000"]
+    assert h.status["phase"] == "Pending" and h.tick(T0 + MINUTE) == []  # said once
+    h.cluster.finish_job("recordings-20260825-001000", succeeded=True, at=T0 + MINUTE)
+    [started] = h.tick(T0 + 2 * MINUTE)
+    assert started.reason == "ErasureStarted"
+
+
+def test_an_s3_target_gets_its_credentials_as_secret_refs() -> None:
+    h = Harness()
+    h.cluster.objects["recordingbackups"][0]["spec"]["target"] = {
+        "s3": {"bucket": "archive", "prefix": "cc/", "endpointUrl": "https://s3.example.com",
+               "credentials": {"name": "archive-s3"}}
+    }  # fmt: skip
+    h.cluster.put_credentials("archive-s3", {"AWS_ACCESS_KEY_ID": b"a", "AWS_SECRET_ACCESS_KEY": b"s"})
+    h.tick(T0)
+    [name] = h.cluster.job_names()
+    container = h.cluster.job(name)["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["TARGET_AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "archive-s3", "key": "AWS_SECRET_ACCESS_KEY"
+    }  # fmt: skip
+    assert "target" not in {v["name"] for v in h.cluster.job(name)["spec"]["template"]["spec"]["volumes"]}
+    config = h.cluster.configmaps[("ns", f"{name}-config")]["data"]["config.properties"]
+    assert "targetS3Bucket=archive" in config and "targetS3EndpointUrl=https://s3.example.com" in config
+
+
+@pytest.mark.parametrize(
+    ("change", "reason", "names"),
+    [
+        (lambda c: c.objects.pop("recordingbackups"), "BackupNotFound",
+         "spec.recordingBackup: RecordingBackup ns/recordings not found"),
+        (lambda c: c.secrets.pop(("ns", "dsar-2026-117")), "SecretNotFound", "spec.subject.secret"),
+        (lambda c: c.put("dsar-2026-117", {"subject": b"x"}), "SecretNotLabelled", "spec.subject.secret"),
+        (lambda c: c.pvcs.discard(("ns", "recordings-backup")), "PVCNotFound",
+         "spec.recordingBackup (RecordingBackup recordings's spec.target.pvc.claimName)"),
+        (lambda c: c.objects["recordingbackups"][0]["spec"].update(
+            target={"s3": {"bucket": "archive", "credentials": {"name": "missing"}}}), "SecretNotFound",
+         "spec.target.s3.credentials"),
+        (lambda c: c.objects["recordingbackups"][0]["spec"].update(
+            target={"s3": {"bucket": "archive", "endpointUrl": "http://s3.local", "credentials": {"name": "x"}}}),
+         "InsecureEndpoint", "spec.target.s3.endpointUrl"),
+    ],
+)  # fmt: skip
+def test_a_missing_reference_blocks_naming_the_field(change: Any, reason: str, names: str) -> None:
+    h = Harness()
+    change(h.cluster)
+    events = h.tick(T0)
+    assert h.cluster.jobs == {} and h.status["phase"] in ("Blocked", "Invalid")
+    assert h.cond("Ready")["reason"] == reason and names in h.cond("Ready")["message"], h.cond("Ready")
+    assert [(e.warning, e.reason) for e in events] == [(True, reason)]
