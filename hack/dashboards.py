@@ -543,9 +543,10 @@ def backups() -> dict[str, Any]:
                 ],
             ),
             timeseries_panel(
-                "Deleted by retention, and erased recordings not backed up again",
-                "Recordings the retention sweep deleted, and recordings the vendor still lists that a backup run "
-                "did not download because an erasure removed them, per interval.",
+                "Deleted by retention, erased, and erased recordings not backed up again",
+                "Recordings the retention sweep deleted, recordings RecordingErasure requests erased (and, apart, "
+                "those a legal hold kept or that could not be erased), and recordings the vendor still lists that a "
+                "backup run did not download because an erasure removed them, per interval.",
                 [
                     series(
                         "sum by (namespace, name) "
@@ -557,6 +558,12 @@ def backups() -> dict[str, Any]:
                         f"(increase({sel(m.BACKUP_RECORDINGS_TOTAL, OUTCOME_ERASED)}[$__rate_interval]))",
                         legend=f"{PER_OBJECT} erased, skipped",
                         ref="B",
+                    ),
+                    series(
+                        "sum by (namespace, name, outcome) "
+                        f"(increase({sel(m.BACKUP_ERASURE_RECORDINGS_TOTAL)}[$__rate_interval]))",
+                        legend=f"{PER_OBJECT} erasure: {{{{outcome}}}}",
+                        ref="C",
                     ),
                 ],
                 bars=True,

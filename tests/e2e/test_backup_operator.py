@@ -405,30 +405,12 @@ def test_retention_sweep_dry_run_then_delete_keeps_held_recordings(stack: LocalS
     assert _metric(stack, "cxbackup_backup_index_recordings", ns) == len(expected) - (n_old - 1)
 
 
-def erase_pod_overrides(name: str, image: str, claim: str, args: list[str]) -> dict[str, Any]:
-    """The `kubectl run --overrides` of docs/cli.md (erase): `cxbackup erase` in a pod, as the worker's user,
-    on the backup's PVC."""
-    return {
-        "spec": {
-            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001},
-            "containers": [
-                {
-                    "name": name,
-                    "image": image,
-                    "args": ["erase", *args],
-                    "volumeMounts": [{"name": "backup", "mountPath": "/backup"}],
-                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-                }
-            ],
-            "volumes": [{"name": "backup", "persistentVolumeClaim": {"claimName": claim}}],
-        }
-    }
-
-
-def test_an_erased_recording_is_never_backed_up_again_by_the_operator(stack: LocalStack, emulator: Emulator) -> None:
-    """`cxbackup erase` in a pod on the backup's volume (the documented `kubectl run`), then another run of the
-    same window by the operator's worker pods: the erased recordings stay absent (the vendor still lists them),
-    counted as erased."""
+def test_a_recording_erasure_dry_run_then_execute_and_the_operator_never_backs_them_up_again(
+    stack: LocalStack, emulator: Emulator
+) -> None:
+    """A RecordingErasure (the subject in a Secret) runs a dry run into status, then, with execute, erases on the
+    backup's volume from a pod of its own; another run of the same window by the operator's worker pods leaves
+    the erased recordings absent (the vendor still lists them), counted as erased."""
     ns = _ns(stack, emulator)
     day = dt.datetime.fromtimestamp(emulator.start_ms / 1000, dt.UTC)
     lo, hi = str(emulator.start_ms), str(int((day + dt.timedelta(hours=5)).timestamp() * 1000))
@@ -437,17 +419,33 @@ def test_an_erased_recording_is_never_backed_up_again_by_the_operator(stack: Loc
     assert history(first)[0]["result"] == "Succeeded", history(first)[0]
     expected = _expected(emulator, first)
     agent = next(r for r in emulator.records() if r["id"] in expected)["mediaFiles"][0]["parameters"]["username"]
-    args = ["--target", "/backup/cc", "--agent", agent, "--request", "DSAR-1", "--execute", "--json"]
-    overrides = erase_pod_overrides("erase-dsar-1", stack.image, "recordings", args)
-    stack.cp.kubectl("run", "erase-dsar-1", "-n", ns, "--restart=Never", f"--image={stack.image}",
-                     f"--overrides={json.dumps(overrides)}")  # fmt: skip
-    pod = stack.wait_for("pod", ns, "erase-dsar-1", lambda p: p["status"].get("phase") in ("Succeeded", "Failed"))
-    logs = stack.pod_logs(ns, "erase-dsar-1")
-    assert pod["status"]["phase"] == "Succeeded", logs
-    report = json.loads(logs[logs.index("{\n") :])
-    erased = {r["id"] for r in report["recordings"] if r["outcome"] == "erased"}
-    assert erased and erased <= expected
+    stack.cp.kubectl("create", "secret", "generic", "dsar-1", "-n", ns, f"--from-literal=subject=agent:{agent}")
+    stack.cp.kubectl("label", "secret", "dsar-1", "-n", ns, "cxbackup.io/credentials=true")
+    erasure = {"apiVersion": "cxbackup.io/v1alpha1", "kind": "RecordingErasure", "metadata": {"name": "dsar-1"},
+               "spec": {"recordingBackup": "rb", "subject": {"secret": "dsar-1"}, "request": "DSAR-1"}}  # fmt: skip
+    apply(stack, ns, erasure)
+    planned = stack.wait_for("rerase", ns, "dsar-1", lambda e: (e.get("status") or {}).get("phase") in
+                             ("Planned", "Failed", "Blocked", "Invalid"), timeout=180)  # fmt: skip
+    assert planned["status"]["phase"] == "Planned", planned["status"]
+    result = planned["status"]["result"]
+    to_erase = {r["id"] for r in result["recordings"]}
+    assert result["dryRun"] and result["toErase"] == len(to_erase) > 0 and to_erase <= expected
+    assert set(_tree(stack, ns)) == expected  # a dry run changes nothing
+    assert agent not in json.dumps(planned)  # the subject stays in its Secret
+
+    stack.cp.kubectl("patch", "rerase", "dsar-1", "-n", ns, "--type=merge", "-p", '{"spec":{"execute":true}}')
+    done = stack.wait_for("rerase", ns, "dsar-1", lambda e: (e.get("status") or {}).get("phase") in
+                          ("Succeeded", "Failed"), timeout=180)  # fmt: skip
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    erased = {r["id"] for r in done["status"]["result"]["recordings"] if r["outcome"] == "erased"}
+    assert erased == to_erase and done["status"]["result"]["erased"] == len(erased)
     assert set(_tree(stack, ns)) == expected - erased
+    ledger = stack.pvc_dir(ns) / "cc" / done["status"]["result"]["ledger"]
+    assert "DSAR-1" in ledger.read_text() and agent not in ledger.read_text()
+    assert _metric(stack, "cxbackup_backup_erasure_recordings_total", ns, 'outcome="erased"') == len(erased)
+    refused = stack.cp.kubectl("patch", "rerase", "dsar-1", "-n", ns, "--type=merge", "-p",
+                               '{"spec":{"request":"DSAR-2"}}', check=False)  # fmt: skip
+    assert refused.returncode != 0 and "an executed erasure cannot be changed" in refused.stderr
 
     stack.cp.kubectl("annotate", "rb", "rb", "-n", ns, "cxbackup.io/run-now=again", "--overwrite")
     second = _wait_runs(stack, ns, 2)

@@ -167,7 +167,7 @@ def start(
 
 
 def record_state(objs: Objects, now: float) -> None:
-    """What the reconcilers record about a backup (a failed run, a skipped one, its status), a certificate
+    """What the reconcilers record about a backup (a failed run, a skipped one, an erasure, its status), a certificate
     (a failed rotation) and an export (a failed and a successful run, expired artifacts, what is stored)."""
     ns = objs.namespace
     metrics.record_backup_run(
@@ -175,6 +175,7 @@ def record_state(objs: Objects, now: float) -> None:
         retention_deleted=3,
     )  # fmt: skip
     metrics.record_backup_skipped(ns, objs.backup)
+    metrics.record_erasure(ns, objs.backup, erased=4, held=1, failed=0)
     metrics.record_certificate_rotation(ns, objs.certificate, ok=False)
     metrics.record_export_run(ns, objs.export, result="failed", seconds=3)
     metrics.record_export_run(ns, objs.export, result="succeeded", seconds=12)

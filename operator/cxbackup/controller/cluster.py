@@ -43,7 +43,7 @@ class SecretView:
 
 
 class Cluster(Protocol):
-    """Every Kubernetes call the three controllers make."""
+    """Every Kubernetes call the controllers make."""
 
     def read_secret(self, namespace: str, name: str) -> SecretView | None: ...
 
