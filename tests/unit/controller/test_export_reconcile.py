@@ -225,13 +225,14 @@ def _subject_access(h: Harness) -> Harness:
 
 def _s3_target(
     cluster: FakeCluster, credentials: str = "archive-s3", endpoint: str = "https://s3.customer.example"
-) -> None:
+) -> FakeCluster:
     """The example RecordingBackup turned into one backing up into the bucket `archive` (Secret `credentials`)."""
     cluster.objects["recordingbackups"][0]["spec"]["target"] = {
         "s3": {"bucket": "archive", "prefix": "cc/", "endpointUrl": endpoint, "region": "eu-west-1",
                "credentials": {"name": credentials}},
     }  # fmt: skip
     cluster.put_credentials(credentials, {"AWS_ACCESS_KEY_ID": b"k", "AWS_SECRET_ACCESS_KEY": b"s"})
+    return cluster
 
 
 def _run(h: Harness) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
@@ -340,9 +341,9 @@ def test_a_restarted_operator_adopts_the_runs_backup_configmap() -> None:
         (lambda c: c.put("dsar-117", {"subject": b"x"}), "SecretNotLabelled", "spec.subject.secret"),
         (lambda c: c.pvcs.discard(("ns", "recordings-backup")), "PVCNotFound",
          "spec.backup.recordingBackup (its target.pvc.claimName)"),
-        (lambda c: (_s3_target(c), c.secrets.pop(("ns", "archive-s3"))), "SecretNotFound",
+        (lambda c: _s3_target(c).secrets.pop(("ns", "archive-s3")), "SecretNotFound",
          "spec.backup.recordingBackup (its target.s3.credentials): Secret ns/archive-s3 not found"),
-        (lambda c: (_s3_target(c), c.put_credentials("archive-s3", {"AWS_ACCESS_KEY_ID": b"k"})), "SecretKeyMissing",
+        (lambda c: _s3_target(c).put_credentials("archive-s3", {"AWS_ACCESS_KEY_ID": b"k"}), "SecretKeyMissing",
          "spec.backup.recordingBackup (its target.s3.credentials): Secret ns/archive-s3 has no key "
          "AWS_SECRET_ACCESS_KEY"),
         (lambda c: _s3_target(c, endpoint="http://s3.customer.example"), "InsecureEndpoint",
