@@ -180,52 +180,6 @@ def test_invalid_subject_access_exports_are_rejected(
     assert expected in out, out
 
 
-@pytest.mark.parametrize(("path", "value", "expected"), BAD_EXPORTS, ids=[f"{p}={v!r}"[:60] for p, v, _ in BAD_EXPORTS])
-def test_invalid_exportjobs_are_rejected(
-    control_plane: ControlPlane, namespace: str, path: str, value: Any, expected: str
-) -> None:
-    doc = _mutate(_example("exportjob.yaml"), path, value)
-    code, out = _apply(control_plane, namespace, doc)
-    assert code != 0, f"accepted: {path}={value!r}"
-    assert expected in out, out
-
-
-BAD_CERTS = [
-    ("spec.generate.keySize", 1024, "spec.generate.keySize"),
-    ("spec.generate.country", "USA", "spec.generate.country"),
-    ("spec.usages", ["voice", "fax"], "spec.usages"),
-    ("spec.secretRef", {"name": "x"}, "exactly one of secretRef"),
-    ("spec.generate.validityDays", 1, "must be at least 7 while rotation is enabled"),
-]
-
-
-@pytest.mark.parametrize(("path", "value", "expected"), BAD_CERTS, ids=[f"{p}={v!r}" for p, v, _ in BAD_CERTS])
-def test_invalid_certificates_are_rejected(
-    control_plane: ControlPlane, namespace: str, path: str, value: Any, expected: str
-) -> None:
-    doc = _mutate(_example("recordingcertificate.yaml"), path, value)
-    code, out = _apply(control_plane, namespace, doc)
-    assert code != 0, f"accepted: {path}={value!r}"
-    assert expected in out, out
-
-
-def test_kubectl_explain_shows_field_descriptions(control_plane: ControlPlane) -> None:
-    out = control_plane.kubectl("explain", "recordingbackup.spec.replicas").stdout
-    assert "Number of shards" in out
-    out = control_plane.kubectl("explain", "rcert.spec.generate.country").stdout
-    assert "two-letter country code" in out
-
-
-def test_printer_columns(control_plane: ControlPlane, namespace: str) -> None:
-    code, out = _apply(control_plane, namespace, _example("recordingbackup.yaml"))
-    assert code == 0, out
-    header = control_plane.kubectl("get", "rb", "-n", namespace).stdout.splitlines()[0]
-    for column in ("PHASE", "PROGRESS", "LAST SUCCESS", "AGE"):
-        assert column in header
-    listed = control_plane.kubectl("get", "cxbackup", "-n", namespace, "-o", "name").stdout
-    assert "recordingbackup.cxbackup.io/recordings" in listed
-
-
 @pytest.mark.parametrize("target", ["pvc", "s3"])
 def test_a_subject_access_runs_configmap_and_job_pass_server_side_validation(
     control_plane: ControlPlane, namespace: str, target: str
@@ -272,3 +226,49 @@ def test_a_subject_access_runs_configmap_and_job_pass_server_side_validation(
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "(server dry run)" in proc.stdout and "Warning" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(("path", "value", "expected"), BAD_EXPORTS, ids=[f"{p}={v!r}"[:60] for p, v, _ in BAD_EXPORTS])
+def test_invalid_exportjobs_are_rejected(
+    control_plane: ControlPlane, namespace: str, path: str, value: Any, expected: str
+) -> None:
+    doc = _mutate(_example("exportjob.yaml"), path, value)
+    code, out = _apply(control_plane, namespace, doc)
+    assert code != 0, f"accepted: {path}={value!r}"
+    assert expected in out, out
+
+
+BAD_CERTS = [
+    ("spec.generate.keySize", 1024, "spec.generate.keySize"),
+    ("spec.generate.country", "USA", "spec.generate.country"),
+    ("spec.usages", ["voice", "fax"], "spec.usages"),
+    ("spec.secretRef", {"name": "x"}, "exactly one of secretRef"),
+    ("spec.generate.validityDays", 1, "must be at least 7 while rotation is enabled"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "expected"), BAD_CERTS, ids=[f"{p}={v!r}" for p, v, _ in BAD_CERTS])
+def test_invalid_certificates_are_rejected(
+    control_plane: ControlPlane, namespace: str, path: str, value: Any, expected: str
+) -> None:
+    doc = _mutate(_example("recordingcertificate.yaml"), path, value)
+    code, out = _apply(control_plane, namespace, doc)
+    assert code != 0, f"accepted: {path}={value!r}"
+    assert expected in out, out
+
+
+def test_kubectl_explain_shows_field_descriptions(control_plane: ControlPlane) -> None:
+    out = control_plane.kubectl("explain", "recordingbackup.spec.replicas").stdout
+    assert "Number of shards" in out
+    out = control_plane.kubectl("explain", "rcert.spec.generate.country").stdout
+    assert "two-letter country code" in out
+
+
+def test_printer_columns(control_plane: ControlPlane, namespace: str) -> None:
+    code, out = _apply(control_plane, namespace, _example("recordingbackup.yaml"))
+    assert code == 0, out
+    header = control_plane.kubectl("get", "rb", "-n", namespace).stdout.splitlines()[0]
+    for column in ("PHASE", "PROGRESS", "LAST SUCCESS", "AGE"):
+        assert column in header
+    listed = control_plane.kubectl("get", "cxbackup", "-n", namespace, "-o", "name").stdout
+    assert "recordingbackup.cxbackup.io/recordings" in listed
