@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 import time
@@ -184,6 +185,32 @@ def test_outside_chat_retention_is_empty_and_missing_certificate_blocks(stack: L
     assert stack.get("ej", ns, "nocert")["status"]["phase"] == "Blocked"
 
 
+def _subject_access_members(
+    stack: LocalStack, ns: str, artifacts: list[dict[str, Any]], agent: str, tmp_path: Path
+) -> list[str]:
+    """The members of a subjectAccess export's artifacts (in the PVC's exports folder), decrypted with openssl
+    and the key of RecordingCertificate rc, each checked against its manifest; the subject nowhere in one."""
+    tls = stack.get("secret", ns, "rc-tls")
+    key = tmp_path / "key.pem"
+    key.write_bytes(base64.b64decode(tls["data"]["tls.key"]))
+    names: list[str] = []
+    for artifact in artifacts:
+        plain = subprocess.run(
+            ["openssl", "cms", "-decrypt", "-inform", "DER", "-binary", "-inkey", str(key),
+             "-in", str(stack.pvc_dir(ns) / "exports" / artifact["name"])],
+            check=True, capture_output=True, timeout=60,
+        ).stdout  # fmt: skip
+        with zipfile.ZipFile(io.BytesIO(plain)) as archive:
+            assert archive.testzip() is None
+            manifest = json.loads(archive.read("manifest.json"))
+            assert agent not in json.dumps(manifest)
+            for entry in manifest["files"]:
+                data = archive.read(entry["name"])
+                assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["bytes"]
+            names += archive.namelist()
+    return names
+
+
 def test_a_subject_access_export_reads_the_backup_and_hands_over_the_persons_recordings(
     stack: LocalStack, emulator: Emulator, tmp_path: Path
 ) -> None:
@@ -226,27 +253,65 @@ def test_a_subject_access_export_reads_the_backup_and_hands_over_the_persons_rec
     job = _jobs(stack, ns, "dsar")[0]
     assert agent not in json.dumps(job)  # the subject stays in its Secret
     pod = job["spec"]["template"]["spec"]
-    backup_volume = next(v for v in pod["volumes"] if v["name"] == "backup")
+    backup_volume = next(v for v in pod["volumes"] if v["name"] == "target")  # read through --backup-config
     assert backup_volume["persistentVolumeClaim"] == {"claimName": "recordings", "readOnly": True}
 
-    tls = stack.get("secret", ns, "rc-tls")
-    key = tmp_path / "key.pem"
-    key.write_bytes(base64.b64decode(tls["data"]["tls.key"]))
-    names: list[str] = []
-    for artifact in artifacts:
-        plain = subprocess.run(
-            ["openssl", "cms", "-decrypt", "-inform", "DER", "-binary", "-inkey", str(key),
-             "-in", str(stack.pvc_dir(ns) / "exports" / artifact["name"])],
-            check=True, capture_output=True, timeout=60,
-        ).stdout  # fmt: skip
-        with zipfile.ZipFile(io.BytesIO(plain)) as archive:
-            assert archive.testzip() is None
-            manifest = json.loads(archive.read("manifest.json"))
-            assert agent not in json.dumps(manifest)
-            for entry in manifest["files"]:
-                data = archive.read(entry["name"])
-                assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["bytes"]
-            names += archive.namelist()
+    names = _subject_access_members(stack, ns, artifacts, agent, tmp_path)
     assert {n.split("/")[1] for n in names if n.startswith("recordings/")} == expected
     for rec_id in expected:
         assert f"recordings/{rec_id}/{rec_id}.json" in names
+
+
+def test_a_subject_access_export_reads_an_s3_backup_target(
+    stack: LocalStack, emulator: Emulator, tmp_path: Path
+) -> None:
+    """type subjectAccess on a RecordingBackup that backs up into an S3 bucket (the emulator's S3, HTTPS with
+    the test CA): the export pod reads the bucket through the run's backup ConfigMap with the target's
+    credentials (secretKeyRefs only), and the decrypted artifacts hold exactly the subject's recordings."""
+    import boto3
+
+    ns = _ns(stack, emulator)
+    env = emulator.env()
+    assert stack.test_ca is not None
+    client = boto3.client(
+        "s3", endpoint_url=emulator.s3_endpoint, region_name="us-east-1", verify=str(stack.test_ca.cert_path),
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )  # fmt: skip
+    client.create_bucket(Bucket="archive")
+    target = {"s3": {"bucket": "archive", "prefix": "cc/", "endpointUrl": emulator.s3_endpoint,
+                     "credentials": {"name": "vendor-s3"}}}  # fmt: skip
+    apply(stack, ns, generated_certificate("rc"), recording_backup(emulator, "rb", target=target))
+    backup = stack.wait_for("rb", ns, "rb", lambda b: bool(history(b)), timeout=240)
+    assert history(backup)[0]["result"] == "Succeeded", history(backup)[0]
+    stack.wait_for("rcert", ns, "rc", _ready_any, timeout=60)
+    agent = next(iter(emulator.records()))["mediaFiles"][0]["parameters"]["username"]
+    stack.cp.kubectl("create", "secret", "generic", "dsar-117", "-n", ns, f"--from-literal=subject=agent:{agent}\n")
+    stack.cp.kubectl("label", "secret", "dsar-117", "-n", ns, "cxbackup.io/credentials=true")
+    body = export_job(emulator, "dsar", type="subjectAccess", subject={"secret": "dsar-117"},
+                      backup={"recordingBackup": "rb"})  # fmt: skip
+    for vendor_only in ("source", "range"):
+        body["spec"].pop(vendor_only)
+    apply(stack, ns, body)
+    done = stack.wait_for("ej", ns, "dsar", _finished, timeout=180)
+    assert done["status"]["history"][0]["state"] == "Succeeded", done["status"]["history"][0]
+    artifacts = _check_artifacts(done, stack.pvc_dir(ns) / "exports")
+    job = _jobs(stack, ns, "dsar")[0]
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "valueFrom" in e}
+    assert refs["TARGET_AWS_ACCESS_KEY_ID"] == refs["TARGET_AWS_SECRET_ACCESS_KEY"] == "vendor-s3"
+    # what the subject's recordings are: the bucket searched with the run's own ConfigMap
+    configmap = stack.get("configmap", ns, f"{job['metadata']['name']}-backup")
+    config = tmp_path / "config.properties"
+    config.write_text(configmap["data"]["config.properties"])
+    found = subprocess.run(
+        [sys.executable, "-m", "cxbackup", "search", "-config", str(config), "--agent", agent, "--json",
+         "--limit", "1000"],
+        capture_output=True, text=True, check=True, timeout=120,
+        env={**os.environ, "TARGET_AWS_ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"],
+             "TARGET_AWS_SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"],
+             "CXBACKUP_CA_CERTIFICATES": stack.test_ca.pem},
+    )  # fmt: skip
+    expected = {r["id"] for r in json.loads(found.stdout)["recordings"]}
+    assert expected
+    names = _subject_access_members(stack, ns, artifacts, agent, tmp_path)
+    assert {n.split("/")[1] for n in names if n.startswith("recordings/")} == expected

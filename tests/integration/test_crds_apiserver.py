@@ -182,6 +182,54 @@ def test_invalid_subject_access_exports_are_rejected(
     assert expected in out, out
 
 
+@pytest.mark.parametrize("target", ["pvc", "s3"])
+def test_a_subject_access_runs_configmap_and_job_pass_server_side_validation(
+    control_plane: ControlPlane, namespace: str, target: str
+) -> None:
+    """The ConfigMap and Job of a subjectAccess run as the operator builds them (a PVC backup into a PVC store;
+    an S3 backup into an S3 store sharing its Secret), server-side applied as a dry run: strict field
+    validation, and every env variable set once (an associative list)."""
+    import datetime as dt
+
+    from cxbackup.api.exportjob import ExportJob
+    from cxbackup.api.recordingbackup import RecordingBackup
+    from cxbackup.controller.export.manifests import (
+        CertificateSource,
+        SubjectAccessSources,
+        build_backup_configmap,
+        build_export_job,
+        subject_access_args,
+    )
+    from cxbackup.controller.manifests import JobSettings
+
+    rb = _example("recordingbackup.yaml")
+    rb["metadata"].update(namespace=namespace, uid="11111111-2222-3333-4444-555555555555")
+    ej = _example("exportjob.yaml")
+    ej["metadata"].update(namespace=namespace, uid="66666666-7777-8888-9999-000000000000")
+    for vendor_only in ("users", "source", "range"):
+        ej["spec"].pop(vendor_only)
+    ej["spec"] |= {"type": "subjectAccess", "subject": {"secret": "dsar"}, "backup": {"recordingBackup": "recordings"}}
+    if target == "s3":
+        rb["spec"]["target"] = {"s3": {"bucket": "archive", "endpointUrl": "https://s3.example",
+                                       "credentials": {"name": "archive-s3"}}}  # fmt: skip
+        ej["spec"]["store"] = {"s3": "s3://dsar/out", "s3EndpointUrl": "https://store.example",
+                               "s3Credentials": {"name": "archive-s3"}}  # fmt: skip
+    export, backup = ExportJob.model_validate(ej), RecordingBackup.model_validate(rb)
+    sources = SubjectAccessSources(CertificateSource("dsar", "subject"), backup)
+    run_id = "20260825-001500"
+    job = build_export_job(
+        export, run_id, subject_access_args(export), CertificateSource("recording-cert-tls"), JobSettings(),
+        run_start=dt.datetime(2026, 8, 25, tzinfo=dt.UTC), subject_access=sources,
+    )  # fmt: skip
+    manifests = [build_backup_configmap(export, run_id, backup), job]
+    proc = control_plane.kubectl(
+        "apply", "--server-side", "--dry-run=server", "--validate=strict", "-f", "-",
+        input_text="\n---\n".join(json.dumps(m) for m in manifests), check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "(server dry run)" in proc.stdout and "Warning" not in proc.stderr, proc.stderr
+
+
 @pytest.mark.parametrize(("path", "value", "expected"), BAD_EXPORTS, ids=[f"{p}={v!r}"[:60] for p, v, _ in BAD_EXPORTS])
 def test_invalid_exportjobs_are_rejected(
     control_plane: ControlPlane, namespace: str, path: str, value: Any, expected: str

@@ -210,3 +210,52 @@ def test_an_s3_target_through_its_config(emulator: Emulator, requester: TenantKe
     denied, result = export_run(["--agent", user, "--backup-config", str(cfg)], requester, tmp_path / "s2", bad)
     assert denied.returncode == 5, denied.stderr
     assert result["state"] == "Failed"
+
+
+def test_an_s3_target_and_an_s3_store_are_each_reached_at_their_own_endpoint(
+    emulator: Emulator, requester: TenantKey, tmp_path: Path
+) -> None:
+    """The operator's export pod: one set of TARGET_AWS_* credentials (one Secret for the backup bucket and
+    the store), the store's endpoint in TARGET_AWS_ENDPOINT_URL and the backup bucket's in the config
+    (targetS3EndpointUrl). The backup is read from the emulator's S3 and the artifacts land in another S3
+    server: neither endpoint is used for the other's bucket."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    bucket = target_bucket(emulator)
+    cfg = bucket.config(tmp_path / "c.properties", "subject-endpoints", targetS3Prefix="rcbs/")
+    backup = run_cli(["download", "-config", str(cfg), "--progress", "none"], bucket.env, timeout=180)
+    assert backup.returncode == 0, backup.stderr
+    records = list(emulator.records())
+    user = records[2]["mediaFiles"][0]["parameters"]["username"]
+    expected = [r for r in records if r["mediaFiles"][0]["parameters"]["username"] == user]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        store_endpoint = f"http://{host}:{port}"
+        key_id, secret = bucket.env["TARGET_AWS_ACCESS_KEY_ID"], bucket.env["TARGET_AWS_SECRET_ACCESS_KEY"]
+        store_client = boto3.client(
+            "s3", endpoint_url=store_endpoint, region_name="us-east-1", aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
+        )  # fmt: skip
+        store_client.create_bucket(Bucket="dsar-exports")
+        result_file = tmp_path / "result.json"
+        pod_env = {  # what the operator's Job sets
+            "TARGET_AWS_ACCESS_KEY_ID": key_id,
+            "TARGET_AWS_SECRET_ACCESS_KEY": secret,
+            "TARGET_AWS_ENDPOINT_URL": store_endpoint,
+        }
+        args = ["--agent", user, "--backup-config", str(cfg), "--cert", str(requester.cert_path)]
+        proc = run_cli(
+            [*RUN, *args, "--store", "s3://dsar-exports/out", "--result-file", str(result_file)], pod_env, timeout=180
+        )
+        assert proc.returncode == 0, proc.stderr
+        result = json.loads(result_file.read_text(encoding="utf-8"))
+        assert result["records"] == len(expected) and result["artifacts"]
+        stored = [o["Key"] for o in store_client.list_objects_v2(Bucket="dsar-exports").get("Contents", [])]
+        assert {f"out/{a['name']}" for a in result["artifacts"]} <= set(stored)
+    finally:
+        server.stop()
+    on_emulator = {b["Name"] for b in bucket.client.list_buckets().get("Buckets", [])}
+    assert "dsar-exports" not in on_emulator and "subject-endpoints" in on_emulator

@@ -131,7 +131,8 @@ class BackupRef(CamelModel):
     recording_backup: str = Field(
         min_length=1,
         max_length=253,
-        description="Name of a RecordingBackup in the same namespace; its target (a PVC) is read, never written.",
+        description="Name of a RecordingBackup in the same namespace; its target (its PVC or S3 bucket) is read, "
+        "never written.",
     )
 
 

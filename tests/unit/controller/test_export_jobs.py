@@ -7,17 +7,23 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from cxbackup.api.exportjob import ExportJob
+from cxbackup.api.recordingbackup import RecordingBackup
+from cxbackup.backup.config import parse_properties
 from cxbackup.controller.export.manifests import (
     ANNOTATION_SWEEP_CUTOFF,
     LABEL_EXPORT,
     LABEL_EXPORT_TASK,
     CertificateSource,
+    SubjectAccessSources,
+    build_backup_configmap,
     build_export_job,
     build_export_sweep_job,
     export_job_name,
+    subject_access_args,
 )
 from cxbackup.controller.manifests import JobSettings, restricted_container_security_context
 from cxbackup.export.request import ExportRequest
@@ -137,3 +143,145 @@ def test_long_names_fit_in_63_characters() -> None:
     export = _export()
     export.metadata["name"] = "x" * 80
     assert len(export_job_name(export, "20260825-001500", "sweep")) == 63
+
+
+def _subject_export(**spec_changes: Any) -> ExportJob:
+    doc = yaml.safe_load((REPO / "examples" / "exportjob.yaml").read_text())
+    doc["metadata"].update(namespace="cc", uid="ej-uid")
+    for vendor_only in ("users", "source", "range"):
+        doc["spec"].pop(vendor_only)
+    doc["spec"] |= {"type": "subjectAccess", "subject": {"secret": "dsar-117"}, "backup": {"recordingBackup": "rb"}}
+    doc["spec"].update(spec_changes)
+    return ExportJob.model_validate(doc)
+
+
+def _backup(target: dict[str, Any]) -> RecordingBackup:
+    doc = yaml.safe_load((REPO / "examples" / "recordingbackup.yaml").read_text())
+    doc["metadata"].update(name="rb", namespace="cc", uid="rb-uid")
+    doc["spec"]["target"] = target
+    doc["spec"]["retention"] = {"keepFor": "P90D", "legalHolds": [{"phoneNumber": "+1 647 838 9001"}]}
+    return RecordingBackup.model_validate(doc)
+
+
+PVC_TARGET = {"pvc": {"claimName": "recordings-backup", "subPath": "contact-center"}}
+S3_TARGET = {
+    "s3": {"bucket": "archive", "prefix": "cc/", "endpointUrl": "https://s3.customer.example",
+           "credentials": {"name": "archive-s3"}},
+}  # fmt: skip
+
+
+def _subject_job(export: ExportJob, backup: RecordingBackup) -> dict[str, Any]:
+    sources = SubjectAccessSources(CertificateSource("dsar-117", "subject"), backup)
+    return build_export_job(
+        export, "20260825-001500", subject_access_args(export), CertificateSource("recording-cert-tls"), JobSettings(),
+        run_start=NOW, subject_access=sources,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("target", [PVC_TARGET, S3_TARGET], ids=["pvc", "s3"])
+def test_a_subject_access_run_reads_the_backup_through_its_configmap(target: dict[str, Any]) -> None:
+    export, backup = _subject_export(), _backup(target)
+    job = _subject_job(export, backup)
+    container, pod = _container(job), job["spec"]["template"]["spec"]
+    args = container["args"]
+    assert args[args.index("--backup-config") + 1] == "/etc/cxbackup/backup/config.properties"
+    assert args[args.index("--subject-file") + 1] == "/etc/cxbackup/subject/subject"
+    assert "--backup-target" not in args
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert volumes["backup-config"] == {
+        "name": "backup-config",
+        "configMap": {"name": f"{job['metadata']['name']}-backup"},
+    }
+    assert mounts["backup-config"] == {"name": "backup-config", "mountPath": "/etc/cxbackup/backup", "readOnly": True}
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+    assert all("value" in e or "valueFrom" in e for e in container["env"])
+    if "pvc" in target:
+        assert volumes["target"]["persistentVolumeClaim"] == {"claimName": "recordings-backup", "readOnly": True}
+        assert mounts["target"] == {"name": "target", "mountPath": "/backup", "readOnly": True}
+        assert refs == {}
+    else:
+        assert "target" not in volumes and "target" not in mounts
+        assert refs == {
+            "TARGET_AWS_ACCESS_KEY_ID": {"name": "archive-s3", "key": "AWS_ACCESS_KEY_ID"},
+            "TARGET_AWS_SECRET_ACCESS_KEY": {"name": "archive-s3", "key": "AWS_SECRET_ACCESS_KEY"},
+        }
+    assert not any("persistentVolumeClaim" in v for n, v in volumes.items() if n not in ("target", "store"))
+
+
+@pytest.mark.parametrize("target", [PVC_TARGET, S3_TARGET], ids=["pvc", "s3"])
+def test_a_subject_access_runs_configmap_describes_the_target_and_holds_no_secret(target: dict[str, Any]) -> None:
+    export, backup = _subject_export(), _backup(target)
+    configmap = build_backup_configmap(export, "20260825-001500", backup)
+    job = _subject_job(export, backup)
+    meta = configmap["metadata"]
+    assert (meta["name"], meta["namespace"]) == (f"{job['metadata']['name']}-backup", "cc")
+    assert meta["ownerReferences"] == job["metadata"]["ownerReferences"]  # the ExportJob's, as its Job's
+    assert meta["ownerReferences"][0]["kind"] == "ExportJob" and meta["ownerReferences"][0]["uid"] == "ej-uid"
+    assert meta["labels"][LABEL_EXPORT] == "gdpr-user-4711" and meta["labels"][LABEL_EXPORT_TASK] == "run"
+    text = configmap["data"]["config.properties"]
+    assert text.startswith("# ExportJob cc/gdpr-user-4711 run 20260825-001500: the target of RecordingBackup cc/rb")
+    config = parse_properties(text, "configmap")
+    if "pvc" in target:
+        assert config.target_dir == "/backup/contact-center" and config.target_s3_bucket is None
+    else:
+        assert config.target_dir is None
+        assert (config.target_s3_bucket, config.target_s3_prefix) == ("archive", "cc/")
+        assert config.target_s3_endpoint_url == "https://s3.customer.example"
+    assert config.legal_holds  # as the backup's runs see them (phone numbers: docs/security.md)
+    assert "archive-s3" not in text and "SECRET" not in text.upper() and "PASSWORD" not in text.upper()
+
+
+def test_an_s3_store_sharing_the_backup_targets_secret_sets_each_variable_once() -> None:
+    store = {"s3": "s3://dsar/out", "s3EndpointUrl": "https://store.example", "s3Credentials": {"name": "archive-s3"}}
+    job = _subject_job(_subject_export(store=store), _backup(S3_TARGET))
+    names = [e["name"] for e in _container(job)["env"]]
+    assert len(names) == len(set(names))
+    env = {e["name"]: e for e in _container(job)["env"]}
+    assert env["TARGET_AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "archive-s3"
+    assert env["TARGET_AWS_ENDPOINT_URL"]["value"] == "https://store.example"  # the store's; the backup's: config
+
+
+@pytest.mark.parametrize(
+    ("store_endpoint", "backup_endpoint"),
+    [("https://store.example", "https://backup.example"), ("https://store.example", None),
+     (None, "https://backup.example")],
+)  # fmt: skip
+def test_in_the_export_pod_the_store_and_the_backup_bucket_each_reach_their_own_endpoint(
+    store_endpoint: str | None, backup_endpoint: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pod's environment and config.properties as the operator builds them, read the way `cxbackup export
+    run` reads them: the store's endpoint is TARGET_AWS_ENDPOINT_URL, the backup bucket's is the config's
+    targetS3EndpointUrl (that client ignores endpoint variables), so neither reaches the other's."""
+    import argparse
+    import os
+
+    from cxbackup.backup.config import Credentials
+    from cxbackup.backup.connections import target_s3_options
+    from cxbackup.backup.s3source import make_s3_client
+    from cxbackup.commands.export import open_store_from_args
+    from cxbackup.export.store import S3ArtifactStore
+
+    target = {"s3": {**S3_TARGET["s3"], "endpointUrl": backup_endpoint}}
+    if backup_endpoint is None:
+        del target["s3"]["endpointUrl"]
+    store = {"s3": "s3://dsar/out", "s3Credentials": {"name": "archive-s3"}}
+    if store_endpoint:
+        store["s3EndpointUrl"] = store_endpoint
+    export, backup = _subject_export(store=store), _backup(target)
+    container = _container(_subject_job(export, backup))
+    env = {e["name"]: e.get("value", "from-the-secret") for e in container["env"]}
+    for name in [n for n in os.environ if n.startswith(("AWS_", "TARGET_AWS_"))]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    text = build_backup_configmap(export, "20260825-001500", backup)["data"]["config.properties"]
+    config = parse_properties(text, "configmap")
+    backup_client = make_s3_client(target_s3_options(config, Credentials.from_env(env)))
+    opened = open_store_from_args(
+        argparse.Namespace(store="s3://dsar/out", store_endpoint=None, store_region=None), env
+    )
+    assert isinstance(opened, S3ArtifactStore)
+    store_url, backup_url = opened.client.meta.endpoint_url, backup_client.meta.endpoint_url
+    assert store_url == (store_endpoint or "https://s3.amazonaws.com")
+    assert backup_url == (backup_endpoint or "https://s3.amazonaws.com")

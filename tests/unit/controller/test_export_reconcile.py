@@ -223,25 +223,113 @@ def _subject_access(h: Harness) -> Harness:
     return h
 
 
+def _s3_target(
+    cluster: FakeCluster, credentials: str = "archive-s3", endpoint: str = "https://s3.customer.example"
+) -> FakeCluster:
+    """The example RecordingBackup turned into one backing up into the bucket `archive` (Secret `credentials`)."""
+    cluster.objects["recordingbackups"][0]["spec"]["target"] = {
+        "s3": {"bucket": "archive", "prefix": "cc/", "endpointUrl": endpoint, "region": "eu-west-1",
+               "credentials": {"name": credentials}},
+    }  # fmt: skip
+    cluster.put_credentials(credentials, {"AWS_ACCESS_KEY_ID": b"k", "AWS_SECRET_ACCESS_KEY": b"s"})
+    return cluster
+
+
+def _run(h: Harness) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    """(the run's container, its volumes by name, its backup ConfigMap's config.properties as a dict)."""
+    [name] = h.cluster.job_names()
+    pod = h.cluster.job(name)["spec"]["template"]["spec"]
+    configmap = h.cluster.configmaps[("ns", f"{name}-backup")]
+    lines = configmap["data"]["config.properties"].splitlines()
+    props = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    return pod["containers"][0], {v["name"]: v for v in pod["volumes"]}, props
+
+
 def test_a_subject_access_export_reads_the_backup_read_only_and_the_subject_from_its_secret() -> None:
     h = _subject_access(Harness())
     [started] = h.tick(T0)
     assert started.reason == "ExportStarted" and "one person's backed-up recordings" in started.message
     [name] = h.cluster.job_names()
+    assert h.cluster.calls == [f"create ConfigMap {name}-backup", f"create Job {name}"]  # the ConfigMap first
     job = h.cluster.job(name)
-    pod = job["spec"]["template"]["spec"]
-    container = pod["containers"][0]
+    container, volumes, props = _run(h)
     args = container["args"]
     assert args[:5] == ["export", "run", "--name", "gdpr", "--type"] and args[5] == "subjectAccess"
     assert args[args.index("--subject-file") + 1] == "/etc/cxbackup/subject/subject"
-    assert args[args.index("--backup-target") + 1] == "/backup/contact-center"  # the backup's subPath
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    assert volumes["backup"]["persistentVolumeClaim"] == {"claimName": "recordings-backup", "readOnly": True}
+    assert args[args.index("--backup-config") + 1] == "/etc/cxbackup/backup/config.properties"
+    assert "--backup-target" not in args
+    assert props["targetDir"] == "/backup/contact-center"  # the backup's subPath, where its PVC is mounted
+    assert volumes["backup-config"]["configMap"] == {"name": f"{name}-backup"}
+    assert volumes["target"]["persistentVolumeClaim"] == {"claimName": "recordings-backup", "readOnly": True}
     assert volumes["subject"]["secret"]["items"] == [{"key": "subject", "path": "subject"}]
     mounts = {m["name"]: m for m in container["volumeMounts"]}
-    assert mounts["backup"]["readOnly"] and mounts["subject"]["readOnly"]
-    assert "GWS_USERNAME" not in {e["name"] for e in container["env"]}  # the vendor is not asked
+    assert mounts["target"] == {"name": "target", "mountPath": "/backup", "readOnly": True}
+    assert mounts["backup-config"]["readOnly"] and mounts["subject"]["readOnly"]
+    env = {e["name"] for e in container["env"]}
+    assert "GWS_USERNAME" not in env  # the vendor is not asked
+    assert not {n for n in env if n.startswith("TARGET_AWS")}  # a PVC target and a PVC store: no S3
     assert "838" not in json.dumps(job)  # the subject is in its Secret only
+    configmap = h.cluster.configmaps[("ns", f"{name}-backup")]
+    assert configmap["metadata"]["ownerReferences"][0]["kind"] == "ExportJob"
+    assert configmap["metadata"]["labels"]["cxbackup.io/exportjob"] == "gdpr"
+
+
+def test_a_subject_access_export_of_an_s3_backup_target_reads_the_bucket_with_the_targets_credentials() -> None:
+    h = _subject_access(Harness())
+    _s3_target(h.cluster)
+    assert _reasons(h.tick(T0)) == ["ExportStarted"]
+    container, volumes, props = _run(h)
+    assert (props["targetS3Bucket"], props["targetS3Prefix"]) == ("archive", "cc/")
+    assert (props["targetS3EndpointUrl"], props["targetS3Region"]) == ("https://s3.customer.example", "eu-west-1")
+    assert "targetDir" not in props and "target" not in volumes
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+    assert refs["TARGET_AWS_ACCESS_KEY_ID"] == {"name": "archive-s3", "key": "AWS_ACCESS_KEY_ID"}
+    assert refs["TARGET_AWS_SECRET_ACCESS_KEY"] == {"name": "archive-s3", "key": "AWS_SECRET_ACCESS_KEY"}
+    assert "TARGET_AWS_ENDPOINT_URL" not in {e["name"] for e in container["env"]}  # the store is a PVC
+
+
+def test_an_s3_store_and_an_s3_backup_target_share_one_secret_and_keep_their_own_endpoints() -> None:
+    h = _subject_access(Harness())
+    _s3_target(h.cluster)
+    h.spec["store"] = {"s3": "s3://dsar-exports/out", "s3EndpointUrl": "https://store.customer.example",
+                       "s3Credentials": {"name": "archive-s3"}}  # fmt: skip
+    assert _reasons(h.tick(T0)) == ["ExportStarted"]
+    container, _, props = _run(h)
+    names = [e["name"] for e in container["env"]]
+    assert names.count("TARGET_AWS_ACCESS_KEY_ID") == 1 and names.count("TARGET_AWS_SECRET_ACCESS_KEY") == 1
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["TARGET_AWS_ENDPOINT_URL"] == "https://store.customer.example"  # the store's (export run)
+    assert props["targetS3EndpointUrl"] == "https://s3.customer.example"  # the backup's (its config)
+
+
+@pytest.mark.parametrize("store_credentials", [{"name": "exports-s3"}, None])
+def test_an_s3_store_with_other_credentials_than_the_s3_backup_target_is_invalid_naming_both_fields(
+    store_credentials: dict[str, str] | None,
+) -> None:
+    h = _subject_access(Harness())
+    _s3_target(h.cluster)
+    h.cluster.put_credentials("exports-s3", {"AWS_ACCESS_KEY_ID": b"k2", "AWS_SECRET_ACCESS_KEY": b"s2"})
+    h.spec["store"] = {"s3": "s3://dsar-exports/out"} | (
+        {"s3Credentials": store_credentials} if store_credentials else {}
+    )
+    events = h.tick(T0)
+    assert h.cluster.jobs == {} and h.cluster.configmaps == {} and h.status["phase"] == "Invalid"
+    message = h.cond("Ready")["message"]
+    assert h.cond("Ready")["reason"] == "InvalidSpec"
+    assert "spec.store.s3Credentials" in message and "spec.target.s3.credentials (Secret archive-s3)" in message
+    assert "RecordingBackup ns/recordings" in message and "set spec.store.s3Credentials.name to archive-s3" in message
+    assert [(e.warning, e.reason) for e in events] == [(True, "InvalidSpec")]
+
+
+def test_a_restarted_operator_adopts_the_runs_backup_configmap() -> None:
+    h = _subject_access(Harness())
+    h.tick(T0)
+    [name] = h.cluster.job_names()
+    h.cluster.jobs.clear()  # as if the operator had stopped between the ConfigMap and the Job
+    h.status.pop("history", None)
+    h.status.pop("lastRunGeneration", None)
+    assert _reasons(h.tick(T0 + MINUTE)) == ["ExportStarted"]
+    assert h.cluster.job_names() == [name] and list(h.cluster.configmaps) == [("ns", f"{name}-backup")]
 
 
 @pytest.mark.parametrize(
@@ -253,9 +341,13 @@ def test_a_subject_access_export_reads_the_backup_read_only_and_the_subject_from
         (lambda c: c.put("dsar-117", {"subject": b"x"}), "SecretNotLabelled", "spec.subject.secret"),
         (lambda c: c.pvcs.discard(("ns", "recordings-backup")), "PVCNotFound",
          "spec.backup.recordingBackup (its target.pvc.claimName)"),
-        (lambda c: c.objects["recordingbackups"][0]["spec"].update(
-            target={"s3": {"bucket": "archive", "credentials": {"name": "s"}}}), "InvalidSpec",
-         "backs up into S3"),
+        (lambda c: _s3_target(c).secrets.pop(("ns", "archive-s3")), "SecretNotFound",
+         "spec.backup.recordingBackup (its target.s3.credentials): Secret ns/archive-s3 not found"),
+        (lambda c: _s3_target(c).put_credentials("archive-s3", {"AWS_ACCESS_KEY_ID": b"k"}), "SecretKeyMissing",
+         "spec.backup.recordingBackup (its target.s3.credentials): Secret ns/archive-s3 has no key "
+         "AWS_SECRET_ACCESS_KEY"),
+        (lambda c: _s3_target(c, endpoint="http://s3.customer.example"), "InsecureEndpoint",
+         "spec.backup.recordingBackup (its target.s3.endpointUrl): http://s3.customer.example is plain HTTP"),
     ],
 )  # fmt: skip
 def test_a_subject_access_export_without_its_backup_or_subject_is_blocked_naming_the_field(
@@ -264,6 +356,23 @@ def test_a_subject_access_export_without_its_backup_or_subject_is_blocked_naming
     h = _subject_access(Harness())
     change(h.cluster)
     events = h.tick(T0)
-    assert h.cluster.jobs == {} and h.status["phase"] in ("Blocked", "Invalid")
+    assert h.cluster.jobs == {} and h.cluster.configmaps == {} and h.status["phase"] in ("Blocked", "Invalid")
     assert h.cond("Ready")["reason"] == reason and names in h.cond("Ready")["message"], h.cond("Ready")
     assert [(e.warning, e.reason) for e in events] == [(True, reason)]
+
+
+def test_a_pruned_subject_access_run_takes_its_backup_configmap_with_it() -> None:
+    h = _subject_access(Harness())
+    h.spec["schedule"] = "0 * * * *"
+    names = []
+    for hour in range(5):
+        now = T0 + dt.timedelta(hours=hour)
+        h.tick(now)
+        [name] = [n for n in h.cluster.job_names() if n not in names]
+        names.append(name)
+        h.cluster.finish_job(name, succeeded=True, at=now + MINUTE)
+    h.tick(T0 + dt.timedelta(hours=4, minutes=30))  # accounts the last run
+    h.tick(T0 + dt.timedelta(hours=4, minutes=31))  # prunes
+    kept = h.cluster.job_names()
+    assert len(kept) == 3 and kept == names[-3:]  # KEEP_FINISHED_JOBS
+    assert sorted(n for _, n in h.cluster.configmaps) == [f"{n}-backup" for n in kept]

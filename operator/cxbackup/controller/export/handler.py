@@ -4,11 +4,14 @@ Each tick: account finished Jobs (run: history entry, artifacts, lastSuccessfulT
 sweep: artifacts marked expired, Event ArtifactsExpired), prune old Jobs, then start a sweep Job when
 listed artifacts have expired, and an export run when one is due (created, spec changed, run-now
 annotation, or the schedule), after validating the spec and checking the certificate, the credentials
-Secret and the store. Decisions are in `decisions` (pure), Job manifests in `manifests`; every API call
-goes through the injected `Cluster`, every Event through the injected `Emit`, and the clock is `now`.
+Secret and the store (and, for subjectAccess, the RecordingBackup and its target). Decisions are in
+`decisions` (pure), Job manifests in `manifests`; every API call goes through the injected `Cluster`, every
+Event through the injected `Emit`, and the clock is `now`.
 
 The operator never reads key material: it checks that the certificate's Secret has the certificate key,
-and the export pod gets only that key mounted (never tls.key).
+and the export pod gets only that key mounted (never tls.key). A subjectAccess run reads a RecordingBackup
+of the ExportJob's own namespace only, through a ConfigMap describing its target (created before the Job);
+an S3 target's credentials reach the pod only as secretKeyRefs.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ from cxbackup.controller.export.manifests import (
     LABEL_EXPORT,
     CertificateSource,
     SubjectAccessSources,
+    backup_configmap_name,
+    build_backup_configmap,
     build_export_job,
     build_export_sweep_job,
     subject_access_args,
@@ -136,60 +141,76 @@ def _certificate(cluster: Cluster, export: ExportJob) -> CertificateSource:
     return source
 
 
-def _endpoints(export: ExportJob) -> list[tuple[str, str | None, bool]]:
-    """(field, URL, whether it is the vendor's) of every endpoint the export pods will talk to."""
-    source = export.spec.source
-    return [
-        ("spec.source.apiUriPrefix", source.api_uri_prefix if source else None, True),
-        ("spec.store.s3EndpointUrl", export.spec.store.s3_endpoint_url, False),
-    ]
+BACKUP_FIELD = "spec.backup.recordingBackup"
 
 
-def _subject_access(cluster: Cluster, export: ExportJob) -> SubjectAccessSources | None:
-    """The subject's Secret key and the backup's PVC of a subjectAccess export (None for other types), or
-    Blocked naming the field. Only a RecordingBackup of the export's own namespace is read, and only its PVC."""
+def _backup(cluster: Cluster, export: ExportJob) -> RecordingBackup | None:
+    """The RecordingBackup a subjectAccess export reads (None for other types), or Blocked naming the field.
+    Only a RecordingBackup of the export's own namespace is read."""
     spec = export.spec
     if spec.type != "subjectAccess":
         return None
-    assert spec.subject is not None and spec.backup is not None  # the CRD's rules
+    assert spec.backup is not None  # the CRD's rules
     ns: str = export.metadata["namespace"]
-    field = "spec.backup.recordingBackup"
-    body = cluster.read_custom(ns, BACKUPS, spec.backup.recording_backup)
+    name = spec.backup.recording_backup
+    body = cluster.read_custom(ns, BACKUPS, name)
     if body is None:
-        raise Blocked(
-            Reason.BACKUP_NOT_FOUND, f"{field}: RecordingBackup {ns}/{spec.backup.recording_backup} not found"
-        )
+        raise Blocked(Reason.BACKUP_NOT_FOUND, f"{BACKUP_FIELD}: RecordingBackup {ns}/{name} not found")
     try:
-        backup = RecordingBackup.model_validate(body)
+        return RecordingBackup.model_validate(body)
     except ValidationError:
-        raise Blocked(
-            Reason.INVALID_SPEC, f"{field}: RecordingBackup {ns}/{spec.backup.recording_backup} is not valid"
-        ) from None
-    pvc = backup.spec.target.pvc
-    if pvc is None:
-        raise Blocked(
-            Reason.INVALID_SPEC,
-            f"{field}: RecordingBackup {ns}/{spec.backup.recording_backup} backs up into S3; a subjectAccess "
-            "ExportJob reads PVC targets only (for an S3 target run `cxbackup export run --type subjectAccess "
-            "--backup-config ...`)",
-            invalid=True,
-        )
-    if (problem := pvc_problem(f"{field} (its target.pvc.claimName)", ns, pvc.claim_name,
-                               cluster.pvc_exists(ns, pvc.claim_name))) is not None:  # fmt: skip
-        raise problem
-    return SubjectAccessSources(
-        CertificateSource(spec.subject.secret, spec.subject.key), pvc.claim_name, pvc.sub_path or ""
+        raise Blocked(Reason.INVALID_SPEC, f"{BACKUP_FIELD}: RecordingBackup {ns}/{name} is not valid") from None
+
+
+def _shared_credentials_problem(export: ExportJob, backup: RecordingBackup) -> Blocked | None:
+    """An S3 store and an S3 backup target reach the export pod through the same TARGET_AWS_* variables, so
+    they must name the same Secret (and keys); otherwise Blocked(InvalidSpec) naming both fields."""
+    store, target = export.spec.store, backup.spec.target.s3
+    if store.s3 is None or target is None:
+        return None
+    mine, theirs = store.s3_credentials, target.credentials
+    if mine is not None and (mine.name, mine.access_key_id_key, mine.secret_access_key_key) == (
+        theirs.name, theirs.access_key_id_key, theirs.secret_access_key_key,
+    ):  # fmt: skip
+        return None
+    ns: str = export.metadata["namespace"]
+    named = f"Secret {mine.name}" if mine is not None else "none"
+    return Blocked(
+        Reason.INVALID_SPEC,
+        f"spec.store.s3Credentials ({named}) and the RecordingBackup {ns}/{backup.metadata['name']}'s "
+        f"spec.target.s3.credentials (Secret {theirs.name}) differ, but the export pod reads the backup bucket "
+        f"and writes the store bucket with one set of credentials: set spec.store.s3Credentials.name to "
+        f"{theirs.name} (one Secret allowed to read the backup bucket and write the store bucket), or keep the "
+        "artifacts in a PVC (spec.store.pvc)",
+        invalid=True,
     )
 
 
-def _check_references(cluster: Cluster, export: ExportJob, policy: EndpointPolicy) -> list[str]:
-    """Check the endpoints, then gather the credentials Secrets and the store's PVC; raise the first problem
-    as Blocked. Returns the fields that use plain HTTP (allowed by the installer)."""
+def _endpoints(export: ExportJob, backup: RecordingBackup | None) -> list[tuple[str, str | None, bool]]:
+    """(field, URL, whether it is the vendor's) of every endpoint the export pods will talk to."""
+    source = export.spec.source
+    target = backup.spec.target.s3 if backup is not None else None
+    return [
+        ("spec.source.apiUriPrefix", source.api_uri_prefix if source else None, True),
+        ("spec.store.s3EndpointUrl", export.spec.store.s3_endpoint_url, False),
+        (f"{BACKUP_FIELD} (its target.s3.endpointUrl)", target.endpoint_url if target else None, False),
+    ]
+
+
+def _check_references(
+    cluster: Cluster, export: ExportJob, policy: EndpointPolicy, backup: RecordingBackup | None
+) -> list[str]:
+    """Check the endpoints (the backup target's too) and that an S3 store and S3 backup target share their
+    credentials, then gather the credentials Secrets (the backup target's too) and the PVCs (the store's, the
+    backup's); raise the first problem as Blocked. Returns the fields that use plain HTTP (allowed by the
+    installer)."""
     ns: str = export.metadata["namespace"]
     spec = export.spec
-    for field, url, vendor in _endpoints(export):
+    for field, url, vendor in _endpoints(export, backup):
         if (problem := endpoint_problem(field, url, policy, vendor=vendor)) is not None:
             raise problem
+    if backup is not None and (problem := _shared_credentials_problem(export, backup)) is not None:
+        raise problem
     needs = []
     if spec.source is not None:
         needs.append(
@@ -204,12 +225,28 @@ def _check_references(cluster: Cluster, export: ExportJob, policy: EndpointPolic
         needs.append(
             SecretNeed("spec.store.s3Credentials", creds.name, (creds.access_key_id_key, creds.secret_access_key_key))
         )
+    target = backup.spec.target if backup is not None else None
+    if target is not None and target.s3 is not None:
+        c = target.s3.credentials
+        field = f"{BACKUP_FIELD} (its target.s3.credentials)"
+        needs.append(SecretNeed(field, c.name, (c.access_key_id_key, c.secret_access_key_key)))
     problem = secret_problem(ns, needs, gather_secrets(cluster, ns, needs))
     if problem is None and spec.store.pvc is not None:
         problem = pvc_problem("spec.store.pvc", ns, spec.store.pvc, cluster.pvc_exists(ns, spec.store.pvc))
+    if problem is None and target is not None and target.pvc is not None:
+        claim = target.pvc.claim_name
+        problem = pvc_problem(f"{BACKUP_FIELD} (its target.pvc.claimName)", ns, claim, cluster.pvc_exists(ns, claim))
     if problem is not None:
         raise problem
-    return [field for field, url, _ in _endpoints(export) if url and url.startswith("http://")]
+    return [field for field, url, _ in _endpoints(export, backup) if url and url.startswith("http://")]
+
+
+def _subject_access(export: ExportJob, backup: RecordingBackup | None) -> SubjectAccessSources | None:
+    """The subject's Secret key and the backup of a subjectAccess export (None for other types)."""
+    subject = export.spec.subject
+    if backup is None or subject is None:
+        return None
+    return SubjectAccessSources(CertificateSource(subject.secret, subject.key), backup)
 
 
 class _Reconcile:
@@ -305,6 +342,8 @@ class _Reconcile:
             done = [v for v in views if v.task == task and v.finished and v.accounted]
             for view in done[: max(len(done) - KEEP_FINISHED_JOBS, 0)]:
                 self.cluster.delete_job(self.ns, view.name)
+                if task == "run":  # a subjectAccess run's backup ConfigMap (gone already, or never made: no-op)
+                    self.cluster.delete_configmap(self.ns, backup_configmap_name(view.name))
 
     def start_sweep(self) -> None:
         run_id = run_id_for(self.now)
@@ -327,6 +366,9 @@ class _Reconcile:
         subject_access: SubjectAccessSources | None = None,
     ) -> None:
         run_id = run_id_for(slot)
+        if subject_access is not None:
+            # before the Job, whose pod mounts it; one that exists already (a restarted operator) is adopted
+            self.cluster.create_object(build_backup_configmap(self.export, run_id, subject_access.backup))
         job = build_export_job(
             self.export, run_id, request.to_args(), cert, self.settings.jobs, run_start=self.now,
             subject_access=subject_access,
@@ -402,8 +444,9 @@ def reconcile_export(
             try:
                 request = _request(r.export)
                 cert = _certificate(cluster, r.export)
-                plain_http = _check_references(cluster, r.export, settings.endpoints)
-                subject_access = _subject_access(cluster, r.export)
+                backup = _backup(cluster, r.export)
+                plain_http = _check_references(cluster, r.export, settings.endpoints, backup)
+                subject_access = _subject_access(r.export, backup)
             except Blocked as blocked:
                 r.blocked(blocked)
             else:

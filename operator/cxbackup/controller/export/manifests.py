@@ -1,4 +1,5 @@
-"""Pure builders: an ExportJob run or retention sweep -> its Job (only the certificate key is mounted). No I/O."""
+"""Pure builders: an ExportJob run or retention sweep -> its Job (only the certificate key is mounted), and a
+subjectAccess run's backup ConfigMap. No I/O."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 from cxbackup.api import workerenv
 from cxbackup.api.common import PodSettings
 from cxbackup.api.exportjob import ExportJob
+from cxbackup.api.recordingbackup import RecordingBackup
+from cxbackup.controller.backup.manifests import build_target_configmap, target_credentials_env, target_volume
 from cxbackup.controller.jobstate import ANNOTATION_RUN_START
 from cxbackup.controller.manifests import (
     LABEL_RUN,
@@ -24,6 +27,7 @@ from cxbackup.controller.manifests import (
 
 __all__ = [
     "ANNOTATION_SWEEP_CUTOFF",
+    "BACKUP_CONFIG_MOUNT",
     "CERT_FILE",
     "CERT_MOUNT",
     "EXPORT_STORE_MOUNT",
@@ -31,6 +35,8 @@ __all__ = [
     "LABEL_EXPORT_TASK",
     "CertificateSource",
     "SubjectAccessSources",
+    "backup_configmap_name",
+    "build_backup_configmap",
     "build_export_job",
     "build_export_sweep_job",
     "export_job_name",
@@ -60,7 +66,10 @@ CERT_FILE = "tls.crt"
 
 SUBJECT_MOUNT = "/etc/cxbackup/subject"
 SUBJECT_FILE = "subject"
-BACKUP_MOUNT = "/backup"
+
+
+BACKUP_CONFIG_MOUNT = "/etc/cxbackup/backup"
+"""Where a subjectAccess run's backup ConfigMap is mounted: config.properties, read with --backup-config."""
 
 
 @dataclass(frozen=True)
@@ -121,8 +130,13 @@ def _export_job(
     else:
         if store.s3_credentials is not None:
             creds = store.s3_credentials
-            env.append(secret_env("TARGET_AWS_ACCESS_KEY_ID", creds.name, creds.access_key_id_key))
-            env.append(secret_env("TARGET_AWS_SECRET_ACCESS_KEY", creds.name, creds.secret_access_key_key))
+            for item in (
+                secret_env("TARGET_AWS_ACCESS_KEY_ID", creds.name, creds.access_key_id_key),
+                secret_env("TARGET_AWS_SECRET_ACCESS_KEY", creds.name, creds.secret_access_key_key),
+            ):
+                if item not in env:  # already there when an S3 backup target shares the store's credentials
+                    assert all(e["name"] != item["name"] for e in env), f"{item['name']} set twice"
+                    env.append(item)
         if store.s3_endpoint_url:
             env.append({"name": "TARGET_AWS_ENDPOINT_URL", "value": store.s3_endpoint_url})
     env.append({"name": "HOME", "value": TMP_MOUNT})
@@ -161,11 +175,35 @@ def _export_job(
 @dataclass(frozen=True)
 class SubjectAccessSources:
     """What a subjectAccess run reads: the Secret key naming the subject (mounted alone, read-only) and the
-    backup's PVC (mounted read-only)."""
+    RecordingBackup whose target it reads (a PVC mounted read-only, or an S3 bucket with the target's
+    credentials), described to the pod by the run's backup ConfigMap."""
 
     subject: CertificateSource
-    backup_claim: str
-    backup_sub_path: str = ""
+    backup: RecordingBackup
+
+
+def backup_configmap_name(job_name: str) -> str:
+    """The backup ConfigMap of the run Job `job_name`."""
+    return f"{job_name}-backup"
+
+
+def build_backup_configmap(export: ExportJob, run_id: str, backup: RecordingBackup) -> dict[str, Any]:
+    """The ConfigMap of a subjectAccess run (owned by the ExportJob): config.properties describing the backup's
+    target (targetDir, or the S3 bucket, prefix, endpoint and region; never a credential) and its legal holds,
+    as the backup's own runs see them."""
+    job_name = export_job_name(export, run_id)
+    header = (
+        f"ExportJob {export.metadata.get('namespace')}/{export.metadata['name']} run {run_id}: the target of "
+        f"RecordingBackup {backup.metadata.get('namespace')}/{backup.metadata['name']}; written by the cxbackup "
+        "operator"
+    )
+    return build_target_configmap(
+        backup,
+        backup_configmap_name(job_name),
+        ("ExportJob", export.metadata),
+        _export_labels(export, run_id, "run"),
+        header,
+    )
 
 
 def subject_access_args(export: ExportJob) -> list[str]:
@@ -193,8 +231,10 @@ def build_export_job(
 
     `request_args` are `ExportRequest.to_args()` (or `subject_access_args`). Only the certificate key of the
     Secret is mounted (as tls.crt, read-only): the private key never reaches the pod. Vendor credentials are
-    secretKeyRefs. A subjectAccess run gets the subject as a file (never in the pod spec) and the backup's
-    volume read-only.
+    secretKeyRefs. A subjectAccess run gets the subject as a file (never in the pod spec) and reads the backup
+    through `--backup-config`: the run's backup ConfigMap (`build_backup_configmap`, created before the Job),
+    with a PVC target's volume mounted read-only or an S3 target's credentials as TARGET_AWS_* secretKeyRefs
+    (the handler makes sure an S3 store uses the same ones).
     """
     src = export.spec.source
     args = [
@@ -226,9 +266,9 @@ def build_export_job(
     ]
     mounts = [{"name": "certificate", "mountPath": CERT_MOUNT, "readOnly": True}]
     if subject_access is not None:
-        sub = subject_access.backup_sub_path.strip("/")
+        job_name = export_job_name(export, run_id)
         args += ["--subject-file", f"{SUBJECT_MOUNT}/{SUBJECT_FILE}"]
-        args += ["--backup-target", f"{BACKUP_MOUNT}/{sub}" if sub else BACKUP_MOUNT]
+        args += ["--backup-config", f"{BACKUP_CONFIG_MOUNT}/config.properties"]
         volumes.append(
             {
                 "name": "subject",
@@ -240,10 +280,12 @@ def build_export_job(
             }
         )
         mounts.append({"name": "subject", "mountPath": SUBJECT_MOUNT, "readOnly": True})
-        volumes.append(
-            {"name": "backup", "persistentVolumeClaim": {"claimName": subject_access.backup_claim, "readOnly": True}}
-        )
-        mounts.append({"name": "backup", "mountPath": BACKUP_MOUNT, "readOnly": True})
+        volumes.append({"name": "backup-config", "configMap": {"name": backup_configmap_name(job_name)}})
+        mounts.append({"name": "backup-config", "mountPath": BACKUP_CONFIG_MOUNT, "readOnly": True})
+        target_volumes, target_mounts = target_volume(subject_access.backup, read_only=True)
+        volumes += target_volumes
+        mounts += target_mounts
+        env += target_credentials_env(subject_access.backup)
     annotations = {ANNOTATION_RUN_START: run_start.astimezone(dt.UTC).isoformat()}
     return _export_job(export, run_id, "run", args, env, volumes, mounts, annotations, settings)
 
