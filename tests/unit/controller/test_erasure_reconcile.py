@@ -178,13 +178,13 @@ def test_an_s3_target_gets_its_credentials_as_secret_refs() -> None:
         (lambda c: c.secrets.pop(("ns", "dsar-2026-117")), "SecretNotFound", "spec.subject.secret"),
         (lambda c: c.put("dsar-2026-117", {"subject": b"x"}), "SecretNotLabelled", "spec.subject.secret"),
         (lambda c: c.pvcs.discard(("ns", "recordings-backup")), "PVCNotFound",
-         "spec.recordingBackup (RecordingBackup recordings's spec.target.pvc.claimName)"),
+         "spec.recordingBackup (its target.pvc.claimName)"),
         (lambda c: c.objects["recordingbackups"][0]["spec"].update(
             target={"s3": {"bucket": "archive", "credentials": {"name": "missing"}}}), "SecretNotFound",
-         "spec.target.s3.credentials"),
+         "spec.recordingBackup (its target.s3.credentials)"),
         (lambda c: c.objects["recordingbackups"][0]["spec"].update(
             target={"s3": {"bucket": "archive", "endpointUrl": "http://s3.local", "credentials": {"name": "x"}}}),
-         "InsecureEndpoint", "spec.target.s3.endpointUrl"),
+         "InsecureEndpoint", "spec.recordingBackup (its target.s3.endpointUrl)"),
     ],
 )  # fmt: skip
 def test_a_missing_reference_blocks_naming_the_field(change: Any, reason: str, names: str) -> None:

@@ -52,7 +52,7 @@ def referenced_backup(
         raise Blocked(Reason.INVALID_SPEC, f"{field}: RecordingBackup {namespace}/{name} is not valid") from None
     target = backup.spec.target
     endpoint = target.s3.endpoint_url if target.s3 else None
-    where = f"{field} (RecordingBackup {name}'s spec.target"
+    where = f"{field} (its target"
     if (problem := endpoint_problem(f"{where}.s3.endpointUrl)", endpoint, policy, vendor=False)) is not None:
         raise problem
     needs = list(extra_secrets)

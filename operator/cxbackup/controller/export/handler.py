@@ -22,14 +22,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
 from cxbackup import metrics
 from cxbackup.api.certificate import RecordingCertificate, certificate_readiness
-from cxbackup.api.common import BACKUPS, CERTIFICATES, EXPORTS
+from cxbackup.api.common import CERTIFICATES, EXPORTS
 from cxbackup.api.exportjob import ExportJob, ExportJobStatus
 from cxbackup.api.recordingbackup import RecordingBackup
 from cxbackup.api.status import ConditionType, Phase, Reason
+from cxbackup.controller.backup.referenced import ReferencedBackup, referenced_backup
 from cxbackup.controller.cluster import Cluster, ClusterError, termination_messages
 from cxbackup.controller.conditions import condition, set_condition
 from cxbackup.controller.events import Emit, EventSpec
@@ -144,22 +143,14 @@ def _certificate(cluster: Cluster, export: ExportJob) -> CertificateSource:
 BACKUP_FIELD = "spec.backup.recordingBackup"
 
 
-def _backup(cluster: Cluster, export: ExportJob) -> RecordingBackup | None:
-    """The RecordingBackup a subjectAccess export reads (None for other types), or Blocked naming the field.
-    Only a RecordingBackup of the export's own namespace is read."""
+def _backup(cluster: Cluster, export: ExportJob, policy: EndpointPolicy) -> ReferencedBackup | None:
+    """The RecordingBackup a subjectAccess export reads, its target checked (None for other types), or
+    Blocked naming the field. Only a RecordingBackup of the export's own namespace is read."""
     spec = export.spec
     if spec.type != "subjectAccess":
         return None
     assert spec.backup is not None  # the CRD's rules
-    ns: str = export.metadata["namespace"]
-    name = spec.backup.recording_backup
-    body = cluster.read_custom(ns, BACKUPS, name)
-    if body is None:
-        raise Blocked(Reason.BACKUP_NOT_FOUND, f"{BACKUP_FIELD}: RecordingBackup {ns}/{name} not found")
-    try:
-        return RecordingBackup.model_validate(body)
-    except ValidationError:
-        raise Blocked(Reason.INVALID_SPEC, f"{BACKUP_FIELD}: RecordingBackup {ns}/{name} is not valid") from None
+    return referenced_backup(cluster, export.metadata["namespace"], spec.backup.recording_backup, BACKUP_FIELD, policy)
 
 
 def _shared_credentials_problem(export: ExportJob, backup: RecordingBackup) -> Blocked | None:
@@ -186,27 +177,24 @@ def _shared_credentials_problem(export: ExportJob, backup: RecordingBackup) -> B
     )
 
 
-def _endpoints(export: ExportJob, backup: RecordingBackup | None) -> list[tuple[str, str | None, bool]]:
-    """(field, URL, whether it is the vendor's) of every endpoint the export pods will talk to."""
+def _endpoints(export: ExportJob) -> list[tuple[str, str | None, bool]]:
+    """(field, URL, whether it is the vendor's) of every endpoint of its own the export pods will talk to."""
     source = export.spec.source
-    target = backup.spec.target.s3 if backup is not None else None
     return [
         ("spec.source.apiUriPrefix", source.api_uri_prefix if source else None, True),
         ("spec.store.s3EndpointUrl", export.spec.store.s3_endpoint_url, False),
-        (f"{BACKUP_FIELD} (its target.s3.endpointUrl)", target.endpoint_url if target else None, False),
     ]
 
 
 def _check_references(
     cluster: Cluster, export: ExportJob, policy: EndpointPolicy, backup: RecordingBackup | None
 ) -> list[str]:
-    """Check the endpoints (the backup target's too) and that an S3 store and S3 backup target share their
-    credentials, then gather the credentials Secrets (the backup target's too) and the PVCs (the store's, the
-    backup's); raise the first problem as Blocked. Returns the fields that use plain HTTP (allowed by the
-    installer)."""
+    """Check the endpoints and that an S3 store and an S3 backup target (checked by `_backup`) share their
+    credentials, then gather the credentials Secrets and the store's PVC; raise the first problem as Blocked.
+    Returns the fields that use plain HTTP (allowed by the installer)."""
     ns: str = export.metadata["namespace"]
     spec = export.spec
-    for field, url, vendor in _endpoints(export, backup):
+    for field, url, vendor in _endpoints(export):
         if (problem := endpoint_problem(field, url, policy, vendor=vendor)) is not None:
             raise problem
     if backup is not None and (problem := _shared_credentials_problem(export, backup)) is not None:
@@ -225,20 +213,12 @@ def _check_references(
         needs.append(
             SecretNeed("spec.store.s3Credentials", creds.name, (creds.access_key_id_key, creds.secret_access_key_key))
         )
-    target = backup.spec.target if backup is not None else None
-    if target is not None and target.s3 is not None:
-        c = target.s3.credentials
-        field = f"{BACKUP_FIELD} (its target.s3.credentials)"
-        needs.append(SecretNeed(field, c.name, (c.access_key_id_key, c.secret_access_key_key)))
     problem = secret_problem(ns, needs, gather_secrets(cluster, ns, needs))
     if problem is None and spec.store.pvc is not None:
         problem = pvc_problem("spec.store.pvc", ns, spec.store.pvc, cluster.pvc_exists(ns, spec.store.pvc))
-    if problem is None and target is not None and target.pvc is not None:
-        claim = target.pvc.claim_name
-        problem = pvc_problem(f"{BACKUP_FIELD} (its target.pvc.claimName)", ns, claim, cluster.pvc_exists(ns, claim))
     if problem is not None:
         raise problem
-    return [field for field, url, _ in _endpoints(export, backup) if url and url.startswith("http://")]
+    return [field for field, url, _ in _endpoints(export) if url and url.startswith("http://")]
 
 
 def _subject_access(export: ExportJob, backup: RecordingBackup | None) -> SubjectAccessSources | None:
@@ -444,8 +424,10 @@ def reconcile_export(
             try:
                 request = _request(r.export)
                 cert = _certificate(cluster, r.export)
-                backup = _backup(cluster, r.export)
+                found = _backup(cluster, r.export, settings.endpoints)
+                backup = found.backup if found is not None else None
                 plain_http = _check_references(cluster, r.export, settings.endpoints, backup)
+                plain_http += found.plain_http if found is not None else []
                 subject_access = _subject_access(r.export, backup)
             except Blocked as blocked:
                 r.blocked(blocked)
