@@ -24,6 +24,7 @@ __all__ = [
     "active_deadline",
     "restricted_container_security_context",
     "run_id_for",
+    "run_labels",
     "tmp_volume",
 ]
 
@@ -66,6 +67,19 @@ def run_id_for(when: dt.datetime) -> str:
     """A run id from the run's due time (to the second): the same slot always yields the same Job name,
     so a second operator or a restarted one collides with AlreadyExists instead of starting a duplicate."""
     return when.astimezone(dt.UTC).strftime("%Y%m%d-%H%M%S")
+
+
+def run_labels(component: str, owner_label: str, owner: str, run_id: str, **more: str) -> dict[str, str]:
+    """The labels of a run's Job, pods and ConfigMaps: cxbackup's, the component, the owning resource's name
+    under `owner_label`, the run id, and `more`."""
+    return {
+        "app.kubernetes.io/name": "cxbackup",
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/managed-by": "cxbackup-operator",
+        owner_label: owner,
+        **more,
+        LABEL_RUN: run_id,
+    }
 
 
 def restricted_container_security_context() -> dict[str, Any]:

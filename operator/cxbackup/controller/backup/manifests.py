@@ -14,12 +14,12 @@ from cxbackup.backup.window import RecordingWindow
 from cxbackup.controller.jobstate import ANNOTATION_RUN_START
 from cxbackup.controller.manifests import (
     CONFIG_MOUNT,
-    LABEL_RUN,
     TMP_MOUNT,
     JobSettings,
     active_deadline,
     owner_reference,
     restricted_container_security_context,
+    run_labels,
     secret_env,
     tmp_volume,
     worker_pod_spec,
@@ -172,13 +172,7 @@ def build_target_configmap(
 
 
 def _labels(backup: RecordingBackup, run_id: str) -> dict[str, str]:
-    return {
-        "app.kubernetes.io/name": "cxbackup",
-        "app.kubernetes.io/component": "backup-worker",
-        "app.kubernetes.io/managed-by": "cxbackup-operator",
-        LABEL_BACKUP: backup.metadata["name"],
-        LABEL_RUN: run_id,
-    }
+    return run_labels("backup-worker", LABEL_BACKUP, backup.metadata["name"], run_id)
 
 
 def build_backup_configmap(backup: RecordingBackup, run_id: str, window: RecordingWindow) -> dict[str, Any]:

@@ -11,12 +11,12 @@ from cxbackup.api.recordingbackup import RecordingBackup
 from cxbackup.controller.backup.manifests import build_target_configmap, target_credentials_env, target_volume
 from cxbackup.controller.jobstate import ANNOTATION_RUN_START
 from cxbackup.controller.manifests import (
-    LABEL_RUN,
     TMP_MOUNT,
     JobSettings,
     active_deadline,
     owner_reference,
     restricted_container_security_context,
+    run_labels,
     tmp_volume,
     worker_pod_spec,
 )
@@ -39,13 +39,7 @@ def erasure_job_name(erasure: RecordingErasure, run_id: str) -> str:
 
 
 def _labels(erasure: RecordingErasure, run_id: str) -> dict[str, str]:
-    return {
-        "app.kubernetes.io/name": "cxbackup",
-        "app.kubernetes.io/component": "erasure",
-        "app.kubernetes.io/managed-by": "cxbackup-operator",
-        LABEL_ERASURE: erasure.metadata["name"],
-        LABEL_RUN: run_id,
-    }
+    return run_labels("erasure", LABEL_ERASURE, erasure.metadata["name"], run_id)
 
 
 def build_erasure_configmap(erasure: RecordingErasure, backup: RecordingBackup, run_id: str) -> dict[str, Any]:

@@ -14,12 +14,12 @@ from cxbackup.api.recordingbackup import RecordingBackup
 from cxbackup.controller.backup.manifests import build_target_configmap, target_credentials_env, target_volume
 from cxbackup.controller.jobstate import ANNOTATION_RUN_START
 from cxbackup.controller.manifests import (
-    LABEL_RUN,
     TMP_MOUNT,
     JobSettings,
     active_deadline,
     owner_reference,
     restricted_container_security_context,
+    run_labels,
     secret_env,
     tmp_volume,
     worker_pod_spec,
@@ -97,14 +97,7 @@ def export_store_location(export: ExportJob) -> str:
 
 
 def _export_labels(export: ExportJob, run_id: str, task: str) -> dict[str, str]:
-    return {
-        "app.kubernetes.io/name": "cxbackup",
-        "app.kubernetes.io/component": f"export-{task}",
-        "app.kubernetes.io/managed-by": "cxbackup-operator",
-        LABEL_EXPORT: export.metadata["name"],
-        LABEL_EXPORT_TASK: task,
-        LABEL_RUN: run_id,
-    }
+    return run_labels(f"export-{task}", LABEL_EXPORT, export.metadata["name"], run_id, **{LABEL_EXPORT_TASK: task})
 
 
 def _export_job(
