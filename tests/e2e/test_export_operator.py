@@ -24,7 +24,14 @@ import pytest
 from cxbackup.certs.generate import generate_pair
 from cxbackup_dev.emulator import Emulator
 from cxbackup_dev.localcluster.stack import LocalStack
-from tests.resources import apply, export_job, generated_certificate, history, recording_backup
+from tests.resources import (
+    apply,
+    export_job,
+    generated_certificate,
+    history,
+    recording_backup,
+    recording_certificate,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -187,13 +194,14 @@ def test_outside_chat_retention_is_empty_and_missing_certificate_blocks(stack: L
 
 def _subject_access_members(
     stack: LocalStack, ns: str, artifacts: list[dict[str, Any]], agent: str, tmp_path: Path
-) -> list[str]:
-    """The members of a subjectAccess export's artifacts (in the PVC's exports folder), decrypted with openssl
-    and the key of RecordingCertificate rc, each checked against its manifest; the subject nowhere in one."""
+) -> dict[str, bytes]:
+    """The members of a subjectAccess export's artifacts (in the PVC's exports folder) by name, decrypted with
+    openssl and the key of RecordingCertificate rc, each checked against its manifest; the subject nowhere in
+    one."""
     tls = stack.get("secret", ns, "rc-tls")
     key = tmp_path / "key.pem"
     key.write_bytes(base64.b64decode(tls["data"]["tls.key"]))
-    names: list[str] = []
+    members: dict[str, bytes] = {}
     for artifact in artifacts:
         plain = subprocess.run(
             ["openssl", "cms", "-decrypt", "-inform", "DER", "-binary", "-inkey", str(key),
@@ -207,18 +215,25 @@ def _subject_access_members(
             for entry in manifest["files"]:
                 data = archive.read(entry["name"])
                 assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["bytes"]
-            names += archive.namelist()
-    return names
+            members |= {name: archive.read(name) for name in archive.namelist()}
+    return members
 
 
 def test_a_subject_access_export_reads_the_backup_and_hands_over_the_persons_recordings(
     stack: LocalStack, emulator: Emulator, tmp_path: Path
 ) -> None:
     """type subjectAccess: a RecordingBackup backs up into the PVC, then an ExportJob whose subject is in a Secret
-    packs that person's recordings (metadata and media as stored) into an artifact encrypted to the certificate;
-    the pod mounts the backup read-only and never sees the subject in its spec."""
+    packs that person's recordings (metadata, and media decrypted with the tenant's keyring, which the key
+    owner allowed for this export) into an artifact encrypted to the requester's certificate; the pod mounts the
+    backup read-only and never sees the subject in its spec."""
     ns = _ns(stack, emulator)
     apply(stack, ns, generated_certificate("rc", commonName="Requester", organization="Customer"))
+    # the tenant's recording key (the one the vendor encrypted the media to), allowed to decrypt for "dsar"
+    files = [f"--from-file=tls.crt={emulator.tenant_cert_path}", f"--from-file=tls.key={emulator.tenant_key_path}"]
+    stack.cp.kubectl("create", "secret", "generic", "tenant", "-n", ns, *files)
+    apply(
+        stack, ns, recording_certificate("tenant", {"secretRef": {"name": "tenant"}, "decryptionAllowedFor": ["dsar"]})
+    )
     apply(stack, ns, recording_backup(emulator, "rb"))
     backup = stack.wait_for("rb", ns, "rb", lambda b: bool(history(b)), timeout=180)
     assert history(backup)[0]["result"] == "Succeeded", history(backup)[0]
@@ -241,7 +256,9 @@ def test_a_subject_access_export_reads_the_backup_and_hands_over_the_persons_rec
         "backup": {"recordingBackup": "rb"},
         "certificate": {"recordingCertificate": "rc"},
         "store": {"pvc": "recordings", "subPath": "exports"},
+        "decryptMedia": {"recordingCertificate": "tenant"},
     }
+    stack.wait_for("rcert", ns, "tenant", _ready_any, timeout=60)
     body = export_job(emulator, "dsar", **spec)
     for vendor_only in ("source", "range"):
         body["spec"].pop(vendor_only)
@@ -256,10 +273,28 @@ def test_a_subject_access_export_reads_the_backup_and_hands_over_the_persons_rec
     backup_volume = next(v for v in pod["volumes"] if v["name"] == "target")  # read through --backup-config
     assert backup_volume["persistentVolumeClaim"] == {"claimName": "recordings", "readOnly": True}
 
-    names = _subject_access_members(stack, ns, artifacts, agent, tmp_path)
-    assert {n.split("/")[1] for n in names if n.startswith("recordings/")} == expected
+    assert "--decrypt-media" in pod["containers"][0]["args"]
+    assert next(v for v in pod["volumes"] if v["name"] == "keyring")["secret"]["secretName"] == "tenant-keyring"
+
+    members = _subject_access_members(stack, ns, artifacts, agent, tmp_path)
+    assert {n.split("/")[1] for n in members if n.startswith("recordings/")} == expected
     for rec_id in expected:
-        assert f"recordings/{rec_id}/{rec_id}.json" in names
+        assert f"recordings/{rec_id}/{rec_id}.json" in members
+    # each media file is the backed-up one decrypted with the tenant's key
+    media = {n: data for n, data in members.items() if n.startswith("recordings/") and not n.endswith(".json")}
+    assert media and not any(n.endswith(".bin") for n in media)
+    for name, data in media.items():
+        rec_id = name.split("/")[1]
+        out = Path(name).name  # the stored name without .bin, or with the type's extension added
+        (stored,) = [
+            p for p in target.rglob(f"{rec_id}/*")
+            if p.suffix != ".json" and out in (p.name.removesuffix(".bin"), *(p.name + e for e in (".mp3", ".mp4")))
+        ]  # fmt: skip
+        plain = subprocess.run(
+            ["openssl", "cms", "-decrypt", "-inform", "DER", "-binary", "-inkey", str(emulator.tenant_key_path),
+             "-in", str(stored)], check=True, capture_output=True, timeout=60,
+        ).stdout  # fmt: skip
+        assert data == plain, name
 
 
 def test_a_subject_access_export_reads_an_s3_backup_target(
@@ -313,5 +348,5 @@ def test_a_subject_access_export_reads_an_s3_backup_target(
     )  # fmt: skip
     expected = {r["id"] for r in json.loads(found.stdout)["recordings"]}
     assert expected
-    names = _subject_access_members(stack, ns, artifacts, agent, tmp_path)
-    assert {n.split("/")[1] for n in names if n.startswith("recordings/")} == expected
+    members = _subject_access_members(stack, ns, artifacts, agent, tmp_path)
+    assert {n.split("/")[1] for n in members if n.startswith("recordings/")} == expected

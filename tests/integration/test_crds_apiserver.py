@@ -138,6 +138,7 @@ BAD_EXPORTS = [
     ("spec.users", [f"u{i}" for i in range(11)], "spec.users"),
     ("spec.users", _DELETE, "needs users"),
     ("spec.type", "allChats", "spec.type"),
+    ("spec.decryptMedia", {"recordingCertificate": "rc"}, "decryptMedia applies only to type subjectAccess"),
     ("spec.encryption", "DES", "spec.encryption"),
     (
         "spec.range",

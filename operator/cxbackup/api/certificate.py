@@ -114,6 +114,15 @@ class RecordingCertificateSpec(CamelModel):
         description="Secret keeping every key this certificate ever had (default <name>-keyring); never "
         "deleted by the operator.",
     )
+    decryption_allowed_for: list[str] | None = Field(
+        default=None,
+        max_length=50,
+        description="Names of subjectAccess ExportJobs (same namespace) allowed to decrypt the media they hand "
+        "over with this certificate's keyring (spec.decryptMedia): each one a request the key owner approved. "
+        "Their pod mounts the keyring; whoever controls such an ExportJob reads those recordings in clear. "
+        "Default: none.",
+        json_schema_extra={"x-kubernetes-list-type": "set", "items": {"type": "string", "maxLength": 253}},
+    )
 
 
 class RetiredCertificate(CamelModel):

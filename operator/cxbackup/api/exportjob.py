@@ -14,6 +14,7 @@ __all__ = [
     "MAX_GDPR_USERS",
     "ArtifactRecord",
     "BackupRef",
+    "DecryptMediaRef",
     "ExportCertificateRef",
     "ExportJob",
     "ExportJobSpec",
@@ -136,6 +137,17 @@ class BackupRef(CamelModel):
     )
 
 
+class DecryptMediaRef(CamelModel):
+    """subjectAccess: hand the media over decrypted (then encrypted, with the rest, to spec.certificate)."""
+
+    recording_certificate: str = Field(
+        min_length=1,
+        max_length=253,
+        description="The RecordingCertificate (same namespace) whose keyring decrypts the recordings; it must "
+        "name this ExportJob in its spec.decryptionAllowedFor.",
+    )
+
+
 class ExportJobSpec(CamelModel):
     """Desired state of an ExportJob."""
 
@@ -170,6 +182,11 @@ class ExportJobSpec(CamelModel):
                     "fieldPath": ".subject",
                 },
                 {
+                    "rule": "self.type == 'subjectAccess' || !has(self.decryptMedia)",
+                    "message": "decryptMedia applies only to type subjectAccess",
+                    "fieldPath": ".decryptMedia",
+                },
+                {
                     "rule": "self.type != 'subjectAccess' || !has(self.source)",
                     "message": "a subjectAccess export reads the backup, not the vendor: remove source",
                     "fieldPath": ".source",
@@ -198,6 +215,11 @@ class ExportJobSpec(CamelModel):
     )
     subject: SubjectRef | None = Field(default=None, description="subjectAccess: who, from a Secret.")
     backup: BackupRef | None = Field(default=None, description="subjectAccess: the backup to read.")
+    decrypt_media: DecryptMediaRef | None = Field(
+        default=None,
+        description="subjectAccess: decrypt the media with a RecordingCertificate's keyring (default: the media "
+        "as the vendor encrypted them).",
+    )
     users: list[str] | None = Field(
         default=None,
         max_length=MAX_GDPR_USERS,

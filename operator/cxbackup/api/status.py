@@ -84,6 +84,7 @@ class Reason(StrEnum):
     PVC_NOT_FOUND = "PVCNotFound"
     CERTIFICATE_NOT_FOUND = "CertificateNotFound"
     BACKUP_NOT_FOUND = "BackupNotFound"
+    DECRYPTION_NOT_ALLOWED = "DecryptionNotAllowed"
     """The RecordingCertificate exists but is not Ready (too small, expired, not checked yet...)."""
     INVALID_SPEC = "InvalidSpec"
     INVALID_SCHEDULE = "InvalidSchedule"

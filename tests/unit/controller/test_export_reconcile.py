@@ -376,3 +376,48 @@ def test_a_pruned_subject_access_run_takes_its_backup_configmap_with_it() -> Non
     kept = h.cluster.job_names()
     assert len(kept) == 3 and kept == names[-3:]  # KEEP_FINISHED_JOBS
     assert sorted(n for _, n in h.cluster.configmaps) == [f"{n}-backup" for n in kept]
+
+
+def _decrypting(h: Harness, *, allowed: list[str] | None, keyring: dict[str, bytes] | None) -> Harness:
+    """The subjectAccess example with spec.decryptMedia on the example RecordingCertificate."""
+    h = _subject_access(h)
+    h.spec["decryptMedia"] = {"recordingCertificate": "recording-cert"}
+    if allowed is not None:
+        h.cluster.objects["recordingcertificates"][0]["spec"]["decryptionAllowedFor"] = allowed
+    if keyring is not None:
+        h.cluster.put("recording-cert-keyring", keyring, {"cxbackup.io/keyring": "true"})
+    return h
+
+
+def test_decrypted_media_mount_the_keyring_only_when_its_owner_allows_this_export() -> None:
+    h = _decrypting(Harness(), allowed=["other", "gdpr"], keyring={"1.crt": b"c", "1.key": b"k"})
+    [started] = h.tick(T0)
+    assert started.reason == "ExportStarted"
+    [name] = h.cluster.job_names()
+    pod = h.cluster.job(name)["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    assert args[args.index("--keyring") + 1] == "/etc/cxbackup/keyring" and "--decrypt-media" in args
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["keyring"]["secret"] == {"secretName": "recording-cert-keyring", "defaultMode": 0o440}
+    mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["keyring"]["readOnly"] is True
+
+
+@pytest.mark.parametrize(
+    ("allowed", "keyring", "reason", "says"),
+    [
+        (None, {"1.key": b"k"}, "DecryptionNotAllowed", "its key owner adds gdpr to its spec.decryptionAllowedFor"),
+        (["gdpr-2"], {"1.key": b"k"}, "DecryptionNotAllowed", "does not allow ExportJob gdpr"),
+        (["gdpr"], None, "CertificateNotReady", "no key in its keyring Secret ns/recording-cert-keyring"),
+    ],
+)
+def test_decrypted_media_without_the_key_owners_consent_or_a_key_start_nothing(
+    allowed: list[str] | None, keyring: dict[str, bytes] | None, reason: str, says: str
+) -> None:
+    h = _decrypting(Harness(), allowed=allowed, keyring=keyring)
+    events = h.tick(T0)
+    assert h.cluster.jobs == {} and h.status["phase"] == "Blocked"
+    ready = h.cond("Ready")
+    assert ready["reason"] == reason and "spec.decryptMedia.recordingCertificate" in ready["message"], ready
+    assert says in ready["message"], ready["message"]
+    assert [(e.warning, e.reason) for e in events] == [(True, reason)]

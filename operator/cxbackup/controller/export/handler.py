@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from cxbackup import metrics
 from cxbackup.api.certificate import RecordingCertificate, certificate_readiness
 from cxbackup.api.common import CERTIFICATES, EXPORTS
@@ -29,6 +31,7 @@ from cxbackup.api.exportjob import ExportJob, ExportJobStatus
 from cxbackup.api.recordingbackup import RecordingBackup
 from cxbackup.api.status import ConditionType, Phase, Reason
 from cxbackup.controller.backup.referenced import ReferencedBackup, referenced_backup
+from cxbackup.controller.certificate.decisions import keyring_secret_name
 from cxbackup.controller.cluster import Cluster, ClusterError, termination_messages
 from cxbackup.controller.conditions import condition, set_condition
 from cxbackup.controller.events import Emit, EventSpec
@@ -221,12 +224,49 @@ def _check_references(
     return [field for field, url, _ in _endpoints(export) if url and url.startswith("http://")]
 
 
-def _subject_access(export: ExportJob, backup: RecordingBackup | None) -> SubjectAccessSources | None:
-    """The subject's Secret key and the backup of a subjectAccess export (None for other types)."""
+def _decryption_keyring(cluster: Cluster, export: ExportJob) -> str | None:
+    """spec.decryptMedia's keyring Secret (None without decryptMedia), or Blocked naming the field. The
+    RecordingCertificate (same namespace) must name this ExportJob in spec.decryptionAllowedFor: mounting a
+    keyring is the key owner's decision, never the ExportJob author's alone."""
+    ref = export.spec.decrypt_media
+    if ref is None:
+        return None
+    ns: str = export.metadata["namespace"]
+    name: str = export.metadata["name"]
+    field = "spec.decryptMedia.recordingCertificate"
+    what = f"RecordingCertificate {ns}/{ref.recording_certificate}"
+    body = cluster.read_custom(ns, CERTIFICATES, ref.recording_certificate)
+    if body is None:
+        raise Blocked(Reason.CERTIFICATE_NOT_FOUND, f"{field}: {what} not found")
+    try:
+        cert = RecordingCertificate.model_validate(body)
+    except ValidationError:
+        raise Blocked(Reason.INVALID_SPEC, f"{field}: {what} is not valid") from None
+    if name not in (cert.spec.decryption_allowed_for or []):
+        raise Blocked(
+            Reason.DECRYPTION_NOT_ALLOWED,
+            f"{field}: {what} does not allow ExportJob {name} to decrypt with its keyring: its key owner adds "
+            f"{name} to its spec.decryptionAllowedFor (or remove spec.decryptMedia to hand the media over as the "
+            "vendor encrypted them)",
+        )
+    secret = keyring_secret_name(cert)
+    keys = cluster.secret_keys(ns, secret) or set()
+    if not any(k.endswith(".key") for k in keys):
+        raise Blocked(
+            Reason.CERTIFICATE_NOT_READY, f"{field}: {what} has no key in its keyring Secret {ns}/{secret} yet"
+        )
+    return secret
+
+
+def _subject_access(
+    export: ExportJob, backup: RecordingBackup | None, keyring: str | None
+) -> SubjectAccessSources | None:
+    """The subject's Secret key, the backup and the keyring (decryptMedia) of a subjectAccess export (None for
+    other types)."""
     subject = export.spec.subject
     if backup is None or subject is None:
         return None
-    return SubjectAccessSources(CertificateSource(subject.secret, subject.key), backup)
+    return SubjectAccessSources(CertificateSource(subject.secret, subject.key), backup, keyring)
 
 
 class _Reconcile:
@@ -428,7 +468,7 @@ def reconcile_export(
                 backup = found.backup if found is not None else None
                 plain_http = _check_references(cluster, r.export, settings.endpoints, backup)
                 plain_http += found.plain_http if found is not None else []
-                subject_access = _subject_access(r.export, backup)
+                subject_access = _subject_access(r.export, backup, _decryption_keyring(cluster, r.export))
             except Blocked as blocked:
                 r.blocked(blocked)
             else:

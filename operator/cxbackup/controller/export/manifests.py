@@ -65,6 +65,7 @@ CERT_FILE = "tls.crt"
 
 
 SUBJECT_MOUNT = "/etc/cxbackup/subject"
+KEYRING_MOUNT = "/etc/cxbackup/keyring"
 SUBJECT_FILE = "subject"
 
 
@@ -173,6 +174,8 @@ class SubjectAccessSources:
 
     subject: CertificateSource
     backup: RecordingBackup
+    keyring_secret: str | None = None
+    """spec.decryptMedia: the RecordingCertificate's keyring Secret, mounted whole (every key it ever had)."""
 
 
 def backup_configmap_name(job_name: str) -> str:
@@ -279,6 +282,12 @@ def build_export_job(
         volumes += target_volumes
         mounts += target_mounts
         env += target_credentials_env(subject_access.backup)
+        if subject_access.keyring_secret is not None:
+            args += ["--decrypt-media", "--keyring", KEYRING_MOUNT]
+            volumes.append(
+                {"name": "keyring", "secret": {"secretName": subject_access.keyring_secret, "defaultMode": 0o440}}
+            )
+            mounts.append({"name": "keyring", "mountPath": KEYRING_MOUNT, "readOnly": True})
     annotations = {ANNOTATION_RUN_START: run_start.astimezone(dt.UTC).isoformat()}
     return _export_job(export, run_id, "run", args, env, volumes, mounts, annotations, settings)
 
