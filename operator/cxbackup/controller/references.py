@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ValidationError
 
 from cxbackup.api.common import CREDENTIALS_LABEL
 from cxbackup.api.status import Phase, Reason
@@ -28,8 +31,11 @@ __all__ = [
     "endpoint_problem",
     "gather_secrets",
     "pvc_problem",
+    "read_referenced",
     "secret_problem",
 ]
+
+M = TypeVar("M", bound=BaseModel)
 
 KEY_SECRET_TYPES = frozenset(
     {
@@ -162,3 +168,19 @@ def endpoint_problem(field: str, url: str | None, policy: EndpointPolicy, *, ven
             f"({', '.join(policy.vendor_hosts)}; chart value security.vendorHosts)",
         )
     return None
+
+
+def read_referenced(
+    cluster: Cluster, namespace: str, plural: str, model: type[M], name: str, field: str, missing: str
+) -> M:
+    """The cxbackup resource `namespace/name` that `field` names, as `model`; Blocked(`missing`) when it does
+    not exist, Blocked(InvalidSpec) when it does not validate. Only the referring resource's own namespace is
+    ever passed in."""
+    kind = model.__name__
+    body = cluster.read_custom(namespace, plural, name)
+    if body is None:
+        raise Blocked(missing, f"{field}: {kind} {namespace}/{name} not found")
+    try:
+        return model.model_validate(body)
+    except ValidationError:
+        raise Blocked(Reason.INVALID_SPEC, f"{field}: {kind} {namespace}/{name} is not valid") from None

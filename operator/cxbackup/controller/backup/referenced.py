@@ -7,19 +7,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import ValidationError
-
 from cxbackup.api.common import BACKUPS
 from cxbackup.api.recordingbackup import RecordingBackup
 from cxbackup.api.status import Reason
 from cxbackup.controller.cluster import Cluster
 from cxbackup.controller.references import (
-    Blocked,
     EndpointPolicy,
     SecretNeed,
     endpoint_problem,
     gather_secrets,
     pvc_problem,
+    read_referenced,
     secret_problem,
 )
 
@@ -43,13 +41,7 @@ def referenced_backup(
 ) -> ReferencedBackup:
     """RecordingBackup `namespace/name`, named by `field`, with its target usable; `extra_secrets` are the
     referring resource's own Secrets, checked with the target's."""
-    body = cluster.read_custom(namespace, BACKUPS, name)
-    if body is None:
-        raise Blocked(Reason.BACKUP_NOT_FOUND, f"{field}: RecordingBackup {namespace}/{name} not found")
-    try:
-        backup = RecordingBackup.model_validate(body)
-    except ValidationError:
-        raise Blocked(Reason.INVALID_SPEC, f"{field}: RecordingBackup {namespace}/{name} is not valid") from None
+    backup = read_referenced(cluster, namespace, BACKUPS, RecordingBackup, name, field, Reason.BACKUP_NOT_FOUND)
     target = backup.spec.target
     endpoint = target.s3.endpoint_url if target.s3 else None
     where = f"{field} (its target"

@@ -22,8 +22,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
 from cxbackup import metrics
 from cxbackup.api.certificate import RecordingCertificate, certificate_readiness
 from cxbackup.api.common import CERTIFICATES, EXPORTS
@@ -64,6 +62,7 @@ from cxbackup.controller.references import (
     endpoint_problem,
     gather_secrets,
     pvc_problem,
+    read_referenced,
     secret_problem,
 )
 from cxbackup.controller.registration import Interrupted, register_reconciler, validated
@@ -235,13 +234,9 @@ def _decryption_keyring(cluster: Cluster, export: ExportJob) -> str | None:
     name: str = export.metadata["name"]
     field = "spec.decryptMedia.recordingCertificate"
     what = f"RecordingCertificate {ns}/{ref.recording_certificate}"
-    body = cluster.read_custom(ns, CERTIFICATES, ref.recording_certificate)
-    if body is None:
-        raise Blocked(Reason.CERTIFICATE_NOT_FOUND, f"{field}: {what} not found")
-    try:
-        cert = RecordingCertificate.model_validate(body)
-    except ValidationError:
-        raise Blocked(Reason.INVALID_SPEC, f"{field}: {what} is not valid") from None
+    cert = read_referenced(
+        cluster, ns, CERTIFICATES, RecordingCertificate, ref.recording_certificate, field, Reason.CERTIFICATE_NOT_FOUND
+    )
     if name not in (cert.spec.decryption_allowed_for or []):
         raise Blocked(
             Reason.DECRYPTION_NOT_ALLOWED,
