@@ -26,14 +26,7 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
     cp.start()
     try:
         cp.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        cp.kubectl(
-            "wait",
-            "--for=condition=Established",
-            "--timeout=180s",
-            "crd",
-            "-l",
-            "app.kubernetes.io/part-of=cxbackup",
-        )
+        cp.wait_crds_established("app.kubernetes.io/part-of=cxbackup")
         peering = "apiVersion: kopf.dev/v1\nkind: ClusterKopfPeering\nmetadata:\n  name: cxbackup\n"
         cp.kubectl("apply", "-f", "-", input_text=peering)
         yield cp

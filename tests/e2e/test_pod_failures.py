@@ -94,9 +94,12 @@ def test_a_missing_worker_image_is_reported_and_the_run_goes_on_once_it_is_back(
     stack.node.ctr("images", "rm", stack.image)
     try:
         apply(stack, ns, _backup(emulator))
+        # the cause named is the image (a pod may first wait, Unschedulable, for its PVC to be bound)
         body = stack.wait_for(
             "rb", ns, "rb",
-            lambda b: any(c["reason"] == "WorkerPodsNotStarting" for c in b.get("status", {}).get("conditions", [])),
+            lambda b: any(c["reason"] == "WorkerPodsNotStarting" and ("ImagePull" in c["message"]
+                                                                      or "ErrImage" in c["message"])
+                          for c in b.get("status", {}).get("conditions", [])),
             timeout=120,
         )  # fmt: skip
         degraded = _condition(body, "Degraded")

@@ -346,9 +346,7 @@ def test_wrong_values_fail_naming_the_value(helm: Helm, flag: str, setting: str,
 @pytest.fixture(scope="module")
 def monitoring_crds(control_plane: ControlPlane) -> None:
     control_plane.kubectl("apply", "--server-side", "-f", str(MONITORING_CRDS))
-    control_plane.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "cxbackup.io/test-data=true"
-    )
+    control_plane.wait_crds_established("cxbackup.io/test-data=true", timeout=60)
 
 
 def create_namespaces(control_plane: ControlPlane, count: int) -> list[str]:

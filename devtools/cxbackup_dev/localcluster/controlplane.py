@@ -395,6 +395,22 @@ class ControlPlane:
             raise ControlPlaneError(f"kubectl {' '.join(args)[:200]} failed ({proc.returncode}): {message}")
         return proc
 
+    def wait_crds_established(self, selector: str, timeout: float = 180) -> None:
+        """Wait until every CRD matching `selector` is Established. `kubectl wait` fails at once, instead
+        of waiting, on a CRD the API server has not given any condition yet ("accessor error: <nil>"),
+        so it is retried until `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = max(int(deadline - time.monotonic()), 1)
+            proc = self.kubectl("wait", "--for=condition=Established", f"--timeout={left}s", "crd", "-l", selector,
+                                check=False)  # fmt: skip
+            if proc.returncode == 0:
+                return
+            if time.monotonic() >= deadline:
+                message = (proc.stderr or proc.stdout).strip()[:2000]
+                raise ControlPlaneError(f"CRDs {selector} not Established after {timeout:.0f}s: {message}")
+            time.sleep(0.5)
+
     def __enter__(self) -> ControlPlane:
         return self.start()
 
