@@ -11,16 +11,19 @@ pure functions here decide and return a `Blocked` naming the field, the object a
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
 from cxbackup.api.common import CREDENTIALS_LABEL
-from cxbackup.api.status import Phase, Reason
+from cxbackup.api.status import ConditionType, Phase, Reason
 from cxbackup.controller.cluster import Cluster
+from cxbackup.controller.conditions import condition, set_condition
+from cxbackup.controller.events import Emit, EventSpec
 
 __all__ = [
     "KEY_SECRET_TYPES",
@@ -64,6 +67,18 @@ class Blocked(Exception):
     @property
     def phase(self) -> str:
         return Phase.INVALID if self.invalid else Phase.BLOCKED
+
+    def ready_false(
+        self, conditions: list[dict[str, Any]] | None, emit: Emit, *, now: dt.datetime, generation: int | None
+    ) -> list[dict[str, Any]]:
+        """`conditions` with Ready=False for this reason, after a Warning Event, posted only when the message
+        is new (a resource that stays blocked does not repeat it every reconcile)."""
+        old = condition(conditions, ConditionType.READY)
+        if old is None or old.get("message") != self.message:
+            emit(EventSpec(True, self.reason, self.message))
+        return set_condition(
+            conditions, ConditionType.READY, "False", self.reason, self.message, now=now, generation=generation
+        )
 
 
 @dataclass(frozen=True)

@@ -296,18 +296,7 @@ def _reconcile(
                 _check_spec(backup, now)
                 plain_http = _check_references(cluster, backup, settings.endpoints)
             except Blocked as blocked:
-                old = condition(conditions, ConditionType.READY)
-                if old is None or old.get("message") != blocked.message:
-                    emit(EventSpec(True, blocked.reason, blocked.message))
-                conditions = set_condition(
-                    conditions,
-                    ConditionType.READY,
-                    "False",
-                    blocked.reason,
-                    blocked.message,
-                    now=now,
-                    generation=generation,
-                )
+                conditions = blocked.ready_false(conditions, emit, now=now, generation=generation)
                 changes["phase"] = blocked.phase
                 changes["conditions"] = conditions
                 return

@@ -69,10 +69,7 @@ class _Reconcile:
         )
 
     def blocked(self, blocked: Blocked) -> None:
-        old = condition(self.conditions, ConditionType.READY)
-        if old is None or old.get("message") != blocked.message:
-            self.emit(EventSpec(True, blocked.reason, blocked.message))
-        self.cond(ConditionType.READY, "False", blocked.reason, blocked.message)
+        self.conditions = blocked.ready_false(self.conditions, self.emit, now=self.now, generation=self.generation)
         self.set("phase", blocked.phase)
 
     def account(self, job: JobState) -> None:

@@ -304,10 +304,7 @@ class _Reconcile:
         self.export = self.export.model_copy(update={"status": ExportJobStatus.model_validate(status)})
 
     def blocked(self, blocked: Blocked) -> None:
-        old = condition(self.conditions, ConditionType.READY)
-        if old is None or old.get("message") != blocked.message:
-            self.emit(EventSpec(True, blocked.reason, blocked.message))
-        self.cond(ConditionType.READY, "False", blocked.reason, blocked.message)
+        self.conditions = blocked.ready_false(self.conditions, self.emit, now=self.now, generation=self.generation)
         self.set("phase", blocked.phase)
 
     def account(self, views: list[ExportJobView]) -> None:
