@@ -14,7 +14,15 @@ from cxbackup.api.common import API_VERSION
 from cxbackup_dev.emulator import Emulator
 from cxbackup_dev.localcluster.stack import LocalStack
 
-__all__ = ["apply", "export_job", "generated_certificate", "history", "recording_backup", "recording_certificate"]
+__all__ = [
+    "apply",
+    "emulator_s3",
+    "export_job",
+    "generated_certificate",
+    "history",
+    "recording_backup",
+    "recording_certificate",
+]
 
 GENERATE = {"commonName": "Rec", "country": "US", "state": "California", "organization": "Org"}
 """A generated certificate's subject."""
@@ -70,3 +78,16 @@ def apply(stack: LocalStack, namespace: str, *bodies: dict[str, Any]) -> None:
 def history(body: dict[str, Any]) -> list[dict[str, Any]]:
     """status.history of a RecordingBackup or an ExportJob, newest first."""
     return list(body.get("status", {}).get("history") or [])
+
+
+def emulator_s3(stack: LocalStack, emu: Emulator) -> Any:
+    """A boto3 client of the emulator's S3 (HTTPS, trusting the stack's test CA), with the emulator's keys:
+    for tests that make a target bucket and look into it."""
+    import boto3
+
+    env = emu.env()
+    assert stack.test_ca is not None
+    return boto3.client(
+        "s3", endpoint_url=emu.s3_endpoint, region_name="us-east-1", verify=str(stack.test_ca.cert_path),
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )  # fmt: skip

@@ -18,7 +18,7 @@ import pytest
 from cxbackup_dev.emulator import Emulator, FaultConfig, parse_time
 from cxbackup_dev.emulator.faults import EndpointFaults
 from cxbackup_dev.localcluster.stack import LocalStack
-from tests.resources import apply, history, recording_backup
+from tests.resources import apply, emulator_s3, history, recording_backup
 
 pytestmark = pytest.mark.e2e
 
@@ -317,16 +317,10 @@ def test_the_periodic_audit_reports_missing_recordings(stack: LocalStack, emulat
 def test_backup_into_an_s3_bucket_under_object_lock(stack: LocalStack, emulator: Emulator) -> None:
     """An S3 target with Object Lock, through the operator: every recording object of the run is locked
     until its start plus retention.keepFor, and the state file and the search index are not."""
-    import boto3
     import isodate
 
     ns = _ns(stack, emulator)
-    env = emulator.env()
-    assert stack.test_ca is not None
-    client = boto3.client(
-        "s3", endpoint_url=emulator.s3_endpoint, region_name="us-east-1", verify=str(stack.test_ca.cert_path),
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )  # fmt: skip
+    client = emulator_s3(stack, emulator)
     client.create_bucket(Bucket="archive", ObjectLockEnabledForBucket=True)
     target = {
         "s3": {

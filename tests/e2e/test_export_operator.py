@@ -26,6 +26,7 @@ from cxbackup_dev.emulator import Emulator
 from cxbackup_dev.localcluster.stack import LocalStack
 from tests.resources import (
     apply,
+    emulator_s3,
     export_job,
     generated_certificate,
     history,
@@ -303,15 +304,11 @@ def test_a_subject_access_export_reads_an_s3_backup_target(
     """type subjectAccess on a RecordingBackup that backs up into an S3 bucket (the emulator's S3, HTTPS with
     the test CA): the export pod reads the bucket through the run's backup ConfigMap with the target's
     credentials (secretKeyRefs only), and the decrypted artifacts hold exactly the subject's recordings."""
-    import boto3
 
     ns = _ns(stack, emulator)
     env = emulator.env()
-    assert stack.test_ca is not None
-    client = boto3.client(
-        "s3", endpoint_url=emulator.s3_endpoint, region_name="us-east-1", verify=str(stack.test_ca.cert_path),
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )  # fmt: skip
+    assert stack.test_ca is not None  # its PEM reaches the local search below
+    client = emulator_s3(stack, emulator)
     client.create_bucket(Bucket="archive")
     target = {"s3": {"bucket": "archive", "prefix": "cc/", "endpointUrl": emulator.s3_endpoint,
                      "credentials": {"name": "vendor-s3"}}}  # fmt: skip
