@@ -295,7 +295,7 @@ class ObjectStates:
 
     def forget(self, kind: str, namespace: str, name: str) -> None:
         with self.lock:
-            getattr(self, kind, {}).pop((namespace, name), None)
+            getattr(self, kind).pop((namespace, name), None)
 
 
 STATE = ObjectStates()

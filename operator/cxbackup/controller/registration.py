@@ -71,8 +71,10 @@ def register_reconciler(
     cluster: Cluster,
     *,
     retry_delay: float = 30.0,
+    scrape_state: bool = True,
 ) -> None:
-    """Register `reconcile` for `plural`; `metrics_kind` names its scrape-time state (metrics.STATE)."""
+    """Register `reconcile` for `plural`; `metrics_kind` names its handlers and its scrape-time state
+    (metrics.STATE), which a kind without one (`scrape_state=False`) does not have to forget."""
 
     @kopf.timer(GROUP, VERSION, plural, id=f"{metrics_kind}-reconcile", interval=settings.reconcile_interval,
                 initial_delay=0.5, sharp=True)  # fmt: skip
@@ -90,6 +92,9 @@ def register_reconciler(
             raise kopf.TemporaryError(str(exc), delay=retry_delay) from exc
         for key, value in changes.items():
             patch.status[key] = value
+
+    if not scrape_state:
+        return
 
     @kopf.on.delete(GROUP, VERSION, plural, id=f"{metrics_kind}-deleted", optional=True)
     def forget_metrics(namespace: str | None, name: str, **_: Any) -> None:

@@ -229,4 +229,4 @@ def _start_if_ready(r: _Reconcile, due: tuple[dt.datetime, str], settings: Opera
 
 def register(settings: OperatorSettings, cluster: Cluster) -> None:
     """Register the handlers with kopf (called once by the operator's startup)."""
-    register_reconciler(ERASURES, "erasures", reconcile_erasure, settings, cluster)
+    register_reconciler(ERASURES, "erasures", reconcile_erasure, settings, cluster, scrape_state=False)
