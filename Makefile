@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml devtools/pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help venv controlplane helm promtool prometheus nodepackages lint test test-unit demo crds dashboards bench reliability lock image clean
+.PHONY: help venv fetch controlplane helm promtool prometheus nodepackages lint test test-unit demo crds dashboards bench reliability lock image clean
 
 help:
 	@echo "make test        set up everything, lint, and run every test (unit, integration, e2e)"
@@ -23,7 +23,12 @@ $(STAMP): pyproject.toml devtools/pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]' -e ./devtools
 	@rm -f $(VENV)/.installed-*; touch $@
 
-venv: $(STAMP)
+venv: $(STAMP) fetch
+
+# The worker's native media transfer (native/fetch, Go), built once per source (cached in
+# ~/.cache/cxbackup/tools) and installed into the venv's bin folder, where `cxbackup download` finds it.
+fetch: $(STAMP)
+	@./hack/build-fetch.sh $(BIN) >/dev/null
 
 # Builds etcd, kube-apiserver, kube-controller-manager, kubectl, kube-scheduler and kubelet once (cached in
 # ~/.cache/cxbackup).

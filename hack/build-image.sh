@@ -4,7 +4,9 @@
 #   hack/build-image.sh [cxbackup]   the operator/worker image, the same image the Dockerfile describes:
 #                                    Debian bookworm (debootstrap), a venv at /opt/cxbackup made by the
 #                                    image's own python3 (chroot), requirements.lock installed with
-#                                    --require-hashes, then the project's wheel; user 10001:10001.
+#                                    --require-hashes, then the project's wheel, and the native media
+#                                    transfer cxbackup-fetch (hack/build-fetch.sh) in the venv's bin;
+#                                    user 10001:10001.
 #   hack/build-image.sh pause        the pod sandbox image for a node with no registry: hack/pause.c,
 #                                    compiled statically, alone in the image.
 #
@@ -15,8 +17,9 @@
 #
 # The tag is the first 12 hex characters of a sha256 over everything that goes into the image (for
 # cxbackup: the base rootfs tarball, requirements.lock, pyproject.toml, README.md, every file under
-# operator/ and this script; for pause: hack/pause.c, the compiler's version and this script). When
-# the archive for that tag exists, the script prints it and does nothing else.
+# operator/ and native/fetch/, `go version`, this script and hack/build-fetch.sh; for pause: hack/pause.c,
+# the compiler's version and this script). When the archive for that tag exists, the script prints it
+# and does nothing else.
 #
 # Cache, under ${CXBACKUP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cxbackup}/images/:
 #   base/<suite>-<key>.tar(.sha256)  the debootstrap rootfs; <key> hashes the base section below, so it
@@ -25,7 +28,8 @@
 #   wheels/<key>/                    the lock's wheels, fetched once by the image's pip, hash-checked
 #   <kind>-<tag>.oci.tar             the image archives
 #
-# Needs root (debootstrap, chroot), debootstrap, umoci, python3 and, for pause, gcc with a static libc.
+# Needs root (debootstrap, chroot), debootstrap, umoci, python3, Go (cxbackup-fetch) and, for pause, gcc with
+# a static libc.
 # The first build needs deb.debian.org and PyPI (the wheels); every build of a new tag needs PyPI for
 # the project wheel's build backend (setuptools, as in the Dockerfile's build stage). Layers
 # and configs carry SOURCE_DATE_EPOCH (default 1980-01-01) as their time, so rebuilding from the same
@@ -260,8 +264,10 @@ build_cxbackup() {
       echo "base $base_sha"
       echo "epoch $EPOCH"
       cd "$REPO_ROOT"
-      sha256sum "$LOCK" hack/build-image.sh
+      sha256sum "$LOCK" hack/build-image.sh hack/build-fetch.sh
       project_files | tr '\n' '\0' | xargs -0 sha256sum
+      find native/fetch -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+      go version
     } | sha | cut -c1-12
   )"
   local out="$IMAGES/cxbackup-$tag.oci.tar" ref="localhost/cxbackup:$tag"
@@ -317,6 +323,8 @@ build_cxbackup() {
   in_root "$VENV/bin/pip" wheel --quiet --no-deps --wheel-dir "$b/dist" "$b/src"
   in_root "$VENV/bin/pip" install --quiet --no-index --no-deps --find-links "$b/dist" cxbackup
   ln -s "$VENV/bin/cxbackup" "$ROOTFS/usr/local/bin/cxbackup"
+  log "the native media transfer: cxbackup-fetch into $VENV/bin"
+  "$REPO_ROOT/hack/build-fetch.sh" "$ROOTFS$VENV/bin" >/dev/null
   in_root groupadd --system --gid "$APP_GID" "$APP_USER"
   in_root useradd --system --no-log-init --uid "$APP_UID" --gid "$APP_GID" --no-create-home \
     --shell /usr/sbin/nologin "$APP_USER"

@@ -84,3 +84,18 @@ def target_bucket(emulator: Emulator) -> TargetBucket:
         "TARGET_AWS_SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"],
     }
     return TargetBucket(client, target_env, emulator)
+
+
+def put_media(emulator: Emulator, name: str, body: bytes) -> None:
+    """Store `body` as media `name` in the emulator's first storage entry (through its S3 endpoint)."""
+    import boto3
+
+    entry = emulator.storage[0]
+    client = boto3.client(
+        "s3",
+        endpoint_url=emulator.s3_endpoint,
+        aws_access_key_id=emulator.aws_access_key_id,
+        aws_secret_access_key=emulator.aws_secret_access_key,
+        region_name="us-east-1",
+    )
+    client.put_object(Bucket=entry.bucket, Key=entry.prefix + name, Body=body)

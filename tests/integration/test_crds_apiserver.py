@@ -101,6 +101,15 @@ BAD_BACKUPS = [
         "mediaTransfer crt cannot use awsProxy",
     ),
     (
+        "spec",
+        _example("recordingbackup.yaml")["spec"]
+        | {
+            "source": _example("recordingbackup.yaml")["spec"]["source"] | {"mediaTransfer": "native"},
+            "target": {"s3": {"bucket": "archive", "credentials": {"name": "s"}}},
+        },
+        "source.mediaTransfer native writes into a PVC",
+    ),
+    (
         "spec.target",
         {"s3": {"bucket": "archive", "credentials": {"name": "s"}, "objectLock": "COMPLIANCE"}},
         "target.s3.objectLock needs retention.keepFor",

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from cxbackup.backup.config import RcbsConfig
@@ -23,6 +22,7 @@ from cxbackup.backup.s3source import S3Options
 from cxbackup.backup.vendor_client import StorageEntry, VendorSettings
 from cxbackup_dev.emulator import Emulator
 from cxbackup_dev.emulator.tls import TestCA
+from tests.integration.emulator_fixtures import put_media
 
 ODD_KEYS = [
     "plain-key.bin",
@@ -51,24 +51,11 @@ def _emulator_source(emulator: Emulator, secret: str | None = None) -> CrtS3Medi
     )
 
 
-def _put(emulator: Emulator, name: str, body: bytes) -> None:
-    """Store `body` as media `name` in the emulator's first storage entry (through its S3 endpoint)."""
-    entry = emulator.storage[0]
-    client = boto3.client(
-        "s3",
-        endpoint_url=emulator.s3_endpoint,
-        aws_access_key_id=emulator.aws_access_key_id,
-        aws_secret_access_key=emulator.aws_secret_access_key,
-        region_name="us-east-1",
-    )
-    client.put_object(Bucket=entry.bucket, Key=entry.prefix + name, Body=body)
-
-
 def test_keys_that_need_encoding_are_signed_and_fetched(emulator: Emulator, tmp_path: Path) -> None:
     source = _emulator_source(emulator)
     for i, name in enumerate(ODD_KEYS):
         body = hashlib.sha256(name.encode()).digest() * (100 + i * 997)
-        _put(emulator, name, body)
+        put_media(emulator, name, body)
         path = tmp_path / f"f{i}"
         path.write_bytes(b"stale bytes the download must replace" * 5000)
         fetched = source.download_to(source.locate("usw1", name), str(path))
@@ -81,7 +68,7 @@ def test_an_object_larger_than_a_part_is_fetched_in_ranges(emulator: Emulator, t
     source = _emulator_source(emulator)
     part = source.sizing.part_bytes
     body = b"".join(i.to_bytes(4, "big") for i in range((2 * part + 12345) // 4))
-    _put(emulator, "big.bin", body)
+    put_media(emulator, "big.bin", body)
     logged = len(emulator.request_log("s3"))
     fetched = source.download_to(source.locate("usw1", "big.bin"), str(tmp_path / "big"))
     assert (tmp_path / "big").read_bytes() == body

@@ -125,6 +125,8 @@ def test_config_runs_cxbackup_operator_as_10001(cxbackup_image: OciArchive) -> N
 def test_layers_hold_the_venv_with_the_locked_packages(cxbackup_image: OciArchive) -> None:
     entries = cxbackup_image.entries
     assert entries[f"{VENV}/bin/cxbackup"].isfile() and entries[f"{VENV}/bin/cxbackup"].mode & 0o111
+    fetch = entries[f"{VENV}/bin/cxbackup-fetch"]  # the native media transfer, where the worker looks first
+    assert fetch.isfile() and fetch.mode & 0o111 and fetch.uid == 0
     link = entries["usr/local/bin/cxbackup"]
     assert link.issym() and link.linkname == f"/{VENV}/bin/cxbackup"
     assert entries[f"usr/bin/python{PYTHON}"].isfile(), "the venv's python is the image's own"
@@ -190,6 +192,10 @@ def test_cxbackup_runs_in_the_unpacked_image_as_10001(cxbackup_image: OciArchive
     assert "operator" in proc.stdout
     imports = "import awscrt, boto3, cryptography, kopf, kubernetes, pydantic, yaml, cxbackup.cli"
     proc = subprocess.run([*run, "python", "-c", imports], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    # the worker finds the native media transfer and speaks its protocol
+    check = "from cxbackup.backup.nativefetch import find_fetcher, check_protocol; check_protocol(find_fetcher())"
+    proc = subprocess.run([*run, "python", "-c", check], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     # the search index's text search needs SQLite with FTS5
     fts5 = "import sqlite3; sqlite3.connect(':memory:').execute('CREATE VIRTUAL TABLE t USING fts5(x)')"

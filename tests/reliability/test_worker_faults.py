@@ -7,6 +7,7 @@ visible, the checkpoint untouched by failed runs and equal to the window end aft
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import os
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -243,6 +244,61 @@ class FullDiskTarget(LocalDirectoryTarget):
         return _FullDiskWriter(inner, self.budget)
 
 
+SMALL_FS = "cxbackup-test-full"  # the source name of the file systems mounted here
+
+
+def _unmount_stale() -> None:
+    """Unmount the small file systems a killed test run left mounted (their source names this suite)."""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        after = fields[fields.index("-") + 1 :]
+        if len(after) >= 2 and after[1] == SMALL_FS:
+            subprocess.run(["umount", "-l", fields[4]], check=False)
+
+
+@contextlib.contextmanager
+def small_filesystem(path: Path, size: int) -> Iterator[Path]:
+    """A tmpfs of `size` bytes mounted at `path` (needs root), unmounted on leaving."""
+    _unmount_stale()
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", SMALL_FS, str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+@pytest.mark.reliability_quick
+def test_native_transfer_on_a_full_file_system_then_freed(emu: Emulator, tmp_path: Path, row: Any) -> None:
+    """The native program's writes on a real file system that fills up part-way (a small tmpfs), then grows."""
+    cfg_dir = tmp_path / "cfg"
+    cfg_dir.mkdir()
+    with small_filesystem(tmp_path / "target", 384 << 10) as root:
+        cfg = emu.write_config(cfg_dir / "c.properties", target_dir=root, concurrency=4, mediaTransfer="native")
+        runs = Runs()
+        first = cli(cfg, emu.env())
+        runs.codes.append(first.returncode)
+        runs.note(root, None, first.returncode == 0, emu.end_ms)
+        after_first = assess_target(root, emu.records(), emu.media_plaintext, emu.tenant_key_path)
+        subprocess.run(["mount", "-o", "remount,size=64m", str(root)], check=True)  # space freed
+        runs = run_until_success(emu, cfg, root, max_runs=1) if first.returncode else runs
+        runs.codes.insert(0, first.returncode)
+        clear_reason = "no space left on device" in first.stderr.lower()
+        r = row(
+            fault_row(
+                "target ENOSPC part-way (native transfer, real file system), then space freed",
+                emu,
+                root,
+                runs,
+                1 if clear_reason else 0,
+                extra_notes=f"temp files after the 1st run {len(after_first.partial_files)}, "
+                f"its error names ENOSPC: {clear_reason}",
+            )
+        )
+    r.ok = r.ok and first.returncode != 0 and clear_reason and not after_first.partial_files
+    assert r.ok, (r.notes, first.stderr[-1500:])
+
+
 def _in_process(emu: Emulator, cfg: Path, target: LocalDirectoryTarget) -> RunSummary:
     config = parse_properties(cfg.read_text(), str(cfg))
     return run_backup(config, Credentials.from_env(emu.env()), target=target)
@@ -250,8 +306,9 @@ def _in_process(emu: Emulator, cfg: Path, target: LocalDirectoryTarget) -> RunSu
 
 @pytest.mark.reliability_quick
 def test_target_out_of_space_part_way_then_freed(emu: Emulator, tmp_path: Path, row: Any) -> None:
+    """The writes of the Python path (the CRT client's files included) through an injected target."""
     root = tmp_path / "target"
-    cfg = emu.write_config(tmp_path / "c.properties", target_dir=root, concurrency=4)
+    cfg = emu.write_config(tmp_path / "c.properties", target_dir=root, concurrency=4, mediaTransfer="crt")
     budget = _Budget(250_000)
     runs = Runs()
     first = _in_process(emu, cfg, FullDiskTarget(root, budget))
@@ -283,7 +340,7 @@ def test_target_out_of_space_part_way_then_freed(emu: Emulator, tmp_path: Path, 
 def test_target_full_exactly_when_the_checkpoint_is_written(emu: Emulator, tmp_path: Path, row: Any) -> None:
     """Every recording fits but the checkpoint write hits ENOSPC: no checkpoint, no temp file, rerun fixes it."""
     root = tmp_path / "target"
-    cfg = emu.write_config(tmp_path / "c.properties", target_dir=root, concurrency=4)
+    cfg = emu.write_config(tmp_path / "c.properties", target_dir=root, concurrency=4, mediaTransfer="crt")
     runs = Runs()
     error = ""
     try:

@@ -173,6 +173,7 @@ class ImageFacts:
     entrypoint: tuple[str, ...]
     cmd: tuple[str, ...]
     workdir: str
+    native: str  # where the native media transfer (cxbackup-fetch) is installed
 
 
 def commands(words: list[str]) -> list[list[str]]:
@@ -240,9 +241,9 @@ def pip_install(args: list[str]) -> frozenset[str]:
 
 
 def suite_of(base: str) -> str:
-    match = re.fullmatch(r"debian:([a-z]+)(?:-slim)?", base)
-    assert match, f"the image is based on a Debian suite image (debian:<suite>-slim), not {base}"
-    return match.group(1)
+    match = re.fullmatch(r"debian:([a-z]+)(?:-slim)?|golang:[0-9.]+-([a-z]+)", base)
+    assert match, f"a stage is based on a Debian suite image (debian:<suite>-slim or golang:<go>-<suite>), not {base}"
+    return match.group(1) or match.group(2)
 
 
 def dockerfile_facts(text: str) -> ImageFacts:
@@ -270,6 +271,11 @@ def dockerfile_facts(text: str) -> ImageFacts:
         entrypoint=tuple(json.loads(final.last("ENTRYPOINT") or "[]")),
         cmd=tuple(json.loads(final.last("CMD") or "[]")),
         workdir=final.last("WORKDIR") or "/",
+        native=next(
+            dest
+            for source, dest in (arg.split()[-2:] for kw, arg in final.instructions if kw == "COPY")
+            if source.endswith("/cxbackup-fetch")
+        ),
     )
 
 
@@ -313,6 +319,7 @@ def script_facts(text: str) -> ImageFacts:
         entrypoint=(pack["--config.entrypoint"],),
         cmd=(pack["--config.cmd"],),
         workdir=pack["--config.workingdir"],
+        native=next(f"{c[1].removeprefix('$ROOTFS')}/cxbackup-fetch" for c in cmds if c[0].endswith("/build-fetch.sh")),
     )
 
 
@@ -328,6 +335,7 @@ def test_dockerfile_and_build_script_describe_the_same_image() -> None:
     assert docker.project_install >= {"--no-deps", "installs cxbackup"}
     assert docker.pip == f"{docker.venv}/bin/pip"
     assert docker.symlink == (f"{docker.venv}/bin/cxbackup", "/usr/local/bin/cxbackup")
+    assert docker.native == f"{docker.venv}/bin/cxbackup-fetch"  # beside the interpreter, where the worker looks
     assert docker.path.split(":")[0] == f"{docker.venv}/bin"
     assert f"--uid={docker.image_user.split(':')[0]}" in docker.user
     assert f"--gid={docker.image_user.split(':')[1]}" in docker.group

@@ -123,11 +123,12 @@ class BackupSource(CamelModel):
     gws_proxy: ProxySettings | None = Field(default=None, description="Proxy for the recording API.")
     aws_proxy: ProxySettings | None = Field(default=None, description="Proxy for S3.")
     use_payload_signing: bool = Field(default=False, description="Sign S3 payloads (slower; RCBS default false).")
-    media_transfer: Literal["auto", "crt", "boto3"] = Field(
+    media_transfer: Literal["auto", "native", "crt", "boto3"] = Field(
         default="auto",
-        description="How media objects are downloaded: crt = the AWS Common Runtime's native S3 client writes "
-        "each object straight to its file (far less CPU); boto3 = streamed through Python; auto = crt unless "
-        "awsProxy is set or the target is S3.",
+        description="How media objects are downloaded: native = the image's cxbackup-fetch program downloads, "
+        "checks and writes each recording's files in parallel (the least CPU; PVC targets only); crt = the AWS "
+        "Common Runtime's S3 client writes each object straight to its file (no proxy); boto3 = streamed "
+        "through Python; auto = native for a PVC target, else boto3 (an S3 target streams into the bucket).",
     )
 
 
@@ -337,6 +338,12 @@ class RecordingBackupSpec(CamelModel):
                     "rule": "(has(self.media) && self.media.metadataOnly) || has(self.source.s3Credentials)",
                     "message": "source.s3Credentials is required unless media.metadataOnly is true",
                     "fieldPath": ".source.s3Credentials",
+                },
+                {
+                    "rule": "!has(self.source.mediaTransfer) || self.source.mediaTransfer != 'native' || "
+                    "!has(self.target.s3)",
+                    "message": "source.mediaTransfer native writes into a PVC; with target.s3 use auto or boto3",
+                    "fieldPath": ".source.mediaTransfer",
                 },
                 {
                     "rule": "!has(self.timeZone) || has(self.schedule)",

@@ -28,11 +28,13 @@ Our own properties:
                             AWS_ENDPOINT_URL environment variable, which wins when both are set)
     awsRegion               region for the vendor S3 clients; default: each storage entry's awsRegion
     concurrency             parallel downloads per instance (objects in flight) [64]
-    mediaTransfer           how media objects are fetched [auto]: crt = the AWS Common Runtime's native
-                            S3 client writes each object straight into its temporary file (much less
-                            CPU; TLS trusts AWS_CA_BUNDLE when set); boto3 = streamed through Python;
-                            auto = crt unless awsProxyHost is set (the CRT client has no proxy
-                            support) or the target is an S3 bucket (objects are streamed into it)
+    mediaTransfer           how media objects are fetched [auto]: native = the cxbackup-fetch program
+                            (shipped in the image) downloads, checks, writes and renames a recording's
+                            files in parallel, the least CPU (folder targets only); crt = the AWS Common
+                            Runtime's native S3 client writes each object straight into its temporary
+                            file (no proxy support); boto3 = streamed through Python; auto = native when
+                            the target is a folder and the program is installed, else crt unless
+                            awsProxyHost is set, else boto3 (an S3 target always streams with boto3)
     retries                 retries per request after the first attempt, with exponential backoff and
                             jitter, for the recording API and for each media download [6]
     pageSize                recordings per metadata page, 1..1000 [100]
@@ -160,7 +162,7 @@ class RcbsConfig(BaseModel):
     aws_endpoint_url: str | None = Field(default=None, alias="awsEndpointUrl")
     aws_region: str | None = Field(default=None, alias="awsRegion")
     concurrency: int = Field(default=64, ge=1, le=256, alias="concurrency")
-    media_transfer: Literal["auto", "crt", "boto3"] = Field(default="auto", alias="mediaTransfer")
+    media_transfer: Literal["auto", "native", "crt", "boto3"] = Field(default="auto", alias="mediaTransfer")
     retries: int = Field(default=6, ge=0, le=20, alias="retries")
     page_size: int = Field(default=100, ge=1, le=1000, alias="pageSize")
     partitions: tuple[str, ...] = Field(default=(), alias="partitions")

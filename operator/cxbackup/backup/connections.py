@@ -6,16 +6,28 @@ the audit take the results (or fakes) as arguments.
 
 from __future__ import annotations
 
+import logging
+
 from cxbackup.backup.config import Credentials, RcbsConfig
 from cxbackup.backup.crtsource import CrtS3MediaSource, select_media_transfer
 from cxbackup.backup.errors import ConfigError
+from cxbackup.backup.nativefetch import BINARY, BINARY_ENV, NativeFetcher, check_protocol, find_fetcher
 from cxbackup.backup.s3source import S3MediaSource, S3Options, make_s3_client
 from cxbackup.backup.s3target import S3BucketTarget
 from cxbackup.backup.targets import BackupTarget, LocalDirectoryTarget
 from cxbackup.backup.vendor_client import Urllib3Transport, VendorClient, VendorSettings
 from cxbackup.core.retry import RetryPolicy
 
-__all__ = ["make_media_source", "make_vendor_client", "open_target", "source_s3_options", "target_s3_options"]
+__all__ = [
+    "make_fetcher",
+    "make_media_source",
+    "make_vendor_client",
+    "open_target",
+    "source_s3_options",
+    "target_s3_options",
+]
+
+log = logging.getLogger(__name__)
 
 
 def make_vendor_client(config: RcbsConfig, credentials: Credentials) -> VendorClient:
@@ -47,13 +59,53 @@ def source_s3_options(config: RcbsConfig, credentials: Credentials) -> S3Options
     )
 
 
-def make_media_source(config: RcbsConfig, credentials: Credentials, settings: VendorSettings) -> S3MediaSource:
-    """The vendor's S3 as a media source; with mediaTransfer crt (or auto, when possible) one that
-    downloads through the CRT S3 client (crtsource.py)."""
-    options = source_s3_options(config, credentials)
+def make_fetcher(config: RcbsConfig, credentials: Credentials, target: BackupTarget) -> NativeFetcher | None:
+    """The native media transfer (nativefetch.py) when mediaTransfer is native, or auto and it can be used:
+    a folder target, the program installed, static S3 keys; else None (the Python path)."""
     requested = config.media_transfer
-    if config.target_s3_bucket and requested == "auto":
+    if config.metadata_only or requested not in ("auto", "native"):
+        return None
+    if not isinstance(target, LocalDirectoryTarget):
+        if requested == "native":
+            raise ConfigError(
+                "mediaTransfer=native writes into a folder (targetDir); with targetS3Bucket use auto or boto3"
+            )
+        return None
+    options = source_s3_options(config, credentials)
+    binary = find_fetcher()
+    reasons = []
+    if binary is None:
+        reasons.append(
+            f"the program {BINARY} is not installed (the image has it; in a checkout `make venv` builds it into "
+            f"the venv; or name it in {BINARY_ENV})"
+        )
+    if not (options.access_key_id and options.secret_access_key):
+        reasons.append("it needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    if reasons:
+        if requested == "native":
+            raise ConfigError(f"mediaTransfer=native cannot be used: {'; '.join(reasons)}; use auto, crt or boto3")
+        log.info("Media transfer: not native (%s)", "; ".join(reasons))
+        return None
+    assert binary is not None
+    check_protocol(binary)
+    log.info("Media transfer: native (%s)", binary)
+    return NativeFetcher(binary, options, in_flight=config.concurrency, retry=RetryPolicy(retries=config.retries))
+
+
+def make_media_source(
+    config: RcbsConfig, credentials: Credentials, settings: VendorSettings, *, native: bool = False
+) -> S3MediaSource:
+    """The vendor's S3 as a media source; with mediaTransfer crt (or auto, when possible) one that
+    downloads through the CRT S3 client (crtsource.py). `native`: the media go through the native program
+    (make_fetcher); the source only locates them."""
+    options = source_s3_options(config, credentials)
+    if native:
+        return S3MediaSource(settings, options)
+    requested = config.media_transfer
+    if config.target_s3_bucket and requested in ("auto", "native"):
         requested = "boto3"  # objects are streamed into the target bucket: no local file to write
+    if requested == "native":
+        requested = "auto"
     if select_media_transfer(requested, options) == "crt":
         return CrtS3MediaSource(settings, options, downloads=config.concurrency)
     return S3MediaSource(settings, options)

@@ -198,9 +198,6 @@ class CrtS3MediaSource(S3MediaSource):
         endpoint = options.endpoint_url
         self._endpoint = urllib.parse.urlsplit(endpoint) if endpoint else None
 
-    def _region(self, ref: MediaRef) -> str:
-        return self._options.region or ref.aws_region or "us-east-1"
-
     def _crt_client(self, region: str) -> Any:
         from awscrt import s3
         from awscrt.auth import AwsCredentialsProvider
@@ -237,7 +234,7 @@ class CrtS3MediaSource(S3MediaSource):
         if self._endpoint is not None:
             base = self._endpoint.path.rstrip("/")
             return _Address(self._endpoint.netloc, f"{base}/{urllib.parse.quote(ref.bucket, safe='')}/{key}")
-        region = self._region(ref)
+        region = self.region_of(ref)
         if _DNS_BUCKET.match(ref.bucket):
             return _Address(f"{ref.bucket}.s3.{region}.amazonaws.com", f"/{key}")
         return _Address(f"s3.{region}.amazonaws.com", f"/{urllib.parse.quote(ref.bucket, safe='')}/{key}")
@@ -249,7 +246,7 @@ class CrtS3MediaSource(S3MediaSource):
         from awscrt.http import HttpHeaders, HttpRequest
 
         what = f"s3://{ref.bucket}/{ref.key}"
-        client = self._crt_client(self._region(ref))
+        client = self._crt_client(self.region_of(ref))
         addr = self.address(ref)
         request = HttpRequest("GET", addr.path, HttpHeaders([("Host", addr.host)]))
         progress = _Progress()

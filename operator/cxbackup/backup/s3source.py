@@ -26,6 +26,7 @@ from cxbackup.backup.vendor_client import StorageEntry, VendorSettings
 from cxbackup.core.redact import snippet
 
 __all__ = [
+    "FINAL_CODES",
     "Fetched",
     "FileMediaSource",
     "MediaRef",
@@ -44,6 +45,8 @@ _AUTH_CODES = frozenset(
 )
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _MISSING_BUCKET = frozenset({"NoSuchBucket"})
+FINAL_CODES = frozenset(c for c in _AUTH_CODES | _MISSING_CODES | _MISSING_BUCKET if not c.isdigit())
+"""S3 error codes `classify_status` makes final (not retried), for a client that retries on its own."""
 
 
 @dataclass(frozen=True)
@@ -228,6 +231,10 @@ class S3MediaSource:
             if region not in self._clients:
                 self._clients[region] = make_s3_client(self._options, region)
             return self._clients[region]
+
+    def region_of(self, ref: MediaRef) -> str:
+        """The region requests for `ref` are signed for."""
+        return self._options.region or ref.aws_region or "us-east-1"
 
     def locate(self, region: str | None, media_id: str) -> MediaRef:
         entry = self._settings.storage_for(region)

@@ -15,7 +15,10 @@
    crtsource.py; otherwise 1 MiB chunks through Python), checks Content-Length and the MD5 (ETag)
    when S3 gives one, fsyncs and renames; retries with backoff on 429/5xx/SlowDown/reset/truncated
    bodies; then writes `<callUUID>.json` last and fsyncs the folder once (making every rename in it
-   durable). A recording whose media and metadata are all present is "skipped". Either way, the
+   durable). With the native transfer (a folder target, nativefetch.py) the scan stays here and the
+   rest of this step, media of a recording in parallel, is done by the `cxbackup-fetch` program, with
+   the same checks (a stored CRC where S3 keeps one, else the MD5), no thread per download here. A
+   recording whose media and metadata are all present is "skipped". Either way, the
    recording then gets its entry in the shard's search index (index.py; a local copy uploaded at the
    end for an S3 target), committed in batches; a failed recording gets none.
 5. When the whole window finished with zero failures and the index is committed, stores the window
@@ -27,6 +30,7 @@ real logic against fakes; `connections.py` builds the real ones.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -36,15 +40,15 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar, cast
 
 from cxbackup.backup.config import Credentials, RcbsConfig
-from cxbackup.backup.connections import make_media_source, make_vendor_client, open_target
+from cxbackup.backup.connections import make_fetcher, make_media_source, make_vendor_client, open_target
 from cxbackup.backup.errors import MediaIntegrityError, MediaMissingError, MediaSourceError, RcbsError, TargetError
 from cxbackup.backup.holds import LEDGER_DIR, read_holds, update_holds
 from cxbackup.backup.index import (
@@ -64,10 +68,11 @@ from cxbackup.backup.index import (
     shard_index_name,
 )
 from cxbackup.backup.layout import FolderFormat, RecordingPaths, recording_paths
+from cxbackup.backup.nativefetch import Answer, NativeFetcher
 from cxbackup.backup.progress import LogProgressSink, ProgressSink, RecordingResult, RecordingStatus, RunSummary
 from cxbackup.backup.records import MediaFile, Recording
 from cxbackup.backup.removal import erased_ids, sweep_shard
-from cxbackup.backup.s3source import FileMediaSource, MediaRef, MediaSource
+from cxbackup.backup.s3source import FileMediaSource, MediaRef, MediaSource, S3MediaSource
 from cxbackup.backup.sharding import ShardAssignment
 from cxbackup.backup.state import advance_last_end_time, lock_name, read_last_end_time, state_file_name
 from cxbackup.backup.targets import BackupTarget, LocalDirectoryTarget, LocalFileWriter, LockHolder, TargetWriter
@@ -83,6 +88,9 @@ log = logging.getLogger("cxbackup.backup")
 
 CHUNK_BYTES = 1 << 20
 T = TypeVar("T")
+Outcome = Callable[[], RecordingResult]
+"""A recording's result: returns it, or raises the recording's error."""
+Submit = Callable[[Recording, list[MediaFile], Callable[[Outcome], None]], None]
 
 
 def _with_retries(
@@ -223,10 +231,66 @@ class RecordingCopier:
     retention: Period | None = None
     """Kept for this long from each recording's start: the target's immutability (Object Lock) ends then."""
     index: IndexWriter | None = None
+    fetcher: NativeFetcher | None = None
+    """Media and metadata through `cxbackup-fetch` (a folder target): see `running`."""
 
     def __post_init__(self) -> None:
         # one generator for the backoff jitter of all threads (seeding one per recording costs more)
         self._rng = self.rng or random.Random()
+
+    @contextlib.contextmanager
+    def running(self, workers: int) -> Iterator[Submit]:
+        """A function that backs up a recording and calls its `done` with the outcome when it is over:
+        `workers` threads running this copier, or, with a fetcher, requests to the native program (the
+        folder is scanned by the caller's thread, the rest is the program's; `done` runs on the thread
+        reading its answers). Leaving waits for every recording submitted."""
+        if self.fetcher is not None and not self.metadata_only:
+            with self.fetcher.running():
+                yield self._submit_native
+            return
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rcbs") as pool:
+
+            def submit(recording: Recording, media: list[MediaFile], done: Callable[[Outcome], None]) -> None:
+                future = pool.submit(self, recording, media)
+                future.add_done_callback(lambda f: done(f.result))
+
+            yield submit
+
+    def _submit_native(self, recording: Recording, media: list[MediaFile], done: Callable[[Outcome], None]) -> None:
+        assert self.fetcher is not None and isinstance(self.source, S3MediaSource)
+        target = cast(LocalDirectoryTarget, self.target)
+        try:
+            paths = recording_paths(recording, self.folder_format)
+            present = target.scan_folder(paths.directory) or {}
+            files = []
+            for m in media:
+                assert m.media_id is not None
+                ref = self.source.locate(recording.region, m.media_id)
+                name = _name_in(paths, paths.media[m.media_id])
+                files.append(
+                    {"bucket": ref.bucket, "key": ref.key, "region": self.source.region_of(ref), "name": name,
+                     "have": present.get(name, -1)}
+                )  # fmt: skip
+            metadata = _name_in(paths, paths.metadata)
+            request = {
+                "dir": str(target.resolve(paths.directory)),
+                "files": files,
+                "metadata": {"name": metadata, "data": recording.raw_json, "present": metadata in present},
+            }
+        except RcbsError as exc:
+            done(_raising(exc))
+            return
+
+        def outcome(answer: Callable[[], Answer]) -> RecordingResult:
+            result = answer()
+            for note in result.notes:
+                log.info("%s/%s", paths.directory, note)
+            self._index(recording, paths, media, present, on_disk=result.skipped)
+            if result.skipped:
+                return RecordingResult(recording.id, RecordingStatus.SKIPPED)
+            return RecordingResult(recording.id, RecordingStatus.DOWNLOADED, files=result.files, bytes=result.bytes)
+
+        self.fetcher.submit(request, lambda answer: done(functools.partial(outcome, answer)))
 
     def __call__(self, recording: Recording, media: list[MediaFile]) -> RecordingResult:
         rng = self._rng
@@ -327,6 +391,21 @@ class RecordingCopier:
         if disk.id != recording.id or disk_paths.directory != paths.directory or disk.problem:
             return recording, paths
         return disk, disk_paths
+
+
+def _name_in(paths: RecordingPaths, path: str) -> str:
+    """The name of `path`, a file of the recording's folder."""
+    folder, _, name = path.rpartition("/")
+    if folder != paths.directory:
+        raise TargetError(f"{path} is not in the recording's folder {paths.directory}")
+    return name
+
+
+def _raising(error: BaseException) -> Outcome:
+    def outcome() -> RecordingResult:
+        raise error
+
+    return outcome
 
 
 def _index_earlier_backups(target: BackupTarget, shard: ShardAssignment, index: ShardIndex) -> None:
@@ -507,8 +586,10 @@ def run_backup(
             window = compute_window(config, now, None if explicit else stored)
         _log_config(config, target, window, explicit)
         vendor = vendor or make_vendor_client(config, credentials)
+        fetcher = None
         if not config.metadata_only and source is None:
-            source = make_media_source(config, credentials, vendor.settings())
+            fetcher = make_fetcher(config, credentials, target)
+            source = make_media_source(config, credentials, vendor.settings(), native=fetcher is not None)
         summary = RunSummary(
             shard=shard,
             window=window,
@@ -530,6 +611,7 @@ def run_backup(
             rng=rng,
             retention=config.retention,
             index=session.writer if session is not None else None,
+            fetcher=fetcher,
         )
         try:
             total = vendor.count(window)
@@ -614,10 +696,10 @@ def _process_window(
             except Exception:
                 log.exception("progress sink failed")
 
-    def done(rec_id: str, fut: Future[RecordingResult]) -> None:
+    def done(rec_id: str, outcome: Outcome) -> None:
         slots.release()
         try:
-            result = fut.result()
+            result = outcome()
         except RcbsError as exc:
             result = RecordingResult(rec_id, RecordingStatus.FAILED, reason=redactor.clean(str(exc)))
         except Exception as exc:
@@ -627,7 +709,7 @@ def _process_window(
         record(result)
 
     span = max(window.end_ms - window.start_ms, 1)
-    with ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="rcbs") as pool:
+    with copier.running(config.concurrency) as submit:
         for chunk in window.chunks():
             overall = 100 * (chunk.end_ms - window.start_ms) // span
             log.info("Starting download recordings <%s> Overall: %d%%", chunk.describe(), overall)
@@ -652,8 +734,7 @@ def _process_window(
                     summary.filtered += 1
                     continue
                 slots.acquire()
-                fut = pool.submit(copier, rec, media)
-                fut.add_done_callback(functools.partial(done, rec.id))
+                submit(rec, media, functools.partial(done, rec.id))
             log.info("Downloading recordings before %s UTC", format_utc(chunk.end_ms))
     if window.is_empty:
         log.info("The window is empty: nothing to do")
