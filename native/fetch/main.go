@@ -494,7 +494,9 @@ func (f *fetcher) attempt(ctx context.Context, dir string, fr fileRequest, what 
 	var rerr, werr error
 	buf := *bufp
 	for {
-		m, err := body.Read(buf)
+		// fill the buffer before writing: a socket read brings 16-64 KiB, a write per read would be
+		// four to sixteen system calls where one does
+		m, err := fill(body, buf)
 		if m > 0 {
 			if hasher != nil {
 				hasher.Write(buf[:m])
@@ -543,6 +545,19 @@ func (f *fetcher) attempt(ctx context.Context, dir string, fr fileRequest, what 
 	}
 	ok = true
 	return fileResult{written: true, bytes: n, check: check}, nil
+}
+
+// fill reads into buf until it is full, the body ends (io.EOF, with what was read) or fails.
+func fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 var checkNames = map[string]string{
