@@ -6,8 +6,9 @@ give none of them.
 
 PATCHES is a comma-separated list (or "none"):
 
-- nomd5:    no MD5 check of downloaded media against the ETag (sizes are still checked).
-- nofsync:  no fsync at all, of files or folders (the peers' behaviour).
+- nomd5:    no MD5 check of downloaded media against the ETag (sizes are still checked), where Python
+            checks it (mediaTransfer crt or boto3; the native program checks its files itself).
+- nofsync:  no fsync at all, of files or folders (the peers' behaviour), by Python (not the native program).
 - fixedcrt: the CRT S3 client sized as it was before it followed `concurrency` (memory limit 256 MiB,
             8 MiB parts, 10 Gbps target: 16 GETs in flight at most), for before/after runs.
 - noindex:  no search index (what keeping it costs a run).
@@ -42,7 +43,7 @@ def _patch_fixedcrt() -> None:
 def _patch_noindex() -> None:
     from cxbackup.backup import worker
 
-    worker._open_index = lambda target, shard: (None, None)  # type: ignore[assignment]
+    worker._open_index = lambda *args, **kwargs: (None, None)  # type: ignore[assignment]
 
 
 def main() -> int:

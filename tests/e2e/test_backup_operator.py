@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import re
 import subprocess
 import sys
 import time
@@ -114,6 +115,10 @@ def test_one_shot_backup_with_three_shards_covers_every_recording_once(
         [state] = pod["status"]["containerStatuses"]
         summary = json.loads(state["state"]["terminated"]["message"])
         assert summary["kind"] == "RcbsRunSummary" and summary["result"] == "Succeeded", summary
+        # the image's native transfer moved the media, checked by the CRC32 the emulator's S3 keeps
+        logs = stack.pod_logs(ns, pod["metadata"]["name"])
+        assert "Media transfer: native (/opt/cxbackup/bin/cxbackup-fetch)" in logs, logs[-2000:]
+        assert re.search(r"Media files verified: \d+ by CRC32\n", logs), logs[-2000:]
     assert sum(
         json.loads(p["status"]["containerStatuses"][0]["state"]["terminated"]["message"])["downloaded"] for p in pods
     ) == len(expected)
