@@ -13,17 +13,21 @@ import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cxbackup.backup.config import Credentials, parse_properties
 from cxbackup.backup.errors import MediaAuthError, MediaIntegrityError, MediaMissingError, MediaSourceError, RcbsError
 from cxbackup.backup.layout import is_temp_name
-from cxbackup.backup.nativefetch import Answer, NativeFetcher, find_fetcher
+from cxbackup.backup.nativefetch import BINARY_ENV, Answer, NativeFetcher, find_fetcher
+from cxbackup.backup.progress import RunSummary
 from cxbackup.backup.s3source import S3Options
+from cxbackup.backup.worker import run_backup
 from cxbackup.core.retry import RetryPolicy
-from cxbackup_dev.emulator import Emulator
+from cxbackup_dev.emulator import Emulator, EndpointFaults, FaultConfig, parse_time
 from tests.integration.emulator_fixtures import put_media
 
 BODY = bytes(range(256)) * 700  # 179,200 bytes: a voice file's size
@@ -371,3 +375,56 @@ def test_the_secret_is_in_the_environment_only(s3: S3Double, tmp_path: Path) -> 
         environ = Path(f"/proc/{proc.pid}/environ").read_bytes()
     assert b"-in-flight=8" in cmdline and b"secret-never-shown" not in cmdline
     assert b"AWS_SECRET_ACCESS_KEY=secret-never-shown" in environ
+
+
+def _run(emulator: Emulator, tmp_path: Path, target: Path, **props: object) -> RunSummary:
+    cfg = emulator.write_config(tmp_path / "c.properties", target_dir=target, mediaTransfer="native", **props)
+    config = parse_properties(cfg.read_text(), str(cfg))
+    return run_backup(config, Credentials.from_env(emulator.env()))
+
+
+def test_a_folder_that_cannot_be_made_fails_its_recordings_only(emulator: Emulator, tmp_path: Path) -> None:
+    """A file where an hour's folder should be: that hour's recordings fail naming the folder, the others are
+    backed up, the checkpoint stays; once the file is gone the next run completes."""
+    target = tmp_path / "t"
+    records = list(emulator.records())
+
+    def hour(record: dict[str, Any]) -> str:
+        return f"{datetime.fromtimestamp(parse_time(record['startTime']) / 1000, UTC):%Y/%m/%d/%H}"
+
+    blocker = target / hour(records[0])
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a folder")
+    in_that_hour = sum(1 for r in records if hour(r) == hour(records[0]))
+    summary = _run(emulator, tmp_path, target)
+    assert not summary.ok and summary.failed == in_that_hour and summary.downloaded == len(records) - in_that_hour
+    assert all("not a directory" in reason.lower() for _, reason in summary.failures), summary.failures
+    assert not (target / "last_recording_endtime.txt").exists()
+    blocker.unlink()
+    again = _run(emulator, tmp_path, target)
+    assert again.ok and again.downloaded == in_that_hour and again.skipped == len(records) - in_that_hour
+    assert temp_files(target) == []
+
+
+def test_the_program_dying_mid_run_fails_the_run_and_the_rerun_completes(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "t"
+    dying = tmp_path / "dying-fetch"
+    dying.write_text(f'#!/bin/sh\nexec timeout -s KILL 1 {binary()} "$@"\n')  # SIGKILLed after a second
+    dying.chmod(0o755)
+    monkeypatch.setenv(BINARY_ENV, str(dying))
+    emulator.set_faults(FaultConfig.uniform(EndpointFaults(latency_s=0.1), seed=1))  # a run longer than that
+    try:
+        summary = _run(emulator, tmp_path, target, concurrency=2)
+    finally:
+        emulator.set_faults(None)
+    assert not summary.ok
+    reasons = [reason for _, reason in summary.failures] + [summary.error or ""]
+    assert any("the media download program cxbackup-fetch exited (code -9)" in r for r in reasons), reasons
+    assert not (target / "last_recording_endtime.txt").exists()
+    monkeypatch.delenv(BINARY_ENV)
+    again = _run(emulator, tmp_path, target)
+    assert again.ok and again.downloaded + again.skipped == len(list(emulator.records()))
+    assert (target / "last_recording_endtime.txt").read_text() == f"{emulator.end_ms}\n"
+    assert temp_files(target) == []

@@ -280,6 +280,9 @@ class RecordingCopier:
         except RcbsError as exc:
             done(_raising(exc))
             return
+        except OSError as exc:  # the folder cannot be listed (a file where a folder should be, I/O error)
+            done(_raising(TargetError(f"cannot list the folder of {recording.id}: {exc.strerror or exc}")))
+            return
 
         def outcome(answer: Callable[[], Answer]) -> RecordingResult:
             result = answer()
