@@ -86,7 +86,7 @@ type request struct {
 }
 
 type failure struct {
-	Kind    string `json:"kind"` // s3, network, integrity, target
+	Kind    string `json:"kind"` // s3, network, tls, integrity, target
 	Object  string `json:"object,omitempty"`
 	Status  int    `json:"status,omitempty"`
 	Code    string `json:"code,omitempty"`
@@ -439,7 +439,7 @@ func (f *fetcher) retry(ctx context.Context, retries *int, action func() *failur
 
 func (f *fetcher) retryable(err *failure) bool {
 	switch err.Kind {
-	case "target":
+	case "target", "tls":
 		return false
 	case "s3":
 		return err.Status != 403 && err.Status != 404 && !f.opts.finalCodes[err.Code]
@@ -631,6 +631,14 @@ func s3Failure(err error, what string) *failure {
 			code, message = api.ErrorCode(), api.ErrorMessage()
 		}
 		return &failure{Kind: "s3", Object: what, Status: status, Code: code, Message: message}
+	}
+	var unknown x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	var host x509.HostnameError
+	var verify *tls.CertificateVerificationError
+	if errors.As(err, &unknown) || errors.As(err, &invalid) || errors.As(err, &host) || errors.As(err, &verify) {
+		// the same on every attempt: not retried
+		return &failure{Kind: "tls", Object: what, Message: fmt.Sprintf("S3 transfer of %s failed: %v", what, err)}
 	}
 	return &failure{Kind: "network", Object: what, Message: fmt.Sprintf("S3 transfer of %s failed: %v", what, err)}
 }

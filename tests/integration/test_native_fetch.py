@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.server
+import ssl
 import threading
 import time
 import zlib
@@ -28,6 +29,7 @@ from cxbackup.backup.s3source import S3Options
 from cxbackup.backup.worker import run_backup
 from cxbackup.core.retry import RetryPolicy
 from cxbackup_dev.emulator import Emulator, EndpointFaults, FaultConfig, parse_time
+from cxbackup_dev.emulator.tls import TestCA
 from tests.integration.emulator_fixtures import put_media
 
 BODY = bytes(range(256)) * 700  # 179,200 bytes: a voice file's size
@@ -67,8 +69,13 @@ class Behaviour:
 class S3Double(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
+        self.scheme = "http"
+        if tls is not None:
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
+            self.scheme = "https"
+        self.connections = 0
         self.keys: dict[str, Behaviour] = {}
         self.log: list[tuple[str, str, dict[str, str]]] = []
         self.gets: dict[str, int] = {}
@@ -78,7 +85,11 @@ class S3Double(http.server.ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return f"{self.scheme}://localhost:{self.server_address[1]}"
+
+    def get_request(self) -> tuple[Any, Any]:
+        self.connections += 1  # counted before the TLS handshake, which accept() runs
+        return super().get_request()
 
     def close(self) -> None:
         self.stop.set()
@@ -428,3 +439,26 @@ def test_the_program_dying_mid_run_fails_the_run_and_the_rerun_completes(
     assert again.ok and again.downloaded + again.skipped == len(list(emulator.records()))
     assert (target / "last_recording_endtime.txt").read_text() == f"{emulator.end_ms}\n"
     assert temp_files(target) == []
+
+
+def test_an_untrusted_endpoint_fails_at_once_naming_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ca = TestCA.create(tmp_path / "ca")
+    cert, key = ca.issue_server("server", ("localhost", "127.0.0.1"))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = S3Double(tls=context)
+    try:
+        server.keys = {"k": Behaviour()}
+        monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+        [result] = run(make_fetcher(server.url, retries=3), request(tmp_path / "a", ("k", "k.bin", -1)))
+        assert isinstance(result, MediaSourceError) and not result.retryable
+        assert "certificate signed by unknown authority" in str(result)
+        assert "CXBACKUP_CA_CERTIFICATES (the chart's security.caCertificates)" in str(result)
+        assert server.connections == 1  # not retried
+        # with the CA in AWS_CA_BUNDLE (what CXBACKUP_CA_CERTIFICATES leads to) the same request succeeds
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(ca.cert_path))
+        [answer] = run(make_fetcher(server.url), request(tmp_path / "b", ("k", "k.bin", -1)))
+        assert isinstance(answer, Answer), answer
+        assert (tmp_path / "b" / "k.bin").read_bytes() == BODY
+    finally:
+        server.close()

@@ -76,8 +76,12 @@ def test_untrusted_s3_fails_each_recording_once_naming_the_fix(
     https_emulator: Emulator, test_ca: TestCA, tmp_path: Path
 ) -> None:
     """The recording API trusted (OpenSSL's SSL_CERT_FILE, which urllib3 reads) and the S3 endpoint not (the
-    AWS CRT does not read it): media transfers fail without the retries a transient error gets."""
-    config = https_emulator.write_config(tmp_path / "config.properties", target_dir=tmp_path / "target")
+    AWS CRT does not read it): media transfers fail without the retries a transient error gets. (The native
+    transfer reads SSL_CERT_FILE as well, so it would trust both; its untrusted endpoint is tested in
+    test_native_fetch.py.)"""
+    config = https_emulator.write_config(
+        tmp_path / "config.properties", target_dir=tmp_path / "target", mediaTransfer="crt"
+    )
     gets = len(https_emulator.request_log("s3"))
     proc = run_cli(
         ["download", "-config", str(config)], {**https_emulator.env(), "SSL_CERT_FILE": str(test_ca.cert_path)}

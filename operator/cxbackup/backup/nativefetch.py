@@ -36,6 +36,7 @@ from typing import IO, Any
 from cxbackup.backup.errors import ConfigError, MediaIntegrityError, MediaSourceError, RcbsError, TargetError
 from cxbackup.backup.s3source import FINAL_CODES, S3Options, classify_status
 from cxbackup.core.retry import RetryPolicy
+from cxbackup.core.tls import CA_CERTIFICATES
 
 __all__ = ["BINARY", "BINARY_ENV", "Answer", "NativeFetcher", "check_protocol", "find_fetcher"]
 
@@ -85,6 +86,13 @@ def _error(data: dict[str, Any]) -> RcbsError:
         return MediaIntegrityError(message)
     if kind == "target":
         return TargetError(message)
+    if kind == "tls":  # the endpoint's certificate is not trusted: the same on every attempt
+        error = MediaSourceError(
+            f"{message}; if the endpoint's certificate is signed by a private certificate authority, give that "
+            f"CA's certificate in {CA_CERTIFICATES} (the chart's security.caCertificates)"
+        )
+        error.retryable = False
+        return error
     return MediaSourceError(message)
 
 
@@ -185,7 +193,10 @@ class NativeFetcher:
             if done is None:
                 log.error("%s answered an unknown request %d", BINARY, ident)
                 continue
-            done(_outcome(data))
+            try:
+                done(_outcome(data))
+            except Exception:  # a caller's bug must not stop the answers of every other recording
+                log.exception("handling the answer to request %d failed", ident)
         # the program ended: every request still waiting fails
         with self._lock:
             self._gone = self._gone_message()
