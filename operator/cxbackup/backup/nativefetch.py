@@ -31,14 +31,14 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from cxbackup.backup.errors import ConfigError, MediaIntegrityError, MediaSourceError, RcbsError, TargetError
 from cxbackup.backup.s3source import FINAL_CODES, S3Options, classify_status
 from cxbackup.core.retry import RetryPolicy
 from cxbackup.core.tls import CA_CERTIFICATES
 
-__all__ = ["BINARY", "BINARY_ENV", "Answer", "NativeFetcher", "check_protocol", "find_fetcher"]
+__all__ = ["BINARY", "BINARY_ENV", "Answer", "NativeFetcher", "check_protocol", "find_fetcher", "raising"]
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ class NativeFetcher:
             waiting, self._pending = list(self._pending.values()), {}
         error = MediaSourceError(self._gone)
         for done in waiting:
-            done(_raiser(error))
+            done(raising(error))
 
     def _read_stderr(self, stream: IO[bytes]) -> None:
         for raw in stream:
@@ -246,7 +246,7 @@ class NativeFetcher:
 def _outcome(data: dict[str, Any]) -> Callable[[], Answer]:
     error = data.get("error")
     if error:
-        return _raiser(_error(error))
+        return raising(_error(error))
     answer = Answer(
         files=int(data.get("files", 0)),
         bytes=int(data.get("bytes", 0)),
@@ -258,8 +258,10 @@ def _outcome(data: dict[str, Any]) -> Callable[[], Answer]:
     return lambda: answer
 
 
-def _raiser(error: RcbsError) -> Callable[[], Answer]:
-    def outcome() -> Answer:
+def raising(error: BaseException) -> Callable[[], NoReturn]:
+    """An outcome that raises `error` (a recording's failure, handed to its `done`)."""
+
+    def outcome() -> NoReturn:
         raise error
 
     return outcome

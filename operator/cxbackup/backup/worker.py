@@ -68,7 +68,7 @@ from cxbackup.backup.index import (
     shard_index_name,
 )
 from cxbackup.backup.layout import FolderFormat, RecordingPaths, recording_paths
-from cxbackup.backup.nativefetch import Answer, NativeFetcher
+from cxbackup.backup.nativefetch import Answer, NativeFetcher, raising
 from cxbackup.backup.progress import LogProgressSink, ProgressSink, RecordingResult, RecordingStatus, RunSummary
 from cxbackup.backup.records import MediaFile, Recording
 from cxbackup.backup.removal import erased_ids, sweep_shard
@@ -278,10 +278,10 @@ class RecordingCopier:
                 "metadata": {"name": metadata, "data": recording.raw_json, "present": metadata in present},
             }
         except RcbsError as exc:
-            done(_raising(exc))
+            done(raising(exc))
             return
         except OSError as exc:  # the folder cannot be listed (a file where a folder should be, I/O error)
-            done(_raising(TargetError(f"cannot list the folder of {recording.id}: {exc.strerror or exc}")))
+            done(raising(TargetError(f"cannot list the folder of {recording.id}: {exc.strerror or exc}")))
             return
 
         def outcome(answer: Callable[[], Answer]) -> RecordingResult:
@@ -402,13 +402,6 @@ def _name_in(paths: RecordingPaths, path: str) -> str:
     if folder != paths.directory:
         raise TargetError(f"{path} is not in the recording's folder {paths.directory}")
     return name
-
-
-def _raising(error: BaseException) -> Outcome:
-    def outcome() -> RecordingResult:
-        raise error
-
-    return outcome
 
 
 def _index_earlier_backups(target: BackupTarget, shard: ShardAssignment, index: ShardIndex) -> None:
