@@ -17,6 +17,9 @@ from cxbackup_dev.localcluster.stack import LocalStack
 
 REPO = Path(__file__).resolve().parents[1]
 
+pytest_plugins = ["tests.rows"]
+"""The reliability table (its `row` fixture and printer), for the reliability and the security suites."""
+
 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
