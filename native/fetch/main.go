@@ -650,12 +650,20 @@ func checkName(name string) *failure {
 	return nil
 }
 
+// createTemp makes a recording's temporary file owner-only (0600, whatever the umask; its folder 0700):
+// recordings and their metadata are personal data, and the worker writes every file of the target so.
 func createTemp(dir, temp string) (*os.File, *failure) {
-	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-	file, err := os.OpenFile(temp, flags, 0o666)
+	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL | syscall.O_NOFOLLOW
+	file, err := os.OpenFile(temp, flags, 0o600)
 	if errors.Is(err, os.ErrNotExist) { // the folder is new (or was removed): make it
-		if err = os.MkdirAll(dir, 0o777); err == nil {
-			file, err = os.OpenFile(temp, flags, 0o666)
+		if err = os.MkdirAll(dir, 0o700); err == nil {
+			file, err = os.OpenFile(temp, flags, 0o600)
+		}
+	}
+	if err == nil {
+		if err = file.Chmod(0o600); err != nil {
+			file.Close()
+			os.Remove(temp)
 		}
 	}
 	if err != nil {

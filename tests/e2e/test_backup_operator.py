@@ -366,7 +366,7 @@ def test_retention_sweep_dry_run_then_delete_keeps_held_recordings(stack: LocalS
     ns = _ns(stack, emulator)
     first = _backup(emulator, replicas=2)
     # keepFor is hours here (the emulator's recordings are hours old): without a stated vendor retention, which
-    # a deleting sweep may not undercut
+    # a deleting sweep may not undercut, and confirmed (confirmKeepFor), as a keepFor under a year must be
     del first["spec"]["source"]["retentionDays"]
     records = sorted(emulator.records(None, int(time.time() * 1000)), key=lambda r: parse_time(r["startTime"]))
     n_old = 6
@@ -374,7 +374,8 @@ def test_retention_sweep_dry_run_then_delete_keeps_held_recordings(stack: LocalS
     keep_for = f"PT{int(time.time() - cut / 1000)}S"  # the cut 7 minutes from any start: minutes of slack
     old = {r["id"] for r in records[:n_old]}
     held = records[1]["id"]
-    retention = {"keepFor": keep_for, "sweep": "DryRun", "legalHolds": [{"recordingId": held, "reason": "case 44"}]}
+    retention = {"keepFor": keep_for, "confirmKeepFor": keep_for, "sweep": "DryRun",
+                 "legalHolds": [{"recordingId": held, "reason": "case 44"}]}  # fmt: skip
     apply(stack, ns, first | {"spec": first["spec"] | {"retention": retention}})
     body = _wait_runs(stack, ns, 1)
     assert history(body)[0]["result"] == "Succeeded", history(body)[0]

@@ -49,6 +49,12 @@ def _export(name: str, emu: Emulator, certificate: dict[str, str], **spec: Any) 
     return export_job(emu, name, **({"certificate": certificate, "retentionDays": 30} | spec))
 
 
+def _ready_reason(body: dict[str, Any]) -> str | None:
+    conditions = body.get("status", {}).get("conditions") or []
+    ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+    return str(ready.get("reason")) if ready else None
+
+
 def _finished(body: dict[str, Any]) -> bool:
     history = body.get("status", {}).get("history") or []
     return bool(history) and history[0]["state"] in ("Succeeded", "Failed")
@@ -225,16 +231,14 @@ def test_a_subject_access_export_reads_the_backup_and_hands_over_the_persons_rec
 ) -> None:
     """type subjectAccess: a RecordingBackup backs up into the PVC, then an ExportJob whose subject is in a Secret
     packs that person's recordings (metadata, and media decrypted with the tenant's keyring, which the key
-    owner allowed for this export) into an artifact encrypted to the requester's certificate; the pod mounts the
-    backup read-only and never sees the subject in its spec."""
+    owner allowed for this very export, by name and uid, after it was created) into an artifact encrypted to the
+    requester's certificate; the pod mounts the backup read-only and never sees the subject in its spec."""
     ns = _ns(stack, emulator)
     apply(stack, ns, generated_certificate("rc", commonName="Requester", organization="Customer"))
-    # the tenant's recording key (the one the vendor encrypted the media to), allowed to decrypt for "dsar"
+    # the tenant's recording key (the one the vendor encrypted the media to); its owner consents below
     files = [f"--from-file=tls.crt={emulator.tenant_cert_path}", f"--from-file=tls.key={emulator.tenant_key_path}"]
     stack.cp.kubectl("create", "secret", "generic", "tenant", "-n", ns, *files)
-    apply(
-        stack, ns, recording_certificate("tenant", {"secretRef": {"name": "tenant"}, "decryptionAllowedFor": ["dsar"]})
-    )
+    apply(stack, ns, recording_certificate("tenant", {"secretRef": {"name": "tenant"}}))
     apply(stack, ns, recording_backup(emulator, "rb"))
     backup = stack.wait_for("rb", ns, "rb", lambda b: bool(history(b)), timeout=180)
     assert history(backup)[0]["result"] == "Succeeded", history(backup)[0]
@@ -251,11 +255,19 @@ def test_a_subject_access_export_reads_the_backup_and_hands_over_the_persons_rec
     assert expected
     stack.cp.kubectl("create", "secret", "generic", "dsar-117", "-n", ns, f"--from-literal=subject=agent:{agent}\n")
     stack.cp.kubectl("label", "secret", "dsar-117", "-n", ns, "cxbackup.io/credentials=true")
+    # decrypted media go to the requester's certificate in a Secret (here rc's, whose key opens the artifact);
+    # both Secrets immutable and older than the ExportJob, so they are what the key owner reviews
+    requester = tmp_path / "requester.pem"
+    requester.write_bytes(base64.b64decode(stack.get("secret", ns, "rc-tls")["data"]["tls.crt"]))
+    stack.cp.kubectl("create", "secret", "generic", "requester", "-n", ns, f"--from-file=tls.crt={requester}")
+    for secret in ("dsar-117", "requester"):
+        stack.cp.kubectl("patch", "secret", secret, "-n", ns, "-p", '{"immutable":true}')
+    time.sleep(1.5)  # creation times have whole seconds: the Secrets are strictly older than the ExportJob
     spec = {
         "type": "subjectAccess",
         "subject": {"secret": "dsar-117"},
         "backup": {"recordingBackup": "rb"},
-        "certificate": {"recordingCertificate": "rc"},
+        "certificate": {"secret": "requester"},
         "store": {"pvc": "recordings", "subPath": "exports"},
         "decryptMedia": {"recordingCertificate": "tenant"},
     }
@@ -264,7 +276,12 @@ def test_a_subject_access_export_reads_the_backup_and_hands_over_the_persons_rec
     for vendor_only in ("source", "range"):
         body["spec"].pop(vendor_only)
     apply(stack, ns, body)
-    done = stack.wait_for("ej", ns, "dsar", _finished, timeout=120)
+    # no run until the key owner consents to this very ExportJob (its uid), after reviewing it
+    waiting = stack.wait_for("ej", ns, "dsar", lambda b: _ready_reason(b) == "DecryptionNotAllowed", timeout=60)
+    assert not _jobs(stack, ns, "dsar")
+    consent = {"spec": {"decryptionAllowedFor": [{"exportJob": "dsar", "uid": waiting["metadata"]["uid"]}]}}
+    stack.cp.kubectl("patch", "rcert", "tenant", "-n", ns, "--type=merge", "-p", json.dumps(consent))
+    done = stack.wait_for("ej", ns, "dsar", _finished, timeout=180)
     run = done["status"]["history"][0]
     assert run["state"] == "Succeeded", run
     artifacts = _check_artifacts(done, stack.pvc_dir(ns) / "exports")
@@ -274,7 +291,8 @@ def test_a_subject_access_export_reads_the_backup_and_hands_over_the_persons_rec
     backup_volume = next(v for v in pod["volumes"] if v["name"] == "target")  # read through --backup-config
     assert backup_volume["persistentVolumeClaim"] == {"claimName": "recordings", "readOnly": True}
 
-    assert "--decrypt-media" in pod["containers"][0]["args"]
+    args = pod["containers"][0]["args"]
+    assert "--decrypt-media" in args and "--verify-subject" in args and "--verify-certificate" in args
     assert next(v for v in pod["volumes"] if v["name"] == "keyring")["secret"]["secretName"] == "tenant-keyring"
 
     members = _subject_access_members(stack, ns, artifacts, agent, tmp_path)

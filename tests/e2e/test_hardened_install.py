@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from cxbackup_dev.emulator import Emulator
-from cxbackup_dev.localcluster.stack import LocalStack
+from cxbackup_dev.localcluster.stack import EMULATOR_HOSTS, LocalStack
 
 pytestmark = pytest.mark.e2e
 
@@ -36,5 +36,6 @@ def test_chart_values_are_the_hardened_ones(stack: LocalStack, emulator: Emulato
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["CXBACKUP_ALLOW_PLAIN_HTTP"] == "false"
+    assert env["CXBACKUP_VENDOR_HOSTS"] == ",".join(EMULATOR_HOSTS)  # the chart's default names none
     assert stack.test_ca is not None and env["CXBACKUP_CA_CERTIFICATES"] == stack.test_ca.pem
     assert emulator.gws_uri_prefix.startswith("https://") and emulator.s3_endpoint.startswith("https://")

@@ -192,7 +192,7 @@ def test_invalid_subject_access_exports_are_rejected(
     assert expected in out, out
 
 
-@pytest.mark.parametrize("target", ["pvc", "s3"])
+@pytest.mark.parametrize("target", ["pvc", "s3", "pvc-decrypting"])
 def test_a_subject_access_runs_configmap_and_job_pass_server_side_validation(
     control_plane: ControlPlane, namespace: str, target: str
 ) -> None:
@@ -205,6 +205,7 @@ def test_a_subject_access_runs_configmap_and_job_pass_server_side_validation(
     from cxbackup.api.recordingbackup import RecordingBackup
     from cxbackup.controller.export.manifests import (
         CertificateSource,
+        Decryption,
         SubjectAccessSources,
         build_backup_configmap,
         build_export_job,
@@ -225,7 +226,14 @@ def test_a_subject_access_runs_configmap_and_job_pass_server_side_validation(
         ej["spec"]["store"] = {"s3": "s3://dsar/out", "s3EndpointUrl": "https://store.example",
                                "s3Credentials": {"name": "archive-s3"}}  # fmt: skip
     export, backup = ExportJob.model_validate(ej), RecordingBackup.model_validate(rb)
-    sources = SubjectAccessSources(CertificateSource("dsar", "subject"), backup)
+    decryption = (
+        Decryption(
+            "recording-cert-keyring", "scrypt:66666666-7777-8888-9999-000000000000:" + "ab" * 32, "AB:" * 31 + "CD"
+        )
+        if target == "pvc-decrypting"
+        else None
+    )
+    sources = SubjectAccessSources(CertificateSource("dsar", "subject"), backup, decryption)
     run_id = "20260825-001500"
     job = build_export_job(
         export, run_id, subject_access_args(export), CertificateSource("recording-cert-tls"), JobSettings(),

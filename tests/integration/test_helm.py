@@ -12,6 +12,8 @@ the operator and worker accounts may do.
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
 import json
 import subprocess
 import uuid
@@ -35,10 +37,17 @@ MONITORING_CRDS = DATA / "monitoring-crds.yaml"
 
 Manifest = dict[str, Any]
 
+CLUSTER_WIDE = ("--set", "rbac.clusterWide=true")
+"""Watching all namespaces with a ClusterRole; the chart's default is per namespace (rbac.clusterWide=false)."""
+
 
 # ---- helpers ------------------------------------------------------------------------------------
-def render(helm: Helm, *args: str, namespace: str = "cxbackup", release: str = "rel") -> list[Manifest]:
-    out = helm.run("template", release, str(CHART), "--namespace", namespace, *args).stdout
+def render(
+    helm: Helm, *args: str, namespace: str = "cxbackup", release: str = "rel", cluster_wide: bool = True
+) -> list[Manifest]:
+    """`helm template` with `args`, by default cluster-wide (the default, per namespace, needs watchNamespaces)."""
+    wide = CLUSTER_WIDE if cluster_wide else ()
+    out = helm.run("template", release, str(CHART), "--namespace", namespace, *wide, *args).stdout
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
@@ -75,10 +84,14 @@ def unique(prefix: str) -> str:
 
 # ---- lint and render ----------------------------------------------------------------------------
 def test_lint_strict(helm: Helm) -> None:
-    for extra in ([], ["--strict"], ["--strict", "-f", str(CUSTOM_VALUES)]):
+    watched = ("--set-json", 'watchNamespaces=["contact-center"]')
+    for extra in (watched, ["--strict", *watched], ["--strict", *CLUSTER_WIDE], ["--strict", "-f", str(CUSTOM_VALUES)]):
         proc = helm.run("lint", str(CHART), *extra)
         assert "0 chart(s) failed" in proc.stdout, proc.stdout
         assert "[WARNING]" not in proc.stdout and "[ERROR]" not in proc.stdout, proc.stdout
+    # the default is per namespace: without namespaces to watch, the chart says what to set
+    proc = helm.run("lint", str(CHART), check=False)
+    assert "rbac.clusterWide=false needs watchNamespaces" in proc.stdout + proc.stderr, proc.stdout
 
 
 def test_chart_ships_every_crd_of_crds_folder(helm: Helm) -> None:
@@ -90,7 +103,7 @@ def test_chart_ships_every_crd_of_crds_folder(helm: Helm) -> None:
         if doc
     }
     # `helm show crds` concatenates the files without separators; `template --include-crds` separates them.
-    rendered = helm.run("template", "rel", str(CHART), "--include-crds").stdout
+    rendered = helm.run("template", "rel", str(CHART), "--include-crds", *CLUSTER_WIDE).stdout
     shipped = {
         doc["metadata"]["name"]: doc
         for doc in yaml.safe_load_all(rendered)
@@ -110,22 +123,26 @@ WORKER_RESOURCES = {
 
 
 def test_render_defaults(helm: Helm) -> None:
-    docs = render(helm, namespace="backup-system")
+    """The defaults, given the one value they need: the namespaces to watch (per namespace is the default)."""
+    docs = render(helm, "--set-json", 'watchNamespaces=["team-a"]', namespace="backup-system", cluster_wide=False)
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == sorted(
         [
-            "ClusterKopfPeering",
-            "ClusterRole",
+            "KopfPeering",
+            "ClusterRole",  # reads CRDs only
             "ClusterRoleBinding",
             "Deployment",
             "PodDisruptionBudget",
-            "ValidatingAdmissionPolicy",
-            "ValidatingAdmissionPolicy",
-            "ValidatingAdmissionPolicyBinding",
-            "ValidatingAdmissionPolicyBinding",
+            *["ValidatingAdmissionPolicy"] * 5,
+            *["ValidatingAdmissionPolicyBinding"] * 5,
+            "Role",  # the operator's, in team-a
+            "RoleBinding",
+            "Role",  # the worker's, in backup-system and team-a
             "Role",
             "RoleBinding",
+            "RoleBinding",
             "Service",
+            "ServiceAccount",
             "ServiceAccount",
             "ServiceAccount",
         ]
@@ -147,6 +164,7 @@ def test_render_defaults(helm: Helm) -> None:
         "--health-port=8081",
         "--bind-address=0.0.0.0",
         "--peering-name=cxbackup",
+        "--namespace=team-a",
     ]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env == {
@@ -155,6 +173,11 @@ def test_render_defaults(helm: Helm) -> None:
         "CXBACKUP_WORKER_RESOURCES": json.dumps(WORKER_RESOURCES, separators=(",", ":")),
         "CXBACKUP_WORKER_ACTIVE_DEADLINE_SECONDS": "86400",
         "CXBACKUP_WORKER_TMP_SIZE_LIMIT": "1Gi",
+        # the caps on what a resource's spec.pod may ask for (worker.limits, worker.allowed*)
+        "CXBACKUP_WORKER_MAX_RESOURCES": '{"cpu":"4","ephemeral-storage":"16Gi","memory":"8Gi"}',
+        "CXBACKUP_WORKER_MAX_TMP_SIZE": "8Gi",
+        "CXBACKUP_WORKER_TOLERATION_KEYS": "",
+        "CXBACKUP_WORKER_NODE_SELECTOR_KEYS": "",
         "CXBACKUP_RECONCILE_INTERVAL": "10",
         "CXBACKUP_STATUS_INTERVAL": "5",
         "CXBACKUP_WORKER_IMAGE": container["image"],
@@ -185,23 +208,31 @@ def test_render_defaults(helm: Helm) -> None:
     service = one(docs, "Service", "rel-cxbackup")
     assert service["spec"]["ports"][0]["targetPort"] == "metrics"
     assert service["spec"]["selector"].items() <= spec["template"]["metadata"]["labels"].items()
-    assert one(docs, "ClusterKopfPeering")["metadata"]["name"] == "cxbackup"
-    rules = one(docs, "ClusterRole", "rel-cxbackup")["rules"]
-    granted = {
-        (group, res, verb) for r in rules for group in r["apiGroups"] for res in r["resources"] for verb in r["verbs"]
+    assert one(docs, "KopfPeering", "cxbackup", "team-a")
+
+    def granted(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+        return {(g, res, verb) for r in rules for g in r["apiGroups"] for res in r["resources"] for verb in r["verbs"]}
+
+    role = granted(one(docs, "Role", "rel-cxbackup", "team-a")["rules"])
+    assert ("", "secrets", "get") in role
+    assert ("", "secrets", "delete") not in role and ("", "secrets", "list") not in role
+    assert ("kopf.dev", "kopfpeerings", "patch") in role
+    assert granted(one(docs, "ClusterRole", "rel-cxbackup-crds")["rules"]) == {
+        ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+        ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
     }
-    assert ("", "secrets", "get") in granted
-    assert ("", "secrets", "delete") not in granted and ("", "secrets", "list") not in granted
-    assert ("kopf.dev", "clusterkopfpeerings", "patch") in granted
-    assert ("", "namespaces", "watch") in granted
-    worker_role = one(docs, "Role", "rel-cxbackup-worker", "backup-system")
-    assert worker_role["rules"] == [
-        {
-            "apiGroups": ["cxbackup.io"],
-            "resources": ["recordingbackups/status", "exportjobs/status"],
-            "verbs": ["get", "patch"],
-        }
-    ]
+    wide = render(helm, namespace="backup-system")  # rbac.clusterWide=true: one ClusterRole
+    cluster_role = granted(one(wide, "ClusterRole", "rel-cxbackup")["rules"])
+    assert ("", "secrets", "get") in cluster_role and ("", "secrets", "list") not in cluster_role
+    assert ("kopf.dev", "clusterkopfpeerings", "patch") in cluster_role
+    assert ("", "namespaces", "watch") in cluster_role
+    assert one(wide, "ClusterKopfPeering")["metadata"]["name"] == "cxbackup"
+    # the worker: only backup and audit pods have a token, and they only report a backup's progress
+    for ns in ("backup-system", "team-a"):
+        worker_role = one(docs, "Role", "rel-cxbackup-worker", ns)
+        assert worker_role["rules"] == [
+            {"apiGroups": ["cxbackup.io"], "resources": ["recordingbackups/status"], "verbs": ["patch"]}
+        ]
     assert one(docs, "ServiceAccount", "cxbackup-worker", "backup-system")
 
 
@@ -235,7 +266,7 @@ def test_spreading_disruption_budget_and_network_policy_options(helm: Helm) -> N
 
 
 def test_render_custom_values(helm: Helm) -> None:
-    docs = render(helm, "-f", str(CUSTOM_VALUES), namespace="backup-system")
+    docs = render(helm, "-f", str(CUSTOM_VALUES), namespace="backup-system", cluster_wide=False)
     custom = yaml.safe_load(CUSTOM_VALUES.read_text())
     deployment = one(docs, "Deployment", "rel-cxbackup")
     assert deployment["spec"]["replicas"] == 3
@@ -333,6 +364,7 @@ def test_private_ca_reaches_the_operator_only_when_set(helm: Helm, tmp_path: Pat
         ("--set-json", 'watchNamespaces=["Team_A"]', "/watchNamespaces/0"),
         ("--set", "replicas=3", "additional properties 'replicas' not allowed"),
         ("--set", "rbac.clusterWide=false", "rbac.clusterWide=false needs watchNamespaces"),
+        ("--set", "replicaCount=2", "rbac.clusterWide=false needs watchNamespaces"),  # the default
         ("--set", "security.caCertificates=not-a-pem", "/security/caCertificates"),
     ],
 )
@@ -376,7 +408,8 @@ def test_rendered_manifests_pass_server_side_validation(
         "pod-security.kubernetes.io/warn=restricted",
     )
     renders = {
-        "defaults": ["--include-crds"],
+        "defaults": ["--include-crds", "--set-json", f'watchNamespaces=["{watched_a}"]'],
+        "cluster-wide": ["--include-crds", *CLUSTER_WIDE],
         "custom": [
             "--include-crds",
             "-f",
@@ -399,7 +432,7 @@ def test_rendered_manifests_pass_server_side_validation(
                 assert any(line.startswith(f"{kind}.") for line in applied), f"no {kind} in {proc.stdout}"
 
     # The check has teeth: a misplaced field or a bad duration is rejected, not silently pruned.
-    docs = render(helm, "-f", str(CUSTOM_VALUES), namespace=namespace)
+    docs = render(helm, "-f", str(CUSTOM_VALUES), namespace=namespace, cluster_wide=False)
     rule = one(docs, "PrometheusRule")
     rule["spec"]["groups"][0]["rules"][0]["for"] = "five minutes"
     proc = dry_run(control_plane, yaml.safe_dump(rule))
@@ -442,7 +475,7 @@ def helm_install(
 def test_install_cluster_wide_and_rbac(helm: Helm, control_plane: ControlPlane, namespace: str) -> None:
     release = unique("rel")
     peering = unique("cxbackup")  # the session already has the ClusterKopfPeering "cxbackup"
-    proc = helm_install(helm, control_plane, release, namespace, "--set", f"peering.name={peering}")
+    proc = helm_install(helm, control_plane, release, namespace, *CLUSTER_WIDE, "--set", f"peering.name={peering}")
     assert "STATUS: deployed" in proc.stdout, proc.stdout
     assert "watches all namespaces" in proc.stdout and "never upgrades them" in proc.stdout, proc.stdout
     (other,) = create_namespaces(control_plane, 1)
@@ -482,9 +515,10 @@ def test_install_cluster_wide_and_rbac(helm: Helm, control_plane: ControlPlane, 
     assert can_i(control_plane, operator, "list", "customresourcedefinitions.apiextensions.k8s.io", "default")
     assert not can_i(control_plane, operator, "create", "customresourcedefinitions.apiextensions.k8s.io", "default")
 
-    # The worker: only its own backups' and exports' status, in its own namespace.
+    # The worker: only its own backups' status, in its own namespace (export and erasure pods have no token).
     assert can_i(control_plane, worker, "patch", "recordingbackups.cxbackup.io", namespace, "status")
-    assert can_i(control_plane, worker, "get", "exportjobs.cxbackup.io", namespace, "status")
+    assert not can_i(control_plane, worker, "get", "recordingbackups.cxbackup.io", namespace, "status")
+    assert not can_i(control_plane, worker, "patch", "exportjobs.cxbackup.io", namespace, "status")
     assert not can_i(control_plane, worker, "patch", "recordingbackups.cxbackup.io", namespace)
     assert not can_i(control_plane, worker, "get", "secrets", namespace)
     assert not can_i(control_plane, worker, "list", "secrets", namespace)
@@ -509,25 +543,33 @@ def _as(control_plane: ControlPlane, user: str, doc: dict[str, Any], *extra: str
 def _admission_policies_hold(control_plane: ControlPlane, ns: str, operator: str, worker: str, image_of: str) -> None:
     """What RBAC allows the operator's account but the chart's ValidatingAdmissionPolicies refuse: anything
     in kube-system, Jobs that are not worker Jobs (another image, another account, a hostPath), Secrets and
-    ConfigMaps without cxbackup's labels; and a worker changing another resource's status."""
+    ConfigMaps without cxbackup's labels; and a worker changing another resource's status. (Every attack in
+    detail, against the policies of the default installation: tests/security/test_admission.py.)"""
+    from cxbackup.api.recordingbackup import RecordingBackup
+    from cxbackup.backup.window import RecordingWindow
+    from cxbackup.controller.backup.manifests import build_backup_job
+    from cxbackup.controller.manifests import JobSettings
+
     deployment = json.loads(control_plane.kubectl("get", "deployment", image_of, "-n", ns, "-o", "json").stdout)
     image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    example = yaml.safe_load((REPO / "examples" / "recordingbackup.yaml").read_text())
+    example["metadata"] |= {"namespace": ns, "uid": "uid-1"}
+    run = build_backup_job(
+        RecordingBackup.model_validate(example), "20261129-101010", RecordingWindow(0, 1), JobSettings(image=image),
+        run_start=dt.datetime(2026, 11, 29, tzinfo=dt.UTC),
+    )  # fmt: skip
 
     def job(**changes: Any) -> dict[str, Any]:
-        pod: dict[str, Any] = {
-            "serviceAccountName": "cxbackup-worker", "restartPolicy": "Never",
-            "containers": [{"name": "w", "image": image, "args": ["download"]}],
-        }  # fmt: skip
-        pod.update(changes)
-        return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "probe", "namespace": ns},
-                "spec": {"template": {"spec": pod}}}  # fmt: skip
+        built = copy.deepcopy(run)
+        built["spec"]["template"]["spec"].update(changes)
+        return built
 
-    ok = _as(control_plane, operator, job())
+    ok = _as(control_plane, operator, job())  # a Job as the operator builds it
     assert ok.returncode == 0, ok.stderr
     for bad in (
-        job(containers=[{"name": "w", "image": "evil/image:1", "args": ["x"]}]),
+        job(containers=[{**run["spec"]["template"]["spec"]["containers"][0], "image": "evil/image:1"}]),
         job(serviceAccountName="default"),
-        job(volumes=[{"name": "h", "hostPath": {"path": "/"}}]),
+        job(volumes=[*run["spec"]["template"]["spec"]["volumes"], {"name": "h", "hostPath": {"path": "/"}}]),
         job(hostNetwork=True),
     ):
         denied = _as(control_plane, operator, bad)
@@ -535,7 +577,8 @@ def _admission_policies_hold(control_plane: ControlPlane, ns: str, operator: str
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "probe", "namespace": ns}, "data": {}}
     denied = _as(control_plane, operator, secret)
     assert denied.returncode != 0 and "writes only Secrets it created" in denied.stderr, denied.stderr
-    labelled = {**secret, "metadata": {**secret["metadata"], "labels": {"cxbackup.io/certificate": "rc"}}}
+    keyring = {"cxbackup.io/certificate": "rc", "cxbackup.io/keyring": "true"}
+    labelled = {**secret, "metadata": {**secret["metadata"], "labels": keyring}}
     assert _as(control_plane, operator, labelled).returncode == 0
     labels = {"app.kubernetes.io/name": "cxbackup"}
     cm = {
@@ -551,14 +594,27 @@ def _admission_policies_hold(control_plane: ControlPlane, ns: str, operator: str
     backup["metadata"] |= {"name": "victim", "namespace": ns}
     control_plane.kubectl("apply", "-f", "-", input_text=json.dumps(backup))
     shards = {"status": {"shards": {"0": {"runId": "x", "phase": "Succeeded"}}}}
-    patch = ["patch", "recordingbackups.cxbackup.io", "victim", "-n", ns, "--subresource=status", "--type=merge",
-             "-p", json.dumps(shards), f"--as={worker}"]  # fmt: skip
-    other = control_plane.kubectl(*patch, "--as-user-extra=authentication.kubernetes.io/pod-name=attacker-0-abcde",
-                                  check=False)  # fmt: skip
-    assert other.returncode != 0 and "only the status of the resource whose Job" in other.stderr, other.stderr
-    own = control_plane.kubectl(*patch, "--as-user-extra=authentication.kubernetes.io/pod-name=victim-20261129-0-abcde",
-                                check=False)  # fmt: skip
-    assert own.returncode == 0, own.stderr
+
+    def patch_status(pod: str) -> str:
+        """The worker's status patch (no GET first: the worker may only patch), as the pod `pod`; the error."""
+        from kubernetes import client, config
+        from kubernetes.client.exceptions import ApiException
+
+        api = config.new_client_from_config(config_file=str(control_plane.kubeconfig))
+        api.set_default_header("Impersonate-User", worker)
+        api.set_default_header("Impersonate-Extra-authentication.kubernetes.io%2Fpod-name", pod)
+        try:
+            client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+                "cxbackup.io", "v1alpha1", ns, "recordingbackups", "victim", shards
+            )
+        except ApiException as exc:
+            return str(exc.body)
+        return ""
+
+    other = patch_status("attacker-0-abcde")
+    assert "only the status of the RecordingBackup whose Job" in other, other
+    own = patch_status("victim-20261129-101010-0-abcde")  # shard 0 of victim's run 20261129-101010
+    assert own == "", own
     control_plane.kubectl("delete", "recordingbackups.cxbackup.io", "victim", "-n", ns)
 
 

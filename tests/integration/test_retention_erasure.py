@@ -65,7 +65,9 @@ def test_holds_then_a_dry_run_then_the_sweep_on_a_folder(emulator: Emulator, tmp
     assert "Dry run" in dry.stdout and "9 recordings" in dry.stdout and "1 kept under 1 legal hold" in dry.stdout
     assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()) == before
 
-    swept = cli("retention", "--target", str(target), "--keep-for", keep, "--delete", "--json")
+    swept = cli(
+        "retention", "--target", str(target), "--keep-for", keep, "--delete", "--confirm-keep-for", keep, "--json"
+    )
     assert swept.returncode == 0, swept.stderr
     doc = json.loads(swept.stdout)
     assert (doc["deleted"], doc["held"], doc["failed"], doc["dryRun"]) == (9, 1, 0, False)
@@ -84,9 +86,14 @@ def test_holds_then_a_dry_run_then_the_sweep_on_a_folder(emulator: Emulator, tmp
     counts = json.loads(audit.stdout)["counts"]
     assert (counts["expired"], counts["missing"], counts["ok"]) == (9, 0, len(records) - 9)
 
-    # a hold that is lifted no longer keeps it
-    assert cli("hold", "remove", "--target", str(target), f"id:{held['id']}").returncode == 0
-    again = cli("retention", "--target", str(target), "--keep-for", keep, "--delete", "--json")
+    # a hold that is released (with a reason, recorded in the ledger) no longer keeps it
+    released = cli("hold", "release", "--target", str(target), f"id:{held['id']}", "--reason", "case 2026-44 closed")
+    assert released.returncode == 0, released.stderr
+    (record,) = [p for p in (target / LEDGER_DIR).glob("hold-*.jsonl") if "release" in p.read_text()]
+    assert "case 2026-44 closed" in record.read_text()
+    again = cli(
+        "retention", "--target", str(target), "--keep-for", keep, "--delete", "--confirm-keep-for", keep, "--json"
+    )
     assert json.loads(again.stdout)["deleted"] == 1 and not (target / folder_of(held)).exists()
 
 
@@ -163,7 +170,10 @@ def test_erasure_on_a_folder_refuses_held_and_the_next_backup_never_takes_them_b
         (["retention", "--keep-for", "7 years"], "--keep-for"),
         (["hold", "add", "name:bob", "--reason", "x"], "HOLD"),
         (["hold", "add", "id:abc"], "--reason"),
-        (["hold", "remove", "id:never-set"], "no such hold"),
+        (["hold", "remove", "id:never-set", "--reason", "x"], "no such hold"),
+        (["hold", "release", "id:abc"], "--reason"),
+        (["retention", "--keep-for", "P90D", "--delete"], "--confirm-keep-for P90D"),
+        (["retention", "--keep-for", "P90D", "--delete", "--confirm-keep-for", "P9D"], "--confirm-keep-for P90D"),
     ],
 )
 def test_bad_input_exits_2_naming_the_option(tmp_path: Path, args: list[str], named: str) -> None:
@@ -240,7 +250,9 @@ def test_holds_and_the_sweep_on_an_s3_target(emulator: Emulator, tmp_path: Path)
     listed = cli("hold", "list", "-config", str(cfg), "--json", env=env)
     assert json.loads(listed.stdout)["cli"][0]["value"] == held["id"]
     keep = keep_for_splitting(records, 5)
-    swept = cli("retention", "-config", str(cfg), "--keep-for", keep, "--delete", "--json", env=env)
+    swept = cli(
+        "retention", "-config", str(cfg), "--keep-for", keep, "--delete", "--confirm-keep-for", keep, "--json", env=env
+    )
     assert swept.returncode == 0, swept.stderr
     assert (json.loads(swept.stdout)["deleted"], json.loads(swept.stdout)["held"]) == (4, 1)
     keys = {o["Key"] for o in client.list_objects_v2(Bucket="swept-backup", Prefix="cc/")["Contents"]}
@@ -250,3 +262,67 @@ def test_holds_and_the_sweep_on_an_s3_target(emulator: Emulator, tmp_path: Path)
     assert any(k.startswith(f"cc/{LEDGER_DIR}/retention-") for k in keys)
     assert f"cc/{LEDGER_DIR}/holds.json" in keys
     assert not any(k.endswith(".holds-lock") for k in keys)  # released
+
+
+def _files(target: Path) -> list[str]:
+    return sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file() and "index" not in p.parts)
+
+
+def test_held_recordings_survive_a_lost_damaged_or_emptied_holds_file_and_a_hold_gone_from_the_spec(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """Every way one file or one edit could lift a hold: holds.json deleted, truncated, replaced by garbage, and
+    the hold removed from the backup's own list (as a RecordingBackup's run writes it). The sweep and the erasure
+    fail clearly (exit 5, naming the file and `cxbackup hold restore`) and delete nothing; after the restore the
+    sweep keeps the held recordings; only a release with a reason lifts a hold."""
+    target = tmp_path / "target"
+    source = "RecordingBackup cc/recordings"
+    records = by_start(emulator)
+    old = records[:10]
+    by_spec, by_cli = old[2], old[5]
+    keep = keep_for_splitting(records, 10)
+    with_hold = emulator.write_config(tmp_path / "held.properties", target_dir=target,
+                                      legalHolds=f"id:{by_spec['id']}", legalHoldsSource=source)  # fmt: skip
+    assert cli("download", "-config", str(with_hold), "--progress", "none", env=emulator.env()).returncode == 0
+    assert cli("hold", "add", "--target", str(target), f"id:{by_cli['id']}", "--reason", "case 7").returncode == 0
+    holds_file = target / LEDGER_DIR / "holds.json"
+    sweep = ["retention", "--target", str(target), "--keep-for", keep, "--delete", "--confirm-keep-for", keep, "--json"]
+
+    for damage in ("deleted", "truncated", "garbage"):
+        if damage == "deleted":
+            holds_file.unlink()
+        else:
+            holds_file.write_text("" if damage == "truncated" else '{"sources": {"cli": [{"kind": "id", "va')
+        before = _files(target)
+        swept = cli(*sweep)
+        assert swept.returncode == 5, (damage, swept.stdout, swept.stderr)
+        assert f"{holds_file}" in swept.stderr and "cxbackup hold restore" in swept.stderr, swept.stderr
+        erased = cli("erase", "--target", str(target), "--id", by_cli["id"], "--id", old[0]["id"], "--request", "R-1",
+                     "--execute")  # fmt: skip
+        assert erased.returncode == 5 and "holds.json" in erased.stderr, erased.stdout + erased.stderr
+        listed = cli("hold", "list", "--target", str(target))
+        assert listed.returncode == 5 and by_spec["id"] in listed.stdout and by_cli["id"] in listed.stdout
+        assert _files(target) == before, damage  # nothing deleted, nothing written over the damaged file
+        restored = cli("hold", "restore", "--target", str(target))
+        assert restored.returncode == 0, restored.stderr
+        assert "2 hold(s)" in restored.stdout
+
+    # the backup's list no longer states its hold (an edit of the RecordingBackup), and the same run sweeps
+    without = emulator.write_config(tmp_path / "edited.properties", target_dir=target, legalHoldsSource=source,
+                                    retentionPeriod=keep, retentionSweep="delete")  # fmt: skip
+    run = cli("download", "-config", str(without), "--progress", "none", env=emulator.env())
+    assert run.returncode == 0, run.stderr
+    assert "is no longer in its list but is kept" in run.stdout + run.stderr
+    gone = {r["id"] for r in old} - {by_spec["id"], by_cli["id"]}
+    for rec in records:
+        assert (target / folder_of(rec)).exists() == (rec["id"] not in gone), rec["id"]
+
+    # only a deliberate release lifts it, and the next sweep may then delete it
+    wrong = cli("hold", "release", "--target", str(target), f"id:{by_spec['id']}", "--reason", "closed")
+    assert wrong.returncode == 2 and "sources with holds: 'RecordingBackup cc/recordings', 'cli'" in wrong.stderr
+    released = cli("hold", "release", "--target", str(target), "--source", source, f"id:{by_spec['id']}",
+                   "--reason", "case 44 closed")  # fmt: skip
+    assert released.returncode == 0, released.stderr
+    again = cli(*sweep)
+    assert again.returncode == 0 and json.loads(again.stdout)["deleted"] == 1, again.stdout + again.stderr
+    assert not (target / folder_of(by_spec)).exists() and (target / folder_of(by_cli)).exists()

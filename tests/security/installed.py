@@ -7,8 +7,9 @@ chart rendered, so the chart's values are what the operator runs with. There is 
 creates is looked at, not run. That is what the attacks in this package are about: what the operator would
 start, mount or send, and whether the API server lets it.
 
-Each `InstalledChart` has its own control plane, so an installation in default values (cluster-wide) and a
-hardened one (per namespace) never see each other's objects.
+Each `InstalledChart` has its own control plane, so an installation in default values and a hardened one
+never see each other's objects. Both are per namespace (the chart's default): `watchNamespaces` is the one
+value every installation sets.
 """
 
 from __future__ import annotations
@@ -67,10 +68,9 @@ class InstalledChart:
     helm: str
     helm_env: Mapping[str, str]
     values: tuple[str, ...] = ()
-    hardened: bool = False
-    """Per namespace: `rbac.clusterWide=false` and `watchNamespaces` = `pool` namespaces made before the
-    install (handed out by `tenant_namespace`)."""
     pool: int = 12
+    """Namespaces made before the install and given as `watchNamespaces` (handed out by `tenant_namespace`):
+    the operator is installed per namespace, as the chart's default `rbac.clusterWide=false` needs."""
     release: str = "cxbackup"
     namespace: str = "cxbackup-system"
     cp: ControlPlane = field(init=False)
@@ -83,10 +83,8 @@ class InstalledChart:
         self.cp = ControlPlane(workdir=self.workdir / "controlplane", bin_dir=build_binaries())
         self.cp.start()
         self.cp.kubectl("create", "namespace", self.namespace)
-        args = list(self.values)
-        if self.hardened:
-            self._free = [self._new_namespace() for _ in range(self.pool)]
-            args += ["--set", "rbac.clusterWide=false", "--set-json", f"watchNamespaces={json.dumps(self._free)}"]
+        self._free = [self._new_namespace() for _ in range(self.pool)]
+        args = ["--set-json", f"watchNamespaces={json.dumps(self._free)}", *self.values]
         proc = subprocess.run(
             [self.helm, "install", self.release, str(CHART), "--namespace", self.namespace,
              "--kubeconfig", str(self.cp.kubeconfig), "--timeout", "60s", *args],
@@ -140,10 +138,8 @@ class InstalledChart:
 
     def tenant_namespace(self) -> str:
         """A namespace the operator watches, where TENANT may create cxbackup resources and Secrets."""
-        if self.hardened:
-            assert self._free, "the hardened installation's pool of watched namespaces is used up"
-            return self._free.pop()
-        return self._new_namespace()
+        assert self._free, "the installation's pool of watched namespaces is used up"
+        return self._free.pop()
 
     def operator_log(self) -> str:
         path = self.workdir / "operator.log"
@@ -197,11 +193,9 @@ class InstalledChart:
         )
 
 
-def installed(
-    workdir: Path, helm: str, helm_env: Mapping[str, str], *values: str, hardened: bool = False
-) -> Iterator[InstalledChart]:
+def installed(workdir: Path, helm: str, helm_env: Mapping[str, str], *values: str) -> Iterator[InstalledChart]:
     """An `InstalledChart`, stopped afterwards (for a fixture)."""
-    chart = InstalledChart(workdir, helm, helm_env, tuple(values), hardened=hardened)
+    chart = InstalledChart(workdir, helm, helm_env, tuple(values))
     try:
         yield chart.start()
     finally:

@@ -218,10 +218,12 @@ def test_a_password_for_an_unencrypted_key_is_ignored(key: rsa.RSAPrivateKey, ce
     assert info.key_details == "Openssl format private key file"
 
 
-def test_key_and_certificate_in_one_file(key: rsa.RSAPrivateKey, cert_pem: bytes) -> None:
+def test_a_certificate_file_holding_its_key_too_is_refused(key: rsa.RSAPrivateKey, cert_pem: bytes) -> None:
+    """The certificate file is what export pods get mounted: a key in it would reach them."""
     bundle = _key_pem(key) + cert_pem
-    info = inspect_certificate(bundle, bundle, now=NOW)
-    assert info.subject_dn == SEED_DN
+    error = _invalid(bundle, bundle)
+    assert error.reason is Reason.NOT_X509 and "holds a private key as well" in error.message
+    assert inspect_certificate(cert_pem, bundle, now=NOW).subject_dn == SEED_DN  # the key file may hold both
 
 
 # --- rejections ----------------------------------------------------------------------------------------

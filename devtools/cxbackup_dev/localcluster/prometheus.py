@@ -91,7 +91,9 @@ def _helm_template(
     """The documents `helm template` renders from `templates`, with `values` (a values file) and `settings`."""
     with tempfile.TemporaryDirectory(prefix="cxbackup-values-") as tmp:
         values_file = Path(tmp) / "values.yaml"
-        values_file.write_text(json.dumps(dict(values or {})))
+        # cluster-wide unless `values` say otherwise (the chart's default, per namespace, needs watchNamespaces)
+        wide = {} if "rbac" in (values or {}) else {"rbac": {"clusterWide": True}}
+        values_file.write_text(json.dumps(wide | dict(values or {})))
         args = ["template", release, str(chart_dir), "--namespace", namespace, "-f", str(values_file)]
         for setting in settings:
             args += ["--set", setting]

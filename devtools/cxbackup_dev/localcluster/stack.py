@@ -36,6 +36,7 @@ from cxbackup_dev.localcluster.images import build_image
 from cxbackup_dev.localcluster.node import HOST_NETWORK_LABEL, Node, check_host
 
 __all__ = [
+    "EMULATOR_HOSTS",
     "LocalStack",
     "build_helm",
     "credential_secrets",
@@ -44,6 +45,10 @@ __all__ = [
     "start_operator_process",
     "worker_rbac",
 ]
+
+EMULATOR_HOSTS = ("127.0.0.1",)
+"""The emulator's hosts (its recording API and S3 listen on loopback; worker pods use the node's network),
+given as the chart's security.vendorHosts: the chart's default names none and refuses every vendor endpoint."""
 
 CHART = REPO_ROOT / "helm" / "cxbackup"
 OPERATOR_SELECTOR = "app.kubernetes.io/component=operator"
@@ -105,6 +110,7 @@ def operator_env(kubeconfig: Path, *, reconcile_interval: float = 1.0, status_in
         "CXBACKUP_RECONCILE_INTERVAL": str(reconcile_interval),
         "CXBACKUP_STATUS_INTERVAL": str(status_interval),
         "CXBACKUP_ALLOW_PLAIN_HTTP": "true",  # the emulator serves plain HTTP on loopback
+        "CXBACKUP_VENDOR_HOSTS": ",".join(EMULATOR_HOSTS),  # and is the only vendor
     }
 
 
@@ -224,7 +230,14 @@ class LocalStack:
                 "healthPort": self.health_port,
                 "logFormat": "plain",
             },
-            **(self._hardened_values() if self.hardened else {"security": {"allowPlainHttp": True}}),
+            **(
+                self._hardened_values()
+                if self.hardened
+                else {  # every namespace (the chart's default is per namespace), as the attacks from any need
+                    "rbac": {"clusterWide": True},
+                    "security": {"allowPlainHttp": True, "vendorHosts": list(EMULATOR_HOSTS)},
+                }
+            ),
         }
 
     def _hardened_values(self) -> dict[str, Any]:
@@ -232,7 +245,11 @@ class LocalStack:
         return {
             "rbac": {"clusterWide": False},
             "watchNamespaces": self.pool,
-            "security": {"allowPlainHttp": False, "caCertificates": self.test_ca.pem},
+            "security": {
+                "allowPlainHttp": False,
+                "vendorHosts": list(EMULATOR_HOSTS),
+                "caCertificates": self.test_ca.pem,
+            },
             "admissionPolicy": {"enabled": True},
         }
 

@@ -7,21 +7,27 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from cxbackup.api.common import ISO_DURATION_PATTERN, CamelModel, Condition
 from cxbackup.api.status import CERTIFICATE_CONDITIONS, ConditionType, one_of
 
 __all__ = [
+    "KEYRING_SUFFIX",
+    "LEGACY_CONSENT_UID",
+    "TLS_SUFFIX",
+    "UID_PATTERN",
     "CertificateGenerate",
     "CertificateReadiness",
     "CertificateRotation",
     "CertificateSecretRef",
+    "DecryptionConsent",
     "RecordingCertificate",
     "RecordingCertificateSpec",
     "RecordingCertificateStatus",
     "RetiredCertificate",
     "certificate_readiness",
+    "keyring_name_problem",
 ]
 
 
@@ -35,6 +41,30 @@ class CertificateSecretRef(CamelModel):
         default=None,
         description="Key holding the private key password (the upload panel's Private Key Password).",
     )
+
+
+KEYRING_SUFFIX = "-keyring"
+"""The default keyring Secret is `<name>-keyring`."""
+TLS_SUFFIX = "-tls"
+"""A generated pair is kept in `<name>-tls`."""
+UID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+"""A Kubernetes metadata.uid (a UUID, as the API server writes it)."""
+
+
+def keyring_name_problem(name: str, keyring_secret: str | None) -> str | None:
+    """Why RecordingCertificate `name` may not use `spec.keyringSecret`, or None. A certificate's default
+    Secrets are `<name>-keyring` and `<name>-tls`; a keyringSecret ending like that (other than this
+    certificate's own default) could be another certificate's, e.g. certificate `vic` naming `victim-keyring`.
+    The CRD refuses such names (CEL, on the field); the operator refuses them in every case."""
+    if keyring_secret is None or keyring_secret == f"{name}{KEYRING_SUFFIX}":
+        return None
+    if keyring_secret.endswith((KEYRING_SUFFIX, TLS_SUFFIX)):
+        return (
+            f"spec.keyringSecret: {keyring_secret} ends with {KEYRING_SUFFIX} or {TLS_SUFFIX}, like the Secrets "
+            f"another RecordingCertificate keeps its keys in; remove spec.keyringSecret (the keyring is then "
+            f"{name}{KEYRING_SUFFIX}) or name a Secret ending otherwise"
+        )
+    return None
 
 
 MIN_ROTATED_VALIDITY_DAYS = 7
@@ -71,6 +101,25 @@ class CertificateRotation(CamelModel):
     window_end: str | None = Field(
         default=None, pattern=r"^[0-2][0-9]:[0-5][0-9]$", description="Rotation allowed until HH:MM UTC."
     )
+
+
+class DecryptionConsent(CamelModel):
+    """The key owner's consent for one ExportJob (that very object: name and uid) to decrypt with the keyring."""
+
+    export_job: str = Field(
+        min_length=1, max_length=253, description="Name of the subjectAccess ExportJob (same namespace)."
+    )
+    uid: str = Field(
+        pattern=UID_PATTERN,
+        description="Its metadata.uid (kubectl get exportjob NAME -o jsonpath='{.metadata.uid}'), read after "
+        "reviewing its spec, which cannot change once it decrypts. An ExportJob deleted and created again has "
+        "another uid, so the consent does not carry over.",
+    )
+
+
+LEGACY_CONSENT_UID = ""
+"""The uid given to a consent entry in the old form (a bare ExportJob name), which no ExportJob has: such an
+entry allows nothing, and the ExportJob's condition says how to give consent in the new form."""
 
 
 class RecordingCertificateSpec(CamelModel):
@@ -111,18 +160,44 @@ class RecordingCertificateSpec(CamelModel):
     rotation: CertificateRotation | None = Field(default=None, description="Rotation before expiry.")
     keyring_secret: str | None = Field(
         default=None,
+        min_length=1,
+        max_length=253,
         description="Secret keeping every key this certificate ever had (default <name>-keyring); never "
-        "deleted by the operator.",
+        "deleted by the operator. Another name must not end with -keyring or -tls (those may be another "
+        "certificate's Secrets).",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"!self.endsWith('{KEYRING_SUFFIX}') && !self.endsWith('{TLS_SUFFIX}')",
+                    "message": "keyringSecret must not end with -keyring or -tls (another certificate's Secrets "
+                    "are named so): remove it to use <name>-keyring, or name a Secret ending otherwise",
+                }
+            ]
+        },
     )
-    decryption_allowed_for: list[str] | None = Field(
+    decryption_allowed_for: list[DecryptionConsent] | None = Field(
         default=None,
         max_length=50,
-        description="Names of subjectAccess ExportJobs (same namespace) allowed to decrypt the media they hand "
-        "over with this certificate's keyring (spec.decryptMedia): each one a request the key owner approved. "
-        "Their pod mounts the keyring; whoever controls such an ExportJob reads those recordings in clear. "
-        "Default: none.",
-        json_schema_extra={"x-kubernetes-list-type": "set", "items": {"type": "string", "maxLength": 253}},
+        description="The subjectAccess ExportJobs (same namespace) allowed to decrypt the media they hand over "
+        "with this certificate's keyring (spec.decryptMedia), each by name and metadata.uid: each one a request "
+        "the key owner reviewed and approved. Their pod mounts the keyring; whoever controls such an ExportJob "
+        "reads those recordings in clear. Default: none.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["exportJob"]},
     )
+
+    @field_validator("decryption_allowed_for", mode="before")
+    @classmethod
+    def _legacy_consent(cls, value: Any) -> Any:
+        """Entries of the old form (a bare name, stored before consent named the uid) are read as consent
+        for no ExportJob, so that the certificate itself still validates."""
+        if not isinstance(value, list):
+            return value
+        return [
+            DecryptionConsent.model_construct(export_job=item, uid=LEGACY_CONSENT_UID)
+            if isinstance(item, str)
+            else item
+            for item in value
+        ]
 
 
 class RetiredCertificate(CamelModel):

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from cxbackup.core.endpoints import ENDPOINT_URL_PATTERN, PATH_PATTERN, PROXY_HOST_PATTERN
 from cxbackup.core.times import ISO_DURATION_PATTERN
 
 __all__ = [
@@ -20,11 +21,16 @@ __all__ = [
     "BACKUPS",
     "CERTIFICATES",
     "CREDENTIALS_LABEL",
+    "ENDPOINT_URL",
+    "ENDPOINT_URL_MAX_LENGTH",
     "ERASURES",
     "EXPORTS",
     "GROUP",
     "GROUP",
     "ISO_DURATION_PATTERN",
+    "SUB_PATH_PATTERN",
+    "SUB_PATH_RULES",
+    "URI_PATH",
     "VERSION",
     "VERSION",
     "CamelModel",
@@ -84,10 +90,42 @@ class SecretKeyRef(CamelModel):
     name: str = Field(min_length=1, max_length=253, description="Name of the Secret (same namespace).")
 
 
+# Endpoint URLs (cxbackup.core.endpoints): the pattern admits only the one syntax the operator's check and the
+# worker's HTTP client read alike; the rules name the usual mistakes in words (the API server reports both).
+# Both are for the API server only (json_schema_extra, not pydantic's own `pattern`): the operator checks the
+# same syntax itself (controller.references.endpoint_problem) and reports a condition naming the field, also
+# for a resource stored before the CRD had the pattern (Helm never upgrades CRDs).
+ENDPOINT_URL_MAX_LENGTH = 2048
+ENDPOINT_URL: dict[str, Any] = {
+    "pattern": ENDPOINT_URL_PATTERN,
+    "x-kubernetes-validations": [
+        {
+            "rule": "!self.contains('@')",
+            "message": "must not contain user info ('@'): credentials come only from Secrets",
+        },
+        {
+            "rule": "!self.contains('\\\\')",
+            "message": "must not contain a backslash (URL parsers disagree on where its host ends)",
+        },
+        {"rule": "!self.contains('#')", "message": "must not have a fragment ('#')"},
+        {"rule": "!self.contains('?')", "message": "must not have a query ('?')"},
+        {"rule": "!self.contains('%')", "message": "must not contain percent-encoding ('%')"},
+    ],
+}
+"""The CRD schema of every endpoint URL field (with max_length=ENDPOINT_URL_MAX_LENGTH)."""
+URI_PATH: dict[str, Any] = {"pattern": PATH_PATTERN}
+"""The CRD schema of a path the worker appends to an endpoint (gwsRecordingsUri, gwsSettingsUri)."""
+
+
 class ProxySettings(CamelModel):
     """An HTTP proxy."""
 
-    host: str = Field(min_length=1, description="Proxy host name or IP address (for GWS: http://host).")
+    host: str = Field(
+        min_length=1,
+        max_length=300,
+        description="Proxy host name or IP address ([IPv6] in brackets), optionally after http://.",
+        json_schema_extra={"pattern": PROXY_HOST_PATTERN},
+    )
     port: int = Field(ge=1, le=65535, description="Proxy port.")
 
 
@@ -142,3 +180,21 @@ class PodSettings(CamelModel):
         pattern=r"^[0-9]+(Ki|Mi|Gi)$",
         description="Size limit of the worker pod's /tmp, an emptyDir (default: the chart's worker.tmpSizeLimit, 1Gi).",
     )
+
+
+# A folder inside a volume (RecordingBackup target.pvc.subPath, ExportJob store.subPath): relative, '/'
+# between segments, no empty, '.' or '..' segment, no backslash, no control character. The pattern says it all
+# (the operator reads every resource through it); the CEL rules say it in words.
+_SUB_PATH_SEGMENT = r"(?:[^/\\.\x00-\x1f][^/\\\x00-\x1f]*|\.[^/\\.\x00-\x1f][^/\\\x00-\x1f]*|\.\.[^/\\\x00-\x1f]+)"
+SUB_PATH_PATTERN = rf"^{_SUB_PATH_SEGMENT}(?:/{_SUB_PATH_SEGMENT})*$"
+SUB_PATH_RULES: dict[str, Any] = {
+    "x-kubernetes-validations": [
+        {"rule": "!self.startsWith('/')", "message": "must be relative to the volume (no leading '/')"},
+        {"rule": "!self.contains('\\\\')", "message": "must not contain a backslash; use '/' between folders"},
+        {
+            "rule": "!self.split('/').exists(p, p == '' || p == '.' || p == '..')",
+            "message": "must not have an empty, '.' or '..' segment",
+        },
+    ]
+}
+"""The CEL rules of every subPath field, with SUB_PATH_PATTERN."""

@@ -13,6 +13,7 @@ from cxbackup.api.status import ERASURE_CONDITIONS, ERASURE_PHASES, one_of
 
 __all__ = [
     "MAX_LISTED",
+    "ErasurePlan",
     "ErasureRange",
     "ErasureRecording",
     "ErasureResult",
@@ -46,6 +47,15 @@ class ErasureRange(CamelModel):
     to: datetime | None = Field(default=None, description="Start time before, RFC 3339.")
 
 
+_REQUEST_FIELDS = ("recordingBackup", "subject", "request", "range", "pod")
+"""Every field of the spec but `execute`: what a dry run was of."""
+
+
+def _same(field: str) -> str:
+    """CEL: `field` of self and oldSelf are equal (both absent counts as equal)."""
+    return f"(has(self.{field}) == has(oldSelf.{field}) && (!has(self.{field}) || self.{field} == oldSelf.{field}))"
+
+
 class RecordingErasureSpec(CamelModel):
     """Desired state of a RecordingErasure: who, in which backup, under which request, and whether to execute."""
 
@@ -55,6 +65,22 @@ class RecordingErasureSpec(CamelModel):
                 {
                     "rule": "!oldSelf.execute || self == oldSelf",
                     "message": "an executed erasure cannot be changed; create a new RecordingErasure",
+                },
+                {
+                    # optionalOldSelf: the rule also runs on create, where there is no old object
+                    "rule": "oldSelf.hasValue() || !self.execute",
+                    "optionalOldSelf": True,
+                    "message": "a RecordingErasure starts with a dry run: create it with execute: false, read "
+                    "status.result once its phase is Planned, then set execute: true",
+                    "fieldPath": ".execute",
+                },
+                {
+                    "rule": "!self.execute || oldSelf.execute || ("
+                    + " && ".join(f"{_same(f)}" for f in _REQUEST_FIELDS)
+                    + ")",
+                    "message": "set execute: true alone: the dry run was of the request as it was; change the "
+                    "request with execute: false, wait for its dry run (phase Planned), then set execute: true",
+                    "fieldPath": ".execute",
                 },
             ]
         }
@@ -80,7 +106,10 @@ class RecordingErasureSpec(CamelModel):
     execute: bool = Field(
         default=False,
         description="false (default): a dry run lists in status what would be erased and what legal holds keep. "
-        "true: erase. Once true, the spec cannot change.",
+        "true: erase what a completed dry run of the same request listed. Refused on create and together with any "
+        "other change (the API server), and unless status.plan records a completed dry run of this request, "
+        "subject Secret and range whose result was in status before execute was set (the operator). Once true, "
+        "the spec cannot change.",
     )
     pod: PodSettings | None = Field(default=None, description="Scheduling and resources of the erasure pod.")
 
@@ -111,6 +140,26 @@ class ErasureResult(CamelModel):
     )
 
 
+class ErasurePlan(CamelModel):
+    """The last completed dry run: the request it was of, and when its result was in status. Only the operator
+    writes it (no worker or pod may write RecordingErasure status)."""
+
+    digest: str = Field(
+        max_length=80,
+        description="SHA-256 of the request the dry run was of: this object's uid, its spec but execute, and the "
+        "subject Secret's resourceVersion. execute: true runs only when the current request has the same digest.",
+    )
+    subject_version: str = Field(default="", max_length=64, description="The subject Secret's resourceVersion then.")
+    job_name: str = Field(default="", max_length=63, description="The dry run's Job.")
+    completion_time: datetime | None = Field(default=None, description="When the dry run finished.")
+    observed_generation: int = Field(
+        description="metadata.generation when its result was written into status: execute must be set after "
+        "(at a later generation)."
+    )
+    to_erase: int = Field(default=0, description="Recordings it would erase.")
+    held: int = Field(default=0, description="Recordings legal holds keep.")
+
+
 class RecordingErasureStatus(CamelModel):
     """Observed state of a RecordingErasure."""
 
@@ -129,6 +178,9 @@ class RecordingErasureStatus(CamelModel):
     start_time: datetime | None = Field(default=None, description="When the last run started.")
     completion_time: datetime | None = Field(default=None, description="When the last run finished.")
     result: ErasureResult | None = Field(default=None, description="What the last run found or did.")
+    plan: ErasurePlan | None = Field(
+        default=None, description="The last completed dry run, which execute: true must match."
+    )
     error: str = Field(default="", description="Why the last run failed.")
 
 

@@ -7,7 +7,17 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from cxbackup.api.common import ISO_DURATION_PATTERN, CamelModel, Condition, PodSettings, S3CredentialsRef
+from cxbackup.api.common import (
+    ENDPOINT_URL,
+    ENDPOINT_URL_MAX_LENGTH,
+    ISO_DURATION_PATTERN,
+    SUB_PATH_PATTERN,
+    SUB_PATH_RULES,
+    CamelModel,
+    Condition,
+    PodSettings,
+    S3CredentialsRef,
+)
 from cxbackup.api.status import EXPORT_CONDITIONS, EXPORT_PHASES, one_of
 
 __all__ = [
@@ -34,7 +44,12 @@ MAX_GDPR_USERS = 10
 class ExportSource(CamelModel):
     """The vendor API the data comes from."""
 
-    api_uri_prefix: str = Field(pattern=r"^https?://", description="URL prefix of the vendor's data APIs.")
+    api_uri_prefix: str = Field(
+        max_length=ENDPOINT_URL_MAX_LENGTH,
+        description="URL prefix of the vendor's data APIs, https://host[:port][/path]; its host must be one of the "
+        "installer's vendor hosts (chart value security.vendorHosts).",
+        json_schema_extra=ENDPOINT_URL,
+    )
     credentials_secret: str = Field(
         min_length=1, description="Secret with GWS_USERNAME and GWS_PASSWORD for the vendor API."
     )
@@ -108,9 +123,21 @@ class ExportStore(CamelModel):
     }
 
     pvc: str | None = Field(default=None, description="Name of a PVC in the same namespace.")
-    sub_path: str | None = Field(default=None, description="Folder inside the PVC.")
+    sub_path: str | None = Field(
+        default=None,
+        max_length=1024,
+        pattern=SUB_PATH_PATTERN,
+        description="Folder inside the PVC: relative, '/' between folders, no empty, '.' or '..' segment, no "
+        "backslash.",
+        json_schema_extra=SUB_PATH_RULES,
+    )
     s3: str | None = Field(default=None, pattern=r"^s3://", description="s3://bucket/prefix")
-    s3_endpoint_url: str | None = Field(default=None, pattern=r"^https?://", description="S3 endpoint.")
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        max_length=ENDPOINT_URL_MAX_LENGTH,
+        description="S3 endpoint, https://host[:port].",
+        json_schema_extra=ENDPOINT_URL,
+    )
     s3_credentials: S3CredentialsRef | None = Field(default=None, description="Credentials for the bucket.")
 
 
@@ -144,7 +171,9 @@ class DecryptMediaRef(CamelModel):
         min_length=1,
         max_length=253,
         description="The RecordingCertificate (same namespace) whose keyring decrypts the recordings; it must "
-        "name this ExportJob in its spec.decryptionAllowedFor.",
+        "name this ExportJob (its name and metadata.uid) in its spec.decryptionAllowedFor. With decryptMedia "
+        "the spec cannot change after creation, certificate must be a Secret, and the subject and certificate "
+        "Secrets must be immutable and older than the ExportJob.",
     )
 
 
@@ -185,6 +214,19 @@ class ExportJobSpec(CamelModel):
                     "rule": "self.type == 'subjectAccess' || !has(self.decryptMedia)",
                     "message": "decryptMedia applies only to type subjectAccess",
                     "fieldPath": ".decryptMedia",
+                },
+                {
+                    "rule": "!has(self.decryptMedia) || has(self.certificate.secret)",
+                    "message": "with decryptMedia the artifact is encrypted to certificate.secret (the requester's "
+                    "certificate in an immutable Secret), not to a RecordingCertificate, whose pair can change after "
+                    "the key owner's consent",
+                    "fieldPath": ".certificate",
+                },
+                {
+                    "rule": "(!has(oldSelf.decryptMedia) && !has(self.decryptMedia)) || self == oldSelf",
+                    "message": "the spec of an ExportJob with decryptMedia cannot change, and decryptMedia cannot be "
+                    "added or removed: the key owner consented to this ExportJob as it was created. Create a new "
+                    "ExportJob and ask the key owner to consent to it",
                 },
                 {
                     "rule": "self.type != 'subjectAccess' || !has(self.source)",

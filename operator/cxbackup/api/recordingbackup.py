@@ -8,7 +8,12 @@ from typing import Any, Literal
 from pydantic import Field
 
 from cxbackup.api.common import (
+    ENDPOINT_URL,
+    ENDPOINT_URL_MAX_LENGTH,
     ISO_DURATION_PATTERN,
+    SUB_PATH_PATTERN,
+    SUB_PATH_RULES,
+    URI_PATH,
     CamelModel,
     Condition,
     PodSettings,
@@ -92,14 +97,23 @@ class BackupSource(CamelModel):
     }
 
     gws_uri_prefix: str = Field(
-        pattern=r"^https?://",
-        description="URL prefix of the recording web services (RCBS gwsUriPrefix), e.g. https://example.com/api/v2.",
+        max_length=ENDPOINT_URL_MAX_LENGTH,
+        description="URL prefix of the recording web services (RCBS gwsUriPrefix), e.g. https://example.com/api/v2: "
+        "https://host[:port][/path], no user info, query, fragment or percent-encoding. Its host must be one of "
+        "the installer's vendor hosts (chart value security.vendorHosts).",
+        json_schema_extra=ENDPOINT_URL,
     )
     gws_recordings_uri: str | None = Field(
-        default=None, description="Path of the recording API (RCBS gwsRecordingsUri); default /recordings."
+        default=None,
+        max_length=1024,
+        description="Path of the recording API (RCBS gwsRecordingsUri); default /recordings.",
+        json_schema_extra=URI_PATH,
     )
     gws_settings_uri: str | None = Field(
-        default=None, description="Path of the settings API (RCBS gwsSettingsUri); default /me/settings/rcbs."
+        default=None,
+        max_length=1024,
+        description="Path of the settings API (RCBS gwsSettingsUri); default /me/settings/rcbs.",
+        json_schema_extra=URI_PATH,
     )
     retention_days: int | None = Field(
         default=None,
@@ -117,7 +131,11 @@ class BackupSource(CamelModel):
         "required unless media.metadataOnly is true.",
     )
     s3_endpoint_url: str | None = Field(
-        default=None, pattern=r"^https?://", description="S3 endpoint for a non-AWS S3 (default: AWS)."
+        default=None,
+        max_length=ENDPOINT_URL_MAX_LENGTH,
+        description="S3 endpoint for a non-AWS S3 (default: AWS), https://host[:port]; its host must be one of the "
+        "installer's vendor hosts (chart value security.vendorHosts).",
+        json_schema_extra=ENDPOINT_URL,
     )
     s3_region: str | None = Field(default=None, description="AWS region of the vendor buckets.")
     gws_proxy: ProxySettings | None = Field(default=None, description="Proxy for the recording API.")
@@ -156,6 +174,14 @@ class BackupWindow(CamelModel):
         pattern=_DATE_PATTERN,
         description="Absolute older bound, YYYY-MM-DD (GMT) or 13-digit epoch ms; overrides maxAge and the "
         "stored last recording end time (RCBS maxDate).",
+    )
+    max_recordings_per_run: int | None = Field(
+        default=None,
+        ge=1,
+        le=10**12,
+        description="The most recordings one run may list (each shard lists the whole window). Default: "
+        "1000000 per started day of the window. A window the vendor reports larger, or a listing that goes "
+        "past it, fails the run naming this field, without advancing status.lastRecordingEndTime.",
     )
 
 
@@ -202,13 +228,10 @@ class PvcTarget(CamelModel):
     sub_path: str | None = Field(
         default=None,
         max_length=1024,
-        pattern=r"^[^/].*$",
-        description="Folder inside the volume (relative, no leading /).",
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {"rule": "!self.split('/').exists(p, p == '..')", "message": "must not contain '..'"}
-            ]
-        },
+        pattern=SUB_PATH_PATTERN,
+        description="Folder inside the volume: relative, '/' between folders, no empty, '.' or '..' segment, no "
+        "backslash. The worker refuses it when it (or a folder on the way) is a symbolic link.",
+        json_schema_extra=SUB_PATH_RULES,
     )
 
 
@@ -217,7 +240,12 @@ class S3Target(CamelModel):
 
     bucket: str = Field(min_length=3, max_length=63, description="Bucket name.")
     prefix: str = Field(default="", description="Key prefix inside the bucket, e.g. recordings/.")
-    endpoint_url: str | None = Field(default=None, pattern=r"^https?://", description="Endpoint (default AWS).")
+    endpoint_url: str | None = Field(
+        default=None,
+        max_length=ENDPOINT_URL_MAX_LENGTH,
+        description="Endpoint (default AWS), https://host[:port].",
+        json_schema_extra=ENDPOINT_URL,
+    )
     region: str | None = Field(default=None, description="Region of the bucket.")
     credentials: S3CredentialsRef = Field(description="Secret with credentials for the target bucket.")
     object_lock: Literal["GOVERNANCE", "COMPLIANCE"] | None = Field(
@@ -270,6 +298,19 @@ class LegalHold(CamelModel):
 class RetentionSpec(CamelModel):
     """How long backed-up recordings are kept, and what happens after."""
 
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.confirmKeepFor) || self.confirmKeepFor == self.keepFor",
+                    "message": "confirmKeepFor must repeat keepFor exactly (it confirms a keepFor shorter than P1Y "
+                    "for sweep Delete when source.retentionDays is not set)",
+                    "fieldPath": ".confirmKeepFor",
+                },
+            ]
+        }
+    }
+
     keep_for: str = Field(
         min_length=2,
         max_length=32,
@@ -286,13 +327,25 @@ class RetentionSpec(CamelModel):
         default="Off",
         description="At the end of each run, each shard's recordings past keepFor are: Off, left alone; DryRun, "
         "counted in status.retention and the metrics; Delete, deleted from the target and the search index (each "
-        "deletion recorded in the target's ledger), except those under a legal hold. Start with DryRun.",
+        "deletion recorded in the target's ledger), except those under a legal hold. Start with DryRun. With "
+        "Delete, keepFor may not be shorter than source.retentionDays; without source.retentionDays, not shorter "
+        "than P1Y unless confirmKeepFor repeats it (else the phase is Invalid).",
+    )
+    confirm_keep_for: str | None = Field(
+        default=None,
+        min_length=2,
+        max_length=32,
+        description="keepFor again, exactly: confirms a keepFor shorter than P1Y for sweep Delete when "
+        "source.retentionDays is not set (a typo such as P7D for P7Y would delete recordings for good). A change "
+        "of keepFor needs a new confirmation.",
     )
     legal_holds: list[LegalHold] = Field(
         default_factory=list,
         max_length=1000,
         description="Recordings kept whatever keepFor says, and refused by erasure. Written into the target's "
-        "holds at the start of each run, so every tool working on the target respects them.",
+        "holds at the start of each run, so every tool working on the target respects them. Removing one from "
+        "this list does not lift it: it stays in the target until released with `cxbackup hold release --source "
+        "'RecordingBackup <namespace>/<name>'`, which is recorded in the target's ledger.",
     )
 
 

@@ -85,6 +85,8 @@ class Reason(StrEnum):
     CERTIFICATE_NOT_FOUND = "CertificateNotFound"
     BACKUP_NOT_FOUND = "BackupNotFound"
     DECRYPTION_NOT_ALLOWED = "DecryptionNotAllowed"
+    POD_SETTINGS_NOT_ALLOWED = "PodSettingsNotAllowed"
+    """spec.pod asks for more than the installer allows (resources, /tmp, tolerations, node selector)."""
     """The RecordingCertificate exists but is not Ready (too small, expired, not checked yet...)."""
     INVALID_SPEC = "InvalidSpec"
     INVALID_SCHEDULE = "InvalidSchedule"
@@ -118,6 +120,8 @@ class Reason(StrEnum):
     ERASURE_PLANNED = "ErasurePlanned"
     ERASURE_SUCCEEDED = "ErasureSucceeded"
     ERASURE_FAILED = "ErasureFailed"
+    DRY_RUN_REQUIRED = "DryRunRequired"
+    """execute: true without a completed dry run of the same request in status before it was set."""
 
 
 class CertificateReason(StrEnum):

@@ -38,6 +38,10 @@ Our own properties:
     retries                 retries per request after the first attempt, with exponential backoff and
                             jitter, for the recording API and for each media download [6]
     pageSize                recordings per metadata page, 1..1000 [100]
+    maxRecordingsPerRun     the most recordings one run may list (all shards list the whole window) [0:
+                            MAX_RECORDINGS_PER_DAY, 1,000,000, per started day of the window]; a window the
+                            vendor says holds more, or a listing that goes past it, fails the run naming
+                            this property, without advancing the checkpoint (see window.py)
     partitions              comma-separated partitions to keep (see selection.py)
     accessGroups            comma-separated access groups to keep (see selection.py)
     agentHierarchy          comma-separated agent hierarchy paths to keep (see selection.py)
@@ -92,6 +96,7 @@ from cxbackup.backup.properties import escape_key, escape_value, parse_java_prop
 from cxbackup.backup.selection import DEFAULT_MEDIA_TYPE_PATTERN, AccessFilter, MediaTypeSelector
 from cxbackup.backup.sharding import ShardAssignment
 from cxbackup.backup.window import check_ages, parse_age, parse_date_bound
+from cxbackup.core.endpoints import PATH_PATTERN, EndpointError, parse_endpoint
 from cxbackup.core.redact import basic_token
 from cxbackup.core.times import Period, parse_period
 
@@ -116,7 +121,7 @@ KNOWN_UNSUPPORTED: dict[str, str] = {
     "S3MaxConnection": "use concurrency",
 }
 
-_URL = re.compile(r"^https?://[^\s/]+", re.IGNORECASE)
+_PATH = re.compile(PATH_PATTERN)
 _MEDIA_TYPE_BACKSLASH = re.compile(r"(?<![\\\w])([a-z]+)\\(?=[a-z0-9])", re.IGNORECASE)
 
 
@@ -165,6 +170,7 @@ class RcbsConfig(BaseModel):
     media_transfer: Literal["auto", "native", "crt", "boto3"] = Field(default="auto", alias="mediaTransfer")
     retries: int = Field(default=6, ge=0, le=20, alias="retries")
     page_size: int = Field(default=100, ge=1, le=1000, alias="pageSize")
+    max_recordings_per_run: int = Field(default=0, ge=0, le=10**12, alias="maxRecordingsPerRun")
     partitions: tuple[str, ...] = Field(default=(), alias="partitions")
     access_groups: tuple[str, ...] = Field(default=(), alias="accessGroups")
     agent_hierarchy: tuple[str, ...] = Field(default=(), alias="agentHierarchy")
@@ -233,8 +239,12 @@ class RcbsConfig(BaseModel):
     @field_validator("gws_uri_prefix", "aws_endpoint_url", "target_s3_endpoint_url")
     @classmethod
     def _url(cls, value: str | None, info: Any) -> str | None:
-        if value is not None and not _URL.match(value):
-            raise ValueError(f"{value!r} is not an http(s):// URL")
+        if value is not None:
+            try:  # the syntax the operator checks, and the parse the HTTP client connects with
+                parse_endpoint(value)
+            except EndpointError as exc:
+                shown = "" if "@" in value else f"{value!r} "  # user info is never repeated
+                raise ValueError(f"{shown}is not an http(s):// URL cxbackup connects to: it {exc}") from None
         return value
 
     @field_validator("gws_recordings_uri", "gws_settings_uri")
@@ -242,6 +252,8 @@ class RcbsConfig(BaseModel):
     def _uri_path(cls, value: str) -> str:
         if not value.startswith("/"):
             raise ValueError(f"{value!r} must start with '/'")
+        if not _PATH.fullmatch(value):
+            raise ValueError("must be a path of letters, digits and ._~!$&()*+,;=:/- (no '@', '?', '#', '%' or '\\')")
         return value
 
     @field_validator("target_dir")
@@ -256,6 +268,8 @@ class RcbsConfig(BaseModel):
             )
         if "\\" in value:
             raise ValueError("use '/' as the directory separator, not '\\' (also on Windows)")
+        if ".." in value.split("/"):
+            raise ValueError("must not contain a '..' segment: name the folder itself")
         return value
 
     @field_validator("media_type_pattern")

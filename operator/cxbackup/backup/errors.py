@@ -13,6 +13,7 @@ CxbackupError (cxbackup.core.errors)
     ├── VendorApiError                the recording API failed (after retries, or bad data)    exit 5, retryable
     │   ├── VendorResponseError       an answer that cannot be used: too large, unknown encoding  exit 5
     │   └── VendorListingError        the listing makes no sense: a lying total, stuck offsets  exit 5, retryable
+    │       └── ListingLimitError     more recordings than a run may list (maxRecordingsPerRun)  exit 5
     ├── MediaSourceError              reading a media object failed                            exit 5, retryable
     │   ├── MediaMissingError         the object is not in the bucket                          exit 5
     │   └── MediaIntegrityError       body shorter/longer than Content-Length, checksum differs exit 5, retryable
@@ -41,6 +42,7 @@ from cxbackup.core.errors import (
 __all__ = [
     "ConfigError",
     "CredentialsError",
+    "ListingLimitError",
     "LockHeldError",
     "MediaAuthError",
     "MediaIntegrityError",
@@ -113,6 +115,14 @@ class VendorListingError(VendorApiError):
     """The recording API's pages stopped making sense (a `total` that lies, offsets that do not advance,
     the same page again, an empty page before the total); the window is not finished, so the run fails
     without advancing its checkpoint and the next run lists it again."""
+
+
+class ListingLimitError(VendorListingError):
+    """The window lists more recordings than a run may (`maxRecordingsPerRun`, by default
+    MAX_RECORDINGS_PER_DAY per day of the window): the same window would list as many again, so it is not
+    retried; the checkpoint stays, and the message names the limit and the setting that raises it."""
+
+    retryable = False
 
 
 class MediaSourceError(UnavailableError, RcbsError):

@@ -1,11 +1,14 @@
 """Deleting backed-up recordings: the retention sweep and erasure, and the ledger that records both.
 
 Both work from the search index (index.py), one shard file at a time, and never delete what a legal
-hold protects (holds.py). The caller holds the shard's backup lock (the worker its own; the commands
-every shard's), so no run adds entries meanwhile.
+hold protects (holds.py): each reads the target's holds itself, besides those the caller gives, and
+stops (HoldsDamagedError) when they cannot be trusted. The caller holds the shard's backup lock (the
+worker its own; the commands every shard's), so no run adds entries meanwhile.
 
 Retention sweep (`sweep_shard`): the expired recordings are those whose start time is before
-`now - keepFor`; in a dry run they are only counted and listed. Deleting goes in batches of BATCH:
+`now - keepFor`; in a dry run they are only counted and listed. Whoever asks for a deleting sweep checks
+`keep_for_problem` first: keepFor at least the vendor's retention, or MIN_KEEP_FOR when that is not
+known. Deleting goes in batches of BATCH:
 
 1. each recording's folder is removed from the target (targets.py `remove_folder`: media files first,
    the metadata file last, on S3 every version of every object);
@@ -41,14 +44,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from cxbackup.backup.errors import RcbsError, TargetError
-from cxbackup.backup.holds import LEDGER_DIR, Hold, held_clause
+from cxbackup.backup.holds import LEDGER_DIR, Hold, held_clause, read_holds
 from cxbackup.backup.index import ShardIndex
 from cxbackup.backup.search import SearchQuery, where_clauses
 from cxbackup.backup.targets import BackupTarget, FolderRemoval, RemovableTarget
-from cxbackup.core.times import Period, from_ms, iso, to_ms
+from cxbackup.core.times import Period, from_ms, iso, parse_period, to_ms
 
 __all__ = [
     "BATCH",
+    "MIN_KEEP_FOR",
     "ErasureOutcome",
     "ErasureReport",
     "SweepSummary",
@@ -56,6 +60,7 @@ __all__ = [
     "erase",
     "erased_ids",
     "erasure_candidates",
+    "keep_for_problem",
     "ledger_name",
     "remove_batch",
     "sweep_shard",
@@ -69,6 +74,58 @@ REMOVE_WORKERS = 16
 """Recording folders removed at a time (each is a listing and a delete on S3)."""
 SHOWN = 20
 """Recordings a dry run names (the counts cover all of them)."""
+
+
+MIN_KEEP_FOR = "P1Y"
+"""The shortest keepFor a deleting sweep accepts, unless the vendor's retention period is known or the
+keepFor is confirmed. A backup exists to keep recordings longer than the vendor does, and vendors keep them
+months; without that period a typo (P7D or P7M for P7Y) cannot be told from a policy. So a shorter keepFor
+needs the vendor's period (RecordingBackup `source.retentionDays`: keepFor may then be as short as that),
+or a confirmation that repeats it exactly (`retention.confirmKeepFor`, `cxbackup retention
+--confirm-keep-for`): a typo is then made twice or refused, and a later change of keepFor is not confirmed
+by an old confirmation."""
+
+
+def keep_for_problem(
+    keep_for: str,
+    vendor_days: int | None,
+    confirmed: str | None,
+    *,
+    now: datetime,
+    names: tuple[str, str, str] = ("keepFor", "retentionDays", "confirmKeepFor"),
+) -> str | None:
+    """Why a deleting sweep may not use `keep_for` (None when it may): shorter than the vendor's retention
+    `vendor_days` (it would delete recordings the vendor still holds, and stop backing them up; no
+    confirmation changes that); or, when that is not known, shorter than MIN_KEEP_FOR and not `confirmed`
+    (the same duration again). `names` name the three settings in the message."""
+    keep, vendor, confirm = names
+    period = parse_period(keep_for)
+    if vendor_days:
+        if now + period < now + parse_period(f"P{vendor_days}D"):
+            return (
+                f"{keep} ({keep_for}) is shorter than {vendor} ({vendor_days}): with sweep Delete the backup would "
+                f"delete recordings the vendor still holds, and stop backing them up; keep them at least "
+                f"P{vendor_days}D (or set sweep to DryRun)"
+            )
+        return None
+    if now + period >= now + parse_period(MIN_KEEP_FOR):
+        return None
+    if confirmed is not None and confirmed.strip().upper() == keep_for.strip().upper():
+        return None
+    return (
+        f"{keep} ({keep_for}) is shorter than {MIN_KEEP_FOR} and {vendor} is not set: a deleting sweep then needs "
+        f"{keep} of at least {MIN_KEEP_FOR} (a typo such as P7D for P7Y would delete recordings for good); set "
+        f"{vendor} to the vendor's retention period (then {keep} may be as short as that), or confirm this "
+        f"{keep} by repeating it in {confirm}, or set sweep to DryRun"
+    )
+
+
+def _protecting(target: BackupTarget, holds: Sequence[Hold]) -> tuple[Hold, ...]:
+    """The target's holds (HoldsDamagedError when they cannot be trusted) and `holds`."""
+    seen: dict[tuple[str, str], Hold] = {}
+    for h in (*read_holds(target).all(), *holds):
+        seen.setdefault(h.key(), h)
+    return tuple(seen.values())
 
 
 def ledger_name(kind: str, label: str, when: datetime) -> str:
@@ -229,7 +286,9 @@ def sweep_shard(
     progress: Callable[[SweepSummary], object] | None = None,
 ) -> SweepSummary:
     """Delete (or with `dry_run` count) the recordings of `index` that started before `now - period` and
-    are not held; see the module docstring for the order of the steps."""
+    are not held (by `holds` or by the target's own holds); see the module docstring for the order of the
+    steps. HoldsDamagedError, before anything is deleted, when the target's holds cannot be trusted."""
+    holds = _protecting(target, holds)
     cutoff = to_ms(now - period)
     summary = SweepSummary(keep_for, cutoff, dry_run)
     held_sql, held_params = held_clause(holds, fts=index.uses_fts)
@@ -329,7 +388,7 @@ def erasure_candidates(
                 f"SELECT r.rec FROM recordings r WHERE r.rec IN ({marks}) AND {' AND '.join(h_clauses)}",  # noqa: S608
                 [*(c.rec for c in chunk), *h_params],
             ):
-                held.setdefault(int(rec), h.describe())
+                held.setdefault(int(rec), h.safe_describe())
     free = [c for c in found if c.rec not in held]
     return free, [(c, held[c.rec]) for c in found if c.rec in held]
 
@@ -365,7 +424,10 @@ def erase(
     now: datetime | None = None,
 ) -> ErasureReport:
     """Erase what `query` finds in `indexes` (every shard's file, opened for writing under every shard's
-    lock), except held recordings; see the module docstring. With `dry_run`, only report."""
+    lock), except recordings `holds` or the target's own holds protect; see the module docstring. With
+    `dry_run`, only report. HoldsDamagedError, before anything is changed, when the target's holds cannot be
+    trusted."""
+    holds = _protecting(target, holds)
     report = ErasureReport(request, dry_run)
     plan: list[tuple[ShardIndex, list[Candidate]]] = []
     seen: set[str] = set()

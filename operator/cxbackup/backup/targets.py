@@ -26,6 +26,20 @@ Paths given to a target are relative POSIX paths built by layout.py. A target:
 
 Every resolved path is checked to stay inside the target root (a folder is resolved once and
 remembered; a final component that is a symbolic link is resolved every time).
+
+Symbolic links: the target folder must not be one, nor pass through one (in a pod: the PVC's subPath,
+which another pod of the same user could have replaced by a link to another tenant's folder);
+`LocalDirectoryTarget` refuses such a folder (UnsafePathError naming the link) before it creates
+anything, and keeps the root open (O_NOFOLLOW) for the whole run. A writer opens its folder
+from that handle one name at a time without following links (creating missing folders there), or, for a
+link inside the target, follows it and checks where the opened folder really is; the temporary file is
+created, renamed and removed relative to that folder's handle. So a link planted while a run goes on (a
+folder of the tree replaced by a link out of the target) makes the write fail, never land outside.
+
+Personal data: recordings, their metadata, the holds, the ledger, the state file and the search index
+are owner-only whatever the umask: every file a writer makes is 0600 (`FILE_MODE`, set exactly with
+fchmod, also on a file another writer filled after `hand_over()`), every folder it makes 0700
+(`FOLDER_MODE`). Subject access pods read the target as the same user.
 """
 
 from __future__ import annotations
@@ -33,11 +47,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import json
 import logging
 import os
 import socket
-from collections.abc import Iterator
+import stat
+import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -48,9 +65,18 @@ from cxbackup.backup.layout import check_relative_path, is_temp_name, temp_name
 from cxbackup.core.files import fsync_dir as _fsync_dir
 from cxbackup.core.files import match_owner
 
+FILE_MODE = 0o600
+"""Every file of a folder target: recordings, metadata, holds and ledger hold personal data."""
+FOLDER_MODE = 0o700
+"""Every folder a folder target makes."""
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "FILE_MODE",
+    "FOLDER_MODE",
     "BackupTarget",
     "FolderRemoval",
     "LocalDirectoryTarget",
@@ -164,25 +190,39 @@ def metadata_last(directory: str, names: list[str]) -> list[str]:
 
 
 class _LocalWriter:
-    """The temporary file is created (O_EXCL) on the first write, or by the other writer after
-    `hand_over()`; a writer that wrote nothing commits an empty file."""
+    """The temporary file is created (O_EXCL, O_NOFOLLOW, mode 0600) on the first write, or by the other
+    writer after `hand_over()`; a writer that wrote nothing commits an empty file. Every operation on the
+    folder goes through `folder`, the handle of the checked folder (see the module docstring)."""
 
-    def __init__(self, final: Path, *, sync_dir: bool = True) -> None:
+    def __init__(self, final: Path, folder: int, reopen: Callable[[], int], *, sync_dir: bool = True) -> None:
         self._final = final
         self._temp = final.with_name(temp_name(final.name))
+        self._dir = folder
+        self._reopen = reopen
         self._sync_dir = sync_dir
         self._file: IO[bytes] | None = None
         self._state = "new"  # new -> open | handed -> closed
         self.bytes_written = 0
 
+    def _create(self) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        return os.open(self._temp.name, flags, FILE_MODE, dir_fd=self._dir)
+
     def _open(self) -> IO[bytes]:
         if self._file is None:
             assert self._state == "new", f"writer is {self._state}"
             try:
-                self._file = open(self._temp, "xb")  # noqa: SIM115 - closed in commit/abort
+                fd = self._create()
             except FileNotFoundError:  # the folder was removed after it was made: make it again
-                self._temp.parent.mkdir(parents=True, exist_ok=True)
-                self._file = open(self._temp, "xb")  # noqa: SIM115
+                os.close(self._dir)
+                self._dir = self._reopen()
+                fd = self._create()
+            try:
+                os.fchmod(fd, FILE_MODE)  # exactly owner-only, whatever the umask
+            except BaseException:
+                os.close(fd)
+                raise
+            self._file = os.fdopen(fd, "wb")
             self._state = "open"
         return self._file
 
@@ -196,34 +236,75 @@ class _LocalWriter:
         return str(self._temp)
 
     def commit(self) -> None:
-        if self._state == "handed":
-            fd = os.open(self._temp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-                self.bytes_written = os.fstat(fd).st_size
-            finally:
-                os.close(fd)
-        else:
-            f = self._open()
-            self._file = None
-            try:
-                f.flush()
-                os.fsync(f.fileno())
-            finally:
-                f.close()
-        self._state = "closed"
-        self._temp.replace(self._final)
-        if self._sync_dir:
-            _fsync_dir(self._final.parent)
+        try:
+            if self._state == "handed":
+                fd = os.open(self._temp.name, os.O_RDONLY | _NOFOLLOW, dir_fd=self._dir)
+                try:
+                    os.fchmod(fd, FILE_MODE)  # the other writer chose its own mode
+                    os.fsync(fd)
+                    self.bytes_written = os.fstat(fd).st_size
+                finally:
+                    os.close(fd)
+            else:
+                f = self._open()
+                self._file = None
+                try:
+                    f.flush()
+                    os.fsync(f.fileno())
+                finally:
+                    f.close()
+            self._state = "closed"
+            os.replace(self._temp.name, self._final.name, src_dir_fd=self._dir, dst_dir_fd=self._dir)
+            if self._sync_dir:
+                _fsync_dir(self._final.parent)
+        finally:
+            self._close_dir()
 
     def abort(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
-        if self._state != "new":
+        if self._state != "new" and self._dir >= 0:
             with contextlib.suppress(FileNotFoundError):
-                self._temp.unlink()
+                os.unlink(self._temp.name, dir_fd=self._dir)
         self._state = "closed"
+        self._close_dir()
+
+    def _close_dir(self) -> None:
+        if self._dir >= 0:
+            fd, self._dir = self._dir, -1
+            os.close(fd)
+
+
+def _real_path(fd: int) -> Path | None:
+    """Where the folder open as `fd` really is (Linux: /proc; macOS: F_GETPATH); None where neither works."""
+    try:
+        return Path(f"/proc/self/fd/{fd}").readlink()
+    except OSError:
+        pass
+    get_path = getattr(fcntl, "F_GETPATH", None)
+    if get_path is not None:
+        with contextlib.suppress(OSError):
+            return Path(os.fsdecode(fcntl.fcntl(fd, get_path, bytes(1024)).rstrip(b"\0")))
+    return None
+
+
+def check_target_folder(path: Path) -> None:
+    """Refuse a target folder that is a symbolic link or reached through one (UnsafePathError naming it):
+    writing through a link would put the backup wherever it points, and in a pod another pod of the same
+    user can plant one on the volume. The real path (`realpath`) is always accepted."""
+    full = Path(path).absolute()
+    for folder in (full, *full.parents):
+        try:
+            st = folder.lstat()
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            what = "is a symbolic link" if folder == full else f"passes through {folder}, a symbolic link"
+            raise UnsafePathError(
+                f"targetDir {path} {what} (to {folder.readlink()}); give the folder's real path: a link could "
+                "send the backup out of its volume"
+            )
 
 
 class LocalDirectoryTarget:
@@ -231,17 +312,23 @@ class LocalDirectoryTarget:
 
     def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
         path = Path(root)
+        check_target_folder(path)  # before anything is created through a link
         if create:
             try:
-                path.mkdir(parents=True, exist_ok=True)
+                path.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
             except OSError as exc:
                 raise TargetError(f"cannot create targetDir {path}: {exc.strerror or exc}") from exc
+        check_target_folder(path)
         if not path.is_dir():
             raise TargetError(f"targetDir {path} is not a directory")
-        self.root = path.resolve()
+        try:
+            self._root_fd = os.open(path, _DIR_FLAGS | _NOFOLLOW)
+        except OSError as exc:
+            raise TargetError(f"cannot open targetDir {path}: {exc.strerror or exc}") from exc
+        weakref.finalize(self, os.close, self._root_fd)
+        self.root = _real_path(self._root_fd) or path.resolve()
         self.description = str(path)
         self._folders: dict[str, Path] = {}
-        self._made: set[Path] = set()  # folders known to exist (created or seen by this target)
 
     def __repr__(self) -> str:
         return f"LocalDirectoryTarget({self.description!r})"
@@ -286,15 +373,48 @@ class LocalDirectoryTarget:
         actual = self.size_of(path)
         return actual is not None and (size is None or actual == size)
 
+    def open_folder(self, directory: str) -> int:
+        """A handle (O_RDONLY folder descriptor; the caller closes it) of folder `directory`, made (0700)
+        where missing: opened from the root one name at a time without following links; a link is followed
+        only when the folder it leads to is inside the target. UnsafePathError otherwise."""
+        names = [n for n in check_relative_path(directory).split("/") if n] if directory else []
+        fd = os.dup(self._root_fd)
+        try:
+            for name in names:
+                try:
+                    child = os.open(name, _DIR_FLAGS | _NOFOLLOW, dir_fd=fd)
+                except FileNotFoundError:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(name, FOLDER_MODE, dir_fd=fd)
+                    child = os.open(name, _DIR_FLAGS | _NOFOLLOW, dir_fd=fd)
+                    os.fchmod(child, FOLDER_MODE)  # exactly owner-only, whatever the umask
+                except OSError as exc:
+                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+                        raise
+                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)  # a link: where does it lead?
+                    self._check_open(child, directory)
+                os.close(fd)
+                fd = child
+            self._check_open(fd, directory)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _check_open(self, fd: int, directory: str) -> None:
+        real = _real_path(fd)
+        if real is not None and not real.is_relative_to(self.root):
+            os.close(fd)
+            raise UnsafePathError(f"{directory!r} resolves outside the target ({real})")
+
     def open_writer(self, path: str, *, sync_dir: bool = True, retain_until: datetime | None = None) -> TargetWriter:
         final = self.resolve(path)
+        folder = check_relative_path(path).rpartition("/")[0]
+        reopen = functools.partial(self.open_folder, folder)
         try:
-            if final.parent not in self._made:
-                final.parent.mkdir(parents=True, exist_ok=True)
-                if len(self._made) >= _FOLDER_CACHE_SIZE:
-                    self._made.clear()
-                self._made.add(final.parent)
-            return _LocalWriter(final, sync_dir=sync_dir)
+            return _LocalWriter(final, reopen(), reopen, sync_dir=sync_dir)
+        except UnsafePathError:
+            raise
         except OSError as exc:
             raise TargetError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
@@ -352,7 +472,7 @@ class LocalDirectoryTarget:
         """Make `directory` (owner-only) when it does not exist."""
         folder = self.resolve(directory)
         if not folder.is_dir():
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.close(self.open_folder(directory))
             match_owner(folder, self.owner_reference())
 
     def remove_folder(self, directory: str) -> FolderRemoval:
@@ -393,7 +513,6 @@ class LocalDirectoryTarget:
         except OSError as exc:
             raise TargetError(f"removing {directory} failed: {exc.strerror or exc}") from exc
         self._folders.clear()
-        self._made.clear()
         return FolderRemoval(files, removed_bytes)
 
     def scan_folder(self, directory: str) -> dict[str, int] | None:
@@ -422,7 +541,7 @@ class LocalDirectoryTarget:
     @contextlib.contextmanager
     def lock(self, name: str, holder: LockHolder) -> Iterator[None]:
         path = self.resolve(name)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, FILE_MODE)
         try:
             match_owner(path, self.owner_reference())
             if self._flock(fd, path, holder):

@@ -7,7 +7,9 @@ Wire format (docs/vendor-api.md):
                                                              -> {"total", "offset", "recordings": [...]}
 
 HTTP Basic authentication on every request; urllib3 (no `requests`), optionally through an HTTP proxy
-(gwsProxyHost/gwsProxyPort). 429, 5xx, connection errors and unreadable bodies are retried with
+(gwsProxyHost/gwsProxyPort). The URLs must have the one syntax the operator checked them in
+(`cxbackup.core.endpoints`): ConfigError here, and the transport checks each request again and connects
+to the host of that same parse. 429, 5xx, connection errors and unreadable bodies are retried with
 exponential backoff and jitter (Retry-After honoured; the loop and transport are cxbackup.core.http's);
 401/403 raise VendorAuthError "GWS_USERNAME/GWS_PASSWORD rejected by <url>" (the password never
 appears anywhere). Other error answers raise VendorApiError with the status and the answer's short
@@ -19,8 +21,9 @@ Listing streams: `iter_recordings(window)` fetches one page at a time. Consecuti
 few records and repeats are dropped, so a recording deleted by retention (or added) between two page
 requests does not shift the offsets past a record that was never seen. A listing that stops making
 sense (a `total` that lies, offsets that do not advance, the same page again, an empty page before the
-total: `core.http.Pager`) raises VendorListingError naming the problem instead of paging forever or
-ending early; the run then fails without advancing its checkpoint.
+total, a page larger than asked for: `core.http.Pager`) raises VendorListingError naming the problem
+instead of paging forever or ending early; more records than the caller's `max_items` (the run's
+maxRecordingsPerRun) raise ListingLimitError. Either way the run fails without advancing its checkpoint.
 
 The HTTP transport is injected (`HttpTransport`); tests pass a fake one.
 """
@@ -34,9 +37,17 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from cxbackup.backup.errors import ConfigError, VendorApiError, VendorAuthError, VendorListingError, VendorResponseError
+from cxbackup.backup.errors import (
+    ConfigError,
+    ListingLimitError,
+    VendorApiError,
+    VendorAuthError,
+    VendorListingError,
+    VendorResponseError,
+)
 from cxbackup.backup.records import Recording, RecordingsPage, parse_recordings_page
 from cxbackup.backup.window import RecordingWindow
+from cxbackup.core.endpoints import EndpointError, parse_endpoint
 from cxbackup.core.http import (
     MAX_RESPONSE_BYTES,
     BadResponse,
@@ -130,6 +141,11 @@ class VendorClient:
     ) -> None:
         if not username or not password:
             raise ConfigError("GWS_USERNAME and GWS_PASSWORD must be set")
+        for url, made_of in ((settings_url, "gwsSettingsUri"), (recordings_url, "gwsRecordingsUri")):
+            try:  # the transport checks every request again; this names the setting before any request
+                parse_endpoint(url)
+            except EndpointError as exc:
+                raise ConfigError(f"the URL of gwsUriPrefix and {made_of} {exc}") from None
         self.settings_url = settings_url
         self.recordings_url = recordings_url
         token = basic_token(username, password)
@@ -206,11 +222,14 @@ class VendorClient:
             return 0
         return self.page(window, 0, limit=1).total
 
-    def iter_recordings(self, window: RecordingWindow) -> Iterator[Recording]:
-        """Every recording of the window, one page in memory at a time (see the module docstring)."""
+    def iter_recordings(
+        self, window: RecordingWindow, *, max_items: int | None = None, limit_hint: str = ""
+    ) -> Iterator[Recording]:
+        """Every recording of the window, one page in memory at a time (see the module docstring); more
+        than `max_items` new records raise ListingLimitError (with `limit_hint` saying which setting)."""
         if window.is_empty:
             return
-        pager = Pager("the recording API", self._page_size)
+        pager = Pager("the recording API", self._page_size, max_items=max_items, limit_hint=limit_hint)
         while pager.offset is not None:
             offset = pager.offset
             page = self.page(window, offset)
@@ -218,5 +237,6 @@ class VendorClient:
                 fresh = pager.take(offset, page.total, [rec.id or rec.raw_json for rec in page.recordings], page.offset)
             except ListingError as exc:
                 shown = redact_url(self.page_url(window, self._page_size, offset))
-                raise VendorListingError(f"{exc} ({shown})") from None
+                error = ListingLimitError if max_items is not None and pager.items > max_items else VendorListingError
+                raise error(f"{exc} ({shown})") from None
             yield from (rec for rec, new in zip(page.recordings, fresh, strict=True) if new)

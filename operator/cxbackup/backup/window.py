@@ -21,6 +21,12 @@ How `compute_window` decides (RCBS's documented rules; see "Configuring download
 5. When both ages are in effect (no minDate/maxDate) minAge must be less than maxAge (unless maxAge is
    0); the error names both. A stored end time newer than the end gives an empty window.
 
+How many recordings a run may list (`recordings_limit`): `maxRecordingsPerRun` when set, else
+MAX_RECORDINGS_PER_DAY for each started day of the window. The vendor decides what a listing returns, so
+without a bound a listing that never ends (fresh records on every page, a `total` in the billions) would
+keep a run writing metadata until its Job's deadline; with it the run stops at the bound and fails
+naming the limit.
+
 Ages are whole days (`2`) or ISO 8601 durations (`PT30M`, `P30D`, `P1Y2DT4H30M`, `P6MT12H`); years and
 months are calendar years and months counted back from `now` (isodate does the arithmetic). Dates are
 `YYYY-MM-DD` (GMT midnight) or 13-digit epoch milliseconds.
@@ -41,14 +47,17 @@ from cxbackup.backup.errors import ConfigError
 from cxbackup.core.times import DAY_MS, from_ms, to_ms
 
 __all__ = [
+    "MAX_RECORDINGS_PER_DAY",
     "Age",
     "RecordingWindow",
     "WindowSettings",
     "check_ages",
     "compute_window",
     "format_utc",
+    "limit_hint",
     "parse_age",
     "parse_date_bound",
+    "recordings_limit",
 ]
 
 log = logging.getLogger(__name__)
@@ -57,6 +66,9 @@ _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 MAX_AGE_YEARS = 1000
 """The longest age accepted: longer ones cannot be subtracted from a date (datetime ends at year 1)."""
 _AGE_REFERENCE = datetime(2100, 1, 1, tzinfo=UTC)
+MAX_RECORDINGS_PER_DAY = 1_000_000
+"""The most recordings a day of a window is expected to hold when `maxRecordingsPerRun` is not set: about
+12 a second around the clock, above what 5,000 agents on a call every ten minutes record (720,000)."""
 
 
 def format_utc(ms: int) -> str:
@@ -172,6 +184,28 @@ class RecordingWindow:
 
     def describe(self) -> str:
         return f"from {format_utc(self.start_ms)} to {format_utc(self.end_ms)} UTC"
+
+
+def recordings_limit(window: RecordingWindow, configured: int = 0) -> int:
+    """The most recordings a run over `window` may list: `configured` (maxRecordingsPerRun) when set, else
+    MAX_RECORDINGS_PER_DAY per started day of the window (at least one day)."""
+    if configured > 0:
+        return configured
+    days = max(1, -(-(window.end_ms - window.start_ms) // DAY_MS))
+    return days * MAX_RECORDINGS_PER_DAY
+
+
+def limit_hint(configured: int) -> str:
+    """What a run's recordings limit is and how to raise it, for the error that names it."""
+    how = (
+        f"maxRecordingsPerRun={configured}"
+        if configured > 0
+        else f"maxRecordingsPerRun is not set: {MAX_RECORDINGS_PER_DAY} per day of the window"
+    )
+    return (
+        f"the limit of one run ({how}; RecordingBackup spec.window.maxRecordingsPerRun); raise it if the vendor "
+        "really holds that many recordings, or back up a shorter window"
+    )
 
 
 class WindowSettings(Protocol):

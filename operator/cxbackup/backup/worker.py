@@ -5,7 +5,9 @@
 1. Opens the target and takes the shard's lock (LockHeldError when another instance has it).
 2. Computes the window (explicit windowStart/windowEnd, else `compute_window` with the stored last
    recording end time of this shard).
-3. Lists the window's metadata a page at a time (in day-long chunks, logged the way RCBS logs them),
+3. Lists the window's metadata a page at a time (in day-long chunks, logged the way RCBS logs them), at
+   most `recordings_limit` records in all (maxRecordingsPerRun; a window whose `total` is already
+   larger fails before the first page, a listing that goes past it stops there: ListingLimitError),
    keeps the recordings of this shard (sharding.py) that pass the filters (selection.py), and hands
    each to a pool of `concurrency` threads through a bounded queue (2 x concurrency in flight), so
    memory stays bounded whatever the window.
@@ -49,7 +51,14 @@ from typing import TypeVar, cast
 
 from cxbackup.backup.config import Credentials, RcbsConfig
 from cxbackup.backup.connections import make_fetcher, make_media_source, make_vendor_client, open_target
-from cxbackup.backup.errors import MediaIntegrityError, MediaMissingError, MediaSourceError, RcbsError, TargetError
+from cxbackup.backup.errors import (
+    ListingLimitError,
+    MediaIntegrityError,
+    MediaMissingError,
+    MediaSourceError,
+    RcbsError,
+    TargetError,
+)
 from cxbackup.backup.holds import LEDGER_DIR, read_holds, update_holds
 from cxbackup.backup.index import (
     INDEX_DIR,
@@ -77,7 +86,7 @@ from cxbackup.backup.sharding import ShardAssignment
 from cxbackup.backup.state import advance_last_end_time, lock_name, read_last_end_time, state_file_name
 from cxbackup.backup.targets import BackupTarget, LocalDirectoryTarget, LocalFileWriter, LockHolder, TargetWriter
 from cxbackup.backup.vendor_client import VendorClient
-from cxbackup.backup.window import RecordingWindow, compute_window, format_utc
+from cxbackup.backup.window import RecordingWindow, compute_window, format_utc, limit_hint, recordings_limit
 from cxbackup.core.redact import Redactor
 from cxbackup.core.retry import RetryPolicy
 from cxbackup.core.times import Period, from_ms, to_ms
@@ -272,6 +281,7 @@ class RecordingCopier:
                      "have": present.get(name, -1)}
                 )  # fmt: skip
             metadata = _name_in(paths, paths.metadata)
+            os.close(target.open_folder(paths.directory))  # made here: owner-only, never through a link out
             request = {
                 "dir": str(target.resolve(paths.directory)),
                 "files": files,
@@ -439,7 +449,7 @@ def _open_index(
     prefill = functools.partial(_index_earlier_backups, target, shard) if checkpoint is not None else None
     try:
         if isinstance(target, LocalDirectoryTarget):
-            target.resolve(INDEX_DIR).mkdir(mode=0o700, exist_ok=True)
+            os.close(target.open_folder(INDEX_DIR))  # owner-only, made without following a link
             return open_local_index(target.resolve(name), prefill), None
         if _is_a(target, IndexStore):
             return open_copied_index(cast(IndexStore, target), name, prefill), None
@@ -611,6 +621,12 @@ def run_backup(
         )
         try:
             total = vendor.count(window)
+            limit = recordings_limit(window, config.max_recordings_per_run)
+            if total > limit:
+                raise ListingLimitError(
+                    f"the recording API reports {total} recordings {window.describe()}, more than {limit}: "
+                    f"{limit_hint(config.max_recordings_per_run)}"
+                )
             sink.on_start(-(-total // shard.total) if total else 0)
             # with the sweep deleting, a recording past its retention is not backed up only to be deleted
             expired_before = (
@@ -618,7 +634,7 @@ def run_backup(
                 if config.retention_sweep == "delete" and config.retention is not None
                 else None
             )
-            _process_window(config, vendor, copier, window, summary, sink, redactor, erased, expired_before)
+            _process_window(config, vendor, copier, window, summary, sink, redactor, erased, expired_before, limit)
         except RcbsError as exc:
             summary.error = redactor.clean(str(exc))
             summary.error_exit_code = exc.exit_code
@@ -677,8 +693,11 @@ def _process_window(
     redactor: Redactor,
     erased: frozenset[str] = frozenset(),
     expired_before: int | None = None,
+    limit: int | None = None,
 ) -> None:
     shard = config.shard
+    hint = limit_hint(config.max_recordings_per_run)
+    listed = 0
     access = config.access_filter
     selector = config.media_selector
     slots = threading.BoundedSemaphore(config.concurrency * 2)
@@ -710,7 +729,9 @@ def _process_window(
             overall = 100 * (chunk.end_ms - window.start_ms) // span
             log.info("Starting download recordings <%s> Overall: %d%%", chunk.describe(), overall)
             log.info("URL: %s", vendor.page_url(chunk, config.page_size, 0))
-            for rec in vendor.iter_recordings(chunk):
+            remaining = None if limit is None else limit - listed
+            for rec in vendor.iter_recordings(chunk, max_items=remaining, limit_hint=hint):
+                listed += 1
                 if not shard.owns(rec.id):
                     continue
                 if rec.id in erased:

@@ -7,8 +7,18 @@ Public API (pure: no I/O, the clock is passed in)::
         recording encryption, and return what the certificate list and upload panel show.
         Raises CertificateInvalid(reason, message) for the first problem found.
 
+    read_certificate(cert_pem, *, now) -> (cryptography.x509.Certificate, CertificateInfo)
+        THE rule set for a certificate file cxbackup encrypts to, shared by `cxbackup cert inspect`,
+        `cxbackup export run` and the RecordingCertificate: exactly one PEM X.509 certificate and no other
+        PEM block (no chain, no private key, no parameters; DER is refused with the command converting it),
+        then `validate_certificate`. Text outside the PEM block (as `openssl x509 -text` writes) is ignored.
+
     load_certificate(cert_pem) -> cryptography.x509.Certificate
-        Only the parsing step (NotPem / NotX509), no validity checks; used to renew expired ones.
+        Only the parsing step of the first PEM certificate (NotPem / NotX509), no validity checks and no
+        rule on other blocks; used to renew expired ones and to read certificates already in a keyring.
+
+    fingerprint(cert) -> str
+        The SHA-256 fingerprint as the status shows it ('AB:CD:..').
 
     validate_certificate(cert, *, now) -> CertificateInfo
         Only the certificate rules (NotRsa, KeyTooSmall, NotYetValid, Expired) for a parsed certificate:
@@ -67,10 +77,12 @@ __all__ = [
     "CertificateInvalid",
     "Reason",
     "check_private_key",
+    "fingerprint",
     "format_dn",
     "inspect_certificate",
     "key_is_encrypted",
     "load_certificate",
+    "read_certificate",
     "validate_certificate",
 ]
 
@@ -199,10 +211,9 @@ def load_certificate(cert_pem: bytes | str) -> x509.Certificate:
     data = _as_bytes(cert_pem)
     blocks = _pem_blocks(data)
     if not blocks:
-        hint = " (it looks like DER; convert it with `openssl x509 -inform DER`)" if data[:1] == b"\x30" else ""
         raise CertificateInvalid(
             Reason.NOT_PEM,
-            f"certificate is not PEM: no '-----BEGIN CERTIFICATE-----' block found{hint}",
+            f"certificate is not PEM: no '-----BEGIN CERTIFICATE-----' block found{_der_hint(data)}",
         )
     for label, block in blocks:
         if label in _CERT_LABELS:
@@ -216,6 +227,62 @@ def load_certificate(cert_pem: bytes | str) -> x509.Certificate:
     raise CertificateInvalid(Reason.NOT_X509, f"certificate file holds PEM {found}, not an X.509 CERTIFICATE")
 
 
+def _der_hint(data: bytes) -> str:
+    return " (it looks like DER; convert it with `openssl x509 -inform DER`)" if data[:1] == b"\x30" else ""
+
+
+def _single_certificate(cert_pem: bytes | str) -> x509.Certificate:
+    """The one PEM certificate of a certificate file; CertificateInvalid NotPem / NotX509 otherwise (see
+    `read_certificate`). A private key in the file is refused: the file is what export pods get mounted."""
+    data = _as_bytes(cert_pem)
+    blocks = _pem_blocks(data)
+    if not blocks:
+        raise CertificateInvalid(
+            Reason.NOT_PEM, f"certificate is not PEM: no '-----BEGIN CERTIFICATE-----' block found{_der_hint(data)}"
+        )
+    certs = [block for label, block in blocks if label in _CERT_LABELS]
+    others = sorted({f"'{_label(label)}'" for label, _ in blocks if label not in _CERT_LABELS})
+    if not certs:
+        raise CertificateInvalid(
+            Reason.NOT_X509, f"certificate file holds PEM {', '.join(others)}, not an X.509 CERTIFICATE"
+        )
+    if any(b"PRIVATE KEY" in label for label, _ in blocks):
+        raise CertificateInvalid(
+            Reason.NOT_X509,
+            "certificate file holds a private key as well: give the certificate alone (the file is handed to the "
+            "pods that encrypt to it, which must never get a key; keep the key in its own file or Secret key)",
+        )
+    if others:
+        raise CertificateInvalid(
+            Reason.NOT_X509,
+            f"certificate file holds PEM {', '.join(others)} besides the certificate: give the certificate alone",
+        )
+    if len(certs) > 1:
+        raise CertificateInvalid(
+            Reason.NOT_X509,
+            f"certificate file holds {len(certs)} certificates (a chain?): give the one certificate the data is "
+            "encrypted to, alone",
+        )
+    try:
+        return x509.load_pem_x509_certificate(certs[0])
+    except ValueError as exc:
+        raise CertificateInvalid(
+            Reason.NOT_X509, f"the PEM CERTIFICATE block is not a valid X.509 certificate ({exc})"
+        ) from None
+
+
+def read_certificate(cert_pem: bytes | str, *, now: datetime) -> tuple[x509.Certificate, CertificateInfo]:
+    """A certificate file cxbackup encrypts to, parsed and checked by the one rule set (see the module
+    docstring); CertificateInvalid names the first problem."""
+    cert = _single_certificate(cert_pem)
+    return cert, validate_certificate(cert, now=now)
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """SHA-256 fingerprint, upper-case hex pairs joined by ':' (as status.fingerprint shows it)."""
+    return cert.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
 def _describe(cert: x509.Certificate, key_size: int, key_details: str | None) -> CertificateInfo:
     return CertificateInfo(
         issued_to=_common_name(cert.subject),
@@ -226,7 +293,7 @@ def _describe(cert: x509.Certificate, key_size: int, key_details: str | None) ->
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
         key_size=key_size,
-        fingerprint=cert.fingerprint(hashes.SHA256()).hex(":").upper(),
+        fingerprint=fingerprint(cert),
         key_details=key_details,
     )
 
@@ -297,9 +364,9 @@ def inspect_certificate(
     *,
     now: datetime,
 ) -> CertificateInfo:
-    """Validate a recording certificate (and its key) at `now`; see the module docstring."""
-    cert = load_certificate(cert_pem)
-    info = validate_certificate(cert, now=now)
+    """Validate a recording certificate (by `read_certificate`'s rules) and its key at `now`; see the module
+    docstring."""
+    cert, info = read_certificate(cert_pem, now=now)
     if key_pem is None:
         return info
     details = check_private_key(cert, key_pem, password, info=info)

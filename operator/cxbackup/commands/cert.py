@@ -12,7 +12,9 @@ because losing a key loses the recordings encrypted to it.
 
 inspect prints Issued To, Issued By, Serial Number, Subject DN, Issuer DN, Not Before, Expires, key
 size, SHA-256 fingerprint and, with --key, Key Details; --json prints the same as one JSON object with
-`valid`, `reason`, `message` and `warnings` added.
+`valid`, `reason`, `message` and `warnings` added. CERT is checked by the one function `cxbackup export run`
+checks its --cert with (cxbackup.certs.validation.read_certificate): one PEM certificate alone, no chain,
+no private key or other PEM block, not DER.
 
 The password of an encrypted key comes from a file or an environment variable (cxbackup.commands.passwords);
 the old `--password P` still works but warns, since other users of the machine can see it.
@@ -89,7 +91,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
         help="show and validate a recording certificate (and its private key)",
         description="Show a certificate as the upload panel does and check it can encrypt recordings.",
     )
-    ins.add_argument("cert", type=Path, metavar="CERT", help="PEM certificate file")
+    ins.add_argument("cert", type=Path, metavar="CERT", help="PEM certificate file (the certificate alone)")
     ins.add_argument("--key", type=Path, help="PEM private key file to check against the certificate")
     add_password_arguments(ins, what="an encrypted --key", legacy_flag=True)
     ins.add_argument("--json", action="store_true", help="print one JSON object")

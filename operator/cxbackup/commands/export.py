@@ -7,14 +7,22 @@
     cxbackup export run --type subjectAccess (--phone NUMBER | --agent NAME) ... [--from T] [--to T]
                         (--backup-target DIR | --backup-config config.properties)
                         [--decrypt-media --keyring DIR [--password-file F | --password-env VAR]]
+                        [--verify-subject DIGEST] [--verify-certificate FINGERPRINT]
                         --cert PEM --store DIR|s3://BUCKET/PREFIX [the other run options]
     cxbackup export list --store DIR|s3://... [--json]
     cxbackup export sweep --store DIR|s3://... [--dry-run] [--json]
     cxbackup export download NAME --store DIR|s3://... --key KEY [--password-file F | --password-env VAR]
                              --out DIR [--overwrite] [--max-artifact-bytes N] [--max-unpacked-bytes N]
 
-`run` refuses a certificate `cxbackup cert inspect` refuses (not RSA, under 2048 bits, expired, not valid
-yet) with exit code 2, before it asks the vendor for anything or writes to the store.
+`run` refuses a certificate `cxbackup cert inspect` refuses, by the same function
+(cxbackup.certs.validation.read_certificate: one PEM certificate alone, no chain, no private key, no DER;
+RSA of at least 2048 bits, valid now) with exit code 2, before it asks the vendor for anything or writes
+to the store.
+
+--verify-certificate and --verify-subject (the operator passes them to a run that decrypts media) make
+the run refuse, with exit code 2 and before anything is read, a --cert whose SHA-256 fingerprint is not
+FINGERPRINT, or a --subject-file whose content is not what DIGEST (cxbackup.export.approval) was made of:
+what the pod mounted is then not what the operator checked against the key owner's consent.
 
 Times T are RFC 3339 (2026-08-24T00:00:00Z) or YYYY-MM-DD (midnight UTC); --to defaults to now.
 gdprChat needs 1 to 10 --user ids: chat exports are per-user GDPR requests, a whole-organisation chat
@@ -64,6 +72,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+
 from cxbackup.backup.errors import ConfigError, RcbsError
 from cxbackup.backup.index import INDEX_DIR
 from cxbackup.backup.search import MIN_PHONE_DIGITS, parse_phone
@@ -76,6 +86,7 @@ from cxbackup.commands.search import check_index, open_index
 from cxbackup.core.errors import EXIT_CONFIG, EXIT_OK
 from cxbackup.core.logs import setup_logging
 from cxbackup.core.redact import Redactor, basic_token
+from cxbackup.export.approval import certificate_fingerprint, subject_matches
 from cxbackup.export.download import MAX_ARTIFACT_BYTES, MAX_UNPACKED_BYTES, ArchiveLimits, download_artifact
 from cxbackup.export.errors import BackupUnavailableError, ExportConfigError, ExportError
 from cxbackup.export.names import format_iso
@@ -161,6 +172,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
         help="the tenant's recording keys and certificates (each key's password in <name>.password next to it)",
     )
     add_password_arguments(r, what="the --keyring keys without a <name>.password file")
+    r.add_argument(
+        "--verify-subject",
+        metavar="DIGEST",
+        help="subjectAccess: refuse to run unless --subject-file is what DIGEST (scrypt:<salt>:<hex>) was made of",
+    )
+    r.add_argument(
+        "--verify-certificate",
+        metavar="FINGERPRINT",
+        help="refuse to run unless the --cert certificate has this SHA-256 fingerprint (AB:CD:...)",
+    )
     r.add_argument("--from", dest="start", metavar="T", help="range start (RFC 3339 or YYYY-MM-DD)")
     r.add_argument("--to", dest="end", metavar="T", help="range end, exclusive (default: now)")
     r.add_argument("--last", metavar="DURATION", help="ISO 8601 duration back from now, e.g. P1D")
@@ -305,7 +326,7 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         _refuse_subject_options(args)
         request = _request(args)
         # refused before the vendor or the store is touched: the rules of `cert inspect`
-        certificate = load_export_certificate(args.cert, datetime.now(UTC))
+        certificate = _certificate(args)
         source = ApiSource.from_env(env, args.api_uri_prefix, page_size=args.page_size)
         store = open_store_from_args(args, env)
     except ExportError as exc:
@@ -320,7 +341,40 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return result.exit_code
 
 
-_SUBJECT_OPTIONS = ("phone", "agent", "subject_file", "backup_target", "backup_config", "decrypt_media", "keyring")
+_SUBJECT_OPTIONS = (
+    "phone", "agent", "subject_file", "backup_target", "backup_config", "decrypt_media", "keyring", "verify_subject",
+)  # fmt: skip
+
+
+def _certificate(args: argparse.Namespace) -> x509.Certificate:
+    """--cert, read and checked as `cxbackup cert inspect` does; with --verify-certificate, only the
+    certificate of that fingerprint."""
+    certificate = load_export_certificate(args.cert, datetime.now(UTC))
+    expected = args.verify_certificate
+    if expected is not None and certificate_fingerprint(certificate) != expected.strip().upper():
+        raise ExportConfigError(
+            f"--cert {args.cert}: the certificate's SHA-256 fingerprint is {certificate_fingerprint(certificate)}, "
+            f"not {expected} (--verify-certificate): it is not the certificate the run was approved for"
+        )
+    return certificate
+
+
+def _verify_subject(args: argparse.Namespace) -> None:
+    """With --verify-subject: the --subject-file's bytes are what its digest was made of, else ExportConfigError
+    (naming neither the subject nor the file's content)."""
+    if args.verify_subject is None:
+        return
+    if args.subject_file is None:
+        raise ExportConfigError("--verify-subject needs --subject-file (the subject it checks)")
+    try:
+        data = args.subject_file.read_bytes()
+    except OSError as exc:
+        raise ExportConfigError(f"--subject-file {args.subject_file}: cannot be read ({type(exc).__name__})") from None
+    if not subject_matches(data, args.verify_subject):
+        raise ExportConfigError(
+            f"--subject-file {args.subject_file}: its content is not the subject the run was approved for "
+            "(--verify-subject): the Secret changed after it was checked"
+        )
 
 
 def read_subject_file(path: Path) -> tuple[list[str], list[str]]:
@@ -400,8 +454,9 @@ def _run_subject(args: argparse.Namespace, env: Mapping[str, str], redactor: Red
     them, then the engine (export/subject.py)."""
     with contextlib.ExitStack() as stack:
         try:
+            _verify_subject(args)  # before the subject is read for the request
             request = _subject_request(args)
-            certificate = load_export_certificate(args.cert, datetime.now(UTC))
+            certificate = _certificate(args)
             keyring = _subject_keyring(args) if request.decrypt_media else None
             try:
                 index = open_index(args.backup_target, args.backup_config, stack, _BACKUP_FLAGS)

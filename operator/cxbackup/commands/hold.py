@@ -1,15 +1,21 @@
-"""`cxbackup hold {list,add,remove} (--target DIR | -config FILE)`: legal holds on a backup target.
+"""`cxbackup hold {list,add,release,restore} (--target DIR | -config FILE)`: legal holds on a backup target.
 
-    cxbackup hold list   --target DIR [--json]
-    cxbackup hold add    --target DIR HOLD... --reason TEXT
-    cxbackup hold remove --target DIR HOLD...
+    cxbackup hold list    --target DIR [--json]
+    cxbackup hold add     --target DIR HOLD... --reason TEXT
+    cxbackup hold release --target DIR [--source SOURCE] HOLD... --reason TEXT
+    cxbackup hold restore --target DIR
 
 HOLD is `id:<recording id>`, `phone:<number>` (every recording with a number ending with it, as
-`cxbackup search --phone` matches) or `partition:<name>`. Holds are kept in the target
-(.cxbackup-ledger/holds.json), so every retention sweep and erasure on it respects them; `list` also
-shows the holds RecordingBackups set (spec.retention.legalHolds), which only they change.
-Exit codes: 0 done, 2 bad input, 3 another process is changing the holds, 5 the target cannot be read
-or written.
+`cxbackup search --phone` matches) or `partition:<name>`. Holds are kept in the target twice
+(.cxbackup-ledger/holds.json, and a record of every change in the ledger, .cxbackup-ledger/hold-*.jsonl),
+so every retention sweep and erasure on it respects them, and losing one file lifts none. `list` also
+shows the holds RecordingBackups set (spec.retention.legalHolds, source `RecordingBackup <namespace>/<name>`).
+A hold is lifted only by `release`, with a reason, recorded in the ledger: a hold removed from a
+RecordingBackup's spec stays until it is released with `--source 'RecordingBackup <namespace>/<name>'`.
+`restore` rebuilds a missing or damaged holds.json from the ledger's records (a damaged file is kept
+next to it): until then no sweep or erasure deletes anything.
+Exit codes: 0 done, 2 bad input, 3 another process is changing the holds, 5 the target cannot be read or
+written, or its holds cannot be trusted (the message names the file and the fix).
 """
 
 from __future__ import annotations
@@ -19,14 +25,30 @@ import json
 import sys
 from datetime import UTC, datetime
 
-from cxbackup.backup.holds import CLI_SOURCE, Hold, parse_hold, read_holds, update_holds
-from cxbackup.backup.targets import BackupTarget, LockHolder
+from cxbackup.backup.holds import (
+    CLI_SOURCE,
+    Hold,
+    HoldsDamagedError,
+    parse_hold,
+    read_hold_state,
+    release_holds,
+    restore_holds,
+    update_holds,
+)
+from cxbackup.backup.targets import LockHolder
 from cxbackup.commands.backuptarget import OpenedTarget, add_target_arguments, run_on_target
 from cxbackup.commands.search import arg_type
-from cxbackup.core.errors import EXIT_OK
+from cxbackup.core.errors import EXIT_OK, EXIT_UNAVAILABLE
 from cxbackup.core.logs import setup_logging
 
 __all__ = ["register", "run"]
+
+
+def _reason(text: str) -> str:
+    value = text.strip()
+    if not value:
+        raise ValueError("give a reason (a case reference)")
+    return value
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str) -> None:
@@ -43,12 +65,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
     add_target_arguments(add)
     add.add_argument("holds", nargs="+", type=arg_type(parse_hold), metavar="HOLD",
                      help="id:<recording id>, phone:<number> or partition:<name>")  # fmt: skip
-    add.add_argument("--reason", required=True, help="why (a case reference); shown by `hold list`")
-    remove = actions.add_parser("remove", help="remove holds set with `hold add`")
-    add_target_arguments(remove)
-    remove.add_argument("holds", nargs="+", type=arg_type(parse_hold), metavar="HOLD")
-    for q in (listing, add, remove):
-        q.set_defaults(func=run, parser=q)
+    add.add_argument(
+        "--reason", required=True, type=arg_type(_reason), help="why (a case reference); shown by `hold list`"
+    )
+    release = actions.add_parser(
+        "release",
+        aliases=["remove"],
+        help="lift holds, with a reason (recorded in the target's ledger)",
+        epilog="Example: cxbackup hold release --target /backup --source 'RecordingBackup cc/recordings' "
+        "partition:/legal --reason 'case 2026-44 closed'",
+    )
+    add_target_arguments(release)
+    release.add_argument("holds", nargs="+", type=arg_type(parse_hold), metavar="HOLD")
+    release.add_argument("--reason", required=True, type=arg_type(_reason),
+                         help="why the hold ends (a case reference); kept in the ledger")  # fmt: skip
+    release.add_argument("--source", default=CLI_SOURCE, metavar="SOURCE",
+                         help="whose holds: `cli` (default, set with `hold add`) or "
+                         "`RecordingBackup <namespace>/<name>` (as `hold list` shows them)")  # fmt: skip
+    restore = actions.add_parser("restore", help="rebuild a missing or damaged holds.json from the ledger's records")
+    add_target_arguments(restore)
+    for q, action in ((listing, "list"), (add, "add"), (release, "release"), (restore, "restore")):
+        q.set_defaults(func=run, parser=q, hold_action=action)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,46 +93,67 @@ def run(args: argparse.Namespace) -> int:
     return run_on_target(args, "hold", lambda opened: _act(args, opened))
 
 
+def _holder() -> LockHolder:
+    return LockHolder.current(datetime.now(UTC).isoformat(timespec="seconds"), "hold")
+
+
 def _act(args: argparse.Namespace, opened: OpenedTarget) -> int:
     parser: argparse.ArgumentParser = args.parser
-    if args.action == "list":
-        return _list(args, opened.target, opened.config.legal_holds if opened.config else ())
-    holder = LockHolder.current(datetime.now(UTC).isoformat(timespec="seconds"), "hold")
+    action: str = args.hold_action
+    if action == "list":
+        return _list(args, opened)
+    if action == "restore":
+        restored = restore_holds(opened.target, _holder())
+        kept = f"; the damaged file is kept as {restored.kept_damaged}" if restored.kept_damaged else ""
+        print(f"Rebuilt the holds of {opened.target.description} from its ledger: {len(restored.holds.all())} "
+              f"hold(s){kept}. Check them with `cxbackup hold list`.")  # fmt: skip
+        return EXIT_OK
     wanted: list[Hold] = args.holds
-    if args.action == "add":
-        reason = args.reason.strip()
-        if not reason:
-            parser.error("argument --reason: give a reason (a case reference)")
-        new = [Hold(h.kind, h.value, reason) for h in wanted]
-        after = update_holds(opened.target, CLI_SOURCE, lambda cur: [*cur, *new], holder)
+    if action == "add":
+        new = [Hold(h.kind, h.value, args.reason) for h in wanted]
+        after = update_holds(opened.target, CLI_SOURCE, lambda cur: [*cur, *new], _holder())
+        problem = read_hold_state(opened.target).problem
+        if problem is not None:
+            print(f"cxbackup hold: the hold(s) are recorded in the target's ledger, but {problem}", file=sys.stderr)
+            return EXIT_UNAVAILABLE
         print(f"{len(after)} hold(s) set with `cxbackup hold` on {opened.target.description}")
         return EXIT_OK
+    state = read_hold_state(opened.target)
+    if state.problem is not None:
+        raise HoldsDamagedError(state.problem)
     keys = {h.key() for h in wanted}
-    before = read_holds(opened.target).sources.get(CLI_SOURCE, ())
-    missing = keys - {h.key() for h in before}
+    have = {h.key() for h in state.holds.of(args.source)}
+    missing = keys - have
     if missing:
         names = ", ".join(f"{k}:{v}" for k, v in sorted(missing))
-        parser.error(f"no such hold set with `cxbackup hold add`: {names} (see `cxbackup hold list`)")
-    after = update_holds(opened.target, CLI_SOURCE, lambda cur: [h for h in cur if h.key() not in keys], holder)
-    print(f"Removed {len(keys)} hold(s); {len(after)} left set with `cxbackup hold`")
+        sources = ", ".join(repr(s) for s in sorted(state.holds.sources)) or "none"
+        parser.error(f"no such hold of source {args.source!r}: {names} (sources with holds: {sources}; see "
+                     "`cxbackup hold list`)")  # fmt: skip
+    released = release_holds(opened.target, args.source, keys, args.reason, _holder())
+    left = len(read_hold_state(opened.target).holds.of(args.source))
+    print(f"Released {len(released)} hold(s) of {args.source!r} ({args.reason}), recorded in the target's ledger; "
+          f"{left} left of that source")  # fmt: skip
     return EXIT_OK
 
 
-def _list(args: argparse.Namespace, target: BackupTarget, config_holds: tuple[Hold, ...]) -> int:
-    holds = read_holds(target)
-    sources = dict(holds.sources)
-    if config_holds:
-        sources.setdefault("this config (legalHolds)", config_holds)
+def _list(args: argparse.Namespace, opened: OpenedTarget) -> int:
+    state = read_hold_state(opened.target)
+    sources = dict(state.holds.sources)
+    if opened.config and opened.config.legal_holds:
+        sources.setdefault("this config (legalHolds)", opened.config.legal_holds)
     if args.json:
-        json.dump({src: [h.to_json() for h in hs] for src, hs in sources.items()}, sys.stdout, indent=2)
+        doc: dict[str, object] = {src: [h.to_json() for h in hs] for src, hs in sources.items()}
+        json.dump(doc, sys.stdout, indent=2)
         print()
-        return EXIT_OK
-    if not any(sources.values()):
+    elif not any(sources.values()):
         print("No legal hold on this target.")
-        return EXIT_OK
-    for src, hs in sorted(sources.items()):
-        print(f"{src}:")
-        for h in hs:
-            since = f"  since {h.since}" if h.since else ""
-            print(f"  {h.kind}:{h.value}{since}" + (f"  {h.reason}" if h.reason else ""))
+    else:
+        for src, hs in sorted(sources.items()):
+            print(f"{src}:")
+            for h in hs:
+                since = f"  since {h.since}" if h.since else ""
+                print(f"  {h.kind}:{h.value}{since}" + (f"  {h.reason}" if h.reason else ""))
+    if state.problem is not None:
+        print(f"cxbackup hold: {state.problem}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     return EXIT_OK

@@ -1,11 +1,14 @@
-"""`cxbackup retention (--target DIR | -config FILE) [--keep-for P7Y] [--delete] [--json]`: the retention
-sweep of a backup target.
+"""`cxbackup retention (--target DIR | -config FILE) [--keep-for P7Y] [--delete [--confirm-keep-for P90D]]
+[--json]`: the retention sweep of a backup target.
 
 Without --delete (the default) it is a dry run: it counts the recordings whose start time is more than
 --keep-for (else the config's retentionPeriod) ago, how many of them legal holds keep, and names the
 first of them; nothing is changed. With --delete it deletes them from the target and the search index,
 except the held ones, and records each deletion in the target's ledger (.cxbackup-ledger/retention-*).
-Holds: the target's (`cxbackup hold`), and with -config also the config's legalHolds.
+Holds: the target's (`cxbackup hold`), and with -config also the config's legalHolds; when the target's
+holds cannot be trusted (holds.json missing or damaged), nothing is deleted and the message names the
+fix. --delete refuses a keep-for shorter than P1Y unless --confirm-keep-for repeats it exactly (a typo
+such as P7D for P7Y would otherwise delete recordings for good).
 
 It works from the search index and holds every shard's backup lock while it runs, so no backup adds
 recordings meanwhile. Exit codes: 0 done, 1 some recordings could not be deleted (listed; they are
@@ -22,7 +25,7 @@ import sys
 from datetime import UTC, datetime
 
 from cxbackup.backup.holds import read_holds
-from cxbackup.backup.removal import SweepSummary, sweep_shard
+from cxbackup.backup.removal import MIN_KEEP_FOR, SweepSummary, keep_for_problem, sweep_shard
 from cxbackup.commands.backuptarget import (
     OpenedTarget,
     add_target_arguments,
@@ -59,6 +62,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
         help="ISO 8601 duration from each recording's start time (P7Y, P90D); default: the config's retentionPeriod",
     )
     p.add_argument("--delete", action="store_true", help="delete the expired recordings (default: dry run)")
+    p.add_argument(
+        "--confirm-keep-for",
+        metavar="DURATION",
+        help=f"with --delete, the keep-for again: needed when it is shorter than {MIN_KEEP_FOR}",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=run, parser=p)
 
@@ -74,6 +82,15 @@ def _start(args: argparse.Namespace, opened: OpenedTarget) -> int:
         keep = (opened.config.retention_period, opened.config.retention)
     if keep is None:
         args.parser.error("give --keep-for DURATION (or a -config with retentionPeriod)")
+    if args.delete:
+        name = "--keep-for" if args.keep_for is not None else f"the retentionPeriod of {args.config}"
+        names = (name, "the vendor's retention", "--confirm-keep-for")
+        if keep_for_problem(keep[0], None, args.confirm_keep_for, now=datetime.now(UTC), names=names) is not None:
+            args.parser.error(
+                f"{name} ({keep[0]}) is shorter than {MIN_KEEP_FOR}: --delete then needs --confirm-keep-for "
+                f"{keep[0]} (a typo such as P7D for P7Y would delete recordings for good); leave out --delete "
+                "for a dry run"
+            )
     return _sweep(args, opened, keep[0], keep[1])
 
 

@@ -10,6 +10,7 @@ a Secret or removes a key from one: recording keys must outlive everything.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -40,6 +41,10 @@ class SecretView:
     annotations: dict[str, str]
     resource_version: str
     type: str
+    immutable: bool = False
+    """Whether its data can no longer change (`immutable: true`)."""
+    created: dt.datetime | None = None
+    """metadata.creationTimestamp."""
 
 
 class Cluster(Protocol):
@@ -175,6 +180,8 @@ class KubeCluster:
             annotations=dict(meta.annotations or {}),
             resource_version=str(meta.resource_version or ""),
             type=str(secret.type or "Opaque"),
+            immutable=bool(secret.immutable),
+            created=meta.creation_timestamp,
         )
 
     def secret_keys(self, namespace: str, name: str) -> set[str] | None:

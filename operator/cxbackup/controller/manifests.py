@@ -13,6 +13,8 @@ from typing import Any
 
 from cxbackup.api import workerenv
 from cxbackup.api.common import API_VERSION, PodSettings
+from cxbackup.controller.podlimits import PodLimits, bounded_resources, pod_problem
+from cxbackup.controller.references import Blocked
 
 __all__ = [
     "CONFIG_MOUNT",
@@ -22,6 +24,7 @@ __all__ = [
     "TMP_MOUNT",
     "JobSettings",
     "active_deadline",
+    "pod_settings_problem",
     "restricted_container_security_context",
     "run_id_for",
     "run_labels",
@@ -54,6 +57,8 @@ class JobSettings:
     tmp_size_limit: str = "1Gi"
     ca_certificates: str = ""
     """PEM of extra certificate authorities worker pods trust (the chart's security.caCertificates)."""
+    limits: PodLimits = field(default_factory=PodLimits)
+    """What a resource's spec.pod may ask for (the chart's worker.limits and worker.allowed*): podlimits.py."""
 
 
 DEFAULT_WORKER_RESOURCES: Mapping[str, Any] = {
@@ -120,6 +125,11 @@ def active_deadline(pod: PodSettings, settings: JobSettings) -> int:
     return pod.active_deadline_seconds or settings.active_deadline_seconds
 
 
+def pod_settings_problem(pod: PodSettings | None, settings: JobSettings) -> Blocked | None:
+    """What in `pod` (a resource's spec.pod) is over the installer's caps (podlimits.py), or None."""
+    return pod_problem(pod, settings.default_resources, settings.tmp_size_limit, settings.limits)
+
+
 def worker_pod_spec(
     pod: PodSettings,
     settings: JobSettings,
@@ -129,8 +139,13 @@ def worker_pod_spec(
     automount_token: bool | None = None,
 ) -> dict[str, Any]:
     """The pod spec every worker Job uses: never restarted, the worker account, the restricted pod
-    security context, bounded resources (the spec's or the chart's), and the user's scheduling settings."""
-    container.setdefault("resources", dict(pod.resources or settings.default_resources))
+    security context, bounded resources (the spec's or the chart's, with a limit for every resource the
+    installer caps), and the user's scheduling settings. Raises Blocked when `pod` asks for more than the
+    installer allows: the handlers check first, this makes sure no Job over the caps is ever built."""
+    problem = pod_settings_problem(pod, settings)
+    if problem is not None:
+        raise problem
+    container.setdefault("resources", bounded_resources(pod.resources, settings.default_resources, settings.limits))
     if settings.ca_certificates:
         container.setdefault("env", []).append({"name": workerenv.CA_CERTIFICATES, "value": settings.ca_certificates})
     pod_spec: dict[str, Any] = {

@@ -2,8 +2,10 @@
 
 A resource may use only what its author could already use for this purpose: a credentials Secret must be
 opted in (labelled cxbackup.io/credentials=true) and must not hold keys (a TLS Secret, a keyring, a
-certificate's pair, a service-account token); vendor and S3 endpoints must be https:// unless the installer
-allowed plain HTTP, and a vendor host must be on the installer's allowlist when there is one.
+certificate's pair, a service-account token); every endpoint URL must have the one syntax the operator and
+the worker's HTTP client read alike (`cxbackup.core.endpoints`), be https:// unless the installer allowed
+plain HTTP, and an endpoint that receives a vendor credential must have a host on the installer's allowlist
+(with none named, no vendor endpoint is allowed).
 
 The handler gathers the facts through the `Cluster` (`gather_secrets`, `Cluster.pvc_exists`), then the
 pure functions here decide and return a `Blocked` naming the field, the object and the fix (or None).
@@ -11,11 +13,11 @@ pure functions here decide and return a `Blocked` naming the field, the object a
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
@@ -24,14 +26,17 @@ from cxbackup.api.status import ConditionType, Phase, Reason
 from cxbackup.controller.cluster import Cluster
 from cxbackup.controller.conditions import condition, set_condition
 from cxbackup.controller.events import Emit, EventSpec
+from cxbackup.core.endpoints import ENDPOINT_FORM, EndpointError, HostAllowlist, parse_endpoint
 
 __all__ = [
     "KEY_SECRET_TYPES",
+    "VENDOR_HOSTS_VALUE",
     "Blocked",
     "EndpointPolicy",
     "SecretFacts",
     "SecretNeed",
     "endpoint_problem",
+    "endpoint_syntax_problem",
     "gather_secrets",
     "pvc_problem",
     "read_referenced",
@@ -146,41 +151,76 @@ def pvc_problem(field: str, namespace: str, claim: str, exists: bool) -> Blocked
     return Blocked(Reason.PVC_NOT_FOUND, f"{field}: PersistentVolumeClaim {namespace}/{claim} not found")
 
 
+VENDOR_HOSTS_VALUE = "security.vendorHosts"
+"""The chart value that names the hosts vendor endpoints may use (CXBACKUP_VENDOR_HOSTS for the operator)."""
+VENDOR_HOSTS_EXAMPLE = """--set-json 'security.vendorHosts=["api.example.com","*.s3.amazonaws.com"]'"""
+
+
 @dataclass(frozen=True)
 class EndpointPolicy:
-    """What the installer allows (chart values security.allowPlainHttp and security.vendorHosts)."""
+    """What the installer allows (chart values security.allowPlainHttp and security.vendorHosts).
+
+    Secure by default: with no vendor hosts named, no vendor endpoint is allowed, so no vendor credential
+    leaves for a host the installer did not name."""
 
     allow_plain_http: bool = False
     vendor_hosts: tuple[str, ...] = ()
-    """Host names (exact, or `*.example.com` for subdomains) vendor endpoints may use; empty: any."""
+    """Host names vendor endpoints may use: exact, an IP address, or `*.example.com` for every name under
+    example.com (`cxbackup.core.endpoints.HostAllowlist`); empty: none. Checked when the policy is made
+    (ValueError naming the entry)."""
+    _allowlist: HostAllowlist = dataclasses.field(init=False, repr=False, compare=False, default=HostAllowlist())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_allowlist", HostAllowlist.parse(self.vendor_hosts))
 
     def host_allowed(self, host: str) -> bool:
-        if not self.vendor_hosts:
-            return True
-        host = host.lower().rstrip(".")
-        for allowed in self.vendor_hosts:
-            allowed = allowed.lower().rstrip(".")
-            if host == allowed or (allowed.startswith("*.") and host.endswith(allowed[1:])):
-                return True
-        return False
+        return self._allowlist.allows(host)
 
 
-def endpoint_problem(field: str, url: str | None, policy: EndpointPolicy, *, vendor: bool) -> Blocked | None:
-    """Whether `url` (a vendor endpoint when `vendor`, else the user's own S3) may be used."""
+def endpoint_syntax_problem(field: str, url: str | None) -> Blocked | None:
+    """Blocked(InvalidSpec) naming `field` when `url` does not have the one endpoint syntax
+    (`cxbackup.core.endpoints.parse_endpoint`, the parse the worker connects with)."""
     if not url:
         return None
-    parts = urlsplit(url)
-    if parts.scheme == "http" and not policy.allow_plain_http:
+    try:
+        parse_endpoint(url)
+    except EndpointError as exc:
+        form = "" if ENDPOINT_FORM in str(exc) else f" (an endpoint is {ENDPOINT_FORM})"
+        return Blocked(Reason.INVALID_SPEC, f"{field}: the URL {exc}{form}", invalid=True)
+    return None
+
+
+def endpoint_problem(
+    field: str, url: str | None, policy: EndpointPolicy, *, vendor: bool, proxy: bool = False
+) -> Blocked | None:
+    """Whether `url` (a vendor endpoint, which receives a vendor credential, when `vendor`; else the
+    tenant's own S3) may be used: its syntax (`cxbackup.core.endpoints.parse_endpoint`, the parse the
+    worker connects with), https:// unless the installer allows plain HTTP (not asked of a `proxy`, which
+    is reached in plain HTTP and relays https:// encrypted), and for a vendor endpoint a host on the
+    installer's allowlist (none allowed while it is empty)."""
+    if not url:
+        return None
+    if (problem := endpoint_syntax_problem(field, url)) is not None:
+        return problem
+    endpoint = parse_endpoint(url)
+    if endpoint.scheme == "http" and not policy.allow_plain_http and not proxy:
         return Blocked(
             Reason.INSECURE_ENDPOINT,
-            f"{field}: {parts.scheme}://{parts.hostname} is plain HTTP, which would send credentials in clear; "
+            f"{field}: http://{endpoint.host} is plain HTTP, which would send credentials in clear; "
             f"use https:// (the installer can allow plain HTTP with the chart value security.allowPlainHttp)",
         )
-    if vendor and not policy.host_allowed(parts.hostname or ""):
+    if vendor and not policy.vendor_hosts:
         return Blocked(
             Reason.ENDPOINT_NOT_ALLOWED,
-            f"{field}: host {parts.hostname} is not one of the vendor hosts the installer allows "
-            f"({', '.join(policy.vendor_hosts)}; chart value security.vendorHosts)",
+            f"{field}: host {endpoint.hostname} is not allowed: the installer has named no vendor hosts "
+            f"(the chart value {VENDOR_HOSTS_VALUE} is empty), so no vendor credential is sent anywhere; the "
+            f"installer names the vendor's hosts, e.g. helm upgrade ... {VENDOR_HOSTS_EXAMPLE}",
+        )
+    if vendor and not policy.host_allowed(endpoint.hostname):
+        return Blocked(
+            Reason.ENDPOINT_NOT_ALLOWED,
+            f"{field}: host {endpoint.hostname} is not one of the vendor hosts the installer allows "
+            f"({', '.join(policy.vendor_hosts)}; chart value {VENDOR_HOSTS_VALUE})",
         )
     return None
 

@@ -23,6 +23,7 @@ from cxbackup.api.common import GROUP, VERSION
 from cxbackup.api.status import Phase, Reason
 from cxbackup.controller.cluster import Cluster, ClusterError
 from cxbackup.controller.events import Emit, EventSpec
+from cxbackup.controller.references import Blocked
 from cxbackup.controller.settings import OperatorSettings
 
 __all__ = ["Interrupted", "Reconciler", "register_reconciler", "validated"]
@@ -90,6 +91,15 @@ def register_reconciler(
             raise kopf.TemporaryError(str(exc), delay=retry_delay) from exc
         except ClusterError as exc:
             raise kopf.TemporaryError(str(exc), delay=retry_delay) from exc
+        except Blocked as blocked:  # a check a kind's own handler did not make first (e.g. spec.pod's caps)
+            status = body.get("status") or {}
+            now = dt.datetime.now(dt.UTC)
+            generation = body.get("metadata", {}).get("generation")
+            patch.status["conditions"] = blocked.ready_false(
+                status.get("conditions"), emit, now=now, generation=generation
+            )
+            patch.status["phase"] = blocked.phase
+            return
         for key, value in changes.items():
             patch.status[key] = value
 

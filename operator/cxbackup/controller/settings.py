@@ -7,11 +7,16 @@ import os
 from dataclasses import dataclass, field
 
 from cxbackup.api import workerenv
-from cxbackup.controller.manifests import JobSettings
-from cxbackup.controller.references import EndpointPolicy
+from cxbackup.controller.manifests import JobSettings, pod_settings_problem
+from cxbackup.controller.podlimits import DEFAULT_MAX_RESOURCES, DEFAULT_MAX_TMP_SIZE, PodLimits, quantity
+from cxbackup.controller.references import VENDOR_HOSTS_VALUE, EndpointPolicy
+from cxbackup.core.errors import ConfigurationError
 from cxbackup.core.tls import check_ca_certificates
 
-__all__ = ["OperatorSettings", "load_settings"]
+__all__ = ["VENDOR_HOSTS_ENV", "OperatorSettings", "load_settings"]
+
+VENDOR_HOSTS_ENV = "CXBACKUP_VENDOR_HOSTS"
+"""The vendor hosts, comma-separated (the chart's security.vendorHosts); empty: no vendor endpoint is allowed."""
 
 
 @dataclass(frozen=True)
@@ -29,10 +34,40 @@ def _ca_certificates(env: dict[str, str]) -> str:
     return pem
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.split(",") if n.strip())
+
+
+def _pod_limits(env: dict[str, str]) -> PodLimits:
+    """The caps on worker pods (chart values worker.limits and worker.allowed*), checked once at start."""
+    text = env.get("CXBACKUP_WORKER_MAX_RESOURCES", "").strip()
+    max_resources = json.loads(text) if text else dict(DEFAULT_MAX_RESOURCES)
+    if not isinstance(max_resources, dict) or not max_resources:
+        raise ConfigurationError("worker.limits.max (CXBACKUP_WORKER_MAX_RESOURCES) must name at least one resource")
+    for name, value in max_resources.items():
+        if quantity(str(value)) is None:
+            raise ConfigurationError(
+                f"worker.limits.max.{name} (CXBACKUP_WORKER_MAX_RESOURCES): {value!r} is not a quantity"
+            )
+    max_tmp = env.get("CXBACKUP_WORKER_MAX_TMP_SIZE", "").strip() or DEFAULT_MAX_TMP_SIZE
+    if quantity(max_tmp) is None:
+        raise ConfigurationError(
+            f"worker.limits.maxTmpSize (CXBACKUP_WORKER_MAX_TMP_SIZE): {max_tmp!r} is not a quantity"
+        )
+    return PodLimits(
+        max_resources={str(k): str(v) for k, v in max_resources.items()},
+        max_tmp_size=max_tmp,
+        toleration_keys=_names(env.get("CXBACKUP_WORKER_TOLERATION_KEYS", "")),
+        node_selector_keys=_names(env.get("CXBACKUP_WORKER_NODE_SELECTOR_KEYS", "")),
+    )
+
+
 def load_settings(env: dict[str, str] | None = None) -> OperatorSettings:
+    """The settings from the environment; raises ConfigurationError naming the chart value when one is
+    unusable (the chart's own worker defaults over its caps among them)."""
     env = dict(os.environ if env is None else env)
     defaults = JobSettings()
-    return OperatorSettings(
+    settings = OperatorSettings(
         reconcile_interval=float(env.get("CXBACKUP_RECONCILE_INTERVAL", "10")),
         jobs=JobSettings(
             image=env.get("CXBACKUP_WORKER_IMAGE", defaults.image),
@@ -49,9 +84,24 @@ def load_settings(env: dict[str, str] | None = None) -> OperatorSettings:
             ),
             tmp_size_limit=env.get("CXBACKUP_WORKER_TMP_SIZE_LIMIT", defaults.tmp_size_limit),
             ca_certificates=_ca_certificates(env),
+            limits=_pod_limits(env),
         ),
-        endpoints=EndpointPolicy(
-            allow_plain_http=env.get("CXBACKUP_ALLOW_PLAIN_HTTP", "false").lower() == "true",
-            vendor_hosts=tuple(h.strip() for h in env.get("CXBACKUP_VENDOR_HOSTS", "").split(",") if h.strip()),
-        ),
+        endpoints=_endpoints(env),
     )
+    problem = pod_settings_problem(None, settings.jobs)
+    if problem is not None:
+        raise ConfigurationError(f"the chart's worker defaults are over its own caps: {problem.message}")
+    return settings
+
+
+def _endpoints(env: dict[str, str]) -> EndpointPolicy:
+    """The endpoint policy, checked once at start: a vendor host entry that is not a host name, an IP
+    address or *.domain stops the operator, naming the chart value (empty: no vendor host is allowed)."""
+    hosts = tuple(h.strip() for h in env.get(VENDOR_HOSTS_ENV, "").split(",") if h.strip())
+    try:
+        return EndpointPolicy(
+            allow_plain_http=env.get("CXBACKUP_ALLOW_PLAIN_HTTP", "false").lower() == "true",
+            vendor_hosts=hosts,
+        )
+    except ValueError as exc:
+        raise ConfigurationError(f"{VENDOR_HOSTS_VALUE} ({VENDOR_HOSTS_ENV}): {exc}") from None

@@ -13,6 +13,12 @@ goes the same way, through `NewFile`:
 
 Leaving the `with` block without `place()` (an error, or a caller that changed its mind) removes the
 temporary file. `write_file` does all of it for bytes; `fsync_dir` makes the renames in a folder durable.
+
+Inside a folder someone else can write to (an archive's tree, an output folder another user shares),
+`open_folder(root, names)` opens a subfolder one name at a time without following a symbolic link
+(making the missing ones, owner-only), raising `LinkInPath` at a link; a `NewFile` given that
+`folder` descriptor creates, links, renames and removes its files relative to it, so nothing is written
+through a link planted in the tree, even while it is written.
 """
 
 from __future__ import annotations
@@ -21,16 +27,68 @@ import contextlib
 import errno
 import os
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-__all__ = ["PRIVATE_MODE", "NewFile", "fsync_dir", "match_owner", "write_file"]
+__all__ = [
+    "PRIVATE_FOLDER_MODE",
+    "PRIVATE_MODE",
+    "LinkInPath",
+    "NewFile",
+    "fsync_dir",
+    "match_owner",
+    "open_folder",
+    "write_file",
+]
 
 PRIVATE_MODE = 0o600
 """Owner read and write only: private keys and anything decrypted."""
 
+PRIVATE_FOLDER_MODE = 0o700
+"""Owner only: folders of private files."""
+
 _NO_HARD_LINKS = {errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+class LinkInPath(OSError):
+    """A folder on the way is a symbolic link (or not a folder): nothing is written through it."""
+
+
+def open_folder(root: Path, names: Sequence[str], *, mode: int = PRIVATE_FOLDER_MODE) -> int:
+    """The descriptor (the caller closes it) of `root`/`names`..., each name opened without following a
+    link and made with `mode` (exactly, whatever the umask) where missing; `root` itself is followed (the
+    caller's choice). Raises LinkInPath naming the first name that is a link or not a folder."""
+    fd = os.open(root, _DIR_FLAGS)
+    path = root
+    try:
+        for name in names:
+            path = path / name
+            if name in ("", ".", "..") or "/" in name:
+                raise LinkInPath(errno.EINVAL, "not a plain folder name", str(path))
+            try:
+                child = os.open(name, _DIR_FLAGS | _NOFOLLOW, dir_fd=fd)
+            except FileNotFoundError:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, mode, dir_fd=fd)
+                try:
+                    child = os.open(name, _DIR_FLAGS | _NOFOLLOW, dir_fd=fd)
+                except OSError as exc:
+                    raise LinkInPath(exc.errno, "a symbolic link or not a folder", str(path)) from None
+                os.fchmod(child, mode)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+                    raise LinkInPath(exc.errno, "a symbolic link or not a folder", str(path)) from None
+                raise
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def match_owner(path: Path, like: Path) -> None:
@@ -62,18 +120,30 @@ def fsync_dir(directory: Path) -> None:
 class NewFile:
     """A file being written under a temporary name next to `path`; `place()` makes it `path`."""
 
-    def __init__(self, path: Path, mode: int = PRIVATE_MODE) -> None:
+    def __init__(self, path: Path, mode: int = PRIVATE_MODE, *, folder: int | None = None) -> None:
+        """`folder`: a descriptor of `path`'s folder (`open_folder`), which every operation then goes through
+        (the caller keeps it open until the file is placed or discarded, and closes it)."""
         self.path = path
         self.temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
-        fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        self._folder = folder
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
+        fd = os.open(self._name(self.temp), flags, mode, dir_fd=folder)
         try:
             if not mode & 0o077:
                 os.fchmod(fd, mode)  # exactly owner-only, whatever the umask
             self._file: BinaryIO | None = os.fdopen(fd, "wb")
         except BaseException:
             os.close(fd)
-            self.temp.unlink(missing_ok=True)
+            self._unlink(self.temp)
             raise
+
+    def _name(self, path: Path) -> str | Path:
+        """How `path` (this file or its temporary name) is given to the system: by name in `folder`."""
+        return path.name if self._folder is not None else path
+
+    def _unlink(self, path: Path) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._name(path), dir_fd=self._folder)
 
     def write(self, data: bytes | memoryview) -> None:
         assert self._file is not None, f"{self.temp} is closed"
@@ -98,32 +168,38 @@ class NewFile:
     def place(self, *, replace: bool = False, sync_dir: bool = True) -> bool:
         """Move the file to `path`; False (and the temporary file removed) when it exists and not `replace`."""
         self.close()
+        temp, final, fd = self._name(self.temp), self._name(self.path), self._folder
         try:
             if replace:
-                self.temp.replace(self.path)
+                os.replace(temp, final, src_dir_fd=fd, dst_dir_fd=fd)
             else:
                 try:
-                    os.link(self.temp, self.path)  # atomic, and fails when the name exists
+                    os.link(temp, final, src_dir_fd=fd, dst_dir_fd=fd, follow_symlinks=False)  # fails when taken
                 except FileExistsError:
                     return False
                 except OSError as exc:
                     if exc.errno not in _NO_HARD_LINKS:
                         raise
-                    if self.path.exists():
+                    try:
+                        os.stat(final, dir_fd=fd, follow_symlinks=False)
                         return False
-                    self.temp.rename(self.path)
+                    except FileNotFoundError:
+                        os.rename(temp, final, src_dir_fd=fd, dst_dir_fd=fd)
         finally:
             self.discard()
         if sync_dir:
-            fsync_dir(self.path.parent)
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.fsync(fd)
+            else:
+                fsync_dir(self.path.parent)
         return True
 
     def discard(self) -> None:
         """Close and remove the temporary file (once placed, only the name left by a hard link)."""
         with contextlib.suppress(OSError):
             self.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.temp.unlink()
+        self._unlink(self.temp)
 
     def __enter__(self) -> NewFile:
         return self

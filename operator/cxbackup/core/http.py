@@ -31,7 +31,10 @@ paging forever or ending early:
 - the same page again for a later offset, or MAX_STALE_PAGES pages in a row with nothing new (a `total`
   that lies while the pages repeat);
 - more pages than the first page's `total` allows at its page size, plus PAGE_SLACK pages and 10 %
-  (a `total` that lies while pages keep coming).
+  (a `total` that lies while pages keep coming, or keeps growing: only the first page's counts);
+- a page with more items than were asked for (`limit`): the pages, not only the total, must be bounded;
+- more new items than `max_items`, when the caller gives one (a per-run cap: a first `total` so large
+  that the page budget bounds nothing, an endless listing).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from typing import Protocol, TypeVar
 
 import urllib3
 
+from cxbackup.core.endpoints import Endpoint, EndpointError, parse_request_url
 from cxbackup.core.redact import Redactor, redact_url, snippet
 from cxbackup.core.retry import RetryPolicy
 from cxbackup.core.tls import CA_CERTIFICATES
@@ -66,12 +70,14 @@ __all__ = [
     "ListingError",
     "Pager",
     "RecentKeys",
+    "RefusedUrl",
     "ResponseTooLarge",
     "RetriesExhausted",
     "RetryableAnswer",
     "TransportError",
     "UntrustedCertificate",
     "Urllib3Transport",
+    "checked_url",
     "error_detail",
     "get_with_retries",
     "next_offset",
@@ -133,6 +139,19 @@ class UntrustedCertificate(BadResponse):
             f"the certificate of {shown_url} is not trusted ({detail}); if a private certificate authority signed "
             f"it, give that CA's certificate in {CA_CERTIFICATES} (the chart's security.caCertificates)"
         )
+
+
+class RefusedUrl(BadResponse):
+    """A URL the worker does not connect to (its syntax could be read two ways, or names a user): the same
+    rules as the operator's check (`cxbackup.core.endpoints`), checked again at connection time."""
+
+
+def checked_url(url: str) -> Endpoint:
+    """`url` as the transport connects to it (`parse_request_url`), or RefusedUrl saying why."""
+    try:
+        return parse_request_url(url)
+    except EndpointError as exc:
+        raise RefusedUrl(f"refused to connect to {redact_url(url)!r}: the URL {exc}") from None
 
 
 def _verification_failure(exc: BaseException) -> str | None:
@@ -227,7 +246,9 @@ class HttpTransport(Protocol):
 
 class Urllib3Transport:
     """urllib3 pool (or proxy pool); bodies are read in chunks up to `max_body` bytes (decoded), decoded
-    here (gzip, deflate), and checked against Content-Length."""
+    here (gzip, deflate), and checked against Content-Length. Every URL is checked first with the rules
+    the operator checked it with (`checked_url`, RefusedUrl: user info, backslashes, fragments, ...) and
+    the connection goes to the host and port of that very parse; redirects are never followed."""
 
     def __init__(
         self,
@@ -239,7 +260,10 @@ class Urllib3Transport:
     ) -> None:
         self.max_body = max_body
         t = urllib3.Timeout(connect=min(10.0, timeout), read=timeout)
-        retries = urllib3.Retry(total=0, redirect=3, raise_on_redirect=False, raise_on_status=False)
+        # No retries and no redirects here: get_with_retries retries, and an answer is never followed elsewhere.
+        retries = urllib3.Retry(total=0, redirect=0, raise_on_redirect=False, raise_on_status=False)
+        self._retries = retries
+        self._proxied = bool(proxy_url)
         self._pool: urllib3.PoolManager = (
             urllib3.ProxyManager(proxy_url, maxsize=pool_size, timeout=t, retries=retries)
             if proxy_url
@@ -247,11 +271,12 @@ class Urllib3Transport:
         )
 
     def get(self, url: str, headers: Mapping[str, str]) -> HttpResponse:
+        endpoint = checked_url(url)
         sent = dict(headers)
         if not any(k.lower() == "accept-encoding" for k in sent):
             sent["Accept-Encoding"] = _ACCEPT_ENCODING
         try:
-            resp = self._pool.request("GET", url, headers=sent, preload_content=False, decode_content=False)
+            resp = self._open(endpoint, sent)
             try:
                 body = self._read(resp, redact_url(url))
             except BaseException:
@@ -265,6 +290,22 @@ class Urllib3Transport:
                 raise UntrustedCertificate(redact_url(url), untrusted) from None
             raise TransportError(f"{type(exc).__name__}: {exc}") from exc
         return HttpResponse(status=resp.status, headers={k.lower(): v for k, v in resp.headers.items()}, body=body)
+
+    def _open(self, endpoint: Endpoint, headers: Mapping[str, str]) -> urllib3.BaseHTTPResponse:
+        """GET `endpoint` on a connection to the host and port it was checked for: the pool is chosen from
+        the checked parse, not from the URL text read again. Only plain HTTP through a proxy sends the
+        whole URL (the proxy then picks the host; urllib3 reads it with the same parse_url)."""
+        sent = dict(headers)
+        if self._proxied and endpoint.scheme == "http":
+            return self._pool.urlopen(
+                "GET", endpoint.url, redirect=False, headers=sent, retries=self._retries,
+                preload_content=False, decode_content=False,
+            )  # fmt: skip
+        pool = self._pool.connection_from_host(endpoint.host, port=endpoint.port, scheme=endpoint.scheme)
+        return pool.urlopen(
+            "GET", endpoint.request_uri, redirect=False, assert_same_host=False, headers=sent, retries=self._retries,
+            preload_content=False, decode_content=False,
+        )  # fmt: skip
 
     def _read(self, resp: urllib3.BaseHTTPResponse, shown: str) -> bytes:
         declared_text = resp.headers.get("Content-Length")
@@ -398,9 +439,16 @@ class Pager:
         yield from (item for item, new in zip(page.items, fresh) if new)
     """
 
-    def __init__(self, api: str, page_size: int, *, slack: int = PAGE_SLACK) -> None:
+    def __init__(
+        self, api: str, page_size: int, *, slack: int = PAGE_SLACK, max_items: int | None = None, limit_hint: str = ""
+    ) -> None:
         self.offset: int | None = 0
+        self.items = 0
+        """New items taken so far."""
         self._api = api
+        self._page_size = page_size
+        self._max_items = max_items
+        self._limit_hint = limit_hint
         self._recent = RecentKeys(page_size)
         self._slack = slack
         self._pages = 0
@@ -424,11 +472,23 @@ class Pager:
             )
         if total < 0:
             raise self._fail(f"answered total={total} at offset {offset}")
+        if n > self._page_size:
+            raise self._fail(
+                f"returned {n} items at offset {offset} for a page of at most {self._page_size}: its pages are "
+                "not bounded by the limit asked for"
+            )
         if n == 0 and offset < total:
             raise self._fail(
                 f"returned an empty page at offset {offset} although total={total}: the listing ends early"
             )
         fresh = [self._recent.fresh(k) for k in keys]
+        self.items += sum(fresh)
+        if self._max_items is not None and self.items > self._max_items:
+            hint = f"; {self._limit_hint}" if self._limit_hint else ""
+            raise self._fail(
+                f"listed more than {self._max_items} items by offset {offset} (total={total}): more than the "
+                f"limit of this listing{hint}"
+            )
         following = next_offset(offset, n, total)
         if self._pages == 1:
             self._first_total = total

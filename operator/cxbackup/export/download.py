@@ -16,6 +16,9 @@
    checking its size and SHA-256 against manifest.json while writing it under a temporary name
    (cxbackup.core.files; the bytes actually inflated are counted against the same budgets); only when
    every file verified are they all moved into place. Existing files are not replaced unless `overwrite`.
+   Folders inside `out_dir` are opened one name at a time without following a symbolic link (made 0700
+   where missing) and every file is written relative to its folder's handle: a folder of the output tree
+   that is a link (planted by another user, or by anything before) is refused, never written through.
 
 Every failure raises IntegrityError (or ArtifactNotFoundError / StoreError from the store) and leaves
 no half-written file behind. The decrypted zip is held in memory (the zip reader needs the whole artifact), so
@@ -27,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 import stat
 import zipfile
@@ -37,7 +41,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from cxbackup.certs import cms
-from cxbackup.core.files import PRIVATE_MODE, NewFile
+from cxbackup.core.files import PRIVATE_MODE, LinkInPath, NewFile, open_folder
 from cxbackup.export.errors import IntegrityError
 from cxbackup.export.packaging import MANIFEST_KIND, MANIFEST_NAME, MAX_PART_FILES
 from cxbackup.export.store import ArtifactInfo, ArtifactStore
@@ -201,29 +205,54 @@ def extract_zip(
             if taken:
                 raise IntegrityError(f"{where}{taken[0]} exists already (use another directory, or overwrite)")
         staged: list[tuple[NewFile, ExtractedFile]] = []
+        folders: list[int] = []
         budget = [limits.max_unpacked_bytes]  # what may still be inflated, counted while extracting
         try:
+            out_dir.mkdir(parents=True, exist_ok=True)
             for name in names:  # every file verified under a temporary name first...
-                staged.append(_extract_one(zf, name, targets[name], listed.get(name), where, budget))
+                folder = _member_folder(out_dir, name, where)
+                folders.append(folder)
+                staged.append(_extract_one(zf, name, targets[name], listed.get(name), where, budget, folder))
             for new, done in staged:  # ...then all moved into place
                 if not new.place(replace=overwrite):
                     raise IntegrityError(f"{where}{done.path} appeared while extracting; not replacing it")
         finally:
             for new, _ in staged:
                 new.discard()
+            for folder in folders:
+                os.close(folder)
     return manifest, [done for _, done in staged]
 
 
+def _member_folder(out_dir: Path, name: str, where: str) -> int:
+    """The folder of member `name` under `out_dir`, opened (made where missing, 0700) one name at a time
+    without following a link: a folder inside the output folder that is a symbolic link (planted by the
+    archive's earlier files or by another user) is refused, never written through."""
+    try:
+        return open_folder(out_dir, check_member_name(name).parts[:-1])
+    except LinkInPath as exc:
+        raise IntegrityError(
+            f"{where}{exc.filename} is a symbolic link or not a folder; nothing is written through it "
+            f"(remove it, or use another directory)"
+        ) from None
+
+
 def _extract_one(
-    zf: zipfile.ZipFile, name: str, target: Path, expected: dict[str, Any] | None, where: str, budget: list[int]
+    zf: zipfile.ZipFile,
+    name: str,
+    target: Path,
+    expected: dict[str, Any] | None,
+    where: str,
+    budget: list[int],
+    folder: int,
 ) -> tuple[NewFile, ExtractedFile]:
-    """Write one member, mode 0600, to a temporary name next to `target`, checked against the manifest and
-    the remaining uncompressed budget (`budget[0]`, lowered by what is written)."""
+    """Write one member, mode 0600, to a temporary name next to `target` in `folder` (its checked folder),
+    checked against the manifest and the remaining uncompressed budget (`budget[0]`, lowered by what is
+    written)."""
     limit = int(expected["bytes"]) if expected is not None else None
-    target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     size = 0
-    new = NewFile(target, PRIVATE_MODE)
+    new = NewFile(target, PRIVATE_MODE, folder=folder)
     try:
         with zf.open(name) as src:
             while chunk := src.read(_CHUNK):

@@ -66,7 +66,7 @@ from typing import IO, Any
 from cryptography import x509
 
 from cxbackup.certs import cms
-from cxbackup.certs.validation import CertificateInvalid, validate_certificate
+from cxbackup.certs.validation import CertificateInvalid, read_certificate, validate_certificate
 from cxbackup.export.errors import ExportConfigError, PackagingError
 from cxbackup.export.names import format_iso, safe_member_name
 
@@ -190,13 +190,20 @@ def check_certificate(certificate: x509.Certificate, now: datetime) -> None:
 
 
 def load_export_certificate(path: Path, now: datetime) -> x509.Certificate:
-    """The certificate (PEM or DER file) an export run encrypts to, checked by `check_certificate`;
-    ExportConfigError when it cannot be read or used. Call it before anything is fetched or written."""
+    """The certificate file an export run encrypts to, read and checked by the rules `cxbackup cert inspect`
+    applies (cxbackup.certs.validation.read_certificate: one PEM certificate alone, RSA of at least 2048
+    bits, valid now); ExportConfigError naming the problem and its reason code when it cannot be read or
+    used. Call it before anything is fetched or written."""
     try:
-        certificate = cms.load_certificate(path)
-    except cms.CmsError as exc:
-        raise ExportConfigError(str(exc)) from None
-    check_certificate(certificate, now)
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ExportConfigError(f"{path}: cannot read the certificate ({exc.strerror or exc})") from None
+    try:
+        certificate, _ = read_certificate(data, now=now)
+    except CertificateInvalid as exc:
+        raise ExportConfigError(
+            f"the encryption certificate cannot be used: {path}: {exc.message} [{exc.reason}]"
+        ) from None
     return certificate
 
 

@@ -41,6 +41,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from cxbackup.api import workerenv
+from cxbackup.core.endpoints import EndpointError, parse_endpoint
 from cxbackup.core.http import (
     MAX_RESPONSE_BYTES,
     BadResponse,
@@ -167,8 +168,10 @@ class ApiSource:
         rng: random.Random | None = None,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
-        if not api_uri_prefix.startswith(("http://", "https://")):
-            raise ExportConfigError(f"the API URI prefix must start with http:// or https:// ({API_PREFIX_ENV})")
+        try:  # the syntax the operator checked (the transport checks every request again)
+            parse_endpoint(api_uri_prefix)
+        except EndpointError as exc:
+            raise ExportConfigError(f"the API URI prefix ({API_PREFIX_ENV}) {exc}") from None
         if not username or not password:
             raise ExportConfigError("GWS_USERNAME and GWS_PASSWORD must be set for the vendor API")
         if not 1 <= page_size <= MAX_PAGE_SIZE:

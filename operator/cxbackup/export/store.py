@@ -597,6 +597,8 @@ def open_store(
     if not location.startswith("s3://"):
         if "://" in location:
             raise ExportConfigError(f"the store must be a directory or s3://BUCKET/PREFIX, not {location!r}")
+        if ".." in location.replace("\\", "/").split("/"):
+            raise ExportConfigError(f"the store {location!r} must not contain a '..' segment: name the folder itself")
         return DirectoryStore(Path(location))
     bucket, _, prefix = location[len("s3://") :].partition("/")
     if not bucket:

@@ -135,14 +135,15 @@ def test_a_damaged_holds_file_stops_the_sweep_instead_of_ignoring_the_holds(worl
     assert world.files() == before
 
 
-def test_holds_are_kept_per_source_and_a_source_replaces_only_its_own(tmp_path: Path) -> None:
+def test_holds_are_kept_per_source_and_a_source_only_adds_to_its_own(tmp_path: Path) -> None:
     target = LocalDirectoryTarget(tmp_path)
     update_holds(target, CLI_SOURCE, lambda cur: [*cur, parse_hold("id:abc", "case 17")], HOLDER)
     update_holds(target, "RecordingBackup ns/a", lambda _: [parse_hold("phone:+1 416 555 1001")], HOLDER)
     update_holds(target, "RecordingBackup ns/a", lambda _: [parse_hold("partition:/sales")], HOLDER)
     holds = read_holds(target)
     assert [h.describe() for h in holds.sources[CLI_SOURCE]] == ["id abc (case 17)"]
-    assert [h.describe() for h in holds.sources["RecordingBackup ns/a"]] == ["partition /sales"]
+    # the phone hold the source no longer states is not lifted by leaving it out
+    assert [h.describe() for h in holds.sources["RecordingBackup ns/a"]] == ["phone 14165551001", "partition /sales"]
     assert holds.sources[CLI_SOURCE][0].since  # when it was set
     with pytest.raises(ValueError, match="is not a hold"):
         parse_hold("name:bob")
@@ -240,7 +241,8 @@ def test_syncing_unchanged_holds_takes_no_lock(tmp_path: Path) -> None:
         ]
     assert (tmp_path / HOLDS_FILE).stat().st_mtime_ns == before
     with target.lock(HOLDS_LOCK, HOLDER), pytest.raises(LockHeldError):  # a change waits for the lock
-        update_holds(target, "RecordingBackup ns/rb", lambda _: [], HOLDER, wait=0.3, sleep=lambda _s: None)
+        update_holds(target, "RecordingBackup ns/rb", lambda _: [parse_hold("id:x")], HOLDER, wait=0.3,
+                     sleep=lambda _s: None)  # fmt: skip
 
 
 def test_an_unreadable_erasure_ledger_stops_the_run_instead_of_downloading_erased_recordings(tmp_path: Path) -> None:

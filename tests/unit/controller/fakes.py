@@ -9,7 +9,10 @@ import copy
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
+
+import yaml
 
 from cxbackup import metrics
 from cxbackup.api.common import CREDENTIALS_LABEL
@@ -17,11 +20,29 @@ from cxbackup.controller.cluster import ClusterError, SecretView
 from cxbackup.controller.conditions import condition
 from cxbackup.controller.events import EventSpec
 from cxbackup.controller.jobstate import ANNOTATION_ACCOUNTED
-from cxbackup.controller.settings import OperatorSettings
+from cxbackup.controller.references import EndpointPolicy
+from cxbackup.controller.settings import OperatorSettings, load_settings
 
 __all__ = ["FakeClock", "FakeCluster", "ReconcileHarness"]
 
 NS = "ns"
+CHART = Path(__file__).resolve().parents[3] / "helm" / "cxbackup"
+VENDOR_HOSTS = ("example.com", "vendor.example", "*.vendor.example", "x")
+"""The vendor hosts of the unit tests' resources, named as an installer names them (the chart's default,
+like OperatorSettings(), names none and so refuses every vendor endpoint)."""
+SETTINGS = OperatorSettings(endpoints=EndpointPolicy(vendor_hosts=VENDOR_HOSTS))
+"""The settings a harness reconciles with unless a test gives others."""
+
+
+def chart_default_settings() -> OperatorSettings:
+    """The operator's settings as the chart's default values set them (values.yaml `security`, passed as the
+    deployment template passes them)."""
+    security = yaml.safe_load((CHART / "values.yaml").read_text())["security"]
+    env = {
+        "CXBACKUP_ALLOW_PLAIN_HTTP": str(security["allowPlainHttp"]).lower(),
+        "CXBACKUP_VENDOR_HOSTS": ",".join(security["vendorHosts"]),
+    }
+    return load_settings(env)
 
 
 def _iso(when: dt.datetime) -> str:
@@ -57,14 +78,33 @@ class FakeCluster:
         if call in self.fail:
             raise ClusterError(f"{call}: HTTP 500 Internal Server Error")
 
-    def put(self, name: str, data: dict[str, bytes], labels: dict[str, str] | None = None, namespace: str = NS) -> None:
+    def put(
+        self,
+        name: str,
+        data: dict[str, bytes],
+        labels: dict[str, str] | None = None,
+        namespace: str = NS,
+        *,
+        annotations: dict[str, str] | None = None,
+        immutable: bool = False,
+        created: dt.datetime | None = None,
+    ) -> None:
         self.secrets[(namespace, name)] = SecretView(
-            namespace, name, dict(data), labels or {}, {}, self._next(), "Opaque"
-        )
+            namespace, name, dict(data), labels or {}, dict(annotations or {}), self._next(), "Opaque",
+            immutable=immutable, created=created,
+        )  # fmt: skip
 
-    def put_credentials(self, name: str, data: dict[str, bytes], namespace: str = NS) -> None:
+    def put_credentials(
+        self,
+        name: str,
+        data: dict[str, bytes],
+        namespace: str = NS,
+        *,
+        immutable: bool = False,
+        created: dt.datetime | None = None,
+    ) -> None:
         """A Secret opted in as credentials (labelled cxbackup.io/credentials=true)."""
-        self.put(name, data, {CREDENTIALS_LABEL: "true"}, namespace)
+        self.put(name, data, {CREDENTIALS_LABEL: "true"}, namespace, immutable=immutable, created=created)
 
     def put_pvc(self, name: str, namespace: str = NS) -> None:
         self.pvcs.add((namespace, name))
@@ -161,6 +201,8 @@ class FakeCluster:
             {**old.annotations, **(annotations or {})},
             self._next(),
             old.type,
+            immutable=old.immutable,
+            created=old.created,
         )
 
     def pvc_exists(self, namespace: str, name: str) -> bool:
@@ -263,7 +305,7 @@ class ReconcileHarness:
     def reconcile(self, now: dt.datetime, settings: OperatorSettings | None = None) -> dict[str, Any]:
         return type(self).reconciler(
             self.body(), cluster=self.cluster, emit=self.events.append, now=now,
-            settings=settings or OperatorSettings(), states=self.states,
+            settings=settings or SETTINGS, states=self.states,
         )  # fmt: skip
 
     def tick(self, now: dt.datetime, settings: OperatorSettings | None = None) -> list[EventSpec]:

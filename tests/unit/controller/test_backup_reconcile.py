@@ -19,7 +19,7 @@ from cxbackup.controller.references import EndpointPolicy
 from cxbackup.controller.registration import Interrupted
 from cxbackup.controller.schedule import RUN_NOW_ANNOTATION
 from cxbackup.controller.settings import OperatorSettings
-from tests.unit.controller.fakes import FakeCluster, ReconcileHarness
+from tests.unit.controller.fakes import VENDOR_HOSTS, FakeCluster, ReconcileHarness, chart_default_settings
 
 T0 = dt.datetime(2026, 11, 23, 5, 0, tzinfo=dt.UTC)
 MINUTE = dt.timedelta(minutes=1)
@@ -302,11 +302,11 @@ def test_only_secrets_opted_in_as_credentials_and_holding_no_keys_are_used(secre
 def test_plain_http_endpoints_are_refused_unless_the_installer_allows_them_and_then_announced() -> None:
     h = Harness()
     h.spec["source"]["s3EndpointUrl"] = "http://s3.vendor.example:9000"
-    events = h.tick(T0, OperatorSettings(endpoints=EndpointPolicy()))
+    events = h.tick(T0, OperatorSettings(endpoints=EndpointPolicy(vendor_hosts=VENDOR_HOSTS)))
     assert h.cluster.jobs == {} and h.cond("Ready")["reason"] == "InsecureEndpoint"
     assert h.cond("Ready")["message"].startswith("spec.source.s3EndpointUrl: http://s3.vendor.example is plain HTTP")
     assert [e.reason for e in events] == ["InsecureEndpoint"]
-    events = h.tick(T0, OperatorSettings(endpoints=EndpointPolicy(allow_plain_http=True)))
+    events = h.tick(T0, OperatorSettings(endpoints=EndpointPolicy(allow_plain_http=True, vendor_hosts=VENDOR_HOSTS)))
     assert [(e.warning, e.reason) for e in events][:1] == [(True, "PlainHttpAllowed")]
     assert "spec.source.s3EndpointUrl" in events[0].message and "RunStarted" in _reasons(events)
 
@@ -327,6 +327,60 @@ def test_vendor_hosts_outside_the_installers_allowlist_are_refused_but_not_the_u
     )
 
 
+def test_with_the_charts_default_values_no_vendor_credential_leaves_for_any_host() -> None:
+    h = Harness()
+    events = h.tick(T0, chart_default_settings())
+    assert h.cluster.jobs == {} and h.status["phase"] == "Blocked"
+    ready = h.cond("Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "EndpointNotAllowed")
+    assert ready["message"].startswith("spec.source.gwsUriPrefix: host vendor.example is not allowed")
+    assert "chart value security.vendorHosts is empty" in ready["message"]
+    assert [(e.warning, e.reason) for e in events] == [(True, "EndpointNotAllowed")]
+    assert events[0].message == ready["message"]
+    h.spec["source"]["s3EndpointUrl"] = "https://s3.vendor.example"  # the vendor S3 override is refused too
+    h.spec["source"]["gwsUriPrefix"] = "https://api.vendor.example/api/v2"
+    allow_api = OperatorSettings(endpoints=EndpointPolicy(vendor_hosts=("api.vendor.example",)))
+    h.tick(T0, allow_api)
+    assert h.cluster.jobs == {} and "spec.source.s3EndpointUrl: host s3.vendor.example" in h.cond("Ready")["message"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("gwsUriPrefix", "https://evil.example\\@api.vendor.example/api/v2", "backslash"),
+        ("gwsUriPrefix", "https://u:p@api.vendor.example/api/v2", "user info"),
+        ("gwsUriPrefix", "https://api.vendor.example/api/v2#x", "fragment"),
+        ("gwsUriPrefix", "https://api.vendor.example%2eevil.example/", "percent-encoding"),
+        ("gwsUriPrefix", "https://api.vendor.example./api/v2", "is not of the form"),
+        ("gwsRecordingsUri", "/recordings\\@evil.example", "backslash"),
+        ("s3EndpointUrl", "https://evil.example\\@s3.vendor.example", "backslash"),
+    ],
+)
+def test_a_url_the_check_and_the_client_could_read_differently_is_refused_naming_the_field(
+    field: str, value: str, says: str
+) -> None:
+    h = Harness()
+    h.spec["source"][field] = value
+    events = h.tick(T0)
+    assert h.cluster.jobs == {} and h.status["phase"] == "Invalid"
+    ready = h.cond("Ready")
+    assert ready["reason"] == "InvalidSpec" and ready["message"].startswith(f"spec.source.{field}: the URL ")
+    assert says in ready["message"] and [e.reason for e in events] == ["InvalidSpec"]
+
+
+def test_a_proxy_that_would_see_the_password_must_be_an_allowed_host() -> None:
+    h = Harness()
+    h.spec["source"]["gwsProxy"] = {"host": "proxy.evil.example", "port": 3128}
+    assert "RunStarted" in _reasons(h.tick(T0))  # through https:// the proxy relays an encrypted connection
+    h = Harness()
+    h.spec["source"]["gwsUriPrefix"] = "http://vendor.example/api/v2"
+    h.spec["source"]["gwsProxy"] = {"host": "proxy.evil.example", "port": 3128}
+    plain = OperatorSettings(endpoints=EndpointPolicy(allow_plain_http=True, vendor_hosts=VENDOR_HOSTS))
+    h.tick(T0, plain)
+    assert h.cluster.jobs == {} and h.cond("Ready")["reason"] == "EndpointNotAllowed"
+    assert h.cond("Ready")["message"].startswith("spec.source.gwsProxy.host: host proxy.evil.example is not one")
+
+
 def test_a_sweep_deleting_sooner_than_the_vendor_would_is_refused_naming_the_fields() -> None:
     h = Harness()
     h.spec["source"]["retentionDays"] = 90
@@ -338,3 +392,19 @@ def test_a_sweep_deleting_sooner_than_the_vendor_would_is_refused_naming_the_fie
     assert _reasons(events) == ["InvalidSpec"] and h.cluster.jobs == {}
     h.spec["retention"]["sweep"] = "DryRun"  # counting is always allowed
     assert "RunStarted" in _reasons(h.tick(T0 + MINUTE))
+
+
+def test_a_deleting_sweep_without_the_vendors_retention_needs_a_year_or_a_confirmation() -> None:
+    h = Harness()
+    del h.spec["source"]["retentionDays"]
+    h.spec["retention"] = {"keepFor": "P7D", "sweep": "Delete"}  # P7Y meant: no retentionDays to compare with
+    events = h.tick(T0)
+    assert h.status["phase"] == "Invalid" and h.cond("Ready")["reason"] == "InvalidSpec" and h.cluster.jobs == {}
+    message = h.cond("Ready")["message"]
+    assert "spec.retention.keepFor (P7D) is shorter than P1Y and source.retentionDays is not set" in message
+    assert "spec.retention.confirmKeepFor" in message and _reasons(events) == ["InvalidSpec"]
+    h.spec["retention"]["confirmKeepFor"] = "P7Y"  # a confirmation of another duration confirms nothing
+    h.tick(T0 + MINUTE)
+    assert h.status["phase"] == "Invalid" and h.cluster.jobs == {}
+    h.spec["retention"]["confirmKeepFor"] = "P7D"
+    assert "RunStarted" in _reasons(h.tick(T0 + 2 * MINUTE))

@@ -69,7 +69,7 @@ def test_generate_stores_the_pair_and_the_keyring_then_settles() -> None:
     ring = h.secret("rc-keyring")
     assert ring.data == {f"{serial}.crt": tls.data["tls.crt"], f"{serial}.key": tls.data["tls.key"]}
     assert ring.labels == {"cxbackup.io/certificate": "rc", "cxbackup.io/keyring": "true"}
-    assert ring.annotations == {"cxbackup.io/keyring": "true"}
+    assert ring.annotations == {"cxbackup.io/keyring": "true", "cxbackup.io/certificate-uid": "u"}  # its uid
     assert _reasons(events) == ["CertificateGenerated", "KeyringUpdated"]
     assert "BEGIN" not in " ".join(e.message for e in events)
     assert h.status["issuedTo"] == "Genesys Recording"
@@ -378,10 +378,69 @@ def test_a_keyring_secret_the_operator_did_not_create_is_never_written() -> None
 
 
 def test_another_certificates_keyring_is_not_shared() -> None:
-    h = _generated(keyringSecret="other-keyring")
-    h.cluster.put("other-keyring", {"1.key": b"k"}, {"cxbackup.io/keyring": "true", "cxbackup.io/certificate": "other"})
+    h = _generated(keyringSecret="other-ring")
+    h.cluster.put("other-ring", {"1.key": b"k"}, {"cxbackup.io/keyring": "true", "cxbackup.io/certificate": "other"})
     assert _reasons(h.tick(T0)) == ["SecretNotManaged"]
-    assert h.secret("other-keyring").data == {"1.key": b"k"}
+    assert h.secret("other-ring").data == {"1.key": b"k"}
+
+
+@pytest.mark.parametrize("keyring", ["rc2-keyring", "rcx-keyring", "victim-keyring", "rc-tls", "victim-tls"])
+def test_a_keyring_secret_named_like_another_certificates_secrets_is_refused_naming_the_field(keyring: str) -> None:
+    """`rc` may not name `rcx-keyring` (the default keyring of certificate `rcx`, whose name starts like its
+    own) nor any other `-keyring` or `-tls` name but its own default, whether or not that Secret exists yet."""
+    h = _generated(keyringSecret=keyring)
+    events = h.tick(T0)
+    assert [(e.warning, e.reason) for e in events] == [(True, "InvalidSpec")]
+    message = h.cond("Ready")["message"]
+    assert message.startswith(f"spec.keyringSecret: {keyring} ends with -keyring or -tls")
+    assert "remove spec.keyringSecret (the keyring is then rc-keyring)" in message
+    assert h.cluster.calls == []  # nothing created, nothing written
+
+
+def test_its_own_default_name_may_be_given_explicitly() -> None:
+    h = _generated(keyringSecret="rc-keyring")
+    assert _reasons(h.tick(T0)) == ["CertificateGenerated", "KeyringUpdated"]
+    assert h.secret("rc-keyring").annotations["cxbackup.io/certificate-uid"] == "u"
+
+
+def test_a_keyring_made_before_keyrings_named_their_certificate_is_adopted_when_it_holds_the_current_pair() -> None:
+    key, cert = _pair("legacy", days=40)
+    h = Harness({"secretRef": {"name": "upload"}})
+    h.cluster.put("upload", {"tls.crt": cert, "tls.key": key})
+    serial = _serial(cert)
+    labels = {"cxbackup.io/certificate": "rc", "cxbackup.io/keyring": "true"}
+    h.cluster.put("rc-keyring", {f"{serial}.crt": cert, f"{serial}.key": key}, labels,
+                  annotations={"cxbackup.io/keyring": "true"})  # fmt: skip
+    h.tick(T0)
+    assert h.cond("Ready")["status"] == "True"
+    assert h.secret("rc-keyring").annotations == {"cxbackup.io/keyring": "true", "cxbackup.io/certificate-uid": "u"}
+
+
+def test_a_keyring_made_before_keyrings_named_their_certificate_that_does_not_hold_its_pair_is_not_adopted() -> None:
+    """A certificate created anew under the name of a deleted one (another pair) does not inherit its keyring."""
+    key, cert = _pair("new", days=40)
+    old_key, old_cert = _pair("old", days=41)
+    h = Harness({"secretRef": {"name": "upload"}})
+    h.cluster.put("upload", {"tls.crt": cert, "tls.key": key})
+    labels = {"cxbackup.io/certificate": "rc", "cxbackup.io/keyring": "true"}
+    old = {f"{_serial(old_cert)}.crt": old_cert, f"{_serial(old_cert)}.key": old_key}
+    h.cluster.put("rc-keyring", old, labels)
+    assert _reasons(h.tick(T0)) == ["SecretNotManaged"]
+    message = h.cond("Ready")["message"]
+    assert "names no certificate uid (cxbackup.io/certificate-uid)" in message
+    assert "kubectl annotate secret rc-keyring -n ns cxbackup.io/certificate-uid=u" in message
+    assert h.secret("rc-keyring").data == old and h.secret("rc-keyring").annotations == {}
+    assert not [c for c in h.cluster.calls if c.endswith("rc-keyring")]
+
+
+def test_the_keyring_of_a_deleted_certificate_of_the_same_name_is_not_written() -> None:
+    h = _generated()
+    labels = {"cxbackup.io/certificate": "rc", "cxbackup.io/keyring": "true"}
+    h.cluster.put("rc-keyring", {"1.key": b"k"}, labels, annotations={"cxbackup.io/certificate-uid": "earlier"})
+    assert _reasons(h.tick(T0)) == ["SecretNotManaged"]
+    assert "is the keyring of an earlier RecordingCertificate rc (uid earlier)" in h.cond("Ready")["message"]
+    assert h.secret("rc-keyring").data == {"1.key": b"k"}
+    assert ("ns", "rc-tls") not in h.cluster.secrets
 
 
 @pytest.mark.parametrize(

@@ -42,9 +42,21 @@ class Harness(ReconcileHarness):
     )
     cluster: FakeCluster = field(default_factory=_cluster)
 
+    uid: str = "u"
+
     name: ClassVar[str] = "dsar-2026-117"
     created: ClassVar[str] = "2026-08-25T00:10:00Z"
     reconciler = staticmethod(reconcile_erasure)
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        body["metadata"]["uid"] = self.uid
+        return body
+
+    def execute(self) -> None:
+        """`kubectl patch ... execute: true` (the API server bumps the generation)."""
+        self.spec["execute"] = True
+        self.generation += 1
 
 
 def _finish(h: Harness, result: ErasureResult | None, *, exit_code: int = 0, log: str = "") -> str:
@@ -114,19 +126,35 @@ def test_a_dry_run_then_execute_then_nothing_more() -> None:
     assert h.tick(T0 + 7 * MINUTE) == [] and len(h.cluster.job_names()) == 2
 
 
+def _planned(h: Harness, at: dt.datetime = T0) -> str:
+    """A dry run started, finished and accounted: the erasure is Planned; returns the Job's name."""
+    h.tick(at)
+    name = _finish(h, ErasureResult(dry_run=True, to_erase=3))
+    h.tick(at + 3 * MINUTE)
+    assert h.status["phase"] == "Planned", h.status
+    return name
+
+
+def _execute_jobs(h: Harness) -> list[str]:
+    return [n for n in h.cluster.job_names() if "--execute" in h.cluster.job(n)["spec"]["template"]["spec"]
+            ["containers"][0]["args"]]  # fmt: skip
+
+
 def test_some_not_erased_fails_and_run_now_retries() -> None:
     h = Harness()
-    h.spec["execute"] = True
-    h.tick(T0)
+    _planned(h)
+    h.execute()
+    h.tick(T0 + 4 * MINUTE)
     _finish(h, ErasureResult(dry_run=False, erased=2, failed=1), exit_code=1)
-    [failed] = h.tick(T0 + 3 * MINUTE)
+    [failed] = h.tick(T0 + 5 * MINUTE)
     assert (
         failed.warning and failed.reason == "ErasureFailed" and "1 recording(s) could not be erased" in failed.message
     )
     assert h.status["phase"] == "Failed" and "cxbackup.io/run-now" in h.status["error"]
     h.annotations["cxbackup.io/run-now"] = "1"
-    [again] = h.tick(T0 + 4 * MINUTE)
+    [again] = h.tick(T0 + 6 * MINUTE)
     assert again.reason == "ErasureStarted" and h.status["lastTrigger"] == "1"
+    assert len(_execute_jobs(h)) == 2  # a retry of the same reviewed request
 
 
 def test_a_run_without_a_report_fails_with_what_the_pod_said() -> None:
@@ -194,3 +222,94 @@ def test_a_missing_reference_blocks_naming_the_field(change: Any, reason: str, n
     assert h.cluster.jobs == {} and h.status["phase"] in ("Blocked", "Invalid")
     assert h.cond("Ready")["reason"] == reason and names in h.cond("Ready")["message"], h.cond("Ready")
     assert [(e.warning, e.reason) for e in events] == [(True, reason)]
+
+
+def _refused(h: Harness, events: list[Any], why: str) -> None:
+    assert _execute_jobs(h) == [], "an erasure ran"
+    assert h.status["phase"] == "Invalid" and h.cond("Ready")["reason"] == "DryRunRequired"
+    assert why in h.cond("Ready")["message"] and "Nothing was erased" in h.cond("Ready")["message"]
+    assert [(e.warning, e.reason) for e in events] == [(True, "DryRunRequired")]
+
+
+def test_the_plan_records_the_dry_runs_request_and_execute_runs_it() -> None:
+    h = Harness()
+    first = _planned(h)
+    plan = h.status["plan"]
+    assert plan["digest"].startswith("sha256:") and plan["jobName"] == first and plan["toErase"] == 3
+    assert plan["observedGeneration"] == 1 and plan["subjectVersion"]
+    ann = h.cluster.job(first)["metadata"]["annotations"]
+    assert ann["cxbackup.io/erasure-mode"] == "dry-run" and ann["cxbackup.io/request-digest"] == plan["digest"]
+    h.execute()
+    h.tick(T0 + 4 * MINUTE)
+    [executing] = _execute_jobs(h)
+    assert h.cluster.job(executing)["metadata"]["annotations"]["cxbackup.io/request-digest"] == plan["digest"]
+
+
+def test_execute_from_the_start_is_refused_without_a_dry_run() -> None:
+    """The API server refuses it on create; the operator refuses it too (e.g. a CRD installed without the rule)."""
+    h = Harness()
+    h.spec["execute"] = True
+    events = h.tick(T0)
+    assert h.cluster.job_names() == [] and "plan" not in h.status
+    _refused(h, events, "no dry run of this request has completed")
+    assert h.tick(T0 + MINUTE) == []  # said once
+
+
+def test_execute_after_a_dry_run_of_another_request_is_refused() -> None:
+    h = Harness()
+    _planned(h)
+    h.spec["request"] = "DSAR-2026-999"  # with execute in the same change (what the API server refuses)
+    h.execute()
+    events = h.tick(T0 + 4 * MINUTE)
+    _refused(h, events, "was of another request")
+    h2 = Harness()
+    _planned(h2)
+    h2.spec["range"] = {"from": "2026-01-01T00:00:00Z"}
+    h2.execute()
+    _refused(h2, h2.tick(T0 + 4 * MINUTE), "was of another request")
+
+
+def test_a_forged_plan_in_status_does_not_let_an_erasure_run() -> None:
+    h = Harness()
+    h.status["plan"] = {"digest": "sha256:" + "0" * 64, "observedGeneration": 0, "jobName": "x"}
+    h.spec["execute"] = True
+    _refused(h, h.tick(T0), "was of another request")
+
+
+def test_execute_set_while_the_dry_run_still_ran_is_refused_its_result_was_not_read() -> None:
+    h = Harness()
+    h.tick(T0)
+    h.execute()  # before the dry run's result is in status
+    assert h.tick(T0 + MINUTE) == [] and h.status["phase"] == "Running"  # the dry run goes on
+    _finish(h, ErasureResult(dry_run=True, to_erase=3))
+    events = h.tick(T0 + 3 * MINUTE)
+    assert "ErasurePlanned" in [e.reason for e in events] and h.status["plan"]["observedGeneration"] == 2
+    _refused(h, [e for e in events if e.reason != "ErasurePlanned"], "was set before the dry run's result")
+
+
+def test_a_subject_secret_changed_after_the_dry_run_is_another_request() -> None:
+    h = Harness()
+    _planned(h)
+    h.cluster.put_credentials("dsar-2026-117", {"subject": b"agent:someone-else\n"})
+    h.execute()
+    _refused(h, h.tick(T0 + 4 * MINUTE), "the subject's Secret dsar-2026-117 changed after the dry run")
+
+
+def test_a_deleted_and_recreated_erasure_starts_over() -> None:
+    """Status goes with the object, and the old object's Jobs (not yet garbage-collected) are not the new one's."""
+    h = Harness()
+    old_dry_run = _planned(h)
+    plan = h.status["plan"]
+    again = Harness(cluster=h.cluster, uid="u2")  # same name, new object: empty status
+    again.status["plan"] = dict(plan)  # even the old plan copied in does not match the new object
+    again.execute()
+    _refused(again, again.tick(T0 + 4 * MINUTE), "was of another request")
+
+    class Recreated(Harness):
+        created: ClassVar[str] = "2026-08-25T00:20:00Z"
+
+    fresh = Recreated(cluster=h.cluster, uid="u3")
+    h.cluster.jobs[("ns", old_dry_run)]["metadata"]["annotations"].pop("cxbackup.io/accounted", None)
+    [started] = fresh.tick(T0 + 6 * MINUTE)
+    assert started.reason == "ErasureStarted" and "dry run" in started.message
+    assert "plan" not in fresh.status and fresh.status["jobName"] != old_dry_run

@@ -119,7 +119,7 @@ def test_secrets_only_by_reference_and_restricted_security_context() -> None:
 
 
 def test_pvc_store_with_sub_path() -> None:
-    job = _run_job(_export(store={"pvc": "exports", "subPath": "/cdds/"}))
+    job = _run_job(_export(store={"pvc": "exports", "subPath": "cdds"}))
     pod = job["spec"]["template"]["spec"]
     assert {"name": "store", "persistentVolumeClaim": {"claimName": "exports"}} in pod["volumes"]
     assert {"name": "store", "mountPath": "/exports"} in _container(job)["volumeMounts"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,15 +15,18 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 
+from cxbackup.certs.generate import generate_pair
+from cxbackup.certs.validation import inspect_certificate
 from cxbackup.controller.events import EventSpec
 from cxbackup.controller.export.handler import reconcile_export
 from cxbackup.controller.references import EndpointPolicy
 from cxbackup.controller.registration import Interrupted
 from cxbackup.controller.settings import OperatorSettings
+from cxbackup.export.approval import subject_matches
 from cxbackup.export.request import TimeRange
 from cxbackup.export.result import ExportResult
 from cxbackup.export.store import ArtifactInfo
-from tests.unit.controller.fakes import FakeCluster, ReconcileHarness
+from tests.unit.controller.fakes import VENDOR_HOSTS, FakeCluster, ReconcileHarness, chart_default_settings
 
 REPO = Path(__file__).resolve().parents[3]
 T0 = dt.datetime(2026, 8, 25, 0, 15, tzinfo=dt.UTC)
@@ -197,6 +201,36 @@ def test_a_recording_certificate_that_is_not_ready_blocks_the_export() -> None:
     assert [(e.warning, e.reason) for e in events] == [(True, "CertificateNotReady")]
 
 
+def test_with_the_charts_default_values_no_vendor_credential_leaves_for_any_host() -> None:
+    h = Harness()
+    events = h.tick(T0, chart_default_settings())
+    assert h.cluster.jobs == {} and h.status["phase"] == "Blocked"
+    ready = h.cond("Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "EndpointNotAllowed")
+    assert ready["message"].startswith("spec.source.apiUriPrefix: host example.com is not allowed")
+    assert "chart value security.vendorHosts is empty" in ready["message"]
+    assert [(e.warning, e.reason) for e in events] == [(True, "EndpointNotAllowed")]
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("https://attacker.example\\@example.com/api/v2", "backslash"),
+        ("https://gws:secret@example.com/api/v2", "user info"),
+        ("https://example.com/api/v2#frag", "fragment"),
+        ("https://example.com\t/api/v2", "whitespace"),
+    ],
+)
+def test_an_api_url_the_check_and_the_client_could_read_differently_is_refused(url: str, says: str) -> None:
+    h = Harness()
+    h.spec["source"]["apiUriPrefix"] = url
+    events = h.tick(T0)
+    assert h.cluster.jobs == {} and h.status["phase"] == "Invalid"
+    ready = h.cond("Ready")
+    assert ready["reason"] == "InvalidSpec" and ready["message"].startswith("spec.source.apiUriPrefix: the URL ")
+    assert says in ready["message"] and "secret" not in ready["message"] and _reasons(events) == ["InvalidSpec"]
+
+
 def test_a_plain_http_vendor_api_is_refused_unless_allowed() -> None:
     h = Harness()
     h.spec["source"]["apiUriPrefix"] = "http://vendor.example/api/v2"
@@ -204,7 +238,8 @@ def test_a_plain_http_vendor_api_is_refused_unless_allowed() -> None:
     assert h.cluster.jobs == {} and h.cond("Ready")["reason"] == "InsecureEndpoint"
     assert h.cond("Ready")["message"].startswith("spec.source.apiUriPrefix: http://vendor.example is plain HTTP")
     assert [e.reason for e in events] == ["InsecureEndpoint"]
-    events = h.tick(T0 + MINUTE, OperatorSettings(endpoints=EndpointPolicy(allow_plain_http=True)))
+    plain = EndpointPolicy(allow_plain_http=True, vendor_hosts=VENDOR_HOSTS)
+    events = h.tick(T0 + MINUTE, OperatorSettings(endpoints=plain))
     assert [e.reason for e in events] == ["PlainHttpAllowed", "ExportStarted"]
 
 
@@ -378,19 +413,68 @@ def test_a_pruned_subject_access_run_takes_its_backup_configmap_with_it() -> Non
     assert sorted(n for _, n in h.cluster.configmaps) == [f"{n}-backup" for n in kept]
 
 
-def _decrypting(h: Harness, *, allowed: list[str] | None, keyring: dict[str, bytes] | None) -> Harness:
-    """The subjectAccess example with spec.decryptMedia on the example RecordingCertificate."""
-    h = _subject_access(h)
+EXPORT_UID = "0b1f7c1e-4f5a-4c8e-9a51-2f2d6b6f0a11"
+OTHER_UID = "7d3e9a40-1b2c-4d5e-8f60-718293a4b5c6"
+CERT_UID = "c0ffee00-1111-4222-8333-444455556666"
+BEFORE = dt.datetime(2026, 8, 25, 0, 0, tzinfo=dt.UTC)
+"""Before the ExportJob's creation (2026-08-25T00:10:00Z): when its subject and certificate Secrets were made."""
+KEYRING_LABELS = {"cxbackup.io/keyring": "true", "cxbackup.io/certificate": "recording-cert"}
+
+
+@functools.cache
+def _requester_pem(seed: str = "requester") -> bytes:
+    """A requester's certificate (PEM), valid at T0; `seed` tells certificates apart."""
+    return generate_pair(seed, "US", "California", "Requester", 365, now=T0 - dt.timedelta(days=1))[1]
+
+
+@dataclass
+class DecryptHarness(Harness):
+    """The subjectAccess example with spec.decryptMedia on the example RecordingCertificate, which the key
+    owner allowed for this ExportJob (name and uid); every Secret as the consent rules want it."""
+
+    uid: str = EXPORT_UID
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        body["metadata"]["uid"] = self.uid
+        return body
+
+
+def _decrypting(
+    *, allowed: list[Any] | None = None, keyring: dict[str, bytes] | None = None, uid: str = EXPORT_UID
+) -> DecryptHarness:
+    h = _subject_access(DecryptHarness(uid=uid))
+    assert isinstance(h, DecryptHarness)
     h.spec["decryptMedia"] = {"recordingCertificate": "recording-cert"}
-    if allowed is not None:
-        h.cluster.objects["recordingcertificates"][0]["spec"]["decryptionAllowedFor"] = allowed
-    if keyring is not None:
-        h.cluster.put("recording-cert-keyring", keyring, {"cxbackup.io/keyring": "true"})
+    h.spec["certificate"] = {"secret": "requester-cert"}
+    h.cluster.put_credentials("dsar-117", {"subject": b"phone:+1 647 838 9001\n"}, immutable=True, created=BEFORE)
+    h.cluster.put("requester-cert", {"tls.crt": _requester_pem()}, immutable=True, created=BEFORE)
+    rcert = h.cluster.objects["recordingcertificates"][0]
+    rcert["metadata"]["uid"] = CERT_UID
+    rcert["spec"]["decryptionAllowedFor"] = [{"exportJob": "gdpr", "uid": EXPORT_UID}] if allowed is None else allowed
+    h.cluster.put(
+        "recording-cert-keyring",
+        {"1.crt": b"c", "1.key": b"k"} if keyring is None else keyring,
+        dict(KEYRING_LABELS),
+        annotations={"cxbackup.io/keyring": "true", "cxbackup.io/certificate-uid": CERT_UID},
+    )
     return h
 
 
-def test_decrypted_media_mount_the_keyring_only_when_its_owner_allows_this_export() -> None:
-    h = _decrypting(Harness(), allowed=["other", "gdpr"], keyring={"1.crt": b"c", "1.key": b"k"})
+def _refused(h: Harness, reason: str, *says: str, now: dt.datetime = T0) -> str:
+    """Tick once: no Job, no ConfigMap, Ready False with `reason`, one Warning; returns the message."""
+    events = h.tick(now)
+    assert h.cluster.jobs == {} and h.cluster.configmaps == {}, h.cluster.job_names()
+    ready = h.cond("Ready")
+    assert ready["reason"] == reason, ready
+    for text in says:
+        assert text in ready["message"], ready["message"]
+    assert [(e.warning, e.reason) for e in events] == [(True, reason)]
+    return str(ready["message"])
+
+
+def test_decrypted_media_mount_the_keyring_and_pass_what_was_approved_to_the_pod() -> None:
+    h = _decrypting()
     [started] = h.tick(T0)
     assert started.reason == "ExportStarted"
     [name] = h.cluster.job_names()
@@ -401,23 +485,146 @@ def test_decrypted_media_mount_the_keyring_only_when_its_owner_allows_this_expor
     assert volumes["keyring"]["secret"] == {"secretName": "recording-cert-keyring", "defaultMode": 0o440}
     mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
     assert mounts["keyring"]["readOnly"] is True
+    assert volumes["certificate"]["secret"]["secretName"] == "requester-cert"
+    # what the operator approved, for the pod to check against what it mounts
+    digest = args[args.index("--verify-subject") + 1]
+    assert subject_matches(b"phone:+1 647 838 9001\n", digest) and not subject_matches(b"phone:+1 555 0100\n", digest)
+    assert "647" not in digest and "9001" not in digest  # a salted, memory-hard digest, not the number
+    fingerprint = args[args.index("--verify-certificate") + 1]
+    assert fingerprint == inspect_certificate(_requester_pem(), now=T0).fingerprint
 
 
 @pytest.mark.parametrize(
-    ("allowed", "keyring", "reason", "says"),
+    ("allowed", "says"),
     [
-        (None, {"1.key": b"k"}, "DecryptionNotAllowed", "its key owner adds gdpr to its spec.decryptionAllowedFor"),
-        (["gdpr-2"], {"1.key": b"k"}, "DecryptionNotAllowed", "does not allow ExportJob gdpr"),
-        (["gdpr"], None, "CertificateNotReady", "no key in its keyring Secret ns/recording-cert-keyring"),
+        ([], ["does not allow ExportJob gdpr", f"adds {{exportJob: gdpr, uid: {EXPORT_UID}}}"]),
+        ([{"exportJob": "gdpr-2", "uid": EXPORT_UID}], ["does not allow ExportJob gdpr"]),
+        ([{"exportJob": "gdpr", "uid": OTHER_UID}],
+         [f"allows ExportJob gdpr with uid {OTHER_UID}, but this ExportJob's uid is {EXPORT_UID}"]),
+        (["gdpr"], ["by name only", f"replaces the name with {{exportJob: gdpr, uid: {EXPORT_UID}}}"]),
     ],
-)
-def test_decrypted_media_without_the_key_owners_consent_or_a_key_start_nothing(
-    allowed: list[str] | None, keyring: dict[str, bytes] | None, reason: str, says: str
+)  # fmt: skip
+def test_consent_names_this_very_export_job_by_name_and_uid(allowed: list[Any], says: list[str]) -> None:
+    h = _decrypting(allowed=allowed)
+    _refused(h, "DecryptionNotAllowed", "spec.decryptMedia.recordingCertificate", *says)
+
+
+def test_an_export_job_deleted_and_created_again_under_the_consented_name_is_not_consented() -> None:
+    h = _decrypting()
+    assert _reasons(h.tick(T0)) == ["ExportStarted"]
+    # deleted (its Jobs go with it) and created again with the same name: another uid, another spec
+    again = _decrypting(uid=OTHER_UID)
+    again.spec["subject"] = {"secret": "dsar-118"}
+    again.cluster.put_credentials("dsar-118", {"subject": b"agent:Someone Else\n"}, immutable=True, created=BEFORE)
+    _refused(again, "DecryptionNotAllowed", f"allows ExportJob gdpr with uid {EXPORT_UID}", OTHER_UID)
+
+
+def test_a_consented_export_job_whose_spec_changed_decrypts_no_more() -> None:
+    h = _decrypting()
+    assert _reasons(h.tick(T0)) == ["ExportStarted"]
+    [first] = h.cluster.job_names()
+    h.cluster.finish_job(first, succeeded=True, at=T0 + MINUTE)
+    h.tick(T0 + 2 * MINUTE)
+    h.spec["certificate"] = {"secret": "attacker-cert"}  # the artifact to another certificate
+    h.cluster.put("attacker-cert", {"tls.crt": _requester_pem("attacker")}, immutable=True, created=BEFORE)
+    h.generation = 2
+    events = h.tick(T0 + 3 * MINUTE)
+    assert h.cluster.job_names() == [first]  # no new run
+    assert h.cond("Ready")["reason"] == "DecryptionNotAllowed"
+    assert (
+        "is at generation 2" in h.cond("Ready")["message"] and "Delete it, create it anew" in h.cond("Ready")["message"]
+    )
+    assert [(e.warning, e.reason) for e in events] == [(True, "DecryptionNotAllowed")]
+
+
+def test_a_consenting_certificate_that_is_not_ready_consents_for_nothing() -> None:
+    h = _decrypting()
+    rcert = h.cluster.objects["recordingcertificates"][0]
+    rcert["status"] = {"conditions": [{"type": "Ready", "status": "False", "reason": "SecretNotManaged",
+                                       "message": "spec.keyringSecret: not this certificate's keyring"}]}  # fmt: skip
+    _refused(h, "CertificateNotReady", "spec.decryptMedia.recordingCertificate", "is not Ready (SecretNotManaged")
+
+
+def test_a_certificate_whose_spec_the_operator_has_not_checked_yet_consents_for_nothing() -> None:
+    h = _decrypting()
+    rcert = h.cluster.objects["recordingcertificates"][0]
+    rcert["metadata"]["generation"] = 3
+    rcert["status"]["conditions"][0]["observedGeneration"] = 2
+    _refused(h, "CertificateNotReady", "has not checked generation 3")
+
+
+@pytest.mark.parametrize(
+    ("keyring_secret", "ring_labels", "says"),
+    [
+        # the tenant's own certificate "vic" names the victim's default keyring: refused by its name alone
+        ("victim-keyring", {"cxbackup.io/keyring": "true", "cxbackup.io/certificate": "victim"},
+         "spec.keyringSecret: victim-keyring ends with -keyring or -tls"),
+        ("victim-tls", {"cxbackup.io/certificate": "victim"}, "spec.keyringSecret: victim-tls ends with"),
+        # a custom keyring name of the victim's: its labels name the victim
+        ("victim-ring", {"cxbackup.io/keyring": "true", "cxbackup.io/certificate": "victim"},
+         "is not the keyring the operator created for this certificate"),
+    ],
+)  # fmt: skip
+def test_a_certificate_pointing_its_keyring_secret_at_another_certificates_keyring_consents_for_nothing(
+    keyring_secret: str, ring_labels: dict[str, str], says: str
 ) -> None:
-    h = _decrypting(Harness(), allowed=allowed, keyring=keyring)
-    events = h.tick(T0)
-    assert h.cluster.jobs == {} and h.status["phase"] == "Blocked"
-    ready = h.cond("Ready")
-    assert ready["reason"] == reason and "spec.decryptMedia.recordingCertificate" in ready["message"], ready
-    assert says in ready["message"], ready["message"]
-    assert [(e.warning, e.reason) for e in events] == [(True, reason)]
+    """The attacker owns RecordingCertificate `vic` (Ready, its consent names the attacker's ExportJob) and
+    points its spec.keyringSecret at the victim's keyring."""
+    h = _decrypting()
+    victim_ring = {"9.crt": b"victim cert", "9.key": b"victim key"}
+    h.cluster.put(keyring_secret, victim_ring, ring_labels,
+                  annotations={"cxbackup.io/certificate-uid": OTHER_UID})  # fmt: skip
+    attacker = copy.deepcopy(h.cluster.objects["recordingcertificates"][0])
+    attacker["metadata"] |= {"name": "vic", "uid": CERT_UID}
+    attacker["spec"]["keyringSecret"] = keyring_secret
+    h.cluster.objects["recordingcertificates"].append(attacker)
+    h.spec["decryptMedia"] = {"recordingCertificate": "vic"}
+    _refused(h, "DecryptionNotAllowed", "RecordingCertificate ns/vic's keyring is not its own", says)
+
+
+@pytest.mark.parametrize(
+    ("annotations", "says"),
+    [
+        ({"cxbackup.io/keyring": "true"}, f"does not name this RecordingCertificate's uid ({CERT_UID})"),
+        ({"cxbackup.io/certificate-uid": OTHER_UID},
+         f"is the keyring of an earlier RecordingCertificate recording-cert (uid {OTHER_UID})"),
+    ],
+)  # fmt: skip
+def test_a_keyring_not_proven_to_be_the_consenting_certificates_own_is_not_mounted(
+    annotations: dict[str, str], says: str
+) -> None:
+    h = _decrypting()
+    h.cluster.put("recording-cert-keyring", {"1.key": b"k"}, dict(KEYRING_LABELS), annotations=annotations)
+    _refused(h, "DecryptionNotAllowed", "keyring is not its own", says)
+
+
+@pytest.mark.parametrize(
+    ("secret", "field", "immutable", "created", "says"),
+    [
+        ("dsar-117", "spec.subject.secret", False, BEFORE, "is not immutable"),
+        ("dsar-117", "spec.subject.secret", True, T0, "was not created before ExportJob ns/gdpr"),
+        ("requester-cert", "spec.certificate.secret", False, BEFORE, "is not immutable"),
+        ("requester-cert", "spec.certificate.secret", True, T0, "was not created before ExportJob ns/gdpr"),
+    ],
+)  # fmt: skip
+def test_the_subject_and_the_requesters_certificate_cannot_have_changed_since_the_consent(
+    secret: str, field: str, immutable: bool, created: dt.datetime, says: str
+) -> None:
+    h = _decrypting()
+    old = h.cluster.secrets[("ns", secret)]
+    h.cluster.put(secret, old.data, old.labels, immutable=immutable, created=created)
+    message = _refused(h, "DecryptionNotAllowed", f"{field}: Secret ns/{secret}", says)
+    if not immutable:
+        assert f"kubectl patch secret {secret} -n ns" in message
+
+
+def test_decrypted_media_go_only_to_a_certificate_secret_not_a_recording_certificate() -> None:
+    h = _decrypting()
+    h.spec["certificate"] = {"recordingCertificate": "recording-cert"}
+    _refused(h, "InvalidSpec", "spec.certificate: with spec.decryptMedia the artifact is encrypted to")
+    assert h.status["phase"] == "Invalid"
+
+
+def test_decrypted_media_without_a_key_in_the_keyring_start_nothing() -> None:
+    h = _decrypting(keyring={"1.crt": b"c"})
+    _refused(h, "CertificateNotReady", "no key in its keyring Secret ns/recording-cert-keyring")

@@ -143,7 +143,8 @@ def test_worker_pods_are_bounded_by_default_and_the_spec_can_only_tighten_or_siz
     job = build_backup_job(_backup(), "r", WINDOW, settings, run_start=NOW)
     pod = job["spec"]["template"]["spec"]
     assert job["spec"]["activeDeadlineSeconds"] == 86400
-    assert pod["containers"][0]["resources"]["limits"] == {"memory": "1Gi", "ephemeral-storage": "2Gi"}
+    # the chart's limits, and for cpu (which it does not limit) the installer's cap (worker.limits.max)
+    assert pod["containers"][0]["resources"]["limits"] == {"memory": "1Gi", "ephemeral-storage": "2Gi", "cpu": "4"}
     assert [v["emptyDir"] for v in pod["volumes"] if v["name"] == "tmp"] == [{"sizeLimit": "1Gi"}]
     assert pod["serviceAccountName"] == "cxbackup-worker"
 
@@ -151,7 +152,7 @@ def test_worker_pods_are_bounded_by_default_and_the_spec_can_only_tighten_or_siz
     job = build_backup_job(_backup(pod=own), "r", WINDOW, settings, run_start=NOW)
     pod = job["spec"]["template"]["spec"]
     assert job["spec"]["activeDeadlineSeconds"] == 3600
-    assert pod["containers"][0]["resources"] == {"limits": {"memory": "300Mi"}}
+    assert pod["containers"][0]["resources"] == {"limits": {"memory": "300Mi", "ephemeral-storage": "2Gi", "cpu": "4"}}
     assert [v["emptyDir"] for v in pod["volumes"] if v["name"] == "tmp"] == [{"sizeLimit": "256Mi"}]
     with pytest.raises(ValueError, match="serviceAccountName"):
         _backup(pod={"serviceAccountName": "namespace-admin"})

@@ -141,13 +141,13 @@ def test_a_gzip_bomb_stops_at_the_limit_with_bounded_memory(server: LocalServer)
     tracemalloc.start()
     try:
         with pytest.raises(ResponseTooLarge) as caught:
-            transport.get(f"http://user:hunter22@127.0.0.1:{server.url.rsplit(':', 1)[1]}/bomb?token=abc", {})
+            transport.get(f"{server.url}/bomb?token=abc", {})  # a URL with user info is refused (test_endpoints)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     message = str(caught.value)
     assert f"{server.url}/bomb" in message and "2097152 bytes" in message and "decoded" in message
-    assert "hunter22" not in message and "abc" not in message
+    assert "abc" not in message
     assert peak < 8 * MiB, f"peak {peak} bytes while refusing a 256 MiB body"
     assert isinstance(caught.value, BadResponse) and not isinstance(caught.value, TransportError)
 

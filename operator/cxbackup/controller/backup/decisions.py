@@ -5,6 +5,7 @@
 - `account_run` turns a finished Job into the status changes: history, counts and, only for a fully
   successful run, the advanced checkpoint (lastRecordingEndTime).
 - `shard_totals` / `progress_text` summarise the per-shard progress the pods write.
+- `retention_problem` is the keepFor guard of a deleting sweep.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from cxbackup.api.recordingbackup import BackupCounts, RecordingBackup, RunRecord
 from cxbackup.api.status import Phase, Reason
+from cxbackup.backup.removal import keep_for_problem
 from cxbackup.controller.backup.manifests import ANNOTATION_REPLICAS, ANNOTATION_WINDOW_END, ANNOTATION_WINDOW_START
 from cxbackup.controller.jobstate import JobState, read_job_state
 from cxbackup.controller.manifests import LABEL_RUN
@@ -28,6 +30,7 @@ __all__ = [
     "due_slot",
     "job_view",
     "progress_text",
+    "retention_problem",
     "shard_totals",
 ]
 
@@ -70,6 +73,19 @@ def due_slot(backup: RecordingBackup, jobs: list[JobView], now: dt.datetime) -> 
         job_starts=[j.run_start for j in jobs],
         now=now,
     )
+
+
+def retention_problem(backup: RecordingBackup, now: dt.datetime) -> str | None:
+    """Why the spec's sweep may not delete (None when it may, or does not delete): with `sweep: Delete`,
+    keepFor may not be shorter than source.retentionDays, or, when that is not set, than MIN_KEEP_FOR unless
+    retention.confirmKeepFor repeats it (removal.keep_for_problem: a typo such as P7D for P7Y would delete
+    recordings for good)."""
+    retention = backup.spec.retention
+    if retention is None or retention.sweep != "Delete":
+        return None
+    names = ("spec.retention.keepFor", "source.retentionDays", "spec.retention.confirmKeepFor")
+    vendor_days = backup.spec.source.retention_days
+    return keep_for_problem(retention.keep_for, vendor_days, retention.confirm_keep_for, now=now, names=names)
 
 
 def _of_run(shards: dict[str, Any] | None, run_id: str) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cxbackup import metrics
-from cxbackup.api.common import BACKUPS
+from cxbackup.api.common import BACKUPS, ProxySettings
 from cxbackup.api.recordingbackup import CurrentRun, RecordingBackup
 from cxbackup.api.status import ConditionType, Phase, Reason
 from cxbackup.backup.errors import ConfigError
@@ -28,6 +28,7 @@ from cxbackup.controller.backup.decisions import (
     due_slot,
     job_view,
     progress_text,
+    retention_problem,
     shard_totals,
 )
 from cxbackup.controller.backup.manifests import (
@@ -43,12 +44,13 @@ from cxbackup.controller.cluster import Cluster, ClusterError
 from cxbackup.controller.conditions import condition, set_condition
 from cxbackup.controller.events import Emit, EventSpec
 from cxbackup.controller.jobstate import ANNOTATION_ACCOUNTED, pod_problems
-from cxbackup.controller.manifests import run_id_for
+from cxbackup.controller.manifests import pod_settings_problem, run_id_for
 from cxbackup.controller.references import (
     Blocked,
     EndpointPolicy,
     SecretNeed,
     endpoint_problem,
+    endpoint_syntax_problem,
     gather_secrets,
     pvc_problem,
     secret_problem,
@@ -56,7 +58,7 @@ from cxbackup.controller.references import (
 from cxbackup.controller.registration import Interrupted, register_reconciler, validated
 from cxbackup.controller.schedule import ScheduleError, expected_interval, next_after, validate_schedule
 from cxbackup.controller.settings import OperatorSettings
-from cxbackup.core.times import from_ms, iso, parse_period, parse_time, to_ms
+from cxbackup.core.times import from_ms, iso, parse_time, to_ms
 
 __all__ = ["reconcile_backup", "register"]
 
@@ -70,16 +72,11 @@ def _check_spec(backup: RecordingBackup, now: dt.datetime) -> None:
             validate_schedule(spec.schedule, spec.time_zone)
         except ScheduleError as exc:
             raise Blocked(Reason.INVALID_SCHEDULE, str(exc), invalid=True) from exc
-    retention, vendor_days = spec.retention, spec.source.retention_days or 0
-    keep_for = retention.keep_for if retention is not None and retention.sweep == "Delete" else None
-    if keep_for is not None and now + parse_period(keep_for) < now + dt.timedelta(days=vendor_days):
-        raise Blocked(
-            Reason.INVALID_SPEC,
-            f"spec.retention.keepFor ({keep_for}) is shorter than source.retentionDays ({vendor_days}): "
-            "with sweep Delete the backup would delete recordings the vendor still holds, and stop backing them "
-            f"up; keep them at least P{vendor_days}D (or set sweep to DryRun)",
-            invalid=True,
-        )
+    if (problem := retention_problem(backup, now)) is not None:
+        raise Blocked(Reason.INVALID_SPEC, problem, invalid=True)
+    for field, url, _ in _endpoints(backup):  # before the config is rendered: name the spec's field
+        if (blocked := endpoint_syntax_problem(field, url)) is not None:
+            raise blocked
     try:
         base = backup_properties(backup, None)
         last_end = backup.status.last_recording_end_time if backup.status else None
@@ -103,14 +100,34 @@ def _secret_needs(backup: RecordingBackup) -> list[SecretNeed]:
     return needs
 
 
+_URL_FIELDS = ("spec.source.gwsUriPrefix", "spec.source.s3EndpointUrl", "spec.target.s3.endpointUrl")
+
+
 def _endpoints(backup: RecordingBackup) -> list[tuple[str, str | None, bool]]:
-    """(field, URL, whether it is the vendor's) of every endpoint the workers will talk to."""
+    """(field, URL, whether it receives a vendor credential) of every endpoint the workers will talk to: the
+    recording API's prefix and the URLs the worker makes of it with gwsRecordingsUri and gwsSettingsUri, the
+    vendor S3 endpoint, the target's S3 endpoint, and the proxies (a proxy receives the vendor's password
+    when the recording API is plain HTTP; through https:// it only relays the encrypted connection)."""
     src, target = backup.spec.source, backup.spec.target
+    prefix = src.gws_uri_prefix.rstrip("/")
+    plain_gws = src.gws_uri_prefix.startswith("http://")
     return [
         ("spec.source.gwsUriPrefix", src.gws_uri_prefix, True),
+        ("spec.source.gwsRecordingsUri", prefix + src.gws_recordings_uri if src.gws_recordings_uri else None, True),
+        ("spec.source.gwsSettingsUri", prefix + src.gws_settings_uri if src.gws_settings_uri else None, True),
         ("spec.source.s3EndpointUrl", src.s3_endpoint_url, True),
         ("spec.target.s3.endpointUrl", target.s3.endpoint_url if target.s3 else None, False),
+        ("spec.source.gwsProxy.host", _proxy_url(src.gws_proxy), plain_gws),
+        ("spec.source.awsProxy.host", _proxy_url(src.aws_proxy), False),
     ]
+
+
+def _proxy_url(proxy: ProxySettings | None) -> str | None:
+    """The proxy URL the worker makes of it (`RcbsConfig.gws_proxy_url`), for the same checks as an endpoint."""
+    if proxy is None:
+        return None
+    host = proxy.host if "://" in proxy.host else f"http://{proxy.host}"
+    return f"{host.rstrip('/')}:{proxy.port}"
 
 
 def _check_references(cluster: Cluster, backup: RecordingBackup, policy: EndpointPolicy) -> list[str]:
@@ -118,7 +135,8 @@ def _check_references(cluster: Cluster, backup: RecordingBackup, policy: Endpoin
     Returns the fields that use plain HTTP (allowed by the installer)."""
     ns = backup.metadata["namespace"]
     for field, url, vendor in _endpoints(backup):
-        if (problem := endpoint_problem(field, url, policy, vendor=vendor)) is not None:
+        proxy = field not in _URL_FIELDS and field.endswith("Proxy.host")
+        if (problem := endpoint_problem(field, url, policy, vendor=vendor, proxy=proxy)) is not None:
             raise problem
     needs = _secret_needs(backup)
     problem = secret_problem(ns, needs, gather_secrets(cluster, ns, needs))
@@ -127,7 +145,11 @@ def _check_references(cluster: Cluster, backup: RecordingBackup, policy: Endpoin
         problem = pvc_problem("spec.target.pvc.claimName", ns, pvc.claim_name, cluster.pvc_exists(ns, pvc.claim_name))
     if problem is not None:
         raise problem
-    return [field for field, url, _ in _endpoints(backup) if url and url.startswith("http://")]
+    return [
+        field
+        for field, url, _ in _endpoints(backup)
+        if url and url.startswith("http://") and field in _URL_FIELDS  # not the paths and proxies made of them
+    ]
 
 
 def _start_run(
@@ -294,6 +316,8 @@ def _reconcile(
                 )
             try:
                 _check_spec(backup, now)
+                if (pod_problem := pod_settings_problem(backup.spec.pod, settings.jobs)) is not None:
+                    raise pod_problem
                 plain_http = _check_references(cluster, backup, settings.endpoints)
             except Blocked as blocked:
                 conditions = blocked.ready_false(conditions, emit, now=now, generation=generation)
@@ -507,6 +531,8 @@ def _reconcile_audit(
     if start >= end:
         return conditions
     window = RecordingWindow(to_ms(start), to_ms(end))
+    if (pod_problem := pod_settings_problem(backup.spec.pod, settings.jobs)) is not None:
+        return pod_problem.ready_false(conditions, emit, now=now, generation=generation)
     cluster.apply_configmap(build_audit_configmap(backup, window))
     cluster.create_object(build_audit_job(backup, run_id_for(now), window, settings.jobs, run_start=now))
     emit(EventSpec(False, Reason.AUDIT_STARTED, f"auditing {window.describe()} against the target"))

@@ -90,6 +90,7 @@ def backup_properties(backup: RecordingBackup, window: RecordingWindow | None) -
         "gwsSettingsUri": src.gws_settings_uri,
         "minDate": spec.window.min_date,
         "maxDate": spec.window.max_date,
+        "maxRecordingsPerRun": str(spec.window.max_recordings_per_run) if spec.window.max_recordings_per_run else None,
         "awsEndpointUrl": src.s3_endpoint_url,
         "awsRegion": src.s3_region,
         "gwsProxyHost": src.gws_proxy.host if src.gws_proxy else None,

@@ -27,7 +27,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 
-from cxbackup.api.certificate import CertificateRotation, RecordingCertificate
+from cxbackup.api.certificate import CertificateRotation, RecordingCertificate, keyring_name_problem
 from cxbackup.api.status import CertificateReason, ConditionType
 from cxbackup.certs.keyring import secret_additions
 from cxbackup.certs.rotation import parse_duration, parse_window, rotation_due
@@ -43,6 +43,7 @@ from cxbackup.controller.conditions import condition, set_condition
 from cxbackup.controller.events import EventSpec
 
 __all__ = [
+    "ANNOTATION_CERTIFICATE_UID",
     "ANNOTATION_KEYRING",
     "EXPIRING_WITHIN",
     "LABEL_CERTIFICATE",
@@ -62,6 +63,7 @@ __all__ = [
     "keyring_additions",
     "keyring_fingerprints",
     "keyring_problem",
+    "keyring_read_problem",
     "keyring_secret_name",
     "plan_rotation",
     "plan_source",
@@ -78,6 +80,10 @@ LABEL_KEYRING = "cxbackup.io/keyring"
 """Label (and annotation) "true" on keyring Secrets, so `kubectl get secret -l cxbackup.io/keyring=true`
 finds them all for a backup."""
 ANNOTATION_KEYRING = "cxbackup.io/keyring"
+ANNOTATION_CERTIFICATE_UID = "cxbackup.io/certificate-uid"
+"""On a keyring Secret: the metadata.uid of the RecordingCertificate it was created for (or adopted by, once it
+was shown to hold that certificate's current pair). A certificate deleted and created again with the same name
+has another uid, so the name label alone does not make a keyring its own."""
 TLS_CERT = "tls.crt"
 TLS_KEY = "tls.key"
 EXPIRING_WITHIN = dt.timedelta(days=30)
@@ -160,19 +166,67 @@ def keyring_secret_name(cert: RecordingCertificate) -> str:
     return cert.spec.keyring_secret or f"{_name(cert)}-keyring"
 
 
-def keyring_problem(cert: RecordingCertificate, labels: Mapping[str, str] | None) -> SourceProblem | None:
+def _uid(cert: RecordingCertificate) -> str:
+    return str(cert.metadata.get("uid") or "")
+
+
+def _keyring_field(cert: RecordingCertificate) -> str:
+    return "spec.keyringSecret" if cert.spec.keyring_secret else "the keyring Secret"
+
+
+def keyring_problem(
+    cert: RecordingCertificate, labels: Mapping[str, str] | None, annotations: Mapping[str, str] | None = None
+) -> SourceProblem | None:
     """None when the keyring Secret does not exist yet (the operator creates it) or is the one the operator
-    created for this certificate; otherwise the operator must not write into it."""
-    if labels is None or (labels.get(LABEL_KEYRING) == "true" and labels.get(LABEL_CERTIFICATE) == _name(cert)):
+    created for this certificate (labels, and the certificate's uid when the keyring names one; a keyring
+    naming none is adopted by the handler only once it holds the current pair); otherwise the operator must not
+    write into it. A keyringSecret that could be another certificate's (`keyring_name_problem`) is InvalidSpec."""
+    if (name_problem := keyring_name_problem(_name(cert), cert.spec.keyring_secret)) is not None:
+        return SourceProblem(CertificateReason.INVALID_SPEC, name_problem)
+    if labels is None:
         return None
-    field = "spec.keyringSecret" if cert.spec.keyring_secret else "the keyring Secret"
-    return SourceProblem(
-        CertificateReason.SECRET_NOT_MANAGED,
-        f"{field}: Secret {_namespace(cert)}/{keyring_secret_name(cert)} exists but is not the keyring the operator "
-        f"created for this certificate (labels {LABEL_KEYRING}=true, {LABEL_CERTIFICATE}={_name(cert)}); the "
-        "operator writes only into Secrets it created. Name a Secret that does not exist yet (the operator "
-        "creates it)",
-    )
+    field, where = _keyring_field(cert), f"{_namespace(cert)}/{keyring_secret_name(cert)}"
+    if labels.get(LABEL_KEYRING) != "true" or labels.get(LABEL_CERTIFICATE) != _name(cert):
+        return SourceProblem(
+            CertificateReason.SECRET_NOT_MANAGED,
+            f"{field}: Secret {where} exists but is not the keyring the operator created for this certificate "
+            f"(labels {LABEL_KEYRING}=true, {LABEL_CERTIFICATE}={_name(cert)}); the operator writes only into "
+            "Secrets it created. Name a Secret that does not exist yet (the operator creates it)",
+        )
+    owner = (annotations or {}).get(ANNOTATION_CERTIFICATE_UID)
+    if owner is not None and owner != _uid(cert):
+        return SourceProblem(
+            CertificateReason.SECRET_NOT_MANAGED,
+            f"{field}: Secret {where} is the keyring of an earlier RecordingCertificate {_name(cert)} (uid {owner}), "
+            f"not of this one (uid {_uid(cert)}): the certificate was deleted and created again. If this one is "
+            f"its successor with the same keys, let the keyring's owner remove its annotation "
+            f"{ANNOTATION_CERTIFICATE_UID}; the operator adopts it once it holds this certificate's current pair",
+        )
+    return None
+
+
+def keyring_read_problem(
+    cert: RecordingCertificate, labels: Mapping[str, str] | None, annotations: Mapping[str, str] | None
+) -> str | None:
+    """Why the keyring Secret of `cert` (its labels and annotations; None: it does not exist) cannot be taken
+    for this certificate's own when something is about to use its keys, or None. Stricter than
+    `keyring_problem`: the keyring must name this certificate's uid (annotation cxbackup.io/certificate-uid,
+    written when the operator created or adopted it), so another certificate pointing spec.keyringSecret at
+    it, or a certificate recreated under the same name, never makes it theirs."""
+    where = f"{_keyring_field(cert)} (Secret {_namespace(cert)}/{keyring_secret_name(cert)})"
+    if (name_problem := keyring_name_problem(_name(cert), cert.spec.keyring_secret)) is not None:
+        return name_problem
+    if labels is None:
+        return f"{where} does not exist yet"
+    if (problem := keyring_problem(cert, labels, annotations)) is not None:
+        return problem.message
+    if not _uid(cert) or (annotations or {}).get(ANNOTATION_CERTIFICATE_UID) != _uid(cert):
+        return (
+            f"{where} does not name this RecordingCertificate's uid ({_uid(cert) or 'unknown'}) in its annotation "
+            f"{ANNOTATION_CERTIFICATE_UID}: it is not known to be this certificate's own. The operator adds the "
+            "annotation when it reconciles the RecordingCertificate and finds its current pair in the keyring"
+        )
+    return None
 
 
 def plan_source(

@@ -38,6 +38,7 @@ from cxbackup.api.status import CertificateReason, ConditionType
 from cxbackup.certs.generate import ParameterInvalid, generate_pair, renew
 from cxbackup.certs.validation import CertificateInfo, CertificateInvalid, inspect_certificate
 from cxbackup.controller.certificate.decisions import (
+    ANNOTATION_CERTIFICATE_UID,
     ANNOTATION_KEYRING,
     LABEL_CERTIFICATE,
     LABEL_KEYRING,
@@ -97,12 +98,20 @@ def _add_to_keyring(
     ring_name = keyring_secret_name(cert)
     labels = {LABEL_CERTIFICATE: name, LABEL_KEYRING: "true"}
     annotations = {ANNOTATION_KEYRING: "true"}
+    uid = str(cert.metadata.get("uid") or "")
+    if uid:  # the keyring names the certificate it belongs to (cxbackup.controller.certificate.decisions)
+        annotations[ANNOTATION_CERTIFICATE_UID] = uid
     if ring is None and cluster.create_secret(ns, ring_name, additions, labels=labels, annotations=annotations):
         log.info("created keyring Secret %s/%s with %s", ns, ring_name, ", ".join(sorted(additions)))
     else:
         ring = ring or cluster.read_secret(ns, ring_name)
         if ring is None:
             raise ClusterError(f"keyring Secret {ns}/{ring_name} vanished while it was being written")
+        problem = keyring_problem(cert, ring.labels, ring.annotations)  # e.g. created concurrently by another
+        if problem is not None or ANNOTATION_CERTIFICATE_UID not in ring.annotations:
+            # never write into a keyring that is not known to be this certificate's (adopted first, see
+            # _adopt_keyring); one that appeared since the check is refused at the next reconcile
+            raise ClusterError(f"keyring Secret {ns}/{ring_name} is not known to be this certificate's keyring")
         missing_labels = {k: v for k, v in labels.items() if k not in ring.labels}
         missing_annotations = {k: v for k, v in annotations.items() if ring.annotations.get(k) != v}
         cluster.patch_secret(
@@ -144,6 +153,43 @@ def _keep_in_keyring(
         )
     )
     return data
+
+
+def _adopt_keyring(
+    cluster: Cluster, cert: RecordingCertificate, ring: SecretView | None, evaluation: Evaluation, generated: bool
+) -> SourceProblem | None:
+    """A keyring made before keyrings named their certificate's uid (labels right, no uid annotation) is
+    adopted, i.e. annotated with this certificate's uid, only when it already holds this certificate's current
+    pair (certificate and matching key): then it is this certificate's. Otherwise SecretNotManaged, and
+    nothing is written into it. A keyring that names a uid, or none at all yet, needs nothing here."""
+    uid = str(cert.metadata.get("uid") or "")
+    if ring is None or not uid or ANNOTATION_CERTIFICATE_UID in ring.annotations:
+        return None
+    ns, _ = _ident(cert)
+    info = evaluation.info
+    if (
+        not generated
+        and info is not None
+        and evaluation.key_matches
+        and info.fingerprint in keyring_fingerprints(ring.data)
+    ):
+        cluster.patch_secret(
+            ns,
+            ring.name,
+            data={},
+            resource_version=ring.resource_version,
+            annotations={ANNOTATION_CERTIFICATE_UID: uid},
+        )
+        log.info("keyring Secret %s/%s holds the current pair: annotated with the certificate's uid", ns, ring.name)
+        return None
+    field = "spec.keyringSecret" if cert.spec.keyring_secret else "the keyring Secret"
+    return SourceProblem(
+        CertificateReason.SECRET_NOT_MANAGED,
+        f"{field}: Secret {ns}/{ring.name} is labelled for this certificate but names no certificate uid "
+        f"({ANNOTATION_CERTIFICATE_UID}) and does not hold this certificate's current pair, so it cannot be shown "
+        f"to be this certificate's keyring; nothing is written into it. If it is, annotate it: kubectl annotate "
+        f"secret {ring.name} -n {ns} {ANNOTATION_CERTIFICATE_UID}={uid}",
+    )
 
 
 def _rotate(
@@ -293,15 +339,20 @@ def reconcile_certificate(
     # 1. the current pair (generated on first sight), once the keyring is known to be ours to write
     secret_name = source_secret_name(cert)
     ring_view = cluster.read_secret(ns, keyring_secret_name(cert))
-    current = keyring_problem(cert, ring_view.labels if ring_view else None) or _current_pair(cluster, cert, now)
-    if isinstance(current, SourceProblem):
+    current = keyring_problem(
+        cert, ring_view.labels if ring_view else None, ring_view.annotations if ring_view else None
+    ) or _current_pair(cluster, cert, now)
+    evaluation = evaluate(current[0], now) if not isinstance(current, SourceProblem) else None
+    if not isinstance(current, SourceProblem) and evaluation is not None:
+        current = _adopt_keyring(cluster, cert, ring_view, evaluation, current[2]) or current
+    if isinstance(current, SourceProblem) or evaluation is None:
+        assert isinstance(current, SourceProblem)
         conditions = problem_conditions(old_conditions, cert, current, now)
         _emit_all(emit, condition_events(old_conditions, conditions, automatic_rotation=False))
         desired["conditions"] = conditions
         _update_metrics(states, ns, name, old_status.get("notAfter"), ready=False)
         return status_changes(old_status, desired)
     pair, view, generated = current
-    evaluation = evaluate(pair, now)
     if generated and evaluation.info is not None:
         made = evaluation.info
         emit(

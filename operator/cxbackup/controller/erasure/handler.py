@@ -1,11 +1,18 @@
 """RecordingErasure: the reconcile of one erasure request, and its kopf wiring.
 
 A run is due when the resource is created, when its spec changes (a dry run, then `execute: true`) and
-when the run-now annotation gets a new value (a retry). Before starting one the reconciler checks the
-RecordingBackup (same namespace only), its target (PVC, or S3 credentials and endpoint) and the subject's
-Secret, and waits while a run of that backup is active (the erasure takes every shard's lock). The run is
-one Job (`manifests`); its pod writes its report as the termination message, which becomes
-`status.result`. Every API call goes through the injected `Cluster`, every Event through `Emit`.
+when the run-now annotation gets a new value (a retry). An erasure runs only after a dry run of the same
+request: a finished dry run's Job (started by this very object: its owner's uid) becomes `status.plan`,
+with the digest of the request it ran (`manifests.request_digest`) and the generation at which its result
+reached status; `execute: true` starts a run only when the current request has that digest and was set
+at a later generation (after the result could be read). Otherwise nothing runs (`DryRunRequired`, phase
+Invalid): the spec is frozen once execute is true, so the way on is a new RecordingErasure.
+
+Before starting a run the reconciler checks the RecordingBackup (same namespace only), its target (PVC,
+or S3 credentials and endpoint) and the subject's Secret, and waits while a run of that backup is active
+(the erasure takes every shard's lock). The run is one Job (`manifests`); its pod writes its report as
+the termination message, which becomes `status.result`. Every API call goes through the injected
+`Cluster`, every Event through `Emit`.
 """
 
 from __future__ import annotations
@@ -26,7 +33,16 @@ from cxbackup.controller.backup.manifests import LABEL_BACKUP
 from cxbackup.controller.backup.referenced import referenced_backup
 from cxbackup.controller.cluster import Cluster, ClusterError, termination_messages
 from cxbackup.controller.conditions import condition, set_condition
-from cxbackup.controller.erasure.manifests import LABEL_ERASURE, build_erasure_configmap, build_erasure_job
+from cxbackup.controller.erasure.manifests import (
+    ANNOTATION_DIGEST,
+    ANNOTATION_MODE,
+    ANNOTATION_SUBJECT_VERSION,
+    LABEL_ERASURE,
+    MODE_DRY_RUN,
+    build_erasure_configmap,
+    build_erasure_job,
+    request_digest,
+)
 from cxbackup.controller.events import Emit, EventSpec
 from cxbackup.controller.jobstate import ANNOTATION_ACCOUNTED, JobState, pod_problems, read_job_state
 from cxbackup.controller.manifests import run_id_for
@@ -72,8 +88,9 @@ class _Reconcile:
         self.conditions = blocked.ready_false(self.conditions, self.emit, now=self.now, generation=self.generation)
         self.set("phase", blocked.phase)
 
-    def account(self, job: JobState) -> None:
-        """A finished run into status (idempotent: status is written before the Job is annotated)."""
+    def account(self, job: JobState, annotations: Mapping[str, str]) -> None:
+        """A finished run into status (idempotent: status is written before the Job is annotated). A dry run
+        the operator started as one becomes `plan`: the request it was of, and this generation."""
         pods = self.cluster.job_pods(self.ns, job.name)
         result = _result(termination_messages(pods))
         self.set("completionTime", iso(job.completion_time or self.now))
@@ -85,6 +102,18 @@ class _Reconcile:
         if job.succeeded and result is not None:
             self.set("error", "")
             held = f", {result.held} kept under legal hold" if result.held else ""
+            started_as_dry_run = annotations.get(ANNOTATION_MODE) == MODE_DRY_RUN
+            if result.dry_run and started_as_dry_run and annotations.get(ANNOTATION_DIGEST):
+                plan = {
+                    "digest": annotations[ANNOTATION_DIGEST],
+                    "subjectVersion": annotations.get(ANNOTATION_SUBJECT_VERSION, ""),
+                    "jobName": job.name,
+                    "completionTime": iso(job.completion_time or self.now),
+                    "observedGeneration": self.generation or 0,
+                    "toErase": result.to_erase,
+                    "held": result.held,
+                }
+                self.set("plan", plan)
             if result.dry_run:
                 what = f"{result.to_erase} recording(s) would be erased{held}"
                 message = (
@@ -112,10 +141,19 @@ class _Reconcile:
         self.set("phase", Phase.FAILED)
         self.emit(EventSpec(True, Reason.ERASURE_FAILED, f"{job.name}: {error}"))
 
-    def start(self, backup: RecordingBackup, slot: dt.datetime, reason: str, settings: OperatorSettings) -> None:
+    def start(
+        self,
+        backup: RecordingBackup,
+        slot: dt.datetime,
+        reason: str,
+        settings: OperatorSettings,
+        request: tuple[str, str],
+    ) -> None:
+        """Start a run of the request `(digest, subject Secret resourceVersion)`."""
         run_id = run_id_for(slot)
         self.cluster.create_object(build_erasure_configmap(self.erasure, backup, run_id))
-        job = build_erasure_job(self.erasure, backup, run_id, settings.jobs, run_start=self.now)
+        job = build_erasure_job(self.erasure, backup, run_id, settings.jobs, run_start=self.now, digest=request[0],
+                                subject_version=request[1])  # fmt: skip
         job_name: str = job["metadata"]["name"]
         if self.cluster.create_object(job):
             what = "erasure" if self.erasure.spec.execute else "dry run"
@@ -161,13 +199,15 @@ def reconcile_erasure(
     r = _Reconcile(erasure, cluster, emit, now)
     original = r.conditions
     try:
-        jobs = sorted(
-            (read_job_state(j) for j in cluster.list_jobs(r.ns, f"{LABEL_ERASURE}={r.name}")),
-            key=lambda j: j.run_start,
-        )
+        # only this object's own Jobs: a deleted erasure's Jobs, which the garbage collector has not removed yet,
+        # are not runs of one created again under its name
+        uid = erasure.metadata.get("uid")
+        raw = [j for j in cluster.list_jobs(r.ns, f"{LABEL_ERASURE}={r.name}") if _owned_by(j, uid)]
+        annotations = {str(j["metadata"]["name"]): dict(j["metadata"].get("annotations") or {}) for j in raw}
+        jobs = sorted((read_job_state(j) for j in raw), key=lambda j: j.run_start)
         for job in jobs:
             if job.finished and not job.accounted:
-                r.account(job)
+                r.account(job, annotations.get(job.name, {}))
                 cluster.patch_job_annotations(r.ns, job.name, {ANNOTATION_ACCOUNTED: "true"})
         done = [j for j in jobs if j.finished]
         for job in done[: max(len(done) - KEEP_FINISHED_JOBS, 0)]:
@@ -202,6 +242,40 @@ def reconcile_erasure(
     return r.changes
 
 
+def _owned_by(job: Mapping[str, Any], uid: str | None) -> bool:
+    refs = (job.get("metadata") or {}).get("ownerReferences") or []
+    return uid is None or any(ref.get("uid") == uid for ref in refs)
+
+
+_RECREATE = (
+    "Nothing was erased. Delete this RecordingErasure and create it again with execute: false, read its dry run "
+    "in status.result once its phase is Planned, then set execute: true"
+)
+
+
+def _execute_problem(r: _Reconcile, digest: str, subject_version: str) -> str | None:
+    """Why `execute: true` may not run now (None when status.plan is a dry run of this very request, whose
+    result was in status before execute was set)."""
+    plan = r.status.get("plan") or {}
+    if plan.get("digest") != digest:
+        old_version = str(plan.get("subjectVersion", ""))
+        if plan and plan.get("digest") == request_digest(r.erasure, old_version):
+            secret = r.erasure.spec.subject.secret
+            why = f"the subject's Secret {secret} changed after the dry run (resourceVersion {old_version}, now " \
+                  f"{subject_version})"  # fmt: skip
+        elif plan:
+            why = f"the last completed dry run ({plan.get('jobName') or 'status.plan'}) was of another request"
+        else:
+            why = "no dry run of this request has completed (status.plan)"
+        return f"spec.execute is true but {why}: an erasure runs only after a completed dry run of the same " \
+               f"request. {_RECREATE}"  # fmt: skip
+    generation = int(plan.get("observedGeneration") or 0)
+    if r.generation is None or generation >= r.generation:
+        return f"spec.execute was set before the dry run's result was in status (it was written at generation " \
+               f"{generation}, with execute already true), so nobody could have read it. {_RECREATE}"  # fmt: skip
+    return None
+
+
 def _start_if_ready(r: _Reconcile, due: tuple[dt.datetime, str], settings: OperatorSettings) -> None:
     spec = r.erasure.spec
     try:
@@ -210,6 +284,13 @@ def _start_if_ready(r: _Reconcile, due: tuple[dt.datetime, str], settings: Opera
                                   settings.endpoints, (subject,))  # fmt: skip
     except Blocked as blocked:
         r.blocked(blocked)
+        return
+    secret = r.cluster.read_secret(r.ns, spec.subject.secret)
+    version = secret.resource_version if secret is not None else ""
+    digest = request_digest(r.erasure, version)
+    if spec.execute and (problem := _execute_problem(r, digest, version)) is not None:
+        r.blocked(Blocked(Reason.DRY_RUN_REQUIRED, problem, invalid=True))
+        r.cond(ConditionType.RUNNING, "False", Reason.DRY_RUN_REQUIRED, "no run: execute needs a dry run first")
         return
     for field in found.plain_http:
         r.emit(EventSpec(True, Reason.PLAIN_HTTP_ALLOWED, f"{field} uses plain HTTP (allowed by the installer): "
@@ -224,7 +305,7 @@ def _start_if_ready(r: _Reconcile, due: tuple[dt.datetime, str], settings: Opera
         r.cond(ConditionType.RUNNING, "False", Reason.WAITING_FOR_BACKUP, message)
         r.set("phase", Phase.PENDING)
         return
-    r.start(found.backup, due[0], due[1], settings)
+    r.start(found.backup, due[0], due[1], settings, (digest, version))
 
 
 def register(settings: OperatorSettings, cluster: Cluster) -> None:

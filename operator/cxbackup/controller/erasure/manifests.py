@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from typing import Any
 
 from cxbackup.api.common import PodSettings
@@ -21,15 +23,43 @@ from cxbackup.controller.manifests import (
     worker_pod_spec,
 )
 
-__all__ = ["LABEL_ERASURE", "build_erasure_configmap", "build_erasure_job", "erasure_job_name"]
+__all__ = [
+    "ANNOTATION_DIGEST",
+    "ANNOTATION_MODE",
+    "ANNOTATION_SUBJECT_VERSION",
+    "LABEL_ERASURE",
+    "MODE_DRY_RUN",
+    "MODE_EXECUTE",
+    "build_erasure_configmap",
+    "build_erasure_job",
+    "erasure_job_name",
+    "request_digest",
+]
 
 LABEL_ERASURE = "cxbackup.io/recordingerasure"
+ANNOTATION_DIGEST = "cxbackup.io/request-digest"
+"""On a run's Job: `request_digest` of the request it runs (a dry run's becomes status.plan.digest)."""
+ANNOTATION_MODE = "cxbackup.io/erasure-mode"
+"""On a run's Job: MODE_DRY_RUN or MODE_EXECUTE, as the operator started it."""
+ANNOTATION_SUBJECT_VERSION = "cxbackup.io/subject-version"
+"""On a run's Job: the subject Secret's resourceVersion when it started."""
+MODE_DRY_RUN = "dry-run"
+MODE_EXECUTE = "execute"
 CONFIG_DIR = "/etc/cxbackup/backup"
 SUBJECT_DIR = "/etc/cxbackup/subject"
 SUBJECT_FILE = "subject"
 RETRIES = 3
 """Pods a run may use: an erasure that finds a backup run holding a lock (exit 3) or some recordings
 not erased (exit 1) is tried again; every try is safe (the ledger is written before anything is deleted)."""
+
+
+def request_digest(erasure: RecordingErasure, subject_version: str) -> str:
+    """What a dry run is of, as one value: this object (its uid: a deleted and recreated erasure starts over),
+    its spec but `execute`, and the subject Secret's resourceVersion (a subject changed after the dry run is
+    another request)."""
+    spec = erasure.spec.model_dump(by_alias=True, mode="json", exclude={"execute"}, exclude_none=True)
+    doc = {"uid": erasure.metadata.get("uid", ""), "spec": spec, "subjectVersion": subject_version}
+    return "sha256:" + hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def erasure_job_name(erasure: RecordingErasure, run_id: str) -> str:
@@ -79,10 +109,13 @@ def build_erasure_job(
     settings: JobSettings,
     *,
     run_start: dt.datetime,
+    digest: str = "",
+    subject_version: str = "",
 ) -> dict[str, Any]:
     """One pod running `cxbackup erase` on the backup's target: the target as the backups reach it (PVC
     mount or S3 credentials as secretKeyRefs), the subject's Secret key mounted alone as a file, no API
-    token (it reports through its termination message)."""
+    token (it reports through its termination message). Annotated with the request's `digest` and whether
+    it is a dry run."""
     pod = erasure.spec.pod or PodSettings()
     subject = erasure.spec.subject
     target_volumes, target_mounts = target_volume(backup)
@@ -125,7 +158,12 @@ def build_erasure_job(
             "name": erasure_job_name(erasure, run_id),
             "namespace": erasure.metadata["namespace"],
             "labels": labels,
-            "annotations": {ANNOTATION_RUN_START: run_start.astimezone(dt.UTC).isoformat()},
+            "annotations": {
+                ANNOTATION_RUN_START: run_start.astimezone(dt.UTC).isoformat(),
+                ANNOTATION_DIGEST: digest,
+                ANNOTATION_SUBJECT_VERSION: subject_version,
+                ANNOTATION_MODE: MODE_EXECUTE if erasure.spec.execute else MODE_DRY_RUN,
+            },
             "ownerReferences": [owner_reference("RecordingErasure", erasure.metadata)],
         },
         "spec": {

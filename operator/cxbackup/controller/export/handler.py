@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from cxbackup import metrics
 from cxbackup.api.certificate import RecordingCertificate, certificate_readiness
 from cxbackup.api.common import CERTIFICATES, EXPORTS
@@ -33,6 +35,7 @@ from cxbackup.controller.certificate.decisions import keyring_secret_name
 from cxbackup.controller.cluster import Cluster, ClusterError, termination_messages
 from cxbackup.controller.conditions import condition, set_condition
 from cxbackup.controller.events import Emit, EventSpec
+from cxbackup.controller.export.consent import decide_decryption
 from cxbackup.controller.export.decisions import (
     TRIGGER_ANNOTATION,
     ExportJobView,
@@ -46,6 +49,7 @@ from cxbackup.controller.export.decisions import (
 from cxbackup.controller.export.manifests import (
     LABEL_EXPORT,
     CertificateSource,
+    Decryption,
     SubjectAccessSources,
     backup_configmap_name,
     build_backup_configmap,
@@ -54,7 +58,7 @@ from cxbackup.controller.export.manifests import (
     subject_access_args,
 )
 from cxbackup.controller.jobstate import ANNOTATION_ACCOUNTED
-from cxbackup.controller.manifests import run_id_for
+from cxbackup.controller.manifests import pod_settings_problem, run_id_for
 from cxbackup.controller.references import (
     Blocked,
     EndpointPolicy,
@@ -62,7 +66,6 @@ from cxbackup.controller.references import (
     endpoint_problem,
     gather_secrets,
     pvc_problem,
-    read_referenced,
     secret_problem,
 )
 from cxbackup.controller.registration import Interrupted, register_reconciler, validated
@@ -223,45 +226,42 @@ def _check_references(
     return [field for field, url, _ in _endpoints(export) if url and url.startswith("http://")]
 
 
-def _decryption_keyring(cluster: Cluster, export: ExportJob) -> str | None:
-    """spec.decryptMedia's keyring Secret (None without decryptMedia), or Blocked naming the field. The
-    RecordingCertificate (same namespace) must name this ExportJob in spec.decryptionAllowedFor: mounting a
-    keyring is the key owner's decision, never the ExportJob author's alone."""
+def _decryption(cluster: Cluster, export: ExportJob, now: dt.datetime) -> Decryption | None:
+    """spec.decryptMedia consented to (None without it), or Blocked naming the field: reads the
+    RecordingCertificate, its keyring Secret, and the subject and certificate Secrets, and leaves the decision
+    to `consent.decide_decryption`. Mounting a keyring is the key owner's decision for this very ExportJob."""
     ref = export.spec.decrypt_media
     if ref is None:
         return None
     ns: str = export.metadata["namespace"]
-    name: str = export.metadata["name"]
-    field = "spec.decryptMedia.recordingCertificate"
-    what = f"RecordingCertificate {ns}/{ref.recording_certificate}"
-    cert = read_referenced(
-        cluster, ns, CERTIFICATES, RecordingCertificate, ref.recording_certificate, field, Reason.CERTIFICATE_NOT_FOUND
+    body = cluster.read_custom(ns, CERTIFICATES, ref.recording_certificate)
+    keyring = None
+    if body is not None:
+        try:
+            keyring = cluster.read_secret(ns, keyring_secret_name(RecordingCertificate.model_validate(body)))
+        except ValidationError:
+            keyring = None  # decide_decryption reports the certificate as not valid
+    subject = export.spec.subject
+    certificate = export.spec.certificate.secret
+    return decide_decryption(
+        export,
+        body,
+        keyring,
+        cluster.read_secret(ns, subject.secret) if subject is not None else None,
+        cluster.read_secret(ns, certificate) if certificate is not None else None,
+        now,
     )
-    if name not in (cert.spec.decryption_allowed_for or []):
-        raise Blocked(
-            Reason.DECRYPTION_NOT_ALLOWED,
-            f"{field}: {what} does not allow ExportJob {name} to decrypt with its keyring: its key owner adds "
-            f"{name} to its spec.decryptionAllowedFor (or remove spec.decryptMedia to hand the media over as the "
-            "vendor encrypted them)",
-        )
-    secret = keyring_secret_name(cert)
-    keys = cluster.secret_keys(ns, secret) or set()
-    if not any(k.endswith(".key") for k in keys):
-        raise Blocked(
-            Reason.CERTIFICATE_NOT_READY, f"{field}: {what} has no key in its keyring Secret {ns}/{secret} yet"
-        )
-    return secret
 
 
 def _subject_access(
-    export: ExportJob, backup: RecordingBackup | None, keyring: str | None
+    export: ExportJob, backup: RecordingBackup | None, decryption: Decryption | None
 ) -> SubjectAccessSources | None:
-    """The subject's Secret key, the backup and the keyring (decryptMedia) of a subjectAccess export (None for
-    other types)."""
+    """The subject's Secret key, the backup and the consented decryption (decryptMedia) of a subjectAccess
+    export (None for other types)."""
     subject = export.spec.subject
     if backup is None or subject is None:
         return None
-    return SubjectAccessSources(CertificateSource(subject.secret, subject.key), backup, keyring)
+    return SubjectAccessSources(CertificateSource(subject.secret, subject.key), backup, decryption)
 
 
 class _Reconcile:
@@ -455,12 +455,14 @@ def reconcile_export(
         if due is not None and not active:
             try:
                 request = _request(r.export)
+                if (pod_problem := pod_settings_problem(r.export.spec.pod, settings.jobs)) is not None:
+                    raise pod_problem
                 cert = _certificate(cluster, r.export)
                 found = _backup(cluster, r.export, settings.endpoints)
                 backup = found.backup if found is not None else None
                 plain_http = _check_references(cluster, r.export, settings.endpoints, backup)
                 plain_http += found.plain_http if found is not None else []
-                subject_access = _subject_access(r.export, backup, _decryption_keyring(cluster, r.export))
+                subject_access = _subject_access(r.export, backup, _decryption(cluster, r.export, now))
             except Blocked as blocked:
                 r.blocked(blocked)
             else:

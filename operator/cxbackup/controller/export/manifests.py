@@ -34,6 +34,7 @@ __all__ = [
     "LABEL_EXPORT",
     "LABEL_EXPORT_TASK",
     "CertificateSource",
+    "Decryption",
     "SubjectAccessSources",
     "backup_configmap_name",
     "build_backup_configmap",
@@ -167,6 +168,17 @@ def _export_job(
 
 
 @dataclass(frozen=True)
+class Decryption:
+    """spec.decryptMedia, consented to (cxbackup.controller.export.consent): the keyring Secret, mounted whole
+    (every key it ever had), and what the operator approved, which the pod checks against what it mounts
+    (cxbackup.export.approval): the subject's digest and the requester certificate's SHA-256 fingerprint."""
+
+    keyring_secret: str
+    subject_digest: str
+    certificate_fingerprint: str
+
+
+@dataclass(frozen=True)
 class SubjectAccessSources:
     """What a subjectAccess run reads: the Secret key naming the subject (mounted alone, read-only) and the
     RecordingBackup whose target it reads (a PVC mounted read-only, or an S3 bucket with the target's
@@ -174,8 +186,8 @@ class SubjectAccessSources:
 
     subject: CertificateSource
     backup: RecordingBackup
-    keyring_secret: str | None = None
-    """spec.decryptMedia: the RecordingCertificate's keyring Secret, mounted whole (every key it ever had)."""
+    decryption: Decryption | None = None
+    """spec.decryptMedia, consented to by the key owner."""
 
 
 def backup_configmap_name(job_name: str) -> str:
@@ -282,10 +294,14 @@ def build_export_job(
         volumes += target_volumes
         mounts += target_mounts
         env += target_credentials_env(subject_access.backup)
-        if subject_access.keyring_secret is not None:
+        decryption = subject_access.decryption
+        if decryption is not None:
             args += ["--decrypt-media", "--keyring", KEYRING_MOUNT]
+            # what the operator approved; the pod refuses to run when what it mounted differs
+            args += ["--verify-subject", decryption.subject_digest]
+            args += ["--verify-certificate", decryption.certificate_fingerprint]
             volumes.append(
-                {"name": "keyring", "secret": {"secretName": subject_access.keyring_secret, "defaultMode": 0o440}}
+                {"name": "keyring", "secret": {"secretName": decryption.keyring_secret, "defaultMode": 0o440}}
             )
             mounts.append({"name": "keyring", "mountPath": KEYRING_MOUNT, "readOnly": True})
     annotations = {ANNOTATION_RUN_START: run_start.astimezone(dt.UTC).isoformat()}
