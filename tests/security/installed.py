@@ -32,7 +32,7 @@ __all__ = ["TENANT", "InstalledChart", "installed"]
 CHART = REPO_ROOT / "helm" / "cxbackup"
 TENANT = "tenant"
 """The user every attack runs as: in each tenant namespace it may create and change cxbackup resources and
-create, update and patch (not read) Secrets; nothing else."""
+create, update, patch and delete (not read) Secrets; nothing else."""
 
 
 def _tenant_rbac(namespace: str) -> list[dict[str, Any]]:
@@ -46,7 +46,7 @@ def _tenant_rbac(namespace: str) -> list[dict[str, Any]]:
                 "resources": ["recordingbackups", "exportjobs", "recordingcertificates", "recordingerasures"],
                 "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
             },
-            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "update", "patch"]},
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "update", "patch", "delete"]},
             {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "create"]},
         ],
     }
@@ -152,6 +152,10 @@ class InstalledChart:
     def apply_as_tenant(self, namespace: str, *bodies: Mapping[str, Any]) -> subprocess.CompletedProcess[str]:
         text = "\n---\n".join(json.dumps(b) for b in bodies)
         return self.as_tenant("apply", "-n", namespace, "-f", "-", input_text=text)
+
+    def create_as_tenant(self, namespace: str, body: Mapping[str, Any]) -> subprocess.CompletedProcess[str]:
+        """`kubectl create` (a tenant may not read Secrets, which `kubectl apply` does first)."""
+        return self.as_tenant("create", "-n", namespace, "-f", "-", input_text=json.dumps(body))
 
     def apply(self, namespace: str, *bodies: Mapping[str, Any]) -> None:
         """As the cluster admin (the key owner, the installer)."""
