@@ -18,6 +18,8 @@ import pytest
 
 from tests.reliability.table import Row, render_markdown
 
+_SECURITY = Path(__file__).resolve().parent / "security"
+"""The security suite's folder: its tests are rows of the table even without the `row` fixture."""
 _ROWS = pytest.StashKey[list[Row]]()
 _TEST_ROWS = pytest.StashKey[list[Row]]()
 
@@ -48,9 +50,20 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
     outcome = yield
     report = outcome.get_result()
-    if report.when != "call" or not report.failed or "row" not in getattr(item, "fixturenames", ()):
+    if report.when != "call":
         return
     recorded = item.stash.get(_TEST_ROWS, [])
+    if _SECURITY in Path(str(item.path)).parents and not recorded:
+        # every attack of the security suite is a row, also the ones that record none themselves
+        doc = (getattr(getattr(item, "function", None), "__doc__", None) or item.name).strip().splitlines()[0]
+        if (callspec := getattr(item, "callspec", None)) is not None and callspec.id not in doc:
+            doc = f"{doc} [{callspec.id}]"
+        notes = "" if report.passed else str(call.excinfo.value).splitlines()[0][:160] if call.excinfo else "failed"
+        row = Row(scenario=f"attack: {doc[:150]}", expected="refused", ok=report.passed, notes=notes, level="attack")
+        item.config.stash[_ROWS].append(row)
+        return
+    if not report.failed or "row" not in getattr(item, "fixturenames", ()):
+        return
     if not recorded:
         message = str(call.excinfo.value).splitlines()[0][:160] if call.excinfo else "failed"
         item.config.stash[_ROWS].append(Row(scenario=item.name, expected="?", ok=False, notes=f"error: {message}"))
