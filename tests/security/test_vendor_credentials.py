@@ -120,26 +120,38 @@ def _refused_by_operator(body: dict[str, Any], field: str) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "False" and field in c["message"] for c in conditions)
 
 
-def _attack(chart: InstalledChart, ns: str, kind: str, name: str, body: dict[str, Any], field: str) -> tuple[bool, str]:
-    """Apply `body` as the tenant: (refused, how). Refused = the API server said no, naming the field, or
-    the operator set Ready=False naming it. Whether a Job exists is checked by the caller."""
+def _apply(chart: InstalledChart, ns: str, body: dict[str, Any], field: str) -> tuple[bool, str] | None:
+    """Apply `body` as the tenant: (refused, how) when the API server said no (refused = naming the field),
+    None when it stored the object (the operator decides: see `_judged`)."""
     proc = chart.apply_as_tenant(ns, body)
     if proc.returncode != 0:
         return field.rsplit(".", 1)[-1] in proc.stderr, f"API server: {proc.stderr.strip()[:100]}"
+    return None
+
+
+def _judged(chart: InstalledChart, ns: str, kind: str, name: str, field: str) -> tuple[bool, str]:
+    """(refused, how) once the operator set a condition: refused = Ready=False naming the field. Whether a
+    Job exists is checked by the caller."""
     got = chart.wait_for(kind, ns, name, lambda b: bool((b.get("status") or {}).get("conditions")), timeout=30)
     return _refused_by_operator(got, field), f"operator: {json.dumps(got['status'].get('conditions'))[:100]}"
 
 
+def _attack(chart: InstalledChart, ns: str, kind: str, name: str, body: dict[str, Any], field: str) -> tuple[bool, str]:
+    return _apply(chart, ns, body, field) or _judged(chart, ns, kind, name, field)
+
+
 def _try_every_trick(chart: InstalledChart, ns: str, label: str, row: Callable[[Row], Row]) -> None:
-    results = []
-    for i, url in enumerate(TRICKS):
+    applied = []
+    for i, url in enumerate(TRICKS):  # all applied first, so that the operator judges them side by side
         for kind, build, field in (
             ("rb", _backup, "spec.source.gwsUriPrefix"),
             ("ej", _export, "spec.source.apiUriPrefix"),
         ):
             name = f"steal-{kind}-{i}"
-            refused, how = _attack(chart, ns, kind, name, build(name, url), field)
-            results.append((kind, url, refused, how))
+            applied.append((kind, name, url, field, _apply(chart, ns, build(name, url), field)))
+    results = [
+        (kind, url, *(by_api or _judged(chart, ns, kind, name, field))) for kind, name, url, field, by_api in applied
+    ]
     jobs = chart.items("jobs", ns)
     for kind, url, refused, how in results:
         row(Row(scenario=f"attack ({label}): {kind} sends the vendor credentials to {url!r}", expected="refused",

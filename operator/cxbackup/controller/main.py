@@ -60,6 +60,12 @@ def _configure(settings: kopf.OperatorSettings, options: OperatorOptions) -> Non
     # resource waits behind them. The work is I/O-bound; threads cost memory (bench, 1,000 resources:
     # 178 MiB with 6, 205 MiB with 16, 234-257 MiB with 32), so 16.
     settings.execution.max_workers = 16
+    # Per namespace (the chart's default), the operator may not list namespaces: kopf would try, retry with
+    # a backoff for about a minute before it starts on the namespaces it was given, and keep retrying. The
+    # namespaces are exact names, so there is nothing to scan for. (CRDs are still scanned once at start;
+    # the chart installs them before the operator.)
+    if options.namespaces:
+        settings.scanning.disabled = True
 
 
 def run_operator(options: OperatorOptions, op_settings: OperatorSettings | None = None) -> int:
