@@ -22,8 +22,9 @@ servers echo what they were sent. Three tools:
 
 Without a known secret, some forms cannot be told from ordinary text; these are left as they are:
 user info that is a token alone (no `:`) and holds `/ ? #` (`https://to/ken@host/` reads as the path
-`/ken@host/`), an unquoted value holding whitespace, `& , ;` or a quote (the value ends there), and a
-value that is itself a JSON object or list (`"credentials": {...}`: its own keys are looked at).
+`/ken@host/`), the part of an unquoted value after whitespace, a quote or `& , ; } ]` (the value ends
+there; an unquoted Authorization value ends at a quote, `&`, `}` or the line's end), and a value that is
+itself a JSON object or list (`"credentials": {...}`: its own keys are looked at).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ _URL_IN_TEXT = re.compile(r"(?<![A-Za-z0-9+.-])[A-Za-z0-9+.-]*+://[^\s'\"<>`]+")
 
 # What follows a key's name up to its value: an optional closing quote (escaped when the JSON sits inside
 # another string: `\"password\": \"...\"`), then `:` or `=` on the same line.
-_KEY_END = r"""\\*["']?[ \t]*[:=][ \t]*"""
+_KEY_END = r"""\\*["']?[ \t]*[:=][ \t]*+"""
 # A quoted value (JSON or Python, `b'...'` too), masked up to its closing quote: the same quote after as
 # many backslashes as opened it (`\"` inside `"..."` is part of the value); unclosed, to the line's end.
 _QUOTED = r"""(?P<open>b?(?P<bs>\\*)(?P<q>["'])){scheme}(?P<body>.*?)(?P<close>(?<!\\)(?P=bs)(?P=q)|$)"""
@@ -72,11 +73,12 @@ _AUTH_HEADER = re.compile(
     rf"(?P<scheme>{_SCHEMES}[ \t]+)?(?P<plain>[^\"'&\r\n}}]+))"
 )
 # A `Basic` or `Bearer` token anywhere (not "Basic authentication", nor a challenge's `Basic realm=`).
-_AUTH_TOKEN = re.compile(r"""(?i)\b(basic|bearer)([ \t]+)(?!auth\w*\b|realm\b)[^\s"'`<>,;)\]}]+""")
+_AUTH_TOKEN = re.compile(r"""(?i)\b(basic|bearer)([ \t]+)(?!auth|realm\b)[^\s"'`<>,;)\]}]+""")
 # `name=value`, `name: value`, `"name": "value"`, `'name': 'value'` with a secret name; an unquoted value
 # ends at whitespace, a quote or `& , ; } ]`; one that opens an object or a list is not taken, nor one
 # masked already (`token=***` of a cleaned URL, before the sentence's `).`).
-_PLAIN = r"""(?P<plain>(?![\[{])(?!\*\*\*[).,:!?]*(?:[\s"'&,;}\]]|$))[^\s"'&,;}\]]+)"""
+_VALUE_END = r"""\s"'&,;}\]"""
+_PLAIN = rf"(?P<plain>(?![\[{{])(?!\*\*\*[).:!?]*(?:[{_VALUE_END}]|$))[^{_VALUE_END}]+)"
 _ASSIGNED = re.compile(
     rf"(?im)(?P<key>(?<![\w.-])(?=[\w.-]*?{_SENSITIVE_NAME})[\w.-]*+{_KEY_END})"
     r"(?:" + _QUOTED.format(scheme="") + "|" + _PLAIN + ")"
@@ -87,7 +89,7 @@ _AWS_SECRET = re.compile(
     r"[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"
 )
 _TRAILING = ").,;:!?]}"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # (split() takes the other line and paragraph separators)
 _MASK = "***"
 
 
@@ -132,7 +134,8 @@ def _mask_parameters(url: str) -> str:
 
 
 def _mask_pairs(query: str) -> str:
-    return "&".join(_mask_pair(pair) for pair in query.split("&"))
+    # `&` separates pairs, and `;` on some servers; a `#` in a fragment is taken as part of a value
+    return "".join(_mask_pair(piece) for piece in re.split(r"([&;])", query))
 
 
 def _mask_pair(pair: str) -> str:

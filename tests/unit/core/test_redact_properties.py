@@ -9,7 +9,7 @@ any letter case), in `Authorization` / `Proxy-Authorization` headers (`Basic`, `
 `AWS4-HMAC-SHA256 ... Signature=`), in `X-Amz-Security-Token`, as `key=value`, `key: value`, in JSON
 (nested, and as a string inside another JSON string) and in the repr of Python dicts; each once with a
 Redactor that knows the secret (as the worker's does) and once with one that knows nothing. A secret
-"survives" when any 6 characters of it in a row (or the whole, when shorter), as planted, are in the
+"survives" when any 4 characters of it in a row (or the whole, when shorter), as planted, are in the
 cleaned text but were not in the text around it. What is not a secret stays: host, path, the other
 parameters, key names, and whole ordinary messages (recording ids, timestamps, phone numbers).
 
@@ -138,14 +138,16 @@ def forms(secret: str, user: str = "u") -> list[str]:
         quote_plus(raw, safe=""),
         quote(raw),
         base64.b64encode(raw).decode(),
+        base64.b64encode(raw).decode().rstrip("="),
         base64.urlsafe_b64encode(raw).decode(),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
         json.dumps(secret)[1:-1],
         repr(secret)[1:-1],
         basic_token(user, secret),
     ]
 
 
-def survivors(planted: list[str], cleaned: str, around: str, width: int = 6) -> list[str]:
+def survivors(planted: list[str], cleaned: str, around: str, width: int = 4) -> list[str]:
     """The parts (`width` characters in a row, or the whole when shorter) of the planted strings that are
     in `cleaned` but not in `around`, the same text with nothing planted."""
     parts = set()
@@ -425,6 +427,9 @@ def test_ordinary_messages_come_out_unchanged(rec: str, at: str, phone: str, dig
         f'{{"code": "RATE_LIMITED", "message": "slow down", "retryAfter": {n}, "phone": "{phone}"}}',
         f"{{'id': '{rec}', 'startTime': '{at}', 'ani': '{phone}', 'Key': 'recordings/{rec}'}}",
         f"password=*** for user bob (see https://vendor.example/x?token=***). Then {rec}.",
+        f"GET https://vendor.example/api/v2/users/bob@example.com/messages?limit={n} -> 404",
+        f"HTTP Basic auth failed for the torchbearer relay at {at}; access-key-id=x access.key.id=y",
+        f"https://vendor.example/x?monkey={n}&keys=2&keyring=3 ok",
     ]
     for message in messages:
         assert Redactor().clean(message) == message
@@ -456,3 +461,126 @@ def test_masks_keep_the_structure_around_them() -> None:
     assert redact_url("https://h/x?limit=1#frag") == "https://h/x?limit=1#frag"
     assert redact_url("https://h/x#access_token=a&state=2") == "https://h/x#access_token=***&state=2"
     assert redact_url("https://u:p@[::1/x?a=b&") == "https://[::1/x?a=b&"  # no parser: nothing to refuse
+
+
+KEY = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"  # the shape of an AWS secret access key
+
+# Exact outputs, for what a property cannot pin down: where a masked value ends, what stays around it.
+EXACT = {
+    # Authorization: the scheme stays, the value to the line's end, a quote, `&` or `}` goes
+    "Authorization: Basic x\r\nHost: h": "Authorization: Basic ***\r\nHost: h",
+    "Authorization:\tBearer\tx y": "Authorization:\tBearer\t***",
+    "Authorization: Negotiate a": "Authorization: Negotiate ***",
+    "Authorization: NTLM a": "Authorization: NTLM ***",
+    "Authorization: Digest a": "Authorization: Digest ***",
+    "Authorization: AWS AKIA:sig": "Authorization: AWS ***",
+    "Authorization: token a": "Authorization: token ***",
+    "Authorization: OAuth a": "Authorization: OAuth ***",
+    "Authorization: a b": "Authorization: ***",
+    "{Authorization: }": "{Authorization: }",
+    "?authorization=a&b=1": "?authorization=***&b=1",
+    "x.Authorization: a": "x.Authorization: ***",
+    "'Authorization': 'Digest a b'": "'Authorization': 'Digest ***'",
+    # free-standing tokens end at whitespace, quotes, `< > , ; ) ] }`
+    "Bearer\tx": "Bearer\t***",
+    "(Bearer a)[Basic b]{Bearer c}<Bearer d>": "(Bearer ***)[Basic ***]{Bearer ***}<Bearer ***>",
+    "`Bearer e` 'Basic f' \"Basic g\"": "`Bearer ***` 'Basic ***' \"Basic ***\"",
+    "Bearer h,i Bearer j;k": "Bearer ***,i Bearer ***;k",
+    "Basic realmless": "Basic ***",
+    "'Authorization': 'Bearer\tx'": "'Authorization': 'Bearer\t***'",
+    "'Authorization': 'Bearer  y'": "'Authorization': 'Bearer  ***'",
+    "Authorization: Bearer  x": "Authorization: Bearer  ***",
+    "Authorization: Basicx": "Authorization: ***",
+    "'Authorization': 'Basicx'": "'Authorization': '***'",
+    "Authorization: Basic a\"b Authorization: Basic c'd": "Authorization: Basic ***\"b Authorization: Basic ***'d",
+    "Bearer  x Bearer a<b": "Bearer  *** Bearer ***<b",
+    "Basicbond Bearer ,x": "Basicbond Bearer ,x",
+    "token=***.": "token=***.",
+    "password=&x password=": "password=&x password=",
+    "x://u:p@h/ https://a/x<ftp://u:p@b/ https://a/x>ftp://u:p@b/": "x://h/ https://a/x<ftp://b/ https://a/x>ftp://b/",
+    "https://h/x?token=a?": "https://h/x?token=***?",
+    f"X{KEY} 9{KEY}": f"X{KEY} 9{KEY}",
+    "k " + "/+" * 10 + "aB3" + "x" * 17 + " k " + "+/" * 10 + "Ab3" + "x" * 17 + " k": "k *** k *** k",
+    "k " + "/+" * 10 + "3aB" + "x" * 17 + " k": "k *** k",
+    # key=value: the key stays, the value ends at whitespace, a quote or `& , ; } ]`
+    'password=a"b': 'password=***"b',
+    "password=a'b": "password=***'b",
+    "password=a&b=1": "password=***&b=1",
+    "password=a,b password=a;b": "password=***,b password=***;b",
+    "password=a}b password=a]b": "password=***}b password=***]b",
+    "password\t=\tx": "password\t=\t***",
+    "password=[a] token={b}": "password=[a] token={b}",
+    '{"password": "", "user": "bob"}': '{"password": "***", "user": "bob"}',
+    "db.password=a x-api-key: b my.api.key=c session-key=d session.key=e pass=f auth=g sig=h": (
+        "db.password=*** x-api-key: *** my.api.key=*** session-key=*** session.key=*** pass=*** auth=*** sig=***"
+    ),
+    "access-key=a access.key=b": "access-key=*** access.key=***",
+    # a value masked already stays as it is, with the sentence's punctuation after it
+    "token=***). token=***, token=***: token=***! token=***? token=***": (
+        "token=***). token=***, token=***: token=***! token=***? token=***"
+    ),
+    "token=***\" token=***' token=***& token=***; token=***} token=***]": (
+        "token=***\" token=***' token=***& token=***; token=***} token=***]"
+    ),
+    "token=***x": "token=***",
+    # URLs end at whitespace, quotes and `< > backtick`; trailing punctuation is not part of them
+    "'https://a/x','ftp://u:p@b/' \"https://c/x\",\"ftp://u:p@d/\"": "'https://a/x','ftp://b/' \"https://c/x\",\"ftp://d/\"",
+    "<https://e/x>,<ftp://u:p@f/> `https://g/x`,`ftp://u:p@h/`": "<https://e/x>,<ftp://f/> `https://g/x`,`ftp://h/`",
+    "https://u:p@h/x) https://u:p@h/x. https://u:p@h/x, https://u:p@h/x; https://u:p@h/x: https://u:p@h/x!": (
+        "https://h/x) https://h/x. https://h/x, https://h/x; https://h/x: https://h/x!"
+    ),
+    "https://u:p@h/x? https://u:p@h/x] https://u:p@h/x}": "https://h/x? https://h/x] https://h/x}",
+    "HTTPS://U:P@H/x Z9+.-a://u:p@h/": "HTTPS://H/x Z9+.-a://h/",
+    # the shape of an AWS secret key: 40 characters of base64 with upper case, lower case and digits, alone
+    f"k {KEY} k": "k *** k",
+    f"x{KEY} {KEY}x /{KEY} +{KEY} ={KEY} {KEY}= {KEY}/ {KEY}+": (
+        f"x{KEY} {KEY}x /{KEY} +{KEY} ={KEY} {KEY}= {KEY}/ {KEY}+"
+    ),
+    "k " + "a1" * 20 + " " + "A1" * 20 + " " + "aA" * 20 + " k": "k "
+    + "a1" * 20
+    + " "
+    + "A1" * 20
+    + " "
+    + "aA" * 20
+    + " k",
+    "k " + "9" * 38 + "aZ k " + "aZ" + "9" * 38 + " k " + "/+" * 19 + "a1 k": "k *** k *** k " + "/+" * 19 + "a1 k",
+    "k " + "Aa/" * 13 + "1 k " + "aZ+" * 13 + "1 k": "k *** k *** k",
+}
+
+
+def test_exact_outputs() -> None:
+    for text, expected in EXACT.items():
+        assert Redactor().clean(text) == expected, text
+    for url, expected in {
+        "https://@host/x": "https://host/x",
+        "https://to@ken@host/x": "https://host/x",
+        "https://h/x?token=a?b=1": "https://h/x?token=***",
+        "https://h/x#token=a#b=1": "https://h/x#token=***",
+        "https://h/x?token=ab=cd": "https://h/x?token=***",
+        "https://h/x#token=2;b=3": "https://h/x#token=***;b=3",
+    }.items():
+        assert redact_url(url) == expected, url
+
+
+def test_known_secrets_longest_first_and_in_every_escape() -> None:
+    assert Redactor(["bcde", "abcdef"]).clean("(abcdef)") == "(***)"
+    tricky = "a b/c'd\"e\\f"
+    redactor = Redactor([tricky])
+    for shown in (
+        quote(tricky, safe=""),
+        quote_plus(tricky, safe=""),
+        quote(tricky),
+        json.dumps(tricky)[1:-1],
+        repr(tricky)[1:-1],
+    ):
+        assert redactor.clean(f"({shown})") == "(***)", shown
+    assert base64.b64encode(b"secreW") == b"c2VjcmVX"  # ends in "X": the padding is all that may go
+    assert Redactor(["secreW"]).clean("(c2VjcmVX)") == "(***)"
+    # base64 and its URL-safe form differ where base64 has `+` or `/`
+    assert Redactor(["~~~secreW"]).clean("(fn5+c2VjcmVX) (fn5-c2VjcmVX)") == "(***) (***)"
+
+
+def test_snippets_exactly() -> None:
+    assert snippet("a\x00b\nc\x85d\u2028e\u2029f\x7fg  h") == "a b c d e f g h"
+    assert snippet("x" * 10, 10) == "x" * 10
+    assert snippet("x" * 11, 10) == "x" * 9 + "…"
