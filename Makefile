@@ -4,13 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml devtools/pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help venv fetch controlplane helm promtool prometheus nodepackages lint test test-unit demo crds dashboards bench reliability lock image clean
+.PHONY: help venv fetch controlplane helm promtool prometheus nodepackages lint check test test-unit demo crds dashboards bench reliability lock image clean
 
 help:
 	@echo "make test        set up everything, lint, and run every test (unit, integration, e2e)"
 	@echo "make demo        run the demo end to end (control plane, emulator, operator)"
 	@echo "make crds        regenerate crds/ and the chart's CRDs from the API models"
 	@echo "make dashboards  regenerate dashboards/ and the chart's copies from hack/dashboards.py (Grafana's SDK)"
+	@echo "make check       the inner loop: lint, unit tests, the integration tests that need no node (< 3 min)"
 	@echo "make test-unit   only the fast unit tests"
 	@echo "make bench       benchmarks against peer tools (bench/RESULTS.md)"
 	@echo "make reliability the full fault/bad-input/load table"
@@ -60,9 +61,11 @@ crds: venv
 dashboards: venv
 	$(BIN)/python hack/dashboards.py
 
+PY_SOURCES := operator devtools tests bench hack/dashboards.py
+
 lint: venv
-	$(BIN)/ruff check operator devtools tests bench hack/dashboards.py
-	$(BIN)/ruff format --check operator devtools tests bench hack/dashboards.py
+	$(BIN)/ruff check $(PY_SOURCES)
+	$(BIN)/ruff format --check $(PY_SOURCES)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/cxbackup-dev crds --check
@@ -71,6 +74,16 @@ lint: venv
 
 test-unit: venv
 	$(BIN)/pytest tests/unit
+
+# The inner loop: lint, the unit tests and the integration tests that need no node (those marked `node` start
+# containerd and kubelet or build the image, as root: make test runs them).
+check: venv controlplane helm promtool prometheus
+	$(BIN)/ruff check $(PY_SOURCES)
+	$(BIN)/ruff format --check $(PY_SOURCES)
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/cxbackup-dev crds --check
+	$(BIN)/pytest tests/unit tests/integration -m "not node"
 
 test: venv controlplane helm promtool prometheus nodepackages lint
 	$(BIN)/pytest -m "not reliability_full"

@@ -17,8 +17,9 @@ from cxbackup_dev.localcluster.stack import LocalStack
 
 REPO = Path(__file__).resolve().parents[1]
 
-pytest_plugins = ["tests.rows"]
-"""The reliability table (its `row` fixture and printer), for the reliability and the security suites."""
+pytest_plugins = ["tests.rows", "tests.timing"]
+"""The reliability table (its `row` fixture and printer), for the reliability and the security suites; the time
+per tier and the slowest tests, printed at the end of every run."""
 
 
 @pytest.fixture(scope="session")
@@ -53,10 +54,14 @@ def kube_env(control_plane: ControlPlane) -> dict[str, str]:
 
 def installed_stack(tmp_path_factory: pytest.TempPathFactory, *, hardened: bool = False) -> Iterator[LocalStack]:
     """The product installed by its chart on a real node (one node per machine: the e2e and reliability
-    packages each have one, package-scoped); after it stops, the machine must be as it was before."""
-    before = host_snapshot()
-    with LocalStack(tmp_path_factory.mktemp("stack"), hardened=hardened) as s:
+    packages each have one, package-scoped); after it stops, the machine must be as it was before. Compared is
+    only what the node harness creates or sets (`host_snapshot`: its cgroups, the mounts under its folders,
+    its iptables chains and network links, kubelet's sysctls, its processes), not what other processes on the
+    machine change meanwhile (a cgroup, a mount or a link of their own)."""
+    workdir = tmp_path_factory.mktemp("stack")
+    before = host_snapshot(workdir)
+    with LocalStack(workdir, hardened=hardened) as s:
         yield s
-    after = host_snapshot()
+    after = host_snapshot(workdir)
     changed = {k: (before[k], after[k]) for k in before if before[k] != after[k]}
     assert not changed, f"the test node left the machine changed: {changed}"

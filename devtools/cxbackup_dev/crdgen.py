@@ -20,7 +20,7 @@ from cxbackup.api.erasure import RecordingErasureSpec, RecordingErasureStatus
 from cxbackup.api.exportjob import ExportJobSpec, ExportJobStatus
 from cxbackup.api.recordingbackup import RecordingBackupSpec, RecordingBackupStatus
 
-__all__ = ["KINDS", "CrdKind", "build_crd", "build_crds", "render_crds", "structural_schema"]
+__all__ = ["KINDS", "CrdKind", "build_crd", "build_crds", "render_crds", "root_schema", "structural_schema"]
 
 Schema = dict[str, Any]
 
@@ -224,9 +224,28 @@ def structural_schema(model: type[BaseModel]) -> Schema:
     return schema
 
 
+def root_schema(kind: CrdKind) -> Schema:
+    """The CRD's openAPIV3Schema: apiVersion, kind, metadata, spec and status, and the spec model's root rules
+    (`crd_root_validations`: rules on the whole object, e.g. its name)."""
+    schema: Schema = {
+        "type": "object",
+        "description": kind.description,
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string", "description": "cxbackup.io/v1alpha1"},
+            "kind": {"type": "string", "description": kind.kind},
+            "metadata": {"type": "object"},
+            "spec": structural_schema(kind.spec),
+            "status": structural_schema(kind.status),
+        },
+    }
+    rules = [dict(rule) for rule in getattr(kind.spec, "crd_root_validations", ())]
+    if rules:
+        schema["x-kubernetes-validations"] = rules
+    return schema
+
+
 def build_crd(kind: CrdKind) -> dict[str, Any]:
-    spec_schema = structural_schema(kind.spec)
-    status_schema = structural_schema(kind.status)
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -253,20 +272,7 @@ def build_crd(kind: CrdKind) -> dict[str, Any]:
                     "storage": True,
                     "subresources": {"status": {}},
                     "additionalPrinterColumns": kind.columns,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": kind.description,
-                            "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string", "description": "cxbackup.io/v1alpha1"},
-                                "kind": {"type": "string", "description": kind.kind},
-                                "metadata": {"type": "object"},
-                                "spec": spec_schema,
-                                "status": status_schema,
-                            },
-                        }
-                    },
+                    "schema": {"openAPIV3Schema": root_schema(kind)},
                 }
             ],
         },

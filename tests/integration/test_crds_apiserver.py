@@ -328,3 +328,20 @@ def test_an_executed_erasure_cannot_be_changed(control_plane: ControlPlane, name
     doc["spec"]["request"], doc["spec"]["execute"] = "DSAR-2026-118", False
     code, out = _apply(control_plane, namespace, doc)
     assert code != 0 and "an executed erasure cannot be changed" in out, out
+
+
+def test_a_recordingbackup_name_over_35_characters_is_refused_by_the_crd_alone(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    """The CRD's own rule (no chart, so no admission policy): a worker pod's name carries its backup's whole
+    name only up to 35 characters. Refused naming metadata.name and why; 35 characters are fine."""
+    policies = control_plane.kubectl("get", "validatingadmissionpolicies", "-o", "name").stdout.split()
+    assert not [p for p in policies if p.endswith("-names")], policies  # nothing but the CRD decides here
+    doc = _example("recordingbackup.yaml")
+    doc["metadata"]["name"] = "n" * 36
+    code, out = _apply(control_plane, namespace, doc)
+    assert code != 0 and "metadata.name has at most 35 characters" in out, out
+    assert "worker pods carry it whole" in out, out
+    doc["metadata"]["name"] = "n" * 35
+    code, out = _apply(control_plane, namespace, doc)
+    assert code == 0, out

@@ -24,7 +24,7 @@ import pytest
 
 from cxbackup_dev.localcluster.images import ImageBuildError, build_image
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.node]
 
 REPO = Path(__file__).resolve().parents[2]
 LOCK = REPO / "requirements.lock"

@@ -44,6 +44,7 @@ time.sleep(3600)
 """
 
 
+@pytest.mark.node
 def test_a_killed_node_is_cleaned_up_by_the_next_run(tmp_path: Path) -> None:
     pause_archive, pause_ref = build_image("pause")
     before = host_snapshot()

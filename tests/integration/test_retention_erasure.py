@@ -20,6 +20,7 @@ from cxbackup.backup.holds import LEDGER_DIR
 from cxbackup_dev.emulator import Emulator, parse_time
 from tests.integration.emulator_fixtures import target_bucket
 from tests.integration.test_backup_download import folder_of, run_cli
+from tests.integration.test_search_cli import recording, write_tree
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +63,8 @@ def test_holds_then_a_dry_run_then_the_sweep_on_a_folder(emulator: Emulator, tmp
     before = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
     dry = cli("retention", "--target", str(target), "--keep-for", keep)
     assert dry.returncode == 0, dry.stderr
-    assert "Dry run" in dry.stdout and "9 recordings" in dry.stdout and "1 kept under 1 legal hold" in dry.stdout
+    assert "Dry run" in dry.stdout and "9 recordings" in dry.stdout
+    assert "; 1 recording past retention kept by legal holds (1 legal hold in force)." in dry.stdout
     assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()) == before
 
     swept = cli(
@@ -132,7 +134,7 @@ def test_erasure_on_a_folder_refuses_held_and_the_next_backup_never_takes_them_b
     assert {r["id"] for r in result["recordings"]} == subject_ids and agent not in result_file.read_text()
 
     done = cli("erase", "--target", str(target), "--agent", agent, "--request", "DSAR-117", "--execute", "--json")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 6, done.stderr  # done except what legal holds keep
     report = json.loads(done.stdout)
     assert report["counts"] == {"erased": len(subject_ids) - 1, "held": 1}
     erased = subject_ids - {held}
@@ -326,3 +328,44 @@ def test_held_recordings_survive_a_lost_damaged_or_emptied_holds_file_and_a_hold
     again = cli(*sweep)
     assert again.returncode == 0 and json.loads(again.stdout)["deleted"] == 1, again.stdout + again.stderr
     assert not (target / folder_of(by_spec)).exists() and (target / folder_of(by_cli)).exists()
+
+
+def test_erase_exit_codes_tell_all_erased_from_some_held_from_some_failed(tmp_path: Path) -> None:
+    """0: every recording found was erased; 6: all but those legal holds keep (the request is not done until
+    they are released and the erasure runs again); 1: some could not be erased, whatever else happened."""
+    target = tmp_path / "target"
+    a, b, c = "+16475550101", "+16475550202", "+16475550303"
+    subjects = {"A1": a, "A2": a, "B1": b, "B2": b, "C1": c, "C2": c}
+    write_tree(target, [recording(rec_id, n, caller=phone) for n, (rec_id, phone) in enumerate(subjects.items())])
+    for rec_id in ("A2", "B2"):
+        assert cli("hold", "add", "--target", str(target), f"id:{rec_id}", "--reason", "case 9").returncode == 0
+    (target / "2026/11/29/10/B1/stray").mkdir()  # a recording folder holds only files: B1 cannot be erased
+
+    def erase(phone: str, *more: str) -> Any:
+        return cli("erase", "--target", str(target), "--phone", phone, "--request", "DSAR-7", *more)
+
+    dry = erase(a)
+    assert dry.returncode == 0 and "1 to-erase, 1 held" in dry.stdout, dry.stdout + dry.stderr  # nothing done yet
+    held = erase(a, "--execute")
+    assert held.returncode == 6, held.stdout + held.stderr
+    assert "1 erased, 1 held" in held.stdout
+    assert held.stdout.rstrip().endswith(
+        "Not complete: 1 recording under a legal hold was not erased; run this erasure again once the hold is "
+        "released (`cxbackup hold release`)."
+    )
+    assert not (target / "2026/11/29/10/A1").exists() and (target / "2026/11/29/10/A2").exists()
+    again = erase(a, "--execute", "--exit-zero-when-held", "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["counts"] == {"held": 1}, again.stdout + again.stderr
+
+    failed = erase(b, "--execute", "--json")
+    assert failed.returncode == 1, failed.stdout + failed.stderr  # a failure outranks a hold
+    assert json.loads(failed.stdout)["counts"] == {"failed": 1, "held": 1}
+    assert (target / "2026/11/29/10/B1").exists() and (target / "2026/11/29/10/B2").exists()
+
+    done = erase(c, "--execute")
+    assert done.returncode == 0 and "2 erased." in done.stdout and "Not complete" not in done.stdout, done.stdout
+    # once the hold is released, the same request finishes
+    released = cli("hold", "release", "--target", str(target), "id:A2", "--reason", "case 9 closed")
+    assert released.returncode == 0, released.stderr
+    finished = erase(a, "--execute")
+    assert finished.returncode == 0 and "1 erased." in finished.stdout, finished.stdout + finished.stderr

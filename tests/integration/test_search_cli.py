@@ -223,3 +223,104 @@ def test_s3_target_backup_then_search_through_the_config(emulator: Emulator, tmp
     )
     none = run_cli(["search", "-config", str(empty), "--agent", user], target_env)
     assert none.returncode == 2 and "has no search index; build it from the bucket with `cxbackup index" in none.stderr
+
+
+# ------------------------------------------------------------------ hand-made metadata in a real folder
+
+
+def recording(
+    rec_id: str, minute: int, *, caller: str = "+15125550100", media: Sequence[Mapping[str, Any]] = (), **fields: Any
+) -> dict[str, Any]:
+    """A metadata record in the vendor's format, started `minute` minutes after 2026-11-29 10:00Z."""
+    start = f"2026-11-29T{10 + minute // 60:02d}:{minute % 60:02d}:00.000+0000"
+    files = [{"mediaId": f"{rec_id}_{i}.bin", "type": "audio/mp3", **m} for i, m in enumerate(media)]
+    return {"id": rec_id, "callerPhoneNumber": caller, "dialedPhoneNumber": "+15125550199", "startTime": start,
+            "stopTime": start, "mediaFiles": files, **fields}  # fmt: skip
+
+
+def write_tree(target: Path, records: Sequence[Mapping[str, Any]]) -> None:
+    """Each record as `<hour>/<id>/<id>.json` (metadata only, as with metadataOnly), then `cxbackup index`."""
+    for rec in records:
+        folder = target / "2026/11/29/10" / rec["id"]
+        folder.mkdir(parents=True)
+        (folder / f"{rec['id']}.json").write_text(json.dumps(rec))
+    result = run_cli(["index", "--target", str(target)], {}, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_access_group_covers_the_groups_under_it_on_whole_path_segments(tmp_path: Path) -> None:
+    target = tmp_path / "groups"
+    groups = {
+        "G-ANTHONY": ["/Anthony"],
+        "G-JOHN": ["/Anthony/John"],
+        "G-DEEP": ["/Anthony/John/Night"],
+        "G-SLASHES": ["Anthony/Paul/"],  # written without the leading and with a trailing slash
+        "G-ANTHONYX": ["/Anthonyx"],
+        "G-ANTHONY-X": ["/Anthony-x/John"],
+        "G-OTHER": ["/Other"],
+        "G-NONE": [],
+    }
+    write_tree(target, [recording(i, n, media=[{"accessgroups": g}]) for n, (i, g) in enumerate(groups.items())])
+    for narrowed in ([], ["--from", "2026-11-29"]):  # alone (listed from the key) and per candidate
+        covered = {*found(target, "--access-group", "/Anthony", *narrowed)}
+        assert covered == {"G-ANTHONY", "G-JOHN", "G-DEEP", "G-SLASHES"}, narrowed
+        assert found(target, "--access-group", "Anthony/", *narrowed) == found(target, "--access-group", "/Anthony")
+        assert found(target, "--access-group", "/Anthony/John", *narrowed) == ["G-JOHN", "G-DEEP"]
+        assert found(target, "--access-group", "/Anthonyx", *narrowed) == ["G-ANTHONYX"]
+        assert found(target, "--access-group", "/Anth", *narrowed) == []  # a segment is matched whole
+        assert found(target, "--access-group", "/Anthony/Jo", *narrowed) == []
+        assert found(target, "--access-group", "/Other", "--access-group", "/Anthony/John", *narrowed) == [
+            "G-JOHN", "G-DEEP", "G-OTHER",
+        ]  # fmt: skip
+        # `/` covers every access group; a recording without one is not in any
+        assert set(found(target, "--access-group", "/", *narrowed)) == set(groups) - {"G-NONE"}
+    # partitions are matched exactly
+    parts = [recording("P-SALES", 0, media=[{"partitions": ["/sales"]}]),
+             recording("P-EMEA", 1, media=[{"partitions": ["/sales/emea"]}])]  # fmt: skip
+    write_tree(tmp_path / "partitions", parts)
+    assert found(tmp_path / "partitions", "--partition", "/sales") == ["P-SALES"]
+
+
+def test_text_ignores_case_and_the_accents_of_latin_letters(tmp_path: Path) -> None:
+    write_tree(tmp_path, [
+        recording("T1", 0, disposition="Rückruf Café CALLBACK"),
+        recording("T2", 1, disposition="cafe callback rueckruf"),
+        recording("T3", 2, disposition="Straße Øresund"),
+    ])  # fmt: skip
+    for words in ("cafe", "CAFÉ", "Cafe", "café callback"):
+        assert found(tmp_path, "--text", words) == ["T1", "T2"], words
+    assert found(tmp_path, "--text", "ruckruf") == ["T1"]  # ü is u with an accent: not "ue"
+    assert found(tmp_path, "--text", "RÜCK*") == ["T1"]
+    # letters of their own, not accented forms, match only themselves (in any case)
+    assert found(tmp_path, "--text", "STRASSE") == []
+    assert found(tmp_path, "--text", "STRAßE") == ["T3"]
+    assert found(tmp_path, "--text", "oresund") == []
+    assert found(tmp_path, "--text", "øresund") == ["T3"]
+
+
+def test_agent_matches_a_screen_recordings_agent_field_whatever_it_holds(tmp_path: Path) -> None:
+    def screen(agent: str) -> dict[str, Any]:
+        return {"type": "video/mp4", "parameters": {"agentID": agent, "muxed_mediaIds": ["x"]}}
+
+    write_tree(tmp_path, [
+        recording("S-DN", 0, media=[screen("+1 647 838 9077")]),  # the agent's phone number (DN)
+        recording("S-NAME", 1, media=[screen("Agent_7")]),
+        recording("S-ID", 2, media=[screen("103077")]),
+        recording("V-ID", 3, media=[{"parameters": {"agentId": "103077", "username": "agent_7"}}]),
+    ])  # fmt: skip
+    assert found(tmp_path, "--agent", "+1 647 838 9077") == ["S-DN"]  # the field's value exactly, case ignored
+    assert found(tmp_path, "--agent", "+16478389077") == []  # not a number match: that is --phone
+    assert found(tmp_path, "--phone", "+16478389077") == ["S-DN"]
+    assert found(tmp_path, "--phone", "9077") == ["S-DN"]
+    assert found(tmp_path, "--agent", "agent_7") == ["S-NAME", "V-ID"]
+    assert found(tmp_path, "--agent", "103077") == ["S-ID", "V-ID"]
+    assert found(tmp_path, "--phone", "103077") == ["S-ID"]  # digits only: also a number of the recording
+    assert "+1 647 838 9077" in search_json(tmp_path, "--id", "S-DN")["recordings"][0]["agents"]
+
+
+def test_a_backed_up_screen_recording_is_found_by_its_agent_field(backed_up: Path, emulator: Emulator) -> None:
+    records = list(emulator.records())
+    rec = next(r for r in records if any(m["type"] == "video/mp4" for m in r["mediaFiles"]))
+    agent_field = next(m for m in rec["mediaFiles"] if m["type"] == "video/mp4")["parameters"]["agentID"]
+    assert rec["id"] in found(backed_up, "--agent", agent_field)
+    assert rec["id"] in found(backed_up, "--phone", agent_field)

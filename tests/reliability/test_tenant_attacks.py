@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
 from cxbackup_dev.emulator import Emulator
 from cxbackup_dev.localcluster.stack import LocalStack
@@ -258,22 +260,22 @@ def test_a_taken_over_operator_or_worker_is_held_by_the_admission_policies(
         "the operator's account writes a Secret into kube-system": as_user(operator, secret),
     }
     apply(stack, ns, backup_body(emu, "victim-rb", suspend=True))
-    shards = json.dumps({"status": {"shards": {"0": {"runId": "forged", "phase": "Succeeded"}}}})
-    proc = stack.cp.kubectl(
-        "patch",
-        "rb",
-        "victim-rb",
-        "-n",
-        ns,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        shards,
-        f"--as={worker}",
-        "--as-user-extra=authentication.kubernetes.io/pod-name=other-20261129-0-abcde",
-        check=False,
-    )
-    checks["a worker pod writes another resource's status"] = (proc.returncode != 0, proc.stderr.strip()[:120])
+    # As a worker pod sends it (cxbackup.worker.status): a merge patch of the status without a GET first (the
+    # worker's RBAC grants only patch, so `kubectl patch`, which reads the object, would be refused by RBAC
+    # before the admission policy saw it). Refused by the policy, naming its rule, proves the policy.
+    api = config.new_client_from_config(config_file=str(stack.cp.kubeconfig))
+    api.set_default_header("Impersonate-User", worker)
+    api.set_default_header("Impersonate-Extra-authentication.kubernetes.io%2Fpod-name", "other-20261129-000000-0-abcde")
+    shards = {"status": {"shards": {"0": {"runId": "forged", "phase": "Succeeded"}}}}
+    try:
+        client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+            "cxbackup.io", "v1alpha1", ns, "recordingbackups", "victim-rb", shards, dry_run="All"
+        )
+        refused, why = False, "admitted"
+    except ApiException as exc:
+        why = str(exc.body)
+        refused = "only the status of the RecordingBackup whose Job it runs in" in why
+    checks["a worker pod writes another resource's status"] = (refused, why.strip()[:120])
     for scenario, (refused, notes) in checks.items():
         row(Row(scenario=f"attack: {scenario}", expected="refused", ok=refused, notes=notes, level="attack"))
     assert all(refused for refused, _ in checks.values()), checks

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import datetime as dt
 import json
 import subprocess
@@ -46,6 +47,7 @@ from cxbackup.controller.export.manifests import (
 )
 from cxbackup.controller.manifests import JobSettings, run_id_for
 from cxbackup.controller.podlimits import PodLimits
+from cxbackup.controller.settings import load_settings
 from cxbackup.export.request import ExportRequest
 from cxbackup_dev.localcluster.controlplane import ControlPlane
 from tests import resources
@@ -87,12 +89,14 @@ class Chart:
     operator: str
     image: str
     worker_account: str
+    jobs: JobSettings
+    """The job settings the installed operator runs with (read from its Deployment's environment)."""
 
     def worker(self, namespace: str | None = None) -> str:
         return f"system:serviceaccount:{namespace or self.tenant}:{self.worker_account}"
 
     def settings(self, **changes: Any) -> JobSettings:
-        return JobSettings(image=self.image, worker_service_account=self.worker_account, **changes)
+        return dataclasses.replace(self.jobs, **changes)
 
 
 def _kubectl(chart: Chart, *args: str, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -184,10 +188,14 @@ def _wait_policies(chart: Chart) -> None:
     raise AssertionError("the chart's admission policies did not take effect within 60 s")
 
 
+TOLERATION_KEYS = ("dedicated",)
+NODE_SELECTOR_KEYS = ("kubernetes.io/os",)
+
+
 @pytest.fixture(scope="module")
 def chart(helm: Helm, control_plane: ControlPlane) -> Iterator[Chart]:
-    """The chart installed per namespace (its default), watching two namespaces; uninstalled afterwards (its
-    admission policies are cluster-wide)."""
+    """The chart installed per namespace (its default), watching two namespaces, allowing one taint key and one
+    node label key to worker pods; uninstalled afterwards (its admission policies are cluster-wide)."""
     cp = control_plane
     release = f"adm-{uuid.uuid4().hex[:6]}"
     namespace, tenant, other = (_namespace(cp, p) for p in ("t-adm-sys", "t-adm-tenant", "t-adm-other"))
@@ -201,6 +209,10 @@ def chart(helm: Helm, control_plane: ControlPlane) -> Iterator[Chart]:
         str(cp.kubeconfig),
         "--set-json",
         f"watchNamespaces={json.dumps([tenant, other])}",
+        "--set-json",
+        f"worker.allowedTolerationKeys={json.dumps(list(TOLERATION_KEYS))}",
+        "--set-json",
+        f"worker.allowedNodeSelectorKeys={json.dumps(list(NODE_SELECTOR_KEYS))}",
         "--timeout",
         "60s",
     )
@@ -209,7 +221,7 @@ def chart(helm: Helm, control_plane: ControlPlane) -> Iterator[Chart]:
         cp.kubectl("get", "deployment", f"{release}-cxbackup", "-n", namespace, "-o", "json").stdout
     )
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    env = {e["name"]: e.get("value") for e in container["env"]}
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     installed = Chart(
         cp=cp,
         release=release,
@@ -219,6 +231,7 @@ def chart(helm: Helm, control_plane: ControlPlane) -> Iterator[Chart]:
         operator=f"system:serviceaccount:{namespace}:{deployment['spec']['template']['spec']['serviceAccountName']}",
         image=env["CXBACKUP_WORKER_IMAGE"],
         worker_account=env["CXBACKUP_WORKER_SERVICE_ACCOUNT"],
+        jobs=load_settings(env).jobs,
     )
     _wait_policies(installed)
     try:
@@ -566,6 +579,14 @@ def real_jobs(chart: Chart) -> dict[str, Doc]:
             ns,
         )
     )
+    limits = settings.limits
+    caps = {
+        "resources": {"requests": dict(limits.max_resources), "limits": dict(limits.max_resources)},
+        "tmpSizeLimit": limits.max_tmp_size,
+        "tolerations": [{"key": k, "operator": "Exists", "effect": "NoSchedule"} for k in limits.toleration_keys],
+        "nodeSelector": dict.fromkeys(limits.node_selector_keys, "linux"),
+    }
+    at_caps = RecordingBackup.model_validate(_model(_backup_body("rb-caps", pod=caps), ns))
     s3 = RecordingBackup.model_validate(_model(_backup_body("rb-s3", target=S3_TARGET), ns))
     contacts = ExportJob.model_validate(_model(resources.export_job(VENDOR, "contacts"), ns))
     chat_s3 = ExportJob.model_validate(
@@ -597,6 +618,9 @@ def real_jobs(chart: Chart) -> dict[str, Doc]:
     subject = ExportJob.model_validate(_model(subject_doc, ns))
     erasure_doc = yaml.safe_load((REPO / "examples" / "recordingerasure.yaml").read_text())
     erasure = RecordingErasure.model_validate(_model(erasure_doc, ns))
+    erasure_at_caps = RecordingErasure.model_validate(
+        _model({**erasure_doc, "spec": {**erasure_doc["spec"], "pod": caps}}, ns)
+    )
     cert = CertificateSource("rc-tls")
 
     def export_run(export: ExportJob, sources: SubjectAccessSources | None = None) -> Doc:
@@ -607,11 +631,13 @@ def real_jobs(chart: Chart) -> dict[str, Doc]:
     return {
         "backup run, PVC target, 64 shards": build_backup_job(pvc, RUN_ID, WINDOW, settings, run_start=NOW),
         "backup run with the resource's pod settings": build_backup_job(
-            scheduled,
-            RUN_ID,
-            WINDOW,
-            chart.settings(limits=PodLimits(toleration_keys=("dedicated",), node_selector_keys=("kubernetes.io/os",))),
-            run_start=NOW,
+            scheduled, RUN_ID, WINDOW, settings, run_start=NOW
+        ),
+        "backup run with the resource's pod settings at the caps": build_backup_job(
+            at_caps, RUN_ID, WINDOW, settings, run_start=NOW
+        ),
+        "erasure with its own pod settings at the caps": build_erasure_job(
+            erasure_at_caps, pvc, RUN_ID, settings, run_start=NOW
         ),
         "backup run, S3 target": build_backup_job(s3, RUN_ID, WINDOW, settings, run_start=NOW),
         "backup run trusting a private CA": build_backup_job(
@@ -633,6 +659,9 @@ def real_jobs(chart: Chart) -> dict[str, Doc]:
 
 
 def test_every_job_the_operator_builds_is_admitted(chart: Chart) -> None:
+    """Including those built from a resource's own pod settings at the installer's caps (the chart's values):
+    the operator's caps (podlimits.py) and the policy's are the same."""
+    assert chart.jobs.limits == PodLimits(toleration_keys=TOLERATION_KEYS, node_selector_keys=NODE_SELECTOR_KEYS)
     jobs = real_jobs(chart)
     refusals = {what: proc.stderr for what, job in jobs.items() if (proc := as_operator(chart, job)).returncode != 0}
     assert refusals == {}
@@ -649,6 +678,16 @@ def _pod(job: Doc) -> Doc:
 def _c(job: Doc) -> Doc:
     container: Doc = _pod(job)["containers"][0]
     return container
+
+
+def _tmp(job: Doc) -> Doc:
+    [tmp] = [v["emptyDir"] for v in _pod(job)["volumes"] if v["name"] == "tmp"]
+    empty_dir: Doc = tmp
+    return empty_dir
+
+
+HOSTNAME_IN_CP = {"key": "kubernetes.io/hostname", "operator": "In", "values": ["control-plane"]}
+CAPPED_RESOURCES = "every container with a limit for each resource of worker.limits.max"
 
 
 def _sc(job: Doc) -> Doc:
@@ -830,6 +869,57 @@ JOB_ATTACKS: dict[str, tuple[str, Mutation, str]] = {
         "manual selector",
     ),
     "no deadline": ("backup", lambda j: j["spec"].pop("activeDeadlineSeconds"), "a deadline"),
+    # the installer's caps (worker.limits, worker.allowedTolerationKeys, worker.allowedNodeSelectorKeys)
+    "a container without limits": ("backup", lambda j: _c(j)["resources"].pop("limits"), CAPPED_RESOURCES),
+    "a limit left out": ("backup", lambda j: _c(j)["resources"]["limits"].pop("cpu"), CAPPED_RESOURCES),
+    "a limit over the cap": (
+        "backup",
+        lambda j: _c(j)["resources"]["limits"].update(memory="9Gi"),
+        CAPPED_RESOURCES,
+    ),
+    "a GPU": ("backup", lambda j: _c(j)["resources"]["limits"].update({"nvidia.com/gpu": "1"}), CAPPED_RESOURCES),
+    "pod-level resources": (
+        "backup",
+        lambda j: _pod(j).update(resources={"limits": {"cpu": "4", "memory": "8Gi"}}),
+        CAPPED_RESOURCES,
+    ),
+    "a 100000Gi emptyDir": ("backup", lambda j: _tmp(j).update(sizeLimit="100000Gi"), "a sizeLimit of at most"),
+    "an emptyDir without a sizeLimit": ("erasure", lambda j: _tmp(j).pop("sizeLimit"), "a sizeLimit of at most"),
+    "a second emptyDir without a sizeLimit": (
+        "export",
+        lambda j: _pod(j)["volumes"].append({"name": "more", "emptyDir": {}}),
+        "a sizeLimit of at most",
+    ),
+    "a toleration of the control plane": (
+        "backup",
+        lambda j: _pod(j).update(
+            tolerations=[{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}]
+        ),
+        "tolerations only of the taint keys",
+    ),
+    "a toleration without a key (every taint)": (
+        "backup",
+        lambda j: _pod(j).update(tolerations=[{"operator": "Exists"}]),
+        "tolerations only of the taint keys",
+    ),
+    "a node chosen by its host name": (
+        "backup",
+        lambda j: _pod(j).update(nodeSelector={"kubernetes.io/hostname": "control-plane"}),
+        "node selectors only on the label",
+    ),
+    "a node chosen by affinity": (
+        "backup",
+        lambda j: _pod(j).update(
+            affinity={
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [{"matchExpressions": [HOSTNAME_IN_CP]}]
+                    }
+                }
+            }
+        ),
+        "node selectors only on the label",
+    ),
     "without cxbackup's labels": (
         "backup",
         lambda j: j["metadata"].update(labels={"app.kubernetes.io/name": "cxbackup"}),

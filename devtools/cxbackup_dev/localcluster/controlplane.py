@@ -19,7 +19,7 @@ import ssl
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +36,7 @@ __all__ = [
     "build_binaries",
     "free_port",
     "stop_process",
+    "stopped_on_error",
 ]
 
 K8S_VERSION = os.environ.get("K8S_VERSION", "v1.37.2")
@@ -73,6 +74,21 @@ def stop_process(proc: subprocess.Popen[bytes] | None, grace: float = 15.0) -> N
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def stopped_on_error(stop: Callable[[], object]) -> Iterator[None]:
+    """Around the start of a harness: when it raises half-way, `stop()` stops what was started so far and the
+    start's own exception is raised again. A failure of `stop()` is added to that exception as a note; it
+    never replaces it (the first error is the one that says why the start failed)."""
+    try:
+        yield
+    except BaseException as exc:
+        try:
+            stop()
+        except Exception as stop_exc:
+            exc.add_note(f"stopping what had started failed too: {type(stop_exc).__name__}: {stop_exc}")
+        raise
 
 
 def free_port() -> int:
@@ -280,8 +296,15 @@ class ControlPlane:
         raise ControlPlaneError(f"{name} not ready after {timeout:.0f}s ({last}):\n{self.log_tail(name)}")
 
     def start(self) -> ControlPlane:
+        """Start etcd, kube-apiserver and (unless not wanted) kube-controller-manager; when one fails, the ones
+        already running are stopped before the error is raised."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._make_pki()
+        with stopped_on_error(self.stop):
+            self._start_processes()
+        return self
+
+    def _start_processes(self) -> None:
         etcd_port, peer_port = free_port(), free_port()
         self.api_port = self.api_port or free_port()
         self._write_kubeconfig()
@@ -314,7 +337,6 @@ class ControlPlane:
                 self._write_kubeconfig()
         if self.with_controller_manager:
             self.start_controller_manager()
-        return self
 
     def _apiserver_args(self, etcd_port: int) -> list[str]:
         pki = self.workdir / "pki"

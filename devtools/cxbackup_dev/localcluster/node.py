@@ -29,11 +29,18 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cxbackup_dev.localcluster.controlplane import ControlPlane, ControlPlaneError, free_port
+from cxbackup_dev.localcluster.controlplane import (
+    ControlPlane,
+    ControlPlaneError,
+    free_port,
+    stop_process,
+    stopped_on_error,
+)
 
 __all__ = ["HOST_NETWORK_LABEL", "Node", "NodeError", "check_host", "cleanup_previous", "host_snapshot"]
 
@@ -41,6 +48,9 @@ STATE_DIR = Path("/run/cxbackup-test-node")
 STATE_FILE = STATE_DIR / "state.json"
 CGROUP_ROOT = "cxbackup-test-node"
 CGROUP_FS = Path("/sys/fs/cgroup")
+# The top-level cgroups a node may create in a hierarchy: its cgroupRoot, and those kubelet or containerd make
+# outside it (removed on stop when they were not there before). Other top-level cgroups are not the node's.
+NODE_CGROUPS = (CGROUP_ROOT, "kubepods", "kubepods.slice", "k8s.io")
 HOST_NETWORK_LABEL = "cxbackup.io/test-node"
 BRIDGE = "cxbtest0"
 # kubelet refuses a loopback node IP: the node gets its own address on a veth pair the harness creates
@@ -72,6 +82,8 @@ HOST_PATHS = (
 )
 IPTABLES = ("iptables", "ip6tables")
 TABLES = ("filter", "nat", "mangle")
+# The iptables chains kubelet (KUBE-KUBELET-CANARY, KUBE-IPTABLES-HINT, ...) and the CNI plugins create.
+NODE_CHAINS = ("KUBE-", "CNI-")
 
 
 class NodeError(ControlPlaneError):
@@ -121,20 +133,42 @@ def _record_host_state(workdir: Path) -> dict[str, Any]:
         "sysctls": sysctls,
         "iptables": {tool: _iptables_chains(tool) for tool in IPTABLES if shutil.which(f"{tool}-save")},
         "paths_absent": [p for p in HOST_PATHS if not Path(p).exists()],
-        "cgroups": sorted(str(d) for d in CGROUP_FS.glob("*/*") if d.is_dir()),
+        "cgroups": _node_cgroups(),
         "links": [line.split(":")[1].strip().split("@")[0] for line in links.splitlines() if ":" in line],
     }
 
 
-def host_snapshot() -> dict[str, Any]:
-    """What a node may change on this machine, for comparing before and after: the sysctls kubelet sets,
-    iptables chains, network links, the folders outside the node's roots, cgroups, and the mount table."""
+def _node_cgroups() -> list[str]:
+    """The top-level cgroups of every hierarchy that a node creates (NODE_CGROUPS), those that exist now."""
+    return sorted(str(d) for name in NODE_CGROUPS for d in CGROUP_FS.glob(f"*/{name}") if d.is_dir()) + (
+        [str(CGROUP_FS / name) for name in NODE_CGROUPS if (CGROUP_FS / name).is_dir()]
+    )
+
+
+def _is_node_link(name: str) -> bool:
+    return name in (BRIDGE, NODE_LINK, NODE_LINK_PEER) or name.startswith("veth")
+
+
+def host_snapshot(workdir: Path | None = None) -> dict[str, Any]:
+    """What a node changes on this machine, for comparing before and after. Only what the node harness
+    creates or sets is recorded, so that other processes on the host (which may create cgroups, mounts,
+    chains or links of their own at any time) do not count as the node's leftovers: the sysctls kubelet sets,
+    the iptables chains kubelet and the CNI plugins create (`KUBE-*`, `CNI-*`), the network links the node
+    makes (its bridge, its veth pair, the pods' `veth*`), which of the folders outside the node's roots
+    exist, the top-level cgroups a node creates (its cgroupRoot, `kubepods`, `k8s.io`; in every hierarchy),
+    the mounts under those folders, the state folder and `workdir` (every mount of the machine when no
+    `workdir` is given), and the node's processes (kubelet, containerd, kube-scheduler)."""
     state = _record_host_state(Path("/nonexistent"))
     mounts = sorted(line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines())
+    if workdir is not None:
+        mounts = sorted(_mounts_under([str(workdir), str(STATE_DIR), *HOST_PATHS]))
     return {
         "sysctls": state["sysctls"],
-        "iptables": state["iptables"],
-        "links": sorted(state["links"]),
+        "iptables": {
+            tool: {table: [c for c in chains if c.startswith(NODE_CHAINS)] for table, chains in tables.items()}
+            for tool, tables in state["iptables"].items()
+        },
+        "links": sorted(name for name in state["links"] if _is_node_link(name)),
         "paths_absent": state["paths_absent"],
         "cgroups": state["cgroups"],
         "mounts": mounts,
@@ -186,22 +220,61 @@ def _cgroup_hierarchies() -> list[Path]:
     return [d for d in CGROUP_FS.iterdir() if d.is_dir() and d.name != "unified" and os.path.ismount(d)]
 
 
+_GONE = (FileNotFoundError, NotADirectoryError, ProcessLookupError)
+"""What reading a cgroup raises when it was removed meanwhile (kubelet or runc removing a container's cgroup,
+its last process exiting): the cgroup is gone, which is not an error."""
+
+
+def _cgroup_subtree(root: Path, scandir: Callable[[Path], Any] = os.scandir) -> list[Path]:
+    """`root` and every cgroup folder under it, deepest first. Containers come and go while this walks (a pod
+    stopped by kubelet, a container whose last process exits): a folder that vanishes between being listed
+    and being read is left out, as gone, instead of failing the walk (`scandir` is the listing, a parameter
+    for tests)."""
+    found: list[Path] = []
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            with scandir(folder) as entries:
+                subfolders = [Path(e.path) for e in entries if _is_dir(e)]
+        except _GONE:
+            continue
+        found.append(folder)
+        pending.extend(subfolders)
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except _GONE:
+        return False
+
+
+def _cgroup_pids(folders: Iterable[Path], read: Callable[[Path], str] = Path.read_text) -> set[int]:
+    """The processes in these cgroups; a cgroup removed while it is read has none: it is gone (`read` reads a
+    file, a parameter for tests)."""
+    pids: set[int] = set()
+    for folder in folders:
+        try:
+            text = read(folder / "cgroup.procs")
+        except OSError:  # _GONE, or e.g. ENODEV from a cgroup being removed: nothing to read either
+            continue
+        pids.update(int(p) for p in text.split() if p.isdigit())
+    return pids
+
+
 def _cgroup_dirs() -> list[Path]:
     """Every cgroup folder of the node's subtree, deepest first, in every hierarchy."""
     found: list[Path] = []
     for root in [*CGROUP_FS.glob(f"*/{CGROUP_ROOT}"), CGROUP_FS / CGROUP_ROOT]:
-        if root.is_dir():
-            found.extend(d for d in root.rglob("*") if d.is_dir())
-            found.append(root)
+        found.extend(_cgroup_subtree(root))
     return sorted(set(found), key=lambda p: len(p.parts), reverse=True)
 
 
 def _kill_cgroup_processes() -> None:
     for _ in range(50):
-        pids: set[int] = set()
-        for d in _cgroup_dirs():
-            with contextlib.suppress(OSError):
-                pids.update(int(p) for p in (d / "cgroup.procs").read_text().split())
+        pids = _cgroup_pids(_cgroup_dirs())
         if not pids:
             return
         for pid in pids:
@@ -269,12 +342,10 @@ def _undo(state: dict[str, Any]) -> list[str]:
             d.rmdir()
     old_cgroups = set(state.get("cgroups", []))
     for d in sorted(CGROUP_FS.glob("*/*"), key=lambda p: len(p.parts), reverse=True):
-        if d.is_dir() and str(d) not in old_cgroups and d.name in ("kubepods", "k8s.io", "kubepods.slice"):
-            for sub in sorted(d.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if d.is_dir() and str(d) not in old_cgroups and d.name in NODE_CGROUPS[1:]:
+            for sub in _cgroup_subtree(d):  # deepest first, `d` last
                 with contextlib.suppress(OSError):
                     sub.rmdir()
-            with contextlib.suppress(OSError):
-                d.rmdir()
     problems += [str(d) for d in _cgroup_dirs()]
     for name, value in state.get("sysctls", {}).items():
         try:
@@ -355,7 +426,7 @@ class Node:
             )
         self._procs[name] = proc
         self._state["pids"][name] = proc.pid
-        _save_state(self._state)
+        self._persist_state()
 
     def _alive(self, name: str) -> None:
         proc = self._procs[name]
@@ -364,12 +435,11 @@ class Node:
 
     # ---- start ------------------------------------------------------------------------------------------
     def start(self) -> Node:
-        check_host()
-        cleanup_previous()
+        """Start containerd, kubelet and kube-scheduler; when a step fails, what was started and changed so far
+        is stopped and undone (as `stop()` does) before the error is raised."""
+        self._claim_host()
         self.root.mkdir(parents=True, exist_ok=True)
-        self._state = _record_host_state(self.workdir)
-        _save_state(self._state)
-        try:
+        with stopped_on_error(self.stop):
             self._add_node_address()
             self._start_containerd()
             for archive in [*([self.pause_archive] if self.pause_archive else []), *self.images]:
@@ -377,10 +447,26 @@ class Node:
             self._start_kubelet()
             self._start_scheduler()
             self._wait_ready(90)
-        except BaseException:
-            self.stop()
-            raise
         return self
+
+    # The machine-wide steps (root, the state file under /run, the host's cgroups, mounts, chains and links), as
+    # methods: a test replaces them to run start() and stop() without root and without touching the machine.
+    def _claim_host(self) -> None:
+        """Check the machine, undo a killed run, and record the host's state before anything changes it."""
+        check_host()
+        cleanup_previous()
+        self._state = _record_host_state(self.workdir)
+        self._persist_state()
+
+    def _persist_state(self) -> None:
+        _save_state(self._state)
+
+    def _release_host(self) -> list[str]:
+        """Undo everything the node did to the machine (see `_undo`); returns what could not be undone."""
+        problems = _undo(self._state)
+        if not problems:
+            _forget_state()
+        return problems
 
     @staticmethod
     def _add_node_address() -> None:
@@ -634,15 +720,14 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             self.control_plane.kubectl(
                 "delete", "pods", "--all-namespaces", "--all", "--grace-period=1", "--wait=false", check=False
             )
-        problems = _undo(self._state)
-        for proc in self._procs.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
+        problems = self._release_host()
+        # what this object started, stopped in reverse order (already gone after a normal undo; waited for)
+        for proc in reversed(list(self._procs.values())):
+            stop_process(proc, grace=5)
         self._procs.clear()
         self._state = {}
         if problems:
             raise NodeError(f"the test node left state behind: {'; '.join(problems)}")
-        _forget_state()
 
     def __enter__(self) -> Node:
         return self.start()

@@ -31,7 +31,13 @@ from typing import Any
 
 from cxbackup.api.common import CREDENTIALS_LABEL
 from cxbackup_dev.emulator.tls import TestCA
-from cxbackup_dev.localcluster.controlplane import REPO_ROOT, ControlPlane, ControlPlaneError, free_port
+from cxbackup_dev.localcluster.controlplane import (
+    REPO_ROOT,
+    ControlPlane,
+    ControlPlaneError,
+    free_port,
+    stopped_on_error,
+)
 from cxbackup_dev.localcluster.images import build_image
 from cxbackup_dev.localcluster.node import HOST_NETWORK_LABEL, Node, check_host
 
@@ -56,18 +62,13 @@ LOCAL_STORAGE_CLASS = "cxbackup-test-local"
 
 
 def worker_rbac(namespace: str, service_account: str = "cxbackup-worker") -> list[dict[str, Any]]:
-    """The worker pods' identity: patch status of cxbackup resources, nothing else (no Secrets)."""
+    """The worker pods' identity, as the chart makes it (worker-rbac.yaml): patch of recordingbackups/status,
+    nothing else (no get, no Secrets; export and erasure pods have no token)."""
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
         "metadata": {"name": service_account, "namespace": namespace},
-        "rules": [
-            {
-                "apiGroups": ["cxbackup.io"],
-                "resources": ["recordingbackups/status", "exportjobs/status"],
-                "verbs": ["get", "patch"],
-            }
-        ],
+        "rules": [{"apiGroups": ["cxbackup.io"], "resources": ["recordingbackups/status"], "verbs": ["patch"]}],
     }
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": service_account, "namespace": namespace}},
@@ -186,7 +187,8 @@ class LocalStack:
         self.image_archive, self.image = build_image("cxbackup")
         pause_archive, pause_ref = build_image("pause")
         self.control_plane = ControlPlane(workdir=self.workdir / "controlplane")
-        try:
+        # a failure half-way stops the node and the control plane started so far, then is raised as it was
+        with stopped_on_error(self.stop):
             self.control_plane.start()
             self.node = Node(
                 self.control_plane,
@@ -203,9 +205,6 @@ class LocalStack:
                 for namespace in self.pool:
                     self.create_namespace(namespace)
             self.install_chart()
-        except BaseException:
-            self.stop()
-            raise
         return self
 
     # ---- the chart ---------------------------------------------------------------------------------------
@@ -323,17 +322,13 @@ class LocalStack:
         self.node.ctr("tasks", "kill", "--signal", "SIGKILL", ids[0])
 
     def stop(self) -> None:
-        errors: list[str] = []
-        if self.node is not None:
-            try:
-                self.node.stop()
-            except ControlPlaneError as exc:
-                errors.append(str(exc))
-            self.node = None
-        if self.control_plane is not None:
-            self.control_plane.stop()
-        if errors:
-            raise ControlPlaneError("; ".join(errors))
+        try:
+            if self.node is not None:
+                node, self.node = self.node, None
+                node.stop()
+        finally:  # the control plane stops also when the node could not be stopped cleanly
+            if self.control_plane is not None:
+                self.control_plane.stop()
 
     def __enter__(self) -> LocalStack:
         return self.start()

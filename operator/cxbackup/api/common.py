@@ -7,7 +7,7 @@ text through the generated CRDs.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -64,6 +64,10 @@ class CamelModel(BaseModel):
         extra="forbid",
         use_attribute_docstrings=False,
     )
+
+    crd_root_validations: ClassVar[tuple[dict[str, Any], ...]] = ()
+    """Rules (x-kubernetes-validations) a kind's spec model adds at the root of its CRD's schema, where
+    `self` is the whole object (its metadata included): the CRD generator puts them there."""
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -23,7 +23,9 @@ from cxbackup.api.common import (
 from cxbackup.api.status import BACKUP_CONDITIONS, BACKUP_PHASES, one_of
 
 __all__ = [
+    "MAX_NAME_LENGTH",
     "MAX_REPLICAS",
+    "NAME_TOO_LONG",
     "AuditSpec",
     "AuditStatus",
     "BackupCounts",
@@ -49,6 +51,14 @@ __all__ = [
 ]
 
 MAX_REPLICAS = 64
+MAX_NAME_LENGTH = 35
+"""The longest RecordingBackup name: its worker pods are named `<name>-<run id YYYYMMDD-HHMMSS>-<shard>-<5>` and
+`<name>-audit-<run id>-<5>`, at most 63 characters, and carry the name whole only up to this length; a worker
+pod may write only the status of the RecordingBackup its pod is named after (the chart's admission policy)."""
+NAME_TOO_LONG = (
+    f"metadata.name has at most {MAX_NAME_LENGTH} characters: the names of a RecordingBackup's worker pods carry "
+    "it whole, and a worker may report only to the backup its pod is named after"
+)
 
 # int (whole days) or an ISO 8601 duration: RCBS's two forms for minAge/maxAge.
 _AGE_RULE: dict[str, Any] = {
@@ -376,6 +386,16 @@ class AuditSpec(CamelModel):
 
 class RecordingBackupSpec(CamelModel):
     """Desired state of a RecordingBackup."""
+
+    # Checked when the object is created (oldSelf has no value then); a name never changes, and an object stored
+    # before this rule stays updatable (its status, its finalizers), so that the operator can say why it waits.
+    crd_root_validations: ClassVar[tuple[dict[str, Any], ...]] = (
+        {
+            "rule": f"oldSelf.hasValue() || self.metadata.name.size() <= {MAX_NAME_LENGTH}",
+            "optionalOldSelf": True,
+            "message": NAME_TOO_LONG,  # no fieldPath: the schema does not describe metadata's fields
+        },
+    )
 
     model_config = CamelModel.model_config | {
         "json_schema_extra": {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from cxbackup.core.endpoints import VENDOR_HOSTS_ENV
 from cxbackup.core.tls import CA_CERTIFICATES
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "RUN_ID",
     "STATUS_INTERVAL",
     "STATUS_RESOURCE",
+    "VENDOR_HOSTS",
     "StatusResource",
 ]
 
@@ -25,6 +27,9 @@ STATUS_INTERVAL = "CXBACKUP_STATUS_INTERVAL"
 EXPORT_API = "CXBACKUP_EXPORT_API"
 """The vendor's API prefix an export pod talks to."""
 # CA_CERTIFICATES (cxbackup.core.tls): PEM of extra certificate authorities every worker command trusts.
+VENDOR_HOSTS = VENDOR_HOSTS_ENV
+"""The installer's vendor hosts, comma-separated, in every worker pod: the worker refuses a vendor endpoint whose
+host is not one of them (cxbackup.core.endpoints.check_vendor_host); unset (run by hand), no allowlist applies."""
 
 
 @dataclass(frozen=True)

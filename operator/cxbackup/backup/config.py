@@ -96,7 +96,7 @@ from cxbackup.backup.properties import escape_key, escape_value, parse_java_prop
 from cxbackup.backup.selection import DEFAULT_MEDIA_TYPE_PATTERN, AccessFilter, MediaTypeSelector
 from cxbackup.backup.sharding import ShardAssignment
 from cxbackup.backup.window import check_ages, parse_age, parse_date_bound
-from cxbackup.core.endpoints import PATH_PATTERN, EndpointError, parse_endpoint
+from cxbackup.core.endpoints import PATH_PATTERN, VENDOR_HOSTS_ENV, EndpointError, parse_endpoint
 from cxbackup.core.redact import basic_token
 from cxbackup.core.times import Period, parse_period
 
@@ -528,6 +528,9 @@ class Credentials:
     target_access_key_id: str | None = None
     target_secret_access_key: str | None = field(default=None, repr=False)
     target_session_token: str | None = field(default=None, repr=False)
+    vendor_hosts: str | None = None
+    """Not a secret: CXBACKUP_VENDOR_HOSTS as the operator set it (the installer's vendor hosts), None when unset
+    (a run by hand: no allowlist applies). Checked by connections.py before a vendor credential is sent."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Credentials:
@@ -545,6 +548,7 @@ class Credentials:
             target_access_key_id=get("TARGET_AWS_ACCESS_KEY_ID"),
             target_secret_access_key=env.get("TARGET_AWS_SECRET_ACCESS_KEY") or None,
             target_session_token=env.get("TARGET_AWS_SESSION_TOKEN") or None,
+            vendor_hosts=env.get(VENDOR_HOSTS_ENV),
         )
 
     def secrets(self) -> list[str]:

@@ -16,9 +16,11 @@ from cxbackup.backup.s3source import S3MediaSource, S3Options, make_s3_client
 from cxbackup.backup.s3target import S3BucketTarget
 from cxbackup.backup.targets import BackupTarget, LocalDirectoryTarget
 from cxbackup.backup.vendor_client import Urllib3Transport, VendorClient, VendorSettings
+from cxbackup.core import endpoints
 from cxbackup.core.retry import RetryPolicy
 
 __all__ = [
+    "check_vendor_host",
     "make_fetcher",
     "make_media_source",
     "make_vendor_client",
@@ -30,7 +32,19 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+def check_vendor_host(url: str, credentials: Credentials, setting: str) -> None:
+    """Refuse (ConfigError: a configuration error, never retried) the vendor endpoint `url`, named `setting`,
+    when the operator gave this pod the installer's vendor hosts (CXBACKUP_VENDOR_HOSTS) and its host is not one
+    of them. A run by hand, without the variable, has no allowlist."""
+    try:
+        endpoints.check_vendor_host(url, endpoints.vendor_allowlist(credentials.vendor_hosts), setting)
+    except (endpoints.HostNotAllowedError, endpoints.EndpointError) as exc:
+        detail = str(exc) if isinstance(exc, endpoints.HostNotAllowedError) else f"{setting} {exc}"
+        raise ConfigError(detail) from None
+
+
 def make_vendor_client(config: RcbsConfig, credentials: Credentials) -> VendorClient:
+    check_vendor_host(config.gws_uri_prefix, credentials, "gwsUriPrefix")
     username, password = credentials.require_gws()
     return VendorClient(
         settings_url=config.settings_url,
@@ -46,11 +60,16 @@ def make_vendor_client(config: RcbsConfig, credentials: Credentials) -> VendorCl
 def source_s3_options(config: RcbsConfig, credentials: Credentials) -> S3Options:
     """The vendor S3: AWS_* credentials, AWS_ENDPOINT_URL (wins) or awsEndpointUrl, awsRegion, proxy."""
     credentials.require_aws()
+    endpoint_url = credentials.aws_endpoint_url or config.aws_endpoint_url
+    if endpoint_url:
+        check_vendor_host(
+            endpoint_url, credentials, "AWS_ENDPOINT_URL" if credentials.aws_endpoint_url else "awsEndpointUrl"
+        )
     return S3Options(
         access_key_id=credentials.aws_access_key_id,
         secret_access_key=credentials.aws_secret_access_key,
         session_token=credentials.aws_session_token,
-        endpoint_url=credentials.aws_endpoint_url or config.aws_endpoint_url,
+        endpoint_url=endpoint_url,
         region=config.aws_region,
         proxy_url=config.aws_proxy_url,
         payload_signing=config.use_payload_signing,

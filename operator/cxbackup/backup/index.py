@@ -33,9 +33,9 @@ dialed, folder, digest of what the entry was made from, its text zlib-compressed
 phone number of the recording, digits only and reversed so that "ends with" is a range scan), `names`
 (agent and user names and agent ids, lower case), `tags` (partitions `p` and access groups `g`),
 `media` (id, type, size, whether it is backed up, its file name when that is not the media id), and
-`recording_text` (FTS5 over the distinct text values of the metadata, contentless; a plain table
-searched with LIKE when the sqlite3 library lacks FTS5). `ShardIndex.remove` takes recordings out
-without a trace in the file (for erasure).
+`recording_text` (FTS5 over the distinct text values of the metadata, contentless; a plain table of
+the text folded by `fold_text`, searched with LIKE, when the sqlite3 library lacks FTS5).
+`ShardIndex.remove` takes recordings out without a trace in the file (for erasure).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ import sqlite3
 import tempfile
 import threading
 import time
+import unicodedata
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -83,6 +84,7 @@ __all__ = [
     "editing_index",
     "entry_from_recording",
     "fill_shard",
+    "fold_text",
     "index_files",
     "open_copied_index",
     "open_local_index",
@@ -150,6 +152,21 @@ def shard_index_name(shard: ShardAssignment) -> str:
 def digits_of(value: str) -> str:
     """The digits of a phone number (`+1 (647) 838-9001` -> `16478389001`)."""
     return "".join(c for c in value if c.isdigit() and c.isascii())
+
+
+def fold_text(text: str) -> str:
+    """`text` in lower case, without the accents of Latin letters (`Café` -> `cafe`): what the FTS5
+    tokenizer (unicode61) does to words, for an index file kept without FTS5 (searched with LIKE)."""
+    out: list[str] = []
+    latin = False
+    for ch in unicodedata.normalize("NFD", text.lower()):
+        if unicodedata.combining(ch):
+            if latin:
+                continue
+        else:
+            latin = ch < "\u0250" or "\u1e00" <= ch <= "\u1eff"
+        out.append(ch)
+    return unicodedata.normalize("NFC", "".join(out))
 
 
 def _phone(value: object) -> str | None:
@@ -264,7 +281,9 @@ def _entry(
         params = m.get("parameters") if isinstance(m, dict) else None
         if not isinstance(params, dict):
             continue
-        for key in ("username", "userName", "agentId", "agentName"):
+        # a screen recording's `agentID` may hold an agent's id, name or phone number (its DN): a name
+        # whatever it holds, and a phone number too when it looks like one
+        for key in ("username", "userName", "agentId", "agentName", "agentID"):
             _add_name(names, params.get(key))
         _from_contact(params.get("contact"), numbers, names)
         for key in ("ani", "dnis", "recordDN", "agentID", "phoneNumber"):
@@ -382,7 +401,8 @@ class ShardIndex:
                         for m in e.media
                     ],
                 )
-                db.execute("INSERT INTO recording_text (rowid, text) VALUES (?, ?)", (rec, e.text))
+                text = e.text if self._text == "fts5" else fold_text(e.text)
+                db.execute("INSERT INTO recording_text (rowid, text) VALUES (?, ?)", (rec, text))
                 changed += 1
             db.execute("COMMIT")
         except BaseException:

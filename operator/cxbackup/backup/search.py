@@ -5,11 +5,17 @@ Different criteria must all match; the values of one criterion are alternatives:
 - phone numbers: a recording matches when one of its numbers (caller, dialed, the phone numbers of the
   people in eventHistory and of the media files' parameters) ends with the digits given; punctuation
   and `+` are ignored, at least MIN_PHONE_DIGITS digits are needed;
-- agents: an agent or user name (`username`, `userName`), or an agent id, equal ignoring case;
-- partitions, access groups: equal;
+- agents: an agent or user name (`username`, `userName`), or an agent id (`agentId`, and a screen
+  recording's `agentID`, whatever it holds), equal ignoring case;
+- partitions: equal;
+- access groups: the vendor's access rule, as the backup's accessGroups filter applies it (selection.py
+  `path_covers`): group G covers a media file's access group when it is G or below G on whole path
+  segments (`/Anthony` covers `/Anthony` and `/Anthony/John`, not `/Anthonyx`); `/` covers every access
+  group. A leading `/` and trailing `/` are optional on both sides;
 - time: the recording's start time in [from, to);
 - text: every word appears in the metadata's text values (FTS5; a word ending in `*` is a prefix);
-  words are quoted, so FTS5 operators in the input are taken as plain words.
+  words are quoted, so FTS5 operators in the input are taken as plain words. The index's tokenizer
+  (unicode61) ignores case, and the accents of Latin letters (`Café` finds `cafe`).
 
 Results are ordered by start time (then id), at most `limit` of them; `total` counts the matches, up
 to COUNT_CAP per index file (then `total_exact` is false and `total` a lower bound).
@@ -24,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cxbackup.backup.index import digits_of, index_files, open_readonly
+from cxbackup.backup.index import digits_of, fold_text, index_files, open_readonly
 from cxbackup.core.times import format_ms, to_ms
 
 __all__ = [
@@ -39,6 +45,7 @@ __all__ = [
     "build_select",
     "explain_empty",
     "fts_query",
+    "group_path",
     "parse_phone",
     "parse_time_bound",
     "search_index",
@@ -169,17 +176,26 @@ def where_clauses(query: SearchQuery, *, fts: bool = True) -> tuple[list[str], l
     narrowed = bool(
         query.start_from is not None or query.start_to is not None or query.ids or query.phones or query.agents
     ) or (query.text is not None)
-    for kind, values in (("p", query.partitions), ("g", query.access_groups)):
-        if values:
-            marks = _marks(len(values))
-            if narrowed:
-                clauses.append(
-                    f"EXISTS (SELECT 1 FROM tags t WHERE t.rec = r.rec AND t.kind = '{kind}' AND t.value IN ({marks}))"  # noqa: S608
-                )
-            else:
-                clauses.append(f"r.rec IN (SELECT rec FROM tags WHERE kind = '{kind}' AND value IN ({marks}))")  # noqa: S608
-            params.extend(values)
-            narrowed = True
+    if query.partitions:
+        marks = _marks(len(query.partitions))
+        if narrowed:
+            clauses.append(
+                f"EXISTS (SELECT 1 FROM tags t WHERE t.rec = r.rec AND t.kind = 'p' AND t.value IN ({marks}))"  # noqa: S608
+            )
+        else:
+            clauses.append(f"r.rec IN (SELECT rec FROM tags WHERE kind = 'p' AND value IN ({marks}))")  # noqa: S608
+        params.extend(query.partitions)
+        narrowed = True
+    if query.access_groups:
+        terms = _group_terms(query.access_groups)
+        if narrowed:
+            covered = " OR ".join(f"({sql})" for sql, _ in terms)
+            clauses.append(f"EXISTS (SELECT 1 FROM tags t WHERE t.rec = r.rec AND t.kind = 'g' AND ({covered}))")  # noqa: S608
+        else:
+            one = "SELECT t.rec FROM tags t WHERE t.kind = 'g' AND "
+            union = " UNION ALL ".join(one + sql for sql, _ in terms)  # only placeholders in `sql`
+            clauses.append(f"r.rec IN ({union})")
+        params.extend(p for _, values in terms for p in values)
     if query.text is not None:
         if fts:
             clauses.append("r.rec IN (SELECT rowid FROM recording_text WHERE recording_text MATCH ?)")
@@ -188,8 +204,30 @@ def where_clauses(query: SearchQuery, *, fts: bool = True) -> tuple[list[str], l
             words = _WORD.findall(query.text)  # letters and digits only: nothing for LIKE to interpret
             like = " AND ".join("text LIKE ?" for _ in words)
             clauses.append(f"r.rec IN (SELECT rowid FROM recording_text WHERE {like})")  # noqa: S608 - placeholders
-            params.extend(f"%{w}%" for w in words)
+            params.extend(f"%{fold_text(w)}%" for w in words)
     return clauses, params
+
+
+def group_path(group: str) -> str:
+    """An access group as a path: `/` and the segments (`Anthony/John/` -> `/Anthony/John`)."""
+    return "/" + group.strip().strip("/")
+
+
+def _group_terms(groups: Sequence[str]) -> list[tuple[str, list[object]]]:
+    """Conditions on `t.value` (an access group of a media file), one of which is true when one of
+    `groups` covers it: it is the group or below it on whole path segments, with or without its leading
+    `/`, with or without a trailing `/`. Each is an equality or a range on the value: a search of the tags
+    table's key, never a scan. `/` covers every access group: no condition on the value (`1`)."""
+    terms: list[tuple[str, list[object]]] = []
+    for group in groups:
+        path = group_path(group)
+        if path == "/":
+            return [("1", [])]
+        # '/' sorts right before '0': the values starting with P + '/' are those in [P + '/', P + '0')
+        for form in (path, path[1:]):
+            terms.append(("t.value = ?", [form]))
+            terms.append(("t.value >= ? AND t.value < ?", [form + "/", form + "0"]))
+    return terms
 
 
 _COLUMNS = "r.rec, r.id, r.start_ms, r.stop_ms, r.caller, r.dialed, r.folder"

@@ -15,9 +15,13 @@ not as missing.
 `agent:<name>` per line (a RecordingErasure's pod reads it from a Secret). --result-file writes the
 counts and the first recordings as JSON (what the operator puts in the RecordingErasure's status).
 
-It works from the search index and holds every shard's backup lock while it runs. Exit codes: 0 done
-(also when nothing matches: the output says why), 1 some recordings could not be erased (listed; run
-it again), 2 bad input or no index, 3 a backup run holds a lock, 5 the target cannot be read or written.
+It works from the search index and holds every shard's backup lock while it runs. Exit codes (the
+first that applies): 5 the target cannot be read or written, or its holds cannot be trusted; 3 a backup
+run holds a lock; 2 bad input or no index; 1 some recordings could not be erased (listed; run it again);
+6 (--execute only) every recording found was erased except those legal holds keep (listed as held: the
+request is not fully done until the holds are released and the erasure is run again), or 0 with
+--exit-zero-when-held (for a caller that reads the held count from --json or --result-file); 0 done:
+every recording found was erased, a dry run, or nothing matched (the output says why).
 """
 
 from __future__ import annotations
@@ -55,7 +59,10 @@ from cxbackup.core.logs import setup_logging
 from cxbackup.core.times import format_ms
 from cxbackup.export.errors import ExportConfigError
 
-__all__ = ["RESULT_LIMIT", "register", "result_document", "run"]
+__all__ = ["EXIT_HELD", "RESULT_LIMIT", "exit_code", "register", "result_document", "run"]
+
+EXIT_HELD = 6
+"""`erase --execute`: everything found was erased except the recordings legal holds keep (none failed)."""
 
 
 def _request(text: str) -> str:
@@ -89,6 +96,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
     p.add_argument("--request", required=True, type=arg_type(_request), metavar="REF",
                    help="the request's reference, kept in the ledger (a ticket number; no personal data)")  # fmt: skip
     p.add_argument("--execute", action="store_true", help="erase (default: only list what would be erased)")
+    p.add_argument("--exit-zero-when-held", action="store_true",
+                   help=f"exit 0, not {EXIT_HELD}, when legal holds kept some recordings and the rest were erased "
+                   "(the held ones are still listed and counted)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--result-file", metavar="FILE",
                    help=f"also write the counts and the first {MAX_LISTED} recordings as JSON to FILE")  # fmt: skip
@@ -138,7 +148,17 @@ def _erase(args: argparse.Namespace, opened: OpenedTarget, query: SearchQuery) -
     _report(args, opened, report, why)
     if args.result_file:
         write_summary_file(args.result_file, result_document(report, why))
-    return EXIT_FAILED if report.count("failed") else EXIT_OK
+    return exit_code(report, zero_when_held=args.exit_zero_when_held)
+
+
+def exit_code(report: ErasureReport, *, zero_when_held: bool = False) -> int:
+    """1 when a recording could not be erased; EXIT_HELD when an executed erasure left held recordings (and
+    not `zero_when_held`); else 0 (all erased, a dry run, or nothing found)."""
+    if report.count("failed"):
+        return EXIT_FAILED
+    if not report.dry_run and report.count("held") and not zero_when_held:
+        return EXIT_HELD
+    return EXIT_OK
 
 
 def _nothing_found(indexes: list[ShardIndex], query: SearchQuery) -> str:
@@ -169,6 +189,13 @@ def _report(args: argparse.Namespace, opened: OpenedTarget, report: ErasureRepor
         print(f"Erasure {args.request} on {opened.where}: {counts}. Recorded in {report.ledger}.")
     for o in report.outcomes:
         print(f"  {o.outcome:<8}  {format_ms(o.start_ms)}  {o.id}" + (f"  ({o.detail})" if o.detail else ""))
+    held = report.count("held")
+    if held and not report.dry_run:
+        what = f"{held} recording under a legal hold was" if held == 1 else f"{held} recordings under legal holds were"
+        print(
+            f"Not complete: {what} not erased; run this erasure again once the hold is released "
+            "(`cxbackup hold release`)."
+        )
 
 
 RESULT_LIMIT = 3500

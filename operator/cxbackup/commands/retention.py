@@ -11,9 +11,10 @@ fix. --delete refuses a keep-for shorter than P1Y unless --confirm-keep-for repe
 such as P7D for P7Y would otherwise delete recordings for good).
 
 It works from the search index and holds every shard's backup lock while it runs, so no backup adds
-recordings meanwhile. Exit codes: 0 done, 1 some recordings could not be deleted (listed; they are
-kept and the next sweep tries again), 2 bad input or no index, 3 a backup run holds a lock, 5 the
-target cannot be read or written.
+recordings meanwhile. Exit codes: 0 done (recordings legal holds keep are part of done: a sweep is
+meant to keep them), 1 some recordings could not be deleted (listed; they are kept and the next sweep
+tries again), 2 bad input or no index, 3 a backup run holds a lock, 5 the target cannot be read or
+written, or its holds cannot be trusted.
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ from cxbackup.commands.backuptarget import (
 from cxbackup.commands.search import arg_type
 from cxbackup.core.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from cxbackup.core.logs import setup_logging
-from cxbackup.core.times import Period, format_ms, parse_period
+from cxbackup.core.times import Period, format_ms, from_ms, iso, parse_period
 
-__all__ = ["register", "run"]
+__all__ = ["held_phrase", "register", "run"]
 
 log = logging.getLogger("cxbackup.backup")
 
@@ -121,15 +122,29 @@ def _sweep(args: argparse.Namespace, opened: OpenedTarget, keep_for: str, period
             else:
                 total.add(result)
     assert total is not None
-    _report(args, opened, total, len(holds))
+    _report(args, opened, total, len({h.key() for h in holds}))
     return EXIT_FAILED if total.failed else EXIT_OK
+
+
+def held_phrase(held: int, holds: int) -> str:
+    """What legal holds kept: `held` recordings (past retention, not deleted), `holds` holds in force
+    (distinct holds of the target, and of the configuration, whether or not they kept anything)."""
+    if not holds:
+        return "no legal hold is in force"
+    recordings = f"{held} recording{'' if held == 1 else 's'}"
+    return f"{recordings} past retention kept by legal holds ({holds} legal hold{'' if holds == 1 else 's'} in force)"
+
+
+def _iso(ms: int | None) -> str | None:
+    return iso(from_ms(ms)) if ms is not None else None
 
 
 def _report(args: argparse.Namespace, opened: OpenedTarget, s: SweepSummary, holds: int) -> None:
     if args.json:
         doc = s.to_json() | {
+            "holdsInForce": holds,
             "target": opened.where,
-            "recordings": [{"id": i, "startTime": format_ms(ms)} for i, ms in s.examples],
+            "recordings": [{"id": i, "startTime": _iso(ms)} for i, ms in s.examples],
             "failures": [{"id": i, "reason": r} for i, r in s.failures],
             "ledger": s.ledger,
         }
@@ -137,7 +152,7 @@ def _report(args: argparse.Namespace, opened: OpenedTarget, s: SweepSummary, hol
         print()
         return
     cutoff = format_ms(s.cutoff_ms)
-    kept = f"{s.held} kept under {holds} legal hold(s)" if holds else "no legal hold"
+    kept = held_phrase(s.held, holds)
     if s.dry_run:
         print(
             f"Dry run on {opened.where}: {s.expired} recordings started before {cutoff} (keep for {s.keep_for}) "

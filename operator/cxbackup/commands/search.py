@@ -1,10 +1,12 @@
 """`cxbackup search (--target DIR | -config FILE) [criteria] [--json]`: find backed-up recordings.
 
 Criteria (all must match; a repeated option matches any of its values): --phone (a number ending with
-these digits), --agent (agent or user name, or agent id; case ignored), --from/--to (start time),
---partition, --access-group, --id, --text (words in the metadata). Prints a table, or JSON with
---json. Exit codes: 0 done (also when nothing matches: the output says why), 2 bad input or no index,
-5 an index file cannot be read.
+these digits), --agent (agent or user name, or agent id, also a screen recording's agentID; case
+ignored), --from/--to (start time), --partition (exact), --access-group (the group and every group
+under it: /Anthony covers /Anthony/John, not /Anthonyx; / covers all), --id, --text (words in the
+metadata; case and the accents of Latin letters ignored). Prints a table, or JSON with --json.
+Exit codes: 0 done (also when nothing matches: the output says why), 2 bad input or no index, 5 an
+index file cannot be read.
 """
 
 from __future__ import annotations
@@ -194,7 +196,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
         default=[],
         type=arg_type(nonempty),
         metavar="NAME",
-        help="agent or user name, or agent id (case ignored)",
+        help="agent or user name, or agent id, also a screen recording's agentID (exactly; case ignored)",
     )
     p.add_argument(
         "--from",
@@ -211,9 +213,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
         metavar="TIME",
         help="recordings that started before TIME",
     )
-    p.add_argument("--partition", action="append", default=[], type=arg_type(nonempty), metavar="P", help="partition")
     p.add_argument(
-        "--access-group", action="append", default=[], type=arg_type(nonempty), metavar="G", help="access group"
+        "--partition", action="append", default=[], type=arg_type(nonempty), metavar="P", help="partition (exactly)"
+    )
+    p.add_argument(
+        "--access-group",
+        action="append",
+        default=[],
+        type=arg_type(nonempty),
+        metavar="G",
+        help="access group G or one under it (/Anthony covers /Anthony/John, not /Anthonyx; / covers all)",
     )
     p.add_argument(
         "--id", action="append", default=[], type=arg_type(nonempty), metavar="ID", help="recording id (callUUID)"
@@ -222,7 +231,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
         "--text",
         type=arg_type(_text),
         metavar="WORDS",
-        help="words that must all appear in the metadata (word* for a prefix)",
+        help="words that must all appear in the metadata (word* for a prefix; case and accents ignored)",
     )
     p.add_argument("--limit", type=arg_type(_limit), default=100, metavar="N", help="show at most N (default 100)")
     p.add_argument("--json", action="store_true", help="print one JSON document")

@@ -59,6 +59,9 @@ class JobSettings:
     """PEM of extra certificate authorities worker pods trust (the chart's security.caCertificates)."""
     limits: PodLimits = field(default_factory=PodLimits)
     """What a resource's spec.pod may ask for (the chart's worker.limits and worker.allowed*): podlimits.py."""
+    vendor_hosts: tuple[str, ...] = ()
+    """The installer's vendor hosts (security.vendorHosts, the operator's EndpointPolicy), given to every worker
+    pod as CXBACKUP_VENDOR_HOSTS: the worker checks its vendor endpoints against them again."""
 
 
 DEFAULT_WORKER_RESOURCES: Mapping[str, Any] = {
@@ -139,15 +142,18 @@ def worker_pod_spec(
     automount_token: bool | None = None,
 ) -> dict[str, Any]:
     """The pod spec every worker Job uses: never restarted, the worker account, the restricted pod
-    security context, bounded resources (the spec's or the chart's, with a limit for every resource the
-    installer caps), and the user's scheduling settings. Raises Blocked when `pod` asks for more than the
-    installer allows: the handlers check first, this makes sure no Job over the caps is ever built."""
+    security context, the installer's vendor hosts (CXBACKUP_VENDOR_HOSTS, set even when empty: then the
+    worker sends no vendor credential anywhere), bounded resources (the spec's or the chart's, with a limit for
+    every resource the installer caps), and the user's scheduling settings. Raises Blocked when `pod` asks for
+    more than the installer allows: the handlers check first, this makes sure no Job over the caps is ever built."""
     problem = pod_settings_problem(pod, settings)
     if problem is not None:
         raise problem
     container.setdefault("resources", bounded_resources(pod.resources, settings.default_resources, settings.limits))
+    env = container.setdefault("env", [])
     if settings.ca_certificates:
-        container.setdefault("env", []).append({"name": workerenv.CA_CERTIFICATES, "value": settings.ca_certificates})
+        env.append({"name": workerenv.CA_CERTIFICATES, "value": settings.ca_certificates})
+    env.append({"name": workerenv.VENDOR_HOSTS, "value": ",".join(settings.vendor_hosts)})
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "serviceAccountName": settings.worker_service_account,

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from cxbackup.api import workerenv
 from cxbackup.controller.manifests import JobSettings, pod_settings_problem
 from cxbackup.controller.podlimits import DEFAULT_MAX_RESOURCES, DEFAULT_MAX_TMP_SIZE, PodLimits, quantity
 from cxbackup.controller.references import VENDOR_HOSTS_VALUE, EndpointPolicy
+from cxbackup.core.endpoints import VENDOR_HOSTS_ENV
 from cxbackup.core.errors import ConfigurationError
 from cxbackup.core.tls import check_ca_certificates
 
 __all__ = ["VENDOR_HOSTS_ENV", "OperatorSettings", "load_settings"]
-
-VENDOR_HOSTS_ENV = "CXBACKUP_VENDOR_HOSTS"
-"""The vendor hosts, comma-separated (the chart's security.vendorHosts); empty: no vendor endpoint is allowed."""
 
 
 @dataclass(frozen=True)
@@ -24,6 +22,11 @@ class OperatorSettings:
     reconcile_interval: float = 10.0
     jobs: JobSettings = field(default_factory=JobSettings)
     endpoints: EndpointPolicy = field(default_factory=EndpointPolicy)
+
+    def __post_init__(self) -> None:
+        # one list: the hosts the operator checks are the hosts its worker pods check again (CXBACKUP_VENDOR_HOSTS)
+        if self.jobs.vendor_hosts != self.endpoints.vendor_hosts:
+            object.__setattr__(self, "jobs", replace(self.jobs, vendor_hosts=self.endpoints.vendor_hosts))
 
 
 def _ca_certificates(env: dict[str, str]) -> str:

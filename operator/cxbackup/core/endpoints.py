@@ -28,6 +28,11 @@ Host allowlists (the chart value `security.vendorHosts`): an entry is a host nam
 does not matter), an IP address, or `*.` and a name of at least two labels, which matches every name
 ending in `.` and that name, at any depth (`*.example.com`: `api.example.com`, `a.b.example.com`; not
 `example.com`, not `badexample.com`). An empty allowlist allows nothing.
+
+The worker checks the allowlist again (`vendor_allowlist`, `check_vendor_host`): the operator gives every worker
+pod the installer's list in CXBACKUP_VENDOR_HOSTS, and the worker refuses a vendor endpoint (the recording API,
+the export source API, a vendor S3 endpoint override) whose host is not on it, before any credential is sent.
+A worker run by hand, without the variable, has no allowlist.
 """
 
 from __future__ import annotations
@@ -47,12 +52,17 @@ __all__ = [
     "HOST_PATTERN",
     "PATH_PATTERN",
     "PROXY_HOST_PATTERN",
+    "VENDOR_HOSTS_ENV",
+    "VENDOR_HOSTS_VALUE",
     "Endpoint",
     "EndpointError",
     "HostAllowlist",
+    "HostNotAllowedError",
+    "check_vendor_host",
     "host_pattern_problem",
     "parse_endpoint",
     "parse_request_url",
+    "vendor_allowlist",
 ]
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -234,3 +244,41 @@ class HostAllowlist:
             elif host == entry:
                 return True
         return False
+
+
+VENDOR_HOSTS_ENV = "CXBACKUP_VENDOR_HOSTS"
+"""The installer's vendor hosts, comma-separated: the operator's setting (from the chart), and what it gives every
+worker pod so that the worker checks them again. Unset in a worker run by hand: no allowlist applies."""
+VENDOR_HOSTS_VALUE = "security.vendorHosts"
+"""The chart value that names the vendor hosts."""
+
+
+class HostNotAllowedError(ValueError):
+    """A vendor endpoint whose host is not on the installer's allowlist, or an allowlist that is not one; the
+    message names the host, the setting and the chart value (never the URL's path)."""
+
+
+def vendor_allowlist(text: str | None) -> HostAllowlist | None:
+    """The allowlist of CXBACKUP_VENDOR_HOSTS' value `text`; None when the variable is not set (no allowlist
+    applies); set but empty allows no host. HostNotAllowedError naming the variable for an entry that is not a
+    host pattern."""
+    if text is None:
+        return None
+    try:
+        return HostAllowlist.parse(h for h in text.split(",") if h.strip())
+    except ValueError as exc:
+        raise HostNotAllowedError(f"{VENDOR_HOSTS_ENV} ({VENDOR_HOSTS_VALUE}): {exc}") from None
+
+
+def check_vendor_host(url: str, allowlist: HostAllowlist | None, setting: str) -> None:
+    """Refuse the vendor endpoint `url` (named `setting` in messages) when `allowlist` is set and does not allow
+    its host: HostNotAllowedError; EndpointError when `url` is no endpoint at all."""
+    if allowlist is None:
+        return
+    host = parse_endpoint(url).hostname
+    if not allowlist.allows(host):
+        allowed = ", ".join(allowlist.entries) or "none"
+        raise HostNotAllowedError(
+            f"{setting}: the host {host!r} is not one of the vendor hosts the installer allows ({allowed}; chart "
+            f"value {VENDOR_HOSTS_VALUE}, given to this pod as {VENDOR_HOSTS_ENV}); no vendor credential is sent to it"
+        )

@@ -41,7 +41,15 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from cxbackup.api import workerenv
-from cxbackup.core.endpoints import EndpointError, parse_endpoint
+from cxbackup.core.endpoints import (
+    VENDOR_HOSTS_ENV,
+    EndpointError,
+    HostAllowlist,
+    HostNotAllowedError,
+    check_vendor_host,
+    parse_endpoint,
+    vendor_allowlist,
+)
 from cxbackup.core.http import (
     MAX_RESPONSE_BYTES,
     BadResponse,
@@ -167,11 +175,16 @@ class ApiSource:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        vendor_hosts: HostAllowlist | None = None,
     ) -> None:
         try:  # the syntax the operator checked (the transport checks every request again)
             parse_endpoint(api_uri_prefix)
         except EndpointError as exc:
             raise ExportConfigError(f"the API URI prefix ({API_PREFIX_ENV}) {exc}") from None
+        try:  # the installer's vendor hosts, when the operator started this pod (CXBACKUP_VENDOR_HOSTS)
+            check_vendor_host(api_uri_prefix, vendor_hosts, f"the API URI prefix ({API_PREFIX_ENV})")
+        except HostNotAllowedError as exc:
+            raise ExportConfigError(str(exc)) from None
         if not username or not password:
             raise ExportConfigError("GWS_USERNAME and GWS_PASSWORD must be set for the vendor API")
         if not 1 <= page_size <= MAX_PAGE_SIZE:
@@ -189,11 +202,16 @@ class ApiSource:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], api_uri_prefix: str | None = None, **kwargs: Any) -> ApiSource:
-        """A client with the prefix given or from CXBACKUP_EXPORT_API, credentials from GWS_USERNAME/PASSWORD."""
+        """A client with the prefix given or from CXBACKUP_EXPORT_API, credentials from GWS_USERNAME/PASSWORD; the
+        prefix's host must be one of CXBACKUP_VENDOR_HOSTS when that is set (the operator sets it)."""
         prefix = api_uri_prefix or env.get(API_PREFIX_ENV, "")
         if not prefix:
             raise ExportConfigError(f"give the vendor API prefix (--api-uri-prefix or {API_PREFIX_ENV})")
-        return cls(prefix, env.get("GWS_USERNAME", ""), env.get("GWS_PASSWORD", ""), **kwargs)
+        try:
+            allowlist = vendor_allowlist(env.get(VENDOR_HOSTS_ENV))
+        except HostNotAllowedError as exc:
+            raise ExportConfigError(str(exc)) from None
+        return cls(prefix, env.get("GWS_USERNAME", ""), env.get("GWS_PASSWORD", ""), vendor_hosts=allowlist, **kwargs)
 
     def __repr__(self) -> str:
         return f"ApiSource({redact_url(self.prefix)!r})"

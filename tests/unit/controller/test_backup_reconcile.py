@@ -408,3 +408,25 @@ def test_a_deleting_sweep_without_the_vendors_retention_needs_a_year_or_a_confir
     assert h.status["phase"] == "Invalid" and h.cluster.jobs == {}
     h.spec["retention"]["confirmKeepFor"] = "P7D"
     assert "RunStarted" in _reasons(h.tick(T0 + 2 * MINUTE))
+
+
+def test_a_name_too_long_for_its_worker_pods_is_refused_with_a_condition() -> None:
+    """An object stored before the CRD limited names (or with the CRD's rule removed): its pods' names could not
+    carry its name, so they could never report to it. Nothing is created; Ready=False names metadata.name."""
+
+    class LongNamed(Harness):
+        name: ClassVar[str] = "b" * 36
+
+    h = LongNamed()
+    events = h.tick(T0)
+    assert h.cluster.jobs == {} and h.cluster.configmaps == {}
+    ready = h.cond("Ready")
+    assert ready["status"] == "False" and ready["reason"] == "InvalidSpec" and h.status["phase"] == "Invalid"
+    assert "metadata.name has at most 35 characters" in ready["message"] and "has 36" in ready["message"]
+    assert [(e.warning, e.reason) for e in events] == [(True, "InvalidSpec")]
+
+    class Longest(Harness):
+        name: ClassVar[str] = "b" * 35
+
+    fits = Longest()
+    assert [e.reason for e in fits.tick(T0)] == ["RunStarted"]

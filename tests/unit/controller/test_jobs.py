@@ -10,15 +10,21 @@ import pytest
 import yaml
 
 from cxbackup.api import RecordingBackup
+from cxbackup.api.exportjob import ExportJob
 from cxbackup.backup.config import parse_properties
 from cxbackup.backup.window import RecordingWindow
 from cxbackup.controller.backup.manifests import (
     ANNOTATION_WINDOW_END,
     backup_properties,
+    build_audit_job,
     build_backup_configmap,
     build_backup_job,
 )
+from cxbackup.controller.export.manifests import CertificateSource, build_export_job
 from cxbackup.controller.manifests import JobSettings, run_id_for
+from cxbackup.controller.references import EndpointPolicy
+from cxbackup.controller.settings import OperatorSettings, load_settings
+from cxbackup.export.request import ExportRequest
 
 REPO = Path(__file__).resolve().parents[3]
 WINDOW = RecordingWindow(1_700_000_000_000, 1_700_086_400_000)
@@ -181,3 +187,25 @@ def test_operator_refuses_a_ca_setting_that_is_not_a_ca_naming_the_chart_value(t
         load_settings({"CXBACKUP_CA_CERTIFICATES": server})
     with pytest.raises(ConfigurationError, match=r"security\.caCertificates .*not PEM"):
         load_settings({"CXBACKUP_CA_CERTIFICATES": "-----BEGIN CERTIFICATE-----\nxx\n-----END CERTIFICATE-----"})
+
+
+def test_the_installers_vendor_hosts_reach_every_worker_pod_from_the_operators_own_setting() -> None:
+    """One list: the hosts the operator checks (security.vendorHosts) are given to backup, audit and export pods
+    as CXBACKUP_VENDOR_HOSTS, where the worker checks them again; set even when empty (no host allowed)."""
+    hosts = ("api.vendor.example", "*.s3.vendor.example")
+    loaded = load_settings({"CXBACKUP_VENDOR_HOSTS": ",".join(hosts)})
+    built = OperatorSettings(endpoints=EndpointPolicy(vendor_hosts=hosts))
+    assert loaded.jobs.vendor_hosts == built.jobs.vendor_hosts == hosts
+    export_doc = yaml.safe_load((REPO / "examples" / "exportjob.yaml").read_text())
+    export_doc["metadata"].update(namespace="cc", uid="e-uid")
+    export = ExportJob.model_validate(export_doc)
+    args = ExportRequest.from_spec(export.spec, "x").to_args()
+    for settings, value in ((built.jobs, "api.vendor.example,*.s3.vendor.example"), (JobSettings(), "")):
+        jobs = {
+            "run": build_backup_job(_backup(), "r1", WINDOW, settings, run_start=NOW),
+            "audit": build_audit_job(_backup(), "r1", WINDOW, settings, run_start=NOW),
+            "export": build_export_job(export, "r1", args, CertificateSource("rc-tls"), settings, run_start=NOW),
+        }
+        for what, job in jobs.items():
+            env = [e for e in _container(job)["env"] if e["name"] == "CXBACKUP_VENDOR_HOSTS"]
+            assert env == [{"name": "CXBACKUP_VENDOR_HOSTS", "value": value}], what

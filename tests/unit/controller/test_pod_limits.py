@@ -18,7 +18,11 @@ from cxbackup.controller.settings import OperatorSettings, load_settings
 from cxbackup.core.errors import ConfigurationError
 from tests.unit.controller.test_backup_reconcile import T0
 from tests.unit.controller.test_backup_reconcile import Harness as BackupHarness
+from tests.unit.controller.test_erasure_reconcile import T0 as ERASURE_T0
+from tests.unit.controller.test_erasure_reconcile import Harness as ErasureHarness
+from tests.unit.controller.test_export_reconcile import T0 as EXPORT_T0
 from tests.unit.controller.test_export_reconcile import Harness as ExportHarness
+from tests.unit.controller.test_export_reconcile import _result_pod as export_result_pod
 
 MINUTE = dt.timedelta(minutes=1)
 VENDOR_HOSTS = EndpointPolicy(vendor_hosts=("vendor.example", "example.com"))
@@ -139,3 +143,42 @@ def test_the_caps_come_from_the_chart_values_and_the_defaults_must_fit_them() ->
         load_settings({"CXBACKUP_WORKER_MAX_TMP_SIZE": "512Mi"})
     with pytest.raises(ConfigurationError, match=r"worker\.limits\.max\.memory .* is not a quantity"):
         load_settings({"CXBACKUP_WORKER_MAX_RESOURCES": '{"memory": "lots"}'})
+
+
+@pytest.mark.parametrize(
+    ("pod", "field"),
+    [
+        ({"tmpSizeLimit": "100000Gi"}, "spec.pod.tmpSizeLimit: 100000Gi"),
+        ({"tolerations": [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}]},
+         "spec.pod.tolerations[0]"),
+        ({"resources": {"limits": {"nvidia.com/gpu": "1"}}}, "spec.pod.resources.limits.nvidia.com/gpu"),
+    ],
+)  # fmt: skip
+def test_an_erasure_over_a_cap_creates_neither_its_configmap_nor_its_job(pod: dict[str, Any], field: str) -> None:
+    h = ErasureHarness()
+    h.spec["pod"] = pod
+    events = h.tick(ERASURE_T0, settings())
+    assert h.cluster.jobs == {} and h.cluster.configmaps == {}
+    ready = h.cond("Ready")
+    assert ready["status"] == "False" and ready["reason"] == "PodSettingsNotAllowed"
+    assert field in ready["message"], ready["message"]
+    assert [(e.warning, e.reason) for e in events] == [(True, "PodSettingsNotAllowed")]
+
+
+def test_an_exports_retention_sweep_over_a_cap_is_refused_not_started() -> None:
+    """The sweep's pod has the ExportJob's own spec.pod: changed over a cap after a run, the sweep is refused
+    with the same condition instead of failing the reconciliation."""
+    h = ExportHarness()
+    h.tick(EXPORT_T0, settings())
+    [run] = h.cluster.job_names()
+    h.cluster.add_pod(run, export_result_pod(run, artifacts=1))
+    h.cluster.finish_job(run, succeeded=True, at=EXPORT_T0 + 4 * MINUTE)
+    h.tick(EXPORT_T0 + 5 * MINUTE, settings())
+    h.spec["pod"] = {"nodeSelector": {"kubernetes.io/hostname": "control-plane-1"}}
+    h.generation += 1
+    events = h.tick(EXPORT_T0 + dt.timedelta(days=31), settings())
+    assert h.cluster.job_names() == [run]
+    ready = h.cond("Ready")
+    assert ready["reason"] == "PodSettingsNotAllowed"
+    assert "spec.pod.nodeSelector.kubernetes.io/hostname" in ready["message"], ready["message"]
+    assert "PodSettingsNotAllowed" in [e.reason for e in events]

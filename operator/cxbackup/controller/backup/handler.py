@@ -17,7 +17,7 @@ from typing import Any
 
 from cxbackup import metrics
 from cxbackup.api.common import BACKUPS, ProxySettings
-from cxbackup.api.recordingbackup import CurrentRun, RecordingBackup
+from cxbackup.api.recordingbackup import MAX_NAME_LENGTH, NAME_TOO_LONG, CurrentRun, RecordingBackup
 from cxbackup.api.status import ConditionType, Phase, Reason
 from cxbackup.backup.errors import ConfigError
 from cxbackup.backup.window import RecordingWindow, compute_window
@@ -65,7 +65,23 @@ __all__ = ["reconcile_backup", "register"]
 log = logging.getLogger(__name__)
 
 
+def _name_problem(backup: RecordingBackup) -> Blocked | None:
+    """A name too long for its worker pods' names (the CRD refuses one at creation; an object stored before
+    that rule is refused here: its pods could never report to it)."""
+    name: str = backup.metadata["name"]
+    if len(name) <= MAX_NAME_LENGTH:
+        return None
+    return Blocked(
+        Reason.INVALID_SPEC,
+        f"{NAME_TOO_LONG}; this one has {len(name)}: create the backup again under a shorter name (with the "
+        "same target, recordings already there are skipped)",
+        invalid=True,
+    )
+
+
 def _check_spec(backup: RecordingBackup, now: dt.datetime) -> None:
+    if (blocked := _name_problem(backup)) is not None:
+        raise blocked
     spec = backup.spec
     if spec.schedule is not None:
         try:
@@ -531,7 +547,7 @@ def _reconcile_audit(
     if start >= end:
         return conditions
     window = RecordingWindow(to_ms(start), to_ms(end))
-    if (pod_problem := pod_settings_problem(backup.spec.pod, settings.jobs)) is not None:
+    if (pod_problem := _name_problem(backup) or pod_settings_problem(backup.spec.pod, settings.jobs)) is not None:
         return pod_problem.ready_false(conditions, emit, now=now, generation=generation)
     cluster.apply_configmap(build_audit_configmap(backup, window))
     cluster.create_object(build_audit_job(backup, run_id_for(now), window, settings.jobs, run_start=now))

@@ -45,7 +45,7 @@ from cxbackup.controller.erasure.manifests import (
 )
 from cxbackup.controller.events import Emit, EventSpec
 from cxbackup.controller.jobstate import ANNOTATION_ACCOUNTED, JobState, pod_problems, read_job_state
-from cxbackup.controller.manifests import run_id_for
+from cxbackup.controller.manifests import pod_settings_problem, run_id_for
 from cxbackup.controller.references import Blocked, SecretNeed
 from cxbackup.controller.registration import Interrupted, register_reconciler, validated
 from cxbackup.controller.schedule import RUN_NOW_ANNOTATION, run_due
@@ -282,6 +282,8 @@ def _start_if_ready(r: _Reconcile, due: tuple[dt.datetime, str], settings: Opera
         subject = SecretNeed("spec.subject.secret", spec.subject.secret, (spec.subject.key,))
         found = referenced_backup(r.cluster, r.ns, spec.recording_backup, "spec.recordingBackup",
                                   settings.endpoints, (subject,))  # fmt: skip
+        if (pod_problem := pod_settings_problem(spec.pod, settings.jobs)) is not None:
+            raise pod_problem  # before the ConfigMap: nothing is created for a pod over the caps
     except Blocked as blocked:
         r.blocked(blocked)
         return

@@ -358,6 +358,9 @@ class _Reconcile:
                     self.cluster.delete_configmap(self.ns, backup_configmap_name(view.name))
 
     def start_sweep(self) -> None:
+        if (pod_problem := pod_settings_problem(self.export.spec.pod, self.settings.jobs)) is not None:
+            self.blocked(pod_problem)  # the sweep's pod has the ExportJob's own spec.pod
+            return
         run_id = run_id_for(self.now)
         job = build_export_sweep_job(self.export, run_id, self.settings.jobs, cutoff=self.now)
         if self.cluster.create_object(job):
