@@ -206,3 +206,25 @@ def test_counts_stop_at_the_cap_and_say_so(root: Path, monkeypatch: pytest.Monke
     assert (result.total, result.total_exact, len(result.matches)) == (10, False, 3)  # 5 per file, 2 files
     exact = search_index(root / INDEX_DIR, SearchQuery(ids=(result.matches[1].id,)))  # [0] is in both files
     assert (exact.total, exact.total_exact) == (1, True)
+
+
+def test_without_fts5_text_still_ignores_case_and_latin_accents(
+    tmp_path: Path, records: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An index file kept where SQLite lacks FTS5 (a plain table searched with LIKE) folds its text and the
+    words searched for as the FTS5 tokenizer does."""
+    monkeypatch.setattr("cxbackup.backup.index._FTS", "CREATE VIRTUAL TABLE recording_text USING no_such_module(t)")
+    (tmp_path / INDEX_DIR).mkdir()
+    idx = ShardIndex(tmp_path / INDEX_DIR / "shard-0-of-1.sqlite3")
+    assert not idx.uses_fts
+    entries = []
+    for n, word in enumerate(("Café ÉCOLE", "cafe ecole", "Straße Ærø", "ΆΘΗΝΑ")):
+        r = {**records[n], "disposition": word}
+        rec = Recording.from_json(r, json.dumps(r))
+        entries.append(entry_from_recording(rec, recording_paths(rec, FMT), ()))
+    idx.add(entries)
+    idx.close()
+    ids = [r["id"] for r in records[:4]]
+    assert find(tmp_path, text="CAFE école") == ids[:2]
+    assert find(tmp_path, text="STRAßE ærø") == [ids[2]] and find(tmp_path, text="strasse") == []
+    assert find(tmp_path, text="άθηνα") == [ids[3]] and find(tmp_path, text="αθηνα") == []

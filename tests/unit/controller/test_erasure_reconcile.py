@@ -116,7 +116,8 @@ def test_a_dry_run_then_execute_then_nothing_more() -> None:
     [started] = h.tick(T0 + 5 * MINUTE)
     assert started.reason == "ErasureStarted" and "erasure on" in started.message
     [second] = [n for n in h.cluster.job_names() if n != first]
-    assert h.cluster.job(second)["spec"]["template"]["spec"]["containers"][0]["args"][-1] == "--execute"
+    executing = h.cluster.job(second)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert executing[-2:] == ["--execute", "--exit-zero-when-held"]  # held recordings are reported, not retried
     before = metrics.BACKUP_ERASURES.labels("ns", "recordings", "erased")._value.get()
     _finish(h, ErasureResult(dry_run=False, erased=4, held=1, ledger=".cxbackup-ledger/erasure-x.jsonl"))
     [done] = h.tick(T0 + 6 * MINUTE)

@@ -99,7 +99,8 @@ def erase_args(erasure: RecordingErasure) -> list[str]:
         args += ["--from", _iso(spec.range.from_)]
     if spec.range is not None and spec.range.to is not None:
         args += ["--to", _iso(spec.range.to)]
-    return [*args, "--execute"] if spec.execute else args
+    # held recordings are reported in status from the result file (they are not a failure to retry)
+    return [*args, "--execute", "--exit-zero-when-held"] if spec.execute else args
 
 
 def build_erasure_job(
