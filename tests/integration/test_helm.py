@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import re
 import subprocess
 import uuid
 from collections.abc import Mapping
@@ -337,6 +338,53 @@ def test_render_custom_values(helm: Helm) -> None:
         assert json.loads(text)["uid"] == Path(file_name).stem
 
 
+def _policy(docs: list[Manifest], suffix: str) -> Manifest:
+    [policy] = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicy" and d["metadata"]["name"].endswith(suffix)]
+    return policy
+
+
+WORKER_WRITES = {"shards", "audit"}
+"""The status fields worker pods write (cxbackup.worker.status): a run pod its own shard's entry of `shards`, the
+audit pod `audit`."""
+
+PINNED_RULE = re.compile(r"^!variables\.statusUpdate \|\| object\.\?status\.\?(\w+) == oldObject\.\?status\.\?\1$")
+"""The worker policy's rule that a status field stays as it was (present in both and equal, or absent in both)."""
+
+
+def test_the_worker_policy_pins_every_status_field_but_those_workers_write(helm: Helm) -> None:
+    """Every field of RecordingBackupStatus is in the worker policy: the two workers write (under the rules for a run
+    pod's own shard and the audit pod) and every other one pinned by its own rule naming it. A field added to the
+    model but not to the policy, which a taken-over worker could then forge, fails here."""
+    from cxbackup.api.recordingbackup import RecordingBackupStatus
+
+    model = {field.alias or name for name, field in RecordingBackupStatus.model_fields.items()}
+    policy = _policy(render(helm), "-worker")
+    validations = policy["spec"]["validations"]
+    pinned = {m[1]: v["message"] for v in validations if (m := PINNED_RULE.match(v["expression"]))}
+    assert len(pinned) == sum(bool(PINNED_RULE.match(v["expression"])) for v in validations)  # each once
+    texts = [v["expression"] for v in [*validations, *policy["spec"]["variables"]]]
+    named = {f for text in texts for f in re.findall(r"\bobject\.\?status\.\?(\w+)", text)}
+    assert named - pinned.keys() == WORKER_WRITES
+    assert pinned.keys() | WORKER_WRITES == model
+    assert {f: m for f, m in pinned.items() if f"status.{f} " not in m} == {}
+
+
+def test_the_jobs_policy_requires_the_vendor_hosts_the_operator_hands_its_workers(helm: Helm) -> None:
+    """The operator-jobs policy's vendor hosts are the text the operator gets (the Deployment's
+    CXBACKUP_VENDOR_HOSTS) and, split and joined again, gives every worker container; empty by default."""
+    from cxbackup.controller.settings import load_settings
+
+    hosts = ["api.example.com", "*.s3.amazonaws.com", "10.0.0.5", "2001:db8::1"]
+    for values, expected in (((), ""), (("--set-json", f"security.vendorHosts={json.dumps(hosts)}"), ",".join(hosts))):
+        docs = render(helm, *values)
+        container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+        [variable] = [v for v in _policy(docs, "-operator-jobs")["spec"]["variables"] if v["name"] == "vendorHosts"]
+        policy_value = json.loads(variable["expression"])  # a CEL string literal, written as JSON
+        assert policy_value == env["CXBACKUP_VENDOR_HOSTS"] == expected
+        assert ",".join(load_settings(env).jobs.vendor_hosts) == policy_value
+
+
 def test_private_ca_reaches_the_operator_only_when_set(helm: Helm, tmp_path: Path) -> None:
     from cxbackup_dev.emulator import TestCA
 
@@ -593,7 +641,7 @@ def _admission_policies_hold(control_plane: ControlPlane, ns: str, operator: str
     backup = yaml.safe_load((REPO / "examples" / "recordingbackup.yaml").read_text())
     backup["metadata"] |= {"name": "victim", "namespace": ns}
     control_plane.kubectl("apply", "-f", "-", input_text=json.dumps(backup))
-    shards = {"status": {"shards": {"0": {"runId": "x", "phase": "Succeeded"}}}}
+    shards = {"status": {"shards": {"0": {"runId": "20261129-101010", "phase": "Succeeded"}}}}
 
     def patch_status(pod: str) -> str:
         """The worker's status patch (no GET first: the worker may only patch), as the pod `pod`; the error."""
@@ -647,3 +695,6 @@ def test_install_namespaced_and_rbac(helm: Helm, control_plane: ControlPlane, na
     assert can_i(control_plane, operator, "watch", "customresourcedefinitions.apiextensions.k8s.io", "default")
     worker_elsewhere = f"system:serviceaccount:{watched}:cxbackup-worker"
     assert not can_i(control_plane, worker_elsewhere, "patch", "recordingbackups.cxbackup.io", also_watched, "status")
+    # uninstalled, as the cluster-wide test is: its admission policies are cluster-wide, and the CRD tests of the
+    # same control plane check rules with no chart installed
+    helm.run("uninstall", release, "--namespace", namespace, "--kubeconfig", str(control_plane.kubeconfig))

@@ -29,10 +29,18 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from cxbackup.api import workerenv
+from cxbackup.api.common import GROUP, VERSION
 from cxbackup.api.erasure import RecordingErasure
 from cxbackup.api.exportjob import ExportJob
-from cxbackup.api.recordingbackup import RecordingBackup
+from cxbackup.api.recordingbackup import RecordingBackup, RecordingBackupStatus
+from cxbackup.api.workerenv import StatusResource
+from cxbackup.backup.audit import AuditReport
+from cxbackup.backup.progress import RecordingResult, RecordingStatus, RunSummary
+from cxbackup.backup.removal import SweepSummary
+from cxbackup.backup.sharding import ShardAssignment
 from cxbackup.backup.window import RecordingWindow
+from cxbackup.commands.audit import _report_to_operator as report_to_operator
 from cxbackup.controller.backup.manifests import build_audit_job, build_backup_job
 from cxbackup.controller.certificate.handler import reconcile_certificate
 from cxbackup.controller.cluster import KubeCluster
@@ -48,7 +56,9 @@ from cxbackup.controller.export.manifests import (
 from cxbackup.controller.manifests import JobSettings, run_id_for
 from cxbackup.controller.podlimits import PodLimits
 from cxbackup.controller.settings import load_settings
+from cxbackup.core.times import iso
 from cxbackup.export.request import ExportRequest
+from cxbackup.worker import status as worker_status
 from cxbackup_dev.localcluster.controlplane import ControlPlane
 from tests import resources
 from tests.integration.helm_fixtures import Helm
@@ -190,12 +200,15 @@ def _wait_policies(chart: Chart) -> None:
 
 TOLERATION_KEYS = ("dedicated",)
 NODE_SELECTOR_KEYS = ("kubernetes.io/os",)
+VENDOR_HOSTS = ("vendor.example.com", "*.vendor.example.com")
+"""The installer's vendor hosts (security.vendorHosts): the hosts of `VENDOR`'s endpoints."""
 
 
 @pytest.fixture(scope="module")
 def chart(helm: Helm, control_plane: ControlPlane) -> Iterator[Chart]:
     """The chart installed per namespace (its default), watching two namespaces, allowing one taint key and one
-    node label key to worker pods; uninstalled afterwards (its admission policies are cluster-wide)."""
+    node label key to worker pods and naming the vendor's hosts; uninstalled afterwards (its admission policies
+    are cluster-wide)."""
     cp = control_plane
     release = f"adm-{uuid.uuid4().hex[:6]}"
     namespace, tenant, other = (_namespace(cp, p) for p in ("t-adm-sys", "t-adm-tenant", "t-adm-other"))
@@ -213,6 +226,8 @@ def chart(helm: Helm, control_plane: ControlPlane) -> Iterator[Chart]:
         f"worker.allowedTolerationKeys={json.dumps(list(TOLERATION_KEYS))}",
         "--set-json",
         f"worker.allowedNodeSelectorKeys={json.dumps(list(NODE_SELECTOR_KEYS))}",
+        "--set-json",
+        f"security.vendorHosts={json.dumps(list(VENDOR_HOSTS))}",
         "--timeout",
         "60s",
     )
@@ -660,8 +675,10 @@ def real_jobs(chart: Chart) -> dict[str, Doc]:
 
 def test_every_job_the_operator_builds_is_admitted(chart: Chart) -> None:
     """Including those built from a resource's own pod settings at the installer's caps (the chart's values):
-    the operator's caps (podlimits.py) and the policy's are the same."""
+    the operator's caps (podlimits.py) and the policy's are the same; and every one hands its container the
+    installer's vendor hosts as the operator read them from its Deployment, which the policy requires."""
     assert chart.jobs.limits == PodLimits(toleration_keys=TOLERATION_KEYS, node_selector_keys=NODE_SELECTOR_KEYS)
+    assert chart.jobs.vendor_hosts == VENDOR_HOSTS
     jobs = real_jobs(chart)
     refusals = {what: proc.stderr for what, job in jobs.items() if (proc := as_operator(chart, job)).returncode != 0}
     assert refusals == {}
@@ -693,6 +710,19 @@ CAPPED_RESOURCES = "every container with a limit for each resource of worker.lim
 def _sc(job: Doc) -> Doc:
     security: Doc = _c(job)["securityContext"]
     return security
+
+
+VENDOR_HOSTS_VAR = "CXBACKUP_VENDOR_HOSTS"
+VENDOR_HOSTS_RULE = "CXBACKUP_VENDOR_HOSTS defined once, exactly security.vendorHosts"
+
+
+def _drop_vendor_hosts(job: Doc) -> None:
+    _c(job)["env"] = [e for e in _c(job)["env"] if e["name"] != VENDOR_HOSTS_VAR]
+
+
+def _set_vendor_hosts(job: Doc, value: str) -> None:
+    [entry] = [e for e in _c(job)["env"] if e["name"] == VENDOR_HOSTS_VAR]
+    entry["value"] = value
 
 
 JOB_ATTACKS: dict[str, tuple[str, Mutation, str]] = {
@@ -920,6 +950,31 @@ JOB_ATTACKS: dict[str, tuple[str, Mutation, str]] = {
         ),
         "node selectors only on the label",
     ),
+    # the installer's vendor hosts, which the worker checks every vendor endpoint against again
+    "the vendor hosts dropped from a backup pod": ("backup", _drop_vendor_hosts, VENDOR_HOSTS_RULE),
+    "the vendor hosts dropped from an export pod": ("export", _drop_vendor_hosts, VENDOR_HOSTS_RULE),
+    "the vendor hosts dropped from an erasure pod": ("erasure", _drop_vendor_hosts, VENDOR_HOSTS_RULE),
+    "the vendor hosts widened by a host": (
+        "backup",
+        lambda j: _set_vendor_hosts(j, ",".join((*VENDOR_HOSTS, "evil.example.net"))),
+        VENDOR_HOSTS_RULE,
+    ),
+    "the vendor hosts widened to a parent domain": (
+        "export",
+        lambda j: _set_vendor_hosts(j, "*.example.com"),
+        VENDOR_HOSTS_RULE,
+    ),
+    "the vendor hosts emptied": ("backup", lambda j: _set_vendor_hosts(j, ""), VENDOR_HOSTS_RULE),
+    "a second, wider definition after the real one (the last one wins)": (
+        "backup",
+        lambda j: _c(j)["env"].append({"name": VENDOR_HOSTS_VAR, "value": "*.example.com"}),
+        VENDOR_HOSTS_RULE,
+    ),
+    "a second definition of the same value": (
+        "erasure",
+        lambda j: _c(j)["env"].append({"name": VENDOR_HOSTS_VAR, "value": ",".join(VENDOR_HOSTS)}),
+        VENDOR_HOSTS_RULE,
+    ),
     "without cxbackup's labels": (
         "backup",
         lambda j: j["metadata"].update(labels={"app.kubernetes.io/name": "cxbackup"}),
@@ -988,14 +1043,22 @@ def pod_name(job: str, index: int | None = None) -> str:
 
 
 def patch_status_as_worker(
-    chart: Chart, plural: str, name: str, pod: str | None, *, namespace: str | None = None, status: bool = True
+    chart: Chart,
+    plural: str,
+    name: str,
+    pod: str | None,
+    *,
+    namespace: str | None = None,
+    status: bool = True,
+    body: Doc | None = None,
 ) -> Answer:
     """What a worker pod sends (cxbackup.worker.status): a merge patch of a resource's status, as the worker
-    account of the tenant namespace, from the pod `pod` (None: a token bound to no pod). `status=False`
-    patches the resource itself."""
+    account of the tenant namespace, from the pod `pod` (None: a token bound to no pod); by default a shard's
+    entry. `status=False` patches the resource itself."""
     custom = client.CustomObjectsApi(_client(chart, chart.worker(), pod))
-    body = {"status": {"shards": {"0": {"runId": "forged", "phase": "Succeeded"}}}}
     call = custom.patch_namespaced_custom_object_status if status else custom.patch_namespaced_custom_object
+    if body is None:
+        body = {"status": {"shards": {"0": {"runId": "forged", "phase": "Succeeded"}}}} if status else {}
     if not status:
         body = {"spec": {"replicas": 2}}
     return _answer(
@@ -1016,20 +1079,274 @@ def backups(chart: Chart) -> Chart:
     return chart
 
 
+@dataclass(frozen=True)
+class WorkerPod:
+    """A pod of a backup's run or audit Job as the real builder makes it."""
+
+    name: str
+    env: dict[str, str]
+    """The plain variables of its container (the Job's, as the pod sees them)."""
+    shard: int | None
+    """Its JOB_COMPLETION_INDEX; None for the audit pod."""
+
+
+def worker_pods(chart: Chart, name: str) -> list[WorkerPod]:
+    """The pods of a run (first and last of 64 shards) and of an audit of the backup `name`."""
+    backup = RecordingBackup.model_validate(_model(_backup_body(name, replicas=64), chart.tenant))
+    run = build_backup_job(backup, RUN_ID, WINDOW, chart.settings(), run_start=NOW)
+    audit = build_audit_job(backup, RUN_ID, WINDOW, chart.settings(), run_start=NOW)
+
+    def env(job: Doc) -> dict[str, str]:
+        return {e["name"]: e.get("value", "") for e in _c(job)["env"] if "valueFrom" not in e}
+
+    run_name, audit_name = run["metadata"]["name"], audit["metadata"]["name"]
+    return [
+        WorkerPod(pod_name(run_name, 0), env(run), 0),
+        WorkerPod(pod_name(run_name, 63), env(run), 63),
+        WorkerPod(pod_name(audit_name), env(audit), None),
+    ]
+
+
 def _worker_pods(chart: Chart, name: str) -> list[str]:
     """The names of the pods of a run (first and last shard) and of an audit of the backup `name`."""
-    backup = RecordingBackup.model_validate(_model(_backup_body(name, replicas=64), chart.tenant))
-    run = build_backup_job(backup, RUN_ID, WINDOW, chart.settings(), run_start=NOW)["metadata"]["name"]
-    audit = build_audit_job(backup, RUN_ID, WINDOW, chart.settings(), run_start=NOW)["metadata"]["name"]
-    return [pod_name(run, 0), pod_name(run, 63), pod_name(audit)]
+    return [pod.name for pod in worker_pods(chart, name)]
 
 
-def test_a_worker_pod_reports_to_the_backup_its_job_runs_for(backups: Chart) -> None:
+def send_real_reports(chart: Chart, pod: WorkerPod, monkeypatch: pytest.MonkeyPatch) -> list[Answer]:
+    """Every status patch the real worker code sends from `pod`, sent as that pod (server-side dry run): a run
+    pod's ShardStatusReporter (made by reporter_from_env from its Job's environment, each write sent) over a run
+    with a downloaded, a skipped and a failed recording, a retention sweep and an index; an audit pod's findings
+    (cxbackup audit's report to the operator). Returns the API server's answer to each."""
+    answers: list[Answer] = []
+
+    def kube_patcher(resource: StatusResource) -> Callable[[Doc], None]:
+        custom = client.CustomObjectsApi(_client(chart, chart.worker(), pod.name))
+
+        def patch(body: Doc) -> None:
+            answer = _answer(
+                lambda: custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, resource.namespace, resource.plural, resource.name, body, dry_run="All"
+                )
+            )
+            answers.append(answer)
+            if answer.returncode != 0:
+                raise RuntimeError(answer.stderr)  # as the real patcher's ApiException: counted, logged
+
+        return patch
+
+    monkeypatch.setattr(worker_status, "_kube_patcher", kube_patcher)
+    if pod.shard is None:  # cxbackup audit reads the resource to report to from its environment
+        monkeypatch.setenv(workerenv.STATUS_RESOURCE, pod.env[workerenv.STATUS_RESOURCE])
+        report = AuditReport(WINDOW, checked=40, oldest_missing_start=WINDOW.start_ms)
+        report.counts |= {"ok": 36, "missing": 2, "metadata_missing": 1, "size_mismatch": 1}
+        report_to_operator(report)
+        return answers
+    reporter = worker_status.reporter_from_env({**pod.env, workerenv.STATUS_INTERVAL: "0"}, pod.shard)
+    assert reporter is not None, pod.env
+    reporter.on_start(3)
+    for status in RecordingStatus:
+        reporter.on_recording(RecordingResult(f"call-{status}", status, files=2, bytes=1024))
+    sweep = SweepSummary("P7Y", WINDOW.start_ms, dry_run=False, expired=2, held=1, deleted=2, deleted_bytes=4096)
+    summary = RunSummary(
+        ShardAssignment(pod.shard, 64), WINDOW, NOW, downloaded=1, skipped=1, failed=1, files=2, bytes=1024,
+        retention=sweep, index_recordings=120, index_bytes=8192,
+    )  # fmt: skip
+    reporter.on_finish(summary)
+    assert reporter.write_failures == sum(a.returncode != 0 for a in answers)
+    return answers
+
+
+def test_a_worker_pod_reports_to_the_backup_its_job_runs_for(backups: Chart, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real reports of a run's first and last shard and of the audit, for names that differ by a suffix, a
+    dot, and the longest name allowed."""
     chart = backups
+    refusals: dict[str, list[str]] = {}
     for name in ("prod", "prod-eu", "eu.prod", LONGEST):
-        for pod in _worker_pods(chart, name):
-            proc = patch_status_as_worker(chart, "recordingbackups", name, pod)
-            assert proc.returncode == 0, (name, pod, proc.stderr)
+        for pod in worker_pods(chart, name):
+            answers = send_real_reports(chart, pod, monkeypatch)
+            assert answers, pod.name  # the reporter wrote
+            if any(a.returncode != 0 for a in answers):
+                refusals[pod.name] = [a.stderr for a in answers]
+    assert refusals == {}
+
+
+# ---- which status fields a worker pod may change -------------------------------------------------------------
+def _when(days: float) -> str:
+    return iso(NOW + dt.timedelta(days=days))
+
+
+def _shard_entry(shard_phase: str = "Running", downloaded: int = 10) -> Doc:
+    return {"runId": RUN_ID, "phase": shard_phase, "total": 40, "downloaded": downloaded, "skipped": 0, "failed": 0,
+            "bytes": 1 << 20, "updatedAt": _when(0)}  # fmt: skip
+
+
+WINDOW_START, WINDOW_END = iso(dt.datetime.fromtimestamp(WINDOW.start_ms / 1000, dt.UTC)), _when(-1)
+STORED_STATUS: Doc = {
+    # what the operator wrote while a run of 64 shards is under way, after a failed run: three shards reported
+    "phase": "Running",
+    "observedGeneration": 1,
+    "conditions": [
+        {
+            "type": "Ready",
+            "status": "True",
+            "reason": "RunStarted",
+            "message": "references resolved",
+            "lastTransitionTime": _when(-2),
+            "observedGeneration": 1,
+        },
+        {
+            "type": "Degraded",
+            "status": "True",
+            "reason": "RunFailed",
+            "message": "3 recordings failed",
+            "lastTransitionTime": _when(-1),
+            "observedGeneration": 1,
+        },
+    ],
+    "currentRun": {
+        "jobName": f"reported-{RUN_ID}",
+        "windowStart": WINDOW_START,
+        "windowEnd": WINDOW_END,
+        "startTime": _when(0),
+        "replicas": 64,
+    },
+    "shards": {"0": _shard_entry(), "1": _shard_entry(), "63": _shard_entry("Succeeded", 40)},
+    "progress": "40%",
+    "counts": {"downloaded": 60, "skipped": 0, "failed": 0, "bytes": 3 << 20},
+    "lastRecordingEndTime": _when(-3),
+    "lastSuccessfulTime": _when(-3),
+    "nextScheduleTime": _when(1),
+    "history": [
+        {
+            "jobName": "reported-20261128-101010",
+            "windowStart": _when(-3),
+            "windowEnd": WINDOW_START,
+            "startTime": _when(-1),
+            "completionTime": _when(-1),
+            "result": "Failed",
+            "counts": {"downloaded": 7, "skipped": 0, "failed": 3, "bytes": 1024},
+            "message": "3 recordings failed",
+        },
+    ],
+    "audit": {"lastTime": _when(-1), "checked": 40, "missing": 2, "mismatched": 0, "oldestMissingStart": _when(-5)},
+    "lastRunGeneration": 1,
+    # retention, index and lastTrigger are absent: a worker may not add them either
+}
+
+FORGED: dict[str, object] = {
+    # a status field only the operator writes -> what a taken-over worker would put there
+    "phase": "Succeeded",
+    "observedGeneration": 2,
+    "conditions": [
+        {
+            "type": "Ready",
+            "status": "True",
+            "reason": "RunSucceeded",
+            "message": "all good",
+            "lastTransitionTime": _when(0),
+        }
+    ],
+    "currentRun": None,
+    "progress": "100%",
+    "counts": {"failed": 0, "downloaded": 1000},
+    "lastRecordingEndTime": _when(30),  # the checkpoint past recordings not yet backed up: later runs skip them
+    "lastSuccessfulTime": _when(0),
+    "nextScheduleTime": _when(3650),  # no run for ten years
+    "history": [],
+    "retention": {"deleted": 0, "failed": 0, "lastTime": _when(0)},
+    "index": {"recordings": 0, "bytes": 0},
+    "lastRunGeneration": 2,
+    "lastTrigger": "forged",
+}
+"""Every field of RecordingBackupStatus but the two workers write (shards, audit), forged."""
+
+REPORTED = "reported"
+"""The RecordingBackup whose stored status is STORED_STATUS."""
+
+
+@pytest.fixture(scope="module")
+def reported(backups: Chart) -> Chart:
+    chart = backups
+    RecordingBackupStatus.model_validate(STORED_STATUS)  # what the operator could have written
+    _admin_apply(chart, _backup_body(REPORTED, chart.tenant, replicas=64))
+    admin = client.CustomObjectsApi(config.new_client_from_config(config_file=str(chart.cp.kubeconfig)))
+    admin.patch_namespaced_custom_object_status(
+        GROUP, VERSION, chart.tenant, "recordingbackups", REPORTED, {"status": STORED_STATUS}
+    )
+    stored = admin.get_namespaced_custom_object(GROUP, VERSION, chart.tenant, "recordingbackups", REPORTED)
+    assert stored["status"]["lastRecordingEndTime"] == STORED_STATUS["lastRecordingEndTime"], stored["status"]
+    assert stored["status"]["shards"].keys() == {"0", "1", "63"}, stored["status"]
+    return chart
+
+
+def test_the_real_reports_of_every_worker_pod_are_admitted_over_a_full_status(
+    reported: Chart, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over the status the operator keeps (every field set, other shards reported), each write the real worker code
+    sends is admitted: shard 0's and shard 63's (which replaces its finished entry), and the audit's."""
+    chart = reported
+    run_0, run_63, audit = worker_pods(chart, REPORTED)
+    assert (run_0.shard, run_63.shard, audit.shard) == (0, 63, None)
+    sent = {pod.name: send_real_reports(chart, pod, monkeypatch) for pod in (run_0, run_63, audit)}
+    assert [len(answers) for answers in sent.values()] == [5, 5, 1]  # start, 3 recordings, end; the audit once
+    refusals = {name: [a.stderr for a in answers if a.returncode] for name, answers in sent.items()}
+    assert {name: stderr for name, stderr in refusals.items() if stderr} == {}
+
+
+SHARD_RULE = "may change only its own shard's entry of status.shards"
+RUN_ID_RULE = "only under the run id of its own pod's name"
+AUDIT_RULE = "status.audit only from the backup's audit pod"
+
+
+def test_a_worker_pod_cannot_forge_the_status_fields_the_operator_writes(reported: Chart) -> None:
+    """As a run pod (shard 0) and as the audit pod of the very backup, direct PATCHes of status: every field
+    the operator owns, changed, added or removed, is refused naming it; so is another shard's entry, an entry
+    under another run id, and the audit from a run pod or the shards from the audit pod."""
+    chart = reported
+    assert FORGED.keys() == {f.alias for f in RecordingBackupStatus.model_fields.values()} - {"shards", "audit"}
+    run_0, _, audit = (pod.name for pod in worker_pods(chart, REPORTED))
+    attacks: dict[str, tuple[str, Doc, str]] = {}
+    for field, value in FORGED.items():
+        for who, pod in (("shard 0", run_0), ("the audit", audit)):
+            attacks[f"{who} forges {field}"] = (pod, {field: value}, f"may not change status.{field} ")
+    entry = _shard_entry("Succeeded", 40)
+    attacks |= {
+        "the checkpoint removed": (run_0, {"lastRecordingEndTime": None}, "status.lastRecordingEndTime "),
+        "the failed run rewritten as succeeded": (
+            run_0,
+            {"history": [STORED_STATUS["history"][0] | {"result": "Succeeded", "message": ""}]},
+            "status.history ",
+        ),
+        "the failure hidden": (audit, {"conditions": STORED_STATUS["conditions"][:1]}, "status.conditions "),
+        "shard 0 reports shard 1 finished": (run_0, {"shards": {"1": entry}}, SHARD_RULE),
+        "shard 0 reports itself and shard 1": (run_0, {"shards": {"0": entry, "1": entry}}, SHARD_RULE),
+        "shard 0 removes shard 63's entry": (run_0, {"shards": {"63": None}}, SHARD_RULE),
+        "shard 0 adds a shard that did not report": (run_0, {"shards": {"5": entry}}, SHARD_RULE),
+        "shard 0 removes every shard's entry": (run_0, {"shards": None}, SHARD_RULE),
+        "the audit reports a shard": (audit, {"shards": {"0": entry}}, SHARD_RULE),
+        "the audit adds an entry under an empty key": (audit, {"shards": {"": entry}}, SHARD_RULE),
+        "shard 0's entry under another run": (
+            run_0,
+            {"shards": {"0": entry | {"runId": "20261128-101010"}}},
+            RUN_ID_RULE,
+        ),
+        "shard 0's entry without its run": (run_0, {"shards": {"0": {"runId": None}}}, RUN_ID_RULE),
+        "shard 0 writes the audit's findings": (run_0, {"audit": {"missing": 0, "checked": 40}}, AUDIT_RULE),
+        "shard 0 removes the audit's findings": (run_0, {"audit": None}, AUDIT_RULE),
+    }
+    failed = {
+        what: answer.stderr or "admitted"
+        for what, (pod, status, message) in attacks.items()
+        if not refused(
+            answer := patch_status_as_worker(chart, "recordingbackups", REPORTED, pod, body={"status": status}),
+            message,
+        )
+    }
+    assert failed == {}
+    # the same requests without the forgery are admitted: each refusal above is the forged field's
+    own = patch_status_as_worker(chart, "recordingbackups", REPORTED, run_0, body={"status": {"shards": {"0": entry}}})
+    findings = patch_status_as_worker(chart, "recordingbackups", REPORTED, audit, body={"status": {"audit": {}}})
+    assert (own.stderr, findings.stderr) == ("", "")
 
 
 def test_a_worker_pod_cannot_write_another_resources_status(backups: Chart) -> None:
