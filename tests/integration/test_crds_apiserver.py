@@ -91,7 +91,7 @@ BAD_BACKUPS = [
     ),
     ("spec.concurrencyPolicy", "Allow", "spec.concurrencyPolicy"),
     ("spec.source.s3Credentials", _DELETE, "source.s3Credentials is required"),
-    ("spec.target.pvc.subPath", "a/../../etc", "must not contain '..'"),
+    ("spec.target.pvc.subPath", "a/../../etc", "must not have an empty, '.' or '..' segment"),
     ("spec.source.mediaTransfer", "fast", "spec.source.mediaTransfer"),
     ("spec.media.typePattern", "a" * 300, "spec.media.typePattern"),
     (

@@ -127,7 +127,9 @@ def _watch(stack: Any, ns: str, timeout: float) -> dict[str, Any]:
 
 def _summary(stack: Any, ns: str, tree: Path, body: dict[str, Any], key: Path) -> None:
     files = [p for p in tree.rglob("*") if p.is_file() and not p.name.startswith(".")]
-    media = [p for p in files if not p.name.endswith(".json") and p.name != "last_recording_endtime.txt"]
+    # not the search index's files (.cxbackup-index/), which are no recordings' media
+    media = [p for p in files if not p.name.endswith(".json") and p.name != "last_recording_endtime.txt"
+             and not p.relative_to(tree).parts[0].startswith(".")]  # fmt: skip
     meta = [p for p in files if p.name.endswith(".json")]
     size = sum(p.stat().st_size for p in files)
     _say(f"backed-up tree {tree}: {len(meta)} recordings, {len(media)} media files, {size / 1e6:.1f} MB")

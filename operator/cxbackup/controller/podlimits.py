@@ -65,16 +65,26 @@ def bounded_resources(
     resources: Mapping[str, Any] | None, defaults: Mapping[str, Any], limits: PodLimits
 ) -> dict[str, Any]:
     """The container resources of a worker pod: `resources` (the spec's) or else `defaults` (the chart's
-    worker.resources), with a limit for every capped resource (the chart's default limit, else the cap)."""
+    worker.resources), with a limit for every capped resource (the chart's default limit, else the cap) and,
+    where that limit was filled in and the spec requests nothing of the resource, the chart's default request."""
     chosen = resources or defaults
     out: dict[str, Any] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in chosen.items()}
     own = dict(out.get("limits") or {})
+    requests = dict(out.get("requests") or {})
     default_limits = defaults.get("limits") or {}
+    default_requests = defaults.get("requests") or {}
     for name, cap in limits.max_resources.items():
         if name not in own:
             own[name] = default_limits.get(name, cap)
+            # Kubernetes takes a missing request to be the limit: a limit filled in here for a resource the spec
+            # does not name would reserve it whole (a cpu request of the cap, a pod no node can take)
+            wanted = default_requests.get(name)
+            if name not in requests and wanted is not None and _over(wanted, str(own[name])) is False:
+                requests[name] = wanted
     if own:
         out["limits"] = own
+    if requests:
+        out["requests"] = requests
     return out
 
 

@@ -158,7 +158,12 @@ def test_worker_pods_are_bounded_by_default_and_the_spec_can_only_tighten_or_siz
     job = build_backup_job(_backup(pod=own), "r", WINDOW, settings, run_start=NOW)
     pod = job["spec"]["template"]["spec"]
     assert job["spec"]["activeDeadlineSeconds"] == 3600
-    assert pod["containers"][0]["resources"] == {"limits": {"memory": "300Mi", "ephemeral-storage": "2Gi", "cpu": "4"}}
+    # the limits filled in come with the chart's requests: a missing request would be taken to be the limit (a
+    # cpu request of the cap, which no small node can schedule); memory, which the spec limits, stays its own
+    assert pod["containers"][0]["resources"] == {
+        "limits": {"memory": "300Mi", "ephemeral-storage": "2Gi", "cpu": "4"},
+        "requests": {"cpu": "100m", "ephemeral-storage": "64Mi"},
+    }
     assert [v["emptyDir"] for v in pod["volumes"] if v["name"] == "tmp"] == [{"sizeLimit": "256Mi"}]
     with pytest.raises(ValueError, match="serviceAccountName"):
         _backup(pod={"serviceAccountName": "namespace-admin"})

@@ -89,7 +89,8 @@ def test_what_the_installer_allows_is_accepted_and_every_container_gets_limits()
     resources = pod["containers"][0]["resources"]
     # the chart's default limits where it has one, else the cap
     assert resources["limits"] == {"memory": "1Gi", "ephemeral-storage": "2Gi", "cpu": "4"}
-    assert resources["requests"] == {"cpu": "500m", "memory": "256Mi"}
+    # its own requests, and the chart's for the one resource it neither requests nor limits (not the limit filled in)
+    assert resources["requests"] == {"cpu": "500m", "memory": "256Mi", "ephemeral-storage": "64Mi"}
     assert pod["tolerations"][0]["key"] == "dedicated" and pod["nodeSelector"] == {"pool": "backup"}
     assert {v["name"]: v for v in pod["volumes"]}["tmp"]["emptyDir"] == {"sizeLimit": "8Gi"}
 
