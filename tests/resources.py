@@ -10,16 +10,21 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import yaml
+
 from cxbackup.api.common import API_VERSION
 from cxbackup_dev.emulator import Emulator
+from cxbackup_dev.localcluster.controlplane import REPO_ROOT, ControlPlane
 from cxbackup_dev.localcluster.stack import LocalStack
 
 __all__ = [
     "apply",
     "emulator_s3",
+    "example",
     "export_job",
     "generated_certificate",
     "history",
+    "kubectl_apply",
     "recording_backup",
     "recording_certificate",
 ]
@@ -69,6 +74,18 @@ def export_job(emu: Emulator, name: str = "contacts", **spec: Any) -> dict[str, 
         "store": {"pvc": "recordings", "subPath": "exports"},
     }
     return _body("ExportJob", name, base | spec)
+
+
+def example(name: str) -> dict[str, Any]:
+    """A file of examples/, as a user applies it."""
+    doc: dict[str, Any] = yaml.safe_load((REPO_ROOT / "examples" / name).read_text())
+    return doc
+
+
+def kubectl_apply(cp: ControlPlane, ns: str, doc: dict[str, Any]) -> tuple[int, str]:
+    """`kubectl apply` of `doc` as the cluster admin: (exit code, what kubectl said)."""
+    proc = cp.kubectl("apply", "-n", ns, "-f", "-", input_text=json.dumps(doc), check=False)
+    return proc.returncode, proc.stdout + proc.stderr
 
 
 def apply(stack: LocalStack, namespace: str, *bodies: dict[str, Any]) -> None:

@@ -8,40 +8,30 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from cxbackup_dev.localcluster.controlplane import ControlPlane
+from tests.resources import example, kubectl_apply
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _example(name: str) -> dict[str, Any]:
-    doc: dict[str, Any] = yaml.safe_load((REPO / "examples" / name).read_text())
-    return doc
-
-
-def _apply(cp: ControlPlane, ns: str, doc: dict[str, Any]) -> tuple[int, str]:
-    proc = cp.kubectl("apply", "-n", ns, "-f", "-", input_text=json.dumps(doc), check=False)
-    return proc.returncode, proc.stdout + proc.stderr
-
-
 @pytest.mark.parametrize(
     "name", ["recordingbackup.yaml", "exportjob.yaml", "recordingcertificate.yaml", "recordingerasure.yaml"]
 )
 def test_examples_are_accepted(control_plane: ControlPlane, namespace: str, name: str) -> None:
-    code, out = _apply(control_plane, namespace, _example(name))
+    code, out = kubectl_apply(control_plane, namespace, example(name))
     assert code == 0, out
-    kind = _example(name)["kind"].lower()
+    kind = example(name)["kind"].lower()
     got = json.loads(control_plane.kubectl("get", kind, "-n", namespace, "-o", "json").stdout)
     assert len(got["items"]) == 1
 
 
 def test_defaults_are_applied(control_plane: ControlPlane, namespace: str) -> None:
-    doc = _example("recordingbackup.yaml")
+    doc = example("recordingbackup.yaml")
     del doc["spec"]["concurrency"]
-    code, out = _apply(control_plane, namespace, doc)
+    code, out = kubectl_apply(control_plane, namespace, doc)
     assert code == 0, out
     got = json.loads(control_plane.kubectl("get", "rb", "recordings", "-n", namespace, "-o", "json").stdout)
     assert got["spec"]["concurrency"] == 64
@@ -52,8 +42,8 @@ def test_retention_with_a_sweep_and_legal_holds_is_accepted_with_defaults(
     control_plane: ControlPlane, namespace: str
 ) -> None:
     holds = [{"recordingId": "abc"}, {"phoneNumber": "+1 (647) 838-9001", "reason": "case 44"}, {"partition": "/x"}]
-    doc = _mutate(_example("recordingbackup.yaml"), "spec.retention", {"keepFor": "P7Y", "legalHolds": holds})
-    code, out = _apply(control_plane, namespace, doc)
+    doc = _mutate(example("recordingbackup.yaml"), "spec.retention", {"keepFor": "P7Y", "legalHolds": holds})
+    code, out = kubectl_apply(control_plane, namespace, doc)
     assert code == 0, out
     got = json.loads(control_plane.kubectl("get", "rb", "recordings", "-n", namespace, "-o", "json").stdout)
     assert got["spec"]["retention"]["sweep"] == "Off" and got["spec"]["retention"]["legalHolds"] == holds
@@ -96,15 +86,15 @@ BAD_BACKUPS = [
     ("spec.media.typePattern", "a" * 300, "spec.media.typePattern"),
     (
         "spec.source",
-        _example("recordingbackup.yaml")["spec"]["source"]
+        example("recordingbackup.yaml")["spec"]["source"]
         | {"mediaTransfer": "crt", "awsProxy": {"host": "proxy.corp", "port": 3128}},
         "mediaTransfer crt cannot use awsProxy",
     ),
     (
         "spec",
-        _example("recordingbackup.yaml")["spec"]
+        example("recordingbackup.yaml")["spec"]
         | {
-            "source": _example("recordingbackup.yaml")["spec"]["source"] | {"mediaTransfer": "native"},
+            "source": example("recordingbackup.yaml")["spec"]["source"] | {"mediaTransfer": "native"},
             "target": {"s3": {"bucket": "archive", "credentials": {"name": "s"}}},
         },
         "source.mediaTransfer native writes into a PVC",
@@ -137,8 +127,8 @@ BAD_BACKUPS = [
 def test_invalid_recordingbackups_are_rejected(
     control_plane: ControlPlane, namespace: str, path: str, value: Any, expected: str
 ) -> None:
-    doc = _mutate(_example("recordingbackup.yaml"), path, value)
-    code, out = _apply(control_plane, namespace, doc)
+    doc = _mutate(example("recordingbackup.yaml"), path, value)
+    code, out = kubectl_apply(control_plane, namespace, doc)
     assert code != 0, f"accepted: {path}={value!r}"
     assert expected in out, out
 
@@ -175,9 +165,9 @@ BAD_SUBJECT_ACCESS = [
 
 
 def test_a_subject_access_export_is_accepted(control_plane: ControlPlane, namespace: str) -> None:
-    doc = _example("exportjob.yaml")
+    doc = example("exportjob.yaml")
     doc["spec"] = dict(SUBJECT_ACCESS)
-    code, out = _apply(control_plane, namespace, doc)
+    code, out = kubectl_apply(control_plane, namespace, doc)
     assert code == 0, out
 
 
@@ -185,9 +175,9 @@ def test_a_subject_access_export_is_accepted(control_plane: ControlPlane, namesp
 def test_invalid_subject_access_exports_are_rejected(
     control_plane: ControlPlane, namespace: str, path: str, value: Any, expected: str
 ) -> None:
-    doc = _example("exportjob.yaml")
+    doc = example("exportjob.yaml")
     doc["spec"] = dict(SUBJECT_ACCESS)
-    code, out = _apply(control_plane, namespace, _mutate(doc, path, value))
+    code, out = kubectl_apply(control_plane, namespace, _mutate(doc, path, value))
     assert code != 0, f"accepted: {path}={value!r}"
     assert expected in out, out
 
@@ -213,9 +203,9 @@ def test_a_subject_access_runs_configmap_and_job_pass_server_side_validation(
     )
     from cxbackup.controller.manifests import JobSettings
 
-    rb = _example("recordingbackup.yaml")
+    rb = example("recordingbackup.yaml")
     rb["metadata"].update(namespace=namespace, uid="11111111-2222-3333-4444-555555555555")
-    ej = _example("exportjob.yaml")
+    ej = example("exportjob.yaml")
     ej["metadata"].update(namespace=namespace, uid="66666666-7777-8888-9999-000000000000")
     for vendor_only in ("users", "source", "range"):
         ej["spec"].pop(vendor_only)
@@ -252,8 +242,8 @@ def test_a_subject_access_runs_configmap_and_job_pass_server_side_validation(
 def test_invalid_exportjobs_are_rejected(
     control_plane: ControlPlane, namespace: str, path: str, value: Any, expected: str
 ) -> None:
-    doc = _mutate(_example("exportjob.yaml"), path, value)
-    code, out = _apply(control_plane, namespace, doc)
+    doc = _mutate(example("exportjob.yaml"), path, value)
+    code, out = kubectl_apply(control_plane, namespace, doc)
     assert code != 0, f"accepted: {path}={value!r}"
     assert expected in out, out
 
@@ -271,8 +261,8 @@ BAD_CERTS = [
 def test_invalid_certificates_are_rejected(
     control_plane: ControlPlane, namespace: str, path: str, value: Any, expected: str
 ) -> None:
-    doc = _mutate(_example("recordingcertificate.yaml"), path, value)
-    code, out = _apply(control_plane, namespace, doc)
+    doc = _mutate(example("recordingcertificate.yaml"), path, value)
+    code, out = kubectl_apply(control_plane, namespace, doc)
     assert code != 0, f"accepted: {path}={value!r}"
     assert expected in out, out
 
@@ -285,7 +275,7 @@ def test_kubectl_explain_shows_field_descriptions(control_plane: ControlPlane) -
 
 
 def test_printer_columns(control_plane: ControlPlane, namespace: str) -> None:
-    code, out = _apply(control_plane, namespace, _example("recordingbackup.yaml"))
+    code, out = kubectl_apply(control_plane, namespace, example("recordingbackup.yaml"))
     assert code == 0, out
     header = control_plane.kubectl("get", "rb", "-n", namespace).stdout.splitlines()[0]
     for column in ("PHASE", "PROGRESS", "LAST SUCCESS", "AGE"):
@@ -310,23 +300,23 @@ BAD_ERASURES = [
 def test_invalid_erasures_are_rejected(
     control_plane: ControlPlane, namespace: str, path: str, value: Any, expected: str
 ) -> None:
-    code, out = _apply(control_plane, namespace, _mutate(_example("recordingerasure.yaml"), path, value))
+    code, out = kubectl_apply(control_plane, namespace, _mutate(example("recordingerasure.yaml"), path, value))
     assert code != 0, f"accepted: {path}={value!r}"
     assert expected in out, out
 
 
 def test_an_executed_erasure_cannot_be_changed(control_plane: ControlPlane, namespace: str) -> None:
-    doc = _example("recordingerasure.yaml")
-    assert _apply(control_plane, namespace, doc)[0] == 0
+    doc = example("recordingerasure.yaml")
+    assert kubectl_apply(control_plane, namespace, doc)[0] == 0
     doc["spec"]["request"] = "DSAR-2026-118"  # a dry run may still change
-    assert _apply(control_plane, namespace, doc)[0] == 0
+    assert kubectl_apply(control_plane, namespace, doc)[0] == 0
     doc["spec"]["execute"] = True
-    assert _apply(control_plane, namespace, doc)[0] == 0
+    assert kubectl_apply(control_plane, namespace, doc)[0] == 0
     doc["spec"]["request"] = "DSAR-2026-119"
-    code, out = _apply(control_plane, namespace, doc)
+    code, out = kubectl_apply(control_plane, namespace, doc)
     assert code != 0 and "an executed erasure cannot be changed" in out, out
     doc["spec"]["request"], doc["spec"]["execute"] = "DSAR-2026-118", False
-    code, out = _apply(control_plane, namespace, doc)
+    code, out = kubectl_apply(control_plane, namespace, doc)
     assert code != 0 and "an executed erasure cannot be changed" in out, out
 
 
@@ -337,11 +327,11 @@ def test_a_recordingbackup_name_over_35_characters_is_refused_by_the_crd_alone(
     name only up to 35 characters. Refused naming metadata.name and why; 35 characters are fine."""
     policies = control_plane.kubectl("get", "validatingadmissionpolicies", "-o", "name").stdout.split()
     assert not [p for p in policies if p.endswith("-names")], policies  # nothing but the CRD decides here
-    doc = _example("recordingbackup.yaml")
+    doc = example("recordingbackup.yaml")
     doc["metadata"]["name"] = "n" * 36
-    code, out = _apply(control_plane, namespace, doc)
+    code, out = kubectl_apply(control_plane, namespace, doc)
     assert code != 0 and "metadata.name has at most 35 characters" in out, out
     assert "worker pods carry it whole" in out, out
     doc["metadata"]["name"] = "n" * 35
-    code, out = _apply(control_plane, namespace, doc)
+    code, out = kubectl_apply(control_plane, namespace, doc)
     assert code == 0, out

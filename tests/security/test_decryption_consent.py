@@ -17,38 +17,23 @@ from typing import Any
 import pytest
 
 from tests.reliability.table import Row
+from tests.security.bodies import CREDENTIALS, GENERATE, pvc, ready_condition, resource, secret
 from tests.security.conftest import VENDOR_HOST
 from tests.security.installed import InstalledChart
 
 pytestmark = pytest.mark.integration
 
-GENERATE = {"commonName": "Rec", "country": "US", "state": "California", "organization": "Org"}
-
-
-def _doc(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "cxbackup.io/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec}
-
-
-def _secret(name: str, data: dict[str, bytes], labels: dict[str, str] | None = None, **more: Any) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": {"name": name, "labels": labels or {},
-            **more.pop("metadata", {})}, "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
-            **more}  # fmt: skip
-
 
 def _export(name: str, certificate: str = "victim", subject: str = "dsar-117") -> dict[str, Any]:
-    return _doc("ExportJob", name, {
+    return resource("ExportJob", name, {
         "type": "subjectAccess", "subject": {"secret": subject}, "backup": {"recordingBackup": "rb"},
         "certificate": {"secret": "requester"}, "store": {"pvc": "recordings", "subPath": "exports"},
         "decryptMedia": {"recordingCertificate": certificate},
     })  # fmt: skip
 
 
-def _condition(body: dict[str, Any]) -> dict[str, Any] | None:
-    return next((c for c in (body.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"), None)
-
-
 def _reason(reason: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda body: (_condition(body) or {}).get("reason") == reason
+    return lambda body: (ready_condition(body) or {}).get("reason") == reason
 
 
 def _keyring_jobs(chart: InstalledChart, ns: str) -> list[tuple[str, str]]:
@@ -74,29 +59,26 @@ def test_only_the_export_the_key_owner_consented_to_ever_mounts_the_keyring(
 ) -> None:
     chart = chart_hardened
     ns = chart.tenant_namespace()
-    creds = {"cxbackup.io/credentials": "true"}
     source = {"gwsUriPrefix": f"https://{VENDOR_HOST}/api/v2", "gwsCredentials": {"name": "gws"},
               "s3Credentials": {"name": "s3"}, "retentionDays": 30}  # fmt: skip
-    pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "recordings"},
-           "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}  # fmt: skip
     backup = {"source": source, "window": {"minAge": 0, "maxAge": 1},
               "target": {"pvc": {"claimName": "recordings", "subPath": "rb"}}}  # fmt: skip
     # the key owner's certificate and the backup (the cluster admin's)
     chart.apply(
         ns,
-        _doc("RecordingCertificate", "victim", {"generate": GENERATE}),
-        _secret("gws", {"GWS_USERNAME": b"u", "GWS_PASSWORD": b"p"}, creds),
-        _secret("s3", {"AWS_ACCESS_KEY_ID": b"a", "AWS_SECRET_ACCESS_KEY": b"s"}, creds),
-        pvc,
-        _doc("RecordingBackup", "rb", backup),
+        resource("RecordingCertificate", "victim", {"generate": GENERATE}),
+        secret("gws", {"GWS_USERNAME": b"u", "GWS_PASSWORD": b"p"}, CREDENTIALS),
+        secret("s3", {"AWS_ACCESS_KEY_ID": b"a", "AWS_SECRET_ACCESS_KEY": b"s"}, CREDENTIALS),
+        pvc(),
+        resource("RecordingBackup", "rb", backup),
     )
     victim = chart.wait_for("rcert", ns, "victim", _reason("CertificateValid"), timeout=60)
     certificate = base64.b64decode(chart.get("secret", ns, "victim-tls")["data"]["tls.crt"])  # type: ignore[index]
     # the tenant's own Secrets: a subject, the requester's certificate (immutable, older than the exports)
     for doc in (
-        _secret("dsar-117", {"subject": b"+15550100\n"}, creds, immutable=True),
-        _secret("dsar-118", {"subject": b"+15550101\n"}, creds, immutable=True),
-        _secret("requester", {"tls.crt": certificate}, immutable=True),
+        secret("dsar-117", {"subject": b"+15550100\n"}, CREDENTIALS, immutable=True),
+        secret("dsar-118", {"subject": b"+15550101\n"}, CREDENTIALS, immutable=True),
+        secret("requester", {"tls.crt": certificate}, immutable=True),
     ):
         assert chart.create_as_tenant(ns, doc).returncode == 0
     time.sleep(1.1)  # creation times have whole seconds: the Secrets are strictly older than what follows
@@ -106,23 +88,23 @@ def test_only_the_export_the_key_owner_consented_to_ever_mounts_the_keyring(
         results.append((what, proc.returncode != 0 and field in proc.stderr, f"API server: {proc.stderr[:100]}"))
 
     def refused_by_operator(what: str, kind: str, name: str, reason: str, field: str) -> None:
-        body = chart.wait_for(kind, ns, name, lambda b: _condition(b) is not None, timeout=30)
-        if _condition(body)["reason"] != reason:  # type: ignore[index]
+        body = chart.wait_for(kind, ns, name, lambda b: ready_condition(b) is not None, timeout=30)
+        if ready_condition(body)["reason"] != reason:  # type: ignore[index]
             body = chart.wait_for(kind, ns, name, _reason(reason), timeout=15)
-        message = _condition(body)["message"]  # type: ignore[index]
+        message = ready_condition(body)["message"]  # type: ignore[index]
         results.append((what, field in message, f"operator: {reason}: {message[:90]}"))
 
     # 1. the tenant's own certificate claims the victim's keyring (or pair) and consents for the tenant
     for i, claimed in enumerate(("victim-keyring", "victim-tls")):
-        cert = _doc("RecordingCertificate", f"mine-{i}", {"generate": GENERATE, "keyringSecret": claimed})
+        cert = resource("RecordingCertificate", f"mine-{i}", {"generate": GENERATE, "keyringSecret": claimed})
         refused_by_api(f"a tenant's certificate names {claimed} as its keyring", chart.apply_as_tenant(ns, cert),
                        "keyringSecret")  # fmt: skip
     # 2. a keyring forged to look like the victim's (its label and uid), under the tenant's certificate
-    forged = _secret("forged-ring", {"1.crt": certificate},
+    forged = secret("forged-ring", {"1.crt": certificate},
                      {"cxbackup.io/certificate": "victim", "cxbackup.io/keyring": "true"},
                      metadata={"annotations": {"cxbackup.io/certificate-uid": victim["metadata"]["uid"]}})  # fmt: skip
     assert chart.create_as_tenant(ns, forged).returncode == 0
-    mine = _doc("RecordingCertificate", "forger", {"generate": GENERATE, "keyringSecret": "forged-ring"})
+    mine = resource("RecordingCertificate", "forger", {"generate": GENERATE, "keyringSecret": "forged-ring"})
     assert chart.apply_as_tenant(ns, mine).returncode == 0
     assert chart.apply_as_tenant(ns, _export("via-forged", certificate="forger")).returncode == 0
     refused_by_operator("an export decrypts with a certificate whose keyring was forged", "ej", "via-forged",
@@ -135,7 +117,7 @@ def test_only_the_export_the_key_owner_consented_to_ever_mounts_the_keyring(
     assert chart.apply_as_tenant(ns, _export("dsar")).returncode == 0
     assert chart.apply_as_tenant(ns, _export("dsar-2", subject="dsar-118")).returncode == 0
     assert chart.as_tenant("delete", "secret", "dsar-118", "-n", ns).returncode == 0
-    swapped = _secret("dsar-118", {"subject": b"+15550199\n"}, creds, immutable=True)
+    swapped = secret("dsar-118", {"subject": b"+15550199\n"}, CREDENTIALS, immutable=True)
     assert chart.create_as_tenant(ns, swapped).returncode == 0
     dsar = chart.wait_for("ej", ns, "dsar", _reason("DecryptionNotAllowed"), timeout=30)
     dsar2 = chart.wait_for("ej", ns, "dsar-2", _reason("DecryptionNotAllowed"), timeout=30)

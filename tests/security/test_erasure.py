@@ -10,7 +10,6 @@ import json
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import config
 
 from cxbackup.api.erasure import RecordingErasure
@@ -18,22 +17,13 @@ from cxbackup.controller.cluster import KubeCluster
 from cxbackup.controller.erasure.handler import reconcile_erasure
 from cxbackup.controller.erasure.manifests import request_digest
 from cxbackup.controller.settings import OperatorSettings
-from cxbackup_dev.localcluster.controlplane import REPO_ROOT, ControlPlane
+from cxbackup_dev.localcluster.controlplane import ControlPlane
+from tests.resources import example, kubectl_apply
 
 pytestmark = pytest.mark.integration
 
 NAME = "dsar-2026-117"
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
-
-
-def _example(name: str) -> dict[str, Any]:
-    doc: dict[str, Any] = yaml.safe_load((REPO_ROOT / "examples" / name).read_text())
-    return doc
-
-
-def _apply(cp: ControlPlane, ns: str, doc: dict[str, Any]) -> tuple[int, str]:
-    proc = cp.kubectl("apply", "-n", ns, "-f", "-", input_text=json.dumps(doc), check=False)
-    return proc.returncode, proc.stdout + proc.stderr
 
 
 def _get(cp: ControlPlane, ns: str) -> dict[str, Any]:
@@ -48,9 +38,9 @@ def _patch_status(cp: ControlPlane, ns: str, status: dict[str, Any]) -> None:
 
 
 def test_an_erasure_cannot_be_created_executing(control_plane: ControlPlane, namespace: str) -> None:
-    doc = _example("recordingerasure.yaml")
+    doc = example("recordingerasure.yaml")
     doc["spec"]["execute"] = True
-    code, out = _apply(control_plane, namespace, doc)
+    code, out = kubectl_apply(control_plane, namespace, doc)
     assert code != 0 and "a RecordingErasure starts with a dry run" in out, out
     listed = control_plane.kubectl("get", "rerase", "-n", namespace, "-o", "name").stdout
     assert listed.strip() == ""
@@ -69,25 +59,25 @@ CHANGES = [
 def test_execute_cannot_be_set_together_with_another_change(
     control_plane: ControlPlane, namespace: str, field: str, value: Any
 ) -> None:
-    doc = _example("recordingerasure.yaml")
-    assert _apply(control_plane, namespace, doc)[0] == 0
+    doc = example("recordingerasure.yaml")
+    assert kubectl_apply(control_plane, namespace, doc)[0] == 0
     changed = json.loads(json.dumps(doc))
     changed["spec"][field] = value
     changed["spec"]["execute"] = True
-    code, out = _apply(control_plane, namespace, changed)
+    code, out = kubectl_apply(control_plane, namespace, changed)
     assert code != 0 and "set execute: true alone" in out, out
     assert _get(control_plane, namespace)["spec"]["execute"] is False
     doc["spec"]["execute"] = True  # alone, it is accepted (the operator then checks the dry run)
-    code, out = _apply(control_plane, namespace, doc)
+    code, out = kubectl_apply(control_plane, namespace, doc)
     assert code == 0, out
 
 
 def _references(cp: ControlPlane, ns: str) -> None:
     """The example's RecordingBackup, its PVC and the subject's Secret (opted in)."""
-    assert _apply(cp, ns, _example("recordingbackup.yaml"))[0] == 0
+    assert kubectl_apply(cp, ns, example("recordingbackup.yaml"))[0] == 0
     pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "recordings-backup"},
            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}}}  # fmt: skip
-    assert _apply(cp, ns, pvc)[0] == 0
+    assert kubectl_apply(cp, ns, pvc)[0] == 0
     cp.kubectl("create", "secret", "generic", NAME, "-n", ns, "--from-literal=subject=phone:+1 647 838 9001")
     cp.kubectl("label", "secret", NAME, "-n", ns, "cxbackup.io/credentials=true")
 
@@ -125,8 +115,8 @@ def test_execute_after_a_dry_run_of_another_request_is_refused_by_the_operator(
 ) -> None:
     cp, ns = control_plane, namespace
     _references(cp, ns)
-    doc = _example("recordingerasure.yaml")
-    assert _apply(cp, ns, doc)[0] == 0
+    doc = example("recordingerasure.yaml")
+    assert kubectl_apply(cp, ns, doc)[0] == 0
     cluster = KubeCluster(config.new_client_from_config(config_file=str(cp.kubeconfig)))
     [started] = [e for e in _reconcile(cp, ns, cluster) if e.reason == "ErasureStarted"]
     assert "dry run" in started.message and _execute_jobs(cp, ns) == []
@@ -135,9 +125,9 @@ def test_execute_after_a_dry_run_of_another_request_is_refused_by_the_operator(
 
     # the request changes (allowed while it is a dry run), then execute is set alone (allowed by the API server)
     doc["spec"]["request"] = "DSAR-2026-999"
-    assert _apply(cp, ns, doc)[0] == 0
+    assert kubectl_apply(cp, ns, doc)[0] == 0
     doc["spec"]["execute"] = True
-    assert _apply(cp, ns, doc)[0] == 0
+    assert kubectl_apply(cp, ns, doc)[0] == 0
     events = _reconcile(cp, ns, cluster)
     assert [(e.warning, e.reason) for e in events] == [(True, "DryRunRequired")], events
     status = _get(cp, ns)["status"]

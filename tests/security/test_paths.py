@@ -4,7 +4,6 @@ relative folder, and every file of a backup holding personal data is owner-only 
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import subprocess
@@ -12,10 +11,8 @@ import sys
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from cxbackup.backup.errors import UnsafePathError
 from cxbackup.backup.targets import LocalDirectoryTarget
@@ -24,6 +21,7 @@ from cxbackup.export.names import artifact_name
 from cxbackup.export.store import ArtifactInfo, DirectoryStore
 from cxbackup_dev.emulator import DatasetSpec, Emulator
 from cxbackup_dev.localcluster.controlplane import ControlPlane
+from tests.resources import example, kubectl_apply
 from tests.unit.test_export_download import FILES, key_and_cert, make_zip
 
 pytestmark = pytest.mark.integration
@@ -182,16 +180,6 @@ def test_export_download_never_writes_through_a_folder_planted_as_a_link(tmp_pat
 # ---------------------------------------------------------------------------------------- subPath on the API server
 
 
-def _example(name: str) -> dict[str, Any]:
-    doc: dict[str, Any] = yaml.safe_load((REPO / "examples" / name).read_text())
-    return doc
-
-
-def _apply(cp: ControlPlane, ns: str, doc: dict[str, Any]) -> tuple[int, str]:
-    proc = cp.kubectl("apply", "-n", ns, "-f", "-", input_text=json.dumps(doc), check=False)
-    return proc.returncode, proc.stdout + proc.stderr
-
-
 BAD_SUB_PATHS = {
     "../other-tenant": "must not have an empty, '.' or '..' segment",
     "a/../../b": "must not have an empty, '.' or '..' segment",
@@ -207,22 +195,22 @@ BAD_SUB_PATHS = {
 def test_the_api_server_refuses_a_sub_path_that_is_not_a_plain_folder(
     control_plane: ControlPlane, namespace: str, sub_path: str, message: str
 ) -> None:
-    backup = _example("recordingbackup.yaml")
+    backup = example("recordingbackup.yaml")
     backup["spec"]["target"] = {"pvc": {"claimName": "recordings-backup", "subPath": sub_path}}
-    code, out = _apply(control_plane, namespace, backup)
+    code, out = kubectl_apply(control_plane, namespace, backup)
     assert code != 0 and "spec.target.pvc.subPath" in out and message in out, out
-    export = _example("exportjob.yaml")
+    export = example("exportjob.yaml")
     export["spec"]["store"] = {"pvc": "exports", "subPath": sub_path}
-    code, out = _apply(control_plane, namespace, export)
+    code, out = kubectl_apply(control_plane, namespace, export)
     assert code != 0 and "spec.store.subPath" in out and message in out, out
 
 
 def test_the_api_server_accepts_a_plain_sub_path(control_plane: ControlPlane, namespace: str) -> None:
-    backup = _example("recordingbackup.yaml")
+    backup = example("recordingbackup.yaml")
     backup["spec"]["target"] = {"pvc": {"claimName": "recordings-backup", "subPath": "contact-center/..2024/.b"}}
-    code, out = _apply(control_plane, namespace, backup)
+    code, out = kubectl_apply(control_plane, namespace, backup)
     assert code == 0, out
-    export = _example("exportjob.yaml")
+    export = example("exportjob.yaml")
     export["spec"]["store"] = {"pvc": "exports", "subPath": "gdpr/2026"}
-    code, out = _apply(control_plane, namespace, export)
+    code, out = kubectl_apply(control_plane, namespace, export)
     assert code == 0, out

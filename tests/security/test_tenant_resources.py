@@ -13,22 +13,11 @@ from typing import Any
 import pytest
 
 from tests.reliability.table import Row
+from tests.security.bodies import CREDENTIALS, GENERATE, pvc, ready_condition, resource, secret
 from tests.security.conftest import VENDOR_HOST
 from tests.security.installed import InstalledChart
 
 pytestmark = pytest.mark.integration
-
-GENERATE = {"commonName": "Rec", "country": "US", "state": "California", "organization": "Org"}
-CREDENTIALS = {"cxbackup.io/credentials": "true"}
-
-
-def _doc(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "cxbackup.io/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec}
-
-
-def _secret(name: str, data: dict[str, bytes], labels: dict[str, str] | None = None, kind: str = "Opaque") -> Any:
-    return {"apiVersion": "v1", "kind": "Secret", "type": kind, "metadata": {"name": name, "labels": labels or {}},
-            "data": {k: base64.b64encode(v).decode() for k, v in data.items()}}  # fmt: skip
 
 
 def _backup(name: str, *, credentials: str = "gws", **spec: Any) -> dict[str, Any]:
@@ -36,11 +25,7 @@ def _backup(name: str, *, credentials: str = "gws", **spec: Any) -> dict[str, An
               "s3Credentials": {"name": "s3"}, "retentionDays": 30}  # fmt: skip
     base = {"source": source, "window": {"minAge": 0, "maxAge": 1},
             "target": {"pvc": {"claimName": "recordings", "subPath": name}}}  # fmt: skip
-    return _doc("RecordingBackup", name, base | spec)
-
-
-def _ready(body: dict[str, Any]) -> dict[str, Any] | None:
-    return next((c for c in (body.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"), None)
+    return resource("RecordingBackup", name, base | spec)
 
 
 def test_a_tenant_cannot_reach_secrets_keys_or_capacity_through_its_resources(
@@ -48,20 +33,18 @@ def test_a_tenant_cannot_reach_secrets_keys_or_capacity_through_its_resources(
 ) -> None:
     chart = chart_hardened
     ns = chart.tenant_namespace()
-    pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "recordings"},
-           "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}  # fmt: skip
     chart.apply(
         ns,
-        pvc,
-        _secret("gws", {"GWS_USERNAME": b"u", "GWS_PASSWORD": b"the-vendor-password"}, CREDENTIALS),
-        _secret("s3", {"AWS_ACCESS_KEY_ID": b"a", "AWS_SECRET_ACCESS_KEY": b"s"}, CREDENTIALS),
-        _secret("other-team", {"GWS_USERNAME": b"theirs", "GWS_PASSWORD": b"their-password"}),
-        _secret("their-config", {"config": b"theirs"}),
-        _doc("RecordingCertificate", "rc", {"generate": GENERATE}),
+        pvc(),
+        secret("gws", {"GWS_USERNAME": b"u", "GWS_PASSWORD": b"the-vendor-password"}, CREDENTIALS),
+        secret("s3", {"AWS_ACCESS_KEY_ID": b"a", "AWS_SECRET_ACCESS_KEY": b"s"}, CREDENTIALS),
+        secret("other-team", {"GWS_USERNAME": b"theirs", "GWS_PASSWORD": b"their-password"}),
+        secret("their-config", {"config": b"theirs"}),
+        resource("RecordingCertificate", "rc", {"generate": GENERATE}),
     )
-    chart.wait_for("rcert", ns, "rc", lambda b: (_ready(b) or {}).get("status") == "True", timeout=60)
+    chart.wait_for("rcert", ns, "rc", lambda b: (ready_condition(b) or {}).get("status") == "True", timeout=60)
     # a TLS Secret the tenant labelled as credentials (it may create Secrets, not read them)
-    tls = _secret("tls-creds", {"GWS_USERNAME": b"u", "GWS_PASSWORD": b"p", "tls.crt": b"c", "tls.key": b"k"},
+    tls = secret("tls-creds", {"GWS_USERNAME": b"u", "GWS_PASSWORD": b"p", "tls.crt": b"c", "tls.key": b"k"},
                   CREDENTIALS, kind="kubernetes.io/tls")  # fmt: skip
     assert chart.create_as_tenant(ns, tls).returncode == 0
     keyring_before = chart.get("secret", ns, "rc-keyring")["data"]  # type: ignore[index]
@@ -86,8 +69,8 @@ def test_a_tenant_cannot_reach_secrets_keys_or_capacity_through_its_resources(
         _backup("steal-keyring", credentials="rc-keyring"),
         _backup("steal-tls", credentials="tls-creds"),
         _backup("steal-other", credentials="other-team"),
-        _doc("RecordingCertificate", "hijack", {"generate": GENERATE, "keyringSecret": "their-config"}),
-        _doc("RecordingCertificate", "borrowed", {"secretRef": {"name": "rc-tls"}}),
+        resource("RecordingCertificate", "hijack", {"generate": GENERATE, "keyringSecret": "their-config"}),
+        resource("RecordingCertificate", "borrowed", {"secretRef": {"name": "rc-tls"}}),
         _backup("big-cpu", pod={"resources": {"limits": {"cpu": "64"}}}),
         _backup("big-tmp", pod={"tmpSizeLimit": "100000Gi"}),
         _backup("any-node", pod={"tolerations": [{"operator": "Exists"}]}),
@@ -97,13 +80,15 @@ def test_a_tenant_cannot_reach_secrets_keys_or_capacity_through_its_resources(
         assert proc.returncode == 0, proc.stderr
     results = []
     for scenario, kind, name, reason, field in by_operator:
-        got = chart.wait_for(kind, ns, name, lambda b, r=reason: (_ready(b) or {}).get("reason") == r, timeout=30)
-        message = (_ready(got) or {}).get("message", "")
+        got = chart.wait_for(
+            kind, ns, name, lambda b, r=reason: (ready_condition(b) or {}).get("reason") == r, timeout=30
+        )
+        message = (ready_condition(got) or {}).get("message", "")
         results.append((scenario, field in message, f"operator: {reason}: {message[:90]}"))
     by_api = [
         ("worker pods under another ServiceAccount", _backup("own-account", pod={"serviceAccountName": "default"}),
          "serviceAccountName"),
-        ("a certificate made to rotate at every reconcile", _doc("RecordingCertificate", "storm", {
+        ("a certificate made to rotate at every reconcile", resource("RecordingCertificate", "storm", {
             "generate": GENERATE | {"validityDays": 1}, "rotation": {"renewBefore": "PT23H59M"}}), "validityDays"),
     ]  # fmt: skip
     for scenario, body, field in by_api:
