@@ -76,17 +76,20 @@ test-unit: venv
 	$(BIN)/pytest tests/unit
 
 # The inner loop: lint, the unit tests and the integration tests that need no node (those marked `node` start
-# containerd and kubelet or build the image, as root: make test runs them).
+# containerd and kubelet or build the image, as root; those marked `slow` wait on a delay nothing shortens:
+# make test runs both), on two pytest-xdist workers.
 check: venv controlplane helm promtool prometheus
 	$(BIN)/ruff check $(PY_SOURCES)
 	$(BIN)/ruff format --check $(PY_SOURCES)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/cxbackup-dev crds --check
-	$(BIN)/pytest tests/unit tests/integration -m "not node"
+	$(BIN)/pytest -n 2 tests/unit tests/integration -m "not node and not slow"
 
+# Two pytest-xdist workers: one runs every test that starts the node (one node per machine), one the rest
+# (tests/parallel.py).
 test: venv controlplane helm promtool prometheus nodepackages lint
-	$(BIN)/pytest -m "not reliability_full"
+	$(BIN)/pytest -n 2 -m "not reliability_full"
 
 demo: venv controlplane helm nodepackages
 	$(BIN)/cxbackup-dev demo

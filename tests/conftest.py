@@ -17,9 +17,9 @@ from cxbackup_dev.localcluster.stack import LocalStack
 
 REPO = Path(__file__).resolve().parents[1]
 
-pytest_plugins = ["tests.rows", "tests.timing"]
+pytest_plugins = ["tests.parallel", "tests.rows", "tests.timing"]
 """The reliability table (its `row` fixture and printer), for the reliability and the security suites; the time
-per tier and the slowest tests, printed at the end of every run."""
+per tier and the slowest tests, printed at the end of every run; which tests share an xdist worker."""
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ wall time.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -74,14 +75,18 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s"
 
 
-def render(timing: Timing) -> list[str]:
-    """The table's lines: one per tier and the total, then the slowest tests with their tier."""
+def render(timing: Timing, wall: float | None = None, workers: int = 0) -> list[str]:
+    """The table's lines: one per tier and the total, the wall time when given (with `workers` xdist workers
+    the tiers overlap, so their sum exceeds it), then the slowest tests with their tier."""
     if not timing.tiers:
         return []
     lines = [f"{'tier':<13} {'tests':>6} {'time':>12}"]
     for tier, (count, seconds) in timing.tiers.items():
         lines.append(f"{tier:<13} {count:>6} {_duration(seconds):>12}")
     lines.append(f"{'total':<13} {sum(c for c, _ in timing.tiers.values()):>6} {_duration(timing.total):>12}")
+    if wall is not None:
+        on = f" on {workers} workers" if workers > 1 else ""
+        lines.append(f"{'wall':<13} {'':>6} {_duration(wall):>12}  (collection included{on})")
     lines.append("")
     lines.append(f"{len(timing.slowest)} slowest (setup + call + teardown):")
     lines += [f"{_duration(t.seconds):>12}  {t.tier:<12} {t.nodeid}" for t in timing.slowest]
@@ -93,6 +98,7 @@ class _Recorder:
 
     def __init__(self) -> None:
         self.phases: list[tuple[str, str, float]] = []
+        self.started = time.monotonic()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.phases.append((report.nodeid, report.when or "", report.duration))
@@ -109,7 +115,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
     recorder = config.stash.get(_RECORDER, None)
-    lines = render(aggregate(recorder.phases if recorder is not None else []))
+    if recorder is None:
+        return
+    workers = getattr(config.option, "numprocesses", 0)
+    workers = workers if isinstance(workers, int) else 0
+    lines = render(aggregate(recorder.phases), wall=time.monotonic() - recorder.started, workers=workers)
     if not lines:
         return
     terminalreporter.write_sep("=", "time per tier")

@@ -62,7 +62,15 @@ def _mutate(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     return doc
 
 
-_DELETE = object()
+class _Deleted:
+    """The value of a field a case removes (its repr names it, so that the test ids are the same in every
+    process: xdist's workers must collect the same ids)."""
+
+    def __repr__(self) -> str:
+        return "<deleted>"
+
+
+_DELETE = _Deleted()
 
 BAD_BACKUPS = [
     ("spec.replicas", 0, "spec.replicas"),

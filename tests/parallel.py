@@ -1,0 +1,66 @@
+"""How `make test` and `make check` share the machine's cores: pytest-xdist runs the tests on two workers
+(`-n 2`), and this plugin (loaded by tests/conftest.py) says which tests go together.
+
+- Every test that starts the test node (containerd + kubelet) is in one group, `node`: one worker runs them
+  one after the other, since a machine holds one node at a time (its cgroups, iptables chains and ports are
+  fixed). They are the folders and modules of NODE_PATHS; a test marked `node` or `e2e` anywhere else is a
+  collection error (it would run beside the node).
+- Every other test goes with the tests of its module, so that a module's fixtures (an emulator, the security
+  suite's installed chart) are set up once, on one worker.
+
+The groups are xdist's "scopes" (its loadscope scheduler, largest first, so the node's long group starts at
+once), chosen from the node id alone: the controller that schedules sees node ids, not markers.
+Without xdist (`pytest` alone, `-n 0`) nothing here changes the run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+NODE_GROUP = "node"
+NODE_PATHS = (
+    "tests/e2e/",
+    "tests/reliability/",
+    "tests/demo/",
+    "tests/integration/test_node.py",
+    "tests/integration/test_image.py",
+)
+"""Where the tests that start the node (or share a package's node) live."""
+NODE_MARKERS = ("node", "e2e")
+
+
+def group_of(nodeid: str) -> str:
+    """The group of a test from its node id (`tests/<tier>/<module>.py::name`): `node` or its module."""
+    path = nodeid.split("::", 1)[0].replace("\\", "/")
+    return NODE_GROUP if path.startswith(NODE_PATHS) else path
+
+
+def misplaced(nodeid: str, markers: set[str]) -> str | None:
+    """Why a test marked as needing the node cannot run where it is, or None."""
+    marked = sorted(markers & set(NODE_MARKERS))
+    if marked and group_of(nodeid) != NODE_GROUP:
+        return (
+            f"{nodeid} is marked {', '.join(marked)} but is not under {', '.join(NODE_PATHS)}: on two xdist "
+            "workers it would start a second node beside the first; move it there or add its module to "
+            "tests/parallel.py's NODE_PATHS"
+        )
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    problems = [p for item in items if (p := misplaced(item.nodeid, {m.name for m in item.iter_markers()}))]
+    if problems:
+        raise pytest.UsageError("\n".join(problems))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByGroup(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    return ByGroup(config, log)
