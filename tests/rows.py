@@ -87,6 +87,8 @@ class _Collector:
         self.rows: list[Row] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return  # the later reports of a test carry its properties again (they are the item's)
         for name, value in report.user_properties:
             if name == _PROPERTY and isinstance(value, dict):
                 self.rows.append(Row(**value))

@@ -103,6 +103,7 @@ def test_on_two_workers_node_tests_share_one_worker_and_rows_and_times_reach_the
     table = out.split("reliability table", 1)[1]
     assert "scenario that passes" in table and "PASS" in table
     assert "test_e2e_two" in table and "FAIL" in table and "the scenario broke" in table
+    assert "1/2 scenarios pass." in table  # each row once
     timing = out.split("time per tier", 1)[1].splitlines()
     assert [line.split()[:2] for line in timing if line.split()[:1] in (["unit"], ["integration"], ["e2e"])] == [
         ["unit", "20"],
