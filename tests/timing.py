@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-TIERS = ("unit", "integration", "security", "e2e", "reliability")
+TIERS = ("unit", "integration", "security", "e2e", "demo", "reliability")
 """The tiers, each a folder under tests/, in the order `make test` runs them."""
 OTHER = "other"
 """Tests outside those folders."""

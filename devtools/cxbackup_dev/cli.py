@@ -11,7 +11,11 @@ __all__ = ["COMMANDS", "main"]
 
 COMMANDS: list[tuple[str, str, str]] = [
     ("emulator", "run the local stand-in for the vendor cloud (a test double)", "emulator"),
-    ("demo", "start a local cluster, the emulator and the operator, and back up a generated data set", "demo"),
+    (
+        "demo",
+        "the whole product on this machine: back up a generated data set, then search, decrypt and audit it",
+        "demo",
+    ),
     ("crds", "generate the CustomResourceDefinitions from the API models", "crds"),
 ]
 
