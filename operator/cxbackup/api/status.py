@@ -82,6 +82,8 @@ class Reason(StrEnum):
     PLAIN_HTTP_ALLOWED = "PlainHttpAllowed"
     CERTIFICATE_NOT_READY = "CertificateNotReady"
     PVC_NOT_FOUND = "PVCNotFound"
+    ACCESS_MODE_CONFLICT = "AccessModeConflict"
+    """spec.replicas > 1 with a ReadWriteOncePod PVC target: one pod at a time may mount it."""
     CERTIFICATE_NOT_FOUND = "CertificateNotFound"
     BACKUP_NOT_FOUND = "BackupNotFound"
     DECRYPTION_NOT_ALLOWED = "DecryptionNotAllowed"

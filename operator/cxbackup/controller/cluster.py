@@ -78,6 +78,8 @@ class Cluster(Protocol):
 
     def pvc_exists(self, namespace: str, name: str) -> bool: ...
 
+    def pvc_access_modes(self, namespace: str, name: str) -> tuple[str, ...] | None: ...
+
     def create_object(self, obj: dict[str, Any]) -> bool: ...
 
     def apply_configmap(self, obj: dict[str, Any]) -> None: ...
@@ -250,6 +252,18 @@ class KubeCluster:
             missing=False,
         )
         return found is not False
+
+    def pvc_access_modes(self, namespace: str, name: str) -> tuple[str, ...] | None:
+        """A claim's `spec.accessModes` (what it asked for, known before it is bound), or None when it does not
+        exist. Where its worker pods may run follows from them (placement.py)."""
+        claim = _call(
+            f"reading PersistentVolumeClaim {namespace}/{name}",
+            lambda: self._core.read_namespaced_persistent_volume_claim(name, namespace),
+            missing=None,
+        )
+        if claim is None:
+            return None
+        return tuple(str(m) for m in (claim.spec.access_modes or ()))
 
     def create_object(self, obj: dict[str, Any]) -> bool:
         """Create a ConfigMap or Job; False when it already exists."""

@@ -1,7 +1,9 @@
 """What every Job manifest cxbackup creates has in common, built in one place: the worker pod spec with the
 restricted security context, credentials only as secretKeyRef, owner references, run ids. Pure, no I/O.
 
-Each kind's own Jobs are built from these in controller/backup/manifests.py and controller/export/manifests.py.
+Each kind's own Jobs are built from these in controller/backup/manifests.py, controller/export/manifests.py and
+controller/erasure/manifests.py; where their pods go (by what the target volume allows) is placement.py's, put into
+the pod template by `apply_placement`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from cxbackup.api import workerenv
 from cxbackup.api.common import API_VERSION, PodSettings
+from cxbackup.controller.placement import Placement
 from cxbackup.controller.podlimits import PodLimits, bounded_resources, pod_problem
 from cxbackup.controller.references import Blocked
 
@@ -24,6 +27,7 @@ __all__ = [
     "TMP_MOUNT",
     "JobSettings",
     "active_deadline",
+    "apply_placement",
     "pod_settings_problem",
     "restricted_container_security_context",
     "run_id_for",
@@ -176,3 +180,18 @@ def worker_pod_spec(
     if pod.tolerations:
         pod_spec["tolerations"] = pod.tolerations
     return pod_spec
+
+
+def apply_placement(template: dict[str, Any], placement: Placement | Blocked) -> None:
+    """Put `placement` (placement.place) into a Job's pod `template`: its labels (cxbackup.io/claim) added to the
+    template's, its affinity and topologySpreadConstraints replacing any there. The user's nodeSelector and
+    tolerations (worker_pod_spec) stay as they are. Raises a Blocked: the handlers check first, this makes sure no
+    Job whose pods could never all start is ever built."""
+    if isinstance(placement, Blocked):
+        raise placement
+    metadata = template.setdefault("metadata", {})
+    metadata["labels"] = {**metadata.get("labels", {}), **placement.labels}  # a copy: not the Job's own labels
+    spec = template["spec"]
+    spec.pop("affinity", None)
+    spec.pop("topologySpreadConstraints", None)
+    spec.update(placement.pod_spec_fields())

@@ -7,7 +7,7 @@ the worker's HTTP client read alike (`cxbackup.core.endpoints`), be https:// unl
 plain HTTP, and an endpoint that receives a vendor credential must have a host on the installer's allowlist
 (with none named, no vendor endpoint is allowed).
 
-The handler gathers the facts through the `Cluster` (`gather_secrets`, `Cluster.pvc_exists`), then the
+The handler gathers the facts through the `Cluster` (`gather_secrets`, `Cluster.pvc_access_modes`), then the
 pure functions here decide and return a `Blocked` naming the field, the object and the fix (or None).
 """
 

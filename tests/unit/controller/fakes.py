@@ -58,6 +58,8 @@ def _matches(labels: dict[str, str], selector: str) -> bool:
 class FakeCluster:
     secrets: dict[tuple[str, str], SecretView] = field(default_factory=dict)
     pvcs: set[tuple[str, str]] = field(default_factory=set)
+    pvc_modes: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    """spec.accessModes of the claims in `pvcs` (ReadWriteOnce, the common disk, when not set)."""
     configmaps: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     jobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     pods: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
@@ -106,8 +108,9 @@ class FakeCluster:
         """A Secret opted in as credentials (labelled cxbackup.io/credentials=true)."""
         self.put(name, data, {CREDENTIALS_LABEL: "true"}, namespace, immutable=immutable, created=created)
 
-    def put_pvc(self, name: str, namespace: str = NS) -> None:
+    def put_pvc(self, name: str, namespace: str = NS, *, access_modes: tuple[str, ...] = ("ReadWriteOnce",)) -> None:
         self.pvcs.add((namespace, name))
+        self.pvc_modes[(namespace, name)] = access_modes
 
     def job(self, name: str, namespace: str = NS) -> dict[str, Any]:
         return self.jobs[(namespace, name)]
@@ -208,6 +211,12 @@ class FakeCluster:
     def pvc_exists(self, namespace: str, name: str) -> bool:
         self._check("pvc_exists")
         return (namespace, name) in self.pvcs
+
+    def pvc_access_modes(self, namespace: str, name: str) -> tuple[str, ...] | None:
+        self._check("pvc_access_modes")
+        if (namespace, name) not in self.pvcs:
+            return None
+        return self.pvc_modes.get((namespace, name), ("ReadWriteOnce",))
 
     def create_object(self, obj: dict[str, Any]) -> bool:
         self._check("create_object")

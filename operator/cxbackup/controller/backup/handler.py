@@ -39,6 +39,8 @@ from cxbackup.controller.backup.manifests import (
     build_audit_job,
     build_backup_configmap,
     build_backup_job,
+    placement_problem,
+    target_placement,
 )
 from cxbackup.controller.cluster import Cluster, ClusterError
 from cxbackup.controller.conditions import condition, set_condition
@@ -146,9 +148,12 @@ def _proxy_url(proxy: ProxySettings | None) -> str | None:
     return f"{host.rstrip('/')}:{proxy.port}"
 
 
-def _check_references(cluster: Cluster, backup: RecordingBackup, policy: EndpointPolicy) -> list[str]:
-    """Check the endpoints, then gather the referenced Secrets and PVC; raise the first problem as Blocked.
-    Returns the fields that use plain HTTP (allowed by the installer)."""
+def _check_references(
+    cluster: Cluster, backup: RecordingBackup, policy: EndpointPolicy
+) -> tuple[list[str], tuple[str, ...] | None]:
+    """Check the endpoints, then gather the referenced Secrets and PVC, then whether the run's pods can be placed
+    on the PVC (placement.py: more than one shard on a ReadWriteOncePod claim cannot); raise the first problem as
+    Blocked. Returns the fields that use plain HTTP (allowed by the installer) and the PVC's access modes."""
     ns = backup.metadata["namespace"]
     for field, url, vendor in _endpoints(backup):
         proxy = field not in _URL_FIELDS and field.endswith("Proxy.host")
@@ -157,19 +162,28 @@ def _check_references(cluster: Cluster, backup: RecordingBackup, policy: Endpoin
     needs = _secret_needs(backup)
     problem = secret_problem(ns, needs, gather_secrets(cluster, ns, needs))
     pvc = backup.spec.target.pvc
+    modes: tuple[str, ...] | None = None
     if problem is None and pvc is not None:
-        problem = pvc_problem("spec.target.pvc.claimName", ns, pvc.claim_name, cluster.pvc_exists(ns, pvc.claim_name))
+        modes = cluster.pvc_access_modes(ns, pvc.claim_name)
+        problem = pvc_problem("spec.target.pvc.claimName", ns, pvc.claim_name, modes is not None)
+        problem = problem or placement_problem(backup, modes)
     if problem is not None:
         raise problem
-    return [
+    plain_http = [
         field
         for field, url, _ in _endpoints(backup)
         if url and url.startswith("http://") and field in _URL_FIELDS  # not the paths and proxies made of them
     ]
+    return plain_http, modes
 
 
 def _start_run(
-    cluster: Cluster, backup: RecordingBackup, slot: dt.datetime, now: dt.datetime, settings: OperatorSettings
+    cluster: Cluster,
+    backup: RecordingBackup,
+    slot: dt.datetime,
+    now: dt.datetime,
+    settings: OperatorSettings,
+    access_modes: tuple[str, ...] | None,
 ) -> tuple[str, dict[str, Any]]:
     status = backup.status
     last_end = status.last_recording_end_time if status else None
@@ -177,7 +191,7 @@ def _start_run(
     window = compute_window(base, now, to_ms(last_end) if last_end else None)
     run_id = run_id_for(slot)
     configmap = build_backup_configmap(backup, run_id, window)
-    job = build_backup_job(backup, run_id, window, settings.jobs, run_start=now)
+    job = build_backup_job(backup, run_id, window, settings.jobs, run_start=now, access_modes=access_modes)
     cluster.create_object(configmap)
     created = cluster.create_object(job)
     name = job["metadata"]["name"]
@@ -190,6 +204,9 @@ def _start_run(
     ).model_dump(by_alias=True, mode="json")
     if not created:
         log.info("Job %s already exists; adopting it", name)
+    placed = target_placement(backup, access_modes, backup.spec.replicas, {})
+    if not isinstance(placed, Blocked):
+        log.info("Job %s placement: %s", name, placed.reason)
     return name if created else "", current
 
 
@@ -334,7 +351,7 @@ def _reconcile(
                 _check_spec(backup, now)
                 if (pod_problem := pod_settings_problem(backup.spec.pod, settings.jobs)) is not None:
                     raise pod_problem
-                plain_http = _check_references(cluster, backup, settings.endpoints)
+                plain_http, access_modes = _check_references(cluster, backup, settings.endpoints)
             except Blocked as blocked:
                 conditions = blocked.ready_false(conditions, emit, now=now, generation=generation)
                 changes["phase"] = blocked.phase
@@ -349,7 +366,7 @@ def _reconcile(
                         "the installer): credentials and recordings cross the network unencrypted",
                     )
                 )
-            created_name, current_run = _start_run(cluster, backup, slot, now, settings)
+            created_name, current_run = _start_run(cluster, backup, slot, now, settings, access_modes)
             changes["currentRun"] = current_run
             changes["shards"] = None
             changes["progress"] = "0%"
@@ -549,8 +566,11 @@ def _reconcile_audit(
     window = RecordingWindow(to_ms(start), to_ms(end))
     if (pod_problem := _name_problem(backup) or pod_settings_problem(backup.spec.pod, settings.jobs)) is not None:
         return pod_problem.ready_false(conditions, emit, now=now, generation=generation)
+    pvc = backup.spec.target.pvc
+    modes = cluster.pvc_access_modes(ns, pvc.claim_name) if pvc is not None else None  # placed like the runs' pods
     cluster.apply_configmap(build_audit_configmap(backup, window))
-    cluster.create_object(build_audit_job(backup, run_id_for(now), window, settings.jobs, run_start=now))
+    audit = build_audit_job(backup, run_id_for(now), window, settings.jobs, run_start=now, access_modes=modes)
+    cluster.create_object(audit)
     emit(EventSpec(False, Reason.AUDIT_STARTED, f"auditing {window.describe()} against the target"))
     return conditions
 

@@ -17,6 +17,7 @@ from cxbackup.controller.manifests import (
     TMP_MOUNT,
     JobSettings,
     active_deadline,
+    apply_placement,
     owner_reference,
     restricted_container_security_context,
     run_labels,
@@ -24,6 +25,8 @@ from cxbackup.controller.manifests import (
     tmp_volume,
     worker_pod_spec,
 )
+from cxbackup.controller.placement import S3_TARGET, Placement, TargetVolume, place
+from cxbackup.controller.references import Blocked
 
 __all__ = [
     "ANNOTATION_REPLICAS",
@@ -39,7 +42,9 @@ __all__ = [
     "build_backup_configmap",
     "build_backup_job",
     "build_target_configmap",
+    "placement_problem",
     "target_credentials_env",
+    "target_placement",
     "target_volume",
 ]
 
@@ -148,6 +153,31 @@ def target_volume(
     return [{"name": "target", "persistentVolumeClaim": claim}], [mount]
 
 
+def target_placement(
+    backup: RecordingBackup,
+    access_modes: tuple[str, ...] | None,
+    replicas: int,
+    pod_labels: dict[str, str],
+    *,
+    read_only: bool = False,
+    field: str = "spec.replicas",
+) -> Placement | Blocked:
+    """Where `replicas` pods labelled `pod_labels` that mount the backup's target go (placement.py): by the PVC's
+    `access_modes` (None: not known, taken as ReadWriteOnce), or spread for an S3 target."""
+    pvc = backup.spec.target.pvc
+    if pvc is None:
+        return place(S3_TARGET, replicas, pod_labels, field=field)
+    volume = TargetVolume("pvc", pvc.claim_name, backup.metadata["namespace"], access_modes, read_only)
+    return place(volume, replicas, pod_labels, field=field)
+
+
+def placement_problem(backup: RecordingBackup, access_modes: tuple[str, ...] | None) -> Blocked | None:
+    """Blocked when the backup's runs cannot be placed on its target at all (more than one shard on a
+    ReadWriteOncePod claim), naming spec.replicas and the fix; else None."""
+    placed = target_placement(backup, access_modes, backup.spec.replicas, {})
+    return placed if isinstance(placed, Blocked) else None
+
+
 def build_target_configmap(
     backup: RecordingBackup,
     name: str,
@@ -206,8 +236,10 @@ def build_backup_job(
     settings: JobSettings,
     *,
     run_start: dt.datetime,
+    access_modes: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    """The Indexed Job of one run: completions = parallelism = replicas, shard = completion index."""
+    """The Indexed Job of one run: completions = parallelism = replicas, shard = completion index; its pods placed
+    by the target PVC's `access_modes` (placement.py; None: not known, taken as ReadWriteOnce)."""
     spec = backup.spec
     src = spec.source
     ns: str = backup.metadata["namespace"]
@@ -261,6 +293,8 @@ def build_backup_job(
     }
     pod_spec = worker_pod_spec(pod, settings, container, volumes)
     labels = _labels(backup, run_id)
+    template: dict[str, Any] = {"metadata": {"labels": labels}, "spec": pod_spec}
+    apply_placement(template, target_placement(backup, access_modes, spec.replicas, labels))
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -282,7 +316,7 @@ def build_backup_job(
             "parallelism": spec.replicas,
             "backoffLimitPerIndex": spec.backoff_limit_per_index,
             "activeDeadlineSeconds": active_deadline(pod, settings),
-            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+            "template": template,
         },
     }
 
@@ -318,9 +352,11 @@ def build_audit_job(
     settings: JobSettings,
     *,
     run_start: dt.datetime,
+    access_modes: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    """One pod running `cxbackup audit` over the window; it reports status.audit itself."""
-    job = build_backup_job(backup, audit_id, window, settings, run_start=run_start)
+    """One pod running `cxbackup audit` over the window; it reports status.audit itself. It mounts the target
+    like a run's pods, so it is placed like them (one pod: nothing to spread)."""
+    job = build_backup_job(backup, audit_id, window, settings, run_start=run_start)  # placed again below
     name = f"{backup.metadata['name'][:40].rstrip('-.')}-audit-{audit_id}"
     labels = {
         "app.kubernetes.io/name": "cxbackup",
@@ -346,6 +382,7 @@ def build_audit_job(
         "audit", "-config", f"{CONFIG_MOUNT}/config.properties", "--problems-only",
         "--window-start", str(window.start_ms), "--window-end", str(window.end_ms),
     ]  # fmt: skip
+    apply_placement(pod, target_placement(backup, access_modes, 1, labels))
     container["env"] = [e for e in container["env"] if e["name"] != workerenv.RUN_ID]
     for volume in pod["spec"]["volumes"]:
         if volume["name"] == "config":

@@ -29,6 +29,8 @@ class ReferencedBackup:
     backup: RecordingBackup
     plain_http: list[str]
     """Fields whose endpoint uses plain HTTP (allowed by the installer)."""
+    access_modes: tuple[str, ...] | None = None
+    """The target PVC's spec.accessModes (None for an S3 target): where a pod mounting it goes (placement.py)."""
 
 
 def referenced_backup(
@@ -52,10 +54,11 @@ def referenced_backup(
         c = target.s3.credentials
         needs.append(SecretNeed(f"{where}.s3.credentials)", c.name, (c.access_key_id_key, c.secret_access_key_key)))
     problem = secret_problem(namespace, needs, gather_secrets(cluster, namespace, needs))
+    modes: tuple[str, ...] | None = None
     if problem is None and target.pvc is not None:
-        exists = cluster.pvc_exists(namespace, target.pvc.claim_name)
-        problem = pvc_problem(f"{where}.pvc.claimName)", namespace, target.pvc.claim_name, exists)
+        modes = cluster.pvc_access_modes(namespace, target.pvc.claim_name)
+        problem = pvc_problem(f"{where}.pvc.claimName)", namespace, target.pvc.claim_name, modes is not None)
     if problem is not None:
         raise problem
     plain = [f"{where}.s3.endpointUrl)"] if endpoint and endpoint.startswith("http://") else []
-    return ReferencedBackup(backup, plain)
+    return ReferencedBackup(backup, plain, modes)

@@ -27,10 +27,9 @@ from pydantic import ValidationError
 from cxbackup import metrics
 from cxbackup.api.common import ERASURES
 from cxbackup.api.erasure import ErasureResult, RecordingErasure
-from cxbackup.api.recordingbackup import RecordingBackup
 from cxbackup.api.status import ConditionType, Phase, Reason
 from cxbackup.controller.backup.manifests import LABEL_BACKUP
-from cxbackup.controller.backup.referenced import referenced_backup
+from cxbackup.controller.backup.referenced import ReferencedBackup, referenced_backup
 from cxbackup.controller.cluster import Cluster, ClusterError, termination_messages
 from cxbackup.controller.conditions import condition, set_condition
 from cxbackup.controller.erasure.manifests import (
@@ -143,7 +142,7 @@ class _Reconcile:
 
     def start(
         self,
-        backup: RecordingBackup,
+        found: ReferencedBackup,
         slot: dt.datetime,
         reason: str,
         settings: OperatorSettings,
@@ -151,9 +150,10 @@ class _Reconcile:
     ) -> None:
         """Start a run of the request `(digest, subject Secret resourceVersion)`."""
         run_id = run_id_for(slot)
+        backup = found.backup
         self.cluster.create_object(build_erasure_configmap(self.erasure, backup, run_id))
         job = build_erasure_job(self.erasure, backup, run_id, settings.jobs, run_start=self.now, digest=request[0],
-                                subject_version=request[1])  # fmt: skip
+                                subject_version=request[1], access_modes=found.access_modes)  # fmt: skip
         job_name: str = job["metadata"]["name"]
         if self.cluster.create_object(job):
             what = "erasure" if self.erasure.spec.execute else "dry run"
@@ -307,7 +307,7 @@ def _start_if_ready(r: _Reconcile, due: tuple[dt.datetime, str], settings: Opera
         r.cond(ConditionType.RUNNING, "False", Reason.WAITING_FOR_BACKUP, message)
         r.set("phase", Phase.PENDING)
         return
-    r.start(found.backup, due[0], due[1], settings, (digest, version))
+    r.start(found, due[0], due[1], settings, (digest, version))
 
 
 def register(settings: OperatorSettings, cluster: Cluster) -> None:

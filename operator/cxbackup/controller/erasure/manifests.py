@@ -10,12 +10,18 @@ from typing import Any
 from cxbackup.api.common import PodSettings
 from cxbackup.api.erasure import RecordingErasure
 from cxbackup.api.recordingbackup import RecordingBackup
-from cxbackup.controller.backup.manifests import build_target_configmap, target_credentials_env, target_volume
+from cxbackup.controller.backup.manifests import (
+    build_target_configmap,
+    target_credentials_env,
+    target_placement,
+    target_volume,
+)
 from cxbackup.controller.jobstate import ANNOTATION_RUN_START
 from cxbackup.controller.manifests import (
     TMP_MOUNT,
     JobSettings,
     active_deadline,
+    apply_placement,
     owner_reference,
     restricted_container_security_context,
     run_labels,
@@ -112,11 +118,13 @@ def build_erasure_job(
     run_start: dt.datetime,
     digest: str = "",
     subject_version: str = "",
+    access_modes: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """One pod running `cxbackup erase` on the backup's target: the target as the backups reach it (PVC
     mount or S3 credentials as secretKeyRefs), the subject's Secret key mounted alone as a file, no API
     token (it reports through its termination message). Annotated with the request's `digest` and whether
-    it is a dry run."""
+    it is a dry run. Placed by the target PVC's `access_modes` (placement.py; None: not known, taken as
+    ReadWriteOnce): next to a backup run's pods on a ReadWriteOnce claim."""
     pod = erasure.spec.pod or PodSettings()
     subject = erasure.spec.subject
     target_volumes, target_mounts = target_volume(backup)
@@ -152,6 +160,11 @@ def build_erasure_job(
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     labels = _labels(erasure, run_id)
+    template: dict[str, Any] = {
+        "metadata": {"labels": labels},
+        "spec": worker_pod_spec(pod, settings, container, volumes, automount_token=False),
+    }
+    apply_placement(template, target_placement(backup, access_modes, 1, labels))
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -170,9 +183,6 @@ def build_erasure_job(
         "spec": {
             "backoffLimit": RETRIES,
             "activeDeadlineSeconds": active_deadline(pod, settings),
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": worker_pod_spec(pod, settings, container, volumes, automount_token=False),
-            },
+            "template": template,
         },
     }

@@ -254,14 +254,15 @@ def _decryption(cluster: Cluster, export: ExportJob, now: dt.datetime) -> Decryp
 
 
 def _subject_access(
-    export: ExportJob, backup: RecordingBackup | None, decryption: Decryption | None
+    export: ExportJob, found: ReferencedBackup | None, decryption: Decryption | None
 ) -> SubjectAccessSources | None:
-    """The subject's Secret key, the backup and the consented decryption (decryptMedia) of a subjectAccess
-    export (None for other types)."""
+    """The subject's Secret key, the backup (and its target PVC's access modes, which place the pod) and the
+    consented decryption (decryptMedia) of a subjectAccess export (None for other types)."""
     subject = export.spec.subject
-    if backup is None or subject is None:
+    if found is None or subject is None:
         return None
-    return SubjectAccessSources(CertificateSource(subject.secret, subject.key), backup, decryption)
+    source = CertificateSource(subject.secret, subject.key)
+    return SubjectAccessSources(source, found.backup, decryption, target_access_modes=found.access_modes)
 
 
 class _Reconcile:
@@ -465,7 +466,7 @@ def reconcile_export(
                 backup = found.backup if found is not None else None
                 plain_http = _check_references(cluster, r.export, settings.endpoints, backup)
                 plain_http += found.plain_http if found is not None else []
-                subject_access = _subject_access(r.export, backup, _decryption(cluster, r.export, now))
+                subject_access = _subject_access(r.export, found, _decryption(cluster, r.export, now))
             except Blocked as blocked:
                 r.blocked(blocked)
             else:

@@ -11,12 +11,18 @@ from cxbackup.api import workerenv
 from cxbackup.api.common import PodSettings
 from cxbackup.api.exportjob import ExportJob
 from cxbackup.api.recordingbackup import RecordingBackup
-from cxbackup.controller.backup.manifests import build_target_configmap, target_credentials_env, target_volume
+from cxbackup.controller.backup.manifests import (
+    build_target_configmap,
+    target_credentials_env,
+    target_placement,
+    target_volume,
+)
 from cxbackup.controller.jobstate import ANNOTATION_RUN_START
 from cxbackup.controller.manifests import (
     TMP_MOUNT,
     JobSettings,
     active_deadline,
+    apply_placement,
     owner_reference,
     restricted_container_security_context,
     run_labels,
@@ -188,6 +194,9 @@ class SubjectAccessSources:
     backup: RecordingBackup
     decryption: Decryption | None = None
     """spec.decryptMedia, consented to by the key owner."""
+    target_access_modes: tuple[str, ...] | None = None
+    """The backup's target PVC's spec.accessModes (None: not known, taken as ReadWriteOnce): the pod, which mounts
+    it read-only, is placed by them (placement.py) next to the other pods mounting a ReadWriteOnce claim."""
 
 
 def backup_configmap_name(job_name: str) -> str:
@@ -305,7 +314,15 @@ def build_export_job(
             )
             mounts.append({"name": "keyring", "mountPath": KEYRING_MOUNT, "readOnly": True})
     annotations = {ANNOTATION_RUN_START: run_start.astimezone(dt.UTC).isoformat()}
-    return _export_job(export, run_id, "run", args, env, volumes, mounts, annotations, settings)
+    job = _export_job(export, run_id, "run", args, env, volumes, mounts, annotations, settings)
+    if subject_access is not None:
+        template = job["spec"]["template"]
+        placed = target_placement(
+            subject_access.backup, subject_access.target_access_modes, 1, template["metadata"]["labels"],
+            read_only=True,
+        )  # fmt: skip
+        apply_placement(template, placed)
+    return job
 
 
 def build_export_sweep_job(
