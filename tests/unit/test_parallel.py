@@ -19,7 +19,8 @@ pytest_plugins = ["pytester"]
     ("nodeid", "group"),
     [
         ("tests/e2e/test_backup_operator.py::test_a", NODE_GROUP),
-        ("tests/reliability/test_worker_faults.py::test_b[x]", NODE_GROUP),
+        ("tests/reliability/test_tenant_attacks.py::test_b[x]", NODE_GROUP),
+        ("tests/reliability/test_worker_faults.py::test_b[x]", "tests/reliability/test_worker_faults.py"),
         ("tests/demo/test_demo.py::test_c", NODE_GROUP),
         ("tests/integration/test_node.py::test_d", NODE_GROUP),
         ("tests/integration/test_image.py::test_e", NODE_GROUP),
@@ -40,6 +41,9 @@ def test_a_test_marked_for_the_node_outside_the_node_paths_is_refused_with_the_f
     why = misplaced("tests/security/test_a.py::t", {"e2e", "integration"})
     assert why is not None and why.startswith("tests/security/test_a.py::t is marked e2e but")
     assert "NODE_PATHS" in why
+    why = misplaced("tests/reliability/test_worker_faults.py::t", set(), {"tmp_path", "stack"})
+    assert why is not None and "uses the fixture stack" in why
+    assert misplaced("tests/reliability/test_operator_faults.py::t", {"e2e"}, {"stack"}) is None
 
 
 def test_on_two_workers_node_tests_share_one_worker_and_rows_and_times_reach_the_summary(
