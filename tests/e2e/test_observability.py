@@ -49,6 +49,7 @@ def prometheus(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> I
         scrape=scrape,
         scrape_interval=FAST,
         evaluation_interval=FAST,
+        discovery_reload_interval="100ms",
     ) as prom:
         prom.wait_for(f'up{{job="{scrape.job}"}} == 1', timeout=60)
         yield prom

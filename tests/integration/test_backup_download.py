@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,20 +21,10 @@ from cxbackup.backup.progress import RunSummary
 from cxbackup.backup.worker import run_backup
 from cxbackup.certs.cms import decrypt_with_key, load_private_key
 from cxbackup_dev.emulator import DatasetSpec, Emulator, EndpointFaults, FaultConfig, parse_time
+from tests.integration.cli import run_cli, run_cli_process
 from tests.integration.emulator_fixtures import target_bucket
 
 pytestmark = pytest.mark.integration
-
-
-def run_cli(args: list[str], env: Mapping[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cxbackup", *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def folder_of(record: Mapping[str, Any]) -> str:
@@ -93,6 +81,9 @@ def summary_of(path: Path) -> dict[str, Any]:
 
 @pytest.mark.parametrize("transfer", ["native", "crt", "boto3"])
 def test_full_backup_then_a_second_run_downloads_nothing(emulator: Emulator, tmp_path: Path, transfer: str) -> None:
+    """With the native transfer as a user runs it (`python -m cxbackup`, a process of its own); the other two
+    transfers in this process."""
+    run = run_cli_process if transfer == "native" else run_cli
     target = tmp_path / "target"
     summary_file = tmp_path / "summary.json"
     cfg = emulator.write_config(
@@ -100,7 +91,7 @@ def test_full_backup_then_a_second_run_downloads_nothing(emulator: Emulator, tmp
     )
     before = get_count(emulator)
     logged = len(emulator.request_log("s3"))
-    result = run_cli(["download", "-config", str(cfg), "--summary-file", str(summary_file)], emulator.env())
+    result = run(["download", "-config", str(cfg), "--summary-file", str(summary_file)], emulator.env())
     assert result.returncode == 0, result.stderr
     records = list(emulator.records())
     media = check_target(emulator, target, records)
@@ -124,7 +115,7 @@ def test_full_backup_then_a_second_run_downloads_nothing(emulator: Emulator, tmp
     assert emulator.gws_password not in result.stderr and emulator.aws_secret_access_key not in result.stderr
 
     before = get_count(emulator)
-    result = run_cli(["download", "--config", str(cfg), "--summary-file", str(summary_file)], emulator.env())
+    result = run(["download", "--config", str(cfg), "--summary-file", str(summary_file)], emulator.env())
     assert result.returncode == 0, result.stderr
     s = summary_of(summary_file)
     assert (s["downloaded"], s["skipped"]) == (0, len(records))

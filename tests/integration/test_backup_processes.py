@@ -1,4 +1,5 @@
-"""`cxbackup download` as separate processes: 4 shards, kill -9 and rerun, the lock, verify mode."""
+"""`cxbackup download` as separate processes: 4 shards, kill -9 and rerun, the lock; verify mode (one run a
+process of its own, the others through the real entry point in this process: tests/integration/cli.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from cxbackup.backup.index import INDEX_DIR
 from cxbackup.backup.search import SearchQuery, search_index
 from cxbackup.backup.targets import LocalDirectoryTarget, LockHolder
 from cxbackup_dev.emulator import Emulator, EndpointFaults, FaultConfig
-from tests.integration.test_backup_download import check_target, folder_of, get_count, run_cli, summary_of
+from tests.integration.cli import run_cli, run_cli_process
+from tests.integration.test_backup_download import check_target, folder_of, get_count, summary_of
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +108,7 @@ def test_kill_9_mid_run_then_rerun(emulator: Emulator, tmp_path: Path) -> None:
     stale.write_bytes(b"half a file")
 
     before = get_count(emulator)
-    result = run_cli(["download", "-config", str(cfg), "--progress", "none"], emulator.env())
+    result = run_cli_process(["download", "-config", str(cfg), "--progress", "none"], emulator.env())
     assert result.returncode == 0, result.stderr
     media = check_target(emulator, target, records)  # nothing partial, no temporary files, no duplicates
     assert not stale.exists()
@@ -121,7 +123,7 @@ def test_a_second_instance_with_the_same_shard_refuses_to_start(emulator: Emulat
     cfg = emulator.write_config(tmp_path / "c.properties", target_dir=target)
     holder = LockHolder(pid=os.getpid(), host="first-instance", started_at="2024-05-10T12:00:00", shard="0-of-1")
     with LocalDirectoryTarget(target).lock(".rcbs-lock-0-of-1", holder):
-        result = run_cli(["download", "-config", str(cfg)], emulator.env())
+        result = run_cli_process(["download", "-config", str(cfg)], emulator.env())
     assert result.returncode == 3
     assert f"pid {os.getpid()} on first-instance" in result.stderr
     assert not list(target.rglob("*.json"))
@@ -139,7 +141,9 @@ def test_verify_mode_with_good_and_bad_credentials(emulator: Emulator, tmp_path:
     assert after["recordings"] == before["recordings"]  # verify downloads nothing
     assert not (tmp_path / "t").exists()
 
-    bad_s3 = run_cli(["verify", "s3", "-config", str(cfg)], {**emulator.env(), "AWS_SECRET_ACCESS_KEY": "wrong" * 8})
+    bad_s3 = run_cli_process(
+        ["verify", "s3", "-config", str(cfg)], {**emulator.env(), "AWS_SECRET_ACCESS_KEY": "wrong" * 8}
+    )
     assert bad_s3.returncode == 1
     for entry in emulator.storage:
         assert f"Failed to Verify Connection to {entry.bucket}/{entry.prefix}: " in bad_s3.stderr

@@ -28,6 +28,7 @@ from cxbackup.export import ApiSource, ArtifactInfo, DirectoryStore, ExportReque
 from cxbackup.export.names import artifact_name, format_iso
 from cxbackup_dev.emulator import DatasetSpec, Emulator, EndpointFaults, FaultConfig
 from cxbackup_dev.emulator.tenant import TenantKey, generate_tenant_key
+from tests.integration.cli import run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -455,10 +456,10 @@ def test_a_certificate_cert_inspect_refuses_is_refused_before_anything_is_fetche
     before = len(emu.request_log())
     store, result_file = tmp_path / "store", tmp_path / "termination-log"
     for export_type, users in (("contactHistory", []), ("gdprChat", ["--user", emu.chat.users[0].id])):
-        proc = subprocess.run(
-            [sys.executable, "-m", "cxbackup", "export", "run", "--type", export_type, *users, "--from", start,
-             "--to", end, "--cert", str(cert), "--store", str(store), "--result-file", str(result_file)],
-            capture_output=True, text=True, env={**os.environ, **env}, cwd=REPO, check=False, timeout=120,
+        proc = run_cli(
+            ["export", "run", "--type", export_type, *users, "--from", start, "--to", end, "--cert", str(cert),
+             "--store", str(store), "--result-file", str(result_file)],
+            env, cwd=REPO,
         )  # fmt: skip
         assert proc.returncode == 2, proc.stderr  # ... is the export's, with the configuration exit code
         assert "cxbackup export run: the encryption certificate cannot be used: " in proc.stderr

@@ -1,6 +1,8 @@
 """`cxbackup export run --type subjectAccess` as a user runs it: the emulator's recordings backed up by
 `cxbackup download` (a folder, and an S3 bucket), exported for one subject, the artifacts decrypted with
-the real `openssl cms -decrypt` and every file checked against the target and the manifest."""
+the real `openssl cms -decrypt` and every file checked against the target and the manifest. The commands run
+through the real entry point in this process (tests/integration/cli.py), the first export also as a process
+of its own (`python -m cxbackup`)."""
 
 from __future__ import annotations
 
@@ -20,9 +22,10 @@ from cxbackup.backup.layout import decrypted_name
 from cxbackup.backup.search import parse_phone
 from cxbackup_dev.emulator import Emulator
 from cxbackup_dev.emulator.tenant import TenantKey, generate_tenant_key
+from tests.integration.cli import run_cli, run_cli_process
 from tests.integration.emulator_fixtures import target_bucket
 
-from .test_backup_download import folder_of, run_cli
+from .test_backup_download import folder_of
 from .test_export_cli import OPENSSL
 from .test_search_cli import in_order
 
@@ -58,9 +61,11 @@ def keyring(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return d
 
 
-def export_run(args: list[str], requester: TenantKey, store: Path, env: Mapping[str, str] | None = None) -> Any:
+def export_run(
+    args: list[str], requester: TenantKey, store: Path, env: Mapping[str, str] | None = None, *, process: bool = False
+) -> Any:
     result_file = store.parent / f"{store.name}-result.json"
-    proc = run_cli(
+    proc = (run_cli_process if process else run_cli)(
         [*RUN, *args, "--cert", str(requester.cert_path), "--store", str(store), "--result-file", str(result_file)],
         env or {},
         timeout=180,
@@ -107,7 +112,8 @@ def test_an_agents_recordings_as_stored_through_the_cli_and_openssl(
     user = records[3]["mediaFiles"][0]["parameters"]["username"]
     expected = [r for r in records if r["mediaFiles"][0]["parameters"]["username"] == user]
     store = tmp_path / "store"
-    proc, result = export_run(["--agent", user, "--backup-target", str(backed_up), "--name", "dsar"], requester, store)
+    args = ["--agent", user, "--backup-target", str(backed_up), "--name", "dsar"]
+    proc, result = export_run(args, requester, store, process=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("export dsar (subjectAccess) [1970-01-01T00:00:00Z, ")
     assert result["state"] == "Succeeded" and result["records"] == len(expected) and result["artifactCount"] == 1

@@ -19,6 +19,7 @@ import re
 import subprocess
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -502,6 +503,33 @@ def can_i(
     return proc.stdout.strip() == "yes"
 
 
+class Access:
+    """`kubectl auth can-i --as` checks, each run as its own kubectl, four at a time (they only read):
+    `allowed(...)` and `denied(...)` note what is expected, `check()` runs them all and names every one
+    that came out otherwise."""
+
+    def __init__(self, control_plane: ControlPlane) -> None:
+        self.control_plane = control_plane
+        self.expected: list[tuple[bool, tuple[str, ...]]] = []
+
+    def allowed(self, user: str, verb: str, resource: str, namespace: str, subresource: str = "") -> None:
+        self.expected.append((True, (user, verb, resource, namespace, subresource)))
+
+    def denied(self, user: str, verb: str, resource: str, namespace: str, subresource: str = "") -> None:
+        self.expected.append((False, (user, verb, resource, namespace, subresource)))
+
+    def check(self) -> None:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            answers = list(pool.map(lambda e: can_i(self.control_plane, *e[1]), self.expected))
+        wrong = [
+            (args, "allowed" if got else "denied")
+            for (want, args), got in zip(self.expected, answers, strict=True)
+            if got != want
+        ]
+        assert not wrong, f"can-i (user, verb, resource, namespace, subresource) came out otherwise: {wrong}"
+        self.expected.clear()
+
+
 def helm_install(
     helm: Helm, control_plane: ControlPlane, release: str, namespace: str, *args: str
 ) -> subprocess.CompletedProcess[str]:
@@ -535,44 +563,46 @@ def test_install_cluster_wide_and_rbac(helm: Helm, control_plane: ControlPlane, 
     control_plane.kubectl("get", "clusterkopfpeering", peering)
     control_plane.kubectl("get", "serviceaccount", "cxbackup-worker", "-n", namespace)
 
+    access = Access(control_plane)
     # The operator, cluster-wide: in any namespace.
     for ns in (namespace, other):
-        assert can_i(control_plane, operator, "create", "jobs.batch", ns)
-        assert can_i(control_plane, operator, "delete", "jobs.batch", ns)
-        assert can_i(control_plane, operator, "watch", "recordingbackups.cxbackup.io", ns)
-        assert can_i(control_plane, operator, "patch", "recordingbackups.cxbackup.io", ns, "status")
-        assert can_i(control_plane, operator, "patch", "recordingcertificates.cxbackup.io", ns, "status")
-        assert can_i(control_plane, operator, "patch", "recordingerasures.cxbackup.io", ns, "status")
-        assert not can_i(control_plane, operator, "update", "recordingcertificates.cxbackup.io", ns, "status")
-        assert not can_i(control_plane, operator, "update", "secrets", ns)
-        assert not can_i(control_plane, operator, "list", "configmaps", ns)
-        assert can_i(control_plane, operator, "get", "secrets", ns)
-        assert can_i(control_plane, operator, "create", "secrets", ns)
-        assert can_i(control_plane, operator, "create", "events", ns)
-        assert can_i(control_plane, operator, "create", "events.events.k8s.io", ns)
-        assert can_i(control_plane, operator, "create", "configmaps", ns)
-        assert can_i(control_plane, operator, "patch", "configmaps", ns)  # the audit's configuration, per audit
-        assert not can_i(control_plane, operator, "delete", "secrets", ns)
-        assert not can_i(control_plane, operator, "list", "secrets", ns)
-        assert not can_i(control_plane, operator, "delete", "recordingbackups.cxbackup.io", ns)
-        assert not can_i(control_plane, operator, "create", "pods", ns)
-        assert can_i(control_plane, operator, "list", "pods", ns)  # a Job's pods: summary, failure cause
-        assert not can_i(control_plane, operator, "delete", "pods", ns)
-    assert can_i(control_plane, operator, "patch", "clusterkopfpeerings.kopf.dev", "default")
-    assert can_i(control_plane, operator, "watch", "namespaces", "default")
-    assert can_i(control_plane, operator, "list", "customresourcedefinitions.apiextensions.k8s.io", "default")
-    assert not can_i(control_plane, operator, "create", "customresourcedefinitions.apiextensions.k8s.io", "default")
+        access.allowed(operator, "create", "jobs.batch", ns)
+        access.allowed(operator, "delete", "jobs.batch", ns)
+        access.allowed(operator, "watch", "recordingbackups.cxbackup.io", ns)
+        access.allowed(operator, "patch", "recordingbackups.cxbackup.io", ns, "status")
+        access.allowed(operator, "patch", "recordingcertificates.cxbackup.io", ns, "status")
+        access.allowed(operator, "patch", "recordingerasures.cxbackup.io", ns, "status")
+        access.denied(operator, "update", "recordingcertificates.cxbackup.io", ns, "status")
+        access.denied(operator, "update", "secrets", ns)
+        access.denied(operator, "list", "configmaps", ns)
+        access.allowed(operator, "get", "secrets", ns)
+        access.allowed(operator, "create", "secrets", ns)
+        access.allowed(operator, "create", "events", ns)
+        access.allowed(operator, "create", "events.events.k8s.io", ns)
+        access.allowed(operator, "create", "configmaps", ns)
+        access.allowed(operator, "patch", "configmaps", ns)  # the audit's configuration, per audit
+        access.denied(operator, "delete", "secrets", ns)
+        access.denied(operator, "list", "secrets", ns)
+        access.denied(operator, "delete", "recordingbackups.cxbackup.io", ns)
+        access.denied(operator, "create", "pods", ns)
+        access.allowed(operator, "list", "pods", ns)  # a Job's pods: summary, failure cause
+        access.denied(operator, "delete", "pods", ns)
+    access.allowed(operator, "patch", "clusterkopfpeerings.kopf.dev", "default")
+    access.allowed(operator, "watch", "namespaces", "default")
+    access.allowed(operator, "list", "customresourcedefinitions.apiextensions.k8s.io", "default")
+    access.denied(operator, "create", "customresourcedefinitions.apiextensions.k8s.io", "default")
 
     # The worker: only its own backups' status, in its own namespace (export and erasure pods have no token).
-    assert can_i(control_plane, worker, "patch", "recordingbackups.cxbackup.io", namespace, "status")
-    assert not can_i(control_plane, worker, "get", "recordingbackups.cxbackup.io", namespace, "status")
-    assert not can_i(control_plane, worker, "patch", "exportjobs.cxbackup.io", namespace, "status")
-    assert not can_i(control_plane, worker, "patch", "recordingbackups.cxbackup.io", namespace)
-    assert not can_i(control_plane, worker, "get", "secrets", namespace)
-    assert not can_i(control_plane, worker, "list", "secrets", namespace)
-    assert not can_i(control_plane, worker, "create", "jobs.batch", namespace)
-    assert not can_i(control_plane, worker, "patch", "recordingbackups.cxbackup.io", other, "status")
-    assert not can_i(control_plane, worker, "get", "recordingbackups.cxbackup.io", other)
+    access.allowed(worker, "patch", "recordingbackups.cxbackup.io", namespace, "status")
+    access.denied(worker, "get", "recordingbackups.cxbackup.io", namespace, "status")
+    access.denied(worker, "patch", "exportjobs.cxbackup.io", namespace, "status")
+    access.denied(worker, "patch", "recordingbackups.cxbackup.io", namespace)
+    access.denied(worker, "get", "secrets", namespace)
+    access.denied(worker, "list", "secrets", namespace)
+    access.denied(worker, "create", "jobs.batch", namespace)
+    access.denied(worker, "patch", "recordingbackups.cxbackup.io", other, "status")
+    access.denied(worker, "get", "recordingbackups.cxbackup.io", other)
+    access.check()
 
     _admission_policies_hold(control_plane, namespace, operator, worker, f"{release}-cxbackup")
 
@@ -680,21 +710,23 @@ def test_install_namespaced_and_rbac(helm: Helm, control_plane: ControlPlane, na
         f'watchNamespaces=["{watched}","{also_watched}"]',
     )
     operator = f"system:serviceaccount:{namespace}:{release}-cxbackup"
+    access = Access(control_plane)
     for ns in (watched, also_watched):
         control_plane.kubectl("get", "kopfpeering", "cxbackup", "-n", ns)
-        assert can_i(control_plane, operator, "create", "jobs.batch", ns)
-        assert can_i(control_plane, operator, "patch", "kopfpeerings.kopf.dev", ns)
-        assert can_i(control_plane, operator, "patch", "recordingbackups.cxbackup.io", ns, "status")
+        access.allowed(operator, "create", "jobs.batch", ns)
+        access.allowed(operator, "patch", "kopfpeerings.kopf.dev", ns)
+        access.allowed(operator, "patch", "recordingbackups.cxbackup.io", ns, "status")
         worker = f"system:serviceaccount:{ns}:cxbackup-worker"
-        assert can_i(control_plane, worker, "patch", "recordingbackups.cxbackup.io", ns, "status")
-        assert not can_i(control_plane, worker, "get", "secrets", ns)
-    assert not can_i(control_plane, operator, "create", "jobs.batch", unwatched)
-    assert not can_i(control_plane, operator, "get", "secrets", unwatched)
-    assert not can_i(control_plane, operator, "watch", "namespaces", "default")
-    assert not can_i(control_plane, operator, "patch", "clusterkopfpeerings.kopf.dev", "default")
-    assert can_i(control_plane, operator, "watch", "customresourcedefinitions.apiextensions.k8s.io", "default")
+        access.allowed(worker, "patch", "recordingbackups.cxbackup.io", ns, "status")
+        access.denied(worker, "get", "secrets", ns)
+    access.denied(operator, "create", "jobs.batch", unwatched)
+    access.denied(operator, "get", "secrets", unwatched)
+    access.denied(operator, "watch", "namespaces", "default")
+    access.denied(operator, "patch", "clusterkopfpeerings.kopf.dev", "default")
+    access.allowed(operator, "watch", "customresourcedefinitions.apiextensions.k8s.io", "default")
     worker_elsewhere = f"system:serviceaccount:{watched}:cxbackup-worker"
-    assert not can_i(control_plane, worker_elsewhere, "patch", "recordingbackups.cxbackup.io", also_watched, "status")
+    access.denied(worker_elsewhere, "patch", "recordingbackups.cxbackup.io", also_watched, "status")
+    access.check()
     # uninstalled, as the cluster-wide test is: its admission policies are cluster-wide, and the CRD tests of the
     # same control plane check rules with no chart installed
     helm.run("uninstall", release, "--namespace", namespace, "--kubeconfig", str(control_plane.kubeconfig))

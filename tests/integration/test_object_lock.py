@@ -15,8 +15,9 @@ import pytest
 
 from cxbackup.core.errors import EXIT_CONFIG
 from cxbackup_dev.emulator import Emulator, parse_time
+from tests.integration.cli import run_cli
 from tests.integration.emulator_fixtures import target_bucket
-from tests.integration.test_backup_download import folder_of, run_cli
+from tests.integration.test_backup_download import folder_of
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,8 @@ import pytest
 
 from cxbackup.core.errors import EXIT_CONFIG
 from cxbackup_dev.emulator import DatasetSpec, Emulator, TestCA
-from tests.integration.test_backup_download import check_target, run_cli
+from tests.integration.cli import run_cli_process as run_cli
+from tests.integration.test_backup_download import check_target
 
 pytestmark = pytest.mark.integration
 
@@ -72,13 +73,16 @@ def test_bad_ca_certificates_exit_2(test_ca: TestCA, tmp_path: Path, value: str,
     assert "CXBACKUP_CA_CERTIFICATES" in proc.stderr and message in proc.stderr, proc.stderr
 
 
+@pytest.mark.slow
 def test_untrusted_s3_fails_each_recording_once_naming_the_fix(
     https_emulator: Emulator, test_ca: TestCA, tmp_path: Path
 ) -> None:
     """The recording API trusted (OpenSSL's SSL_CERT_FILE, which urllib3 reads) and the S3 endpoint not (the
     AWS CRT does not read it): media transfers fail without the retries a transient error gets. (The native
     transfer reads SSL_CERT_FILE as well, so it would trust both; its untrusted endpoint is tested in
-    test_native_fetch.py.)"""
+    test_native_fetch.py.) Slow: the CRT closes a refused negotiation only after s2n's blinding delay (10 to
+    30 s, no setting turns it off); the message and the retry decision are also checked without a handshake
+    in tests/unit/backup/test_crt_errors.py."""
     config = https_emulator.write_config(
         tmp_path / "config.properties", target_dir=tmp_path / "target", mediaTransfer="crt"
     )

@@ -45,8 +45,14 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "cxbackup"
 DASHBOARDS = REPO / "dashboards"
 FAST = "1s"  # scrape and rule evaluation interval of these tests
+POLL = 0.1  # how often a wait asks Prometheus again
 RATE_INTERVAL = "5m"  # what $__rate_interval becomes: longer than any test, so every sample is in range
 DAY = 86400.0
+
+
+DISCOVERY_RELOAD = "100ms"
+"""How soon Prometheus applies its scrape targets after it starts (`--scrape.discovery-reload-interval`, 5 s by
+default: the first scrape of every test waited for it)."""
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +159,7 @@ def start(
             scrape_interval=FAST,
             evaluation_interval=FAST,
             binary=prometheus_binary,
+            discovery_reload_interval=DISCOVERY_RELOAD,
         )
         started.append(prom)
         return prom
@@ -208,7 +215,7 @@ def until(condition: Any, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"not true after {timeout:.0f}s"
-        time.sleep(0.5)
+        time.sleep(0.1)
 
 
 # ---- tests --------------------------------------------------------------------------------------
@@ -235,7 +242,7 @@ def test_prometheus_scrapes_the_operator_and_the_failed_run_alert_fires(
 ) -> None:
     record_state(objects, time.time())
     with start(address(endpoint)) as prom:
-        up = prom.wait_for(f'up{{job="{scrape.job}"}} == 1', timeout=20)
+        up = prom.wait_for(f'up{{job="{scrape.job}"}} == 1', timeout=20, poll=POLL)
         assert up[0]["metric"] == {"__name__": "up", "job": scrape.job, "instance": address(endpoint),
                                    **scrape.target_labels}  # fmt: skip
         (target,) = prom.targets()
@@ -269,11 +276,11 @@ def test_every_dashboard_query_shows_the_recorded_data(start: Any, endpoint: Any
     selector = f'namespace="{ns}", name="{backup}"'
     with start(address(endpoint)) as prom:
         # the counters' zero samples are in the TSDB before the successful run adds to them
-        prom.wait_for(f"cxbackup_backup_bytes_total{{{selector}}} == 0", timeout=20)
+        prom.wait_for(f"cxbackup_backup_bytes_total{{{selector}}} == 0", timeout=20, poll=POLL)
         metrics.record_backup_run(
             ns, backup, result="succeeded", seconds=300, downloaded=7, skipped=2, failed=0, nbytes=123456
         )
-        prom.wait_for(f"cxbackup_backup_bytes_total{{{selector}}} == 123456", timeout=20)
+        prom.wait_for(f"cxbackup_backup_bytes_total{{{selector}}} == 123456", timeout=20, poll=POLL)
         # evaluate at the newest sample's time: rates then cover exactly the recorded increase
         at = sample_value(prom.query(f"timestamp(cxbackup_backup_bytes_total{{{selector}}})")[0])
 
@@ -325,12 +332,12 @@ def test_the_operator_down_alert_pends_when_the_target_goes_away(
 ) -> None:
     down = rule(rule_groups, "CxbackupOperatorDown")
     with start(address(endpoint)) as prom:
-        prom.wait_for(f'up{{job="{scrape.job}"}} == 1', timeout=20)
+        prom.wait_for(f'up{{job="{scrape.job}"}} == 1', timeout=20, poll=POLL)
         # an evaluation before the first scrape may have made it pending; the next one after it clears it
         until(lambda: not active(prom, "CxbackupOperatorDown"), timeout=10)
         endpoint.shutdown()
         endpoint.server_close()
-        prom.wait_for(f'up{{job="{scrape.job}"}} == 0', timeout=20)
+        prom.wait_for(f'up{{job="{scrape.job}"}} == 0', timeout=20, poll=POLL)
         alert = prom.wait_for_alert("CxbackupOperatorDown", states=("pending",), timeout=20)
         assert alert["labels"] == {"alertname": "CxbackupOperatorDown", "severity": down["labels"]["severity"]}
         assert "for" in down  # pending until its `for:` is over (5m by default)

@@ -1,8 +1,10 @@
 """Retention sweep, legal holds and erasure through the real CLI, on a folder target and on a real S3 server.
 
 `cxbackup download` backs up the emulator's recordings; then `cxbackup hold`, `cxbackup retention`,
-`cxbackup erase`, `cxbackup search` and `cxbackup audit` run as a user runs them. The S3 cases use the
-emulator's S3 server (moto), which keeps object versions and implements Object Lock.
+`cxbackup erase`, `cxbackup search` and `cxbackup audit` run as a user runs them: through the real entry
+point in this process (tests/integration/cli.py), and `hold`, `retention`, `erase` and `audit` each at least
+once as a process of their own (`python -m cxbackup`). The S3 cases use the emulator's S3 server (moto),
+which keeps object versions and implements Object Lock.
 """
 
 from __future__ import annotations
@@ -18,15 +20,17 @@ import pytest
 
 from cxbackup.backup.holds import LEDGER_DIR
 from cxbackup_dev.emulator import Emulator, parse_time
+from tests.integration.cli import run_cli, run_cli_process
 from tests.integration.emulator_fixtures import target_bucket
-from tests.integration.test_backup_download import folder_of, run_cli
+from tests.integration.test_backup_download import folder_of
 from tests.integration.test_search_cli import recording, write_tree
 
 pytestmark = pytest.mark.integration
 
 
-def cli(*args: str, env: dict[str, str] | None = None) -> Any:
-    return run_cli(list(args), env or {}, timeout=120)
+def cli(*args: str, env: dict[str, str] | None = None, process: bool = False) -> Any:
+    """`cxbackup ARGS` in this process, or with `process=True` as a process of its own."""
+    return (run_cli_process if process else run_cli)(list(args), env or {}, timeout=120)
 
 
 def by_start(emulator: Emulator) -> list[dict[str, Any]]:
@@ -55,13 +59,13 @@ def test_holds_then_a_dry_run_then_the_sweep_on_a_folder(emulator: Emulator, tmp
     held = old[2]
     keep = keep_for_splitting(records, 10)
 
-    added = cli("hold", "add", "--target", str(target), f"id:{held['id']}", "--reason", "case 2026-44")
+    added = cli("hold", "add", "--target", str(target), f"id:{held['id']}", "--reason", "case 2026-44", process=True)
     assert added.returncode == 0, added.stderr
     listed = cli("hold", "list", "--target", str(target))
     assert f"id:{held['id']}" in listed.stdout and "case 2026-44" in listed.stdout
 
     before = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
-    dry = cli("retention", "--target", str(target), "--keep-for", keep)
+    dry = cli("retention", "--target", str(target), "--keep-for", keep, process=True)
     assert dry.returncode == 0, dry.stderr
     assert "Dry run" in dry.stdout and "9 recordings" in dry.stdout
     assert "; 1 recording past retention kept by legal holds (1 legal hold in force)." in dry.stdout
@@ -83,7 +87,7 @@ def test_holds_then_a_dry_run_then_the_sweep_on_a_folder(emulator: Emulator, tmp
     assert not any(r["callerPhoneNumber"] in ledger.read_text() for r in records)
 
     # the audit tells the sweep's deletions from losses
-    audit = cli("audit", "-config", str(cfg), "--json", env=emulator.env())
+    audit = cli("audit", "-config", str(cfg), "--json", env=emulator.env(), process=True)
     assert audit.returncode == 0, audit.stdout + audit.stderr
     counts = json.loads(audit.stdout)["counts"]
     assert (counts["expired"], counts["missing"], counts["ok"]) == (9, 0, len(records) - 9)
@@ -113,7 +117,7 @@ def test_erasure_on_a_folder_refuses_held_and_the_next_backup_never_takes_them_b
     held = sorted(subject_ids)[0]
     assert cli("hold", "add", "--target", str(target), f"id:{held}", "--reason", "litigation").returncode == 0
 
-    dry = cli("erase", "--target", str(target), "--agent", agent, "--request", "DSAR-117")
+    dry = cli("erase", "--target", str(target), "--agent", agent, "--request", "DSAR-117", process=True)
     assert dry.returncode == 0, dry.stderr
     assert "Dry run" in dry.stdout and f"{len(subject_ids) - 1} to-erase, 1 held" in dry.stdout
     assert all((target / folder_of(r)).exists() for r in subject)

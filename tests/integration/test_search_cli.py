@@ -1,6 +1,8 @@
 """`cxbackup download` against the emulator, then `cxbackup search` and `cxbackup index` as a user runs them.
 
-Shards writing at once, a recording whose download failed, the rebuild from the tree, and the refusals.
+Shards writing at once, a recording whose download failed, the rebuild from the tree, and the refusals. The
+shards are processes of their own, as are one `search` and one `index` (`python -m cxbackup`); the other
+commands run through the real entry point in this process (tests/integration/cli.py).
 """
 
 from __future__ import annotations
@@ -18,26 +20,25 @@ import pytest
 from cxbackup.backup.index import INDEX_DIR
 from cxbackup.backup.records import parse_metadata_time
 from cxbackup_dev.emulator import Emulator
+from tests.integration.cli import run_cli, run_cli_process
 from tests.integration.emulator_fixtures import target_bucket
-
-from .test_backup_download import run_cli
 
 pytestmark = pytest.mark.integration
 
 
-def search(target: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_cli(["search", "--target", str(target), *args], {}, timeout=60)
+def search(target: Path, *args: str, process: bool = False) -> subprocess.CompletedProcess[str]:
+    return (run_cli_process if process else run_cli)(["search", "--target", str(target), *args], {}, timeout=60)
 
 
-def search_json(target: Path, *args: str) -> dict[str, Any]:
-    result = search(target, *args, "--json", "--limit", "1000")
+def search_json(target: Path, *args: str, process: bool = False) -> dict[str, Any]:
+    result = search(target, *args, "--json", "--limit", "1000", process=process)
     assert result.returncode == 0, result.stderr
     data: dict[str, Any] = json.loads(result.stdout)
     return data
 
 
-def found(target: Path, *args: str) -> list[str]:
-    return [r["id"] for r in search_json(target, *args)["recordings"]]
+def found(target: Path, *args: str, process: bool = False) -> list[str]:
+    return [r["id"] for r in search_json(target, *args, process=process)["recordings"]]
 
 
 def in_order(records: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -73,7 +74,7 @@ def test_shards_running_at_once_each_keep_their_index_and_search_sees_all(backed
     for p in (backed_up / INDEX_DIR).iterdir():
         assert p.stat().st_mode & 0o777 == 0o600
     records = list(emulator.records())
-    assert found(backed_up, "--from", "1970-01-01") == in_order(records)
+    assert found(backed_up, "--from", "1970-01-01", process=True) == in_order(records)
 
 
 def test_search_by_phone_agent_time_partition_and_text(backed_up: Path, emulator: Emulator) -> None:
@@ -155,7 +156,7 @@ def test_rebuild_from_the_tree_gives_the_same_answers(backed_up: Path, tmp_path:
     subprocess.run(["cp", "-a", str(backed_up), str(copy)], check=True)
     for p in (copy / INDEX_DIR).iterdir():
         p.unlink()
-    result = run_cli(["index", "--target", str(copy)], {}, timeout=60)
+    result = run_cli_process(["index", "--target", str(copy)], {}, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Indexed 30 recordings")  # two shards: from the checkpoint files' names
     assert sorted(p.name for p in (copy / INDEX_DIR).iterdir()) == ["shard-0-of-2.sqlite3", "shard-1-of-2.sqlite3"]
