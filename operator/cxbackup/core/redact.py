@@ -41,12 +41,14 @@ SNIPPET_CHARS = 120
 """The longest excerpt of a server's answer (`snippet`) an error message carries."""
 
 # A part of a key's name that says its value is a secret: `password`, `client_secret`, `access_token`,
-# `X-Amz-Security-Token`, `X-Amz-Signature`, `aws_secret_access_key`, `api-key`, `db_pass`, `auth`...
-# An access key *id* (`aws_access_key_id`, `AWSAccessKeyId`) names no secret, nor do `author` or `bypass`.
+# `X-Amz-Security-Token`, `X-Amz-Signature`, `aws_secret_access_key`, `api-key`, `db_pass`, `auth`, `userPwd`...
+# An access key *id* (`aws_access_key_id`, `AWSAccessKeyId`) names no secret, nor do `author` or `bypass`, nor
+# the letters of a vendor's id (`...18 digits PWDA 10 digits`, `...PASS...`: the short names stand between
+# non-alphanumerics, `pwd` at least ends a word).
 _SENSITIVE_NAME = (
-    r"(?:pass(?:word|wd|phrase)|pwd|secret|token|credential|signature"
+    r"(?:pass(?:word|wd|phrase)|pwd(?![a-z0-9])|secret|token|credential|signature"
     r"|(?:api|private|session|access(?![-_.]?key[-_.]?id))[-_.]?key"
-    r"|(?<![a-z])(?:pass|auth|sig)(?![a-z]))"
+    r"|(?<![a-z0-9])(?:pass|auth|sig)(?![a-z0-9]))"
 )
 # In a URL's query and fragment, a bare `key` (`?key=...`) is an API key too, and `Authorization` a
 # credential; not so in text, where a `Key` is usually an object's name (`Key: 'recordings/...'`) and

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from urllib.parse import quote, quote_plus
 
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -584,3 +585,16 @@ def test_snippets_exactly() -> None:
     assert snippet("a\x00b\nc\x85d\u2028e\u2029f\x7fg  h") == "a b c d e f g h"
     assert snippet("x" * 10, 10) == "x" * 10
     assert snippet("x" * 11, 10) == "x" * 9 + "…"
+
+
+@pytest.mark.parametrize("letters", ["PWDA", "XPWD", "PASS", "AUTH", "SIGN", "TOKE"])
+def test_a_recording_id_whose_letters_spell_a_secrets_name_is_not_taken_for_one(letters: str) -> None:
+    # a vendor id is 18 digits, 4 capitals, 10 digits; in a path before `:` it reads like `name: value`
+    rec = f"{'0' * 18}{letters}{'0' * 10}"
+    message = f"cannot read s3://backups/recordings/2026-12-08/{rec}.mp3: NoSuchKey: Key: 'recordings/{rec}.mp3'"
+    assert Redactor().clean(message) == message
+    assert Redactor().clean(f"{rec}: done") == f"{rec}: done"
+    # while the names themselves still are
+    assert Redactor().clean("userPwd: hunter22 db_pass=hunter22 auth: hunter22") == (
+        "userPwd: *** db_pass=*** auth: ***"
+    )
