@@ -13,11 +13,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 import pytest
 
+from cxbackup_dev.localcluster.controlplane import ControlPlane
 from cxbackup_dev.localcluster.images import build_image
-from cxbackup_dev.localcluster.node import STATE_FILE, NodeError, check_host, cleanup_previous, host_snapshot
+from cxbackup_dev.localcluster.node import (
+    STATE_FILE,
+    Node,
+    NodeError,
+    check_host,
+    cleanup_previous,
+    host_snapshot,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +54,9 @@ time.sleep(3600)
 
 
 @pytest.mark.node
-def test_a_killed_node_is_cleaned_up_by_the_next_run(tmp_path: Path) -> None:
+def test_a_killed_node_is_cleaned_up_by_the_next_run(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # a short folder: containerd's socket path may have at most 104 bytes (an xdist worker's tmp_path is deeper)
+    tmp_path = tmp_path_factory.mktemp("killed")
     pause_archive, pause_ref = build_image("pause")
     before = host_snapshot()
     proc = subprocess.Popen(
@@ -85,3 +96,11 @@ def test_a_machine_without_root_fails_at_once_naming_what_is_missing(monkeypatch
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     with pytest.raises(NodeError, match=r"^runc is not installed: apt-get install containerd runc"):
         check_host()
+
+
+def test_a_folder_too_deep_for_containerds_socket_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    node = Node(cast(ControlPlane, None), deep)
+    with pytest.raises(NodeError, match=r"^the node's folder .* is too deep: containerd's socket .* would be \d+"):
+        node.start()
+    assert not deep.exists()  # nothing made

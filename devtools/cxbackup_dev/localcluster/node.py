@@ -47,6 +47,8 @@ __all__ = ["HOST_NETWORK_LABEL", "Node", "NodeError", "check_host", "cleanup_pre
 STATE_DIR = Path("/run/cxbackup-test-node")
 STATE_FILE = STATE_DIR / "state.json"
 CGROUP_ROOT = "cxbackup-test-node"
+UNIX_SOCKET_PATH_MAX = 104
+"""The longest socket path containerd accepts (it refuses more than 104 bytes, the portable limit)."""
 CGROUP_FS = Path("/sys/fs/cgroup")
 # The top-level cgroups a node may create in a hierarchy: its cgroupRoot, and those kubelet or containerd make
 # outside it (removed on stop when they were not there before). Other top-level cgroups are not the node's.
@@ -437,6 +439,13 @@ class Node:
     def start(self) -> Node:
         """Start containerd, kubelet and kube-scheduler; when a step fails, what was started and changed so far
         is stopped and undone (as `stop()` does) before the error is raised."""
+        longest = f"{self.socket}.ttrpc"
+        if len(os.fsencode(longest)) > UNIX_SOCKET_PATH_MAX:
+            raise NodeError(
+                f"the node's folder {self.workdir} is too deep: containerd's socket {longest} would be "
+                f"{len(os.fsencode(longest))} bytes, over the {UNIX_SOCKET_PATH_MAX} a unix socket's path may have "
+                "here; give the node a shorter folder"
+            )
         self._claim_host()
         self.root.mkdir(parents=True, exist_ok=True)
         with stopped_on_error(self.stop):
