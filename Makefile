@@ -70,7 +70,7 @@ lint: venv
 	$(BIN)/lint-imports
 	$(BIN)/cxbackup-dev crds --check
 	$(BIN)/python hack/dashboards.py --check
-	@cd native/fetch && out="$$(gofmt -l .)" && { [ -z "$$out" ] || { echo "gofmt: $$out"; exit 1; }; } && go vet ./...
+	@cd native/fetch && out="$$(gofmt -l .)" && { [ -z "$$out" ] || { echo "gofmt: $$out"; exit 1; }; } && go vet ./... && go test ./...
 
 test-unit: venv
 	$(BIN)/pytest tests/unit

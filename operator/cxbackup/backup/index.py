@@ -61,7 +61,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from cxbackup.backup.errors import RcbsError, TargetError
-from cxbackup.backup.layout import RecordingPaths, is_temp_name, media_file_names
+from cxbackup.backup.layout import RecordingPaths, is_temp_name, media_file_names, temp_name
 from cxbackup.backup.records import Recording, parse_metadata_time
 from cxbackup.backup.sharding import ShardAssignment, shard_of
 from cxbackup.backup.targets import TargetWriter
@@ -1001,7 +1001,7 @@ def _rebuild_locked(
     try:
         for s in shards:
             name = shard_index_name(s)
-            temp = placement.scratch() / f".{name}.part-{os.urandom(4).hex()}"
+            temp = placement.scratch() / temp_name(name)
             temps[name] = temp
             writers[name] = ShardIndex(temp, durable=False)  # made durable when it is put in place
         batches: dict[str, list[IndexEntry]] = {name: [] for name in writers}

@@ -42,6 +42,7 @@ from cxbackup.core.times import from_ms
 __all__ = [
     "DEFAULT_FOLDER_FORMAT",
     "MAX_NAME",
+    "TEMP_PATTERN",
     "FolderFormat",
     "RecordingPaths",
     "check_relative_path",
@@ -52,6 +53,7 @@ __all__ = [
     "recording_paths",
     "safe_name",
     "temp_name",
+    "temp_prefix",
 ]
 
 DEFAULT_FOLDER_FORMAT = "yyyy/MM/dd/HH"
@@ -59,7 +61,9 @@ MAX_NAME = 160
 _SUFFIX_HEX = 12
 _FORBIDDEN = set('/\\<>:"|?*')
 _WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL"} | {f"{p}{n}" for p in ("COM", "LPT") for n in range(1, 10)}
-_TEMP = re.compile(r"^\..+\.part-[0-9a-f]{8}$")
+TEMP_PATTERN = r"^\..+\.part-[0-9a-f]{8}$"
+"""Our temporary names, the worker's and cxbackup-fetch's (native/fetch/contract: $defs/tempName)."""
+_TEMP = re.compile(TEMP_PATTERN)
 MEDIA_EXTENSIONS = (".mp3", ".mp4", ".wav", ".ogg", ".opus", ".webm", ".m4a", ".mkv", ".avi", ".gsm")
 TYPE_EXTENSIONS = {
     "audio/mp3": ".mp3",
@@ -126,7 +130,12 @@ def decrypted_name(name: str, media_type: str | None = None) -> str:
 def temp_name(final_name: str) -> str:
     """A fresh hidden temporary name next to `final_name` (32 random bits from the process's generator,
     seeded from os.urandom and re-seeded after fork: a system call per file buys nothing here)."""
-    return f".{final_name}.part-{random.getrandbits(32):08x}"
+    return f"{temp_prefix(final_name)}{random.getrandbits(32):08x}"
+
+
+def temp_prefix(final_name: str) -> str:
+    """What every temporary name of `final_name` starts with."""
+    return f".{final_name}.part-"
 
 
 def is_temp_name(name: str) -> bool:

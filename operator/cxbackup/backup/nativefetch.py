@@ -15,6 +15,12 @@ Protocol: newline-delimited JSON over the program's standard input and output (r
 in any order, matched by id); non-secret settings as flags; the S3 credentials only in its environment.
 Errors come back as S3's status, code and message (classified here by `s3source.classify_status`, as
 boto3's and the CRT's are) or as a connection, integrity or file failure.
+
+The contract (requests, answers, protocol version, flags, environment, temporary names) is defined once, in
+native/fetch/contract/fetch.schema.json with examples beside it; this module holds the worker's side of it
+(`PROTOCOL`, `file_request`/`recording_request`, `_outcome`, `_PASSED_ENV`; the temporary-name rule is
+`layout.temp_name`), and tests/unit/backup/test_fetch_contract.py holds it to the schema, as
+native/fetch/contract_test.go holds the program. The schema is not read at run time.
 """
 
 from __future__ import annotations
@@ -31,14 +37,27 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, Any, NoReturn, TypedDict
 
 from cxbackup.backup.errors import ConfigError, MediaIntegrityError, MediaSourceError, RcbsError, TargetError
 from cxbackup.backup.s3source import FINAL_CODES, S3Options, classify_status
 from cxbackup.core.retry import RetryPolicy
 from cxbackup.core.tls import CA_CERTIFICATES
 
-__all__ = ["BINARY", "BINARY_ENV", "Answer", "NativeFetcher", "check_protocol", "find_fetcher", "raising"]
+__all__ = [
+    "BINARY",
+    "BINARY_ENV",
+    "PROTOCOL",
+    "Answer",
+    "FileRequest",
+    "NativeFetcher",
+    "Request",
+    "check_protocol",
+    "file_request",
+    "find_fetcher",
+    "raising",
+    "recording_request",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +65,12 @@ BINARY = "cxbackup-fetch"
 BINARY_ENV = "CXBACKUP_FETCH"
 """The program's path, when it is not next to the Python interpreter or on PATH."""
 PROTOCOL = 1
+"""The protocol version this worker speaks (the contract's $defs/protocol): the program must answer it."""
 
 _CHECKS = {"crc32c": "CRC32C", "crc32": "CRC32", "crc64nvme": "CRC64NVME", "md5": "MD5 (ETag)", "size": "size only"}
-# what the program may see of the worker's environment besides the credentials
+# what the program may see of the worker's environment besides the credentials ($defs/environment)
 _PASSED_ENV = ("PATH", "HOME", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "AWS_CA_BUNDLE", "GODEBUG", "GOMAXPROCS")
+_ACCESS_KEY_ENV, _SECRET_KEY_ENV, _SESSION_TOKEN_ENV = "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"
 
 
 def find_fetcher() -> str | None:
@@ -62,6 +83,49 @@ def find_fetcher() -> str | None:
     if os.access(beside, os.X_OK):
         return str(beside)
     return shutil.which(BINARY)
+
+
+class FileRequest(TypedDict):
+    """One media object of a request ($defs/fileRequest)."""
+
+    bucket: str
+    key: str
+    region: str
+    name: str  # the final file name in the request's folder
+    have: int  # size of the file already there, -1 when there is none
+
+
+class _Metadata(TypedDict):
+    name: str
+    data: str
+    present: bool
+
+
+class Request(TypedDict, total=False):
+    """One recording's request ($defs/request); `submit` sets its id."""
+
+    id: int
+    dir: str
+    files: list[FileRequest]
+    metadata: _Metadata
+
+
+def file_request(*, bucket: str, key: str, region: str, name: str, have: int | None) -> FileRequest:
+    """A media object to copy into the request's folder as `name`; `have`: the size of the file already
+    there under that name (None: there is none)."""
+    return {"bucket": bucket, "key": key, "region": region, "name": name, "have": -1 if have is None else have}
+
+
+def recording_request(
+    folder: str, files: list[FileRequest], *, metadata_name: str, metadata: str, metadata_present: bool
+) -> Request:
+    """One recording: its absolute folder, its media objects, then its metadata file (`metadata`, the
+    content), written unless nothing was downloaded and it is present already."""
+    return {
+        "dir": folder,
+        "files": files,
+        "metadata": {"name": metadata_name, "data": metadata, "present": metadata_present},
+    }
 
 
 @dataclass(frozen=True)
@@ -125,10 +189,10 @@ class NativeFetcher:
         if options.proxy_url:
             self._argv.append(f"-proxy={options.proxy_url}")
         env = {k: v for k, v in os.environ.items() if k in _PASSED_ENV}
-        env["AWS_ACCESS_KEY_ID"] = options.access_key_id
-        env["AWS_SECRET_ACCESS_KEY"] = options.secret_access_key
+        env[_ACCESS_KEY_ENV] = options.access_key_id
+        env[_SECRET_KEY_ENV] = options.secret_access_key
         if options.session_token:
-            env["AWS_SESSION_TOKEN"] = options.session_token
+            env[_SESSION_TOKEN_ENV] = options.session_token
         self._env = env
         self._proc: subprocess.Popen[bytes] | None = None
         self._pending: dict[int, Callable[[Callable[[], Answer]], None]] = {}
@@ -162,8 +226,9 @@ class NativeFetcher:
             thread.start()
             self._threads.append(thread)
 
-    def submit(self, request: dict[str, Any], done: Callable[[Callable[[], Answer]], None]) -> None:
-        """Send one recording's request (see native/fetch); raises MediaSourceError when the program is gone."""
+    def submit(self, request: Request, done: Callable[[Callable[[], Answer]], None]) -> None:
+        """Send one recording's request (`recording_request`); raises MediaSourceError when the program is
+        gone."""
         proc = self._proc
         assert proc is not None and proc.stdin is not None, "submit() outside running()"
         with self._lock:

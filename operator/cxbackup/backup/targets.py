@@ -61,7 +61,7 @@ from pathlib import Path
 from typing import IO, Protocol, runtime_checkable
 
 from cxbackup.backup.errors import LockHeldError, TargetError, UnsafePathError
-from cxbackup.backup.layout import check_relative_path, is_temp_name, temp_name
+from cxbackup.backup.layout import check_relative_path, is_temp_name, temp_name, temp_prefix
 from cxbackup.core.files import fsync_dir as _fsync_dir
 from cxbackup.core.files import match_owner
 
@@ -446,7 +446,7 @@ class LocalDirectoryTarget:
         except FileNotFoundError:
             return 0
         for entry in entries:
-            mine = only_for is None or entry.name.startswith(f".{only_for}.part-")
+            mine = only_for is None or entry.name.startswith(temp_prefix(only_for))
             if mine and entry.is_file(follow_symlinks=False) and is_temp_name(entry.name):
                 with contextlib.suppress(FileNotFoundError):
                     Path(entry.path).unlink()

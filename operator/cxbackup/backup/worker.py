@@ -77,7 +77,7 @@ from cxbackup.backup.index import (
     shard_index_name,
 )
 from cxbackup.backup.layout import FolderFormat, RecordingPaths, recording_paths
-from cxbackup.backup.nativefetch import Answer, NativeFetcher, raising
+from cxbackup.backup.nativefetch import Answer, NativeFetcher, file_request, raising, recording_request
 from cxbackup.backup.progress import LogProgressSink, ProgressSink, RecordingResult, RecordingStatus, RunSummary
 from cxbackup.backup.records import MediaFile, Recording
 from cxbackup.backup.removal import erased_ids, sweep_shard
@@ -277,16 +277,18 @@ class RecordingCopier:
                 ref = self.source.locate(recording.region, m.media_id)
                 name = _name_in(paths, paths.media[m.media_id])
                 files.append(
-                    {"bucket": ref.bucket, "key": ref.key, "region": self.source.region_of(ref), "name": name,
-                     "have": present.get(name, -1)}
+                    file_request(bucket=ref.bucket, key=ref.key, region=self.source.region_of(ref), name=name,
+                                 have=present.get(name))
                 )  # fmt: skip
             metadata = _name_in(paths, paths.metadata)
             os.close(target.open_folder(paths.directory))  # made here: owner-only, never through a link out
-            request = {
-                "dir": str(target.resolve(paths.directory)),
-                "files": files,
-                "metadata": {"name": metadata, "data": recording.raw_json, "present": metadata in present},
-            }
+            request = recording_request(
+                str(target.resolve(paths.directory)),
+                files,
+                metadata_name=metadata,
+                metadata=recording.raw_json,
+                metadata_present=metadata in present,
+            )
         except RcbsError as exc:
             done(raising(exc))
             return

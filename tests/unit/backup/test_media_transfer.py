@@ -15,7 +15,7 @@ from cxbackup.backup.config import Credentials, RcbsConfig
 from cxbackup.backup.connections import make_fetcher, make_media_source
 from cxbackup.backup.crtsource import CrtS3MediaSource
 from cxbackup.backup.errors import ConfigError
-from cxbackup.backup.nativefetch import BINARY_ENV, NativeFetcher, find_fetcher
+from cxbackup.backup.nativefetch import BINARY_ENV, PROTOCOL, NativeFetcher, find_fetcher
 from cxbackup.backup.s3source import S3MediaSource
 from cxbackup.backup.targets import LocalDirectoryTarget
 from cxbackup.backup.vendor_client import StorageEntry, VendorSettings
@@ -32,7 +32,7 @@ def config(**values: Any) -> RcbsConfig:
 def program(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A stand-in `cxbackup-fetch` that speaks the protocol's version check, named by CXBACKUP_FETCH."""
     path = tmp_path / "cxbackup-fetch"
-    path.write_text("#!/bin/sh\necho '{\"protocol\":1}'\n")
+    path.write_text(f"#!/bin/sh\necho '{{\"protocol\":{PROTOCOL}}}'\n")
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv(BINARY_ENV, str(path))
     return path
