@@ -149,6 +149,13 @@ class LocalNode(Node):
         raise self.kubelet_error
 
 
+@pytest.fixture
+def tmp_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short folder (pytest's own is named after the test, under an xdist worker's folder): a node refuses a
+    folder whose containerd socket path would be over 104 bytes."""
+    return tmp_path_factory.mktemp("n")
+
+
 def _node(tmp_path: Path) -> LocalNode:
     # a control plane that was never started: its kubectl is missing, which stop() tolerates
     cp = ControlPlane(workdir=tmp_path / "cp", bin_dir=tmp_path / "no-binaries")
