@@ -39,15 +39,19 @@ from cxbackup_dev.localcluster.controlplane import ControlPlane
 from cxbackup_dev.localcluster.node import Node
 wd = Path(sys.argv[1])
 cp = ControlPlane(workdir=wd / "cp").start()
-node = Node(cp, wd, pause_image=sys.argv[3], pause_archive=Path(sys.argv[2])).start()
-node.install_host_network_policy()
-cp.kubectl("apply", "-f", "-", input_text=json.dumps({
-    "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sleeper", "namespace": "cxbackup-test-node"},
-    "spec": {"containers": [{"name": "c", "image": sys.argv[3], "imagePullPolicy": "Never"}]},
-}))
-while json.loads(cp.kubectl("get", "pod", "sleeper", "-n", "cxbackup-test-node", "-o", "json").stdout)[
-    "status"].get("phase") != "Running":
-    time.sleep(0.3)
+try:  # until the pids are printed, a failure stops the control plane here (nobody else knows its pids)
+    node = Node(cp, wd, pause_image=sys.argv[3], pause_archive=Path(sys.argv[2])).start()
+    node.install_host_network_policy()
+    cp.kubectl("apply", "-f", "-", input_text=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sleeper", "namespace": "cxbackup-test-node"},
+        "spec": {"containers": [{"name": "c", "image": sys.argv[3], "imagePullPolicy": "Never"}]},
+    }))
+    while json.loads(cp.kubectl("get", "pod", "sleeper", "-n", "cxbackup-test-node", "-o", "json").stdout)[
+        "status"].get("phase") != "Running":
+        time.sleep(0.3)
+except BaseException:
+    cp.stop()
+    raise
 print(json.dumps([p.pid for p in cp._procs.values()]), flush=True)
 time.sleep(3600)
 """
