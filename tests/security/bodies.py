@@ -28,10 +28,20 @@ def secret(
             "data": {k: base64.b64encode(v).decode() for k, v in data.items()}, **more}  # fmt: skip
 
 
-def pvc(name: str = "recordings") -> dict[str, Any]:
-    """A claim of the kind a backup target names (never bound: there is no node)."""
+def vendor_secrets(gws_password: bytes = b"p") -> tuple[dict[str, Any], dict[str, Any]]:
+    """The vendor credentials a backup names, `gws` and `s3`, opted in as credentials."""
+    return (
+        secret("gws", {"GWS_USERNAME": b"u", "GWS_PASSWORD": gws_password}, CREDENTIALS),
+        secret("s3", {"AWS_ACCESS_KEY_ID": b"a", "AWS_SECRET_ACCESS_KEY": b"s"}, CREDENTIALS),
+    )
+
+
+def pvc(name: str = "recordings", *modes: str) -> dict[str, Any]:
+    """A claim of the kind a backup target names, ReadWriteOnce unless `modes` are given (never bound: there
+    is no node)."""
     return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}  # fmt: skip
+            "spec": {"accessModes": list(modes or ("ReadWriteOnce",)),
+                     "resources": {"requests": {"storage": "1Gi"}}}}  # fmt: skip
 
 
 def ready_condition(body: dict[str, Any]) -> dict[str, Any] | None:

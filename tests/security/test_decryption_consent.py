@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.reliability.table import Row
-from tests.security.bodies import CREDENTIALS, GENERATE, pvc, ready_condition, resource, secret
+from tests.security.bodies import CREDENTIALS, GENERATE, pvc, ready_condition, resource, secret, vendor_secrets
 from tests.security.conftest import VENDOR_HOST
 from tests.security.installed import InstalledChart
 
@@ -67,8 +67,7 @@ def test_only_the_export_the_key_owner_consented_to_ever_mounts_the_keyring(
     chart.apply(
         ns,
         resource("RecordingCertificate", "victim", {"generate": GENERATE}),
-        secret("gws", {"GWS_USERNAME": b"u", "GWS_PASSWORD": b"p"}, CREDENTIALS),
-        secret("s3", {"AWS_ACCESS_KEY_ID": b"a", "AWS_SECRET_ACCESS_KEY": b"s"}, CREDENTIALS),
+        *vendor_secrets(),
         pvc(),
         resource("RecordingBackup", "rb", backup),
     )

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.security.bodies import CREDENTIALS, ready_condition, resource, secret
+from tests.security.bodies import CREDENTIALS, pvc, ready_condition, resource, secret, vendor_secrets
 from tests.security.conftest import VENDOR_HOST
 from tests.security.installed import InstalledChart
 
@@ -25,11 +25,6 @@ pytestmark = pytest.mark.integration
 
 CLAIM_LABEL = "cxbackup.io/claim"
 HOSTNAME = "kubernetes.io/hostname"
-
-
-def _claim(name: str, *modes: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
-            "spec": {"accessModes": list(modes), "resources": {"requests": {"storage": "1Gi"}}}}  # fmt: skip
 
 
 def _backup(name: str, target: dict[str, Any], **spec: Any) -> dict[str, Any]:
@@ -56,7 +51,7 @@ def _wait_job(chart: InstalledChart, ns: str, label: str, owner: str, kind: str)
     return job
 
 
-def _affinity_claim(job: dict[str, Any]) -> str | None:
+def _affinitypvc(job: dict[str, Any]) -> str | None:
     """The claim the pods follow (their label and their required podAffinity's), or None when not tied."""
     template = job["spec"]["template"]
     affinity = template["spec"].get("affinity")
@@ -75,12 +70,11 @@ def test_the_jobs_the_operator_creates_carry_the_placement_of_their_volume(chart
     ns = chart.tenant_namespace()
     chart.apply(
         ns,
-        _claim("disk", "ReadWriteOnce"),
-        _claim("shared", "ReadWriteMany"),
-        _claim("solo", "ReadWriteOncePod"),
-        _claim("exports", "ReadWriteOnce"),
-        secret("gws", {"GWS_USERNAME": b"u", "GWS_PASSWORD": b"p"}, CREDENTIALS),
-        secret("s3", {"AWS_ACCESS_KEY_ID": b"a", "AWS_SECRET_ACCESS_KEY": b"s"}, CREDENTIALS),
+        pvc("disk", "ReadWriteOnce"),
+        pvc("shared", "ReadWriteMany"),
+        pvc("solo", "ReadWriteOncePod"),
+        pvc("exports", "ReadWriteOnce"),
+        *vendor_secrets(),
         secret("dsar", {"subject": b"phone:+1 647 838 9001\n"}, CREDENTIALS),
         secret("requester", {"tls.crt": b"a certificate"}),
     )
@@ -97,11 +91,11 @@ def test_the_jobs_the_operator_creates_carry_the_placement_of_their_volume(chart
 
     label = "cxbackup.io/recordingbackup"
     on_disk = _wait_job(chart, ns, label, "on-disk", "rb")
-    assert _affinity_claim(on_disk) == "disk"
+    assert _affinitypvc(on_disk) == "disk"
     assert "topologySpreadConstraints" not in on_disk["spec"]["template"]["spec"]
     for name in ("on-shared", "in-bucket"):
         job = _wait_job(chart, ns, label, name, "rb")
-        assert _affinity_claim(job) is None, name
+        assert _affinitypvc(job) is None, name
         [spread] = job["spec"]["template"]["spec"]["topologySpreadConstraints"]
         assert spread["topologyKey"] == HOSTNAME and spread["whenUnsatisfiable"] == "ScheduleAnyway"
         assert spread["labelSelector"]["matchLabels"]["cxbackup.io/run"] == job["metadata"]["labels"]["cxbackup.io/run"]
@@ -129,8 +123,8 @@ def test_the_jobs_the_operator_creates_carry_the_placement_of_their_volume(chart
     for body in (export, erasure):
         proc = chart.apply_as_tenant(ns, body)
         assert proc.returncode == 0, proc.stderr
-    assert _affinity_claim(_wait_job(chart, ns, "cxbackup.io/exportjob", "dsar-export", "ej")) == "disk"
-    assert _affinity_claim(_wait_job(chart, ns, "cxbackup.io/recordingerasure", "dsar-erasure", "rerase")) == "disk"
+    assert _affinitypvc(_wait_job(chart, ns, "cxbackup.io/exportjob", "dsar-export", "ej")) == "disk"
+    assert _affinitypvc(_wait_job(chart, ns, "cxbackup.io/recordingerasure", "dsar-erasure", "rerase")) == "disk"
 
 
 def _as_operator(chart: InstalledChart, job: dict[str, Any]) -> tuple[int, str]:
@@ -147,10 +141,9 @@ def test_only_the_placement_the_operator_builds_is_admitted(chart_hardened: Inst
     ns = chart.tenant_namespace()
     chart.apply(
         ns,
-        _claim("disk", "ReadWriteOnce"),
-        _claim("shared", "ReadWriteMany"),
-        secret("gws", {"GWS_USERNAME": b"u", "GWS_PASSWORD": b"p"}, CREDENTIALS),
-        secret("s3", {"AWS_ACCESS_KEY_ID": b"a", "AWS_SECRET_ACCESS_KEY": b"s"}, CREDENTIALS),
+        pvc("disk", "ReadWriteOnce"),
+        pvc("shared", "ReadWriteMany"),
+        *vendor_secrets(),
     )
     for body in (_backup("tied", _pvc_target("disk", "a")), _backup("spread", _pvc_target("shared", "b"))):
         assert chart.apply_as_tenant(ns, body).returncode == 0

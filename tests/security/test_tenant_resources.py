@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.reliability.table import Row
-from tests.security.bodies import CREDENTIALS, GENERATE, pvc, ready_condition, resource, secret
+from tests.security.bodies import CREDENTIALS, GENERATE, pvc, ready_condition, resource, secret, vendor_secrets
 from tests.security.conftest import VENDOR_HOST
 from tests.security.installed import InstalledChart
 
@@ -36,8 +36,7 @@ def test_a_tenant_cannot_reach_secrets_keys_or_capacity_through_its_resources(
     chart.apply(
         ns,
         pvc(),
-        secret("gws", {"GWS_USERNAME": b"u", "GWS_PASSWORD": b"the-vendor-password"}, CREDENTIALS),
-        secret("s3", {"AWS_ACCESS_KEY_ID": b"a", "AWS_SECRET_ACCESS_KEY": b"s"}, CREDENTIALS),
+        *vendor_secrets(b"the-vendor-password"),
         secret("other-team", {"GWS_USERNAME": b"theirs", "GWS_PASSWORD": b"their-password"}),
         secret("their-config", {"config": b"theirs"}),
         resource("RecordingCertificate", "rc", {"generate": GENERATE}),
