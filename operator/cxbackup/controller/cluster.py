@@ -76,8 +76,6 @@ class Cluster(Protocol):
 
     def secret_keys(self, namespace: str, name: str) -> set[str] | None: ...
 
-    def pvc_exists(self, namespace: str, name: str) -> bool: ...
-
     def pvc_access_modes(self, namespace: str, name: str) -> tuple[str, ...] | None: ...
 
     def create_object(self, obj: dict[str, Any]) -> bool: ...
@@ -244,14 +242,6 @@ class KubeCluster:
         )
 
     # ---- PVCs, ConfigMaps, Jobs, pods -------------------------------------------------------------------
-
-    def pvc_exists(self, namespace: str, name: str) -> bool:
-        found = _call(
-            f"reading PersistentVolumeClaim {namespace}/{name}",
-            lambda: self._core.read_namespaced_persistent_volume_claim(name, namespace),
-            missing=False,
-        )
-        return found is not False
 
     def pvc_access_modes(self, namespace: str, name: str) -> tuple[str, ...] | None:
         """A claim's `spec.accessModes` (what it asked for, known before it is bound), or None when it does not

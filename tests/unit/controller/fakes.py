@@ -208,10 +208,6 @@ class FakeCluster:
             created=old.created,
         )
 
-    def pvc_exists(self, namespace: str, name: str) -> bool:
-        self._check("pvc_exists")
-        return (namespace, name) in self.pvcs
-
     def pvc_access_modes(self, namespace: str, name: str) -> tuple[str, ...] | None:
         self._check("pvc_access_modes")
         if (namespace, name) not in self.pvcs:

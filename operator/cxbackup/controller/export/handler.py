@@ -220,7 +220,9 @@ def _check_references(
         )
     problem = secret_problem(ns, needs, gather_secrets(cluster, ns, needs))
     if problem is None and spec.store.pvc is not None:
-        problem = pvc_problem("spec.store.pvc", ns, spec.store.pvc, cluster.pvc_exists(ns, spec.store.pvc))
+        problem = pvc_problem(
+            "spec.store.pvc", ns, spec.store.pvc, cluster.pvc_access_modes(ns, spec.store.pvc) is not None
+        )
     if problem is not None:
         raise problem
     return [field for field, url, _ in _endpoints(export) if url and url.startswith("http://")]
