@@ -240,6 +240,22 @@ def build_backup_job(
 ) -> dict[str, Any]:
     """The Indexed Job of one run: completions = parallelism = replicas, shard = completion index; its pods placed
     by the target PVC's `access_modes` (placement.py; None: not known, taken as ReadWriteOnce)."""
+    job = _unplaced_backup_job(backup, run_id, window, settings, run_start=run_start)
+    template = job["spec"]["template"]
+    apply_placement(
+        template, target_placement(backup, access_modes, backup.spec.replicas, template["metadata"]["labels"])
+    )
+    return job
+
+
+def _unplaced_backup_job(
+    backup: RecordingBackup,
+    run_id: str,
+    window: RecordingWindow,
+    settings: JobSettings,
+    *,
+    run_start: dt.datetime,
+) -> dict[str, Any]:
     spec = backup.spec
     src = spec.source
     ns: str = backup.metadata["namespace"]
@@ -294,7 +310,6 @@ def build_backup_job(
     pod_spec = worker_pod_spec(pod, settings, container, volumes)
     labels = _labels(backup, run_id)
     template: dict[str, Any] = {"metadata": {"labels": labels}, "spec": pod_spec}
-    apply_placement(template, target_placement(backup, access_modes, spec.replicas, labels))
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -356,7 +371,7 @@ def build_audit_job(
 ) -> dict[str, Any]:
     """One pod running `cxbackup audit` over the window; it reports status.audit itself. It mounts the target
     like a run's pods, so it is placed like them (one pod: nothing to spread)."""
-    job = build_backup_job(backup, audit_id, window, settings, run_start=run_start)  # placed again below
+    job = _unplaced_backup_job(backup, audit_id, window, settings, run_start=run_start)  # placed below, as one pod
     name = f"{backup.metadata['name'][:40].rstrip('-.')}-audit-{audit_id}"
     labels = {
         "app.kubernetes.io/name": "cxbackup",
